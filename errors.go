@@ -1,0 +1,105 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Callers branch on them with [errors.Is]; the errors the
+// bus returns wrap them with the details of what went wrong.
+var (
+	// ErrClosed is wrapped by the errors of Publish, Subscribe and Close
+	// once the bus has been closed.
+	ErrClosed = errors.New("bus: closed")
+
+	// ErrInvalidTopic is wrapped by a [*SyntaxError] for a topic that
+	// breaks the rules of [ValidateTopic].
+	ErrInvalidTopic = errors.New("bus: invalid topic")
+
+	// ErrInvalidPattern is wrapped by a [*SyntaxError] for a pattern that
+	// breaks the segment rules or the glob syntax.
+	ErrInvalidPattern = errors.New("bus: invalid pattern")
+
+	// ErrNilHandler is returned when a subscription is asked for with a
+	// nil handler.
+	ErrNilHandler = errors.New("bus: nil handler")
+
+	// ErrHandlerPanic is wrapped by the [*DeliveryError] that reports a
+	// recovered handler panic to [Options.OnError].
+	ErrHandlerPanic = errors.New("bus: handler panicked")
+
+	// ErrPayloadType is wrapped by the [*DeliveryError] that reports an
+	// event whose payload does not have the type a [SubscribeTyped]
+	// handler expects. The handler is not called for that event.
+	ErrPayloadType = errors.New("bus: payload type mismatch")
+)
+
+// SyntaxError describes why a topic or a pattern was rejected: what, where
+// and why. It wraps [ErrInvalidTopic] or [ErrInvalidPattern].
+type SyntaxError struct {
+	// Input is the rejected topic or pattern, cut to 64 bytes.
+	Input string
+	// Offset is the byte offset in the input where the problem was found.
+	Offset int
+	// Reason says what is wrong, for people.
+	Reason string
+	// Err is ErrInvalidTopic or ErrInvalidPattern.
+	Err error
+}
+
+// Error returns a one-line description such as
+// `bus: invalid topic "a..b" at offset 2: empty segment`.
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("%v %q at offset %d: %s", e.Err, e.Input, e.Offset, e.Reason)
+}
+
+// Unwrap returns ErrInvalidTopic or ErrInvalidPattern.
+func (e *SyntaxError) Unwrap() error { return e.Err }
+
+// syntaxError builds a *SyntaxError, cutting a long input so that the error
+// stays readable and does not retain a large string.
+func syntaxError(sentinel error, input string, offset int, reason string) *SyntaxError {
+	const maxShown = 64
+	if len(input) > maxShown {
+		input = input[:maxShown] + "..."
+	}
+	return &SyntaxError{Input: input, Offset: offset, Reason: reason, Err: sentinel}
+}
+
+// DeliveryError reports a problem that happened while an event was being
+// delivered to one subscription: a handler panic, a payload of the wrong
+// type, or (for asynchronous subscriptions) dropped events. The bus passes it
+// to [Options.OnError]; it never returns it from Publish.
+type DeliveryError struct {
+	// Topic is the topic of the event concerned.
+	Topic string
+	// Pattern is the pattern of the subscription concerned.
+	Pattern string
+	// Err is the cause: ErrHandlerPanic, ErrPayloadType, or another
+	// sentinel of this package.
+	Err error
+	// Value is the recovered panic value when Err is ErrHandlerPanic.
+	Value any
+	// Stack is the stack of the panicking goroutine when Err is
+	// ErrHandlerPanic.
+	Stack []byte
+	// Detail adds what the sentinel cannot say, such as the expected and
+	// the actual payload type.
+	Detail string
+}
+
+// Error returns a one-line description naming the topic, the pattern and
+// the cause. The stack is not part of it.
+func (e *DeliveryError) Error() string {
+	msg := fmt.Sprintf("%v: topic %q, pattern %q", e.Err, e.Topic, e.Pattern)
+	if e.Err == ErrHandlerPanic {
+		msg += fmt.Sprintf(": %v", e.Value)
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// Unwrap returns the cause, so that errors.Is(err, ErrHandlerPanic) works.
+func (e *DeliveryError) Unwrap() error { return e.Err }

@@ -1,0 +1,5 @@
+module github.com/busline/bus
+
+go 1.26
+
+require github.com/gobwas/glob v1.1.0

@@ -1,0 +1,31 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+)
+
+// TypedHandler handles events whose payload has type T. v is e.Payload
+// converted to T. The rules of Handler apply.
+type TypedHandler[T any] func(ctx context.Context, e Event, v T)
+
+// SubscribeTyped is Subscribe for handlers that want the payload as a T
+// without a type assertion of their own. An event whose payload is not a T
+// (for a non-interface T, a nil payload neither) is not passed to h: it is
+// reported to Options.OnError as a *DeliveryError wrapping ErrPayloadType,
+// naming both types. The type check costs no allocation; only the report uses reflection.
+func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscription, error) {
+	if h == nil {
+		return nil, fmt.Errorf("bus: subscribe %q: %w", pattern, ErrNilHandler)
+	}
+	return b.subscribe(pattern, func(ctx context.Context, e Event) {
+		v, ok := e.Payload.(T)
+		if !ok {
+			b.report(&DeliveryError{Topic: e.Topic, Pattern: pattern, Err: ErrPayloadType,
+				Detail: fmt.Sprintf("want %v, got %T", reflect.TypeFor[T](), e.Payload)})
+			return
+		}
+		h(ctx, e, v)
+	})
+}
