@@ -136,13 +136,15 @@ func names(rc *recorder, idx []int) []string {
 	return out
 }
 
-func patternsOf(rc *recorder) []string { return names(rc, func() []int {
-	var all []int
-	for i := range rc.subs {
-		all = append(all, i)
-	}
-	return all
-}()) }
+func patternsOf(rc *recorder) []string {
+	return names(rc, func() []int {
+		var all []int
+		for i := range rc.subs {
+			all = append(all, i)
+		}
+		return all
+	}())
+}
 
 // FuzzMatch compares the bus with gobwas/glob on one pattern and one topic,
 // skipping invalid input.
