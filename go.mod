@@ -1,5 +1,15 @@
 module github.com/busline/bus
 
-go 1.26
+go 1.26.0
 
-require github.com/gobwas/glob v1.1.0
+require (
+	github.com/gobwas/glob v1.1.0
+	github.com/redis/go-redis/v9 v9.23.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
