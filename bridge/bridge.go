@@ -1,0 +1,426 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/redis/go-redis/v9"
+)
+
+// Bridge mirrors the topics of its routes between a local bus and Redis
+// pub/sub channels. Create one with New and stop it with Close; the zero
+// Bridge is not usable. All methods are safe for concurrent use.
+type Bridge struct {
+	bus *bus.Bus
+	rdb redis.UniversalClient
+	cfg config
+	id  string
+	key []byte
+
+	routes  []*route
+	exports []*route // export routes, in Options.Routes order
+	imports []*route // import routes, in Options.Routes order
+	// exact are the channels of exact-topic import routes (SUBSCRIBE);
+	// globs the Redis globs of pattern import routes (PSUBSCRIBE), sorted,
+	// each with the matchers of the routes behind it.
+	exact map[string]bool
+	globs []globRoutes
+
+	c    counters
+	rep  *reporter
+	out  *outbox
+	inq  *importQueue
+	echo *echoMemory // nil when no route needs echo suppression by content
+
+	// inflight and inflightBytes describe the batch the flusher is
+	// sending, for Stats.
+	inflight, inflightBytes atomic.Int64
+
+	closing   atomic.Bool // exports are refused from now on
+	localSubs []*bus.Subscription
+
+	subCtx      context.Context // the pub/sub connection's; cancelled by Close
+	subCancel   context.CancelFunc
+	flushCtx    context.Context // the flusher's; cancelled when Close gives up
+	flushCancel context.CancelFunc
+	drain       chan struct{} // closed by Close: flush what is left, then exit
+	subDone     chan struct{}
+	flushDone   chan struct{}
+	flushLeft   int // exports of the batch the flusher gave up on
+	workers     sync.WaitGroup
+
+	mu      sync.Mutex // protects the fields below
+	ps      *redis.PubSub
+	ready   bool
+	subErr  error
+	closed  bool
+	changed chan struct{} // closed and replaced when ready, subErr or closed change
+}
+
+// route is a Route with what the bridge works out from it.
+type route struct {
+	Route
+	match     func(topic string) bool
+	codec     Codec
+	redisName string // channel or glob to subscribe to
+	isPattern bool
+}
+
+type globRoutes struct {
+	glob    string
+	matches []func(string) bool
+}
+
+// New starts a bridge between b and the Redis server behind rdb, configured
+// by opts (nil means the defaults). It subscribes on b to the export routes
+// and, when there are import routes, starts subscribing on Redis in the
+// background: call Ready to wait until the subscriptions are confirmed.
+//
+// New does not wait for Redis: it returns an error only for options it
+// cannot use (wrapping ErrInvalidOptions) or a closed bus. The bridge
+// uses rdb but never closes it; rdb must outlive the bridge.
+func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) {
+	if b == nil || rdb == nil {
+		return nil, fmt.Errorf("%w: nil bus or Redis client", ErrInvalidOptions)
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	br := &Bridge{
+		bus:       b,
+		rdb:       rdb,
+		cfg:       cfg,
+		id:        cfg.InstanceID,
+		key:       cfg.SigningKey,
+		exact:     map[string]bool{},
+		rep:       newReporter(cfg.OnError),
+		out:       newOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.Overflow),
+		drain:     make(chan struct{}),
+		subDone:   make(chan struct{}),
+		flushDone: make(chan struct{}),
+		changed:   make(chan struct{}),
+	}
+	if err := br.compileRoutes(b.Separator()); err != nil {
+		return nil, err
+	}
+	br.inq = newImportQueue(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, br.importDropped)
+	if br.needsEchoMemory() {
+		br.echo = newEchoMemory(cfg.EchoWindow, cfg.EchoMemory)
+	}
+
+	for _, r := range br.exports {
+		sub, err := b.Subscribe(r.Pattern, br.exportHandler(r))
+		if err != nil {
+			for _, s := range br.localSubs {
+				s.Unsubscribe()
+			}
+			return nil, fmt.Errorf("bridge: subscribe %q on the bus: %w", r.Pattern, err)
+		}
+		br.localSubs = append(br.localSubs, sub)
+	}
+
+	br.subCtx, br.subCancel = context.WithCancel(context.Background())
+	br.flushCtx, br.flushCancel = context.WithCancel(context.Background())
+	go br.flushLoop()
+	if len(br.imports) > 0 {
+		for range cfg.ImportWorkers {
+			br.workers.Add(1)
+			go func() {
+				defer br.workers.Done()
+				br.inq.work(br.deliver)
+			}()
+		}
+		go br.subscribeLoop()
+	} else {
+		close(br.subDone)
+		br.ready = true
+	}
+	return br, nil
+}
+
+func (br *Bridge) compileRoutes(sep rune) error {
+	globs := map[string][]func(string) bool{}
+	for i, r := range br.cfg.Routes {
+		if r.Direction > Import {
+			return fmt.Errorf("%w: route %d (%q): unknown direction %d", ErrInvalidOptions, i, r.Pattern, r.Direction)
+		}
+		match, err := bus.CompilePattern(r.Pattern, sep)
+		if err != nil {
+			return fmt.Errorf("%w: route %d: %w", ErrInvalidOptions, i, err)
+		}
+		name, isPattern, err := RedisPattern(br.cfg.Prefix, r.Pattern, sep)
+		if err != nil {
+			return fmt.Errorf("%w: route %d: %w", ErrInvalidOptions, i, err)
+		}
+		rt := &route{Route: r, match: match, codec: r.Codec, redisName: name, isPattern: isPattern}
+		if rt.codec == nil {
+			rt.codec = DefaultCodec
+		}
+		br.routes = append(br.routes, rt)
+		if r.Direction.exports() {
+			br.exports = append(br.exports, rt)
+		}
+		if r.Direction.imports() {
+			br.imports = append(br.imports, rt)
+			if isPattern {
+				globs[name] = append(globs[name], match)
+			} else {
+				br.exact[name] = true
+			}
+		}
+	}
+	for g, m := range globs {
+		br.globs = append(br.globs, globRoutes{glob: g, matches: m})
+	}
+	slices.SortFunc(br.globs, func(a, b globRoutes) int {
+		switch {
+		case a.glob < b.glob:
+			return -1
+		case a.glob > b.glob:
+			return 1
+		}
+		return 0
+	})
+	return nil
+}
+
+// needsEchoMemory reports whether some message this bridge sends may come
+// back without an envelope it can recognise: a raw export on a topic it
+// imports, or an export on a topic it imports through a raw route.
+func (br *Bridge) needsEchoMemory() bool {
+	for _, e := range br.exports {
+		for _, i := range br.imports {
+			if e.Raw || i.Raw {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// importRoute returns the first import route that matches topic, or nil.
+func (br *Bridge) importRoute(topic string) *route {
+	for _, r := range br.imports {
+		if r.match(topic) {
+			return r
+		}
+	}
+	return nil
+}
+
+// InstanceID returns the ID this bridge puts in its envelopes.
+func (br *Bridge) InstanceID() string { return br.id }
+
+// RedisSubscriptions returns the channels the bridge subscribes to with
+// SUBSCRIBE and the globs it subscribes to with PSUBSCRIBE, sorted.
+func (br *Bridge) RedisSubscriptions() (channels, patterns []string) {
+	for ch := range br.exact {
+		channels = append(channels, ch)
+	}
+	slices.Sort(channels)
+	for _, g := range br.globs {
+		patterns = append(patterns, g.glob)
+	}
+	return channels, patterns
+}
+
+// ACLChannelRules returns the channel rules a Redis ACL user needs for this
+// bridge, in ACL SETUSER syntax: "&" followed by the escaped prefix and "*",
+// which covers PUBLISH and SUBSCRIBE on every channel of the prefix, then
+// "&" followed by each PSUBSCRIBE glob, since Redis compares the patterns
+// of PSUBSCRIBE literally with the channel rules. The user also needs the
+// commands: see the package documentation.
+func (br *Bridge) ACLChannelRules() []string {
+	var g globBuilder
+	for i := 0; i < len(br.cfg.Prefix); i++ {
+		g.literal(br.cfg.Prefix[i])
+	}
+	g.star()
+	rules := []string{"&" + g.b.String()}
+	_, patterns := br.RedisSubscriptions()
+	for _, p := range patterns {
+		if r := "&" + p; r != rules[0] {
+			rules = append(rules, r)
+		}
+	}
+	return rules
+}
+
+// Ready waits until Redis has confirmed every subscription of the import
+// routes on the current connection, and returns nil then. Events published
+// on Redis before that are not received: go-redis's Subscribe returns
+// before Redis has acted on it.
+//
+// Ready returns an error wrapping ErrSubscribe when Redis refused a
+// subscription (the bridge keeps retrying with backoff), an error wrapping
+// ctx.Err() when ctx ends first, and ErrClosed once the bridge is closed.
+// Without import routes it returns nil at once. After a reconnect, Ready
+// waits again until the new connection is confirmed.
+func (br *Bridge) Ready(ctx context.Context) error {
+	for {
+		br.mu.Lock()
+		closed, ready, err, changed := br.closed, br.ready, br.subErr, br.changed
+		br.mu.Unlock()
+		switch {
+		case closed:
+			return ErrClosed
+		case ready:
+			return nil
+		case err != nil:
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("bridge: ready: %w", ctx.Err())
+		}
+	}
+}
+
+// setStateLocked changes the subscription state and wakes Ready.
+func (br *Bridge) setStateLocked(ready bool, err error) {
+	br.ready, br.subErr = ready, err
+	close(br.changed)
+	br.changed = make(chan struct{})
+}
+
+// Stats returns the bridge's counters. It is cheap enough to call often:
+// a few atomic loads and two short lock acquisitions.
+func (br *Bridge) Stats() Stats {
+	c := &br.c
+	n, bytes := br.out.depth()
+	s := Stats{
+		Exported:          c.exported.Load(),
+		ExportRejected:    c.exportRejected.Load(),
+		EncodeErrors:      c.encodeErrors.Load(),
+		OutboxDepth:       n + int(br.inflight.Load()),
+		OutboxBytes:       bytes + int(br.inflightBytes.Load()),
+		OutboxOverflow:    c.outboxOverflow.Load(),
+		OutboxExpired:     c.outboxExpired.Load(),
+		OutboxUnsent:      c.outboxUnsent.Load(),
+		Received:          c.received.Load(),
+		Imported:          c.imported.Load(),
+		Filtered:          c.filtered.Load(),
+		DuplicateCopies:   c.duplicateCopies.Load(),
+		EchoesDropped:     c.echoes.Load(),
+		Duplicates:        c.dups.Load(),
+		DecodeErrors:      c.decodeErrors.Load(),
+		SignatureRejected: c.signatureRejected.Load(),
+		ImportDropped:     c.importDropped.Load(),
+		ImportDepth:       br.inq.depth(),
+		Gaps:              c.gaps.Load(),
+		GapEvents:         c.gapEvents.Load(),
+		Reconnects:        c.reconnects.Load(),
+		ExportOutages:     c.exportOutages.Load(),
+	}
+	s.OutboxDropped = s.OutboxOverflow + s.OutboxExpired + s.OutboxUnsent
+	return s
+}
+
+// Close stops the bridge: it stops exporting (later local events are not
+// exported and count as OutboxUnsent), closes the pub/sub connection (which
+// unsubscribes everything), delivers the imported events already queued,
+// and sends what the outbox holds, until everything is done or ctx ends.
+// It then waits for every goroutine of the bridge to return, including
+// import workers inside slow local handlers. The Redis client is not
+// closed.
+//
+// If ctx ends before the outbox is empty, Close drops the rest and returns
+// an error wrapping ErrNotSent and ctx.Err() that says how many exports
+// were not sent; imported events not yet delivered are dropped too and
+// counted in ImportDropped. A second Close returns ErrClosed. Close must
+// not be called from a handler of a bridged topic: it would wait for
+// itself.
+func (br *Bridge) Close(ctx context.Context) error {
+	br.mu.Lock()
+	if br.closed {
+		br.mu.Unlock()
+		return ErrClosed
+	}
+	br.closed = true
+	br.setStateLocked(false, nil)
+	ps := br.ps
+	br.mu.Unlock()
+
+	br.closing.Store(true)
+	for _, s := range br.localSubs {
+		s.Unsubscribe()
+	}
+
+	// Imports: close the connection, which also ends the read loop.
+	br.subCancel()
+	if ps != nil {
+		_ = ps.Close()
+	}
+	<-br.subDone
+	br.inq.close()
+
+	// Exports: flush until done or ctx ends.
+	close(br.drain)
+	select {
+	case <-br.flushDone:
+	case <-ctx.Done():
+		br.flushCancel()
+		<-br.flushDone
+	}
+	br.flushCancel()
+	// flushLeft was written before flushDone was closed.
+	unsent := uint64(br.out.close() + br.flushLeft)
+	br.c.outboxUnsent.Add(unsent)
+
+	// Deliver what was imported, unless ctx ended.
+	done := make(chan struct{})
+	go func() {
+		br.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		br.inq.abort()
+		<-done
+	}
+	br.rep.flush()
+	if unsent > 0 {
+		return fmt.Errorf("%w: %d exports dropped: %w", ErrNotSent, unsent, ctx.Err())
+	}
+	return nil
+}
+
+// backoff computes jittered exponential delays between min and max.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	// Full jitter over the upper half: instances that lost Redis together
+	// do not come back in lockstep, and the delay still grows.
+	half := b.cur / 2
+	return half + time.Duration(rand.Int64N(int64(b.cur-half)+1))
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits for d or until ctx ends, and reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,121 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Callers branch on them with errors.Is; the errors the
+// bridge returns or reports to Options.OnError wrap them with details.
+//
+// ErrMalformed, ErrSignature and ErrTooLarge, reported for bad envelopes,
+// are declared with the envelope format in envelope.go.
+var (
+	// ErrClosed is returned by the methods of a Bridge that has been
+	// closed.
+	ErrClosed = errors.New("bridge: closed")
+
+	// ErrInvalidOptions is wrapped by the errors New returns for options it
+	// cannot use, such as a route with a bad pattern.
+	ErrInvalidOptions = errors.New("bridge: invalid options")
+
+	// ErrSubscribe is wrapped by the error Ready returns, and reported,
+	// when Redis refuses a SUBSCRIBE or PSUBSCRIBE, typically with NOPERM
+	// because the ACL user may not use the channel or the literal pattern.
+	ErrSubscribe = errors.New("bridge: subscribe refused")
+
+	// ErrPublish is reported when Redis refuses an exported PUBLISH, such
+	// as NOPERM for a channel outside the ACL user's channel rules. The
+	// event is dropped and counted in Stats.ExportRejected.
+	ErrPublish = errors.New("bridge: publish refused")
+
+	// ErrDisconnected is reported when the pub/sub connection is lost:
+	// a read error or a liveness probe whose answer did not come back in
+	// time. The bridge reconnects by itself.
+	ErrDisconnected = errors.New("bridge: pub/sub connection lost")
+
+	// ErrPossibleGap is reported after the bridge has resubscribed on a
+	// new connection: events published on Redis while it was not
+	// subscribed were not received. Enveloped events that went missing
+	// are also reported precisely, as ErrGap, when the next event of the
+	// same source arrives on the same channel.
+	ErrPossibleGap = errors.New("bridge: possible gap after reconnect")
+
+	// ErrGap is wrapped by the *GapError reported when the sequence
+	// numbers of a source's events on a channel skip.
+	ErrGap = errors.New("bridge: sequence gap")
+
+	// ErrRedisDown is reported when exporting fails because Redis cannot
+	// be reached; the events stay in the outbox and are retried.
+	ErrRedisDown = errors.New("bridge: redis unreachable, exports held in outbox")
+
+	// ErrOutboxFull is reported, with a count, for events dropped because
+	// the outbox was full (see Options.Overflow).
+	ErrOutboxFull = errors.New("bridge: outbox full, events dropped")
+
+	// ErrExpired is reported, with a count, for exports dropped because
+	// they waited in the outbox longer than Options.OutboxMaxAge.
+	ErrExpired = errors.New("bridge: outbox events expired")
+
+	// ErrImportFull is reported, with a count, for imported events dropped
+	// because the import queue was full: local subscribers were too slow.
+	ErrImportFull = errors.New("bridge: import queue full, events dropped")
+
+	// ErrEncode is wrapped by the reports of payloads a Codec could not
+	// encode; the event is not exported.
+	ErrEncode = errors.New("bridge: encode")
+
+	// ErrDecode is wrapped by the reports of imported payloads a Codec
+	// could not decode; the event is not delivered.
+	ErrDecode = errors.New("bridge: decode")
+
+	// ErrNotSent is wrapped by the error Close returns when its context
+	// expired before the outbox was flushed.
+	ErrNotSent = errors.New("bridge: exports not sent before close")
+)
+
+// GapError reports that events of one source on one channel went missing
+// between that source and this bridge: the source's sequence numbers
+// skipped from Expected to Got. It wraps ErrGap.
+type GapError struct {
+	// Source is the instance ID of the publishing bridge.
+	Source string
+	// Channel is the Redis channel the events were published on.
+	Channel string
+	// Expected is the sequence number that should have come next.
+	Expected uint64
+	// Got is the sequence number that came instead.
+	Got uint64
+}
+
+// Error describes the gap in one line.
+func (e *GapError) Error() string {
+	return fmt.Sprintf("bridge: sequence gap from %q on %q: %d events missing (expected %d, got %d)",
+		e.Source, e.Channel, e.Got-e.Expected, e.Expected, e.Got)
+}
+
+// Unwrap returns ErrGap.
+func (e *GapError) Unwrap() error { return ErrGap }
+
+// Missing returns how many events went missing.
+func (e *GapError) Missing() uint64 { return e.Got - e.Expected }
+
+// DropError reports that Count events were dropped for the reason Err.
+// Drops are reported in batches so that a burst of drops does not flood
+// Options.OnError.
+type DropError struct {
+	// Err is the reason: ErrOutboxFull, ErrExpired, ErrImportFull, or
+	// another sentinel of this package.
+	Err error
+	// Count is how many events were dropped since the previous report of
+	// the same reason.
+	Count uint64
+}
+
+// Error describes the drops in one line.
+func (e *DropError) Error() string {
+	return fmt.Sprintf("%v: %d", e.Err, e.Count)
+}
+
+// Unwrap returns the reason.
+func (e *DropError) Unwrap() error { return e.Err }

@@ -1,0 +1,319 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/redis/go-redis/v9"
+)
+
+// exportHandler returns the local subscription handler of export route r.
+// It runs on the publisher's goroutine and never waits for Redis: it
+// encodes the payload and queues it in the outbox.
+func (br *Bridge) exportHandler(r *route) bus.Handler {
+	// The export routes before r: a topic they match is theirs to export,
+	// so that overlapping routes export an event once.
+	var earlier []*route
+	for _, e := range br.exports {
+		if e == r {
+			break
+		}
+		earlier = append(earlier, e)
+	}
+	return func(_ context.Context, e bus.Event) {
+		// An event that came from Redis is never sent back: instances
+		// mirroring the same topics would otherwise ping-pong.
+		if e.Remote() {
+			return
+		}
+		for _, o := range earlier {
+			if o.match(e.Topic) {
+				return
+			}
+		}
+		br.export(r, e)
+	}
+}
+
+func (br *Bridge) export(r *route, e bus.Event) {
+	if br.closing.Load() {
+		br.c.outboxUnsent.Add(1)
+		return
+	}
+	data, contentType, err := r.codec.Encode(e.Payload)
+	if err != nil {
+		br.c.encodeErrors.Add(1)
+		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
+		return
+	}
+	if len(data) > br.cfg.MaxMessageBytes {
+		br.c.encodeErrors.Add(1)
+		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %d-byte payload over MaxMessageBytes", ErrEncode, e.Topic, len(data)))
+		return
+	}
+	it := exportItem{
+		channel:     br.cfg.Prefix + e.Topic,
+		payload:     data,
+		contentType: contentType,
+		at:          time.Now().UnixNano(),
+		raw:         r.Raw,
+	}
+	if e.Meta != nil {
+		it.headers = e.Meta.Headers
+		if e.Meta.ContentType != "" && contentType == ContentTypeBytes {
+			// The publisher knows better what its bytes are.
+			it.contentType = e.Meta.ContentType
+		}
+	}
+	if !r.Raw && (len(it.headers) > 0 || len(it.contentType) > maxTypeLen) {
+		env := envelope{Source: br.id, ContentType: it.contentType, Headers: it.headers}
+		if err := env.validate(); err != nil {
+			br.c.encodeErrors.Add(1)
+			br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
+			return
+		}
+	}
+	if br.echo != nil {
+		if ir := br.importRoute(e.Topic); ir != nil && (r.Raw || ir.Raw) {
+			it.echo = true
+		}
+	}
+	dropped, ok := br.out.push(it)
+	if !ok {
+		br.c.outboxUnsent.Add(1)
+		return
+	}
+	if dropped > 0 {
+		br.c.outboxOverflow.Add(uint64(dropped))
+		br.rep.drop(ErrOutboxFull, uint64(dropped), nil)
+	}
+}
+
+// housekeeping is how often the flusher expires old exports and reports
+// drops held back, when nothing else wakes it.
+const housekeeping = 500 * time.Millisecond
+
+// flushLoop is the flusher goroutine: it sends the outbox to Redis in
+// pipelined batches, in order, until Close.
+func (br *Bridge) flushLoop() {
+	defer close(br.flushDone)
+	f := flusher{br: br, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
+	tick := time.NewTicker(housekeeping)
+	defer tick.Stop()
+	draining := false
+	for {
+		select {
+		case <-br.out.wake:
+		case <-tick.C:
+			br.expireOutbox()
+			br.rep.flush()
+			continue
+		case <-br.drain:
+			draining = true
+		case <-br.flushCtx.Done():
+			return
+		}
+		for {
+			var expired int
+			f.batch, expired = br.out.take(f.batch, br.cfg.BatchSize, br.cutoff())
+			br.expired(expired)
+			if len(f.batch) == 0 {
+				break
+			}
+			if !f.send() {
+				return
+			}
+		}
+		if draining {
+			return
+		}
+	}
+}
+
+// cutoff returns the export time before which exports are stale, in unix
+// nanoseconds, or 0 when they never are.
+func (br *Bridge) cutoff() int64 {
+	if br.cfg.OutboxMaxAge < 0 {
+		return 0
+	}
+	return time.Now().Add(-br.cfg.OutboxMaxAge).UnixNano()
+}
+
+func (br *Bridge) expireOutbox() {
+	if c := br.cutoff(); c != 0 {
+		br.expired(br.out.expire(c))
+	}
+}
+
+func (br *Bridge) expired(n int) {
+	if n > 0 {
+		br.c.outboxExpired.Add(uint64(n))
+		br.rep.drop(ErrExpired, uint64(n), nil)
+	}
+}
+
+// flusher holds the flusher goroutine's reusable memory.
+type flusher struct {
+	br      *Bridge
+	back    backoff
+	batch   []exportItem
+	msgs    [][]byte
+	arena   []byte
+	spans   []span
+	pending []int
+}
+
+// span locates a message in the flusher's arena.
+type span struct{ start, end int }
+
+// send publishes the batch, retrying what failed for lack of Redis until
+// it is sent, refused or stale. It returns false when the flusher must
+// stop (Close gave up), after recording what was left in br.flushLeft.
+func (f *flusher) send() bool {
+	br := f.br
+	f.build()
+	size := 0
+	for i := range f.batch {
+		size += f.batch[i].size()
+	}
+	br.inflight.Store(int64(len(f.batch)))
+	br.inflightBytes.Store(int64(size))
+	defer func() {
+		br.inflight.Store(0)
+		br.inflightBytes.Store(0)
+		clear(f.batch) // let the payloads be collected
+	}()
+
+	f.pending = f.pending[:0]
+	for i := range f.batch {
+		f.pending = append(f.pending, i)
+	}
+	down := false
+	for {
+		ctx := br.flushCtx
+		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range f.pending {
+				p.Publish(ctx, f.batch[i].channel, f.msgs[i])
+			}
+			return nil
+		})
+		keep := f.pending[:0]
+		if err == nil {
+			br.c.exported.Add(uint64(len(f.pending)))
+		} else {
+			for j, i := range f.pending {
+				var cerr error
+				if j < len(cmds) {
+					cerr = cmds[j].Err()
+				} else {
+					cerr = err
+				}
+				var rerr redis.Error
+				switch {
+				case cerr == nil:
+					br.c.exported.Add(1)
+				case errors.As(cerr, &rerr):
+					br.c.exportRejected.Add(1)
+					br.rep.drop(ErrPublish, 1, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[i].channel, cerr))
+				default:
+					keep = append(keep, i)
+				}
+			}
+		}
+		f.pending = keep
+		if len(f.pending) == 0 {
+			f.back.reset()
+			return true
+		}
+
+		// Redis is unreachable: hold the batch (and, behind it, the
+		// outbox) until it answers again.
+		if ctx.Err() != nil {
+			br.flushLeft = len(f.pending)
+			return false
+		}
+		if !down {
+			down = true
+			br.c.exportOutages.Add(1)
+			br.rep.report(fmt.Errorf("%w: %w", ErrRedisDown, err))
+		}
+		for {
+			if !sleep(ctx, f.back.next()) {
+				br.flushLeft = len(f.pending)
+				return false
+			}
+			br.expireOutbox()
+			br.rep.flush()
+			if br.rdb.Ping(ctx).Err() == nil {
+				break
+			}
+		}
+		if d := br.cfg.ResumeDelay; d > 0 && !sleep(ctx, d) {
+			br.flushLeft = len(f.pending)
+			return false
+		}
+		// Exports that went stale while Redis was away are dropped, in
+		// the batch as in the outbox.
+		if c := br.cutoff(); c != 0 {
+			keep, expired := f.pending[:0], 0
+			for _, i := range f.pending {
+				if f.batch[i].at < c {
+					expired++
+				} else {
+					keep = append(keep, i)
+				}
+			}
+			f.pending = keep
+			br.expired(expired)
+			if len(f.pending) == 0 {
+				return true
+			}
+		}
+	}
+}
+
+// build makes the messages of the batch: envelopes laid out in one arena,
+// raw payloads as they are. Messages that may come back without a
+// recognisable envelope are remembered for echo suppression here, before
+// they are sent, since the echo can arrive before the pipeline returns.
+func (f *flusher) build() {
+	br := f.br
+	f.arena = f.arena[:0]
+	f.msgs = f.msgs[:0]
+	// Offsets first: the arena may move while it grows.
+	spans := f.spans[:0]
+	for i := range f.batch {
+		spans = append(spans, span{})
+		it := &f.batch[i]
+		if it.raw {
+			continue
+		}
+		env := envelope{
+			Source:      br.id,
+			Seq:         it.seq,
+			Time:        it.at,
+			ContentType: it.contentType,
+			Headers:     it.headers,
+			Payload:     it.payload,
+		}
+		start := len(f.arena)
+		f.arena = appendEnvelope(f.arena, it.channel, &env, br.key)
+		spans[i] = span{start, len(f.arena)}
+	}
+	f.spans = spans
+	now := time.Now()
+	for i := range f.batch {
+		it := &f.batch[i]
+		msg := it.payload
+		if !it.raw {
+			msg = f.arena[spans[i].start:spans[i].end:spans[i].end]
+		}
+		f.msgs = append(f.msgs, msg)
+		if it.echo {
+			br.echo.remember(it.channel, msg, now)
+		}
+	}
+}

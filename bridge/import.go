@@ -1,0 +1,365 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/redis/go-redis/v9"
+)
+
+// RawSource is the Meta.Source of events imported from messages without an
+// envelope, such as those of raw routes. Like every imported event they are
+// Remote, so they are never exported again.
+const RawSource = "redis"
+
+// rawMeta is the metadata shared by every event imported without an
+// envelope; handlers must not modify it.
+var rawMeta = &bus.Meta{Source: RawSource}
+
+// errPongTimeout is the cause of ErrDisconnected when a PING's answer did
+// not come back in time.
+var errPongTimeout = errors.New("no answer to PING in time")
+
+// subscribeLoop owns the pub/sub connection: it subscribes, reads until the
+// connection fails, and makes a new one after a jittered backoff, until
+// Close. A fresh *redis.PubSub is used for each connection, so that the
+// bridge, not go-redis, decides when to reconnect and knows when the
+// subscriptions of the new connection are confirmed.
+func (br *Bridge) subscribeLoop() {
+	defer close(br.subDone)
+	rl := readLoop{br: br, seqs: map[seqKey]uint64{}}
+	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
+	first := true
+	for {
+		ps := br.rdb.Subscribe(br.subCtx)
+		br.mu.Lock()
+		if br.closed {
+			br.mu.Unlock()
+			_ = ps.Close()
+			return
+		}
+		br.ps = ps
+		br.mu.Unlock()
+
+		confirmed, err := rl.run(ps, first)
+		_ = ps.Close()
+		br.mu.Lock()
+		br.ps = nil
+		if !br.closed {
+			var subErr error
+			if errors.Is(err, ErrSubscribe) {
+				subErr = err
+			}
+			br.setStateLocked(false, subErr)
+		}
+		br.mu.Unlock()
+		if br.subCtx.Err() != nil {
+			return
+		}
+		if confirmed {
+			first = false
+			back.reset()
+		}
+		if errors.Is(err, ErrSubscribe) {
+			br.rep.report(err)
+		} else {
+			br.rep.report(fmt.Errorf("%w: %w", ErrDisconnected, err))
+		}
+		if !sleep(br.subCtx, back.next()) {
+			return
+		}
+	}
+}
+
+// seqKey identifies a sequence of events: one source on one channel.
+type seqKey struct {
+	source, channel string
+}
+
+// readLoop holds the state of the read loop that survives reconnects.
+type readLoop struct {
+	br   *Bridge
+	seqs map[seqKey]uint64 // last sequence number seen
+	ping uint64            // number of the last PING sent
+}
+
+// run subscribes on ps and reads from it until it fails, answering for the
+// liveness of the connection: a PING goes out every PingInterval, and its
+// answer must arrive within PingTimeout (any message arriving counts as a
+// sign of life and extends that). go-redis's own health check does not
+// wait for the answer, so a half-open connection would look healthy.
+// confirmed reports whether every subscription was confirmed.
+func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error) {
+	br := rl.br
+	ctx := br.subCtx
+	pending := map[string]bool{}
+	var channels []string
+	for ch := range br.exact {
+		channels = append(channels, ch)
+		pending["s"+ch] = true
+	}
+	if len(channels) > 0 {
+		if err := ps.Subscribe(ctx, channels...); err != nil {
+			return false, err
+		}
+	}
+	if len(br.globs) > 0 {
+		globs := make([]string, len(br.globs))
+		for i, g := range br.globs {
+			globs[i] = g.glob
+			pending["p"+g.glob] = true
+		}
+		if err := ps.PSubscribe(ctx, globs...); err != nil {
+			return false, err
+		}
+	}
+
+	interval, timeout := br.cfg.PingInterval, br.cfg.PingTimeout
+	nextPing := time.Now().Add(interval)
+	var waiting string // payload of the PING whose answer is due
+	var deadline time.Time
+	for {
+		until := nextPing
+		if waiting != "" {
+			until = deadline
+		}
+		wait := max(time.Until(until), time.Millisecond)
+		msg, err := ps.ReceiveTimeout(ctx, wait)
+		now := time.Now()
+		var rerr redis.Error
+		switch {
+		case err == nil:
+			if waiting != "" {
+				deadline = now.Add(timeout)
+			}
+		case isTimeout(err):
+		case errors.As(err, &rerr):
+			// The only commands on this connection are SUBSCRIBE,
+			// PSUBSCRIBE and PING: an error reply is a refusal.
+			return confirmed, fmt.Errorf("%w: %w", ErrSubscribe, err)
+		default:
+			return confirmed, err
+		}
+		switch m := msg.(type) {
+		case *redis.Message:
+			rl.handle(m)
+		case *redis.Subscription:
+			if m.Kind == "subscribe" || m.Kind == "psubscribe" {
+				delete(pending, m.Kind[:1]+m.Channel)
+				if len(pending) == 0 && !confirmed {
+					confirmed = true
+					br.mu.Lock()
+					if !br.closed {
+						br.setStateLocked(true, nil)
+					}
+					br.mu.Unlock()
+					if !first {
+						br.c.reconnects.Add(1)
+						br.rep.report(ErrPossibleGap)
+					}
+				}
+			}
+		case *redis.Pong:
+			if m.Payload == waiting {
+				waiting = ""
+				nextPing = now.Add(interval)
+			}
+		}
+		if waiting != "" && now.After(deadline) {
+			return confirmed, errPongTimeout
+		}
+		if waiting == "" && !now.Before(nextPing) {
+			rl.ping++
+			waiting = "busline-bridge-" + strconv.FormatUint(rl.ping, 10)
+			if err := ps.Ping(ctx, waiting); err != nil {
+				return confirmed, err
+			}
+			deadline = now.Add(timeout)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// handle takes one message from Redis to the import queue. It runs on the
+// read loop and must stay quick: decoding the payload into a Go value is
+// left to the workers. It checks the envelope here, in arrival order, for
+// echoes, gaps and duplicates.
+func (rl *readLoop) handle(m *redis.Message) {
+	br := rl.br
+	c := &br.c
+	c.received.Add(1)
+	topic, ok := strings.CutPrefix(m.Channel, br.cfg.Prefix)
+	if !ok {
+		c.filtered.Add(1)
+		return
+	}
+
+	// Redis sends one copy of a message per matching subscription. The
+	// copy of the exact subscription is the one imported when there is
+	// one, otherwise that of the first glob, in sorted order, whose bus
+	// patterns match the topic: Redis sent that copy, since a glob
+	// matches at least what its patterns match.
+	if m.Pattern == "" {
+		if !br.exact[m.Channel] {
+			c.filtered.Add(1)
+			return
+		}
+	} else {
+		if br.exact[m.Channel] {
+			c.duplicateCopies.Add(1)
+			return
+		}
+		owner := ""
+	globs:
+		for _, g := range br.globs {
+			for _, match := range g.matches {
+				if match(topic) {
+					owner = g.glob
+					break globs
+				}
+			}
+		}
+		switch owner {
+		case "":
+			c.filtered.Add(1)
+			return
+		case m.Pattern:
+		default:
+			c.duplicateCopies.Add(1)
+			return
+		}
+	}
+	r := br.importRoute(topic)
+	if r == nil {
+		c.filtered.Add(1)
+		return
+	}
+	if err := bus.ValidateTopic(topic, br.bus.Separator()); err != nil {
+		c.decodeErrors.Add(1)
+		br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w: channel %q: %w", ErrMalformed, m.Channel, err))
+		return
+	}
+	if len(m.Payload) > br.cfg.MaxMessageBytes {
+		c.decodeErrors.Add(1)
+		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %d bytes on %q", ErrTooLarge, len(m.Payload), m.Channel))
+		return
+	}
+	data := []byte(m.Payload)
+
+	if !r.Raw && isEnvelope(data) {
+		env, err := decodeEnvelope(m.Channel, data, br.key, br.cfg.MaxMessageBytes)
+		if err != nil {
+			if errors.Is(err, ErrSignature) {
+				c.signatureRejected.Add(1)
+				br.rep.drop(ErrSignature, 1, fmt.Errorf("channel %q: %w", m.Channel, err))
+			} else {
+				c.decodeErrors.Add(1)
+				br.rep.drop(ErrMalformed, 1, fmt.Errorf("channel %q: %w", m.Channel, err))
+			}
+			return
+		}
+		if env.Source == br.id {
+			c.echoes.Add(1)
+			return
+		}
+		if !rl.sequence(env.Source, m.Channel, env.Seq) {
+			c.dups.Add(1)
+			return
+		}
+		meta := &bus.Meta{
+			Source:      env.Source,
+			Seq:         env.Seq,
+			ContentType: env.ContentType,
+			Headers:     env.Headers,
+		}
+		if env.Time != 0 {
+			meta.Time = time.Unix(0, env.Time)
+		}
+		if meta.Source == "" {
+			meta.Source = RawSource // keep it Remote whatever the sender did
+		}
+		rl.enqueue(importItem{topic: topic, route: r, payload: env.Payload, meta: meta})
+		return
+	}
+
+	// No envelope: a raw route, or a foreign publisher on an enveloped
+	// one. With a signing key, an enveloped route accepts signed
+	// envelopes only, or anyone could bypass the signature.
+	if !r.Raw && br.key != nil {
+		c.signatureRejected.Add(1)
+		br.rep.drop(ErrSignature, 1, fmt.Errorf("%w: unsigned message without envelope on %q", ErrSignature, m.Channel))
+		return
+	}
+	if br.echo != nil && br.echo.consume(m.Channel, data, time.Now()) {
+		c.echoes.Add(1)
+		return
+	}
+	rl.enqueue(importItem{topic: topic, route: r, payload: data, meta: rawMeta})
+}
+
+// sequence checks seq, the sequence number of source's event on channel,
+// against the last one seen and reports whether the event is new. A gap is
+// counted and reported. A 1 is a source that started again; a number seen
+// already is a duplicate. Zero means the sender does not number its events.
+func (rl *readLoop) sequence(source, channel string, seq uint64) bool {
+	if seq == 0 {
+		return true
+	}
+	br := rl.br
+	k := seqKey{source, channel}
+	last, known := rl.seqs[k]
+	switch {
+	case !known:
+		if len(rl.seqs) >= maxSeqChannels {
+			clear(rl.seqs) // bounded memory; tracking starts over
+		}
+	case seq == 1 || seq == last+1:
+	case seq > last+1:
+		gap := &GapError{Source: source, Channel: channel, Expected: last + 1, Got: seq}
+		br.c.gaps.Add(1)
+		br.c.gapEvents.Add(gap.Missing())
+		br.rep.report(gap)
+	default:
+		return false
+	}
+	rl.seqs[k] = seq
+	return true
+}
+
+func (rl *readLoop) enqueue(it importItem) {
+	if !rl.br.inq.push(it) {
+		rl.br.importDropped(1)
+	}
+}
+
+func (br *Bridge) importDropped(n int) {
+	br.c.importDropped.Add(uint64(n))
+	br.rep.drop(ErrImportFull, uint64(n), nil)
+}
+
+// deliver publishes one imported event on the local bus. It runs on an
+// import worker.
+func (br *Bridge) deliver(it *importItem) {
+	payload, err := it.route.codec.Decode(it.payload, it.meta.ContentType)
+	if err != nil {
+		br.c.decodeErrors.Add(1)
+		br.rep.drop(ErrDecode, 1, fmt.Errorf("%w: topic %q from %q: %w", ErrDecode, it.topic, it.meta.Source, err))
+		return
+	}
+	err = br.bus.PublishEvent(br.subCtx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
+	if err != nil {
+		br.c.importDropped.Add(1)
+		br.rep.drop(ErrImportFull, 1, fmt.Errorf("bridge: publish %q on the bus: %w", it.topic, err))
+		return
+	}
+	br.c.imported.Add(1)
+}

@@ -1,0 +1,184 @@
+package bridge
+
+import (
+	"sync"
+	"sync/atomic"
+
+	bus "github.com/busline/bus"
+)
+
+// importItem is one imported event waiting to be published locally.
+type importItem struct {
+	topic   string
+	route   *route
+	payload []byte
+	meta    *bus.Meta
+}
+
+// importBatch is the most events a worker delivers from one topic before it
+// lets other topics go first.
+const importBatch = 64
+
+// importQueue hands imported events from the read loop to the workers that
+// publish them on the local bus. The read loop never waits: an event that
+// does not fit is dropped and counted, so the socket keeps being drained
+// whatever the subscribers do and Redis never disconnects us for a full
+// output buffer.
+//
+// Events are queued per topic. A topic is handled by one worker at a time,
+// which keeps its events in order, and topics with events take turns, so a
+// subscriber that is slow on one topic holds up one worker, not the others.
+// Hashing topics onto a fixed set of worker queues was rejected: a slow
+// topic would stall every topic that hashes with it.
+type importQueue struct {
+	maxTotal, maxTopic int
+
+	mu     sync.Mutex // protects the fields below
+	cond   sync.Cond  // signalled when ready gains a topic or closed is set
+	topics map[string]*topicQueue
+	ready  []*topicQueue // topics with events and no worker, oldest first
+	rhead  int
+	total  int
+	closed bool // no more pushes; workers exit once everything is delivered
+	onDrop func(n int)
+
+	aborted atomic.Bool // workers drop what is left and exit
+}
+
+type topicQueue struct {
+	topic string
+	items []importItem
+	head  int
+	busy  bool // a worker is delivering its events
+	ready bool // it is in the ready list
+}
+
+func newImportQueue(maxTotal, maxTopic int, onDrop func(int)) *importQueue {
+	q := &importQueue{maxTotal: maxTotal, maxTopic: maxTopic, topics: map[string]*topicQueue{}, onDrop: onDrop}
+	q.cond.L = &q.mu
+	return q
+}
+
+// push queues it and reports whether it fit.
+func (q *importQueue) push(it importItem) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.total >= q.maxTotal {
+		return false
+	}
+	tq := q.topics[it.topic]
+	if tq == nil {
+		tq = &topicQueue{topic: it.topic}
+		q.topics[it.topic] = tq
+	}
+	if len(tq.items)-tq.head >= q.maxTopic {
+		return false
+	}
+	tq.items = append(tq.items, it)
+	q.total++
+	if !tq.busy && !tq.ready {
+		q.readyLocked(tq)
+	}
+	return true
+}
+
+func (q *importQueue) readyLocked(tq *topicQueue) {
+	tq.ready = true
+	if q.rhead > 0 && q.rhead >= len(q.ready)/2 {
+		n := copy(q.ready, q.ready[q.rhead:])
+		clear(q.ready[n:])
+		q.ready = q.ready[:n]
+		q.rhead = 0
+	}
+	q.ready = append(q.ready, tq)
+	q.cond.Signal()
+}
+
+// work delivers events until the queue is closed and empty, or aborted.
+func (q *importQueue) work(deliver func(*importItem)) {
+	var batch []importItem
+	q.mu.Lock()
+	for {
+		for q.rhead == len(q.ready) && !q.closed {
+			q.cond.Wait()
+		}
+		if q.rhead == len(q.ready) || q.aborted.Load() {
+			q.mu.Unlock()
+			return
+		}
+		tq := q.ready[q.rhead]
+		q.ready[q.rhead] = nil
+		q.rhead++
+		tq.ready = false
+		tq.busy = true
+		end := min(tq.head+importBatch, len(tq.items))
+		batch = append(batch[:0], tq.items[tq.head:end]...)
+		clear(tq.items[tq.head:end])
+		tq.head = end
+		if tq.head == len(tq.items) {
+			tq.items, tq.head = tq.items[:0], 0
+		} else if tq.head > cap(tq.items)/2 {
+			n := copy(tq.items, tq.items[tq.head:])
+			tq.items, tq.head = tq.items[:n], 0
+		}
+		q.mu.Unlock()
+
+		for i := range batch {
+			if q.aborted.Load() {
+				q.onDrop(len(batch) - i)
+				break
+			}
+			deliver(&batch[i])
+		}
+		clear(batch)
+
+		q.mu.Lock()
+		q.total -= len(batch)
+		tq.busy = false
+		switch {
+		case tq.head < len(tq.items):
+			q.readyLocked(tq)
+		default:
+			delete(q.topics, tq.topic)
+		}
+	}
+}
+
+// close stops pushes; the workers deliver what is queued, then exit.
+func (q *importQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// abort drops what is queued (reporting it to onDrop) and makes the
+// workers exit after the event each is delivering.
+func (q *importQueue) abort() {
+	q.mu.Lock()
+	q.closed = true
+	q.aborted.Store(true)
+	n := 0
+	for _, tq := range q.topics {
+		n += len(tq.items) - tq.head
+		if !tq.busy {
+			delete(q.topics, tq.topic)
+		}
+		tq.items, tq.head = nil, 0
+	}
+	q.total -= n
+	q.ready, q.rhead = nil, 0
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	if n > 0 {
+		q.onDrop(n)
+	}
+}
+
+// depth returns the number of events waiting, those being delivered
+// included.
+func (q *importQueue) depth() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.total
+}

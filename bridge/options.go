@@ -1,0 +1,253 @@
+package bridge
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log"
+	"time"
+)
+
+// Direction says which way a Route mirrors events. The zero Direction is
+// Both.
+type Direction uint8
+
+const (
+	// Both mirrors local events to Redis and Redis messages to the local
+	// bus.
+	Both Direction = iota
+	// Export mirrors local events to Redis only.
+	Export
+	// Import mirrors Redis messages to the local bus only.
+	Import
+)
+
+// String returns "both", "export" or "import".
+func (d Direction) String() string {
+	switch d {
+	case Both:
+		return "both"
+	case Export:
+		return "export"
+	case Import:
+		return "import"
+	}
+	return fmt.Sprintf("Direction(%d)", uint8(d))
+}
+
+func (d Direction) exports() bool { return d == Both || d == Export }
+func (d Direction) imports() bool { return d == Both || d == Import }
+
+// Route mirrors the topics matching one bus pattern. The Redis channel of
+// a topic is Options.Prefix followed by the topic.
+type Route struct {
+	// Pattern is a bus topic or pattern, with the syntax and meaning of
+	// (*bus.Bus).Subscribe. An exact topic is imported with SUBSCRIBE, a
+	// pattern with PSUBSCRIBE on a Redis glob that matches at least the
+	// same channels (see RedisPattern), whose messages the bridge then
+	// filters with the bus's own matcher.
+	Pattern string
+
+	// Direction is Both (the zero value), Export or Import.
+	Direction Direction
+
+	// Raw makes the route carry payload bytes exactly, without an
+	// envelope, so that plain Redis clients can publish and subscribe:
+	// see the package documentation. False means enveloped.
+	Raw bool
+
+	// Codec turns payloads into bytes and back. Nil means DefaultCodec.
+	Codec Codec
+}
+
+// Overflow says what the outbox does with an export that does not fit.
+type Overflow uint8
+
+const (
+	// DropOldest (the zero value) evicts the oldest queued exports until
+	// the new one fits: after an outage the freshest events are sent.
+	// Receivers of enveloped routes see the evicted events as a gap.
+	DropOldest Overflow = iota
+	// DropNewest keeps what is queued and drops the new export.
+	DropNewest
+)
+
+// Options configures a Bridge. A nil *Options and the zero value of each
+// field mean the defaults documented on the field. New copies the struct.
+type Options struct {
+	// Prefix is put before each topic to make its Redis channel, such as
+	// "app:" so that topic "orders.created" is channel
+	// "app:orders.created". Empty means no prefix. Use a prefix per
+	// application and give the application's ACL user "&<prefix>*".
+	Prefix string
+
+	// Routes are the topics to mirror. A topic matched by several routes
+	// is exported once, by the first export route that matches it, and an
+	// imported channel is handled by the first import route that matches
+	// its topic. No routes means a bridge that does nothing.
+	Routes []Route
+
+	// InstanceID identifies this bridge in the envelopes it sends, so
+	// that it can drop its own echo and receivers can tell sources apart.
+	// It must be unique among the instances sharing the Redis channels
+	// and at most 255 bytes. Empty means 16 random hex digits.
+	InstanceID string
+
+	// SigningKey, when set, makes the bridge sign every envelope it sends
+	// with HMAC-SHA256 and reject, on enveloped routes, every message
+	// that is not an envelope signed with the same key: unsigned, forged
+	// and altered messages are dropped and counted in
+	// Stats.SignatureRejected. Raw routes are never signed. Nil means
+	// envelopes are neither signed nor checked. The slice is copied.
+	SigningKey []byte
+
+	// OnError receives what goes wrong while the bridge works in the
+	// background: lost connections, gaps, drops (batched, as *DropError),
+	// refused commands, undecodable messages. It is called from the
+	// bridge's goroutines and from publishers' goroutines, possibly
+	// concurrently, and must not block for long. Nil means the errors are
+	// written with the log package.
+	OnError func(error)
+
+	// OutboxMaxEvents caps the number of exports waiting to be sent.
+	// Zero means 100000.
+	OutboxMaxEvents int
+
+	// OutboxMaxBytes caps the total payload bytes waiting to be sent.
+	// Zero means 64 MiB.
+	OutboxMaxBytes int
+
+	// OutboxMaxAge is how long an export may wait before it is dropped
+	// as stale. Zero means 5 minutes; negative means no limit.
+	OutboxMaxAge time.Duration
+
+	// Overflow is what happens to an export that does not fit in the
+	// outbox. The zero value is DropOldest.
+	Overflow Overflow
+
+	// BatchSize is the largest number of PUBLISH commands sent in one
+	// pipeline (one round trip). Zero means 512.
+	BatchSize int
+
+	// MaxMessageBytes is the largest message the bridge sends or
+	// accepts; bigger ones are dropped and reported. Zero means 1 MiB.
+	MaxMessageBytes int
+
+	// ImportWorkers is the number of goroutines that deliver imported
+	// events to the local bus. Events of one topic are delivered by one
+	// worker at a time, in order, so a subscriber that is slow on one
+	// topic holds up at most one worker: imports of other topics keep
+	// flowing while fewer than ImportWorkers topics are slow at once.
+	// Zero means 4.
+	ImportWorkers int
+
+	// ImportQueueSize caps the imported events waiting for delivery, in
+	// total. Zero means 65536.
+	ImportQueueSize int
+
+	// ImportTopicQueueSize caps the imported events of one topic waiting
+	// for delivery, so that one slow topic cannot fill the whole queue.
+	// Zero means 8192.
+	ImportTopicQueueSize int
+
+	// PingInterval is how often the pub/sub connection is probed with a
+	// PING whose answer must come back within PingTimeout, or the
+	// connection is dropped and made again. Zero means 5 seconds.
+	PingInterval time.Duration
+
+	// PingTimeout is how long the answer to a PING may take. Zero means
+	// 3 seconds.
+	PingTimeout time.Duration
+
+	// ReconnectMin and ReconnectMax bound the jittered exponential
+	// backoff between attempts to reach Redis again, for the pub/sub
+	// connection and for exports. Zero means 50 milliseconds and 5
+	// seconds.
+	ReconnectMin, ReconnectMax time.Duration
+
+	// ResumeDelay is how long the exporter waits, once Redis answers
+	// again after an outage, before it sends what the outbox holds. Redis
+	// pub/sub stores nothing: an event published before the other
+	// instances have resubscribed is lost to them, so this gives them the
+	// time to come back. Zero means ReconnectMax plus one second;
+	// negative means no wait.
+	ResumeDelay time.Duration
+
+	// EchoWindow is how long the bridge remembers a raw message it sent
+	// on a channel it also imports, to drop its own echo. Zero means 30
+	// seconds.
+	EchoWindow time.Duration
+
+	// EchoMemory caps the number of raw messages remembered for echo
+	// suppression. Zero means 65536.
+	EchoMemory int
+}
+
+// config is Options with the defaults applied.
+type config struct {
+	Options
+}
+
+func newConfig(opts *Options) (config, error) {
+	var c config
+	if opts != nil {
+		c.Options = *opts
+	}
+	o := &c.Options
+	o.Routes = append([]Route(nil), o.Routes...)
+	if o.SigningKey != nil {
+		o.SigningKey = append([]byte(nil), o.SigningKey...)
+	}
+	if o.InstanceID == "" {
+		var id [8]byte
+		_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
+		o.InstanceID = hex.EncodeToString(id[:])
+	}
+	if len(o.InstanceID) > 255 {
+		return c, fmt.Errorf("%w: InstanceID longer than 255 bytes", ErrInvalidOptions)
+	}
+	if o.OnError == nil {
+		o.OnError = func(err error) { log.Print(err) }
+	}
+	setDefault(&o.OutboxMaxEvents, 100000)
+	setDefault(&o.OutboxMaxBytes, 64<<20)
+	setDefault(&o.OutboxMaxAge, 5*time.Minute)
+	setDefault(&o.BatchSize, 512)
+	setDefault(&o.MaxMessageBytes, 1<<20)
+	setDefault(&o.ImportWorkers, 4)
+	setDefault(&o.ImportQueueSize, 65536)
+	setDefault(&o.ImportTopicQueueSize, 8192)
+	setDefault(&o.PingInterval, 5*time.Second)
+	setDefault(&o.PingTimeout, 3*time.Second)
+	setDefault(&o.ReconnectMin, 50*time.Millisecond)
+	setDefault(&o.ReconnectMax, 5*time.Second)
+	setDefault(&o.ResumeDelay, o.ReconnectMax+time.Second)
+	setDefault(&o.EchoWindow, 30*time.Second)
+	setDefault(&o.EchoMemory, 65536)
+	if o.ReconnectMax < o.ReconnectMin {
+		o.ReconnectMax = o.ReconnectMin
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{
+		{"OutboxMaxEvents", o.OutboxMaxEvents}, {"OutboxMaxBytes", o.OutboxMaxBytes},
+		{"BatchSize", o.BatchSize}, {"MaxMessageBytes", o.MaxMessageBytes},
+		{"ImportWorkers", o.ImportWorkers}, {"ImportQueueSize", o.ImportQueueSize},
+		{"ImportTopicQueueSize", o.ImportTopicQueueSize}, {"EchoMemory", o.EchoMemory},
+	} {
+		if n.v < 0 {
+			return c, fmt.Errorf("%w: negative %s", ErrInvalidOptions, n.name)
+		}
+	}
+	if o.Overflow > DropNewest {
+		return c, fmt.Errorf("%w: unknown Overflow %d", ErrInvalidOptions, o.Overflow)
+	}
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](p *T, def T) {
+	if *p == 0 {
+		*p = def
+	}
+}

@@ -1,0 +1,173 @@
+package bridge
+
+import "sync"
+
+// exportItem is one export waiting to be sent.
+type exportItem struct {
+	channel     string
+	payload     []byte
+	contentType string
+	headers     map[string]string
+	at          int64  // unix nanoseconds, when it was exported
+	seq         uint64 // per (source, channel); 0 on raw routes
+	raw         bool
+	echo        bool // remember it for echo suppression when it is sent
+}
+
+func (it *exportItem) size() int { return len(it.channel) + len(it.payload) }
+
+// maxSeqChannels bounds the per-channel sequence counters. When a bridge
+// has exported to more channels, it forgets them all and numbers from 1
+// again: receivers take a 1 for a restart of the source, not a gap.
+const maxSeqChannels = 1 << 16
+
+// outbox is the bounded FIFO of exports waiting for the flusher. Publishers
+// push without ever waiting for Redis; the flusher takes batches.
+type outbox struct {
+	maxEvents, maxBytes int
+	policy              Overflow
+
+	// wake has room for one token: push leaves one when the outbox goes
+	// from empty to non-empty, so the flusher sleeps while it is empty
+	// and wakes once per burst.
+	wake chan struct{}
+
+	mu     sync.Mutex // protects the fields below
+	ring   []exportItem
+	head   int
+	n      int
+	bytes  int
+	closed bool
+	seqs   map[string]uint64
+}
+
+func newOutbox(maxEvents, maxBytes int, policy Overflow) *outbox {
+	return &outbox{
+		maxEvents: maxEvents,
+		maxBytes:  maxBytes,
+		policy:    policy,
+		wake:      make(chan struct{}, 1),
+		seqs:      map[string]uint64{},
+	}
+}
+
+// push appends it, numbering it if it is enveloped, and returns how many
+// exports were dropped to make room (DropOldest) or instead of it
+// (DropNewest, or an export bigger than the outbox). ok is false when the
+// outbox is closed: nothing was queued or dropped.
+func (o *outbox) push(it exportItem) (dropped int, ok bool) {
+	size := it.size()
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return 0, false
+	}
+	if size > o.maxBytes {
+		o.mu.Unlock()
+		return 1, true
+	}
+	for o.n >= o.maxEvents || o.bytes+size > o.maxBytes {
+		if o.policy == DropNewest {
+			o.mu.Unlock()
+			return dropped + 1, true
+		}
+		o.popLocked()
+		dropped++
+	}
+	if !it.raw {
+		if len(o.seqs) >= maxSeqChannels {
+			if _, known := o.seqs[it.channel]; !known {
+				clear(o.seqs)
+			}
+		}
+		o.seqs[it.channel]++
+		it.seq = o.seqs[it.channel]
+	}
+	if o.n == len(o.ring) {
+		o.growLocked()
+	}
+	o.ring[(o.head+o.n)%len(o.ring)] = it
+	o.n++
+	o.bytes += size
+	wasEmpty := o.n == 1
+	o.mu.Unlock()
+	if wasEmpty {
+		select {
+		case o.wake <- struct{}{}:
+		default:
+		}
+	}
+	return dropped, true
+}
+
+// take moves up to max exports into batch (reusing its memory), after
+// dropping the ones exported before cutoff (unix nanoseconds; 0 for none).
+func (o *outbox) take(batch []exportItem, max int, cutoff int64) (_ []exportItem, expired int) {
+	batch = batch[:0]
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for o.n > 0 && o.ring[o.head].at < cutoff {
+		o.popLocked()
+		expired++
+	}
+	for o.n > 0 && len(batch) < max {
+		batch = append(batch, o.ring[o.head])
+		o.popLocked()
+	}
+	return batch, expired
+}
+
+// expire drops the exports made before cutoff and returns how many.
+func (o *outbox) expire(cutoff int64) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for o.n > 0 && o.ring[o.head].at < cutoff {
+		o.popLocked()
+		n++
+	}
+	return n
+}
+
+// close makes later pushes fail and empties the outbox, returning how
+// many exports it held.
+func (o *outbox) close() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.n
+	for o.n > 0 {
+		o.popLocked()
+	}
+	o.closed = true
+	return n
+}
+
+// depth returns the number of exports and payload bytes queued.
+func (o *outbox) depth() (n, bytes int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n, o.bytes
+}
+
+func (o *outbox) popLocked() {
+	it := &o.ring[o.head]
+	o.bytes -= it.size()
+	*it = exportItem{} // let the payload be collected
+	o.head = (o.head + 1) % len(o.ring)
+	o.n--
+}
+
+func (o *outbox) growLocked() {
+	size := 2 * len(o.ring)
+	if size == 0 {
+		size = 256
+	}
+	if size > o.maxEvents {
+		size = o.maxEvents
+	}
+	ring := make([]exportItem, size)
+	for i := 0; i < o.n; i++ {
+		ring[i] = o.ring[(o.head+i)%len(o.ring)]
+	}
+	o.ring, o.head = ring, 0
+}

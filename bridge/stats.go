@@ -1,0 +1,146 @@
+package bridge
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats are the counters of a Bridge since New. Every export is, in the
+// end, exactly one of Exported, ExportRejected, EncodeErrors, OutboxDropped,
+// or still waiting (OutboxDepth); every message received on the pub/sub
+// connection is exactly one of Imported, Filtered, DuplicateCopies,
+// EchoesDropped, Duplicates, DecodeErrors, SignatureRejected or
+// ImportDropped, or still queued (ImportDepth).
+type Stats struct {
+	// Exported counts events published to Redis (PUBLISH answered).
+	Exported uint64
+	// ExportRejected counts exports Redis refused, such as with NOPERM.
+	ExportRejected uint64
+	// EncodeErrors counts payloads the route's Codec could not encode,
+	// and exports bigger than Options.MaxMessageBytes.
+	EncodeErrors uint64
+	// OutboxDepth and OutboxBytes are what waits to be sent now,
+	// including the batch being sent.
+	OutboxDepth, OutboxBytes int
+	// OutboxDropped counts exports dropped before they were sent: the
+	// sum of OutboxOverflow, OutboxExpired and OutboxUnsent.
+	OutboxDropped uint64
+	// OutboxOverflow counts exports dropped because the outbox was full.
+	OutboxOverflow uint64
+	// OutboxExpired counts exports dropped after Options.OutboxMaxAge.
+	OutboxExpired uint64
+	// OutboxUnsent counts exports still waiting when Close gave up, and
+	// exports made while Close was running.
+	OutboxUnsent uint64
+
+	// Received counts the messages read from the pub/sub connection.
+	Received uint64
+	// Imported counts events published on the local bus.
+	Imported uint64
+	// Filtered counts messages of a Redis glob that the bus pattern
+	// behind it does not match.
+	Filtered uint64
+	// DuplicateCopies counts the extra copies Redis delivers of one
+	// message that matches several of the bridge's subscriptions; one
+	// copy is imported.
+	DuplicateCopies uint64
+	// EchoesDropped counts the bridge's own messages coming back.
+	EchoesDropped uint64
+	// Duplicates counts enveloped events received twice (by sequence
+	// number), which happens when a pipeline is retried after a
+	// connection broke.
+	Duplicates uint64
+	// DecodeErrors counts malformed or oversized messages and payloads
+	// the route's Codec could not decode.
+	DecodeErrors uint64
+	// SignatureRejected counts messages on enveloped routes rejected
+	// because Options.SigningKey is set and they are unsigned, forged or
+	// altered.
+	SignatureRejected uint64
+	// ImportDropped counts imported events dropped because the import
+	// queue was full or the bridge was closing.
+	ImportDropped uint64
+	// ImportDepth is the number of imported events waiting for delivery.
+	ImportDepth int
+
+	// Gaps counts the sequence gaps detected, and GapEvents the events
+	// they miss in total.
+	Gaps, GapEvents uint64
+	// Reconnects counts the pub/sub connections made after the first.
+	Reconnects uint64
+	// ExportOutages counts the times exporting found Redis unreachable.
+	ExportOutages uint64
+}
+
+// counters are the atomic counters behind Stats.
+type counters struct {
+	exported, exportRejected, encodeErrors                      atomic.Uint64
+	outboxOverflow, outboxExpired, outboxUnsent                 atomic.Uint64
+	received, imported, filtered, duplicateCopies, echoes, dups atomic.Uint64
+	decodeErrors, signatureRejected, importDropped              atomic.Uint64
+	gaps, gapEvents, reconnects, exportOutages                  atomic.Uint64
+}
+
+// reporter passes errors to Options.OnError, batching the reports of drops
+// so that a burst of them costs one call per reason and interval.
+type reporter struct {
+	onError func(error)
+
+	mu      sync.Mutex // protects pending and last
+	pending map[error]uint64
+	last    map[error]time.Time
+}
+
+// dropReportInterval is the least time between two reports of drops for
+// the same reason.
+const dropReportInterval = time.Second
+
+func newReporter(onError func(error)) *reporter {
+	return &reporter{onError: onError, pending: map[error]uint64{}, last: map[error]time.Time{}}
+}
+
+func (r *reporter) report(err error) { r.onError(err) }
+
+// drop records n drops for reason and reports them, unless a report for
+// the same reason was made less than dropReportInterval ago: then they wait
+// for the next report or for flush. detail, if not nil, describes the drop
+// in full and is reported instead of a *DropError when nothing else is
+// pending.
+func (r *reporter) drop(reason error, n uint64, detail error) {
+	now := time.Now()
+	r.mu.Lock()
+	if now.Sub(r.last[reason]) < dropReportInterval {
+		r.pending[reason] += n
+		r.mu.Unlock()
+		return
+	}
+	held := r.pending[reason]
+	delete(r.pending, reason)
+	r.last[reason] = now
+	r.mu.Unlock()
+	switch {
+	case detail != nil && held == 0:
+		r.onError(detail)
+	case detail != nil:
+		r.onError(&DropError{Err: reason, Count: held})
+		r.onError(detail)
+	default:
+		r.onError(&DropError{Err: reason, Count: held + n})
+	}
+}
+
+// flush reports the drops held back.
+func (r *reporter) flush() {
+	r.mu.Lock()
+	pending := r.pending
+	r.pending = map[error]uint64{}
+	now := time.Now()
+	for reason := range pending {
+		r.last[reason] = now
+	}
+	r.mu.Unlock()
+	for reason, n := range pending {
+		r.onError(&DropError{Err: reason, Count: n})
+	}
+}
