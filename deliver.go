@@ -5,34 +5,45 @@ import (
 	"runtime/debug"
 )
 
-// deliver calls the handler of every active subscription in subs.
+// deliverFrom delivers *e to subs[i:], calling the handler of every active
+// subscription in order, and returns len(subs), or the index after a
+// subscription whose handler panicked. The caller calls it again from there
+// until it gets len(subs).
 //
 // A recover costs a deferred call, and a defer inside a loop is not
 // open-coded by the compiler: it would cost a heap-allocated defer record
-// per handler. So deliverFrom defers once for the whole loop and, after a
-// panic, deliver resumes it at the subscription after the one that
-// panicked.
-func (b *Bus) deliver(ctx context.Context, subs []*Subscription, e Event) {
-	for i := 0; i < len(subs); {
-		i = b.deliverFrom(ctx, subs, i, e)
-	}
-}
-
-// deliverFrom delivers e to subs[i:] and returns len(subs), or the index
-// after a subscription whose handler panicked.
-func (b *Bus) deliverFrom(ctx context.Context, subs []*Subscription, i int, e Event) (next int) {
-	defer func() {
-		if r := recover(); r != nil {
-			b.report(&DeliveryError{Topic: e.Topic, Pattern: subs[i].pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
-			next = i + 1
-		}
-	}()
+// per handler. So deliverFrom defers once for the whole loop. The event
+// travels by pointer so that the arguments fit the registers of the calling
+// convention.
+func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i int) (next int) {
+	defer b.recoverHandler(e, subs, &i, &next)
 	for ; i < len(subs); i++ {
 		if s := subs[i]; s.active.Load() {
-			s.handler(ctx, e)
+			s.handler(ctx, *e)
 		}
 	}
 	return i
+}
+
+// recoverHandler is deferred by deliverFrom: it recovers a handler panic,
+// reports it, and makes deliverFrom return the index after the culprit.
+func (b *Bus) recoverHandler(e *Event, subs []*Subscription, i, next *int) {
+	if r := recover(); r != nil {
+		b.report(&DeliveryError{Topic: e.Topic, Pattern: subs[*i].pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
+		*next = *i + 1
+	}
+}
+
+// recoverPublish is deferred by PublishEvent around its delivery loop,
+// which was at subs[*i] when a handler panicked: it recovers the panic,
+// reports it, and delivers to the rest of subs.
+func (b *Bus) recoverPublish(ctx context.Context, e *Event, subs []*Subscription, i *int) {
+	if r := recover(); r != nil {
+		b.report(&DeliveryError{Topic: e.Topic, Pattern: subs[*i].pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
+		for j := *i + 1; j < len(subs); {
+			j = b.deliverFrom(ctx, e, subs, j)
+		}
+	}
 }
 
 // report hands err to Options.OnError. A panic in OnError itself is

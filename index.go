@@ -2,7 +2,6 @@ package bus
 
 import (
 	"cmp"
-	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -56,20 +55,34 @@ type matchSet struct {
 
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
 
+// valid reports whether m, possibly nil, is the match set of topic at the
+// given generations.
+func (m *matchSet) valid(topic string, litGen, wildGen uint64) bool {
+	return m != nil && m.litGen == litGen && m.wildGen == wildGen && m.topic == topic
+}
+
 // lookup returns the subscriptions that match topic, in subscription order,
 // each once. The slice must not be modified. It may hold subscriptions that
 // have been unsubscribed since: callers check Subscription.active.
+//
+// PublishEvent has its own copy of the cache hit path; everything else is
+// in lookupSlow.
 func (b *Bus) lookup(topic string) ([]*Subscription, error) {
-	h := maphash.String(b.seed, topic)
+	h := hashString(b.seed, topic)
 	st := b.stripeOf(h)
 	// Load the generations before reading the index, so that a result
 	// computed while a change is under way is stamped stale.
 	litGen, wildGen := st.gen.Load(), b.wildGen.Load()
-	if b.cache != nil {
-		m := b.cache[h&b.cacheMask].Load()
-		if m != nil && m.litGen == litGen && m.wildGen == wildGen && m.topic == topic {
-			return m.subs, nil
-		}
+	if m := b.cache[h&b.cacheMask].Load(); m.valid(topic, litGen, wildGen) {
+		return m.subs, nil
+	}
+	return b.lookupSlow(topic, h, st, litGen, wildGen)
+}
+
+// lookupSlow computes what lookup did not find in the cache and caches it.
+func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, litGen, wildGen uint64) ([]*Subscription, error) {
+	if b.closed.Load() {
+		return nil, errClosed("publish")
 	}
 	// Only topics that passed validation enter the cache, so a hit needs
 	// no validation.
@@ -93,7 +106,7 @@ func (b *Bus) lookup(topic string) ([]*Subscription, error) {
 		slices.SortFunc(merged, func(x, y *Subscription) int { return cmp.Compare(x.id, y.id) })
 		subs = slices.Clip(slices.Compact(merged))
 	}
-	if b.cache != nil {
+	if b.cacheOn {
 		m := &matchSet{topic: strings.Clone(topic), litGen: litGen, wildGen: wildGen, subs: subs}
 		b.cache[h&b.cacheMask].Store(m)
 	}
@@ -103,7 +116,7 @@ func (b *Bus) lookup(topic string) ([]*Subscription, error) {
 // add puts s into the index. It fails with ErrClosed once Close has begun.
 func (b *Bus) add(s *Subscription) error {
 	if s.pat.kind == kindLiteral {
-		st := b.stripeOf(maphash.String(b.seed, s.pat.text))
+		st := b.stripeOf(hashString(b.seed, s.pat.text))
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if b.closed.Load() {
@@ -127,7 +140,7 @@ func (b *Bus) add(s *Subscription) error {
 // remove takes s out of the index, if it is still there.
 func (b *Bus) remove(s *Subscription) {
 	if s.pat.kind == kindLiteral {
-		st := b.stripeOf(maphash.String(b.seed, s.pat.text))
+		st := b.stripeOf(hashString(b.seed, s.pat.text))
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		old := st.m[s.pat.text]
