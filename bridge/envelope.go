@@ -1,0 +1,494 @@
+package bridge
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"slices"
+	"sync"
+)
+
+// Wire format of an envelope, version 1.
+//
+// Messages of enveloped routes carry one envelope each, as the whole Redis
+// message. All multi-byte integers are varints as in encoding/binary:
+// "uvarint" is an unsigned LEB128 integer (1 to 10 bytes) that must use the
+// fewest bytes possible; "varint" is a zigzag-encoded signed integer stored as
+// a uvarint. Strings are raw bytes (UTF-8 is expected but not checked). The
+// fields come in this order, with nothing between them:
+//
+//	Field          Encoding                 Notes
+//	-------------  -----------------------  ------------------------------------------
+//	magic          2 bytes: 0xB5 0x1E       0xB5 cannot begin UTF-8 text, 0x1E is the
+//	                                        ASCII record separator: no text publisher
+//	                                        produces this by accident
+//	version        1 byte: 0x01             other values are rejected (ErrMalformed)
+//	flags          1 byte                   bit 0 (0x01): signed, a MAC ends the message
+//	                                        bit 1 (0x02): headers present
+//	                                        other bits must be 0
+//	source length  uvarint, 1..255          instance ID of the sending bridge
+//	source         bytes
+//	seq            uvarint                  per-source, per-channel sequence number
+//	time           varint                   Unix time in nanoseconds
+//	type length    uvarint, 0..255          content type, "" for none
+//	content type   bytes
+//	headers        only if flag bit 1:
+//	  count        uvarint, 1..64
+//	  count times: key length  uvarint, 1..255
+//	               key         bytes        keys in strictly increasing byte order
+//	               value len   uvarint, 0..4096
+//	               value       bytes
+//	payload length uvarint                  the payload must end exactly here or
+//	payload        bytes                    exactly 32 bytes before the end if signed
+//	mac            32 bytes, only if        HMAC-SHA256(key, uvarint(len(channel)) ||
+//	               flag bit 0               channel || every byte from magic through
+//	                                        payload)
+//
+// The MAC covers the Redis channel the message is published on, so a signed
+// message copied onto another channel fails verification. It does not stop a
+// replay on the same channel; receivers detect those by sequence number.
+//
+// The encoding is canonical: every envelope has exactly one encoding (sorted
+// headers, minimal varints, headers flag set only with at least one header),
+// so a message that decodes re-encodes to the same bytes.
+//
+// A message shorter than 2 bytes or not starting with the magic is not an
+// envelope: on an enveloped route the bridge delivers it as raw bytes, so that
+// plain Redis clients can still publish there.
+//
+// Example, unsigned, source "a", seq 1, time 0, content type "", no headers,
+// payload "hi": B5 1E 01 00 01 61 01 00 00 02 68 69.
+const (
+	envMagic0    = 0xB5
+	envMagic1    = 0x1E
+	envVersion   = 1
+	envFixedLen  = 4 // magic, version, flags
+	flagSigned   = 1 << 0
+	flagHeaders  = 1 << 1
+	flagsKnown   = flagSigned | flagHeaders
+	envMACLen    = sha256.Size
+	maxSourceLen = 255
+	maxTypeLen   = 255
+	maxHeaders   = 64
+	maxHeaderKey = 255
+	maxHeaderVal = 4096
+)
+
+// envelope is the decoded form of an enveloped message. See the wire format
+// above for the limits of each field.
+type envelope struct {
+	Source      string            // instance ID of the sender, 1..255 bytes
+	Seq         uint64            // per-source sequence number
+	Time        int64             // Unix nanoseconds, when the event was exported
+	ContentType string            // what the sender's Codec returned, 0..255 bytes
+	Headers     map[string]string // optional: at most 64, key 1..255 bytes, value 0..4096 bytes
+	// Payload is the event's bytes. After decodeEnvelope it aliases the
+	// message passed in (capacity clipped to the payload, so appending to
+	// it copies): the message must not be modified while Payload is used.
+	// It is nil when the payload is empty.
+	Payload []byte
+}
+
+var (
+	// errNotEnvelope is returned by decodeEnvelope for a message without the
+	// magic prefix: the caller treats the message as raw bytes.
+	errNotEnvelope = errors.New("bridge: not an envelope")
+
+	// ErrMalformed is wrapped by the errors reported for messages that
+	// start with the envelope magic but are not a valid envelope:
+	// truncated, an unknown version or flag, a field over its limit,
+	// non-canonical encoding or trailing bytes. The message is dropped.
+	ErrMalformed = errors.New("bridge: malformed envelope")
+
+	// ErrSignature is wrapped by the errors reported when
+	// Options.SigningKey is set and an envelope is unsigned, or its MAC
+	// does not match: forged, altered, signed with another key, or copied
+	// from another channel. The message is dropped. A bridge without a
+	// SigningKey accepts signed envelopes without checking them (it has
+	// nothing to check them with), so that signing can be rolled out
+	// senders first.
+	ErrSignature = errors.New("bridge: bad envelope signature")
+
+	// ErrTooLarge is wrapped by the errors reported for messages, sent or
+	// received, larger than Options.MaxMessageBytes.
+	ErrTooLarge = errors.New("bridge: message too large")
+)
+
+// isEnvelope reports whether msg starts with the envelope magic. It does not
+// validate the rest.
+func isEnvelope(msg []byte) bool {
+	return len(msg) >= 2 && msg[0] == envMagic0 && msg[1] == envMagic1
+}
+
+// validate reports, wrapping ErrMalformed, a field of env over the limits
+// of the wire format. appendEnvelope does not check them (it cannot return an
+// error): callers validate envelopes built from user input first, otherwise
+// the message they send is one every receiver rejects.
+func (env *envelope) validate() error {
+	switch {
+	case len(env.Source) == 0 || len(env.Source) > maxSourceLen:
+		return fmt.Errorf("%w: source %q is %d bytes, want 1..%d", ErrMalformed, env.Source, len(env.Source), maxSourceLen)
+	case len(env.ContentType) > maxTypeLen:
+		return fmt.Errorf("%w: content type is %d bytes, limit %d", ErrMalformed, len(env.ContentType), maxTypeLen)
+	case len(env.Headers) > maxHeaders:
+		return fmt.Errorf("%w: %d headers, limit %d", ErrMalformed, len(env.Headers), maxHeaders)
+	}
+	for k, v := range env.Headers {
+		if len(k) == 0 || len(k) > maxHeaderKey {
+			return fmt.Errorf("%w: header key %.40q is %d bytes, want 1..%d", ErrMalformed, k, len(k), maxHeaderKey)
+		}
+		if len(v) > maxHeaderVal {
+			return fmt.Errorf("%w: header %.40q value is %d bytes, limit %d", ErrMalformed, k, len(v), maxHeaderVal)
+		}
+	}
+	return nil
+}
+
+// envelopeLen returns the exact length of the message appendEnvelope
+// produces for env, signed or not, so that callers can size dst.
+func envelopeLen(env *envelope, signed bool) int {
+	n := envFixedLen +
+		uvarintLen(uint64(len(env.Source))) + len(env.Source) +
+		uvarintLen(env.Seq) +
+		uvarintLen(zigzag(env.Time)) +
+		uvarintLen(uint64(len(env.ContentType))) + len(env.ContentType) +
+		uvarintLen(uint64(len(env.Payload))) + len(env.Payload)
+	if len(env.Headers) > 0 {
+		n += uvarintLen(uint64(len(env.Headers)))
+		for k, v := range env.Headers {
+			n += uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(v))) + len(v)
+		}
+	}
+	if signed {
+		n += envMACLen
+	}
+	return n
+}
+
+// appendEnvelope appends the encoding of env, published on channel, to dst
+// and returns the extended slice. With a non-empty key the message is signed
+// with HMAC-SHA256 over the channel name and every byte before the MAC; with
+// a nil or empty key it is unsigned (and channel is unused).
+//
+// It does not allocate when dst has room for the message (see envelopeLen),
+// with or without key, as long as successive calls use the same key. It
+// does not validate env (see validate). It is safe for concurrent use.
+func appendEnvelope(dst []byte, channel string, env *envelope, key []byte) []byte {
+	start := len(dst)
+	var flags byte
+	if len(key) > 0 {
+		flags |= flagSigned
+	}
+	if len(env.Headers) > 0 {
+		flags |= flagHeaders
+	}
+	dst = append(dst, envMagic0, envMagic1, envVersion, flags)
+	dst = binary.AppendUvarint(dst, uint64(len(env.Source)))
+	dst = append(dst, env.Source...)
+	dst = binary.AppendUvarint(dst, env.Seq)
+	dst = binary.AppendVarint(dst, env.Time)
+	dst = binary.AppendUvarint(dst, uint64(len(env.ContentType)))
+	dst = append(dst, env.ContentType...)
+	if len(env.Headers) > 0 {
+		dst = appendHeaders(dst, env.Headers)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(env.Payload)))
+	dst = append(dst, env.Payload...)
+	if len(key) > 0 {
+		m := getMAC(key)
+		// Sum appends after reading everything written, so passing a
+		// sub-slice of dst as the signed bytes and dst as the
+		// destination is safe even if Sum has to grow dst.
+		dst = m.sum(dst, channel, dst[start:])
+		macPool.Put(m)
+	}
+	return dst
+}
+
+// appendHeaders appends the header count and the headers sorted by key: map
+// order is random, and the encoding must be canonical. The keys are sorted
+// in an array on the stack, so this does not allocate for up to maxHeaders
+// headers.
+func appendHeaders(dst []byte, h map[string]string) []byte {
+	var arr [maxHeaders]string
+	keys := arr[:0]
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = binary.AppendUvarint(dst, uint64(len(keys)))
+	for _, k := range keys {
+		v := h[k]
+		dst = binary.AppendUvarint(dst, uint64(len(k)))
+		dst = append(dst, k...)
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
+// decodeEnvelope decodes msg, received on channel. The checks come in this
+// order, and the first that fails decides the error:
+//   - ErrTooLarge (wrapped) if maxBytes > 0 and msg is longer than maxBytes,
+//     whether or not msg is an envelope; maxBytes <= 0 means no limit;
+//   - errNotEnvelope if msg does not start with the magic, with or without
+//     a key: the caller decides (it delivers raw bytes, or rejects them
+//     when it requires signatures);
+//   - ErrMalformed (wrapped) for a message too short for the version and
+//     flags, an unknown version (the error says which) or unknown flags;
+//   - ErrSignature (wrapped) if key is non-empty and the envelope is
+//     unsigned, or the last 32 bytes are not the MAC key gives for channel
+//     and the bytes before them. This comes before parsing the fields, so
+//     any change to a signed message after the flags byte, truncation
+//     included, is ErrSignature. With a nil or empty key the MAC of a
+//     signed envelope is skipped unchecked;
+//   - ErrMalformed (wrapped, saying what is wrong at which byte offset) if
+//     the fields are not a valid canonical envelope.
+//
+// The returned Payload aliases msg. Source, ContentType and the headers are
+// copies. Allocations: the two strings, and the headers map and its strings
+// only when the message has headers; nothing is allocated before the whole
+// message has been validated. It never panics and is safe for concurrent
+// use.
+func decodeEnvelope(channel string, msg []byte, key []byte, maxBytes int) (envelope, error) {
+	if maxBytes > 0 && len(msg) > maxBytes {
+		return envelope{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), maxBytes)
+	}
+	if !isEnvelope(msg) {
+		return envelope{}, errNotEnvelope
+	}
+	if len(msg) < envFixedLen {
+		return envelope{}, malformed(len(msg), "truncated before the version and flags")
+	}
+	if v := msg[2]; v != envVersion {
+		return envelope{}, fmt.Errorf("%w: unknown version %d (this bridge reads version %d)", ErrMalformed, v, envVersion)
+	}
+	flags := msg[3]
+	if flags&^flagsKnown != 0 {
+		return envelope{}, malformed(3, "unknown flags %#02x", flags&^flagsKnown)
+	}
+	signed := flags&flagSigned != 0
+	end := len(msg) // where the payload must end: before the MAC if signed
+	if signed {
+		end -= envMACLen
+	}
+	tooShort := end < envFixedLen // signed, and too short to hold the MAC
+
+	// With a key, authenticate before parsing anything else: the MAC is
+	// the last 32 bytes whatever the fields say, so forged, altered,
+	// truncated and padded messages are all ErrSignature, and the parser
+	// below only ever sees what a holder of the key wrote.
+	if len(key) > 0 {
+		if !signed {
+			return envelope{}, fmt.Errorf("%w: unsigned envelope on %q", ErrSignature, channel)
+		}
+		if tooShort {
+			return envelope{}, fmt.Errorf("%w: %d bytes, too short to carry a MAC, on %q", ErrSignature, len(msg), channel)
+		}
+		m := getMAC(key)
+		ok := hmac.Equal(m.sum(m.out[:0], channel, msg[:end]), msg[end:])
+		macPool.Put(m)
+		if !ok {
+			return envelope{}, fmt.Errorf("%w: MAC mismatch on %q", ErrSignature, channel)
+		}
+	}
+
+	if tooShort {
+		return envelope{}, malformed(len(msg), "signed, but too short to hold the %d-byte MAC", envMACLen)
+	}
+
+	// First pass: validate everything and remember where the fields are,
+	// without allocating. The fields must fill msg[:end] exactly.
+	msg = msg[:end]
+	off := envFixedLen
+	src, off, err := readField(msg, off, 1, maxSourceLen, "source")
+	if err != nil {
+		return envelope{}, err
+	}
+	seq, off, err := readUvarint(msg, off, "sequence number", "")
+	if err != nil {
+		return envelope{}, err
+	}
+	zt, off, err := readUvarint(msg, off, "time", "")
+	if err != nil {
+		return envelope{}, err
+	}
+	ctype, off, err := readField(msg, off, 0, maxTypeLen, "content type")
+	if err != nil {
+		return envelope{}, err
+	}
+	var nHeaders uint64
+	var headers []byte // the encoded headers, after the count
+	if flags&flagHeaders != 0 {
+		countOff := off
+		nHeaders, off, err = readUvarint(msg, off, "header count", "")
+		if err != nil {
+			return envelope{}, err
+		}
+		if nHeaders == 0 || nHeaders > maxHeaders {
+			return envelope{}, malformed(countOff, "header count %d, want 1..%d", nHeaders, maxHeaders)
+		}
+		hStart := off
+		var prev []byte
+		for i := uint64(0); i < nHeaders; i++ {
+			keyOff := off
+			var k []byte
+			k, off, err = readField(msg, off, 1, maxHeaderKey, "header key")
+			if err != nil {
+				return envelope{}, err
+			}
+			if i > 0 && bytes.Compare(prev, k) >= 0 {
+				return envelope{}, malformed(keyOff, "header keys not in strictly increasing order")
+			}
+			prev = k
+			if _, off, err = readField(msg, off, 0, maxHeaderVal, "header value"); err != nil {
+				return envelope{}, err
+			}
+		}
+		headers = msg[hStart:off]
+	}
+	payload, off, err := readField(msg, off, 0, -1, "payload")
+	if err != nil {
+		return envelope{}, err
+	}
+	if off != end {
+		return envelope{}, malformed(off, "%d bytes after the payload", end-off)
+	}
+
+	// Second pass: build the result from validated bytes.
+	env := envelope{
+		Source:      string(src),
+		Seq:         seq,
+		Time:        unzigzag(zt),
+		ContentType: string(ctype),
+	}
+	if len(payload) > 0 {
+		env.Payload = payload[:len(payload):len(payload)]
+	}
+	if nHeaders > 0 {
+		env.Headers = make(map[string]string, nHeaders)
+		for len(headers) > 0 {
+			// Already validated: lengths are minimal and in bounds.
+			n, w := binary.Uvarint(headers)
+			k := headers[w : w+int(n)]
+			headers = headers[w+int(n):]
+			n, w = binary.Uvarint(headers)
+			env.Headers[string(k)] = string(headers[w : w+int(n)])
+			headers = headers[w+int(n):]
+		}
+	}
+	return env, nil
+}
+
+// malformed returns an error wrapping ErrMalformed that says what is wrong at
+// byte offset off.
+func malformed(off int, format string, args ...any) error {
+	return fmt.Errorf("%w: at byte %d: %s", ErrMalformed, off, fmt.Sprintf(format, args...))
+}
+
+// readUvarint reads a minimally encoded uvarint at b[off:] and returns it and
+// the offset after it. binary.Uvarint is not used because it accepts padded
+// encodings (0x80 0x00 for 0), which would make the format non-canonical.
+//
+// what names the field in errors; suffix is appended to it (" length" for
+// a field's length prefix). They are separate so that no string is built
+// unless there is an error.
+func readUvarint(b []byte, off int, what, suffix string) (uint64, int, error) {
+	var x uint64
+	var shift uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		if off+i >= len(b) {
+			return 0, off, malformed(off, "truncated %s%s", what, suffix)
+		}
+		c := b[off+i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, off, malformed(off, "%s%s overflows 64 bits", what, suffix)
+			}
+			if c == 0 && i > 0 {
+				return 0, off, malformed(off, "%s%s is not minimally encoded", what, suffix)
+			}
+			return x | uint64(c)<<shift, off + i + 1, nil
+		}
+		x |= uint64(c&0x7f) << shift
+		shift += 7
+	}
+	return 0, off, malformed(off, "%s%s overflows 64 bits", what, suffix)
+}
+
+// readField reads a uvarint length in [minLen, maxLen] (maxLen < 0: no limit
+// but the message's end) and that many bytes, and returns them (aliasing b)
+// and the offset after them.
+func readField(b []byte, off, minLen, maxLen int, what string) ([]byte, int, error) {
+	lenOff := off
+	n, off, err := readUvarint(b, off, what, " length")
+	if err != nil {
+		return nil, lenOff, err
+	}
+	if n < uint64(minLen) || (maxLen >= 0 && n > uint64(maxLen)) {
+		if maxLen < 0 {
+			return nil, lenOff, malformed(lenOff, "%s length %d, want at least %d", what, n, minLen)
+		}
+		return nil, lenOff, malformed(lenOff, "%s length %d, want %d..%d", what, n, minLen, maxLen)
+	}
+	if n > uint64(len(b)-off) { // compared as uint64: n may not fit an int
+		return nil, lenOff, malformed(lenOff, "%s length %d but only %d bytes left", what, n, len(b)-off)
+	}
+	end := off + int(n)
+	return b[off:end], end, nil
+}
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// macState is a reusable HMAC-SHA256 for one key. hmac.New allocates five
+// objects; pooling the keyed hash makes signing and verifying allocation-free
+// in the steady state, when one key is used (the bridge has one SigningKey).
+type macState struct {
+	key     []byte    // copy of the key h was built with
+	h       hash.Hash // hmac.New(sha256.New, key)
+	scratch [64]byte  // the channel's length prefix and name, written in chunks
+	// out is where decodeEnvelope computes the expected MAC: a local
+	// array would escape to the heap through the hash.Hash call.
+	out [envMACLen]byte
+}
+
+// macPool holds *macState. A state for another key is dropped and a new
+// one built.
+var macPool sync.Pool
+
+// getMAC returns a reset HMAC state for key. Return it with macPool.Put.
+func getMAC(key []byte) *macState {
+	if m, ok := macPool.Get().(*macState); ok && bytes.Equal(m.key, key) {
+		m.h.Reset()
+		return m
+	}
+	return &macState{key: bytes.Clone(key), h: hmac.New(sha256.New, key)}
+}
+
+// sum appends to dst the HMAC of uvarint(len(channel)) || channel || signed.
+// The length prefix keeps the channel/message boundary unambiguous.
+func (m *macState) sum(dst []byte, channel string, signed []byte) []byte {
+	p := binary.AppendUvarint(m.scratch[:0], uint64(len(channel)))
+	m.h.Write(p)
+	for len(channel) > 0 {
+		n := copy(m.scratch[:], channel)
+		m.h.Write(m.scratch[:n])
+		channel = channel[n:]
+	}
+	m.h.Write(signed)
+	return m.h.Sum(dst)
+}

@@ -1,0 +1,114 @@
+package bridge
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// FuzzDecodeEnvelope feeds arbitrary bytes to decodeEnvelope. It must never
+// panic, must fail only with the documented sentinels, and whatever it
+// accepts must be valid and re-encode to exactly the same bytes (the format
+// is canonical).
+func FuzzDecodeEnvelope(f *testing.F) {
+	for _, s := range envSamples()[:9] {
+		for _, key := range [][]byte{nil, envTestKey} {
+			msg := appendEnvelope(nil, envTestChannel, &s.env, key)
+			f.Add(msg, envTestChannel, key != nil)
+			f.Add(msg, envTestChannel, key == nil)
+			f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
+			f.Add(append(bytes.Clone(msg), 0), envTestChannel, key != nil)
+		}
+	}
+	for _, raw := range []string{
+		"", "hi", `{"id":7}`, "\xb5\x1e", "\xb5\x1e\x02\x00", "\xb5\x1e\x01\x04",
+		"\xb5\x1e\x01\x00\x01a\x80\x00\x00\x00\x00",                                 // non-minimal varint
+		"\xb5\x1e\x01\x00\x01a\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", // huge payload length
+		"\xb5\x1e\x01\x02\x01a\x00\x00\x00\x02\x01b\x00\x01a\x00\x00",               // unsorted headers
+	} {
+		f.Add([]byte(raw), "c", false)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, channel string, keyed bool) {
+		var key []byte
+		if keyed {
+			key = envTestKey
+		}
+		env, err := decodeEnvelope(channel, msg, key, 0)
+		if (err == errNotEnvelope) != !isEnvelope(msg) {
+			t.Fatalf("isEnvelope = %v but decode error = %v", isEnvelope(msg), err)
+		}
+		if len(msg) > 1 { // maxBytes 0 means no limit
+			if _, err := decodeEnvelope(channel, msg, key, len(msg)-1); !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("maxBytes len-1: %v, want ErrTooLarge", err)
+			}
+		}
+		if err != nil {
+			if err != errNotEnvelope && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrSignature) {
+				t.Fatalf("undocumented error: %v", err)
+			}
+			return
+		}
+		if err := env.validate(); err != nil {
+			t.Fatalf("decoded an invalid envelope: %v", err)
+		}
+		signed := msg[3]&flagSigned != 0
+		if signed && key == nil {
+			// Read unchecked: compare with the unsigned encoding.
+			re := appendEnvelope(nil, channel, &env, nil)
+			want := bytes.Clone(msg[:len(msg)-envMACLen])
+			want[3] &^= flagSigned
+			if !bytes.Equal(re, want) {
+				t.Fatalf("re-encoded unsigned\n% x\nwant\n% x", re, want)
+			}
+			return
+		}
+		if re := appendEnvelope(nil, channel, &env, key); !bytes.Equal(re, msg) {
+			t.Fatalf("re-encoded\n% x\nwant\n% x", re, msg)
+		}
+	})
+}
+
+// FuzzEnvelopeRoundTrip encodes arbitrary valid envelopes and checks that
+// they decode to the same values, and that a signed one is bound to its
+// channel.
+func FuzzEnvelopeRoundTrip(f *testing.F) {
+	f.Add("instance-1", uint64(42), int64(1_700_000_000_000_000_000), "application/json",
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", "",
+		[]byte(`{"id":7}`), "app:orders", true)
+	f.Add("a", uint64(0), int64(0), "", "", "", "", "", []byte(nil), "", false)
+	f.Add("\xb5\x1e", ^uint64(0), int64(-1<<63), "\x00", "a", "", "b", "x", []byte{0xb5, 0x1e, 1, 0}, "c", true)
+	f.Fuzz(func(t *testing.T, source string, seq uint64, tm int64, ctype, k1, v1, k2, v2 string,
+		payload []byte, channel string, keyed bool) {
+		env := envelope{Source: source, Seq: seq, Time: tm, ContentType: ctype, Payload: payload}
+		if k1 != "" || k2 != "" {
+			env.Headers = map[string]string{k1: v1, k2: v2}
+		}
+		if len(payload) == 0 {
+			env.Payload = nil
+		}
+		if env.validate() != nil {
+			return
+		}
+		var key []byte
+		if keyed {
+			key = envTestKey
+		}
+		msg := appendEnvelope(nil, channel, &env, key)
+		if len(msg) != envelopeLen(&env, keyed) {
+			t.Fatalf("len %d, envelopeLen %d", len(msg), envelopeLen(&env, keyed))
+		}
+		got, err := decodeEnvelope(channel, msg, key, 0)
+		if err != nil {
+			t.Fatalf("decode: %v\n% x", err, msg)
+		}
+		if !reflect.DeepEqual(got, env) {
+			t.Fatalf("decoded %+v, want %+v", got, env)
+		}
+		if keyed {
+			if _, err := decodeEnvelope(channel+"x", msg, key, 0); !errors.Is(err, ErrSignature) {
+				t.Fatalf("other channel: %v, want ErrSignature", err)
+			}
+		}
+	})
+}
