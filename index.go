@@ -92,10 +92,11 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, litGen, wildGen uin
 	st.mu.RLock()
 	subs := st.m[topic]
 	st.mu.RUnlock()
+	var buf [16]*Subscription
 	b.tree.mu.RLock()
-	var wild []*Subscription
+	wild := buf[:0]
 	if b.tree.size > 0 {
-		wild = b.tree.matchLocked(topic, b.sep, nil)
+		wild = b.tree.matchLocked(topic, b.sep, wild)
 	}
 	b.tree.mu.RUnlock()
 	if len(wild) > 0 {
