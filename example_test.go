@@ -1,0 +1,120 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/busline/bus"
+)
+
+type Order struct {
+	ID    int
+	Total float64
+}
+
+// The quick start: subscribe to a pattern, publish, unsubscribe.
+func Example() {
+	ctx := context.Background()
+	b := bus.New(nil)
+	defer b.Close(ctx)
+
+	sub, err := b.Subscribe("orders.*", func(ctx context.Context, e bus.Event) {
+		fmt.Printf("%s: %v\n", e.Topic, e.Payload)
+	})
+	if err != nil {
+		panic(err)
+	}
+	b.Publish(ctx, "orders.created", "order 42")
+	b.Publish(ctx, "orders.paid", "order 42")
+	b.Publish(ctx, "users.created", "ignored: no subscriber")
+	sub.Unsubscribe()
+	b.Publish(ctx, "orders.created", "ignored: unsubscribed")
+	// Output:
+	// orders.created: order 42
+	// orders.paid: order 42
+}
+
+// Patterns follow gobwas/glob with the separator: * stays within a
+// segment, ** crosses segments and matches zero of them before a separator.
+func Example_patterns() {
+	ctx := context.Background()
+	b := bus.New(nil)
+	for _, pattern := range []string{"orders.*", "orders.**", "**.failed", "orders.{created,paid}", "user.[0-9]"} {
+		b.Subscribe(pattern, func(ctx context.Context, e bus.Event) {
+			fmt.Printf("%-22s <- %s\n", pattern, e.Topic)
+		})
+	}
+	for _, topic := range []string{"orders.created", "orders.eu.failed", "failed", "user.7", "user.10"} {
+		b.Publish(ctx, topic, nil)
+	}
+	// Output:
+	// orders.*               <- orders.created
+	// orders.**              <- orders.created
+	// orders.{created,paid}  <- orders.created
+	// orders.**              <- orders.eu.failed
+	// **.failed              <- orders.eu.failed
+	// **.failed              <- failed
+	// user.[0-9]             <- user.7
+}
+
+// SubscribeTyped hands the payload over as its concrete type; a payload of
+// another type goes to Options.OnError instead of the handler.
+func ExampleSubscribeTyped() {
+	ctx := context.Background()
+	b := bus.New(&bus.Options{OnError: func(err error) { fmt.Println("error:", err) }})
+	bus.SubscribeTyped(b, "orders.created", func(ctx context.Context, e bus.Event, o *Order) {
+		fmt.Printf("order %d, total %.2f\n", o.ID, o.Total)
+	})
+	b.Publish(ctx, "orders.created", &Order{ID: 42, Total: 9.5})
+	b.Publish(ctx, "orders.created", "not an order")
+	// Output:
+	// order 42, total 9.50
+	// error: bus: payload type mismatch: topic "orders.created", pattern "orders.created": want *bus_test.Order, got string
+}
+
+// A panicking handler is recovered and reported; the other subscribers
+// still get the event and Publish returns normally.
+func ExampleOptions_onError() {
+	ctx := context.Background()
+	b := bus.New(&bus.Options{OnError: func(err error) {
+		var de *bus.DeliveryError
+		if errors.As(err, &de) && errors.Is(err, bus.ErrHandlerPanic) {
+			fmt.Printf("recovered %q on %s (pattern %s)\n", de.Value, de.Topic, de.Pattern)
+		}
+	}})
+	b.Subscribe("jobs.*", func(ctx context.Context, e bus.Event) { panic("broken handler") })
+	b.Subscribe("jobs.run", func(ctx context.Context, e bus.Event) { fmt.Println("still delivered") })
+	err := b.Publish(ctx, "jobs.run", nil)
+	fmt.Println("Publish returned", err)
+	// Output:
+	// recovered "broken handler" on jobs.run (pattern jobs.*)
+	// still delivered
+	// Publish returned <nil>
+}
+
+// Bad topics and patterns are errors that say what and where.
+func ExampleSyntaxError() {
+	b := bus.New(nil)
+	err := b.Publish(context.Background(), "orders..created", nil)
+	fmt.Println(err, errors.Is(err, bus.ErrInvalidTopic))
+	_, err = b.Subscribe("orders.{created", func(context.Context, bus.Event) {})
+	fmt.Println(err, errors.Is(err, bus.ErrInvalidPattern))
+	// Output:
+	// bus: invalid topic "orders..created" at offset 7: empty segment true
+	// bus: invalid pattern "orders.{created" at offset 15: unclosed `{` true
+}
+
+// NumSub, NumPat, Patterns and Topics answer what Redis's PUBSUB NUMSUB,
+// NUMPAT and CHANNELS answer.
+func ExampleBus_NumSub() {
+	b := bus.New(nil)
+	nop := func(context.Context, bus.Event) {}
+	b.Subscribe("orders.created", nop)
+	b.Subscribe("orders.*", nop)
+	b.Subscribe("**", nop)
+	n, _ := b.NumSub("orders.created")
+	fmt.Println(n, b.NumPat(), b.Patterns(), b.Topics())
+	// Output:
+	// 3 2 [** orders.*] [orders.created]
+}
