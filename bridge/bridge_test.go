@@ -21,8 +21,15 @@ import (
 // joins its goroutines in Close, and go-redis leaves none once its clients
 // are closed (redistest closes them in t.Cleanup).
 func TestMain(m *testing.M) {
+	// go-redis logs every failed dial; the tests that kill Redis cause
+	// hundreds. The bridge reports what matters through OnError.
+	redis.SetLogger(quietLogger{})
 	goleak.VerifyTestMain(m)
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // waitTimeout bounds every wait for events in these tests. It is a
 // deadline for correctness, not a speed measurement: the events normally

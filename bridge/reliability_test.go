@@ -1,0 +1,387 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestSlowSubscriberDoesNotStallOtherTopics blocks the local subscriber of
+// one topic and checks that the events of many other topics keep arriving
+// meanwhile, and that the blocked topic's events all arrive, in order, once
+// it is released.
+func TestSlowSubscriberDoesNotStallOtherTopics(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	a := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "**", Direction: bridge.Export}))
+	b := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "**", Direction: bridge.Import}))
+
+	release := make(chan struct{})
+	var slow []int
+	var slowMu sync.Mutex
+	if _, err := b.bus.Subscribe("slow", func(_ context.Context, e bus.Event) {
+		<-release
+		slowMu.Lock()
+		slow = append(slow, atoi(t, e.Payload))
+		slowMu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fast := record(t, b.bus, "fast.*")
+
+	const slowN, topics, perTopic = 20, 50, 20
+	for i := range slowN {
+		publish(t, a.bus, "slow", strconv.Itoa(i))
+	}
+	for i := range perTopic {
+		for k := range topics {
+			publish(t, a.bus, fmt.Sprintf("fast.t%d", k), strconv.Itoa(i))
+		}
+	}
+	// Every other topic arrives while "slow" is blocked.
+	fast.waitFor(t, topics*perTopic)
+	last := map[string]int{}
+	for _, e := range fast.snapshot() {
+		i := atoi(t, e.Payload)
+		if prev, ok := last[e.Topic]; ok && i != prev+1 {
+			t.Fatalf("%s: %d after %d", e.Topic, i, prev)
+		}
+		last[e.Topic] = i
+	}
+	close(release)
+	eventually(t, func() bool {
+		slowMu.Lock()
+		defer slowMu.Unlock()
+		return len(slow) == slowN
+	}, "slow events")
+	for i, v := range slow {
+		if v != i {
+			t.Fatalf("slow events out of order: %v", slow)
+		}
+	}
+}
+
+func atoi(t testing.TB, payload any) int {
+	t.Helper()
+	var s string
+	switch p := payload.(type) {
+	case string:
+		s = p
+	case []byte:
+		s = string(p)
+	default:
+		t.Fatalf("payload %T", payload)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestImportQueueDrops fills the import queue of a blocked topic: the read
+// loop keeps reading, drops what does not fit, counts and reports it, and
+// delivered plus dropped equals published.
+func TestImportQueueDrops(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	a := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "**", Direction: bridge.Export}))
+	opts := testOptions(nil, bridge.Route{Pattern: "**", Direction: bridge.Import})
+	opts.ImportTopicQueueSize = 10
+	b := newInstance(t, srv.Client(t), opts)
+
+	release := make(chan struct{})
+	var delivered atomic.Int64
+	if _, err := b.bus.Subscribe("blocked", func(context.Context, bus.Event) {
+		<-release
+		delivered.Add(1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	for i := range n {
+		publish(t, a.bus, "blocked", strconv.Itoa(i))
+	}
+	eventually(t, func() bool { return b.bridge.Stats().Received == n }, "messages read")
+	close(release)
+	eventually(t, func() bool {
+		s := b.bridge.Stats()
+		return s.ImportDepth == 0 && uint64(delivered.Load())+s.ImportDropped == n
+	}, "delivered + dropped = published: delivered %d, stats %+v", func() int { return int(delivered.Load()) }, b.bridge.Stats())
+	s := b.bridge.Stats()
+	if s.ImportDropped == 0 || s.Imported != uint64(delivered.Load()) {
+		t.Errorf("dropped %d, imported %d, delivered %d", s.ImportDropped, s.Imported, delivered.Load())
+	}
+	if b.errs.count(bridge.ErrImportFull) == 0 {
+		t.Error("drops not reported")
+	}
+}
+
+// TestKillRedisMidStream kills redis-server with SIGKILL while events
+// flow, keeps publishing during the outage, and restarts it on the same
+// port. The bridges recover by themselves; the exports made during the
+// outage arrive afterwards; and the counters account for every event:
+// delivered plus lost-and-reported-as-gaps equals published.
+func TestKillRedisMidStream(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	aOpts := testOptions(nil, bridge.Route{Pattern: "stream.*", Direction: bridge.Export})
+	// Resume a second after Redis answers again, so that b has
+	// resubscribed by then: pub/sub keeps nothing for absent subscribers.
+	aOpts.ResumeDelay = time.Second
+	a := newInstance(t, fastFailClient(t, srv), aOpts)
+	bOpts := testOptions(nil, bridge.Route{Pattern: "stream.*", Direction: bridge.Import})
+	bOpts.ReconnectMax = 50 * time.Millisecond
+	b := newInstance(t, srv.Client(t), bOpts)
+	rec := record(t, b.bus, "stream.*")
+
+	var published atomic.Int64
+	pub := func(n int) {
+		for range n {
+			i := published.Add(1) - 1
+			publish(t, a.bus, "stream.x", strconv.FormatInt(i, 10))
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+	pub(300)
+	srv.Kill()
+	outageStart := published.Load()
+	pub(300)
+	outageEnd := published.Load()
+	time.Sleep(300 * time.Millisecond)
+	srv.Restart()
+	pub(300)
+	total := published.Load()
+
+	eventually(t, func() bool {
+		s := a.bridge.Stats()
+		return s.Exported+s.OutboxDropped == uint64(total) && s.OutboxDepth == 0
+	}, "a exported everything")
+	eventually(t, func() bool {
+		s := b.bridge.Stats()
+		return s.Imported+s.GapEvents == uint64(total)
+	}, "b accounts for every event")
+
+	as, bs := a.bridge.Stats(), b.bridge.Stats()
+	t.Logf("a: %+v", as)
+	t.Logf("b: %+v", bs)
+	if as.OutboxDropped != 0 || as.ExportOutages == 0 {
+		t.Errorf("a: dropped %d, outages %d; want 0 and at least 1", as.OutboxDropped, as.ExportOutages)
+	}
+	if bs.Reconnects == 0 || b.errs.count(bridge.ErrPossibleGap) == 0 || b.errs.count(bridge.ErrDisconnected) == 0 {
+		t.Errorf("b: reconnects %d, reports:\n%s", bs.Reconnects, b.errs)
+	}
+	got := map[int64]bool{}
+	prev := int64(-1)
+	for _, e := range rec.snapshot() {
+		i := int64(atoi(t, e.Payload))
+		if i <= prev {
+			t.Fatalf("event %d after %d: order lost", i, prev)
+		}
+		prev = i
+		got[i] = true
+	}
+	if uint64(len(got)) != bs.Imported {
+		t.Errorf("%d distinct events delivered, %d imported", len(got), bs.Imported)
+	}
+	for i := outageStart; i < outageEnd; i++ {
+		if !got[i] {
+			t.Errorf("event %d, published during the outage, never arrived", i)
+		}
+	}
+	for i := outageEnd; i < total; i++ {
+		if !got[i] {
+			t.Errorf("event %d, published after the restart, never arrived", i)
+		}
+	}
+}
+
+// fastFailClient returns a client that does not retry by itself, so that an
+// outage reaches the bridge at once. With go-redis's defaults (MaxRetries
+// 3, DialerRetries 5) a pipeline keeps retrying for about two seconds
+// before the bridge sees the failure; the bridge behaves the same either
+// way, only later.
+func fastFailClient(t testing.TB, srv *redistest.Server) *redis.Client {
+	o := srv.ClientOptions()
+	o.MaxRetries = -1
+	o.DialerRetries = 1
+	rdb := redis.NewClient(o)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// TestOutboxOverflowShowsAsGap fills a small outbox while Redis is down:
+// the oldest exports are dropped (DropOldest), counted and reported by the
+// sender, and the receiver reports exactly as many missing events from the
+// sequence numbers.
+func TestOutboxOverflowShowsAsGap(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	aOpts := testOptions(nil, bridge.Route{Pattern: "g.*", Direction: bridge.Export})
+	aOpts.OutboxMaxEvents = 10
+	aOpts.ResumeDelay = time.Second
+	a := newInstance(t, fastFailClient(t, srv), aOpts)
+	b := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "g.*", Direction: bridge.Import}))
+	rec := record(t, b.bus, "g.*")
+
+	publish(t, a.bus, "g.x", "0")
+	rec.waitFor(t, 1)
+	srv.Kill()
+	for i := 1; i <= 30; i++ {
+		publish(t, a.bus, "g.x", strconv.Itoa(i))
+	}
+	srv.Restart()
+	eventually(t, func() bool {
+		s := b.bridge.Stats()
+		return s.Imported+s.GapEvents == 31 && rec.len() == int(s.Imported)
+	}, "delivered + missing = published")
+
+	// How many are dropped depends on how many exports the flusher had
+	// taken into the batch it was sending when Redis died: that batch is
+	// retried, not dropped. Every dropped one is a missing sequence number.
+	as, bs := a.bridge.Stats(), b.bridge.Stats()
+	if as.OutboxOverflow == 0 || bs.GapEvents != as.OutboxOverflow {
+		t.Errorf("overflow %d, gap events %d; want as many missing as dropped", as.OutboxOverflow, bs.GapEvents)
+	}
+	events := rec.snapshot()
+	for i, e := range events[len(events)-10:] {
+		if v := atoi(t, e.Payload); v != 21+i {
+			t.Errorf("event %d of the last 10 is %d, want %d: the newest are kept", i, v, 21+i)
+		}
+	}
+	var missing uint64
+	for _, err := range b.errs.errs {
+		var gap *bridge.GapError
+		if errors.As(err, &gap) {
+			missing += gap.Missing()
+			if gap.Source != a.bridge.InstanceID() || gap.Channel != "app:g.x" {
+				t.Errorf("gap report %+v", gap)
+			}
+		}
+	}
+	if missing != bs.GapEvents {
+		t.Errorf("gap reports add up to %d missing events, stats say %d:\n%s", missing, bs.GapEvents, b.errs)
+	}
+	if a.errs.count(bridge.ErrOutboxFull) == 0 {
+		t.Errorf("overflow not reported:\n%s", a.errs)
+	}
+}
+
+// TestLivenessProbe freezes redis-server with SIGSTOP: its TCP connections
+// stay open but nothing answers, as with a half-open connection. The bridge
+// must notice from the missing PONG, and recover once the server runs again.
+func TestLivenessProbe(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	info, err := srv.CLI("INFO", "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no process_id in INFO:\n%s", info)
+	}
+	opts := testOptions(nil, bridge.Route{Pattern: "live.*"})
+	opts.PingInterval = 100 * time.Millisecond
+	opts.PingTimeout = 300 * time.Millisecond
+	in := newInstance(t, srv.Client(t), opts)
+	peer := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "live.*"}))
+	rec := record(t, in.bus, "live.*")
+
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	eventually(t, func() bool { return in.errs.count(bridge.ErrDisconnected) > 0 }, "the probe to fail")
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	stopped = false
+
+	eventually(t, func() bool { return in.bridge.Stats().Reconnects > 0 }, "reconnect")
+	ready(t, in.bridge)
+	ready(t, peer.bridge)
+	publish(t, peer.bus, "live.x", "after")
+	if e := rec.waitFor(t, 1)[0]; e.Payload != "after" {
+		t.Errorf("got %v", e.Payload)
+	}
+}
+
+// TestCloseFlushes publishes a burst and closes at once: Close sends the
+// whole outbox before returning.
+func TestCloseFlushes(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	b := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "c.*", Direction: bridge.Import}))
+	rec := record(t, b.bus, "c.*")
+	ab := bus.New(nil)
+	a, err := bridge.New(ab, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "c.*", Direction: bridge.Export}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	for i := range n {
+		publish(t, ab, "c.x", strconv.Itoa(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if s := a.Stats(); s.Exported != n || s.OutboxDepth != 0 {
+		t.Errorf("after Close: exported %d, depth %d", s.Exported, s.OutboxDepth)
+	}
+	rec.waitFor(t, n)
+	if err := a.Close(ctx); !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := a.Ready(ctx); !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("Ready after Close: %v", err)
+	}
+	// Exports after Close are not sent and are counted.
+	publish(t, ab, "c.x", "late")
+	if s := a.Stats(); s.Exported != n {
+		t.Errorf("exported %d after Close", s.Exported)
+	}
+}
+
+// TestCloseGivesUp closes a bridge whose Redis is gone: Close returns when
+// its context ends, says how many exports it could not send, and leaves no
+// goroutine behind (checked by TestMain).
+func TestCloseGivesUp(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	ab := bus.New(nil)
+	log := &errLog{}
+	a, err := bridge.New(ab, srv.Client(t), testOptions(log, bridge.Route{Pattern: "**"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready(t, a)
+	srv.Kill()
+	for i := range 50 {
+		publish(t, ab, "x", strconv.Itoa(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = a.Close(ctx)
+	if !errors.Is(err, bridge.ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "50 exports") {
+		t.Fatalf("Close: %v; want ErrNotSent for 50 exports", err)
+	}
+	if s := a.Stats(); s.OutboxUnsent != 50 || s.OutboxDropped != 50 || s.Exported != 0 || s.OutboxDepth != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
