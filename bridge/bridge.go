@@ -231,28 +231,6 @@ func (br *Bridge) RedisSubscriptions() (channels, patterns []string) {
 	return channels, patterns
 }
 
-// ACLChannelRules returns the channel rules a Redis ACL user needs for this
-// bridge, in ACL SETUSER syntax: "&" followed by the escaped prefix and "*",
-// which covers PUBLISH and SUBSCRIBE on every channel of the prefix, then
-// "&" followed by each PSUBSCRIBE glob, since Redis compares the patterns
-// of PSUBSCRIBE literally with the channel rules. The user also needs the
-// commands: see the package documentation.
-func (br *Bridge) ACLChannelRules() []string {
-	var g globBuilder
-	for i := 0; i < len(br.cfg.Prefix); i++ {
-		g.literal(br.cfg.Prefix[i])
-	}
-	g.star()
-	rules := []string{"&" + g.b.String()}
-	_, patterns := br.RedisSubscriptions()
-	for _, p := range patterns {
-		if r := "&" + p; r != rules[0] {
-			rules = append(rules, r)
-		}
-	}
-	return rules
-}
-
 // Ready waits until Redis has confirmed every subscription of the import
 // routes on the current connection, and returns nil then. Events published
 // on Redis before that are not received: go-redis's Subscribe returns

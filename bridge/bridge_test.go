@@ -183,6 +183,8 @@ func ready(t testing.TB, br *bridge.Bridge) {
 	}
 }
 
+func newBus() *bus.Bus { return bus.New(nil) }
+
 func publish(t testing.TB, b *bus.Bus, topic string, payload any) {
 	t.Helper()
 	if err := b.Publish(context.Background(), topic, payload); err != nil {

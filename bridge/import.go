@@ -32,7 +32,7 @@ var errPongTimeout = errors.New("no answer to PING in time")
 // subscriptions of the new connection are confirmed.
 func (br *Bridge) subscribeLoop() {
 	defer close(br.subDone)
-	rl := readLoop{br: br, seqs: map[seqKey]uint64{}}
+	rl := readLoop{br: br, seqs: map[seqKey]seqState{}}
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	first := true
 	for {
@@ -84,7 +84,7 @@ type seqKey struct {
 // readLoop holds the state of the read loop that survives reconnects.
 type readLoop struct {
 	br   *Bridge
-	seqs map[seqKey]uint64 // last sequence number seen
+	seqs map[seqKey]seqState // last event seen of each sequence
 	ping uint64            // number of the last PING sent
 }
 
@@ -271,7 +271,7 @@ func (rl *readLoop) handle(m *redis.Message) {
 			c.echoes.Add(1)
 			return
 		}
-		if !rl.sequence(env.Source, m.Channel, env.Seq) {
+		if !rl.sequence(env.Source, m.Channel, env.Seq, env.Time) {
 			c.dups.Add(1)
 			return
 		}
@@ -306,11 +306,13 @@ func (rl *readLoop) handle(m *redis.Message) {
 	rl.enqueue(importItem{topic: topic, route: r, payload: data, meta: rawMeta})
 }
 
-// sequence checks seq, the sequence number of source's event on channel,
-// against the last one seen and reports whether the event is new. A gap is
-// counted and reported. A 1 is a source that started again; a number seen
-// already is a duplicate. Zero means the sender does not number its events.
-func (rl *readLoop) sequence(source, channel string, seq uint64) bool {
+// sequence checks seq, the sequence number of source's event on channel
+// sent at time t, against the last one seen and reports whether the event
+// is new. A gap is counted and reported. A number seen already is a
+// duplicate, except a 1 sent later than the last event: the source started
+// numbering again (it restarted with the same ID, or forgot its counters).
+// Zero means the sender does not number its events.
+func (rl *readLoop) sequence(source, channel string, seq uint64, t int64) bool {
 	if seq == 0 {
 		return true
 	}
@@ -322,17 +324,24 @@ func (rl *readLoop) sequence(source, channel string, seq uint64) bool {
 		if len(rl.seqs) >= maxSeqChannels {
 			clear(rl.seqs) // bounded memory; tracking starts over
 		}
-	case seq == 1 || seq == last+1:
-	case seq > last+1:
-		gap := &GapError{Source: source, Channel: channel, Expected: last + 1, Got: seq}
+	case seq == last.seq+1:
+	case seq > last.seq+1:
+		gap := &GapError{Source: source, Channel: channel, Expected: last.seq + 1, Got: seq}
 		br.c.gaps.Add(1)
 		br.c.gapEvents.Add(gap.Missing())
 		br.rep.report(gap)
+	case seq == 1 && t > last.time:
 	default:
 		return false
 	}
-	rl.seqs[k] = seq
+	rl.seqs[k] = seqState{seq, t}
 	return true
+}
+
+// seqState is the last event seen of a sequence.
+type seqState struct {
+	seq  uint64
+	time int64
 }
 
 func (rl *readLoop) enqueue(it importItem) {

@@ -385,3 +385,32 @@ func TestCloseGivesUp(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// TestSourceRestartWithSameID restarts a sender that has a fixed
+// InstanceID: its numbering starts again at 1, which the receiver takes for
+// a restart, not for duplicates or a gap.
+func TestSourceRestartWithSameID(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	b := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "r.*", Direction: bridge.Import}))
+	rec := record(t, b.bus, "r.*")
+	for run := range 2 {
+		opts := testOptions(nil, bridge.Route{Pattern: "r.*", Direction: bridge.Export})
+		opts.InstanceID = "fixed-id"
+		a := newInstance(t, srv.Client(t), opts)
+		for i := range 3 {
+			publish(t, a.bus, "r.x", strconv.Itoa(run*3+i))
+		}
+		rec.waitFor(t, run*3+3)
+		if err := a.bridge.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, e := range rec.snapshot() {
+		if atoi(t, e.Payload) != i || e.Meta.Source != "fixed-id" || e.Meta.Seq != uint64(i%3+1) {
+			t.Errorf("event %d: %v from %q seq %d", i, e.Payload, e.Meta.Source, e.Meta.Seq)
+		}
+	}
+	if s := b.bridge.Stats(); s.Gaps != 0 || s.Duplicates != 0 {
+		t.Errorf("gaps %d, duplicates %d", s.Gaps, s.Duplicates)
+	}
+}
