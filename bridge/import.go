@@ -85,7 +85,7 @@ type seqKey struct {
 type readLoop struct {
 	br   *Bridge
 	seqs map[seqKey]seqState // last event seen of each sequence
-	ping uint64            // number of the last PING sent
+	ping uint64              // number of the last PING sent
 }
 
 // run subscribes on ps and reads from it until it fails, answering for the
