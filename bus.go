@@ -6,8 +6,11 @@ import (
 	"log"
 	"math/bits"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Options configures a Bus. The zero value (and a nil *Options) means the
@@ -34,6 +37,24 @@ type Options struct {
 	// cache: every publish then walks the index under read locks, and
 	// publishes that match wildcard subscriptions allocate.
 	MatchCacheSize int
+
+	// Stats turns on the counters that cost something on the publish
+	// path: Stats.Published, and Delivered for synchronous subscriptions.
+	// They are striped, so parallel publishers still scale; a publish
+	// pays a few nanoseconds for them. Drops, panics, queue depths and
+	// asynchronous deliveries are always counted.
+	Stats bool
+
+	// SlowAfter is how long the queue of an asynchronous subscription may
+	// stay full before it is reported to OnError as a slow subscriber
+	// (ErrSlowSubscriber, with where it was subscribed), once per spell.
+	// Zero means one second; negative turns the report off.
+	SlowAfter time.Duration
+
+	// DropReportInterval is the shortest time between two reports of
+	// dropped events (ErrDropped) for one subscription; the drops in
+	// between are counted and reported together. Zero means one second.
+	DropReportInterval time.Duration
 }
 
 const defaultMatchCacheSize = 4096
@@ -48,7 +69,7 @@ type Bus struct {
 	// subscribing writes, so that they share no cache line.
 	closed    atomic.Bool
 	sep       byte
-	seed      uint64 // of hashString
+	seed      uint64                     // of hashString
 	cache     []atomic.Pointer[matchSet] // one slot that stays empty when disabled
 	cacheMask uint64
 	cacheOn   bool // the cache is enabled
@@ -59,6 +80,17 @@ type Bus struct {
 	nextID  atomic.Uint64 // subscription IDs: delivery follows their order
 	stripes [numStripes]stripe
 	tree    tree
+
+	stats              bool
+	slowAfter          time.Duration
+	dropReportInterval time.Duration
+	published          counter
+	delivered          counter
+	dropped            counter
+	panics             counter
+
+	workersMu sync.Mutex                 // protects workers
+	workers   map[*Subscription]struct{} // asynchronous subscriptions whose worker runs
 }
 
 // New returns a Bus configured by opts; nil opts means the defaults. New
@@ -78,7 +110,16 @@ func New(opts *Options) *Bus {
 	if o.OnError == nil {
 		o.OnError = func(err error) { log.Print(err) }
 	}
-	b := &Bus{sep: byte(o.Separator), seed: rand.Uint64(), onError: o.OnError}
+	b := &Bus{sep: byte(o.Separator), seed: rand.Uint64(), onError: o.OnError, stats: o.Stats,
+		slowAfter: o.SlowAfter, dropReportInterval: o.DropReportInterval,
+		published: newCounter(), delivered: newCounter(), dropped: newCounter(), panics: newCounter(),
+		workers: make(map[*Subscription]struct{})}
+	if b.slowAfter == 0 {
+		b.slowAfter = time.Second
+	}
+	if b.dropReportInterval <= 0 {
+		b.dropReportInterval = time.Second
+	}
 	switch {
 	case o.MatchCacheSize == 0:
 		o.MatchCacheSize = defaultMatchCacheSize
@@ -102,18 +143,25 @@ func New(opts *Options) *Bus {
 func (b *Bus) Separator() rune { return rune(b.sep) }
 
 // Publish sends payload to every subscription whose pattern matches topic
-// and returns once every matching synchronous handler has returned.
+// and returns once every matching synchronous handler has returned and
+// every matching asynchronous subscription has queued the event.
 //
-// Handlers run on the calling goroutine, one after the other in the order
-// their subscriptions were made, each once however many ways its pattern
-// matches. A panicking handler is recovered and reported to Options.OnError;
-// the other handlers still run and Publish does not panic. Handlers may call
-// Publish, Subscribe and Unsubscribe.
+// Synchronous handlers run on the calling goroutine, one after the other in
+// the order their subscriptions were made, each once however many ways its
+// pattern matches; a queue group counts as one subscription. A panicking
+// handler is recovered and reported to Options.OnError; the other handlers
+// still run and Publish does not panic. Handlers may call Publish,
+// Subscribe, Unsubscribe and Close.
 //
-// Publish returns a [*SyntaxError] wrapping ErrInvalidTopic for an invalid
-// topic, and an error wrapping ErrClosed once the bus is closed; it
-// delivers nothing then. A topic with no subscribers is not an error.
-// Publish passes ctx to the handlers and does not itself look at it.
+// Publish blocks only on a full queue with the Block policy, until there is
+// room or ctx ends: it then still delivers to the other subscriptions and
+// returns an error wrapping ctx's error (see Block). It returns a
+// [*SyntaxError] wrapping ErrInvalidTopic for an invalid topic, and an
+// error wrapping ErrClosed once the bus is closed, delivering nothing then.
+// A topic with no subscribers is not an error. Publish passes ctx to the
+// handlers, asynchronous ones included, which may find it ended: an
+// asynchronous handler that must outlive its publisher's context should use
+// context.WithoutCancel.
 //
 // Once a topic is in the match cache, Publish takes no lock and allocates
 // nothing: a pointer payload travels in the interface without an
@@ -142,14 +190,32 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 			return err
 		}
 	}
+	var firstErr error
 	i := 0
 	defer b.recoverPublish(ctx, &e, subs, &i)
 	for ; i < len(subs); i++ {
-		if s := subs[i]; s.active.Load() {
-			s.handler(ctx, e)
+		s := subs[i]
+		if s.fast {
+			if s.active.Load() {
+				s.handler(ctx, e)
+			}
+		} else if err := b.deliverSlow(ctx, s, &e); err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
-	return nil
+	if b.stats {
+		b.published.add(1)
+	}
+	return firstErr
+}
+
+// deliverSlow delivers to anything but a plain synchronous subscription.
+func (b *Bus) deliverSlow(ctx context.Context, s *Subscription, e *Event) error {
+	if s.members != nil {
+		return b.deliverGroup(ctx, s, e)
+	}
+	_, err := s.offer(ctx, e, false)
+	return err
 }
 
 // Subscribe calls h for every event published to a topic matching pattern,
@@ -162,33 +228,109 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 // Subscribe may be called from inside a handler; the subscription sees the
 // events published after Subscribe returns.
 func (b *Bus) Subscribe(pattern string, h Handler) (*Subscription, error) {
-	return b.subscribe(pattern, h)
+	return b.subscribe(pattern, h, nil, 1)
 }
 
-// Close unsubscribes every subscription and makes later calls to Publish
-// and Subscribe fail with ErrClosed. Publishes already running may still
-// call handlers that they had reached before Close.
+// SubscribeWith is Subscribe with options: an asynchronous queue and its
+// overflow policy, a queue group, once-only delivery, tracking of running
+// calls. A nil opts is Subscribe. Options out of range get an error
+// wrapping ErrInvalidOption.
 //
-// Close may be called from a handler. Calling it again returns an error
-// wrapping ErrClosed.
+// An asynchronous subscription starts a goroutine that ends after
+// Unsubscribe or Close; its queue is allocated up front, and delivering
+// through it allocates nothing.
+func (b *Bus) SubscribeWith(pattern string, h Handler, opts *SubscribeOptions) (*Subscription, error) {
+	return b.subscribe(pattern, h, opts, 1)
+}
+
+// SubscribeChan is an asynchronous subscription that delivers to a channel
+// instead of a handler, for those who prefer `for e := range ch`. The bus
+// owns the channel: it closes it after Unsubscribe or Close, so the range
+// loop ends. opts.Queue is the capacity of the queue in front of the
+// channel (64 when zero); the other options apply as for SubscribeWith.
+//
+// The reader must keep reading, or the queue fills up and its overflow
+// policy applies. On Unsubscribe the events still queued are discarded and
+// counted as dropped; on Close they are delivered until Close's deadline.
+func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscription, <-chan Event, error) {
+	var o SubscribeOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Queue == 0 {
+		o.Queue = 64
+	}
+	out := make(chan Event)
+	stop := make(chan struct{})
+	s, err := b.newSubscription(pattern, func(ctx context.Context, e Event) {
+		select {
+		case out <- e:
+		case <-stop:
+		}
+	}, &o)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.out, s.stop = out, stop
+	runtime.Callers(2, s.pc[:])
+	if err := b.start(s); err != nil {
+		return nil, nil, err
+	}
+	return s, out, nil
+}
+
+// addWorker registers s and starts its worker, unless the bus is closed.
+func (b *Bus) addWorker(s *Subscription) error {
+	b.workersMu.Lock()
+	defer b.workersMu.Unlock()
+	if b.closed.Load() {
+		return errClosed("subscribe")
+	}
+	b.workers[s] = struct{}{}
+	go s.work()
+	return nil
+}
+
+// workerDone is deferred by the worker of s when it exits.
+func (b *Bus) workerDone(s *Subscription) {
+	b.workersMu.Lock()
+	delete(b.workers, s)
+	b.workersMu.Unlock()
+	if s.out != nil {
+		close(s.out)
+	}
+	s.closeDone()
+}
+
+// Close ends the bus: Publish and Subscribe fail with ErrClosed from the
+// moment it starts, every subscription is unsubscribed, and the events
+// already in asynchronous queues are handled until ctx ends. Close then
+// waits for the goroutines of asynchronous subscriptions to exit. If ctx
+// ends first, the events not yet started are discarded and counted as
+// dropped, and Close returns an error wrapping ctx's error that says how
+// many; a handler still running then is not interrupted, and its goroutine
+// exits when it returns.
+//
+// Close may be called from a handler; called from an asynchronous one, it
+// cannot wait for that handler's own goroutine, which exits after the
+// handler returns. Calling Close again returns an error wrapping ErrClosed.
 func (b *Bus) Close(ctx context.Context) error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return errClosed("close")
 	}
+	var all []*Subscription
 	for i := range b.stripes {
 		st := &b.stripes[i]
 		st.mu.Lock()
 		for _, subs := range st.m {
-			for _, s := range subs {
-				s.active.Store(false)
-			}
+			all = append(all, subs...)
 		}
 		clear(st.m)
 		st.gen.Add(1)
 		st.mu.Unlock()
 	}
 	b.tree.mu.Lock()
-	b.tree.root.each(func(s *Subscription) { s.active.Store(false) })
+	b.tree.root.each(func(s *Subscription) { all = append(all, s) })
 	b.tree.root = node{}
 	clear(b.tree.patterns)
 	b.tree.size = 0
@@ -197,7 +339,72 @@ func (b *Bus) Close(ctx context.Context) error {
 	for i := range b.cache {
 		b.cache[i].Store(nil)
 	}
+	for _, s := range all {
+		if s.active.CompareAndSwap(true, false) {
+			s.teardown()
+		}
+	}
+	b.workersMu.Lock()
+	workers := make([]*Subscription, 0, len(b.workers))
+	for s := range b.workers {
+		workers = append(workers, s)
+	}
+	b.workersMu.Unlock()
+	if len(workers) == 0 {
+		return nil
+	}
+	self := goid()
+	var lost uint64
+	for _, s := range workers {
+		if s.workerID.Load() == self {
+			continue // Close runs in this worker's handler
+		}
+		select {
+		case <-s.done:
+			continue
+		case <-ctx.Done():
+		}
+		lost += s.q.discardAll(s)
+		s.stopReader()
+	}
+	if lost > 0 || ctx.Err() != nil {
+		return fmt.Errorf("bus: close: %d queued events not delivered: %w", lost, context.Cause(ctx))
+	}
 	return nil
+}
+
+// Stats returns the counters of the bus. It sums striped counters and
+// walks the asynchronous subscriptions; it is meant for monitoring, not
+// for a hot path.
+func (b *Bus) Stats() Stats {
+	st := Stats{Published: b.published.load(), Delivered: b.delivered.load(), Dropped: b.dropped.load(), Panics: b.panics.load()}
+	for i := range b.stripes {
+		s := &b.stripes[i]
+		s.mu.RLock()
+		for _, subs := range s.m {
+			st.Subscriptions += len(subs)
+		}
+		s.mu.RUnlock()
+	}
+	b.tree.mu.RLock()
+	st.Subscriptions += b.tree.size
+	b.tree.mu.RUnlock()
+	b.workersMu.Lock()
+	for s := range b.workers {
+		n, _ := s.q.depth()
+		st.Queued += n
+	}
+	b.workersMu.Unlock()
+	return st
+}
+
+// reportAll reports the non-nil errors of reports.
+func (b *Bus) reportAll(reports []*DeliveryError) {
+	for _, r := range reports {
+		if r != nil {
+			b.report(r)
+		}
+	}
 }
 
 func errClosed(op string) error { return fmt.Errorf("bus: %s: %w", op, ErrClosed) }

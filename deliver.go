@@ -1,9 +1,6 @@
 package bus
 
-import (
-	"context"
-	"runtime/debug"
-)
+import "context"
 
 // deliverFrom delivers *e to subs[i:], calling the handler of every active
 // subscription in order, and returns len(subs), or the index after a
@@ -18,8 +15,14 @@ import (
 func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i int) (next int) {
 	defer b.recoverHandler(e, subs, &i, &next)
 	for ; i < len(subs); i++ {
-		if s := subs[i]; s.active.Load() {
-			s.handler(ctx, *e)
+		s := subs[i]
+		if s.fast {
+			if s.active.Load() {
+				s.handler(ctx, *e)
+			}
+		} else if err := b.deliverSlow(ctx, s, e); err != nil {
+			// After a panic Publish has no way left to return it.
+			b.report(err)
 		}
 	}
 	return i
@@ -29,7 +32,7 @@ func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i
 // reports it, and makes deliverFrom return the index after the culprit.
 func (b *Bus) recoverHandler(e *Event, subs []*Subscription, i, next *int) {
 	if r := recover(); r != nil {
-		b.report(&DeliveryError{Topic: e.Topic, Pattern: subs[*i].pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
+		b.reportPanic(subs[*i], e.Topic, r)
 		*next = *i + 1
 	}
 }
@@ -39,7 +42,7 @@ func (b *Bus) recoverHandler(e *Event, subs []*Subscription, i, next *int) {
 // reports it, and delivers to the rest of subs.
 func (b *Bus) recoverPublish(ctx context.Context, e *Event, subs []*Subscription, i *int) {
 	if r := recover(); r != nil {
-		b.report(&DeliveryError{Topic: e.Topic, Pattern: subs[*i].pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
+		b.reportPanic(subs[*i], e.Topic, r)
 		for j := *i + 1; j < len(subs); {
 			j = b.deliverFrom(ctx, e, subs, j)
 		}

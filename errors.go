@@ -32,6 +32,25 @@ var (
 	// event whose payload does not have the type a [SubscribeTyped]
 	// handler expects. The handler is not called for that event.
 	ErrPayloadType = errors.New("bus: payload type mismatch")
+
+	// ErrDropped is wrapped by the [*DeliveryError] that reports events
+	// an asynchronous subscription lost to a full queue or to Close's
+	// deadline; its Count says how many since the previous report.
+	ErrDropped = errors.New("bus: events dropped")
+
+	// ErrSlowSubscriber is wrapped by the [*DeliveryError] that reports a
+	// subscription whose queue has stayed full for longer than
+	// Options.SlowAfter; its Where says where it was subscribed.
+	ErrSlowSubscriber = errors.New("bus: slow subscriber")
+
+	// ErrWouldDeadlock is wrapped by the error of an operation that would
+	// wait for itself: a handler publishing into its own full Block queue,
+	// or waiting for its own subscription to end.
+	ErrWouldDeadlock = errors.New("bus: operation would deadlock")
+
+	// ErrInvalidOption is wrapped by the error of a subscription asked for
+	// with options out of range.
+	ErrInvalidOption = errors.New("bus: invalid option")
 )
 
 // SyntaxError describes why a topic or a pattern was rejected: what, where
@@ -86,6 +105,11 @@ type DeliveryError struct {
 	// Detail adds what the sentinel cannot say, such as the expected and
 	// the actual payload type.
 	Detail string
+	// Count is the number of events concerned, for ErrDropped.
+	Count uint64
+	// Where is "file:line" of the call that made the subscription, for
+	// ErrDropped and ErrSlowSubscriber.
+	Where string
 }
 
 // Error returns a one-line description naming the topic, the pattern and
@@ -95,8 +119,14 @@ func (e *DeliveryError) Error() string {
 	if e.Err == ErrHandlerPanic {
 		msg += fmt.Sprintf(": %v", e.Value)
 	}
+	if e.Count > 0 {
+		msg += fmt.Sprintf(": %d events", e.Count)
+	}
 	if e.Detail != "" {
 		msg += ": " + e.Detail
+	}
+	if e.Where != "" {
+		msg += " (subscribed at " + e.Where + ")"
 	}
 	return msg
 }

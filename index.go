@@ -107,6 +107,7 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, litGen, wildGen uin
 		slices.SortFunc(merged, func(x, y *Subscription) int { return cmp.Compare(x.id, y.id) })
 		subs = slices.Clip(slices.Compact(merged))
 	}
+	subs = collapseGroups(subs)
 	if b.cacheOn {
 		m := &matchSet{topic: strings.Clone(topic), litGen: litGen, wildGen: wildGen, subs: subs}
 		b.cache[h&b.cacheMask].Store(m)

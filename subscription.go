@@ -1,51 +1,116 @@
 package bus
 
 import (
+	"context"
 	"fmt"
 	"runtime"
+	"runtime/debug"
+	"sync"
 	"sync/atomic"
 )
 
-// Subscription is the handle of one subscription, returned by Subscribe.
-// Its methods are safe for concurrent use, also from inside its own
-// handler.
+// Subscription is the handle of one subscription, returned by Subscribe and
+// its variants. Its methods are safe for concurrent use, also from inside
+// its own handler.
 type Subscription struct {
-	// handler and active are read by every delivery: they come first.
+	// handler, active and fast are read by every delivery: they come first.
 	handler Handler
 	active  atomic.Bool // true from Subscribe until Unsubscribe or Close
-	bus     *Bus
-	id      uint64 // subscription order
-	pat     pattern
-	pc      [1]uintptr // the caller of Subscribe, for reports
+	// fast marks a plain synchronous subscription, which Publish calls in
+	// line; every other kind goes through deliverSlow.
+	fast bool
+	bus  *Bus
+	id   uint64 // subscription order
+	pat  pattern
+	opts SubscribeOptions
+	pc   [1]uintptr // the caller of Subscribe, for reports
+
+	q        *queue        // asynchronous subscriptions
+	out      chan Event    // SubscribeChan: the channel, closed by the worker
+	stop     chan struct{} // SubscribeChan: closed when the reader is gone
+	stopOnce sync.Once
+	workerID atomic.Uint64 // goroutine ID of the worker, once started
+	// members is set on the stand-in that a match set holds for a queue
+	// group: the members that match its topic, in subscription order; rr
+	// picks the next one.
+	members []*Subscription
+	rr      atomic.Uint64
+
+	running   atomic.Int64 // synchronous calls under way, with Track
+	fired     atomic.Bool  // Once: the event has been taken
+	done      chan struct{}
+	closeOnce sync.Once
+
+	delivered counter // handler calls, see SubscriptionStats
+	dropped   atomic.Uint64
+	panics    atomic.Uint64
 }
 
-func (b *Bus) subscribe(text string, h Handler) (*Subscription, error) {
+// newSubscription validates and builds a subscription; it does not enter
+// it in the index.
+func (b *Bus) newSubscription(text string, h Handler, opts *SubscribeOptions) (*Subscription, error) {
 	if b.closed.Load() {
 		return nil, errClosed("subscribe")
 	}
 	if h == nil {
 		return nil, fmt.Errorf("bus: subscribe %q: %w", text, ErrNilHandler)
 	}
+	var o SubscribeOptions
+	if opts != nil {
+		o = *opts
+		if err := o.validate(); err != nil {
+			return nil, err
+		}
+	}
 	p, err := parsePattern(text, b.sep)
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{handler: h, bus: b, id: b.nextID.Add(1), pat: p}
-	// Skip runtime.Callers, subscribe and the exported Subscribe* function.
-	runtime.Callers(3, s.pc[:])
-	s.active.Store(true)
-	if err := b.add(s); err != nil {
-		s.active.Store(false)
-		return nil, err
+	s := &Subscription{handler: h, bus: b, id: b.nextID.Add(1), pat: p, opts: o, done: make(chan struct{})}
+	s.fast = o.Queue == 0 && !o.Once && !o.Track && o.Group == "" && !b.stats
+	if o.Queue > 0 {
+		s.q = newQueue(o.Queue)
+	}
+	if o.Queue > 0 || b.stats {
+		s.delivered = newCounter()
 	}
 	return s, nil
+}
+
+// subscribe makes and enters a subscription; skip is the number of frames
+// between the user's call and subscribe, for Where.
+func (b *Bus) subscribe(text string, h Handler, opts *SubscribeOptions, skip int) (*Subscription, error) {
+	s, err := b.newSubscription(text, h, opts)
+	if err != nil {
+		return nil, err
+	}
+	runtime.Callers(skip+2, s.pc[:])
+	return s, b.start(s)
+}
+
+// start enters s in the index and starts its worker.
+func (b *Bus) start(s *Subscription) error {
+	s.active.Store(true)
+	if s.q != nil {
+		if err := b.addWorker(s); err != nil {
+			s.active.Store(false)
+			s.closeDone()
+			return err
+		}
+	}
+	if err := b.add(s); err != nil {
+		s.active.Store(false)
+		s.teardown()
+		return err
+	}
+	return nil
 }
 
 // Pattern returns the pattern the subscription was made with.
 func (s *Subscription) Pattern() string { return s.pat.text }
 
-// Active reports whether the subscription still receives events: it has
-// not been unsubscribed and its bus has not been closed.
+// Active reports whether the subscription still takes events: it has not
+// been unsubscribed and its bus has not been closed.
 func (s *Subscription) Active() bool { return s.active.Load() }
 
 // Where returns "file:line" of the call that made the subscription, for
@@ -58,15 +123,204 @@ func (s *Subscription) Where() string {
 	return fmt.Sprintf("%s:%d", frame.File, frame.Line)
 }
 
-// Unsubscribe stops the subscription. It does not wait for calls of the
-// handler that are running. Once it returns, no delivery to the
-// subscription begins: a Publish that starts afterwards skips it, and one
-// already under way skips it unless it had already decided to call the
-// handler. Unsubscribe is idempotent and may be called from any handler,
-// the subscription's own included.
+// Unsubscribe stops the subscription and returns without waiting.
+//
+// Once it returns, no Publish that starts afterwards delivers to the
+// subscription; one already under way skips it unless it had already
+// decided to deliver. An asynchronous subscription still handles the events
+// already in its queue, then its goroutine ends; the channel of
+// SubscribeChan is closed instead, discarding (and counting) what was
+// queued. Done tells when all of that is over.
+//
+// Unsubscribe is idempotent and may be called from any handler, the
+// subscription's own included.
 func (s *Subscription) Unsubscribe() {
 	if !s.active.CompareAndSwap(true, false) {
 		return
 	}
 	s.bus.remove(s)
+	s.teardown()
+}
+
+// teardown ends a subscription that is no longer active: its queue takes no
+// more events, and done is closed once nothing runs any more.
+func (s *Subscription) teardown() {
+	switch {
+	case s.stop != nil:
+		s.stopReader()
+		s.q.discardAll(s)
+	case s.q != nil:
+		s.q.close() // the worker closes done when it has finished
+	case s.opts.Track:
+		if s.running.Load() == 0 {
+			s.closeDone()
+		}
+	default:
+		s.closeDone()
+	}
+}
+
+// stopReader releases the worker of a SubscribeChan subscription from
+// waiting on a reader that may be gone.
+func (s *Subscription) stopReader() {
+	if s.stop != nil {
+		s.stopOnce.Do(func() { close(s.stop) })
+	}
+}
+
+func (s *Subscription) closeDone() { s.closeOnce.Do(func() { close(s.done) }) }
+
+// Done returns a channel that is closed once the subscription has ended
+// for good: it has been unsubscribed (or its bus closed) and its handler is
+// not running and will not run again. For an asynchronous subscription that
+// is when its goroutine has handled or discarded its queue and exited. For
+// a synchronous one made with SubscribeOptions.Track, when the calls under
+// way have returned; without Track, the calls under way are not tracked and
+// Done is closed by Unsubscribe itself.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// UnsubscribeWait is Unsubscribe followed by waiting for Done, or for ctx
+// to end, whose error it then returns. Called from the subscription's own
+// asynchronous handler, it would wait for itself: it unsubscribes and
+// returns an error wrapping ErrWouldDeadlock instead.
+func (s *Subscription) UnsubscribeWait(ctx context.Context) error {
+	s.Unsubscribe()
+	if id := s.workerID.Load(); id != 0 && id == goid() {
+		select {
+		case <-s.done:
+			return nil
+		default:
+			return fmt.Errorf("bus: unsubscribe %q: waiting from its own handler: %w", s.pat.text, ErrWouldDeadlock)
+		}
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("bus: unsubscribe %q: %w", s.pat.text, context.Cause(ctx))
+	}
+}
+
+// Stats returns the counters of the subscription.
+func (s *Subscription) Stats() SubscriptionStats {
+	st := SubscriptionStats{Delivered: s.delivered.load(), Dropped: s.dropped.Load(), Panics: s.panics.Load()}
+	if s.q != nil {
+		st.Queued, st.HighWater = s.q.depth()
+		st.Capacity = len(s.q.buf)
+	}
+	return st
+}
+
+// offer delivers *e to s, or queues it, as s is set up to. With skipIfFull,
+// a full queue answers full instead of applying the overflow policy.
+func (s *Subscription) offer(ctx context.Context, e *Event, skipIfFull bool) (offerResult, error) {
+	if !s.active.Load() {
+		return gone, nil
+	}
+	if s.opts.Once && !s.fired.CompareAndSwap(false, true) {
+		return gone, nil
+	}
+	var res offerResult
+	var err error
+	if s.q != nil {
+		res, err = s.q.push(ctx, e, s, skipIfFull)
+	} else {
+		res = s.callSync(ctx, e)
+	}
+	if s.opts.Once {
+		if res == full {
+			s.fired.Store(false) // not taken: another publisher may have it
+		} else {
+			s.Unsubscribe()
+		}
+	}
+	return res, err
+}
+
+// callSync calls the handler of a synchronous subscription that is not
+// plain: it tracks running calls, counts, and recovers a panic itself so
+// that it reports this subscription even when it is a group member.
+func (s *Subscription) callSync(ctx context.Context, e *Event) offerResult {
+	if s.opts.Track {
+		s.running.Add(1)
+		defer s.leave()
+	}
+	if !s.active.Load() {
+		return gone
+	}
+	defer s.recoverSync(e)
+	s.handler(ctx, *e)
+	s.countDelivered(1)
+	return accepted
+}
+
+// leave ends a tracked call, closing done if it was the last one of an
+// unsubscribed subscription. Unsubscribe and leave each write their own
+// variable before reading the other's, so one of them sees both done.
+func (s *Subscription) leave() {
+	if s.running.Add(-1) == 0 && !s.active.Load() {
+		s.closeDone()
+	}
+}
+
+func (s *Subscription) recoverSync(e *Event) {
+	if r := recover(); r != nil {
+		s.countDelivered(1)
+		s.bus.reportPanic(s, e.Topic, r)
+	}
+}
+
+func (s *Subscription) countDelivered(n uint64) {
+	if s.delivered.stripes != nil {
+		s.delivered.add(n)
+		s.bus.delivered.add(n)
+	}
+}
+
+// reportPanic counts and reports a recovered panic of s's handler.
+func (b *Bus) reportPanic(s *Subscription, topic string, r any) {
+	s.panics.Add(1)
+	b.panics.add(1)
+	b.report(&DeliveryError{Topic: topic, Pattern: s.pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
+}
+
+// work is the goroutine of an asynchronous subscription: it handles its
+// queue in batches until the queue is closed and empty.
+func (s *Subscription) work() {
+	defer s.bus.workerDone(s)
+	s.workerID.Store(goid())
+	batch := make([]queued, min(len(s.q.buf), 64))
+	for {
+		k := s.q.take(s, batch)
+		if k == 0 {
+			return
+		}
+		for i := 0; i < k; {
+			i = s.runBatch(batch[:k], i)
+		}
+		clear(batch[:k])
+	}
+}
+
+// runBatch handles batch[i:] and returns len(batch), or the index after an
+// event whose handler panicked; like deliverFrom, it defers once per batch
+// rather than once per event.
+func (s *Subscription) runBatch(batch []queued, i int) (next int) {
+	defer s.recoverBatch(batch, &i, &next)
+	for ; i < len(batch); i++ {
+		if !s.q.claim() {
+			return len(batch) // discarded by Close: counted there
+		}
+		s.handler(batch[i].ctx, batch[i].e)
+		s.countDelivered(1)
+	}
+	return i
+}
+
+func (s *Subscription) recoverBatch(batch []queued, i, next *int) {
+	if r := recover(); r != nil {
+		s.countDelivered(1)
+		s.bus.reportPanic(s, batch[*i].e.Topic, r)
+		*next = *i + 1
+	}
 }

@@ -27,5 +27,5 @@ func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscrip
 			return
 		}
 		h(ctx, e, v)
-	})
+	}, nil, 1)
 }

@@ -1,0 +1,88 @@
+package bus
+
+import "fmt"
+
+// Overflow says what an asynchronous subscription does with an event that
+// finds its queue full.
+type Overflow uint8
+
+const (
+	// Block makes Publish wait for room in the queue, for as long as its
+	// ctx allows; when ctx ends first, Publish returns an error wrapping
+	// ctx.Err() and the event is counted as dropped for that subscription.
+	// It is the default because it never loses an event silently. A
+	// handler that publishes into its own full Block queue would wait for
+	// itself forever: Publish detects that case and returns an error
+	// wrapping ErrWouldDeadlock instead, counting the event as dropped.
+	Block Overflow = iota
+	// DropNewest drops the event that does not fit, counts it and reports
+	// it to Options.OnError (at most once per Options.DropReportInterval
+	// per subscription, with the count). Publish never waits.
+	DropNewest
+	// DropOldest drops the oldest queued event to make room, counts it
+	// and reports it as DropNewest does. Publish never waits.
+	DropOldest
+)
+
+func (o Overflow) String() string {
+	switch o {
+	case Block:
+		return "Block"
+	case DropNewest:
+		return "DropNewest"
+	case DropOldest:
+		return "DropOldest"
+	}
+	return fmt.Sprintf("Overflow(%d)", uint8(o))
+}
+
+// SubscribeOptions configures a subscription made with SubscribeWith or
+// SubscribeChan. The zero value (and nil) means a plain synchronous
+// subscription, the same as Subscribe.
+type SubscribeOptions struct {
+	// Queue, when positive, makes the subscription asynchronous: events
+	// go into a preallocated FIFO queue of this capacity, and a goroutine
+	// of the subscription's own calls the handler, one event at a time, in
+	// queue order. Publish then returns without waiting for the handler.
+	// Zero means synchronous (SubscribeChan uses 64).
+	Queue int
+
+	// Overflow is what a full queue does with a new event. The zero
+	// value is Block. Ignored for synchronous subscriptions.
+	Overflow Overflow
+
+	// Group, when not empty, puts the subscription in a queue group:
+	// subscriptions of one bus that share a group name split the events
+	// that match them, each event going to exactly one member (round
+	// robin; a member with a full queue is skipped in favour of one with
+	// room). Members may mix synchronous and asynchronous subscriptions and
+	// different patterns.
+	Group string
+
+	// Once makes the subscription end itself after its first event: under
+	// concurrent publishers, exactly one event is delivered.
+	Once bool
+
+	// Track makes a synchronous subscription count its running handler
+	// calls, so that Done and UnsubscribeWait wait for them to return.
+	// It costs two atomic operations per delivery on a counter that
+	// publishers of the subscription share, which is why it is not the
+	// default. Asynchronous subscriptions always wait for their goroutine.
+	Track bool
+}
+
+func (o *SubscribeOptions) validate() error {
+	if o.Queue < 0 {
+		return fmt.Errorf("bus: subscribe: negative queue capacity %d: %w", o.Queue, ErrInvalidOption)
+	}
+	if o.Queue > maxQueue {
+		return fmt.Errorf("bus: subscribe: queue capacity %d exceeds %d: %w", o.Queue, maxQueue, ErrInvalidOption)
+	}
+	if o.Overflow > DropOldest {
+		return fmt.Errorf("bus: subscribe: unknown overflow policy %v: %w", o.Overflow, ErrInvalidOption)
+	}
+	return nil
+}
+
+// maxQueue bounds the capacity of a queue, which is allocated up front.
+const maxQueue = 1 << 24

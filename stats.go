@@ -1,0 +1,85 @@
+package bus
+
+import (
+	"runtime"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Stats are the counters of a whole bus. Every field counts since New.
+type Stats struct {
+	// Published counts successful calls of Publish and PublishEvent.
+	// Counted only with Options.Stats; zero otherwise.
+	Published uint64
+	// Delivered counts handler calls that returned (or panicked), over
+	// all subscriptions. Synchronous deliveries are counted only with
+	// Options.Stats; asynchronous ones always.
+	Delivered uint64
+	// Dropped counts events that a subscription did not get because its
+	// queue was full (DropNewest, DropOldest, a Block publish whose ctx
+	// ended, a publish that would have deadlocked), or because Close ran
+	// out of time before they were handled.
+	Dropped uint64
+	// Panics counts recovered handler panics.
+	Panics uint64
+	// Subscriptions is the number of active subscriptions.
+	Subscriptions int
+	// Queued is the number of events waiting in asynchronous queues.
+	Queued int
+}
+
+// SubscriptionStats are the counters of one subscription.
+type SubscriptionStats struct {
+	// Delivered counts handler calls that returned or panicked. For a
+	// synchronous subscription it is counted only with Options.Stats.
+	Delivered uint64
+	// Dropped counts events lost to a full queue or to Close's deadline.
+	Dropped uint64
+	// Panics counts recovered panics of the handler.
+	Panics uint64
+	// Queued is the number of events waiting in the queue now; HighWater
+	// the largest it has been. Both are zero for synchronous ones.
+	Queued, HighWater int
+	// Capacity is the capacity of the queue; zero when synchronous.
+	Capacity int
+}
+
+// counter is a striped counter: concurrent increments land on different
+// cache lines, so counting never makes publishers on different cores
+// contend. Reading sums the stripes.
+type counter struct {
+	stripes []paddedUint64
+}
+
+type paddedUint64 struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+// newCounter returns a counter with one stripe per processor, rounded up to
+// a power of two and capped at 16.
+func newCounter() counter {
+	n := 1
+	for n < runtime.GOMAXPROCS(0) && n < 16 {
+		n *= 2
+	}
+	return counter{stripes: make([]paddedUint64, n)}
+}
+
+// add adds d to the stripe picked by the address of a local variable:
+// goroutines run on stacks of their own, so concurrent publishers mostly
+// pick different stripes. math/rand/v2 was measured at 5 ns, a quarter of a
+// publish; the address costs a multiplication.
+func (c *counter) add(d uint64) {
+	var local byte
+	h := uint64(uintptr(unsafe.Pointer(&local))>>10) * 0x9e3779b97f4a7c15
+	c.stripes[h>>58&uint64(len(c.stripes)-1)].n.Add(d)
+}
+
+func (c *counter) load() uint64 {
+	var sum uint64
+	for i := range c.stripes {
+		sum += c.stripes[i].n.Load()
+	}
+	return sum
+}
