@@ -341,7 +341,7 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 	for _, s := range all {
 		if s.active.CompareAndSwap(true, false) {
-			s.teardown()
+			s.teardown(true)
 		}
 	}
 	b.workersMu.Lock()

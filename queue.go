@@ -124,6 +124,7 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 	}
 	q.buf[(q.head+q.n)%len(q.buf)] = queued{ctx: ctx, e: *e}
 	q.n++
+	q.lastTopic = e.Topic
 	q.highWater = max(q.highWater, q.n)
 	wake := q.idle
 	q.idle = false

@@ -100,7 +100,7 @@ func (b *Bus) start(s *Subscription) error {
 	}
 	if err := b.add(s); err != nil {
 		s.active.Store(false)
-		s.teardown()
+		s.teardown(false)
 		return err
 	}
 	return nil
@@ -139,14 +139,16 @@ func (s *Subscription) Unsubscribe() {
 		return
 	}
 	s.bus.remove(s)
-	s.teardown()
+	s.teardown(false)
 }
 
 // teardown ends a subscription that is no longer active: its queue takes no
-// more events, and done is closed once nothing runs any more.
-func (s *Subscription) teardown() {
+// more events, and done is closed once nothing runs any more. The queue of
+// SubscribeChan is discarded, unless the bus is closing, which drains it
+// until its deadline.
+func (s *Subscription) teardown(closing bool) {
 	switch {
-	case s.stop != nil:
+	case s.stop != nil && !closing:
 		s.stopReader()
 		s.q.discardAll(s)
 	case s.q != nil:

@@ -1,0 +1,641 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gate is a handler that records events and, while closed, holds the
+// first one until open is called.
+type gate struct {
+	mu      sync.Mutex
+	got     []int
+	entered chan struct{} // closed when the first event is being handled
+	release chan struct{}
+	once    sync.Once
+}
+
+func newGate() *gate { return &gate{entered: make(chan struct{}), release: make(chan struct{})} }
+
+func (g *gate) handle(ctx context.Context, e Event) {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.release
+	})
+	g.mu.Lock()
+	g.got = append(g.got, e.Payload.(int))
+	g.mu.Unlock()
+}
+
+func (g *gate) open() { close(g.release) }
+
+func (g *gate) events() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.got)
+}
+
+func seq(from, to int) []int {
+	var out []int
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// TestOverflowPolicies fills a queue of 4 behind a handler held on event 1
+// and checks, for each policy, exactly which events are handled, dropped,
+// counted and reported.
+func TestOverflowPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		policy      Overflow
+		wantHandled []int
+		wantDropped uint64
+		wantErrs    int // publishes that return an error
+	}{
+		{DropNewest, seq(1, 5), 6, 0},
+		{DropOldest, append([]int{1}, seq(8, 11)...), 6, 0},
+		{Block, seq(1, 5), 6, 6},
+	} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			opts, errs := collectErrors()
+			b := New(opts)
+			g := newGate()
+			s, err := b.SubscribeWith("q", g.handle, &SubscribeOptions{Queue: 4, Overflow: tc.policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustPublish(t, b, "q", 1)
+			<-g.entered // the worker holds event 1: the queue is empty
+			failed := 0
+			for i := 2; i <= 11; i++ {
+				ctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+				err := b.Publish(ctx, "q", i)
+				cancel()
+				if err != nil {
+					if !errors.Is(err, context.DeadlineExceeded) {
+						t.Fatalf("publish %d: %v, want DeadlineExceeded", i, err)
+					}
+					failed++
+				}
+			}
+			if st := s.Stats(); st.Queued != 4 || st.HighWater != 4 || st.Capacity != 4 || st.Dropped != tc.wantDropped {
+				t.Errorf("stats while held: %+v", st)
+			}
+			g.open()
+			if err := s.UnsubscribeWait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := g.events(); !slices.Equal(got, tc.wantHandled) {
+				t.Errorf("handled %v, want %v", got, tc.wantHandled)
+			}
+			if failed != tc.wantErrs {
+				t.Errorf("%d publishes failed, want %d", failed, tc.wantErrs)
+			}
+			st := s.Stats()
+			if st.Dropped != tc.wantDropped || st.Delivered != uint64(len(tc.wantHandled)) {
+				t.Errorf("stats %+v, want %d dropped, %d delivered", st, tc.wantDropped, len(tc.wantHandled))
+			}
+			if bs := b.Stats(); bs.Dropped != tc.wantDropped {
+				t.Errorf("bus stats dropped %d, want %d", bs.Dropped, tc.wantDropped)
+			}
+			// Drops the publisher was not told about are reported, all of
+			// them, with where the subscription was made.
+			var reported uint64
+			for _, err := range errs() {
+				var de *DeliveryError
+				if errors.As(err, &de) && errors.Is(err, ErrDropped) {
+					reported += de.Count
+					if !strings.Contains(de.Where, "async_test.go") {
+						t.Errorf("drop report without Where: %v", err)
+					}
+				}
+			}
+			if wantReported := tc.wantDropped - uint64(tc.wantErrs); reported != wantReported {
+				t.Errorf("reported %d drops, want %d: %v", reported, wantReported, errs())
+			}
+		})
+	}
+}
+
+func TestAsyncOrderAndConcurrency(t *testing.T) {
+	b := New(nil)
+	const publishers, events = 4, 500
+	var mu sync.Mutex
+	last := make(map[int]int)
+	var bad, n atomic.Int64
+	s, err := b.SubscribeWith("seq.*", func(ctx context.Context, e Event) {
+		v := e.Payload.([2]int)
+		mu.Lock()
+		if v[1] != last[v[0]]+1 {
+			bad.Add(1)
+		}
+		last[v[0]] = v[1]
+		mu.Unlock()
+		n.Add(1)
+	}, &SubscribeOptions{Queue: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := 1; i <= events; i++ {
+				if err := b.Publish(ctx, fmt.Sprintf("seq.%d", i%3), [2]int{p, i}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.UnsubscribeWait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bad.Load() != 0 || n.Load() != publishers*events {
+		t.Fatalf("%d out of order, %d handled of %d", bad.Load(), n.Load(), publishers*events)
+	}
+}
+
+func TestPublishDoesNotWaitForAsyncHandler(t *testing.T) {
+	b := New(nil)
+	g := newGate()
+	if _, err := b.SubscribeWith("t", g.handle, &SubscribeOptions{Queue: 8}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, func() {
+		mustPublish(t, b, "t", 1)
+		<-g.entered
+		mustPublish(t, b, "t", 2) // returns while the handler is held
+	})
+	g.open()
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.events(); !slices.Equal(got, []int{1, 2}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestBlockSelfPublishDetected(t *testing.T) {
+	b := New(nil)
+	var errsSeen []error
+	var s *Subscription
+	done := make(chan struct{})
+	s, err := b.SubscribeWith("loop", func(ctx context.Context, e Event) {
+		if e.Payload.(int) == 0 {
+			// The queue (capacity 1) takes one; the second would wait for
+			// this very handler.
+			for i := 1; i <= 2; i++ {
+				if err := b.Publish(ctx, "loop", i); err != nil {
+					errsSeen = append(errsSeen, err)
+				}
+			}
+			close(done)
+		}
+	}, &SubscribeOptions{Queue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, func() {
+		mustPublish(t, b, "loop", 0)
+		<-done
+	})
+	if len(errsSeen) != 1 || !errors.Is(errsSeen[0], ErrWouldDeadlock) {
+		t.Fatalf("errors %v, want one ErrWouldDeadlock", errsSeen)
+	}
+	if err := s.UnsubscribeWait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Dropped != 1 || st.Delivered != 2 {
+		t.Fatalf("stats %+v, want 1 dropped, 2 delivered", st)
+	}
+}
+
+func TestAsyncHandlerReentrancy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body func(b *Bus, self *Subscription) error
+	}{
+		{"unsubscribe self", func(b *Bus, self *Subscription) error { self.Unsubscribe(); return nil }},
+		{"unsubscribe-wait self", func(b *Bus, self *Subscription) error {
+			if err := self.UnsubscribeWait(ctx); !errors.Is(err, ErrWouldDeadlock) {
+				return fmt.Errorf("UnsubscribeWait from own handler = %v", err)
+			}
+			return nil
+		}},
+		{"close", func(b *Bus, self *Subscription) error { return b.Close(ctx) }},
+		{"publish", func(b *Bus, self *Subscription) error { return b.Publish(ctx, "other", nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(nil)
+			result := make(chan error, 1)
+			var self *Subscription
+			ready := make(chan struct{})
+			self, err := b.SubscribeWith("t", func(ctx context.Context, e Event) {
+				<-ready
+				result <- tc.body(b, self)
+			}, &SubscribeOptions{Queue: 4, Once: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(ready)
+			mustPublish(t, b, "t", nil)
+			within(t, 5*time.Second, func() {
+				if err := <-result; err != nil {
+					t.Error(err)
+				}
+				<-self.Done()
+			})
+			_ = b.Close(ctx)
+		})
+	}
+}
+
+func TestCloseDrainsAndReportsLoss(t *testing.T) {
+	t.Run("drained", func(t *testing.T) {
+		b := New(nil)
+		var n atomic.Int64
+		if _, err := b.SubscribeWith("t", func(context.Context, Event) { time.Sleep(100 * time.Microsecond); n.Add(1) }, &SubscribeOptions{Queue: 100}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			mustPublish(t, b, "t", i)
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n.Load() != 100 {
+			t.Fatalf("Close returned with %d of 100 handled", n.Load())
+		}
+		if err := b.Publish(ctx, "t", 0); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Publish after Close = %v", err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		opts, _ := collectErrors()
+		b := New(opts)
+		g := newGate()
+		s, err := b.SubscribeWith("t", g.handle, &SubscribeOptions{Queue: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 50; i++ {
+			mustPublish(t, b, "t", i)
+		}
+		<-g.entered
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		err = b.Close(cctx)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "49 queued events not delivered") {
+			t.Fatalf("Close = %v, want 49 not delivered and DeadlineExceeded", err)
+		}
+		g.open()
+		<-s.Done()
+		if got := g.events(); !slices.Equal(got, []int{1}) {
+			t.Fatalf("handled %v after the deadline, want only the event under way", got)
+		}
+		if st := s.Stats(); st.Dropped != 49 || st.Delivered != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
+
+func TestUnsubscribeWaitAndTrack(t *testing.T) {
+	b := New(nil)
+	for _, opts := range []*SubscribeOptions{{Queue: 4}, {Track: true}} {
+		g := newGate()
+		s, err := b.SubscribeWith("t", g.handle, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go b.Publish(ctx, "t", 1)
+		<-g.entered
+		short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		if err := s.UnsubscribeWait(short); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%+v: UnsubscribeWait with the handler held = %v", opts, err)
+		}
+		cancel()
+		select {
+		case <-s.Done():
+			t.Fatalf("%+v: Done closed while the handler runs", opts)
+		default:
+		}
+		g.open()
+		if err := s.UnsubscribeWait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Untracked synchronous: Done closes at Unsubscribe.
+	s := mustSubscribe(t, b, "t", func(context.Context, Event) {})
+	s.Unsubscribe()
+	<-s.Done()
+}
+
+func TestOnceExactlyOnce(t *testing.T) {
+	for _, opts := range []SubscribeOptions{{Once: true}, {Once: true, Queue: 8}, {Once: true, Queue: 1, Overflow: DropNewest}} {
+		b := New(nil)
+		var n atomic.Int64
+		s, err := b.SubscribeWith("t.*", func(context.Context, Event) { n.Add(1) }, &opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 200 {
+					_ = b.Publish(ctx, "t.x", nil)
+				}
+			})
+		}
+		wg.Wait()
+		<-s.Done()
+		if n.Load() != 1 || s.Active() {
+			t.Fatalf("%+v: %d deliveries, active=%v; want exactly 1", opts, n.Load(), s.Active())
+		}
+		_ = b.Close(ctx)
+	}
+}
+
+// TestQueueGroupExactlyOnce: every event reaches exactly one member of the
+// group, while members of three kinds join and leave under concurrent
+// publishers; a plain subscription next to the group gets every event.
+func TestQueueGroupExactlyOnce(t *testing.T) {
+	b := New(nil)
+	const publishers, events = 4, 2000
+	var mu sync.Mutex
+	seen := make(map[[2]int]int)
+	record := func(ctx context.Context, e Event) {
+		mu.Lock()
+		seen[e.Payload.([2]int)]++
+		mu.Unlock()
+	}
+	kinds := []*SubscribeOptions{
+		{Group: "workers"},
+		{Group: "workers", Queue: 8},
+		{Group: "workers", Queue: 2, Overflow: DropOldest},
+	}
+	var members []*Subscription
+	for _, o := range kinds {
+		s, err := b.SubscribeWith("jobs.*", record, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, s)
+	}
+	var all atomic.Int64
+	mustSubscribe(t, b, "jobs.**", func(context.Context, Event) { all.Add(1) })
+	var stop atomic.Bool
+	var churn sync.WaitGroup
+	churn.Go(func() {
+		for i := 0; !stop.Load(); i++ {
+			s, err := b.SubscribeWith("jobs.{a,b}", record, &SubscribeOptions{Group: "workers", Queue: 4})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(50 * time.Microsecond)
+			if err := s.UnsubscribeWait(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range events {
+				if err := b.Publish(ctx, "jobs.a", [2]int{p, i}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	stop.Store(true)
+	churn.Wait()
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var dropped uint64
+	for _, m := range members {
+		dropped += m.Stats().Dropped
+	}
+	if dropped != 0 {
+		t.Errorf("%d events dropped although members had room", dropped)
+	}
+	for p := range publishers {
+		for i := range events {
+			if c := seen[[2]int{p, i}]; c != 1 {
+				t.Fatalf("event %d/%d delivered %d times to the group", p, i, c)
+			}
+		}
+	}
+	if all.Load() != publishers*events {
+		t.Errorf("plain subscription got %d of %d", all.Load(), publishers*events)
+	}
+}
+
+func TestSubscribeChan(t *testing.T) {
+	b := New(nil)
+	s, ch, err := b.SubscribeChan("news.*", &SubscribeOptions{Queue: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range ch {
+			got = append(got, e.Topic)
+			if len(got) == 3 {
+				s.Unsubscribe() // from the reader: the channel closes
+			}
+		}
+	}()
+	for _, topic := range []string{"news.a", "news.b", "news.c"} {
+		mustPublish(t, b, topic, nil)
+	}
+	within(t, 5*time.Second, func() { <-done })
+	if !slices.Equal(got, []string{"news.a", "news.b", "news.c"}) {
+		t.Fatalf("got %q", got)
+	}
+	// Close closes the channel of a subscription still active, even when
+	// its reader has stopped reading.
+	_, ch2, err := b.SubscribeChan("x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, b, "x", nil)
+	mustPublish(t, b, "x", nil)
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := b.Close(cctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with an unread channel = %v", err)
+	}
+	for range ch2 { // drains what was in flight and ends
+	}
+}
+
+func TestAsyncPanicKeepsWorker(t *testing.T) {
+	opts, errs := collectErrors()
+	b := New(opts)
+	var n atomic.Int64
+	s, err := b.SubscribeWith("t", func(ctx context.Context, e Event) {
+		if e.Payload.(int)%2 == 0 {
+			panic(fmt.Sprint("even ", e.Payload))
+		}
+		n.Add(1)
+	}, &SubscribeOptions{Queue: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		mustPublish(t, b, "t", i)
+	}
+	if err := s.UnsubscribeWait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() != 5 || s.Stats().Panics != 5 || len(errs()) != 5 || !errors.Is(errs()[0], ErrHandlerPanic) {
+		t.Fatalf("handled %d, panics %d, reports %v", n.Load(), s.Stats().Panics, errs())
+	}
+}
+
+func TestSlowSubscriberReported(t *testing.T) {
+	opts, errs := collectErrors()
+	opts.SlowAfter = 5 * time.Millisecond
+	b := New(opts)
+	g := newGate()
+	if _, err := b.SubscribeWith("t", g.handle, &SubscribeOptions{Queue: 1, Overflow: DropNewest}); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, b, "t", 1)
+	<-g.entered
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 2; time.Now().Before(deadline); i++ {
+		mustPublish(t, b, "t", i)
+		var slow *DeliveryError
+		for _, err := range errs() {
+			if errors.As(err, &slow) && errors.Is(err, ErrSlowSubscriber) {
+				break
+			}
+			slow = nil
+		}
+		if slow != nil {
+			if !strings.Contains(slow.Where, "async_test.go") || slow.Pattern != "t" {
+				t.Fatalf("slow report %v lacks where or pattern", slow)
+			}
+			g.open()
+			_ = b.Close(ctx)
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("no slow-subscriber report")
+}
+
+func TestStatsCounters(t *testing.T) {
+	b := New(&Options{Stats: true, OnError: func(error) {}})
+	sync1 := mustSubscribe(t, b, "a.*", func(context.Context, Event) {})
+	async1, err := b.SubscribeWith("a.b", func(ctx context.Context, e Event) {
+		if e.Payload == "boom" {
+			panic("boom")
+		}
+	}, &SubscribeOptions{Queue: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		mustPublish(t, b, "a.b", nil)
+	}
+	mustPublish(t, b, "a.b", "boom")
+	mustPublish(t, b, "a.c", nil)
+	if err := async1.UnsubscribeWait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := b.Stats()
+	if st.Published != 7 || st.Delivered != 13 || st.Panics != 1 || st.Subscriptions != 1 || st.Queued != 0 {
+		t.Fatalf("bus stats %+v", st)
+	}
+	if s := sync1.Stats(); s.Delivered != 7 || s.Capacity != 0 {
+		t.Fatalf("sync stats %+v", s)
+	}
+	if s := async1.Stats(); s.Delivered != 6 || s.Panics != 1 {
+		t.Fatalf("async stats %+v", s)
+	}
+}
+
+func TestSubscribeOptionsValidation(t *testing.T) {
+	b := New(nil)
+	for _, o := range []SubscribeOptions{{Queue: -1}, {Queue: maxQueue + 1}, {Overflow: 9}} {
+		if _, err := b.SubscribeWith("t", func(context.Context, Event) {}, &o); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%+v: %v, want ErrInvalidOption", o, err)
+		}
+	}
+}
+
+// TestAsyncStress: many goroutines publish, subscribe and unsubscribe
+// asynchronous subscriptions of every policy, bounded in count, then Close
+// joins every worker (goleak checks in TestMain).
+func TestAsyncStress(t *testing.T) {
+	b := New(&Options{OnError: func(error) {}})
+	policies := []Overflow{Block, DropNewest, DropOldest}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for i := range 200 {
+				s, err := b.SubscribeWith(fmt.Sprintf("s.%d.*", i%5), func(context.Context, Event) {},
+					&SubscribeOptions{Queue: 1 + i%4, Overflow: policies[(w+i)%3], Group: []string{"", "g"}[i%2]})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for j := range 5 {
+					_ = b.Publish(ctx, fmt.Sprintf("s.%d.x", j), j)
+				}
+				if i%3 == 0 {
+					s.Unsubscribe()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.Close(cctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAsyncAllocs: publishing to an asynchronous subscription and handling
+// the event allocates nothing once the queue exists.
+func TestAsyncAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	b := New(nil)
+	var n atomic.Int64
+	if _, err := b.SubscribeWith("t", func(context.Context, Event) { n.Add(1) }, &SubscribeOptions{Queue: 256}); err != nil {
+		t.Fatal(err)
+	}
+	p := &payload{}
+	want := int64(0)
+	allocs := testing.AllocsPerRun(50, func() {
+		for range 100 {
+			_ = b.Publish(ctx, "t", p)
+		}
+		want += 100
+		for n.Load() < want {
+			time.Sleep(10 * time.Microsecond)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocs per 100 async publishes, want 0", allocs)
+	}
+	_ = b.Close(ctx)
+}
