@@ -211,8 +211,15 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 
 // deliverSlow delivers to anything but a plain synchronous subscription.
 func (b *Bus) deliverSlow(ctx context.Context, s *Subscription, e *Event) error {
-	if s.members != nil {
+	switch {
+	case s.members != nil:
 		return b.deliverGroup(ctx, s, e)
+	case s.q != nil && !s.opts.Once:
+		if !s.active.Load() {
+			return nil
+		}
+		_, err := s.q.push(ctx, e, s, false)
+		return err
 	}
 	_, err := s.offer(ctx, e, false)
 	return err

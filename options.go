@@ -12,8 +12,12 @@ const (
 	// ctx.Err() and the event is counted as dropped for that subscription.
 	// It is the default because it never loses an event silently. A
 	// handler that publishes into its own full Block queue would wait for
-	// itself forever: Publish detects that case and returns an error
-	// wrapping ErrWouldDeadlock instead, counting the event as dropped.
+	// itself forever: Publish detects that case within a millisecond and
+	// returns an error wrapping ErrWouldDeadlock instead, counting the
+	// event as dropped. A cycle of handlers that publish into each other's
+	// full Block queues is not detected: it waits until the ctx of one of
+	// the publishes ends, as goroutines sending on each other's full
+	// channels would.
 	Block Overflow = iota
 	// DropNewest drops the event that does not fit, counts it and reports
 	// it to Options.OnError (at most once per Options.DropReportInterval

@@ -54,6 +54,12 @@ type queue struct {
 
 	wake chan struct{} // capacity 1
 
+	// selfTick is closed by selfTimer a while after a publisher started to
+	// wait; waiting publishers then check whether they are the worker
+	// itself. Nil when the timer is not armed.
+	selfTick  chan struct{}
+	selfTimer *time.Timer
+
 	// left counts the events of the worker's current batch not started
 	// yet; discardBit is or-ed in by discardAll, after which the worker
 	// starts no more of them. One word, so that the worker claiming an
@@ -87,7 +93,7 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 			return dropped, nil
 		case DropOldest:
 			q.buf[q.head] = queued{}
-			q.head = (q.head + 1) % len(q.buf)
+			q.head = q.next(q.head)
 			q.n--
 			reports[1] = q.droppedLocked(s, e.Topic, 1)
 		default: // Block
@@ -96,18 +102,23 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 				ch = make(chan struct{})
 				q.space = ch
 			}
+			tick := q.armSelfCheckLocked()
 			q.mu.Unlock()
 			b.reportAll(reports[:])
 			reports = [2]*DeliveryError{}
-			if id := s.workerID.Load(); id != 0 && id == goid() {
-				q.mu.Lock()
-				q.countDropLocked(s, 1)
-				q.mu.Unlock()
-				return dropped, fmt.Errorf("bus: publish %q: the handler of %q (subscribed at %s) publishes into its own full queue: %w",
-					e.Topic, s.pat.text, s.Where(), ErrWouldDeadlock)
-			}
 			select {
 			case <-ch:
+			case <-tick:
+				// Still full a while later. The worker frees room unless
+				// it is the one waiting here, from its own handler. The
+				// check costs microseconds, hence the delay.
+				if id := s.workerID.Load(); id != 0 && id == goid() {
+					q.mu.Lock()
+					q.countDropLocked(s, 1)
+					q.mu.Unlock()
+					return dropped, fmt.Errorf("bus: publish %q: the handler of %q (subscribed at %s) publishes into its own full queue: %w",
+						e.Topic, s.pat.text, s.Where(), ErrWouldDeadlock)
+				}
 			case <-ctx.Done():
 				q.mu.Lock()
 				q.countDropLocked(s, 1)
@@ -122,9 +133,12 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 		b.reportAll(reports[:])
 		return gone, nil
 	}
-	q.buf[(q.head+q.n)%len(q.buf)] = queued{ctx: ctx, e: *e}
+	tail := q.head + q.n
+	if tail >= len(q.buf) {
+		tail -= len(q.buf)
+	}
+	q.buf[tail] = queued{ctx: ctx, e: *e}
 	q.n++
-	q.lastTopic = e.Topic
 	q.highWater = max(q.highWater, q.n)
 	wake := q.idle
 	q.idle = false
@@ -132,8 +146,38 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 	if wake {
 		q.signal()
 	}
-	b.reportAll(reports[:])
+	if reports[0] != nil || reports[1] != nil {
+		b.reportAll(reports[:])
+	}
 	return accepted, nil
+}
+
+// selfCheckAfter is how long a Block publisher waits before it checks
+// whether it is the queue's own worker.
+const selfCheckAfter = time.Millisecond
+
+// armSelfCheckLocked returns the channel that selfTimer closes, arming the
+// timer if it is not armed. The timer and the channel are made once per
+// round of waiting, not per waiting publisher.
+func (q *queue) armSelfCheckLocked() <-chan struct{} {
+	if q.selfTick == nil {
+		q.selfTick = make(chan struct{})
+		if q.selfTimer == nil {
+			q.selfTimer = time.AfterFunc(selfCheckAfter, q.fireSelfCheck)
+		} else {
+			q.selfTimer.Reset(selfCheckAfter)
+		}
+	}
+	return q.selfTick
+}
+
+func (q *queue) fireSelfCheck() {
+	q.mu.Lock()
+	if q.selfTick != nil {
+		close(q.selfTick)
+		q.selfTick = nil
+	}
+	q.mu.Unlock()
 }
 
 func (q *queue) signal() {
@@ -213,15 +257,17 @@ func (q *queue) take(s *Subscription, batch []queued) int {
 		q.mu.Lock()
 	}
 	k := min(q.n, len(batch))
-	for i := range k {
-		j := (q.head + i) % len(q.buf)
-		batch[i] = q.buf[j]
-		q.buf[j] = queued{} // let the payload go
-	}
-	q.head = (q.head + k) % len(q.buf)
-	q.n -= k
 	q.left.Store(int64(k))
-	if q.space != nil {
+	for i := range k {
+		batch[i] = q.buf[q.head]
+		q.buf[q.head] = queued{} // let the payload go
+		q.head = q.next(q.head)
+	}
+	q.n -= k
+	// Waiting publishers are woken once half the queue is free rather
+	// than after every batch: they then wait (and pay for a wake-up) once
+	// per half queue instead of once per batch.
+	if q.space != nil && q.n <= len(q.buf)/2 {
 		close(q.space)
 		q.space = nil
 	}
@@ -232,18 +278,21 @@ func (q *queue) take(s *Subscription, batch []queued) int {
 	return k
 }
 
-// claim is called by the worker before it starts an event of its batch:
-// false means Close discarded the rest.
-func (q *queue) claim() bool {
-	for {
-		v := q.left.Load()
-		if v&discardBit != 0 {
-			return false
-		}
-		if q.left.CompareAndSwap(v, v-1) {
-			return true
-		}
+// next returns the ring index after i; a comparison is cheaper than the
+// division of a modulo, and capacities need not be powers of two.
+func (q *queue) next(i int) int {
+	if i++; i == len(q.buf) {
+		return 0
 	}
+	return i
+}
+
+// claim is called by the worker before it starts an event of its batch:
+// false means Close discarded the rest. Whether the decrement comes before
+// or after discardAll's Or decides, in one total order, which of the two
+// counts the event.
+func (q *queue) claim() bool {
+	return q.left.Add(-1)&discardBit == 0
 }
 
 // close makes the queue take no more events. The worker handles what is
@@ -254,6 +303,9 @@ func (q *queue) close() {
 	if q.space != nil {
 		close(q.space)
 		q.space = nil
+	}
+	if q.selfTimer != nil {
+		q.selfTimer.Stop()
 	}
 	wake := q.idle
 	q.idle = false
@@ -270,9 +322,12 @@ func (q *queue) discardAll(s *Subscription) uint64 {
 	q.close()
 	q.mu.Lock()
 	n := uint64(q.n)
+	if q.n > 0 {
+		q.lastTopic = q.buf[q.head].e.Topic
+	}
 	for q.n > 0 {
 		q.buf[q.head] = queued{}
-		q.head = (q.head + 1) % len(q.buf)
+		q.head = q.next(q.head)
 		q.n--
 	}
 	n += uint64(q.left.Or(discardBit) &^ discardBit)

@@ -286,12 +286,15 @@ func (b *Bus) reportPanic(s *Subscription, topic string, r any) {
 	b.report(&DeliveryError{Topic: topic, Pattern: s.pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
 }
 
+// maxBatch is the most events a worker takes from its queue per lock.
+const maxBatch = 128
+
 // work is the goroutine of an asynchronous subscription: it handles its
 // queue in batches until the queue is closed and empty.
 func (s *Subscription) work() {
 	defer s.bus.workerDone(s)
 	s.workerID.Store(goid())
-	batch := make([]queued, min(len(s.q.buf), 64))
+	batch := make([]queued, min(len(s.q.buf), maxBatch))
 	for {
 		k := s.q.take(s, batch)
 		if k == 0 {
@@ -306,22 +309,27 @@ func (s *Subscription) work() {
 
 // runBatch handles batch[i:] and returns len(batch), or the index after an
 // event whose handler panicked; like deliverFrom, it defers once per batch
-// rather than once per event.
+// rather than once per event, and it counts the deliveries once at the
+// end.
 func (s *Subscription) runBatch(batch []queued, i int) (next int) {
-	defer s.recoverBatch(batch, &i, &next)
+	start := i
+	defer s.recoverBatch(batch, start, &i, &next)
 	for ; i < len(batch); i++ {
 		if !s.q.claim() {
+			s.countDelivered(uint64(i - start))
 			return len(batch) // discarded by Close: counted there
 		}
 		s.handler(batch[i].ctx, batch[i].e)
-		s.countDelivered(1)
 	}
+	s.countDelivered(uint64(i - start))
 	return i
 }
 
-func (s *Subscription) recoverBatch(batch []queued, i, next *int) {
+// recoverBatch counts what runBatch delivered up to the panic, the
+// panicking call included, and reports it.
+func (s *Subscription) recoverBatch(batch []queued, start int, i, next *int) {
 	if r := recover(); r != nil {
-		s.countDelivered(1)
+		s.countDelivered(uint64(*i - start + 1))
 		s.bus.reportPanic(s, batch[*i].e.Topic, r)
 		*next = *i + 1
 	}
