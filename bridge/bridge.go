@@ -70,6 +70,8 @@ type route struct {
 	codec     Codec
 	redisName string // channel or glob to subscribe to
 	isPattern bool
+	// lastChannel caches the channel of the last exported topic.
+	lastChannel atomic.Pointer[topicChannel]
 }
 
 type globRoutes struct {

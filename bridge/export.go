@@ -55,7 +55,7 @@ func (br *Bridge) export(r *route, e bus.Event) {
 		return
 	}
 	it := exportItem{
-		channel:     br.cfg.Prefix + e.Topic,
+		channel:     r.channel(br.cfg.Prefix, e.Topic),
 		payload:     data,
 		contentType: contentType,
 		at:          time.Now().UnixNano(),
@@ -91,6 +91,19 @@ func (br *Bridge) export(r *route, e bus.Event) {
 		br.rep.drop(ErrOutboxFull, uint64(dropped), nil)
 	}
 }
+
+// channel returns prefix+topic, reusing the string made for the previous
+// export of the route when the topic is the same, as it often is.
+func (r *route) channel(prefix, topic string) string {
+	if last := r.lastChannel.Load(); last != nil && last.topic == topic {
+		return last.channel
+	}
+	ch := prefix + topic
+	r.lastChannel.Store(&topicChannel{topic, ch})
+	return ch
+}
+
+type topicChannel struct{ topic, channel string }
 
 // housekeeping is how often the flusher expires old exports and reports
 // drops held back, when nothing else wakes it.

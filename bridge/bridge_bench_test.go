@@ -1,0 +1,260 @@
+package bridge_test
+
+import (
+	"context"
+	"encoding/binary"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redistest"
+)
+
+// The benchmarks send events from one bus to another through one Redis,
+// end to end (published on one side, received on the other), and compare
+// the bridge with raw go-redis: one PUBLISH call per event, and PUBLISHes
+// pipelined by hand in batches the size of the bridge's. Each reports
+// events/s and the p50 and p99 latency from publish to receipt.
+//
+// Throughput publishes b.N events as fast as possible: its latencies
+// include queueing behind the burst. Latency sends one event at a time
+// and waits for it, so its latencies are those of an idle system.
+//
+//	go test -run '^$' -bench . -benchtime 200000x ./bridge/
+//
+// The server runs without output-buffer limits for pub/sub clients, so
+// that a burst measures throughput rather than Redis's disconnect policy.
+
+const benchPayload = 64
+
+// benchServer starts the Redis of a benchmark.
+func benchServer(b *testing.B) *redistest.Server {
+	return redistest.Start(b, &redistest.Options{Args: []string{"--client-output-buffer-limit", "pubsub 0 0 0"}})
+}
+
+// stamp returns a payload carrying the time it was made.
+func stamp(buf []byte) []byte {
+	binary.LittleEndian.PutUint64(buf, uint64(time.Now().UnixNano()))
+	return buf
+}
+
+// latencies collects publish-to-receipt times.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+	n  atomic.Int64
+	// got receives a token per event, for BenchmarkLatency; nil for
+	// BenchmarkThroughput.
+	got chan struct{}
+}
+
+func (l *latencies) add(payload []byte) {
+	d := time.Duration(time.Now().UnixNano() - int64(binary.LittleEndian.Uint64(payload)))
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+	l.n.Add(1)
+	if l.got != nil {
+		l.got <- struct{}{}
+	}
+}
+
+func (l *latencies) wait(b *testing.B, n int) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for l.n.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("received %d of %d events", l.n.Load(), n)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+func (l *latencies) report(b *testing.B, elapsed time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	slices.Sort(l.d)
+	q := func(p float64) float64 {
+		return float64(l.d[int(p*float64(len(l.d)-1))].Nanoseconds()) / 1e3
+	}
+	b.ReportMetric(float64(len(l.d))/elapsed.Seconds(), "events/s")
+	b.ReportMetric(q(0.50), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(0, "ns/op") // per-op time is meaningless for a burst
+}
+
+// transport is one way of sending events from one side to the other.
+type transport struct {
+	name string
+	// setup prepares both sides and returns the function sending one
+	// payload and a flush called after the last one; received payloads
+	// go to lat.
+	setup func(b *testing.B, srv *redistest.Server, lat *latencies) (send func([]byte), flush func())
+}
+
+var transports = []transport{
+	{"bridge", setupBridge},
+	{"go-redis-one-call", setupOneCall},
+	{"go-redis-pipelined", setupPipelined},
+}
+
+func setupBridge(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
+	sendBus, recvBus := bus.New(nil), bus.New(nil)
+	big := b.N + 1024
+	opts := func(d bridge.Direction) *bridge.Options {
+		return &bridge.Options{
+			Prefix: "bench:",
+			// An exact topic, so that both sides use SUBSCRIBE, like
+			// the go-redis receiver.
+			Routes:               []bridge.Route{{Pattern: "bench.x", Direction: d}},
+			OutboxMaxEvents:      big,
+			OutboxMaxBytes:       big * 256,
+			ImportQueueSize:      big,
+			ImportTopicQueueSize: big,
+			OnError:              func(err error) { b.Error(err) },
+		}
+	}
+	sender, err := bridge.New(sendBus, srv.Client(b), opts(bridge.Export))
+	if err != nil {
+		b.Fatal(err)
+	}
+	receiver, err := bridge.New(recvBus, srv.Client(b), opts(bridge.Import))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx := context.Background()
+		_ = sender.Close(ctx)
+		_ = receiver.Close(ctx)
+		if s := receiver.Stats(); s.ImportDropped != 0 || s.GapEvents != 0 {
+			b.Errorf("receiver lost events: %+v", s)
+		}
+	})
+	if _, err := recvBus.Subscribe("bench.x", func(_ context.Context, e bus.Event) {
+		lat.add(e.Payload.([]byte))
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := receiver.Ready(ctx); err != nil {
+		b.Fatal(err)
+	}
+	bg := context.Background()
+	return func(p []byte) { _ = sendBus.Publish(bg, "bench.x", p) }, func() {}
+}
+
+// rawReceiver subscribes with plain go-redis and reads with its own
+// goroutine, as an application without the bridge would.
+func rawReceiver(b *testing.B, srv *redistest.Server, lat *latencies) {
+	ctx := context.Background()
+	ps := srv.Client(b).Subscribe(ctx, "bench:bench.x")
+	if _, err := ps.Receive(ctx); err != nil { // the confirmation
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			m, err := ps.ReceiveMessage(ctx)
+			if err != nil {
+				return
+			}
+			lat.add([]byte(m.Payload))
+		}
+	}()
+	b.Cleanup(func() {
+		_ = ps.Close()
+		<-done
+	})
+}
+
+func setupOneCall(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
+	rawReceiver(b, srv, lat)
+	rdb := srv.Client(b)
+	ctx := context.Background()
+	return func(p []byte) {
+		if err := rdb.Publish(ctx, "bench:bench.x", p).Err(); err != nil {
+			b.Error(err)
+		}
+	}, func() {}
+}
+
+func setupPipelined(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
+	rawReceiver(b, srv, lat)
+	rdb := srv.Client(b)
+	ctx := context.Background()
+	const batch = 512 // the bridge's default BatchSize
+	pipe := rdb.Pipeline()
+	n := 0
+	flush := func() {
+		if n == 0 {
+			return
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Error(err)
+		}
+		n = 0
+	}
+	return func(p []byte) {
+		// go-redis keeps the argument until Exec: give it its own copy,
+		// as the bridge's codec does.
+		pipe.Publish(ctx, "bench:bench.x", append([]byte(nil), p...))
+		if n++; n == batch {
+			flush()
+		}
+	}, flush
+}
+
+// BenchmarkThroughput publishes b.N events in a burst and waits until the
+// other side has received them all.
+func BenchmarkThroughput(b *testing.B) {
+	srv := benchServer(b)
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) {
+			lat := &latencies{d: make([]time.Duration, 0, b.N)}
+			send, flush := tr.setup(b, srv, lat)
+			buf := make([]byte, benchPayload)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				send(stamp(buf))
+			}
+			flush()
+			lat.wait(b, b.N)
+			elapsed := time.Since(start)
+			b.StopTimer()
+			lat.report(b, elapsed)
+		})
+	}
+}
+
+// BenchmarkLatency sends one event at a time and waits for it.
+func BenchmarkLatency(b *testing.B) {
+	srv := benchServer(b)
+	for _, tr := range transports[:2] { // pipelining one event is one call
+		b.Run(tr.name, func(b *testing.B) {
+			lat := &latencies{d: make([]time.Duration, 0, b.N), got: make(chan struct{}, 1)}
+			send, flush := tr.setup(b, srv, lat)
+			buf := make([]byte, benchPayload)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				send(stamp(buf))
+				flush()
+				// Wait on a channel, not by spinning: a spinning
+				// goroutine keeps the scheduler from polling the
+				// network, which then waits for sysmon (10 ms).
+				<-lat.got
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			lat.report(b, elapsed)
+		})
+	}
+}
