@@ -639,3 +639,45 @@ func TestAsyncAllocs(t *testing.T) {
 	}
 	_ = b.Close(ctx)
 }
+
+// TestGroupSkipsFullMember: a member whose queue is full is passed over in
+// favour of members with room, so nothing is dropped.
+func TestGroupSkipsFullMember(t *testing.T) {
+	b := New(nil)
+	g := newGate()
+	held, err := b.SubscribeWith("jobs", g.handle, &SubscribeOptions{Group: "w", Queue: 1, Overflow: DropNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other atomic.Int64
+	if _, err := b.SubscribeWith("jobs", func(context.Context, Event) { other.Add(1) }, &SubscribeOptions{Group: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	// Round robin starts with either member; publish until the held one
+	// has its event in the handler, then ten more.
+	for i := 0; ; i++ {
+		mustPublish(t, b, "jobs", i)
+		select {
+		case <-g.entered:
+		default:
+			continue
+		}
+		break
+	}
+	before := other.Load()
+	for i := range 10 {
+		mustPublish(t, b, "jobs", 100+i)
+	}
+	if st := held.Stats(); st.Dropped != 0 {
+		t.Fatalf("held member dropped %d events although another member had room", st.Dropped)
+	}
+	// The held member's queue (1) may take one more event; the other
+	// member gets the rest.
+	if got := other.Load() - before; got < 9 {
+		t.Fatalf("the member with room got %d of 10", got)
+	}
+	g.open()
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -122,10 +122,22 @@ func BenchmarkPublishTreeSize(b *testing.B) {
 }
 
 // BenchmarkPublishParallel: publishers on all cores, to one topic, and each
-// to a topic of its own.
+// to a topic of its own, with and without Options.Stats. Compare with
+// BenchmarkPublish/exact/subs=1, the same work on one core.
 func BenchmarkPublishParallel(b *testing.B) {
-	b.Run("same-topic", func(b *testing.B) {
-		bus := newBusWith(b, nil, "orders.eu.created", 1)
+	for _, stats := range []bool{false, true} {
+		suffix := ""
+		if stats {
+			suffix = "/stats"
+		}
+		b.Run("same-topic"+suffix, func(b *testing.B) { benchParallelSame(b, &Options{Stats: stats}) })
+		b.Run("distinct-topics"+suffix, func(b *testing.B) { benchParallelDistinct(b, &Options{Stats: stats}) })
+	}
+}
+
+func benchParallelSame(b *testing.B, opts *Options) {
+	{
+		bus := newBusWith(b, opts, "orders.eu.created", 1)
 		p := &payload{}
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -133,9 +145,12 @@ func BenchmarkPublishParallel(b *testing.B) {
 				_ = bus.Publish(ctx, "orders.eu.created", p)
 			}
 		})
-	})
-	b.Run("distinct-topics", func(b *testing.B) {
-		bus := New(nil)
+	}
+}
+
+func benchParallelDistinct(b *testing.B, opts *Options) {
+	{
+		bus := New(opts)
 		const topics = 64
 		for i := range topics {
 			mustSubscribe(b, bus, "orders."+strconv.Itoa(i), nopSink)
@@ -153,7 +168,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 				_ = bus.Publish(ctx, topic, p)
 			}
 		})
-	})
+	}
 }
 
 func BenchmarkSubscribeUnsubscribe(b *testing.B) {
@@ -210,5 +225,16 @@ func TestValidateAllocs(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(100, func() { _ = ValidateTopic("orders.eu.créé", '.') }); allocs != 0 {
 		t.Errorf("ValidateTopic: %v allocs, want 0", allocs)
+	}
+}
+
+// BenchmarkPublishStats is BenchmarkPublish/exact/subs=1 with Options.Stats:
+// the serial reference for BenchmarkPublishParallel/*/stats.
+func BenchmarkPublishStats(b *testing.B) {
+	bus := newBusWith(b, &Options{Stats: true}, "orders.eu.created", 1)
+	p := &payload{}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = bus.Publish(ctx, "orders.eu.created", p)
 	}
 }
