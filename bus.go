@@ -112,7 +112,7 @@ func New(opts *Options) *Bus {
 	}
 	b := &Bus{sep: byte(o.Separator), seed: rand.Uint64(), onError: o.OnError, stats: o.Stats,
 		slowAfter: o.SlowAfter, dropReportInterval: o.DropReportInterval,
-		published: newCounter(), delivered: newCounter(), dropped: newCounter(), panics: newCounter(),
+		published: newCounter(8), delivered: newCounter(8), dropped: newCounter(1), panics: newCounter(1),
 		workers: make(map[*Subscription]struct{})}
 	if b.slowAfter == 0 {
 		b.slowAfter = time.Second

@@ -56,11 +56,12 @@ type paddedUint64 struct {
 	_ [56]byte
 }
 
-// newCounter returns a counter with one stripe per processor, rounded up to
-// a power of two and capped at 16.
-func newCounter() counter {
+// newCounter returns a counter with perProc stripes per processor, rounded
+// up to a power of two and capped at 64. Stripes are picked by hashing, so
+// more stripes than processors make two publishers meet on one less often.
+func newCounter(perProc int) counter {
 	n := 1
-	for n < runtime.GOMAXPROCS(0) && n < 16 {
+	for n < perProc*runtime.GOMAXPROCS(0) && n < 64 {
 		n *= 2
 	}
 	return counter{stripes: make([]paddedUint64, n)}

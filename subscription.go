@@ -72,7 +72,7 @@ func (b *Bus) newSubscription(text string, h Handler, opts *SubscribeOptions) (*
 		s.q = newQueue(o.Queue)
 	}
 	if o.Queue > 0 || b.stats {
-		s.delivered = newCounter()
+		s.delivered = newCounter(2)
 	}
 	return s, nil
 }
