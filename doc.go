@@ -76,6 +76,44 @@
 // The payload is shared by all subscribers: handlers must treat it as
 // read-only.
 //
+// # Asynchronous subscriptions
+//
+// SubscribeWith with SubscribeOptions.Queue > 0 gives a subscription its own
+// goroutine and a bounded FIFO queue, allocated up front, so that a slow
+// handler never holds publishers up. What a full queue does is the
+// subscription's Overflow policy:
+//
+//   - Block (the default, which never loses an event silently): Publish
+//     waits for room until its ctx ends, then returns ctx's error. A handler
+//     publishing into its own full queue gets ErrWouldDeadlock instead of
+//     hanging.
+//   - DropNewest, DropOldest: Publish never waits; every drop is counted
+//     (Subscription.Stats, Bus.Stats) and reported to Options.OnError with
+//     the pattern and the file:line of the Subscribe call, at most once per
+//     Options.DropReportInterval.
+//
+// A queue that stays full for Options.SlowAfter is reported as a slow
+// subscriber. The worker is woken only when its queue goes from empty to
+// non-empty and handles events in batches: no timers, no polling. Per
+// subscription, the events of one publisher are handled in publish order; a
+// panicking handler is recovered, reported, and the worker goes on.
+//
+// SubscribeChan delivers to a channel that the bus closes after Unsubscribe
+// or Close. Unsubscribe returns at once: an asynchronous subscription still
+// handles what it had queued, and Done (or UnsubscribeWait) tells when its
+// goroutine has finished. Close(ctx) stops new publishes, lets the queues
+// drain until ctx ends, counts and returns what could not be delivered, and
+// joins the goroutines.
+//
+// # Queue groups and once-only subscriptions
+//
+// Subscriptions that share SubscribeOptions.Group split the events that
+// match them, as NATS queue groups do: each event goes to exactly one
+// member, round robin, skipping members whose queue is full. Members may
+// join and leave at any time without an event being lost or duplicated.
+// SubscribeOptions.Once ends a subscription after exactly one event, however
+// many goroutines publish at once.
+//
 // # Performance
 //
 // Plain-topic subscriptions live in a map split into stripes, patterns in a

@@ -118,3 +118,60 @@ func ExampleBus_NumSub() {
 	// Output:
 	// 3 2 [** orders.*] [orders.created]
 }
+
+// An asynchronous subscription runs its handler on a goroutine of its own,
+// behind a bounded queue; UnsubscribeWait lets it finish what is queued.
+func ExampleBus_SubscribeWith() {
+	ctx := context.Background()
+	b := bus.New(nil)
+	defer b.Close(ctx)
+
+	sub, _ := b.SubscribeWith("emails.send", func(ctx context.Context, e bus.Event) {
+		fmt.Println("sending", e.Payload) // a slow call would not hold Publish up
+	}, &bus.SubscribeOptions{Queue: 128, Overflow: bus.Block})
+
+	for _, to := range []string{"ann@example.com", "bob@example.com"} {
+		b.Publish(ctx, "emails.send", to)
+	}
+	sub.UnsubscribeWait(ctx)
+	fmt.Println("delivered:", sub.Stats().Delivered)
+	// Output:
+	// sending ann@example.com
+	// sending bob@example.com
+	// delivered: 2
+}
+
+// SubscribeChan is for those who prefer ranging over a channel; the bus
+// closes it after Unsubscribe or Close.
+func ExampleBus_SubscribeChan() {
+	ctx := context.Background()
+	b := bus.New(nil)
+	_, ch, _ := b.SubscribeChan("ticks.*", nil)
+	b.Publish(ctx, "ticks.a", 1)
+	b.Publish(ctx, "ticks.b", 2)
+	go b.Close(ctx) // drains the queue into the channel, then closes it
+	for e := range ch {
+		fmt.Println(e.Topic, e.Payload)
+	}
+	// Output:
+	// ticks.a 1
+	// ticks.b 2
+}
+
+// Members of a queue group split the events between them: each event goes
+// to exactly one member.
+func ExampleSubscribeOptions_group() {
+	ctx := context.Background()
+	b := bus.New(nil)
+	counts := make([]int, 3)
+	for i := range counts {
+		b.SubscribeWith("jobs.*", func(ctx context.Context, e bus.Event) { counts[i]++ },
+			&bus.SubscribeOptions{Group: "workers"})
+	}
+	for range 300 {
+		b.Publish(ctx, "jobs.resize", nil)
+	}
+	fmt.Println(counts, counts[0]+counts[1]+counts[2])
+	// Output:
+	// [100 100 100] 300
+}
