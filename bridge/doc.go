@@ -1,0 +1,164 @@
+// Package bridge mirrors chosen topics of a local [bus.Bus] to and from
+// Redis pub/sub channels, so that several instances of a service share
+// events. It uses only the bus's exported API and a go-redis v9
+// [redis.UniversalClient] (tested with a single-node *redis.Client).
+//
+// # Quick start
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", Protocol: 3})
+//	b := bus.New(nil)
+//	br, err := bridge.New(b, rdb, &bridge.Options{
+//		Prefix: "app:",
+//		Routes: []bridge.Route{
+//			{Pattern: "orders.**", Codec: bridge.JSON[*Order]()}, // both ways
+//			{Pattern: "notifications", Raw: true},                // interop with any Redis client
+//		},
+//	})
+//	if err != nil { ... }
+//	defer br.Close(ctx)
+//	if err := br.Ready(ctx); err != nil { ... } // subscriptions confirmed
+//	b.Publish(ctx, "orders.created", &Order{ID: 1}) // local subscribers now, other instances soon
+//
+// # Routes
+//
+// A [Route] names a bus topic or pattern, a [Direction] (Export: local to
+// Redis; Import: Redis to local; Both, the default), whether it is Raw, and
+// a [Codec]. The Redis channel of a topic is Options.Prefix + topic.
+//
+// Exporting subscribes on the local bus; importing subscribes on Redis: an
+// exact topic with SUBSCRIBE, a pattern with PSUBSCRIBE on a Redis glob
+// that matches at least the same channels ([RedisPattern]), since Redis
+// globs cannot say everything bus patterns say. The bus's own matcher then
+// filters what arrives (Stats.Filtered). A topic matched by several routes
+// is exported once, by the first export route in Options.Routes that
+// matches; an imported topic is handled by the first matching import route.
+// Redis sends one copy of a message per matching subscription (the exact
+// channel and each matching glob); the bridge imports exactly one.
+//
+// # Payloads and codecs
+//
+// [DefaultCodec] sends []byte and string payloads as they are and anything
+// else as JSON, and decodes into []byte, or string for text. [JSON] decodes
+// into a given Go type, the one local publishers use, so that a subscriber
+// (bus.SubscribeTyped included) cannot tell a remote event from a local one
+// except through Event.Remote and Event.Meta. Imported events carry
+// bus.Meta: the sender's instance ID (Source), its sequence number, the time
+// it was exported, the content type and the headers of the local event's
+// Meta (room for trace context).
+//
+// # Raw and enveloped routes
+//
+// On an enveloped route (the default) every message is a compact binary
+// envelope with a magic prefix no text publisher produces by accident
+// (0xB5 0x1E), a version, the source instance ID, a per-source, per-channel
+// sequence number, a timestamp, the content type, optional headers, the
+// payload and optionally an HMAC: the format is specified in envelope.go. A
+// message without the magic prefix on an enveloped route comes from a
+// foreign publisher and is delivered as raw bytes (unless a SigningKey is
+// set). Malformed or oversized messages are dropped, counted
+// (Stats.DecodeErrors) and reported wrapping [ErrMalformed] or [ErrTooLarge].
+//
+// A Raw route sends the encoded payload bytes exactly, with no envelope, so
+// that any Redis client can take part: `redis-cli PUBLISH app:notifications
+// hi` reaches local subscribers as the []byte "hi", and `redis-cli SUBSCRIBE
+// app:notifications` prints what the bridge exports. Raw messages carry no
+// source, sequence or signature: events imported without an envelope have
+// Meta.Source [RawSource].
+//
+// # No loops, no duplicates
+//
+//   - A local subscriber gets a local event once, synchronously, from the
+//     bus: never through Redis.
+//   - An imported event is Remote and is never exported again, so instances
+//     that mirror the same topics both ways do not ping-pong.
+//   - A bridge drops its own echo: enveloped messages by source ID; raw ones
+//     by remembering (channel, hash of the bytes) of what it sent, for
+//     Options.EchoWindow. A foreign raw message identical to one of ours that
+//     arrives before our echo is taken for the echo; the counts stay right.
+//   - Overlapping subscriptions deliver one Redis message once.
+//   - An enveloped event seen twice (a pipeline retried after a broken
+//     connection, or a replay) is dropped by its sequence number
+//     (Stats.Duplicates).
+//
+// # Reliability
+//
+// Exports never wait for Redis: the local subscription of an export route
+// encodes the payload on the publisher's goroutine and appends it to a
+// bounded outbox (Options.OutboxMaxEvents, OutboxMaxBytes, OutboxMaxAge;
+// the Overflow policy is DropOldest by default, or DropNewest). One flusher
+// goroutine sends the outbox in order, in pipelined batches of up to
+// Options.BatchSize PUBLISH commands per round trip. When Redis is
+// unreachable it keeps the batch and the outbox, retries with jittered
+// exponential backoff, and once Redis answers waits Options.ResumeDelay, so
+// that other instances can resubscribe, before sending on in order. Note
+// that go-redis retries by itself first (MaxRetries, DialerRetries: about
+// two seconds with its defaults) before the bridge sees an outage. Events
+// dropped from the outbox are counted and reported (batched, as a
+// *[DropError]); receivers see the dropped enveloped events as a gap.
+//
+// Imports have their own read loop on a dedicated pub/sub connection: it
+// reads with PubSub.ReceiveTimeout and hands events to a bounded import
+// queue, never waiting for local subscribers, so that Redis's
+// client-output-buffer-limit for pub/sub never disconnects a slow instance:
+// what does not fit is dropped and counted (Stats.ImportDropped). Import
+// workers (Options.ImportWorkers) publish the events on the local bus, one
+// topic at a time per worker and in order per topic, so a subscriber that is
+// slow on one topic holds up one worker and no other topic.
+//
+// The read loop sends a PING every Options.PingInterval and requires its
+// answer within Options.PingTimeout; go-redis's own health check does not
+// wait for the answer, so a half-open connection would look healthy for
+// minutes. On a read error or a missing answer the bridge closes the
+// connection, reconnects with jittered backoff, resubscribes, and reports
+// [ErrDisconnected] and then [ErrPossibleGap] (Stats.Reconnects): Redis
+// pub/sub keeps nothing for absent subscribers. Missing enveloped events are
+// then reported exactly, as a *[GapError] (Stats.Gaps, GapEvents), when the
+// next event of the same source arrives on the channel. Ready waits until
+// every subscription of the current connection is confirmed: go-redis's
+// Subscribe returns before Redis has acted on it.
+//
+// Close stops exporting, closes the pub/sub connection, flushes the outbox
+// until its context ends (saying how many exports it could not send),
+// delivers the imports already queued, and joins every goroutine it
+// started. It does not close the Redis client.
+//
+// Stats accounts for every event: each export ends up Exported,
+// ExportRejected, EncodeErrors or OutboxDropped; each message received ends
+// up Imported or in exactly one of the drop counters.
+//
+// # Security
+//
+// The bridge works over TLS (a rediss:// URL and a tls.Config with client
+// certificates in redis.Options) and with an ACL user limited to the
+// prefix's channels. [ACLRules] returns the rules such a user needs:
+//
+//	ACL SETUSER app-bridge on >password resetchannels &app:* &app:orders.*
+//	    resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
+//
+// "&app:*" lets the user PUBLISH and SUBSCRIBE on every channel of the
+// prefix. PSUBSCRIBE is different: Redis 7 compares a PSUBSCRIBE pattern
+// literally with the channel rules, so "&app:*" allows PSUBSCRIBE "app:*"
+// but not PSUBSCRIBE "app:orders.*": every glob the bridge subscribes to
+// (see [RedisPattern] and [Bridge.RedisSubscriptions]) must appear verbatim.
+// A refused subscription makes Ready return an error wrapping [ErrSubscribe]
+// (NOPERM), and a refused export is counted in Stats.ExportRejected and
+// reported wrapping [ErrPublish].
+//
+// With Options.SigningKey, envelopes are signed with HMAC-SHA256 over the
+// channel and the message, and enveloped routes accept only envelopes signed
+// with the same key: unsigned, forged, altered or re-routed messages, and
+// messages without an envelope, are dropped, counted
+// (Stats.SignatureRejected) and reported wrapping [ErrSignature]. A bridge
+// without a key accepts signed envelopes unchecked, so that a key can be
+// rolled out to senders first. Raw routes are never signed: protect them
+// with ACLs.
+//
+// # Performance
+//
+// On a 2-core virtual machine, with sender, receiver and redis-server on the
+// same machine and 64-byte payloads, the bridge carries about 420,000
+// events/s end to end, more than 20 times raw go-redis with one PUBLISH call
+// per event and about 0.9 times PUBLISHes pipelined by hand; see
+// bridge_bench_test.go for the command. An idle event takes about 110 µs
+// from Publish to a subscriber on the other bus (raw go-redis: about 90 µs).
+package bridge

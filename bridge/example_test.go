@@ -1,0 +1,94 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"strings"
+
+	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge"
+	"github.com/redis/go-redis/v9"
+)
+
+// What the bridge subscribes to on Redis for some bus patterns.
+func ExampleRedisPattern() {
+	for _, pattern := range []string{"orders.created", "orders.*", "orders.{eu,us}.paid", "logs.[abc]"} {
+		name, isPattern, err := bridge.RedisPattern("app:", pattern, '.')
+		if err != nil {
+			log.Fatal(err)
+		}
+		cmd := "SUBSCRIBE"
+		if isPattern {
+			cmd = "PSUBSCRIBE"
+		}
+		fmt.Printf("%-20s %s %s\n", pattern, cmd, name)
+	}
+	// Output:
+	// orders.created       SUBSCRIBE app:orders.created
+	// orders.*             PSUBSCRIBE app:orders.*
+	// orders.{eu,us}.paid  PSUBSCRIBE app:orders.*.paid
+	// logs.[abc]           PSUBSCRIBE app:logs.?
+}
+
+// The ACL rules of a Redis user for a bridge: the PSUBSCRIBE glob must be
+// listed verbatim besides the prefix.
+func ExampleACLRules() {
+	rules, err := bridge.ACLRules(&bridge.Options{
+		Prefix: "app:",
+		Routes: []bridge.Route{
+			{Pattern: "orders.**"},
+			{Pattern: "alerts", Direction: bridge.Export},
+		},
+	}, '.')
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("ACL SETUSER app-bridge on >password " + strings.Join(rules, " "))
+	// Output:
+	// ACL SETUSER app-bridge on >password resetchannels &app:* &app:orders.* resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
+}
+
+// A typed codec decodes into the Go type local publishers use.
+func ExampleJSON() {
+	type Order struct{ ID int }
+	codec := bridge.JSON[*Order]()
+	data, contentType, err := codec.Encode(&Order{ID: 42})
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := codec.Decode(data, contentType)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s %s %T %d\n", data, contentType, v, v.(*Order).ID)
+	// Output:
+	// {"ID":42} application/json *bridge_test.Order 42
+}
+
+// Two instances mirror "orders.**" through Redis. (Not run: it needs a
+// Redis server.)
+func ExampleNew() {
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", Protocol: 3})
+	defer rdb.Close()
+
+	b := bus.New(nil)
+	br, err := bridge.New(b, rdb, &bridge.Options{
+		Prefix: "app:",
+		Routes: []bridge.Route{{Pattern: "orders.**"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer br.Close(ctx)
+	if err := br.Ready(ctx); err != nil {
+		log.Fatal(err)
+	}
+	b.Subscribe("orders.**", func(_ context.Context, e bus.Event) {
+		if e.Remote() {
+			fmt.Printf("%s from %s: %v\n", e.Topic, e.Meta.Source, e.Payload)
+		}
+	})
+	b.Publish(ctx, "orders.created", "order 1") // also sent to the other instances
+}

@@ -1,0 +1,251 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/redis/go-redis/v9"
+)
+
+func item(ch string, payload string, at int64) exportItem {
+	return exportItem{channel: ch, payload: []byte(payload), at: at}
+}
+
+func TestOutboxPolicies(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		maxEvents      int
+		maxBytes       int
+		policy         Overflow
+		push           []string
+		wantKept       []string
+		wantDropped    int
+		wantBytesAfter int
+	}{
+		{"drop oldest by count", 3, 1 << 20, DropOldest, []string{"a", "b", "c", "d", "e"}, []string{"c", "d", "e"}, 2, 3 * 2},
+		{"drop newest by count", 3, 1 << 20, DropNewest, []string{"a", "b", "c", "d", "e"}, []string{"a", "b", "c"}, 2, 3 * 2},
+		// Each item is 1 byte of channel plus its payload.
+		{"drop oldest by bytes", 100, 10, DropOldest, []string{"aaaa", "bbbb", "cc"}, []string{"bbbb", "cc"}, 1, 5 + 3},
+		{"drop newest by bytes", 100, 10, DropNewest, []string{"aaaa", "bbbb", "cc"}, []string{"aaaa", "bbbb"}, 1, 10},
+		{"bigger than the outbox", 100, 10, DropOldest, []string{"a", "0123456789"}, []string{"a"}, 1, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := newOutbox(c.maxEvents, c.maxBytes, c.policy)
+			dropped := 0
+			for _, p := range c.push {
+				n, ok := o.push(item("x", p, 1))
+				if !ok {
+					t.Fatal("push refused")
+				}
+				dropped += n
+			}
+			if dropped != c.wantDropped {
+				t.Errorf("dropped %d, want %d", dropped, c.wantDropped)
+			}
+			if _, b := o.depth(); b != c.wantBytesAfter {
+				t.Errorf("bytes %d, want %d", b, c.wantBytesAfter)
+			}
+			batch, _ := o.take(nil, 100, 0)
+			var got []string
+			for _, it := range batch {
+				got = append(got, string(it.payload))
+			}
+			if strings.Join(got, ",") != strings.Join(c.wantKept, ",") {
+				t.Errorf("kept %v, want %v", got, c.wantKept)
+			}
+			if n, b := o.depth(); n != 0 || b != 0 {
+				t.Errorf("after take: depth %d, %d bytes", n, b)
+			}
+		})
+	}
+}
+
+func TestOutboxSequenceAndExpiry(t *testing.T) {
+	o := newOutbox(100, 1<<20, DropOldest)
+	for i, ch := range []string{"a", "b", "a", "a", "b"} {
+		o.push(item(ch, "p", int64(i)))
+	}
+	o.push(exportItem{channel: "a", payload: []byte("raw"), raw: true, at: 10})
+	// Exports made before time 2 are stale.
+	batch, expired := o.take(nil, 2, 2)
+	if expired != 2 || len(batch) != 2 {
+		t.Fatalf("expired %d, batch %d; want 2, 2", expired, len(batch))
+	}
+	var seqs []string
+	for _, it := range batch {
+		seqs = append(seqs, fmt.Sprintf("%s%d", it.channel, it.seq))
+	}
+	batch, _ = o.take(batch, 10, 0)
+	for _, it := range batch {
+		seqs = append(seqs, fmt.Sprintf("%s%d", it.channel, it.seq))
+	}
+	// Numbered per channel from 1; raw exports are not numbered.
+	if got := strings.Join(seqs, " "); got != "a2 a3 b2 a0" {
+		t.Errorf("sequence %q, want %q", got, "a2 a3 b2 a0")
+	}
+	if n := o.close(); n != 0 {
+		t.Errorf("close: %d left", n)
+	}
+	if _, ok := o.push(item("a", "late", 0)); ok {
+		t.Error("push after close accepted")
+	}
+}
+
+func TestOutboxWakesOncePerBurst(t *testing.T) {
+	o := newOutbox(100, 1<<20, DropOldest)
+	for range 10 {
+		o.push(item("a", "p", 0))
+	}
+	if len(o.wake) != 1 {
+		t.Fatalf("wake has %d tokens, want 1", len(o.wake))
+	}
+	<-o.wake
+	o.take(nil, 100, 0)
+	o.push(item("a", "p", 0))
+	if len(o.wake) != 1 {
+		t.Fatal("no wake after the outbox emptied")
+	}
+}
+
+func TestEchoMemory(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := newEchoMemory(time.Second, 3)
+	m.remember("ch", []byte("x"), now)
+	m.remember("ch", []byte("x"), now)
+	m.remember("ch", []byte("y"), now)
+	steps := []struct {
+		ch, payload string
+		at          time.Duration
+		want        bool
+	}{
+		{"ch", "x", 0, true},
+		{"other", "y", 0, false}, // the channel counts
+		{"ch", "x", 0, true},
+		{"ch", "x", 0, false}, // both copies consumed
+		{"ch", "y", 2 * time.Second, false}, // expired
+	}
+	for i, s := range steps {
+		if got := m.consume(s.ch, []byte(s.payload), now.Add(s.at)); got != s.want {
+			t.Errorf("step %d (%s %s): %v, want %v", i, s.ch, s.payload, got, s.want)
+		}
+	}
+	if n := m.len(); n != 0 {
+		t.Errorf("%d entries left after expiry", n)
+	}
+	if len(m.count) != 0 {
+		t.Errorf("count map not emptied: %v", m.count)
+	}
+
+	// The cap evicts the oldest; a consumed copy expiring does not take a
+	// live one with it.
+	m.remember("ch", []byte("a"), now)
+	m.consume("ch", []byte("a"), now)
+	m.remember("ch", []byte("a"), now.Add(500*time.Millisecond))
+	if !m.consume("ch", []byte("a"), now.Add(1200*time.Millisecond)) {
+		t.Error("live copy lost when the consumed one expired")
+	}
+	for i := range 5 {
+		m.remember("ch", []byte{byte(i)}, now.Add(2*time.Second))
+	}
+	if n := m.len(); n != 3 {
+		t.Errorf("%d entries, want the cap of 3", n)
+	}
+	if m.consume("ch", []byte{0}, now.Add(2*time.Second)) {
+		t.Error("evicted entry still consumed")
+	}
+}
+
+func TestImportQueueOrderAndFairness(t *testing.T) {
+	q := newImportQueue(1000, 100, func(int) {})
+	for i := range 100 {
+		for _, topic := range []string{"a", "b", "c"} {
+			if !q.push(importItem{topic: topic, payload: []byte{byte(i)}}) {
+				t.Fatal("push refused")
+			}
+		}
+	}
+	if q.push(importItem{topic: "a"}) {
+		t.Error("push over the per-topic cap accepted")
+	}
+	var mu sync.Mutex
+	got := map[string][]byte{}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q.work(func(it *importItem) {
+				mu.Lock()
+				got[it.topic] = append(got[it.topic], it.payload[0])
+				mu.Unlock()
+			})
+		}()
+	}
+	q.close()
+	wg.Wait()
+	for _, topic := range []string{"a", "b", "c"} {
+		if len(got[topic]) != 100 {
+			t.Fatalf("%s: %d events", topic, len(got[topic]))
+		}
+		for i, v := range got[topic] {
+			if int(v) != i {
+				t.Fatalf("%s: out of order at %d", topic, i)
+			}
+		}
+	}
+	if q.depth() != 0 {
+		t.Errorf("depth %d", q.depth())
+	}
+}
+
+func TestImportQueueAbort(t *testing.T) {
+	var dropped int
+	q := newImportQueue(1000, 1000, func(n int) { dropped += n })
+	for i := range 10 {
+		q.push(importItem{topic: "t", payload: []byte{byte(i)}})
+	}
+	q.abort()
+	delivered := 0
+	q.work(func(*importItem) { delivered++ })
+	if delivered != 0 || dropped != 10 || q.depth() != 0 {
+		t.Errorf("delivered %d, dropped %d, depth %d", delivered, dropped, q.depth())
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	b := bus.New(nil)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	for _, c := range []struct {
+		name string
+		opts Options
+	}{
+		{"bad pattern", Options{Routes: []Route{{Pattern: "a.[b"}}}},
+		{"empty pattern", Options{Routes: []Route{{Pattern: ""}}}},
+		{"bad direction", Options{Routes: []Route{{Pattern: "a", Direction: 7}}}},
+		{"long instance ID", Options{InstanceID: strings.Repeat("x", 256)}},
+		{"negative size", Options{OutboxMaxEvents: -1}},
+		{"bad overflow", Options{Overflow: 9}},
+	} {
+		// New fails before it uses the client: nothing is dialled.
+		if br, err := New(b, rdb, &c.opts); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("%s: New returned %v, want ErrInvalidOptions", c.name, err)
+			if br != nil {
+				_ = br.Close(context.Background())
+			}
+		}
+	}
+	if _, err := New(b, nil, nil); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("nil client: %v", err)
+	}
+	cfg, err := newConfig(nil)
+	if err != nil || len(cfg.InstanceID) != 16 || cfg.OutboxMaxEvents != 100000 || cfg.Overflow != DropOldest {
+		t.Errorf("defaults: %+v, %v", cfg, err)
+	}
+}
