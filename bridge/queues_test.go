@@ -127,7 +127,7 @@ func TestEchoMemory(t *testing.T) {
 		{"ch", "x", 0, true},
 		{"other", "y", 0, false}, // the channel counts
 		{"ch", "x", 0, true},
-		{"ch", "x", 0, false}, // both copies consumed
+		{"ch", "x", 0, false},               // both copies consumed
 		{"ch", "y", 2 * time.Second, false}, // expired
 	}
 	for i, s := range steps {
