@@ -49,11 +49,15 @@ type Bridge struct {
 	subCancel   context.CancelFunc
 	flushCtx    context.Context // the flusher's; cancelled when Close gives up
 	flushCancel context.CancelFunc
-	drain       chan struct{} // closed by Close: flush what is left, then exit
-	subDone     chan struct{}
-	flushDone   chan struct{}
-	flushLeft   int // exports of the batch the flusher gave up on
-	workers     sync.WaitGroup
+	// deliverCtx is passed to local handlers of imported events; it is
+	// cancelled when Close gives up delivering them.
+	deliverCtx    context.Context
+	deliverCancel context.CancelFunc
+	drain         chan struct{} // closed by Close: flush what is left, then exit
+	subDone       chan struct{}
+	flushDone     chan struct{}
+	flushLeft     int // exports of the batch the flusher gave up on
+	workers       sync.WaitGroup
 
 	mu      sync.Mutex // protects the fields below
 	ps      *redis.PubSub
@@ -130,6 +134,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 
 	br.subCtx, br.subCancel = context.WithCancel(context.Background())
 	br.flushCtx, br.flushCancel = context.WithCancel(context.Background())
+	br.deliverCtx, br.deliverCancel = context.WithCancel(context.Background())
 	go br.flushLoop()
 	if len(br.imports) > 0 {
 		for range cfg.ImportWorkers {
@@ -365,8 +370,10 @@ func (br *Bridge) Close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		br.inq.abort()
+		br.deliverCancel()
 		<-done
 	}
+	br.deliverCancel()
 	br.rep.flush()
 	if unsent > 0 {
 		return fmt.Errorf("%w: %d exports dropped: %w", ErrNotSent, unsent, ctx.Err())

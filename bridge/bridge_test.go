@@ -276,6 +276,21 @@ func TestMirrorBothWays(t *testing.T) {
 	if got := recA.len() + recB.len(); got != 4*n {
 		t.Errorf("%d events in total, want %d", got, 4*n)
 	}
+	checkAccounting(t, a.bridge)
+	checkAccounting(t, b.bridge)
+}
+
+// checkAccounting checks that every message the bridge received is counted
+// exactly once, once its queue is empty.
+func checkAccounting(t testing.TB, br *bridge.Bridge) {
+	t.Helper()
+	eventually(t, func() bool { return br.Stats().ImportDepth == 0 }, "import queue to drain")
+	s := br.Stats()
+	sum := s.Imported + s.Filtered + s.DuplicateCopies + s.EchoesDropped + s.Duplicates +
+		s.DecodeErrors + s.SignatureRejected + s.ImportDropped
+	if sum != s.Received {
+		t.Errorf("received %d messages, counters add up to %d: %+v", s.Received, sum, s)
+	}
 }
 
 func at(s []string, i int) any {

@@ -373,7 +373,7 @@ func (br *Bridge) deliver(it *importItem) {
 		br.rep.drop(ErrDecode, 1, fmt.Errorf("%w: topic %q from %q: %w", ErrDecode, it.topic, it.meta.Source, err))
 		return
 	}
-	err = br.bus.PublishEvent(br.subCtx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
+	err = br.bus.PublishEvent(br.deliverCtx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
 	if errors.Is(err, bus.ErrInvalidTopic) {
 		// A foreign publisher used a channel whose topic the bus
 		// rejects. (Checked here rather than on the read loop, since

@@ -130,6 +130,7 @@ func TestCodecs(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, func() bool { return b.bridge.Stats().DecodeErrors == 1 }, "decode error")
+	checkAccounting(t, b.bridge)
 	if n := b.errs.count(bridge.ErrDecode); n != 1 {
 		t.Errorf("%d ErrDecode reports, want 1:\n%s", n, b.errs)
 	}
@@ -179,6 +180,7 @@ func TestOverlappingImports(t *testing.T) {
 	if s := in.bridge.Stats(); s.DuplicateCopies != 2 || s.Imported != 4 {
 		t.Errorf("duplicate copies %d, imported %d; want 2, 4", s.DuplicateCopies, s.Imported)
 	}
+	checkAccounting(t, in.bridge)
 }
 
 // TestGlobFiltering checks that the messages a widened Redis glob lets in
@@ -201,6 +203,7 @@ func TestGlobFiltering(t *testing.T) {
 	if s := in.bridge.Stats(); s.Filtered != 2 {
 		t.Errorf("filtered %d, want 2", s.Filtered)
 	}
+	checkAccounting(t, in.bridge)
 }
 
 // TestRawInterop uses redis-cli as a foreign publisher and subscriber. A

@@ -125,6 +125,7 @@ func TestImportQueueDrops(t *testing.T) {
 	if b.errs.count(bridge.ErrImportFull) == 0 {
 		t.Error("drops not reported")
 	}
+	checkAccounting(t, b.bridge)
 }
 
 // TestKillRedisMidStream kills redis-server with SIGKILL while events

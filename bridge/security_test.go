@@ -186,6 +186,7 @@ func TestSigning(t *testing.T) {
 	}
 	eventually(t, func() bool { return b.bridge.Stats().Duplicates == 1 }, "replay dropped")
 	time.Sleep(50 * time.Millisecond)
+	checkAccounting(t, b.bridge)
 	if n := rec.len(); n != 2 {
 		t.Errorf("%d events delivered, want 2: %v", n, rec.snapshot())
 	}
