@@ -47,8 +47,7 @@ type importQueue struct {
 
 type topicQueue struct {
 	topic string
-	items []importItem
-	head  int
+	items fifo[importItem]
 	busy  bool // a worker is delivering its events
 	ready bool // it is in the ready list
 }
@@ -71,10 +70,10 @@ func (q *importQueue) push(it importItem) bool {
 		tq = &topicQueue{topic: it.topic}
 		q.topics[it.topic] = tq
 	}
-	if len(tq.items)-tq.head >= q.maxTopic {
+	if tq.items.len() >= q.maxTopic {
 		return false
 	}
-	tq.items = append(tq.items, it)
+	tq.items.push(it)
 	q.total++
 	if !tq.busy && !tq.ready {
 		q.readyLocked(tq)
@@ -111,15 +110,9 @@ func (q *importQueue) work(deliver func(*importItem)) {
 		q.rhead++
 		tq.ready = false
 		tq.busy = true
-		end := min(tq.head+importBatch, len(tq.items))
-		batch = append(batch[:0], tq.items[tq.head:end]...)
-		clear(tq.items[tq.head:end])
-		tq.head = end
-		if tq.head == len(tq.items) {
-			tq.items, tq.head = tq.items[:0], 0
-		} else if tq.head > cap(tq.items)/2 {
-			n := copy(tq.items, tq.items[tq.head:])
-			tq.items, tq.head = tq.items[:n], 0
+		batch = batch[:0]
+		for tq.items.len() > 0 && len(batch) < importBatch {
+			batch = append(batch, tq.items.pop())
 		}
 		q.mu.Unlock()
 
@@ -135,10 +128,9 @@ func (q *importQueue) work(deliver func(*importItem)) {
 		q.mu.Lock()
 		q.total -= len(batch)
 		tq.busy = false
-		switch {
-		case tq.head < len(tq.items):
+		if tq.items.len() > 0 {
 			q.readyLocked(tq)
-		default:
+		} else {
 			delete(q.topics, tq.topic)
 		}
 	}
@@ -160,11 +152,11 @@ func (q *importQueue) abort() {
 	q.aborted.Store(true)
 	n := 0
 	for _, tq := range q.topics {
-		n += len(tq.items) - tq.head
+		n += tq.items.len()
 		if !tq.busy {
 			delete(q.topics, tq.topic)
 		}
-		tq.items, tq.head = nil, 0
+		tq.items = fifo[importItem]{}
 	}
 	q.total -= n
 	q.ready, q.rhead = nil, 0

@@ -33,9 +33,7 @@ type outbox struct {
 	wake chan struct{}
 
 	mu     sync.Mutex // protects the fields below
-	ring   []exportItem
-	head   int
-	n      int
+	q      fifo[exportItem]
 	bytes  int
 	closed bool
 	seqs   map[string]uint64
@@ -66,7 +64,7 @@ func (o *outbox) push(it exportItem) (dropped int, ok bool) {
 		o.mu.Unlock()
 		return 1, true
 	}
-	for o.n >= o.maxEvents || o.bytes+size > o.maxBytes {
+	for o.q.len() >= o.maxEvents || o.bytes+size > o.maxBytes {
 		if o.policy == DropNewest {
 			o.mu.Unlock()
 			return dropped + 1, true
@@ -83,13 +81,9 @@ func (o *outbox) push(it exportItem) (dropped int, ok bool) {
 		o.seqs[it.channel]++
 		it.seq = o.seqs[it.channel]
 	}
-	if o.n == len(o.ring) {
-		o.growLocked()
-	}
-	o.ring[(o.head+o.n)%len(o.ring)] = it
-	o.n++
+	o.q.push(it)
 	o.bytes += size
-	wasEmpty := o.n == 1
+	wasEmpty := o.q.len() == 1
 	o.mu.Unlock()
 	if wasEmpty {
 		select {
@@ -106,13 +100,12 @@ func (o *outbox) take(batch []exportItem, max int, cutoff int64) (_ []exportItem
 	batch = batch[:0]
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for o.n > 0 && o.ring[o.head].at < cutoff {
+	for o.q.len() > 0 && o.q.front().at < cutoff {
 		o.popLocked()
 		expired++
 	}
-	for o.n > 0 && len(batch) < max {
-		batch = append(batch, o.ring[o.head])
-		o.popLocked()
+	for o.q.len() > 0 && len(batch) < max {
+		batch = append(batch, o.popLocked())
 	}
 	return batch, expired
 }
@@ -122,7 +115,7 @@ func (o *outbox) expire(cutoff int64) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := 0
-	for o.n > 0 && o.ring[o.head].at < cutoff {
+	for o.q.len() > 0 && o.q.front().at < cutoff {
 		o.popLocked()
 		n++
 	}
@@ -134,8 +127,8 @@ func (o *outbox) expire(cutoff int64) int {
 func (o *outbox) close() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	n := o.n
-	for o.n > 0 {
+	n := o.q.len()
+	for o.q.len() > 0 {
 		o.popLocked()
 	}
 	o.closed = true
@@ -146,28 +139,11 @@ func (o *outbox) close() int {
 func (o *outbox) depth() (n, bytes int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.n, o.bytes
+	return o.q.len(), o.bytes
 }
 
-func (o *outbox) popLocked() {
-	it := &o.ring[o.head]
+func (o *outbox) popLocked() exportItem {
+	it := o.q.pop()
 	o.bytes -= it.size()
-	*it = exportItem{} // let the payload be collected
-	o.head = (o.head + 1) % len(o.ring)
-	o.n--
-}
-
-func (o *outbox) growLocked() {
-	size := 2 * len(o.ring)
-	if size == 0 {
-		size = 256
-	}
-	if size > o.maxEvents {
-		size = o.maxEvents
-	}
-	ring := make([]exportItem, size)
-	for i := 0; i < o.n; i++ {
-		ring[i] = o.ring[(o.head+i)%len(o.ring)]
-	}
-	o.ring, o.head = ring, 0
+	return it
 }

@@ -249,3 +249,44 @@ func TestOptionsValidation(t *testing.T) {
 		t.Errorf("defaults: %+v, %v", cfg, err)
 	}
 }
+
+// TestFIFO pushes and pops across chunk boundaries, in bursts and
+// interleaved, against a slice as the reference.
+func TestFIFO(t *testing.T) {
+	var q fifo[int]
+	var ref []int
+	next := 0
+	for round, burst := range []int{1, chunkSize - 1, chunkSize, chunkSize + 1, 3*chunkSize + 7, 0, 5} {
+		for range burst {
+			q.push(next)
+			ref = append(ref, next)
+			next++
+		}
+		// Pop about half, then check the front.
+		for range (len(ref) + 1) / 2 {
+			if got := q.pop(); got != ref[0] {
+				t.Fatalf("round %d: popped %d, want %d", round, got, ref[0])
+			}
+			ref = ref[1:]
+		}
+		if q.len() != len(ref) {
+			t.Fatalf("round %d: len %d, want %d", round, q.len(), len(ref))
+		}
+		if len(ref) > 0 && *q.front() != ref[0] {
+			t.Fatalf("round %d: front %d, want %d", round, *q.front(), ref[0])
+		}
+	}
+	for len(ref) > 0 {
+		if got := q.pop(); got != ref[0] {
+			t.Fatalf("draining: popped %d, want %d", got, ref[0])
+		}
+		ref = ref[1:]
+	}
+	if q.len() != 0 {
+		t.Fatalf("len %d after draining", q.len())
+	}
+	q.push(-1)
+	if q.pop() != -1 || q.len() != 0 {
+		t.Fatal("reuse after draining")
+	}
+}
