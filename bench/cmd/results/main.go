@@ -1,0 +1,444 @@
+// Command results turns the output of the bench module's benchmarks
+// (go test -v -bench ... -count N) into RESULTS.md: the machine, the Go and
+// peer versions, a headline table, and per scenario a table of every
+// library with the median ns/op and allocs/op over the runs, the ratios to
+// Busline and to the direct call (or the channel, for asynchronous
+// scenarios), the extra metrics the benchmark reported (events/s, p50, p99)
+// and "n/a" with the reason for the libraries that cannot do the scenario.
+//
+// Usage, from bench/ (run.sh does this):
+//
+//	go run ./cmd/results -in out/raw.txt -out RESULTS.md -gomod go.mod -cmd "..."
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	in := flag.String("in", "out/raw.txt", "benchmark output (go test -v -bench)")
+	out := flag.String("out", "RESULTS.md", "markdown file to write")
+	gomod := flag.String("gomod", "go.mod", "the bench module's go.mod, for peer versions")
+	cmd := flag.String("cmd", "", "the command that produced the output, to print")
+	flag.Parse()
+	if err := run(*in, *out, *gomod, *cmd); err != nil {
+		fmt.Fprintln(os.Stderr, "results:", err)
+		os.Exit(1)
+	}
+}
+
+func run(in, out, gomod, cmd string) error {
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, err := parse(f)
+	if err != nil {
+		return fmt.Errorf("parse %s: %w", in, err)
+	}
+	if len(res.order) == 0 {
+		return fmt.Errorf("parse %s: no benchmark results", in)
+	}
+	modText, err := os.ReadFile(gomod)
+	if err != nil {
+		return err
+	}
+	m := meta{
+		Date:    time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		CPU:     cpuModel(),
+		Cores:   runtime.NumCPU(),
+		Go:      runtime.Version(),
+		Peers:   peerVersions(string(modText)),
+		Command: cmd,
+	}
+	var b strings.Builder
+	render(&b, res, m)
+	return os.WriteFile(out, []byte(b.String()), 0o644)
+}
+
+// A result is one library in one scenario: the values of each unit over
+// the runs, or the reason it was skipped.
+type result struct {
+	lib    string
+	values map[string][]float64
+	units  []string // in the order first reported
+	na     string
+}
+
+// A scenario is one table: a benchmark path without the library.
+type scenario struct {
+	name    string
+	results []*result // in the order first seen
+}
+
+type results struct {
+	order []*scenario
+	byKey map[string]*scenario
+}
+
+func (rs *results) result(path string) *result {
+	i := strings.LastIndexByte(path, '/')
+	if i < 0 {
+		return nil // a benchmark without sub-benchmarks is not ours
+	}
+	scen, lib := path[:i], path[i+1:]
+	s := rs.byKey[scen]
+	if s == nil {
+		s = &scenario{name: scen}
+		rs.byKey[scen] = s
+		rs.order = append(rs.order, s)
+	}
+	for _, r := range s.results {
+		if r.lib == lib {
+			return r
+		}
+	}
+	r := &result{lib: lib, values: map[string][]float64{}}
+	s.results = append(s.results, r)
+	return r
+}
+
+var (
+	// BenchmarkPublishExact/subs=10/busline-2   123   45.6 ns/op   0 B/op ...
+	benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+(\d+)\s+(.+)$`)
+	// "    scenario_test.go:42: n/a: reason", printed before the SKIP line.
+	naLine   = regexp.MustCompile(`^\s+\S+\.go:\d+: n/a: (.*)$`)
+	skipLine = regexp.MustCompile(`^\s*--- SKIP: Benchmark(\S+)$`)
+)
+
+// parse reads go test -v -bench output.
+func parse(r io.Reader) (*results, error) {
+	rs := &results{byKey: map[string]*scenario{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var reason string
+	for sc.Scan() {
+		line := sc.Text()
+		if m := naLine.FindStringSubmatch(line); m != nil {
+			reason = m[1]
+			continue
+		}
+		if m := skipLine.FindStringSubmatch(line); m != nil {
+			if reason != "" {
+				if res := rs.result(m[1]); res != nil {
+					res.na = reason
+				}
+			}
+			reason = ""
+			continue
+		}
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		fields := strings.Fields(m[3])
+		if len(fields)%2 != 0 {
+			return nil, fmt.Errorf("odd value/unit fields in %q", line)
+		}
+		res := rs.result(m[1])
+		if res == nil {
+			continue
+		}
+		for i := 0; i < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("value %q in %q: %w", fields[i], line, err)
+			}
+			unit := fields[i+1]
+			if _, ok := res.values[unit]; !ok {
+				res.units = append(res.units, unit)
+			}
+			res.values[unit] = append(res.values[unit], v)
+		}
+	}
+	return rs, sc.Err()
+}
+
+// median returns the median of the unit's values and whether there were any.
+func (r *result) median(unit string) (float64, bool) {
+	vs := slices.Clone(r.values[unit])
+	if len(vs) == 0 {
+		return 0, false
+	}
+	slices.Sort(vs)
+	if len(vs)%2 == 1 {
+		return vs[len(vs)/2], true
+	}
+	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2, true
+}
+
+// runs returns how many runs a result had.
+func (r *result) runs() int { return len(r.values["ns/op"]) }
+
+func (s *scenario) lib(name string) *result {
+	for _, r := range s.results {
+		if r.lib == name && r.na == "" && r.runs() > 0 {
+			return r
+		}
+	}
+	return nil
+}
+
+// baseline returns the row the "vs" column divides by: the direct call,
+// else the channel.
+func (s *scenario) baseline() (*result, string) {
+	if r := s.lib("direct"); r != nil {
+		return r, "vs direct call"
+	}
+	if r := s.lib("chan"); r != nil {
+		return r, "vs chan"
+	}
+	return nil, ""
+}
+
+// ours is the name of Busline's rows.
+const ours = "busline"
+
+type meta struct {
+	Date, CPU, Go, Command string
+	Cores                  int
+	Peers                  [][2]string
+}
+
+// coreUnits are the columns every table has; any other unit is an extra.
+var coreUnits = map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true}
+
+func render(w *strings.Builder, rs *results, m meta) {
+	fmt.Fprintf(w, "# Benchmark results\n\n")
+	fmt.Fprintf(w, "Generated by `bash run.sh` (bench/cmd/results) on %s.\n\n", m.Date)
+	fmt.Fprintf(w, "- Machine: %s, %d cores\n- Go: %s\n", m.CPU, m.Cores, m.Go)
+	if m.Command != "" {
+		fmt.Fprintf(w, "- Command: `%s`\n", m.Command)
+	}
+	if len(m.Peers) > 0 {
+		fmt.Fprintf(w, "- Peers:")
+		for i, p := range m.Peers {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(w, "%s %s %s", sep, p[0], p[1])
+		}
+		fmt.Fprintf(w, "\n")
+	}
+	fmt.Fprintf(w, "\nEach number is the median of the runs (the \"runs\" column). "+
+		"Take them with a grain of salt: the machine is shared with other jobs, so the "+
+		"numbers are noisy, and a benchmark measures one workload on one machine. "+
+		"Ratios are ns/op divided by Busline's (\"vs Busline\", below 1 means faster than Busline) "+
+		"and by the direct call's or the channel's (the floor). "+
+		"\"n/a\" means the library cannot do the scenario; the reason follows.\n\n")
+
+	renderHeadline(w, rs)
+
+	for _, s := range rs.order {
+		fmt.Fprintf(w, "## %s\n\n", s.name)
+		base, baseName := s.baseline()
+		busl := s.lib(ours)
+		var extras []string
+		for _, r := range s.results {
+			for _, u := range r.units {
+				if !coreUnits[u] && !slices.Contains(extras, u) {
+					extras = append(extras, u)
+				}
+			}
+		}
+		head := []string{"Library", "ns/op", "allocs/op", "vs Busline"}
+		if base != nil {
+			head = append(head, baseName)
+		}
+		head = append(head, extras...)
+		head = append(head, "runs")
+		fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat(" --- |", len(head)))
+		for _, r := range s.results {
+			if r.na != "" || r.runs() == 0 {
+				reason := r.na
+				if reason == "" {
+					reason = "no result"
+				}
+				row := []string{r.lib, "n/a", "", ""}
+				if base != nil {
+					row = append(row, "")
+				}
+				for range extras {
+					row = append(row, "")
+				}
+				row = append(row, reason)
+				fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+				continue
+			}
+			ns, _ := r.median("ns/op")
+			row := []string{r.lib, formatNum(ns)}
+			if a, ok := r.median("allocs/op"); ok {
+				row = append(row, formatNum(a))
+			} else {
+				row = append(row, "")
+			}
+			row = append(row, ratio(ns, busl))
+			if base != nil {
+				row = append(row, ratio(ns, base))
+			}
+			for _, u := range extras {
+				if v, ok := r.median(u); ok {
+					row = append(row, formatNum(v))
+				} else {
+					row = append(row, "")
+				}
+			}
+			row = append(row, strconv.Itoa(r.runs()))
+			fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+		}
+		fmt.Fprintf(w, "\n")
+	}
+}
+
+// renderHeadline writes one table with a row per scenario and a column per
+// library: the median ns/op, "n/a", or nothing if the library was not run.
+func renderHeadline(w *strings.Builder, rs *results) {
+	var libs []string
+	for _, s := range rs.order {
+		for _, r := range s.results {
+			if !slices.Contains(libs, r.lib) {
+				libs = append(libs, r.lib)
+			}
+		}
+	}
+	fmt.Fprintf(w, "## Headline (median ns/op; p50 µs for latency scenarios)\n\n| Scenario | %s |\n|%s\n",
+		strings.Join(libs, " | "), strings.Repeat(" --- |", len(libs)+1))
+	for _, s := range rs.order {
+		unit := s.headlineUnit()
+		row := []string{s.name}
+		if unit != "ns/op" {
+			row[0] += " (" + unit + ")"
+		}
+		for _, l := range libs {
+			cell := ""
+			for _, r := range s.results {
+				if r.lib != l {
+					continue
+				}
+				if v, ok := r.median(unit); ok && r.na == "" {
+					cell = formatNum(v)
+					if l == ours {
+						cell = "**" + cell + "**"
+					}
+				} else {
+					cell = "n/a"
+				}
+			}
+			row = append(row, cell)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+	fmt.Fprintf(w, "\n")
+}
+
+// headlineUnit is the unit of the scenario's headline cells: p50-µs for a
+// latency scenario (whose ns/op includes idle waits), ns/op otherwise.
+func (s *scenario) headlineUnit() string {
+	if strings.Contains(s.name, "Latency") {
+		for _, r := range s.results {
+			if _, ok := r.values["p50-µs"]; ok {
+				return "p50-µs"
+			}
+		}
+	}
+	return "ns/op"
+}
+
+// ratio formats ns divided by the ns/op of ref.
+func ratio(ns float64, ref *result) string {
+	if ref == nil {
+		return ""
+	}
+	r, ok := ref.median("ns/op")
+	if !ok || r == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f×", ns/r)
+}
+
+// formatNum prints v with three significant digits and thousands
+// separators for large values.
+func formatNum(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 1000:
+		return group(strconv.FormatFloat(v, 'f', 0, 64))
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func group(digits string) string {
+	var b strings.Builder
+	for i, c := range digits {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// cpuModel reads the CPU model from /proc/cpuinfo.
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU (" + runtime.GOOS + "/" + runtime.GOARCH + ")"
+	}
+	for line := range strings.Lines(string(data)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+// peers are the modules whose versions RESULTS.md names.
+var peers = []string{
+	"github.com/asaskevich/EventBus",
+	"github.com/cskr/pubsub/v2",
+	"github.com/ThreeDotsLabs/watermill",
+	"github.com/nats-io/nats-server/v2",
+	"github.com/gobwas/glob",
+	"github.com/redis/go-redis/v9",
+	"github.com/ThreeDotsLabs/watermill-redisstream",
+}
+
+// peerVersions returns the required versions of the peers in gomod, the
+// text of a go.mod, in the order of peers.
+func peerVersions(gomod string) [][2]string {
+	found := map[string]string{}
+	for line := range strings.Lines(gomod) {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "require" {
+			f = f[1:]
+		}
+		if len(f) >= 2 && slices.Contains(peers, f[0]) {
+			found[f[0]] = f[1]
+		}
+	}
+	var out [][2]string
+	for _, p := range peers {
+		if v, ok := found[p]; ok {
+			out = append(out, [2]string{p, v})
+		}
+	}
+	return out
+}

@@ -1,0 +1,569 @@
+package bench
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The scenarios. Each benchmark runs b.Run("<library>", ...) for every
+// in-process library, in the order of inProcess; a library that cannot do
+// the scenario skips with "n/a: <reason>". Before its timer starts, every
+// benchmark checks that the library delivers what the scenario claims; the
+// Test functions at the end run the same checks without benchmarking.
+
+// asyncQueue is the queue capacity of every asynchronous subscriber.
+const asyncQueue = 1024
+
+// lib is one library of the comparison, with what it can do: a router
+// (synchronous or not), an asynchronous queue, or neither.
+type lib struct {
+	name   string
+	router func(tb testing.TB) router
+	// async, when set, says why the router cannot deliver synchronously.
+	async string
+	queue func(tb testing.TB, subs int, h func(p *payload)) (publish func(p *payload))
+	// why says what the library lacks when router or queue is nil.
+	noRouter, noQueue string
+}
+
+// inProcess lists the libraries of the in-process scenarios; peer files
+// add theirs in init functions, so that each adapter stays in its file.
+var inProcess = []*lib{
+	{name: "direct", router: newDirect, noQueue: "the direct-call baseline has no queue"},
+	{name: "chan", queue: newChan, noRouter: "the channel baseline has no topics"},
+	{name: "busline", router: newBusline, queue: newBuslineAsync},
+}
+
+func register(l *lib) { inProcess = append(inProcess, l) }
+
+// syncRouter returns the library's router for a synchronous scenario, or
+// skips tb as n/a.
+func (l *lib) syncRouter(tb testing.TB) router {
+	tb.Helper()
+	if l.router == nil {
+		na(tb, l.noRouter)
+	}
+	if l.async != "" {
+		na(tb, l.async)
+	}
+	return l.router(tb)
+}
+
+// syncCase is a synchronous publish: n subscriptions to each pattern, then
+// publishing to topic must make want handler calls.
+type syncCase struct {
+	name     string
+	patterns []string
+	n        int
+	topic    string
+	want     int64
+}
+
+// setup subscribes and checks one publish.
+func (c syncCase) setup(tb testing.TB, l *lib) router {
+	tb.Helper()
+	r := l.syncRouter(tb)
+	if a, ok := r.(aimer); ok {
+		a.aim(c.topic)
+	}
+	for _, p := range c.patterns {
+		mustSubscribe(tb, r, p, c.n)
+	}
+	expectHits(tb, r, c.topic, c.want)
+	return r
+}
+
+func (c syncCase) bench(b *testing.B) {
+	for _, l := range inProcess {
+		b.Run(l.name, func(b *testing.B) {
+			r := c.setup(b, l)
+			p := &payload{}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				r.publish(c.topic, p)
+			}
+		})
+	}
+}
+
+// exactCases publish to 1, 10 and 1000 subscribers of one exact topic.
+func exactCases() []syncCase {
+	var cs []syncCase
+	for _, n := range []int{1, 10, 1000} {
+		cs = append(cs, syncCase{name("subs=%d", n), []string{"orders.eu.created"}, n, "orders.eu.created", int64(n)})
+	}
+	return cs
+}
+
+// wildcardCases publish to subscribers of a `*`, a `**` and an
+// in-segment glob pattern.
+func wildcardCases() []syncCase {
+	var cs []syncCase
+	for _, shape := range []struct{ name, pattern string }{
+		{"star", "orders.*.created"},
+		{"globstar", "orders.**"},
+		{"glob", "orders.eu.cr*"},
+	} {
+		for _, n := range []int{1, 10} {
+			cs = append(cs, syncCase{name("%s/subs=%d", shape.name, n), []string{shape.pattern}, n, "orders.eu.created", int64(n)})
+		}
+	}
+	return cs
+}
+
+// BenchmarkPublishExact: one synchronous publish to n subscribers of one
+// exact topic; ns/op is the cost of the publish with every handler call.
+func BenchmarkPublishExact(b *testing.B) {
+	for _, c := range exactCases() {
+		b.Run(c.name, c.bench)
+	}
+}
+
+// BenchmarkPublishWildcard: the same with wildcard subscriptions.
+func BenchmarkPublishWildcard(b *testing.B) {
+	for _, c := range wildcardCases() {
+		b.Run(c.name, c.bench)
+	}
+}
+
+// treeTopic is matched by exactly three of the subscriptions treeCase
+// makes, whatever their number.
+const treeTopic = "tenant.5.orders.created"
+
+// treePatterns returns n patterns: three that match treeTopic (one of
+// each shape) and n-3 of the shapes exact, `*` and `**` under other tenants,
+// which do not. They are the shapes every wildcard library here can
+// express, so that NATS's sublist can take part.
+func treePatterns(n int) []string {
+	ps := make([]string, 0, n)
+	ps = append(ps, treeTopic, "tenant.5.*.created", "tenant.5.**")
+	for i := range n - 3 {
+		tenant := strconv.Itoa(i + 1000)
+		switch i % 3 {
+		case 0:
+			ps = append(ps, "tenant."+tenant+".orders.created")
+		case 1:
+			ps = append(ps, "tenant."+tenant+".*.created")
+		case 2:
+			ps = append(ps, "tenant."+tenant+".**")
+		}
+	}
+	return ps
+}
+
+// treeSizes are the numbers of subscriptions of BenchmarkPublishTree.
+// treeLimit caps them for a library that cannot build a million in
+// reasonable time (its RESULTS row then says the size it used).
+var treeSizes = []int{10, 10_000, 1_000_000}
+
+// treeLimit is the largest tree a library is given; globscan's linear scan
+// makes a publish to a million globs take tens of milliseconds, which is
+// measured at 100,000 instead.
+var treeLimit = map[string]int{"globscan": 100_000}
+
+// treeCache keeps the routers built for BenchmarkPublishTree across -count
+// runs: a million subscriptions are built once per run of the suite.
+var treeCache = struct {
+	sync.Mutex
+	m map[string]router
+}{m: map[string]router{}}
+
+// treeRouter returns l's router holding the n tree patterns, built on the
+// first call and checked on every call.
+func treeRouter(tb testing.TB, l *lib, n int) router {
+	tb.Helper()
+	if limit, ok := treeLimit[l.name]; ok && n > limit {
+		na(tb, name("%s is measured with at most %d subscriptions (linear scan); see subs=%d", l.name, limit, limit))
+	}
+	key := name("%s/%d", l.name, n)
+	treeCache.Lock()
+	defer treeCache.Unlock()
+	r := treeCache.m[key]
+	if r == nil {
+		r = l.syncRouter(suiteTB{tb})
+		if a, ok := r.(aimer); ok {
+			a.aim(treeTopic)
+		}
+		for _, p := range treePatterns(n) {
+			mustSubscribe(tb, r, p, 1)
+		}
+		treeCache.m[key] = r
+	}
+	expectHits(tb, r, treeTopic, 3)
+	return r
+}
+
+// BenchmarkPublishTree: 10, 10k and 1M subscriptions, publishing to a topic
+// that three of them match.
+func BenchmarkPublishTree(b *testing.B) {
+	for _, n := range treeSizes {
+		b.Run(name("subs=%d", n), func(b *testing.B) {
+			for _, l := range inProcess {
+				b.Run(l.name, func(b *testing.B) {
+					r := treeRouter(b, l, n)
+					p := &payload{}
+					b.ReportAllocs()
+					b.ResetTimer()
+					for b.Loop() {
+						r.publish(treeTopic, p)
+					}
+				})
+			}
+		})
+	}
+}
+
+// parallelTopics is the number of topics of BenchmarkPublishParallel's
+// distinct-topics case.
+const parallelTopics = 64
+
+// parallelSetup subscribes one subscription to "orders.eu.created" (same)
+// or to each of "orders.0" to "orders.63" (distinct), and checks.
+func parallelSetup(tb testing.TB, l *lib, distinct bool) router {
+	tb.Helper()
+	r := l.syncRouter(tb)
+	if !distinct {
+		if a, ok := r.(aimer); ok {
+			a.aim("orders.eu.created")
+		}
+		mustSubscribe(tb, r, "orders.eu.created", 1)
+		expectHits(tb, r, "orders.eu.created", 1)
+		return r
+	}
+	if _, ok := r.(aimer); ok {
+		// The direct baseline has no topics: each publisher calls
+		// its one handler.
+		mustSubscribe(tb, r, "orders.0", 1)
+		r.(aimer).aim("orders.0")
+		return r
+	}
+	for i := range parallelTopics {
+		mustSubscribe(tb, r, "orders."+strconv.Itoa(i), 1)
+	}
+	for i := range parallelTopics {
+		expectHits(tb, r, "orders."+strconv.Itoa(i), 1)
+	}
+	return r
+}
+
+// BenchmarkPublishParallel: publishers on every core (RunParallel), all to
+// one topic, and each to a topic of its own.
+func BenchmarkPublishParallel(b *testing.B) {
+	for _, distinct := range []bool{false, true} {
+		caseName := "same-topic"
+		if distinct {
+			caseName = "distinct-topics"
+		}
+		b.Run(caseName, func(b *testing.B) {
+			for _, l := range inProcess {
+				b.Run(l.name, func(b *testing.B) {
+					r := parallelSetup(b, l, distinct)
+					var next atomic.Int64
+					var bad atomic.Int64
+					b.ReportAllocs()
+					b.ResetTimer()
+					b.RunParallel(func(pb *testing.PB) {
+						topic := "orders.eu.created"
+						if distinct {
+							topic = "orders." + strconv.FormatInt((next.Add(1)-1)%parallelTopics, 10)
+						}
+						p := &payload{}
+						var ops int64
+						for pb.Next() {
+							r.publish(topic, p)
+							ops++
+						}
+						if p.hits() != ops {
+							bad.Add(1)
+						}
+					})
+					b.StopTimer()
+					if bad.Load() != 0 {
+						b.Fatalf("%d publishers saw a wrong number of handler calls", bad.Load())
+					}
+				})
+			}
+		})
+	}
+}
+
+// asyncQueueOf returns the library's asynchronous queue, or skips tb.
+func (l *lib) asyncQueue(tb testing.TB) func(testing.TB, int, func(*payload)) func(*payload) {
+	tb.Helper()
+	if l.queue == nil {
+		na(tb, l.noQueue)
+	}
+	return l.queue
+}
+
+// BenchmarkAsyncThroughput: the publisher pushes b.N events to subs
+// asynchronous subscribers and waits until every one has handled them all;
+// ns/op is the cost per published event.
+func BenchmarkAsyncThroughput(b *testing.B) {
+	for _, subs := range []int{1, 10} {
+		b.Run(name("subs=%d", subs), func(b *testing.B) {
+			for _, l := range inProcess {
+				b.Run(l.name, func(b *testing.B) {
+					newQueue := l.asyncQueue(b)
+					var handled atomic.Int64
+					publish := newQueue(b, subs, func(*payload) { handled.Add(1) })
+					p := &payload{}
+					publish(p)
+					waitFor(b, "the first event", func() bool { return handled.Load() == int64(subs) })
+					handled.Store(0)
+					b.ReportAllocs()
+					b.ResetTimer()
+					start := time.Now()
+					for range b.N {
+						publish(p)
+					}
+					want := int64(b.N * subs)
+					waitFor(b, "every event", func() bool { return handled.Load() >= want })
+					elapsed := time.Since(start)
+					b.StopTimer()
+					if got := handled.Load(); got != want {
+						b.Fatalf("%d handler calls, want %d", got, want)
+					}
+					b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+				})
+			}
+		})
+	}
+}
+
+// idleGap is how long BenchmarkAsyncLatency leaves a subscriber idle
+// before the next event, so that its goroutine parks.
+const idleGap = 50 * time.Microsecond
+
+// BenchmarkAsyncLatency measures publish-to-handler latency to an idle
+// subscriber: the publisher waits for each event's handler (blocked on a
+// channel, as a goroutine with nothing else to do would be), spins for
+// idleGap so that the subscriber parks (a sleep lasts far longer on a busy
+// machine), and publishes the next one. It reports p50 and p99; ns/op
+// includes the waits.
+func BenchmarkAsyncLatency(b *testing.B) {
+	for _, l := range inProcess {
+		b.Run(l.name, func(b *testing.B) {
+			newQueue := l.asyncQueue(b)
+			var handled, last atomic.Int64
+			got := make(chan struct{}, 1)
+			publish := newQueue(b, 1, func(p *payload) {
+				last.Store(nanotime() - p.at)
+				handled.Add(1)
+				got <- struct{}{}
+			})
+			p := &payload{}
+			lat := make([]int64, 0, 1024)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				p.at = nanotime()
+				publish(p)
+				<-got // a lost event hangs until go test's -timeout
+				lat = append(lat, last.Load())
+				for idle := nanotime() + int64(idleGap); nanotime() < idle; {
+				}
+			}
+			b.StopTimer()
+			if got := handled.Load(); got != int64(b.N) {
+				b.Fatalf("%d handler calls, want %d", got, b.N)
+			}
+			reportLatency(b, lat)
+		})
+	}
+}
+
+// churnStable is the number of subscriptions that stay while
+// BenchmarkChurn subscribes and unsubscribes.
+const churnStable = 10
+
+// churnSetup subscribes the stable subscriptions and starts a publisher
+// goroutine; stop ends it and returns how many publishes it made and the
+// handler calls they got.
+func churnSetup(tb testing.TB, l *lib) (r router, stop func() (published, hits int64)) {
+	tb.Helper()
+	if l.router == nil {
+		na(tb, l.noRouter)
+	}
+	r = l.router(tb)
+	const topic = "orders.eu.created"
+	if a, ok := r.(aimer); ok {
+		a.aim(topic)
+	}
+	mustSubscribe(tb, r, topic, churnStable)
+	var quit atomic.Bool
+	var published atomic.Int64
+	p := &payload{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !quit.Load() {
+			r.publish(topic, p)
+			published.Add(1)
+		}
+	}()
+	return r, func() (int64, int64) {
+		quit.Store(true)
+		<-done
+		n := published.Load()
+		if l.async != "" { // handlers still running elsewhere
+			waitFor(tb, "the stable subscribers", func() bool { return p.hits() >= n*churnStable })
+		}
+		return n, p.hits()
+	}
+}
+
+// checkChurn checks what a churn run left behind: every stable
+// subscription got every publish, and the churned ones are gone.
+func checkChurn(tb testing.TB, l *lib, r router, published, hits int64) {
+	tb.Helper()
+	if hits < published*churnStable {
+		tb.Fatalf("%d publishes made %d handler calls, want at least %d", published, hits, published*churnStable)
+	}
+	p := &payload{}
+	r.publish("orders.eu.created", p)
+	if l.async != "" {
+		waitFor(tb, "the stable subscribers", func() bool { return p.hits() >= churnStable })
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := p.hits(); got != churnStable {
+		tb.Fatalf("after churn a publish made %d handler calls, want %d", got, churnStable)
+	}
+}
+
+// BenchmarkChurn: subscribe and unsubscribe on a topic while another
+// goroutine publishes to it; ns/op is one subscribe plus one unsubscribe,
+// and pub/s says how fast the publisher went meanwhile.
+func BenchmarkChurn(b *testing.B) {
+	for _, l := range inProcess {
+		b.Run(l.name, func(b *testing.B) {
+			if l.name == "direct" {
+				na(b, "the direct-call baseline has no subscriptions")
+			}
+			r, stop := churnSetup(b, l)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for b.Loop() {
+				unsub, err := r.subscribe("orders.eu.created")
+				if err != nil {
+					b.Fatal(err)
+				}
+				unsub()
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			published, hits := stop()
+			checkChurn(b, l, r, published, hits)
+			b.ReportMetric(float64(published)/elapsed.Seconds(), "pub/s")
+		})
+	}
+}
+
+// The tests: every scenario's setup and checks, for every library, at
+// sizes that keep `go test ./...` fast.
+
+func TestSyncScenarios(t *testing.T) {
+	cases := append(exactCases(), wildcardCases()...)
+	for _, c := range cases {
+		for _, l := range inProcess {
+			t.Run(c.name+"/"+l.name, func(t *testing.T) {
+				r := c.setup(t, l)
+				expectHits(t, r, c.topic, c.want)
+				if _, ok := r.(aimer); !ok { // the direct baseline does not route
+					expectHits(t, r, "items.us.shipped", 0)
+				}
+			})
+		}
+	}
+}
+
+func TestTreeScenario(t *testing.T) {
+	for _, n := range []int{10, 10_000} {
+		for _, l := range inProcess {
+			t.Run(name("subs=%d/%s", n, l.name), func(t *testing.T) {
+				r := treeRouter(t, l, n) // checks treeTopic: 3 calls
+				if _, ok := r.(aimer); ok {
+					return // the direct baseline does not route
+				}
+				expectHits(t, r, "tenant.1000.orders.created", 1)
+				expectHits(t, r, "tenant.1001.orders.created", 1)
+				expectHits(t, r, "tenant.1002.a.b.c", 1)
+				expectHits(t, r, "tenant.1001.orders.paid", 0)
+			})
+		}
+	}
+}
+
+func TestParallelScenario(t *testing.T) {
+	for _, distinct := range []bool{false, true} {
+		for _, l := range inProcess {
+			t.Run(name("distinct=%v/%s", distinct, l.name), func(t *testing.T) {
+				r := parallelSetup(t, l, distinct)
+				var wg sync.WaitGroup
+				for g := range 4 {
+					wg.Go(func() {
+						topic := "orders.eu.created"
+						if distinct {
+							topic = "orders." + strconv.Itoa(g)
+						}
+						p := &payload{}
+						for range 1000 {
+							r.publish(topic, p)
+						}
+						if p.hits() != 1000 {
+							t.Errorf("publisher %d: %d handler calls, want 1000", g, p.hits())
+						}
+					})
+				}
+				wg.Wait()
+			})
+		}
+	}
+}
+
+func TestAsyncScenarios(t *testing.T) {
+	for _, subs := range []int{1, 10} {
+		for _, l := range inProcess {
+			t.Run(name("subs=%d/%s", subs, l.name), func(t *testing.T) {
+				newQueue := l.asyncQueue(t)
+				var handled atomic.Int64
+				publish := newQueue(t, subs, func(*payload) { handled.Add(1) })
+				const events = 5000
+				p := &payload{}
+				for range events {
+					publish(p)
+				}
+				waitFor(t, "every event", func() bool { return handled.Load() >= events*int64(subs) })
+				time.Sleep(10 * time.Millisecond)
+				if got := handled.Load(); got != events*int64(subs) {
+					t.Fatalf("%d handler calls, want %d", got, events*subs)
+				}
+			})
+		}
+	}
+}
+
+func TestChurnScenario(t *testing.T) {
+	for _, l := range inProcess {
+		t.Run(l.name, func(t *testing.T) {
+			if l.name == "direct" {
+				na(t, "the direct-call baseline has no subscriptions")
+			}
+			r, stop := churnSetup(t, l)
+			for range 200 {
+				unsub, err := r.subscribe("orders.eu.created")
+				if err != nil {
+					t.Fatal(err)
+				}
+				unsub()
+			}
+			published, hits := stop()
+			checkChurn(t, l, r, published, hits)
+		})
+	}
+}
