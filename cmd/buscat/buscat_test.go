@@ -1,0 +1,617 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/busline/bus"
+	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+// binary is buscat, built once for the tests that drive it.
+var binary string
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(quietLogger{})
+	dir, err := os.MkdirTemp("", "buscat-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "buscat")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// waitTimeout bounds every wait for output; it normally comes in
+// milliseconds.
+const waitTimeout = 20 * time.Second
+
+// result is what a finished buscat did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// buscat runs the binary to completion with REDIS_URL set to url (unset
+// when empty) and stdin as its standard input.
+func buscat(t *testing.T, url, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env(url)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	default:
+		t.Fatalf("buscat %v: %v", args, err)
+	}
+	return r
+}
+
+// mustBuscat runs the binary and fails the test unless it exits 0.
+func mustBuscat(t *testing.T, url, stdin string, args ...string) result {
+	t.Helper()
+	r := buscat(t, url, stdin, args...)
+	if r.code != 0 {
+		t.Fatalf("buscat %v: exit status %d, stderr %q", args, r.code, r.stderr)
+	}
+	return r
+}
+
+// env is the environment of buscat: this process's without REDIS_URL,
+// plus REDIS_URL=url when url is not empty.
+func env(url string) []string {
+	var e []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REDIS_URL=") {
+			e = append(e, kv)
+		}
+	}
+	if url != "" {
+		e = append(e, "REDIS_URL="+url)
+	}
+	return e
+}
+
+// subProc is a running `buscat sub`.
+type subProc struct {
+	cmd    *exec.Cmd
+	stdout chan string    // lines
+	stderr chan string    // lines
+	done   sync.WaitGroup // the readers of stdout and stderr
+}
+
+// startSub starts `buscat sub args...` and waits until it says it has
+// subscribed. It is killed at the end of the test if still running.
+func startSub(t *testing.T, url string, args ...string) *subProc {
+	t.Helper()
+	p := &subProc{
+		cmd:    exec.Command(binary, append([]string{"sub"}, args...)...),
+		stdout: make(chan string, 1000),
+		stderr: make(chan string, 100),
+	}
+	p.cmd.Env = env(url)
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.done.Add(2)
+	go p.read(stdout, p.stdout)
+	go p.read(stderr, p.stderr)
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.wait()
+		}
+	})
+	if l := next(t, p.stderr, "stderr"); !strings.HasPrefix(l, "buscat: subscribed: ") {
+		t.Fatalf("sub said %q on stderr, want buscat: subscribed: ...", l)
+	}
+	return p
+}
+
+func (p *subProc) read(r interface{ Read([]byte) (int, error) }, lines chan<- string) {
+	defer p.done.Done()
+	defer close(lines)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		lines <- sc.Text()
+	}
+}
+
+// wait waits for the process and returns its exit status.
+func (p *subProc) wait() (int, error) {
+	p.done.Wait()
+	err := p.cmd.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), nil
+	}
+	return 0, err
+}
+
+// next returns the next line from lines, failing the test if none comes.
+func next(t *testing.T, lines <-chan string, what string) string {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatalf("%s closed before the line expected", what)
+		}
+		return l
+	case <-time.After(waitTimeout):
+		t.Fatalf("no line on %s in time", what)
+	}
+	return ""
+}
+
+// event returns the next JSON line of sub, decoded.
+func (p *subProc) event(t *testing.T) line {
+	t.Helper()
+	s := next(t, p.stdout, "stdout")
+	var l line
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		t.Fatalf("sub printed %q: %v", s, err)
+	}
+	return l
+}
+
+// payloadString returns what l's payload stands for: the text, the
+// decoded base64, or the JSON.
+func payloadString(t *testing.T, l line) string {
+	t.Helper()
+	switch l.Encoding {
+	case encJSON:
+		return string(l.Payload)
+	case encText, encBase64:
+		var s string
+		if err := json.Unmarshal(l.Payload, &s); err != nil {
+			t.Fatalf("%s payload %s: %v", l.Encoding, l.Payload, err)
+		}
+		if l.Encoding == encText {
+			return s
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatalf("base64 payload %s: %v", l.Payload, err)
+		}
+		return string(b)
+	}
+	t.Fatalf("encoding %q", l.Encoding)
+	return ""
+}
+
+// TestPubSub publishes with `buscat pub` in every mode and checks what
+// `buscat sub` prints.
+func TestPubSub(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	url := srv.URL()
+	sub := startSub(t, url, "orders.**", "notifications")
+	before := time.Now()
+	for _, tc := range []struct {
+		name     string
+		args     []string // pub's
+		stdin    string
+		topic    string
+		enc      string
+		ctype    string // "" for raw
+		payload  string // payloadString
+		envelope bool
+	}{
+		{"json", []string{"orders.created", `{"id": 42}`}, "", "orders.created", encJSON, bridge.ContentTypeJSON, `{"id":42}`, true},
+		{"json array", []string{"orders.batch", `[1, 2]`}, "", "orders.batch", encJSON, bridge.ContentTypeJSON, `[1,2]`, true},
+		{"text", []string{"orders.note", "paid in full"}, "", "orders.note", encText, bridge.ContentTypeText, "paid in full", true},
+		{"number as text", []string{"orders.count", "42"}, "", "orders.count", encText, bridge.ContentTypeText, "42", true},
+		{"forced json", []string{"-type", "json", "orders.count", "42"}, "", "orders.count", encJSON, bridge.ContentTypeJSON, "42", true},
+		{"forced bytes", []string{"-type", "bytes", "orders.b", "abc"}, "", "orders.b", encText, bridge.ContentTypeBytes, "abc", true},
+		{"binary from stdin", []string{"orders.bin"}, "\x00\x01\xff", "orders.bin", encBase64, bridge.ContentTypeBytes, "\x00\x01\xff", true},
+		{"text from stdin", []string{"notifications"}, "multi\nline\n", "notifications", encText, bridge.ContentTypeText, "multi\nline\n", true},
+		{"deep topic", []string{"orders.eu.paid", "x"}, "", "orders.eu.paid", encText, bridge.ContentTypeText, "x", true},
+		{"raw text", []string{"-raw", "notifications", "hi"}, "", "notifications", encText, "", "hi", false},
+		{"raw json", []string{"notifications", "-raw", `{"a":1}`}, "", "notifications", encJSON, "", `{"a":1}`, false},
+		{"raw binary", []string{"-raw", "orders.bin"}, "\xb5", "orders.bin", encBase64, "", "\xb5", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustBuscat(t, url, tc.stdin, append([]string{"pub"}, tc.args...)...)
+			if r.stdout != "" || r.stderr != "" {
+				t.Errorf("pub printed %q, %q; want nothing", r.stdout, r.stderr)
+			}
+			l := sub.event(t)
+			if l.Topic != tc.topic || l.Encoding != tc.enc || l.ContentType != tc.ctype {
+				t.Errorf("topic %q, encoding %q, content type %q; want %q, %q, %q", l.Topic, l.Encoding, l.ContentType, tc.topic, tc.enc, tc.ctype)
+			}
+			if got := payloadString(t, l); got != tc.payload {
+				t.Errorf("payload %q, want %q", got, tc.payload)
+			}
+			if tc.envelope {
+				// Each pub is a new bridge: a new source, sequence 1.
+				if l.Source == "" || l.Source == bridge.RawSource || l.Seq != 1 || l.Time == nil ||
+					l.Time.Before(before.Add(-time.Second)) || l.Time.After(time.Now().Add(time.Second)) {
+					t.Errorf("envelope: source %q, seq %d, time %v; want an ID, 1, now", l.Source, l.Seq, l.Time)
+				}
+			} else if l.Source != bridge.RawSource || l.Seq != 0 || l.Time != nil {
+				t.Errorf("raw: source %q, seq %d, time %v; want %q, 0, null", l.Source, l.Seq, l.Time, bridge.RawSource)
+			}
+		})
+	}
+	stopSub(t, sub)
+}
+
+// TestRedisCLI checks that sub prints what a plain Redis client publishes,
+// enveloped route or not, and only on the channels of its patterns.
+func TestRedisCLI(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	sub := startSub(t, srv.URL(), "-prefix", "t1:", "notifications", "room.*")
+	for _, tc := range []struct {
+		channel, message string
+		topic, enc       string
+		payload          string
+	}{
+		{"t1:other", "not mine", "", "", ""},
+		{"t1:room.a.b", "too deep for room.*", "", "", ""},
+		{"app:notifications", "other prefix", "", "", ""},
+		{"t1:notifications", "hi", "notifications", encText, "hi"},
+		{"t1:room.lobby", `{"text": "hello"}`, "room.lobby", encJSON, `{"text":"hello"}`},
+		{"t1:room.lobby", "héllo wörld ✓", "room.lobby", encText, "héllo wörld ✓"},
+	} {
+		if _, err := srv.CLI("PUBLISH", tc.channel, tc.message); err != nil {
+			t.Fatal(err)
+		}
+		if tc.topic == "" {
+			continue // the next event printed must be the next expected one
+		}
+		l := sub.event(t)
+		if l.Topic != tc.topic || l.Encoding != tc.enc || l.Source != bridge.RawSource || l.Seq != 0 || l.Time != nil {
+			t.Errorf("PUBLISH %s: %+v", tc.channel, l)
+		}
+		if got := payloadString(t, l); got != tc.payload {
+			t.Errorf("PUBLISH %s: payload %q, want %q", tc.channel, got, tc.payload)
+		}
+	}
+	stopSub(t, sub)
+}
+
+// TestSubRaw checks that sub -raw does not decode envelopes: it prints the
+// envelope's bytes.
+func TestSubRaw(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	sub := startSub(t, srv.URL(), "-raw", "x")
+	mustBuscat(t, srv.URL(), "", "pub", "x", "hi")
+	l := sub.event(t)
+	got := payloadString(t, l)
+	if l.Encoding != encBase64 || !strings.HasPrefix(got, "\xb5\x1e\x01") || !strings.HasSuffix(got, "hi") || l.Source != bridge.RawSource {
+		t.Errorf("sub -raw printed %+v (payload %q), want the envelope in base64", l, got)
+	}
+	stopSub(t, sub)
+}
+
+// TestOrder publishes many events in one pub, one per line, and checks that
+// sub prints them all in order with consecutive sequence numbers.
+func TestOrder(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	sub := startSub(t, srv.URL(), "seq.*")
+	const n = 500
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, "event %d\n", i)
+	}
+	mustBuscat(t, srv.URL(), in.String(), "pub", "-lines", "seq.test")
+	var source string
+	for i := range n {
+		l := sub.event(t)
+		if got, want := payloadString(t, l), "event "+strconv.Itoa(i); got != want || l.Seq != uint64(i+1) {
+			t.Fatalf("event %d: %q seq %d, want %q seq %d", i, got, l.Seq, want, i+1)
+		}
+		if i == 0 {
+			source = l.Source
+		} else if l.Source != source {
+			t.Fatalf("event %d from %q, the first from %q", i, l.Source, source)
+		}
+	}
+	stopSub(t, sub)
+}
+
+// TestInterop checks buscat against a service's bridge: what the service
+// publishes on its bus reaches sub, and what pub sends reaches the service's
+// subscribers as a remote event with the payload type the codec gives.
+func TestInterop(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	ctx := context.Background()
+	b := bus.New(nil)
+	defer b.Close(ctx)
+	type order struct {
+		ID int `json:"id"`
+	}
+	got := make(chan bus.Event, 10)
+	if _, err := b.Subscribe("orders.*", func(_ context.Context, e bus.Event) {
+		if e.Remote() {
+			got <- e
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	br, err := bridge.New(b, srv.Client(t), &bridge.Options{
+		Prefix: "app:",
+		Routes: []bridge.Route{{Pattern: "orders.*", Codec: bridge.JSON[*order]()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close(ctx)
+	if err := br.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	sub := startSub(t, srv.URL(), "orders.*")
+	if err := b.Publish(ctx, "orders.created", &order{ID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	l := sub.event(t)
+	if l.Topic != "orders.created" || l.Source != br.InstanceID() || l.Seq != 1 || l.Encoding != encJSON || string(l.Payload) != `{"id":7}` {
+		t.Errorf("sub printed %+v, want orders.created {\"id\":7} from %s seq 1", l, br.InstanceID())
+	}
+
+	mustBuscat(t, srv.URL(), "", "pub", "orders.paid", `{"id": 8}`)
+	select {
+	case e := <-got:
+		if o, ok := e.Payload.(*order); !ok || o.ID != 8 || e.Topic != "orders.paid" || e.Meta.Seq != 1 {
+			t.Errorf("service received %+v (payload %#v), want *order{ID: 8} on orders.paid", e, e.Payload)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the service did not receive buscat pub's event")
+	}
+	// sub printed it too.
+	if l := sub.event(t); l.Topic != "orders.paid" || string(l.Payload) != `{"id":8}` {
+		t.Errorf("sub printed %+v", l)
+	}
+	stopSub(t, sub)
+}
+
+// TestStats checks stats against subscribers of two prefixes.
+func TestStats(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	url := srv.URL()
+
+	r := mustBuscat(t, url, "", "stats", "-json")
+	if want := `{"prefix":"app:","channels":[],"patterns":0}` + "\n"; r.stdout != want {
+		t.Errorf("stats -json with no subscriber: %q, want %q", r.stdout, want)
+	}
+
+	s1 := startSub(t, url, "notifications", "orders.*")
+	s2 := startSub(t, url, "notifications", "chat.lobby")
+	s3 := startSub(t, url, "-prefix", "other:", "notifications")
+	r = mustBuscat(t, url, "", "stats", "-json")
+	var rep statsReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("stats -json: %q: %v", r.stdout, err)
+	}
+	want := statsReport{Prefix: "app:", Patterns: 1, Channels: []channelStats{
+		{Channel: "app:chat.lobby", Topic: "chat.lobby", Subscribers: 1},
+		{Channel: "app:notifications", Topic: "notifications", Subscribers: 2},
+	}}
+	if fmt.Sprint(rep) != fmt.Sprint(want) {
+		t.Errorf("stats -json: %+v, want %+v", rep, want)
+	}
+
+	r = mustBuscat(t, url, "", "stats", "-prefix", "other:")
+	wantTable := "SUBSCRIBERS  CHANNEL              TOPIC\n" +
+		"1            other:notifications  notifications\n" +
+		"1 channel of prefix \"other:\" with subscribers; 1 pattern subscription on the server (PUBSUB NUMPAT counts all prefixes)\n"
+	if r.stdout != wantTable {
+		t.Errorf("stats table:\n%s\nwant:\n%s", r.stdout, wantTable)
+	}
+
+	// A prefix with Redis glob metacharacters is taken literally.
+	r = mustBuscat(t, url, "", "stats", "-json", "-prefix", "app*")
+	if want := `{"prefix":"app*","channels":[],"patterns":1}` + "\n"; r.stdout != want {
+		t.Errorf("stats -prefix 'app*': %q, want %q", r.stdout, want)
+	}
+	for _, s := range []*subProc{s1, s2, s3} {
+		stopSub(t, s)
+	}
+}
+
+// stopSub sends SIGINT to sub and checks that it exits with status 0,
+// having printed nothing more.
+func stopSub(t *testing.T, p *subProc) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	code, err := p.wait()
+	if err != nil || code != 0 {
+		t.Errorf("sub after SIGINT: exit status %d, %v; want 0", code, err)
+	}
+	for l := range p.stdout {
+		t.Errorf("sub printed %q after the events expected", l)
+	}
+	for l := range p.stderr {
+		t.Errorf("sub said %q on stderr", l)
+	}
+}
+
+// TestSIGINTWhileConnecting checks that Ctrl-C ends sub cleanly while it
+// still waits for Redis: here a server that accepts connections and never
+// answers.
+func TestSIGINTWhileConnecting(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns sync.WaitGroup
+	conns.Add(1)
+	go func() {
+		defer conns.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	cmd := exec.Command(binary, "sub", "x")
+	cmd.Env = env("redis://" + l.Addr().String())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // in the first PING, which gets no answer
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil || stderr.Len() != 0 {
+		t.Errorf("sub interrupted while connecting: %v, stderr %q; want exit status 0 and nothing said", err, stderr.String())
+	}
+	l.Close()
+	conns.Wait()
+}
+
+// TestErrors checks that every error is one line on stderr, with exit
+// status 2 for usage errors and 1 for runtime errors.
+func TestErrors(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	refused := refusedAddr(t)
+	for _, tc := range []struct {
+		name  string
+		url   string // REDIS_URL
+		args  []string
+		stdin string
+		code  int
+		want  string // in stderr
+	}{
+		{"no command", srv.URL(), nil, "", exitUsage, "no command"},
+		{"unknown command", srv.URL(), []string{"cat"}, "", exitUsage, `unknown command "cat"`},
+		{"unknown flag", srv.URL(), []string{"sub", "-v", "x"}, "", exitUsage, "flag provided but not defined: -v"},
+		{"flag without value", srv.URL(), []string{"sub", "x", "-prefix"}, "", exitUsage, "flag needs an argument: -prefix"},
+		{"sub without pattern", srv.URL(), []string{"sub"}, "", exitUsage, "sub: no pattern"},
+		{"bad pattern", srv.URL(), []string{"sub", "ok.*", "orders.["}, "", exitUsage, `invalid pattern "orders.["`},
+		{"empty segment", srv.URL(), []string{"sub", "a..b"}, "", exitUsage, `invalid pattern "a..b"`},
+		{"pub without topic", srv.URL(), []string{"pub"}, "", exitUsage, "pub: no topic"},
+		{"pub bad topic", srv.URL(), []string{"pub", "orders.*", "x"}, "", exitUsage, `invalid topic "orders.*"`},
+		{"pub too many", srv.URL(), []string{"pub", "t", "a", "b"}, "", exitUsage, "3 arguments"},
+		{"pub bad type", srv.URL(), []string{"pub", "-type", "xml", "t", "x"}, "", exitUsage, `bad -type "xml"`},
+		{"pub bad json", srv.URL(), []string{"pub", "-type", "json", "t", "{"}, "", exitUsage, "not valid JSON"},
+		{"stats argument", srv.URL(), []string{"stats", "x"}, "", exitUsage, `unexpected argument "x"`},
+		{"bad url flag", srv.URL(), []string{"-url", "http://127.0.0.1", "stats"}, "", exitUsage, `bad -url "http://127.0.0.1"`},
+		{"bad url env", "redis://[::1", []string{"stats"}, "", exitUsage, `bad -url "redis://[::1"`},
+		{"unreachable sub", "redis://" + refused, []string{"sub", "x"}, "", exitRuntime, "cannot reach Redis at " + refused},
+		{"unreachable pub", "", []string{"-url", "redis://" + refused, "pub", "x", "y"}, "", exitRuntime, "cannot reach Redis at " + refused},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := buscat(t, tc.url, tc.stdin, tc.args...)
+			if r.code != tc.code {
+				t.Errorf("exit status %d, want %d (stderr %q)", r.code, tc.code, r.stderr)
+			}
+			if strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "buscat: ") || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("stderr %q, want one line saying %q", r.stderr, tc.want)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q", r.stdout)
+			}
+		})
+	}
+}
+
+// TestACL checks the errors of an ACL user that may use the channels of
+// another prefix only: a wrong password, and Redis refusing SUBSCRIBE,
+// PSUBSCRIBE and PUBLISH are one line on stderr and exit status 1.
+func TestACL(t *testing.T) {
+	srv := redistest.Start(t, &redistest.Options{ACL: []string{"user limited on >secret resetchannels &other:* +@all"}})
+	good := "redis://limited:secret@" + srv.Addr()
+	for _, tc := range []struct {
+		name string
+		url  string
+		args []string
+		want string
+	}{
+		{"wrong password", "redis://limited:nope@" + srv.Addr(), []string{"stats"}, "cannot reach Redis at " + srv.Addr() + ": WRONGPASS"},
+		{"subscribe refused", good, []string{"sub", "x"}, "sub: bridge: subscribe refused"},
+		{"psubscribe refused", good, []string{"sub", "x.*"}, "sub: bridge: subscribe refused"},
+		{"publish refused", good, []string{"pub", "x", "y"}, "pub: Redis took 0 of 1 events: bridge: publish refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := buscat(t, tc.url, "", tc.args...)
+			if r.code != exitRuntime || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "buscat: "+tc.want) {
+				t.Errorf("exit status %d, stderr %q; want 1 and one line starting %q", r.code, r.stderr, "buscat: "+tc.want)
+			}
+		})
+	}
+	// The same user on its own prefix works.
+	sub := startSub(t, good, "-prefix", "other:", "x")
+	mustBuscat(t, good, "", "pub", "-prefix", "other:", "x", "allowed")
+	if l := sub.event(t); payloadString(t, l) != "allowed" {
+		t.Errorf("sub printed %+v", l)
+	}
+	stopSub(t, sub)
+}
+
+// TestHelp checks that -h prints the usage on stdout and exits 0.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"sub", "-h"}, {"help"}} {
+		r := buscat(t, "", "", args...)
+		if r.code != 0 || r.stderr != "" || !strings.HasPrefix(r.stdout, "usage: buscat") || !strings.Contains(r.stdout, "-prefix") {
+			t.Errorf("buscat %v: status %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// refusedAddr returns a loopback address where nothing listens.
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}

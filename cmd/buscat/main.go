@@ -1,0 +1,253 @@
+// Command buscat is a terminal client for the topics a Busline bridge
+// mirrors on Redis: it prints their events, publishes events, and shows who
+// listens.
+//
+// Usage:
+//
+//	buscat [flags] sub PATTERN...        print events as JSON lines until Ctrl-C
+//	buscat [flags] pub TOPIC [PAYLOAD]   publish one event (PAYLOAD from stdin when omitted)
+//	buscat [flags] stats                 channels of the prefix and their subscribers
+//
+// Flags may come before or after the command:
+//
+//	-url URL      Redis server (default $REDIS_URL, else redis://127.0.0.1:6379);
+//	              rediss:// for TLS, redis://user:password@host:port/db for ACL users
+//	-prefix P     channel prefix of the bridged topics (default "app:"): topic
+//	              "orders.created" is channel "app:orders.created"
+//	-raw          raw messages (payload bytes, no envelope), as a bridge's raw
+//	              routes and plain Redis clients send them
+//	-type T       pub: the payload's content type: auto (default), text, json, bytes
+//	-lines        pub: publish each line of the payload as its own event
+//	-json         stats: print JSON instead of a table
+//	-h            print this help
+//
+// # sub
+//
+// buscat sub subscribes to the bus PATTERNs (the syntax of bus.Subscribe:
+// "orders.*", "orders.**", "{a,b}.x") through a bridge with one import
+// route per pattern, and prints each event as one JSON object per line:
+//
+//	{"topic":"orders.created","source":"3f1c0a9e2b7d4c11","seq":7,"time":"2026-11-25T13:40:00.123456789Z","content_type":"application/json","encoding":"json","payload":{"id":42}}
+//	{"topic":"notifications","source":"redis","seq":0,"time":null,"encoding":"text","payload":"hi"}
+//
+// source, seq and time come from the sender's envelope. A message without
+// an envelope (from a raw route or a plain Redis client) has source "redis",
+// seq 0 and time null. encoding says how to read payload: "json" (the
+// payload is that JSON value: its content type says JSON, or it has none and
+// is a JSON object or array), "text" (a string: valid UTF-8 without control
+// characters other than tab and newlines), or "base64" (anything else, in
+// standard base64). Enveloped and raw messages are both understood on the
+// same channel. With -raw the envelope is not decoded either: an enveloped
+// message is printed as its bytes, in base64, with source "redis".
+//
+// A line "buscat: subscribed: ..." on stderr says when the subscriptions are
+// confirmed by Redis; messages published before are not received (Redis
+// pub/sub keeps nothing). Lost connections are reported on stderr, and
+// buscat subscribes again by itself. Events of all patterns are printed in
+// the order they arrive.
+//
+// # pub
+//
+// buscat pub publishes PAYLOAD, or all of stdin, to TOPIC as one event;
+// with -lines, each line of it as an event of its own, in order. Without
+// -raw the event is enveloped like a bridge's (with a content type chosen by
+// -type: auto picks json for a JSON object or array, text for valid UTF-8,
+// bytes otherwise), and bridges with an enveloped route for the topic
+// deliver it with this buscat's instance ID as its source. With -raw the
+// message is the payload's bytes exactly. pub prints nothing and exits 0
+// once Redis has taken every event.
+//
+// # stats
+//
+// buscat stats lists the channels of the prefix that have subscribers
+// (PUBSUB CHANNELS), with their number of subscribers (PUBSUB NUMSUB), and
+// the number of pattern subscriptions (PUBSUB NUMPAT). Redis counts
+// patterns for the whole server and cannot list them, so the pattern count
+// is not limited to the prefix.
+//
+// # Exit status
+//
+// 0 on success, also for sub stopped by SIGINT (Ctrl-C) or SIGTERM; 1 for
+// errors at run time, such as an unreachable Redis or a refused command; 2
+// for usage errors: an unknown command or flag, a bad URL, topic or
+// pattern, a missing argument. Errors are one line on stderr.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+// defaultURL is the Redis server when neither -url nor REDIS_URL says.
+const defaultURL = "redis://127.0.0.1:6379"
+
+// usageError is an error in the command line: main exits with exitUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// usagef returns a *usageError.
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// config holds the flags common to every command and those of each
+// command; a command ignores the flags that are not its own.
+type config struct {
+	url    string
+	prefix string
+	raw    bool
+
+	typ   string // pub
+	lines bool   // pub
+	json  bool   // stats
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+const usageText = `usage: buscat [flags] sub PATTERN...       print events as JSON lines until Ctrl-C
+       buscat [flags] pub TOPIC [PAYLOAD]  publish an event (PAYLOAD from stdin when omitted)
+       buscat [flags] stats                channels of the prefix and their subscribers
+
+flags (before or after the command):
+`
+
+const usageTail = `
+exit status: 0 success (also sub stopped by Ctrl-C), 1 runtime error, 2 usage error.
+`
+
+func main() {
+	// go-redis logs every failed dial by itself; buscat reports what
+	// matters in one line.
+	redis.SetLogger(quietLogger{})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv("REDIS_URL"))
+	stop()
+	os.Exit(code)
+}
+
+// run is buscat: it runs the command in args and returns the exit status.
+// envURL is the value of REDIS_URL. Errors are written to stderr as one
+// line.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, envURL string) int {
+	cfg := &config{url: defaultURL, prefix: "app:", typ: "auto", stdin: stdin, stdout: stdout, stderr: stderr}
+	if envURL != "" {
+		cfg.url = envURL
+	}
+	err := dispatch(ctx, cfg, args)
+	var usage *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "buscat: %v (buscat -h for help)\n", oneLine(err))
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "buscat: %v\n", oneLine(err))
+		return exitRuntime
+	}
+}
+
+// dispatch parses args and runs the command.
+func dispatch(ctx context.Context, cfg *config, args []string) error {
+	fs := cfg.flagSet()
+	pos, err := parse(fs, args, cfg.stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("no command: want sub, pub or stats")
+	}
+	cmd, pos := pos[0], pos[1:]
+	switch cmd {
+	case "sub":
+		return sub(ctx, cfg, pos)
+	case "pub":
+		return pub(ctx, cfg, pos)
+	case "stats":
+		return stats(ctx, cfg, pos)
+	case "help":
+		printUsage(fs, cfg.stdout)
+		return nil
+	}
+	return usagef("unknown command %q: want sub, pub or stats", cmd)
+}
+
+// flagSet returns the flags of every command, writing into cfg.
+func (cfg *config) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("buscat", flag.ContinueOnError)
+	fs.StringVar(&cfg.url, "url", cfg.url, "Redis `URL` (also $REDIS_URL)")
+	fs.StringVar(&cfg.prefix, "prefix", cfg.prefix, "channel `prefix` of the bridged topics")
+	fs.BoolVar(&cfg.raw, "raw", false, "raw messages: payload bytes, no envelope")
+	fs.StringVar(&cfg.typ, "type", cfg.typ, "pub: content `type` of the payload: auto, text, json or bytes")
+	fs.BoolVar(&cfg.lines, "lines", false, "pub: publish each line of the payload as an event")
+	fs.BoolVar(&cfg.json, "json", false, "stats: print JSON instead of a table")
+	// The flag package would print the usage on every error; buscat prints
+	// one line instead, and the usage only for -h, on stdout.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses flags anywhere in args, as in `buscat sub -raw orders.*`, and
+// returns the other arguments. Everything after "--" is an argument. For -h
+// it writes the help to out and returns flag.ErrHelp.
+func parse(fs *flag.FlagSet, args []string, out io.Writer) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printUsage(fs, out)
+				return nil, err
+			}
+			return nil, &usageError{err.Error()}
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// printUsage writes the help to w.
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprint(w, usageText)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprint(w, usageTail)
+}
+
+// oneLine keeps an error message on one line, whatever the error wraps.
+func oneLine(err error) string {
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(err.Error())
+}
+
+// quietLogger discards go-redis's internal log lines.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
