@@ -29,15 +29,18 @@ type lib struct {
 	noRouter, noQueue string
 }
 
-// inProcess lists the libraries of the in-process scenarios; peer files
-// add theirs in init functions, so that each adapter stays in its file.
+// inProcess lists the libraries of the in-process scenarios, in the order
+// of the tables; each adapter lives in the library's own file.
 var inProcess = []*lib{
 	{name: "direct", router: newDirect, noQueue: "the direct-call baseline has no queue"},
 	{name: "chan", queue: newChan, noRouter: "the channel baseline has no topics"},
 	{name: "busline", router: newBusline, queue: newBuslineAsync},
+	{name: "eventbus", router: newEventBus, queue: newEventBusAsync},
+	{name: "cskr", router: newCskr, async: cskrAsync, queue: newCskrAsync},
+	{name: "watermill", router: newWatermill, queue: newWatermillAsync},
+	{name: "gsl", router: newGSL, noQueue: "a subject list only matches: it has no delivery of its own"},
+	{name: "globscan", router: newGlobScan, noQueue: "a scan of globs only matches: it has no delivery of its own"},
 }
-
-func register(l *lib) { inProcess = append(inProcess, l) }
 
 // syncRouter returns the library's router for a synchronous scenario, or
 // skips tb as n/a.
