@@ -1,0 +1,61 @@
+//go:build unix
+
+package bridge_test
+
+import (
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redistest"
+)
+
+// TestLivenessProbe freezes redis-server with SIGSTOP: its TCP connections
+// stay open but nothing answers, as with a half-open connection. The bridge
+// must notice from the missing PONG, and recover once the server runs again.
+func TestLivenessProbe(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	info, err := srv.CLI("INFO", "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no process_id in INFO:\n%s", info)
+	}
+	opts := testOptions(nil, bridge.Route{Pattern: "live.*"})
+	opts.PingInterval = 100 * time.Millisecond
+	opts.PingTimeout = 300 * time.Millisecond
+	in := newInstance(t, srv.Client(t), opts)
+	peer := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "live.*"}))
+	rec := record(t, in.bus, "live.*")
+
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	eventually(t, func() bool { return in.errs.count(bridge.ErrDisconnected) > 0 }, "the probe to fail")
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	stopped = false
+
+	eventually(t, func() bool { return in.bridge.Stats().Reconnects > 0 }, "reconnect")
+	ready(t, in.bridge)
+	ready(t, peer.bridge)
+	publish(t, peer.bus, "live.x", "after")
+	if e := rec.waitFor(t, 1)[0]; e.Payload != "after" {
+		t.Errorf("got %v", e.Payload)
+	}
+}
