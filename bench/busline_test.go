@@ -3,8 +3,11 @@ package bench
 import (
 	"context"
 	"testing"
+	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redistest"
 )
 
 // Busline through its public API only: a bus with default options.
@@ -44,4 +47,53 @@ func newBuslineAsync(tb testing.TB, subs int, h func(p *payload)) func(p *payloa
 		}
 	}
 	return func(p *payload) { _ = b.Publish(bg, "t", p) }
+}
+
+// setupBridge connects two buses through Redis with package bridge: the
+// sender exports topic "bench.x", the receiver imports it. The outbox and
+// the import queues are sized to hold a whole burst, as a deployment
+// expecting bursts would size them, so that nothing is dropped (the
+// default policy is DropOldest).
+func setupBridge(tb testing.TB, srv *redistest.Server, recv func([]byte)) (func([]byte), func()) {
+	sendBus, recvBus := bus.New(nil), bus.New(nil)
+	const big = 1 << 22
+	opts := func(d bridge.Direction) *bridge.Options {
+		return &bridge.Options{
+			Prefix:               "bench:",
+			Routes:               []bridge.Route{{Pattern: "bench.x", Direction: d}},
+			OutboxMaxEvents:      big,
+			OutboxMaxBytes:       big * 256,
+			ImportQueueSize:      big,
+			ImportTopicQueueSize: big,
+			OnError:              func(err error) { tb.Error(err) },
+		}
+	}
+	sender, err := bridge.New(sendBus, srv.Client(tb), opts(bridge.Export))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	receiver, err := bridge.New(recvBus, srv.Client(tb), opts(bridge.Import))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = sender.Close(bg)
+		_ = receiver.Close(bg)
+		_ = sendBus.Close(bg)
+		_ = recvBus.Close(bg)
+		if s := receiver.Stats(); s.ImportDropped != 0 || s.GapEvents != 0 {
+			tb.Errorf("receiver lost events: %+v", s)
+		}
+	})
+	if _, err := recvBus.Subscribe("bench.x", func(_ context.Context, e bus.Event) {
+		recv(e.Payload.([]byte))
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	if err := receiver.Ready(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return func(p []byte) { _ = sendBus.Publish(bg, "bench.x", p) }, func() {}
 }

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/busline/bus/internal/redistest"
 )
 
 // The scenarios. Each benchmark runs b.Run("<library>", ...) for every
@@ -567,6 +569,158 @@ func TestChurnScenario(t *testing.T) {
 			}
 			published, hits := stop()
 			checkChurn(t, l, r, published, hits)
+		})
+	}
+}
+
+// transports are the ways of the bridge scenarios, in table order; the
+// in-process peers have none.
+var transports = []transport{
+	{name: "busline", setup: setupBridge},
+	{name: "go-redis-one-call", setup: setupOneCall},
+	{name: "go-redis-pipelined", setup: setupPipelined},
+	{name: "watermill-redisstream", setup: setupRedisStream},
+	{name: "eventbus", none: "in-process only: no transport through Redis"},
+	{name: "cskr", none: "in-process only: no transport through Redis"},
+	{name: "gsl", none: "a subject list only: no transport through Redis"},
+	{name: "globscan", none: "a glob scan only: no transport through Redis"},
+}
+
+// receipts collects what a transport delivers: latencies, count, and
+// payloads that came back wrong.
+type receipts struct {
+	mu  sync.Mutex // protects lat
+	lat []int64
+	n   atomic.Int64
+	bad atomic.Int64
+	// got receives a token per event when not nil (the latency
+	// scenario); its buffer holds one.
+	got chan struct{}
+}
+
+func (r *receipts) recv(p []byte) {
+	if len(p) != bridgePayload {
+		r.bad.Add(1)
+		return
+	}
+	d := nanotime() - sentAt(p)
+	r.mu.Lock()
+	r.lat = append(r.lat, d)
+	r.mu.Unlock()
+	r.n.Add(1)
+	if r.got != nil {
+		r.got <- struct{}{}
+	}
+}
+
+// check waits for n events, then fails if more or wrong ones came.
+func (r *receipts) check(tb testing.TB, n int) {
+	tb.Helper()
+	waitFor(tb, name("%d events", n), func() bool { return r.n.Load() >= int64(n) })
+	time.Sleep(5 * time.Millisecond) // duplicates would arrive right behind
+	if got, bad := r.n.Load(), r.bad.Load(); got != int64(n) || bad != 0 {
+		tb.Fatalf("received %d events (and %d malformed), want %d", got, bad, n)
+	}
+}
+
+// reset forgets what was received; nothing may be in flight.
+func (r *receipts) reset() {
+	r.mu.Lock()
+	r.lat = r.lat[:0]
+	r.mu.Unlock()
+	r.n.Store(0)
+}
+
+// bridgeSetup prepares a transport and checks that one event goes through.
+func bridgeSetup(tb testing.TB, srv *redistest.Server, tr transport, rc *receipts) (send func([]byte), flush func()) {
+	tb.Helper()
+	if tr.setup == nil {
+		na(tb, tr.none)
+	}
+	send, flush = tr.setup(tb, srv, rc.recv)
+	send(stamp(make([]byte, bridgePayload)))
+	flush()
+	if rc.got != nil {
+		<-rc.got
+	}
+	rc.check(tb, 1)
+	rc.reset()
+	return send, flush
+}
+
+// BenchmarkBridgeThroughput publishes b.N events in a burst on one side and
+// waits until the other side has received them all; ns/op is the time per
+// event, events/s its inverse, and p50/p99 the publish-to-receipt latency
+// including the queueing behind the burst.
+func BenchmarkBridgeThroughput(b *testing.B) {
+	srv := bridgeServer(b)
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) {
+			rc := &receipts{lat: make([]int64, 0, b.N)}
+			send, flush := bridgeSetup(b, srv, tr, rc)
+			buf := make([]byte, bridgePayload)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				send(stamp(buf))
+			}
+			flush()
+			waitFor(b, "every event", func() bool { return rc.n.Load() >= int64(b.N) })
+			elapsed := time.Since(start)
+			b.StopTimer()
+			rc.check(b, b.N)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			rc.mu.Lock()
+			reportLatency(b, rc.lat)
+			rc.mu.Unlock()
+		})
+	}
+}
+
+// BenchmarkBridgeLatency sends one event at a time and waits for it: the
+// latency of an idle system.
+func BenchmarkBridgeLatency(b *testing.B) {
+	srv := bridgeServer(b)
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) {
+			rc := &receipts{lat: make([]int64, 0, b.N), got: make(chan struct{}, 1)}
+			send, flush := bridgeSetup(b, srv, tr, rc)
+			buf := make([]byte, bridgePayload)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				send(stamp(buf))
+				flush()
+				// Wait on a channel, not by spinning: a spinning
+				// goroutine keeps the scheduler from polling the
+				// network.
+				<-rc.got
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			rc.check(b, b.N)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			rc.mu.Lock()
+			reportLatency(b, rc.lat)
+			rc.mu.Unlock()
+		})
+	}
+}
+
+func TestBridgeScenario(t *testing.T) {
+	srv := bridgeServer(t)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			rc := &receipts{}
+			send, flush := bridgeSetup(t, srv, tr, rc)
+			buf := make([]byte, bridgePayload)
+			for range 1000 {
+				send(stamp(buf))
+			}
+			flush()
+			rc.check(t, 1000)
 		})
 	}
 }
