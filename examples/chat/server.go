@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/busline/bus"
+)
+
+// page is the chat page: one HTML file with its script and style inline,
+// no build step.
+//
+//go:embed static/index.html
+var page []byte
+
+// Limits on what clients send.
+const (
+	maxBody     = 8 << 10 // bytes of a POST body
+	maxText     = 2000    // bytes of a message's text
+	maxFrom     = 40      // bytes of a sender's name
+	maxRooms    = 16      // rooms one stream follows
+	streamQueue = 256     // messages waiting for a slow stream before it is cut
+)
+
+// roomName is what a room may be called: one topic segment, so that
+// "chat."+room is a plain topic.
+var roomName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// topicPrefix makes a room's topic: room "lobby" is topic "chat.lobby".
+const topicPrefix = "chat."
+
+// Message is a chat message: the payload of the events of the room topics,
+// published on the local bus as a *Message and carried between instances
+// as JSON by the bridge (bridge.JSON[*Message]).
+type Message struct {
+	ID   string    `json:"id"`   // unique: the posting instance and its counter
+	Room string    `json:"room"` // without "chat."
+	From string    `json:"from"`
+	Text string    `json:"text"`
+	Time time.Time `json:"time"`
+	Via  string    `json:"via"` // the instance it was posted on
+}
+
+// Server serves the chat: the page, the message stream of the rooms a
+// client follows (Server-Sent Events), and the posting of messages. Rooms
+// are topics of the bus it is given; whether other instances share them is
+// up to a bridge on that bus. Create it with NewServer; all methods are safe
+// for concurrent use.
+type Server struct {
+	bus  *bus.Bus
+	name string
+	mux  *http.ServeMux
+	seq  atomic.Uint64 // numbers the messages posted here
+
+	done      chan struct{} // closed by Close: streams end
+	closeOnce sync.Once
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// NewServer returns a Server for the rooms of b, calling itself name in the
+// messages posted on it.
+func NewServer(b *bus.Bus, name string) *Server {
+	s := &Server{bus: b, name: name, mux: http.NewServeMux(), done: make(chan struct{})}
+	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(page)
+	})
+	s.mux.HandleFunc("GET /events", s.stream)
+	s.mux.HandleFunc("POST /rooms/{room}/messages", s.post)
+	s.mux.HandleFunc("GET /instance", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"name": s.name})
+	})
+	return s
+}
+
+// ServeHTTP serves the routes of the chat:
+//
+//	GET  /                          the page
+//	GET  /instance                  {"name": "..."}
+//	GET  /events?room=a&room=b      the messages of the rooms, as SSE
+//	POST /rooms/{room}/messages     {"from": "...", "text": "..."} posts a message
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// Close ends every message stream, so that http.Server.Shutdown does not
+// wait for them. Later streams end at once. Close is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
+}
+
+// post publishes a message to a room. It answers 202 with the message once
+// the local bus has delivered it: local streams have it, and the bridge has
+// queued it for the other instances.
+func (s *Server) post(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	if !roomName.MatchString(room) {
+		httpError(w, http.StatusBadRequest, "bad room name %q: want 1 to 32 of a-z 0-9 _ -, starting with a letter or digit", room)
+		return
+	}
+	var in struct {
+		From string `json:"from"`
+		Text string `json:"text"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		httpError(w, http.StatusBadRequest, "bad body: want {\"from\": \"...\", \"text\": \"...\"}: %v", err)
+		return
+	}
+	in.From, in.Text = strings.TrimSpace(in.From), strings.TrimSpace(in.Text)
+	switch {
+	case in.Text == "":
+		httpError(w, http.StatusBadRequest, "empty text")
+		return
+	case len(in.Text) > maxText || len(in.From) > maxFrom:
+		httpError(w, http.StatusBadRequest, "text over %d bytes or name over %d bytes", maxText, maxFrom)
+		return
+	case !utf8.ValidString(in.Text) || !utf8.ValidString(in.From):
+		httpError(w, http.StatusBadRequest, "text and name must be UTF-8")
+		return
+	}
+	if in.From == "" {
+		in.From = "anonymous"
+	}
+	m := &Message{
+		ID:   fmt.Sprintf("%s-%d", s.name, s.seq.Add(1)),
+		Room: room,
+		From: in.From,
+		Text: in.Text,
+		Time: time.Now().UTC(),
+		Via:  s.name,
+	}
+	if err := s.bus.Publish(r.Context(), topicPrefix+room, m); err != nil {
+		httpError(w, http.StatusServiceUnavailable, "publish: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, m)
+}
+
+// stream sends the messages of the rooms named in the query (room=a&room=b)
+// as Server-Sent Events, from the moment it has subscribed, until the
+// client goes away or the server closes.
+//
+// Events: "ready" once subscribed (data: {"rooms": [...], "instance": ...}),
+// then "message" for each message (data: a Message as JSON, id: its ID).
+// Comments (": ping") keep idle connections open through proxies. A client
+// too slow to take streamQueue messages is sent "error" and cut off;
+// EventSource reconnects by itself.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	rooms := r.URL.Query()["room"]
+	switch {
+	case len(rooms) == 0:
+		httpError(w, http.StatusBadRequest, "no room: want /events?room=NAME[&room=NAME...]")
+		return
+	case len(rooms) > maxRooms:
+		httpError(w, http.StatusBadRequest, "%d rooms, at most %d", len(rooms), maxRooms)
+		return
+	}
+	for _, room := range rooms {
+		if !roomName.MatchString(room) {
+			httpError(w, http.StatusBadRequest, "bad room name %q", room)
+			return
+		}
+	}
+
+	// Handlers run on publishers' goroutines (a POST's, or a bridge's
+	// import worker): they only queue, never write to the network.
+	queue := make(chan *Message, streamQueue)
+	slow := make(chan struct{})
+	var slowOnce sync.Once
+	handler := func(_ context.Context, e bus.Event) {
+		m, ok := e.Payload.(*Message)
+		if !ok {
+			return // not a chat message: not from this program
+		}
+		select {
+		case queue <- m:
+		default:
+			slowOnce.Do(func() { close(slow) })
+		}
+	}
+	seen := make(map[string]bool)
+	for _, room := range rooms {
+		if seen[room] {
+			continue
+		}
+		seen[room] = true
+		sub, err := s.bus.Subscribe(topicPrefix+room, handler)
+		if err != nil {
+			httpError(w, http.StatusServiceUnavailable, "subscribe: %v", err)
+			return
+		}
+		defer sub.Unsubscribe()
+	}
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	ready, _ := json.Marshal(map[string]any{"rooms": rooms, "instance": s.name})
+	fmt.Fprintf(w, "retry: 1000\nevent: ready\ndata: %s\n\n", ready)
+	if rc.Flush() != nil {
+		return
+	}
+
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case m := <-queue:
+			data, err := json.Marshal(m)
+			if err != nil {
+				continue
+			}
+			// JSON has no raw newlines: data fits on one "data:" line.
+			fmt.Fprintf(w, "id: %s\nevent: message\ndata: %s\n\n", m.ID, data)
+			// Send what else is queued in the same flush.
+			for n := len(queue); n > 0; n-- {
+				m := <-queue
+				if data, err := json.Marshal(m); err == nil {
+					fmt.Fprintf(w, "id: %s\nevent: message\ndata: %s\n\n", m.ID, data)
+				}
+			}
+		case <-ping.C:
+			fmt.Fprint(w, ": ping\n\n")
+		case <-slow:
+			fmt.Fprint(w, "event: error\ndata: \"too slow: messages were lost, reconnect\"\n\n")
+			rc.Flush()
+			return
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		}
+		if rc.Flush() != nil {
+			return
+		}
+	}
+}
+
+// httpError answers with status and a JSON error message.
+func httpError(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+// writeJSON answers with status and v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		status, data = http.StatusInternalServerError, []byte(`{"error":"encoding the answer"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(data, '\n'))
+}
