@@ -22,6 +22,14 @@ func newBusline(tb testing.TB) router {
 	return &busline{b}
 }
 
+// buslineNoCache is Busline without its match cache, for the tree
+// scenario only.
+var buslineNoCache = &lib{name: "busline-nocache", router: func(tb testing.TB) router {
+	b := bus.New(&bus.Options{MatchCacheSize: -1})
+	tb.Cleanup(func() { _ = b.Close(bg) })
+	return &busline{b}
+}}
+
 func buslineHit(_ context.Context, e bus.Event) { e.Payload.(*payload).n++ }
 
 func (r *busline) subscribe(pattern string) (func(), error) {

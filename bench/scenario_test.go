@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -163,7 +164,7 @@ func treePatterns(n int) []string {
 // treeSizes are the numbers of subscriptions of BenchmarkPublishTree.
 // treeLimit caps them for a library that cannot build a million in
 // reasonable time (its RESULTS row then says the size it used).
-var treeSizes = []int{10, 10_000, 1_000_000}
+var treeSizes = []int{10, 10_000, 100_000, 1_000_000}
 
 // treeLimit is the largest tree a library is given; globscan's linear scan
 // makes a publish to a million globs take tens of milliseconds, which is
@@ -202,12 +203,18 @@ func treeRouter(tb testing.TB, l *lib, n int) router {
 	return r
 }
 
-// BenchmarkPublishTree: 10, 10k and 1M subscriptions, publishing to a topic
-// that three of them match.
+// treeLibs are the libraries of the tree scenario.
+func treeLibs() []*lib { return append(slices.Clip(inProcess), buslineNoCache) }
+
+// BenchmarkPublishTree: 10 to 1M subscriptions, publishing to a topic
+// that three of them match. Besides the libraries, busline-nocache is
+// Busline without its match cache (Options.MatchCacheSize -1): every
+// publish walks the index, as happens to topics published too rarely to
+// stay in the cache.
 func BenchmarkPublishTree(b *testing.B) {
 	for _, n := range treeSizes {
 		b.Run(name("subs=%d", n), func(b *testing.B) {
-			for _, l := range inProcess {
+			for _, l := range treeLibs() {
 				b.Run(l.name, func(b *testing.B) {
 					r := treeRouter(b, l, n)
 					p := &payload{}
@@ -489,7 +496,7 @@ func TestSyncScenarios(t *testing.T) {
 
 func TestTreeScenario(t *testing.T) {
 	for _, n := range []int{10, 10_000} {
-		for _, l := range inProcess {
+		for _, l := range treeLibs() {
 			t.Run(name("subs=%d/%s", n, l.name), func(t *testing.T) {
 				r := treeRouter(t, l, n) // checks treeTopic: 3 calls
 				if _, ok := r.(aimer); ok {
