@@ -182,17 +182,24 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	st := b.stripeOf(h)
 	litGen, wildGen := st.gen.Load(), b.wildGen.Load()
 	var subs []*Subscription
+	var fast bool
 	if m := b.cache[h&b.cacheMask].Load(); m.valid(e.Topic, litGen, wildGen) {
-		subs = m.subs
+		subs, fast = m.subs, m.fast
 	} else {
 		var err error
 		if subs, err = b.lookupSlow(e.Topic, h, st, litGen, wildGen); err != nil {
 			return err
 		}
+		fast = anyFast(subs)
 	}
 	var firstErr error
 	i := 0
-	defer b.recoverPublish(ctx, &e, subs, &i)
+	// Only plain synchronous handlers run here unprotected: every other
+	// kind recovers its own panics, so a publish to those alone skips the
+	// deferred call.
+	if fast {
+		defer b.recoverPublish(ctx, &e, subs, &i)
+	}
 	for ; i < len(subs); i++ {
 		s := subs[i]
 		if s.fast {

@@ -51,6 +51,18 @@ type matchSet struct {
 	litGen  uint64
 	wildGen uint64
 	subs    []*Subscription // in subscription order, each once
+	fast    bool            // subs holds a plain synchronous subscription
+}
+
+// anyFast reports whether subs holds a plain synchronous subscription,
+// whose handler PublishEvent calls in line.
+func anyFast(subs []*Subscription) bool {
+	for _, s := range subs {
+		if s.fast {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
@@ -109,7 +121,7 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, litGen, wildGen uin
 	}
 	subs = collapseGroups(subs)
 	if b.cacheOn {
-		m := &matchSet{topic: strings.Clone(topic), litGen: litGen, wildGen: wildGen, subs: subs}
+		m := &matchSet{topic: strings.Clone(topic), litGen: litGen, wildGen: wildGen, subs: subs, fast: anyFast(subs)}
 		b.cache[h&b.cacheMask].Store(m)
 	}
 	return subs, nil

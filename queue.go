@@ -63,8 +63,12 @@ type queue struct {
 	// left counts the events of the worker's current batch not started
 	// yet; discardBit is or-ed in by discardAll, after which the worker
 	// starts no more of them. One word, so that the worker claiming an
-	// event and Close discarding agree on who counts it.
+	// event and Close discarding agree on who counts it. The worker writes
+	// it for every event: it has a cache line of its own, away from mu and
+	// the indexes that publishers write.
+	_    [64]byte
 	left atomic.Int64
+	_    [56]byte
 }
 
 const discardBit = 1 << 62
