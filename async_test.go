@@ -681,3 +681,26 @@ func TestGroupSkipsFullMember(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSubscribeTypedWith(t *testing.T) {
+	opts, errs := collectErrors()
+	b := New(opts)
+	var sum atomic.Int64
+	s, err := SubscribeTypedWith(b, "n", func(ctx context.Context, e Event, v int) { sum.Add(int64(v)) }, &SubscribeOptions{Queue: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 4; i++ {
+		mustPublish(t, b, "n", i)
+	}
+	mustPublish(t, b, "n", "five")
+	if err := s.UnsubscribeWait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Load() != 10 || len(errs()) != 1 || !errors.Is(errs()[0], ErrPayloadType) {
+		t.Fatalf("sum %d, reports %v", sum.Load(), errs())
+	}
+	if !strings.Contains(s.Where(), "async_test.go") {
+		t.Fatalf("Where() = %q", s.Where())
+	}
+}

@@ -14,12 +14,27 @@ type TypedHandler[T any] func(ctx context.Context, e Event, v T)
 // without a type assertion of their own. An event whose payload is not a T
 // (for a non-interface T, a nil payload neither) is not passed to h: it is
 // reported to Options.OnError as a *DeliveryError wrapping ErrPayloadType,
-// naming both types. The type check costs no allocation; only the report uses reflection.
+// naming both types. The type check costs no allocation; only the report
+// uses reflection.
 func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscription, error) {
 	if h == nil {
 		return nil, fmt.Errorf("bus: subscribe %q: %w", pattern, ErrNilHandler)
 	}
-	return b.subscribe(pattern, func(ctx context.Context, e Event) {
+	return b.subscribe(pattern, typed(b, pattern, h), nil, 1)
+}
+
+// SubscribeTypedWith is SubscribeTyped with the options of SubscribeWith:
+// an asynchronous queue, a queue group, Once, Track.
+func SubscribeTypedWith[T any](b *Bus, pattern string, h TypedHandler[T], opts *SubscribeOptions) (*Subscription, error) {
+	if h == nil {
+		return nil, fmt.Errorf("bus: subscribe %q: %w", pattern, ErrNilHandler)
+	}
+	return b.subscribe(pattern, typed(b, pattern, h), opts, 1)
+}
+
+// typed wraps h in a Handler that checks the payload's type.
+func typed[T any](b *Bus, pattern string, h TypedHandler[T]) Handler {
+	return func(ctx context.Context, e Event) {
 		v, ok := e.Payload.(T)
 		if !ok {
 			b.report(&DeliveryError{Topic: e.Topic, Pattern: pattern, Err: ErrPayloadType,
@@ -27,5 +42,5 @@ func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscrip
 			return
 		}
 		h(ctx, e, v)
-	}, nil, 1)
+	}
 }
