@@ -31,6 +31,8 @@ type Bridge struct {
 	// each with the matchers of the routes behind it.
 	exact map[string]bool
 	globs []globRoutes
+	// st holds the durable routes (stream.go), nil without any.
+	st *streams
 
 	c    counters
 	rep  *reporter
@@ -122,7 +124,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 	}
 
 	for _, r := range br.exports {
-		sub, err := b.Subscribe(r.Pattern, br.exportHandler(r))
+		sub, err := b.Subscribe(r.Pattern, br.localHandler(r))
 		if err != nil {
 			for _, s := range br.localSubs {
 				s.Unsubscribe()
@@ -149,6 +151,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		close(br.subDone)
 		br.ready = true
 	}
+	br.startStreams()
 	return br, nil
 }
 
@@ -173,6 +176,12 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		br.routes = append(br.routes, rt)
 		if r.Direction.exports() {
 			br.exports = append(br.exports, rt)
+		}
+		if rt.durable() {
+			if err := br.addStreamRoute(i, rt); err != nil {
+				return err
+			}
+			continue
 		}
 		if r.Direction.imports() {
 			br.imports = append(br.imports, rt)
@@ -257,7 +266,7 @@ func (br *Bridge) Ready(ctx context.Context) error {
 		case closed:
 			return ErrClosed
 		case ready:
-			return nil
+			return br.streamsReady(ctx)
 		case err != nil:
 			return err
 		}
@@ -305,6 +314,7 @@ func (br *Bridge) Stats() Stats {
 		Reconnects:        c.reconnects.Load(),
 		ExportOutages:     c.exportOutages.Load(),
 	}
+	br.streamStats(&s)
 	s.OutboxDropped = s.OutboxOverflow + s.OutboxExpired + s.OutboxUnsent
 	return s
 }
@@ -338,6 +348,7 @@ func (br *Bridge) Close(ctx context.Context) error {
 	for _, s := range br.localSubs {
 		s.Unsubscribe()
 	}
+	br.stopStreams(ctx)
 
 	// Imports: close the connection, which also ends the read loop.
 	br.subCancel()
@@ -358,6 +369,7 @@ func (br *Bridge) Close(ctx context.Context) error {
 	br.flushCancel()
 	// flushLeft was written before flushDone was closed.
 	unsent := uint64(br.out.close() + br.flushLeft)
+	unsent += uint64(br.waitStreams(ctx))
 	br.c.outboxUnsent.Add(unsent)
 
 	// Deliver what was imported, unless ctx ended.

@@ -58,6 +58,27 @@ type Route struct {
 
 	// Codec turns payloads into bytes and back. Nil means DefaultCodec.
 	Codec Codec
+
+	// Delivery is how the route carries events through Redis: PubSub
+	// (the zero value), or durably in a Redis stream, read by every
+	// instance (Stream) or by one member of a consumer group (Group).
+	// See "Durable routes" in the package documentation.
+	Delivery Delivery
+
+	// Stream names the Redis stream of a durable route: its key is
+	// Options.Prefix + "stream:" + Stream. Empty means Pattern, so that
+	// an exporter and an importer meet when they use the same route
+	// pattern. Ignored by PubSub routes.
+	Stream string
+
+	// MaxLen caps the stream of a durable export route, approximately
+	// (XADD MAXLEN ~ MaxLen): older entries are trimmed. Zero means
+	// 100000; negative means no trimming. Ignored by PubSub routes.
+	MaxLen int64
+
+	// Group is the consumer group of a Group route. Empty means
+	// "busline". Ignored by other routes.
+	Group string
 }
 
 // Overflow says what the outbox does with an export that does not fit.
@@ -125,8 +146,9 @@ type Options struct {
 	// outbox. The zero value is DropOldest.
 	Overflow Overflow
 
-	// BatchSize is the largest number of PUBLISH commands sent in one
-	// pipeline (one round trip). Zero means 512.
+	// BatchSize is the largest number of PUBLISH or XADD commands sent
+	// in one pipeline (one round trip), and of stream entries read at
+	// once (COUNT). Zero means 512.
 	BatchSize int
 
 	// MaxMessageBytes is the largest message the bridge sends or
@@ -181,11 +203,36 @@ type Options struct {
 	// EchoMemory caps the number of raw messages remembered for echo
 	// suppression. Zero means 65536.
 	EchoMemory int
+
+	// Checkpointer keeps the position of each Stream import route, so
+	// that a restarted instance resumes where it stopped. Nil means a
+	// Redis hash at Prefix + "checkpoint:" + InstanceID, which needs an
+	// InstanceID that stays the same across restarts.
+	Checkpointer Checkpointer
+
+	// Consumer is this instance's consumer name in the groups of Group
+	// routes. It must be unique in each group and stay the same across
+	// restarts, so that a restarted instance takes back the entries it
+	// had not acknowledged. Empty means InstanceID.
+	Consumer string
+
+	// ClaimIdle is how long an entry of a Group route may stay
+	// delivered but unacknowledged before another member takes it over
+	// (XAUTOCLAIM): a member that died, or that takes longer than this to
+	// handle a batch. Zero means 30 seconds.
+	ClaimIdle time.Duration
+
+	// StreamBlock is how long one read of a durable import route waits
+	// for new entries (XREAD BLOCK). Close may wait this long for a read
+	// to return. Zero means 1 second.
+	StreamBlock time.Duration
 }
 
 // config is Options with the defaults applied.
 type config struct {
 	Options
+	// idGenerated is set when InstanceID was not given and is random.
+	idGenerated bool
 }
 
 func newConfig(opts *Options) (config, error) {
@@ -199,6 +246,7 @@ func newConfig(opts *Options) (config, error) {
 		o.SigningKey = append([]byte(nil), o.SigningKey...)
 	}
 	if o.InstanceID == "" {
+		c.idGenerated = true
 		var id [8]byte
 		_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
 		o.InstanceID = hex.EncodeToString(id[:])
@@ -224,6 +272,8 @@ func newConfig(opts *Options) (config, error) {
 	setDefault(&o.ResumeDelay, o.ReconnectMax+time.Second)
 	setDefault(&o.EchoWindow, 30*time.Second)
 	setDefault(&o.EchoMemory, 65536)
+	setDefault(&o.ClaimIdle, 30*time.Second)
+	setDefault(&o.StreamBlock, time.Second)
 	if o.ReconnectMax < o.ReconnectMin {
 		o.ReconnectMax = o.ReconnectMin
 	}

@@ -71,6 +71,19 @@ type Stats struct {
 	Reconnects uint64
 	// ExportOutages counts the times exporting found Redis unreachable.
 	ExportOutages uint64
+
+	// Durable routes (Route.Delivery Stream or Group) count their events
+	// in the counters above too: StreamExported is the part of Exported
+	// that went to streams (XADD answered), StreamImported the part of
+	// Imported that came from streams. StreamAcked counts entries of
+	// Group routes acknowledged (XACK) after they were handled, and
+	// StreamClaimed those taken over from other consumers (XAUTOCLAIM).
+	// StreamResumes counts the times a durable import route went on from
+	// a saved position: a checkpoint found at start, or its last position
+	// after a failed read. StreamTrimmed counts entries of Group routes
+	// trimmed or deleted from the stream before they were handled.
+	StreamExported, StreamImported, StreamAcked, StreamClaimed uint64
+	StreamResumes, StreamTrimmed                               uint64
 }
 
 // counters are the atomic counters behind Stats.

@@ -1,0 +1,318 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/redis/go-redis/v9"
+)
+
+// Fields of a stream entry. See "Stream entries" in the package
+// documentation.
+const (
+	fieldTopic  = "topic"
+	fieldData   = "data"
+	fieldSource = "source"
+)
+
+// streamExport is the export side of one durable route: its own outbox
+// and the flusher goroutine that appends what it holds to the stream.
+//
+// The outbox is the pub/sub routes' type, one per route: the flusher then
+// knows the stream of every item, and an item's channel (Prefix + topic)
+// keeps its two other roles, numbering the envelopes per topic and being
+// what the envelope's MAC covers. A shared outbox would need the stream in
+// each item.
+type streamExport struct {
+	br  *Bridge
+	r   *streamRoute
+	out *outbox
+
+	// inflight and inflightBytes describe the batch being sent, for Stats.
+	inflight, inflightBytes atomic.Int64
+
+	back  backoff
+	batch []exportItem
+	arena []byte
+	spans []span
+	args  []redis.XAddArgs
+}
+
+func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
+	return &streamExport{
+		br:   br,
+		r:    r,
+		out:  newOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.Overflow),
+		back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax},
+	}
+}
+
+// localHandler returns the handler New subscribes on the bus for export
+// route r: the pub/sub one, or that of a durable route.
+func (br *Bridge) localHandler(r *route) bus.Handler {
+	if !r.durable() {
+		return br.exportHandler(r)
+	}
+	x := br.st.exports[r]
+	// As for pub/sub routes: a topic an earlier export route matches is
+	// that route's to export.
+	var earlier []*route
+	for _, e := range br.exports {
+		if e == r {
+			break
+		}
+		earlier = append(earlier, e)
+	}
+	return func(_ context.Context, e bus.Event) {
+		if e.Remote() {
+			return
+		}
+		for _, o := range earlier {
+			if o.match(e.Topic) {
+				return
+			}
+		}
+		x.export(e)
+	}
+}
+
+// export encodes e and queues it; it runs on the publisher's goroutine and
+// never waits for Redis. It mirrors (*Bridge).export.
+func (x *streamExport) export(e bus.Event) {
+	br, r := x.br, x.r
+	if br.closing.Load() {
+		br.c.outboxUnsent.Add(1)
+		return
+	}
+	data, contentType, err := r.codec.Encode(e.Payload)
+	if err != nil {
+		br.c.encodeErrors.Add(1)
+		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
+		return
+	}
+	if len(data) > br.cfg.MaxMessageBytes {
+		br.c.encodeErrors.Add(1)
+		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %d-byte payload over MaxMessageBytes", ErrEncode, e.Topic, len(data)))
+		return
+	}
+	it := exportItem{
+		channel:     r.channel(br.cfg.Prefix, e.Topic),
+		payload:     data,
+		contentType: contentType,
+		at:          time.Now().UnixNano(),
+		raw:         r.Raw,
+	}
+	if e.Meta != nil {
+		it.headers = e.Meta.Headers
+		if e.Meta.ContentType != "" && contentType == ContentTypeBytes {
+			it.contentType = e.Meta.ContentType
+		}
+	}
+	if !r.Raw && (len(it.headers) > 0 || len(it.contentType) > maxTypeLen) {
+		env := envelope{Source: br.id, ContentType: it.contentType, Headers: it.headers}
+		if err := env.validate(); err != nil {
+			br.c.encodeErrors.Add(1)
+			br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
+			return
+		}
+	}
+	dropped, ok := x.out.push(it)
+	if !ok {
+		br.c.outboxUnsent.Add(1)
+		return
+	}
+	if dropped > 0 {
+		br.c.outboxOverflow.Add(uint64(dropped))
+		br.rep.drop(ErrOutboxFull, uint64(dropped), nil)
+	}
+}
+
+// flushLoop is the flusher goroutine of the route: it appends the outbox
+// to the stream in pipelined batches of XADD, in order, until Close.
+func (x *streamExport) flushLoop() {
+	br, st := x.br, x.br.st
+	tick := time.NewTicker(housekeeping)
+	defer tick.Stop()
+	draining := false
+	for {
+		select {
+		case <-x.out.wake:
+		case <-tick.C:
+			x.expire()
+			br.rep.flush()
+			continue
+		case <-st.drain:
+			draining = true
+		case <-st.flushCtx.Done():
+			return
+		}
+		for {
+			var expired int
+			x.batch, expired = x.out.take(x.batch, br.cfg.BatchSize, br.cutoff())
+			br.expired(expired)
+			if len(x.batch) == 0 {
+				break
+			}
+			if !x.send() {
+				return
+			}
+		}
+		if draining {
+			return
+		}
+	}
+}
+
+func (x *streamExport) expire() {
+	if c := x.br.cutoff(); c != 0 {
+		x.br.expired(x.out.expire(c))
+	}
+}
+
+// send appends the batch to the stream, retrying what failed for lack of
+// Redis until it is sent, refused or stale. It returns false when Close
+// gave up, after counting what was left.
+//
+// A pipeline cut by a broken connection may have added some entries
+// before it broke: they are added again, with the same envelope sequence
+// numbers, and readers of Stream routes drop the copies.
+func (x *streamExport) send() bool {
+	br, st := x.br, x.br.st
+	x.build()
+	size := 0
+	for i := range x.batch {
+		size += x.batch[i].size()
+	}
+	x.inflight.Store(int64(len(x.batch)))
+	x.inflightBytes.Store(int64(size))
+	defer func() {
+		x.inflight.Store(0)
+		x.inflightBytes.Store(0)
+		clear(x.batch)
+		clear(x.args)
+	}()
+
+	pending := make([]int, len(x.batch))
+	for i := range pending {
+		pending[i] = i
+	}
+	down := false
+	for {
+		ctx := st.flushCtx
+		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range pending {
+				p.XAdd(ctx, &x.args[i])
+			}
+			return nil
+		})
+		keep := pending[:0]
+		for j, i := range pending {
+			cerr := err
+			if j < len(cmds) {
+				cerr = cmds[j].Err()
+			}
+			var rerr redis.Error
+			switch {
+			case cerr == nil:
+				br.c.exported.Add(1)
+				st.exported.Add(1)
+			case errors.As(cerr, &rerr):
+				br.c.exportRejected.Add(1)
+				br.rep.drop(ErrPublish, 1, fmt.Errorf("%w: XADD %q: %w", ErrPublish, x.r.key, cerr))
+			default:
+				keep = append(keep, i)
+			}
+		}
+		pending = keep
+		if len(pending) == 0 {
+			x.back.reset()
+			return true
+		}
+		if ctx.Err() != nil {
+			st.flushLeft.Add(int64(len(pending)))
+			return false
+		}
+		if !down {
+			down = true
+			br.c.exportOutages.Add(1)
+			br.rep.report(fmt.Errorf("%w: %w", ErrRedisDown, err))
+		}
+		// A stream keeps what it is given: unlike pub/sub, there is no
+		// need to wait for the readers before sending again.
+		for {
+			if !sleep(ctx, x.back.next()) {
+				st.flushLeft.Add(int64(len(pending)))
+				return false
+			}
+			x.expire()
+			br.rep.flush()
+			if br.rdb.Ping(ctx).Err() == nil {
+				break
+			}
+		}
+		if c := br.cutoff(); c != 0 {
+			keep, expired := pending[:0], 0
+			for _, i := range pending {
+				if x.batch[i].at < c {
+					expired++
+				} else {
+					keep = append(keep, i)
+				}
+			}
+			pending = keep
+			br.expired(expired)
+			if len(pending) == 0 {
+				return true
+			}
+		}
+	}
+}
+
+// build makes the XADD arguments of the batch, with the envelopes laid out
+// in one arena.
+func (x *streamExport) build() {
+	br, r := x.br, x.r
+	x.arena = x.arena[:0]
+	spans := x.spans[:0]
+	for i := range x.batch {
+		spans = append(spans, span{})
+		it := &x.batch[i]
+		if it.raw {
+			continue
+		}
+		env := envelope{
+			Source:      br.id,
+			Seq:         it.seq,
+			Time:        it.at,
+			ContentType: it.contentType,
+			Headers:     it.headers,
+			Payload:     it.payload,
+		}
+		start := len(x.arena)
+		x.arena = appendEnvelope(x.arena, it.channel, &env, br.key)
+		spans[i] = span{start, len(x.arena)}
+	}
+	x.spans = spans
+	x.args = x.args[:0]
+	for i := range x.batch {
+		it := &x.batch[i]
+		topic := strings.TrimPrefix(it.channel, br.cfg.Prefix)
+		var values []any
+		if it.raw {
+			values = []any{fieldTopic, topic, fieldData, it.payload, fieldSource, br.id}
+		} else {
+			values = []any{fieldTopic, topic, fieldData, x.arena[spans[i].start:spans[i].end:spans[i].end]}
+		}
+		x.args = append(x.args, redis.XAddArgs{
+			Stream: r.key,
+			MaxLen: r.maxLen,
+			Approx: r.maxLen > 0,
+			Values: values,
+		})
+	}
+}

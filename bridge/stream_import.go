@@ -1,0 +1,274 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/redis/go-redis/v9"
+)
+
+// streamReader is the import side of one durable route: one goroutine
+// that reads the route's stream, publishes each entry on the local bus and
+// then records that it did (a checkpoint, or XACK).
+//
+// Entries are published on the reader's goroutine, one after the other:
+// the next batch is read once the previous one is handled and recorded.
+// Unlike pub/sub imports there is no queue that could overflow, since
+// Redis holds what is not read yet; a slow subscriber slows its route
+// down and nothing else.
+type streamReader struct {
+	br *Bridge
+	st *streams
+	r  *streamRoute
+	// seq drops the copies of an entry that a retried XADD pipeline
+	// added twice, and reports gaps, on Stream routes. Group members see
+	// a share of each source's events, out of order after a claim, so
+	// neither check applies to them.
+	seq  readLoop
+	back backoff
+
+	// Group routes: IDs handled and not yet acknowledged, and the same as
+	// a set while the reader re-reads its pending entries.
+	unacked   []string
+	unackedAt map[string]bool
+}
+
+// run reads until Close.
+func (sr *streamReader) run() {
+	sr.back = backoff{min: sr.br.cfg.ReconnectMin, max: sr.br.cfg.ReconnectMax}
+	sr.seq = readLoop{br: sr.br, seqs: map[seqKey]seqState{}}
+	if sr.r.Delivery == Group {
+		sr.runGroup()
+	} else {
+		sr.runStream()
+	}
+}
+
+// fail reports err and waits before the next attempt. It returns false
+// when the bridge is closing.
+func (sr *streamReader) fail(err error) bool {
+	ctx := sr.st.ctx
+	if ctx.Err() != nil {
+		return false
+	}
+	sr.br.rep.report(err)
+	return sleep(ctx, sr.back.next())
+}
+
+// runStream reads a Stream route with XREAD from the last entry handled.
+func (sr *streamReader) runStream() {
+	br, st, key := sr.br, sr.st, sr.r.key
+	ctx := st.ctx
+	pos, ok := sr.start()
+	if !ok {
+		return
+	}
+	saved := pos
+	defer func() {
+		if pos != saved {
+			sr.save(st.closeCtx, pos)
+		}
+	}()
+	failed := false
+	for ctx.Err() == nil {
+		res, err := br.rdb.XRead(ctx, &redis.XReadArgs{
+			Streams: []string{key, pos},
+			Count:   int64(br.cfg.BatchSize),
+			Block:   br.cfg.StreamBlock,
+		}).Result()
+		if errors.Is(err, redis.Nil) { // nothing new within StreamBlock
+			continue
+		}
+		if err != nil {
+			failed = true
+			if !sr.fail(fmt.Errorf("%w: XREAD %q from %s: %w", ErrStreamRead, key, pos, err)) {
+				return
+			}
+			continue
+		}
+		if failed {
+			failed = false
+			sr.back.reset()
+			st.resumes.Add(1)
+		}
+		stopped := false
+		for _, s := range res {
+			for _, m := range s.Messages {
+				if ctx.Err() != nil {
+					break
+				}
+				if !sr.handle(m) {
+					stopped = true
+					break
+				}
+				pos = m.ID
+			}
+		}
+		if pos != saved && sr.save(ctx, pos) {
+			saved = pos
+		}
+		if stopped {
+			<-ctx.Done() // the bus is closed: wait for Close
+			return
+		}
+	}
+}
+
+// start returns the position a Stream route reads from: its checkpoint,
+// or the current end of the stream, saved at once so that a crash before
+// the first entry does not move the start. ok is false when the bridge
+// closed first.
+func (sr *streamReader) start() (pos string, ok bool) {
+	br, st, key := sr.br, sr.st, sr.r.key
+	ctx := st.ctx
+	for {
+		id, err := st.cp.Load(ctx, key)
+		if err == nil && id != "" {
+			st.resumes.Add(1)
+			st.setStart(true, nil)
+			return id, true
+		}
+		if err == nil {
+			var last []redis.XMessage
+			last, err = br.rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()
+			if err == nil {
+				id = "0-0"
+				if len(last) > 0 {
+					id = last[0].ID
+				}
+				err = st.cp.Save(ctx, key, id)
+			}
+			if err == nil {
+				st.setStart(true, nil)
+				return id, true
+			}
+		}
+		err = fmt.Errorf("%w: load %q: %w", ErrCheckpoint, key, err)
+		if isRefusal(err) {
+			st.setStart(false, fmt.Errorf("%w: %w", ErrSubscribe, err))
+		}
+		if !sr.fail(err) {
+			return "", false
+		}
+	}
+}
+
+// save records pos as the route's checkpoint and reports whether it could.
+func (sr *streamReader) save(ctx context.Context, pos string) bool {
+	if err := sr.st.cp.Save(ctx, sr.r.key, pos); err != nil {
+		sr.br.rep.report(fmt.Errorf("%w: save %q at %s: %w", ErrCheckpoint, sr.r.key, pos, err))
+		return false
+	}
+	return true
+}
+
+// isRefusal reports whether err is an error reply from Redis, such as
+// NOPERM, rather than a failure to reach it.
+func isRefusal(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr)
+}
+
+// handle publishes the entry m on the local bus, or drops it, and counts
+// it. It returns false, without counting the entry, when the bus is
+// closed: the entry is left for a later run.
+func (sr *streamReader) handle(m redis.XMessage) bool {
+	br, r := sr.br, sr.r
+	c := &br.c
+	if m.Values == nil {
+		// Delivered to this group before, and deleted or trimmed from
+		// the stream since.
+		sr.st.trimmed.Add(1)
+		br.rep.drop(ErrTrimmed, 1, nil)
+		return true
+	}
+	c.received.Add(1)
+	topic, _ := m.Values[fieldTopic].(string)
+	if topic == "" && !r.isPattern {
+		topic = r.Pattern // a foreign writer may leave out the topic of an exact route
+	}
+	data, hasData := m.Values[fieldData].(string)
+	if topic == "" || !hasData {
+		c.decodeErrors.Add(1)
+		br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w: entry %s of %q has no %q or %q field", ErrMalformed, m.ID, r.key, fieldTopic, fieldData))
+		return true
+	}
+	if !r.match(topic) {
+		c.filtered.Add(1)
+		return true
+	}
+	if len(data) > br.cfg.MaxMessageBytes {
+		c.decodeErrors.Add(1)
+		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %d bytes in entry %s of %q", ErrTooLarge, len(data), m.ID, r.key))
+		return true
+	}
+	channel := br.cfg.Prefix + topic // what envelopes are numbered and signed for
+	msg := []byte(data)
+	var it importItem
+	if !r.Raw && isEnvelope(msg) {
+		env, err := decodeEnvelope(channel, msg, br.key, br.cfg.MaxMessageBytes)
+		if err != nil {
+			if errors.Is(err, ErrSignature) {
+				c.signatureRejected.Add(1)
+				br.rep.drop(ErrSignature, 1, fmt.Errorf("entry %s of %q: %w", m.ID, r.key, err))
+			} else {
+				c.decodeErrors.Add(1)
+				br.rep.drop(ErrMalformed, 1, fmt.Errorf("entry %s of %q: %w", m.ID, r.key, err))
+			}
+			return true
+		}
+		if env.Source == br.id {
+			c.echoes.Add(1)
+			return true
+		}
+		if r.Delivery == Stream && !sr.seq.sequence(env.Source, channel, env.Seq, env.Time) {
+			c.dups.Add(1)
+			return true
+		}
+		meta := &bus.Meta{Source: env.Source, Seq: env.Seq, ContentType: env.ContentType, Headers: env.Headers}
+		if env.Time != 0 {
+			meta.Time = time.Unix(0, env.Time)
+		}
+		if meta.Source == "" {
+			meta.Source = RawSource
+		}
+		it = importItem{topic: topic, route: r.route, payload: env.Payload, meta: meta}
+	} else {
+		if !r.Raw && br.key != nil {
+			c.signatureRejected.Add(1)
+			br.rep.drop(ErrSignature, 1, fmt.Errorf("%w: entry %s of %q has no envelope", ErrSignature, m.ID, r.key))
+			return true
+		}
+		if src, _ := m.Values[fieldSource].(string); src == br.id {
+			c.echoes.Add(1)
+			return true
+		}
+		it = importItem{topic: topic, route: r.route, payload: msg, meta: rawMeta}
+	}
+
+	payload, err := r.codec.Decode(it.payload, it.meta.ContentType)
+	if err != nil {
+		c.decodeErrors.Add(1)
+		br.rep.drop(ErrDecode, 1, fmt.Errorf("%w: topic %q from %q: %w", ErrDecode, topic, it.meta.Source, err))
+		return true
+	}
+	err = br.bus.PublishEvent(br.deliverCtx, bus.Event{Topic: topic, Payload: payload, Meta: it.meta})
+	if errors.Is(err, bus.ErrInvalidTopic) {
+		c.decodeErrors.Add(1)
+		br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w: entry %s of %q: %w", ErrMalformed, m.ID, r.key, err))
+		return true
+	}
+	if err != nil {
+		// The bus is closed: nothing handled the entry, so it is not
+		// recorded as handled either.
+		c.received.Add(^uint64(0))
+		br.rep.report(fmt.Errorf("bridge: publish %q on the bus: %w", topic, err))
+		return false
+	}
+	c.imported.Add(1)
+	sr.st.imported.Add(1)
+	return true
+}
