@@ -104,6 +104,9 @@ func (sr *streamReader) runGroup() {
 			<-ctx.Done()
 			return
 		}
+		if ctx.Err() != nil {
+			return // acknowledged with Close's context, above
+		}
 		sr.ack(ctx) // on failure, retried before the next read
 	}
 }
@@ -219,6 +222,9 @@ func (sr *streamReader) claim(ctx context.Context) bool {
 			st.claimed.Add(uint64(len(msgs)))
 			if !sr.deliver(ctx, msgs, true) {
 				return false
+			}
+			if ctx.Err() != nil {
+				return true
 			}
 			sr.ack(ctx)
 		}

@@ -107,6 +107,9 @@ func (sr *streamReader) runStream() {
 				pos = m.ID
 			}
 		}
+		if ctx.Err() != nil {
+			return // saved with Close's context, above
+		}
 		if pos != saved && sr.save(ctx, pos) {
 			saved = pos
 		}
