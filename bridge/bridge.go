@@ -31,6 +31,9 @@ type Bridge struct {
 	// each with the matchers of the routes behind it.
 	exact map[string]bool
 	globs []globRoutes
+	// shards are the sharded routes on a cluster, nil otherwise
+	// (cluster.go).
+	shards *shardSet
 	// st holds the durable routes (stream.go), nil without any.
 	st *streams
 
@@ -115,9 +118,11 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		flushDone: make(chan struct{}),
 		changed:   make(chan struct{}),
 	}
+	br.shards = newShardSet(br, rdb)
 	if err := br.compileRoutes(b.Separator()); err != nil {
 		return nil, err
 	}
+	br.shards.finish()
 	br.inq = newImportQueue(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, br.importDropped)
 	if br.needsEchoMemory() {
 		br.echo = newEchoMemory(cfg.EchoWindow, cfg.EchoMemory)
@@ -146,11 +151,14 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 				br.inq.work(br.deliver)
 			}()
 		}
+	}
+	if len(br.exact) > 0 || len(br.globs) > 0 {
 		go br.subscribeLoop()
 	} else {
 		close(br.subDone)
 		br.ready = true
 	}
+	br.shards.start()
 	br.startStreams()
 	return br, nil
 }
@@ -168,6 +176,9 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		name, isPattern, err := RedisPattern(br.cfg.Prefix, r.Pattern, sep)
 		if err != nil {
 			return fmt.Errorf("%w: route %d: %w", ErrInvalidOptions, i, err)
+		}
+		if !isPattern && br.shards.sharded() {
+			name = br.shards.channel(r.Pattern)
 		}
 		rt := &route{Route: r, match: match, codec: r.Codec, redisName: name, isPattern: isPattern}
 		if rt.codec == nil {
@@ -187,7 +198,7 @@ func (br *Bridge) compileRoutes(sep rune) error {
 			br.imports = append(br.imports, rt)
 			if isPattern {
 				globs[name] = append(globs[name], match)
-			} else {
+			} else if !br.shards.sharded() {
 				br.exact[name] = true
 			}
 		}
@@ -261,6 +272,10 @@ func (br *Bridge) Ready(ctx context.Context) error {
 	for {
 		br.mu.Lock()
 		closed, ready, err, changed := br.closed, br.ready, br.subErr, br.changed
+		ready = ready && br.shards.readyLocked()
+		if err == nil {
+			err = br.shards.errLocked()
+		}
 		br.mu.Unlock()
 		switch {
 		case closed:
@@ -313,6 +328,7 @@ func (br *Bridge) Stats() Stats {
 		GapEvents:         c.gapEvents.Load(),
 		Reconnects:        c.reconnects.Load(),
 		ExportOutages:     c.exportOutages.Load(),
+		ShardRebuilds:     c.shardRebuilds.Load(),
 	}
 	br.streamStats(&s)
 	s.OutboxDropped = s.OutboxOverflow + s.OutboxExpired + s.OutboxUnsent
@@ -356,6 +372,7 @@ func (br *Bridge) Close(ctx context.Context) error {
 		_ = ps.Close()
 	}
 	<-br.subDone
+	br.shards.wait()
 	br.inq.close()
 
 	// Exports: flush until done or ctx ends.

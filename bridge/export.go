@@ -92,9 +92,14 @@ func (br *Bridge) export(r *route, e bus.Event) {
 	}
 }
 
-// channel returns prefix+topic, reusing the string made for the previous
-// export of the route when the topic is the same, as it often is.
+// channel returns the channel of topic: the route's one channel for an
+// exact route (with its partition tag on a cluster), otherwise
+// prefix+topic, reusing the string made for the previous export of the
+// route when the topic is the same, as it often is.
 func (r *route) channel(prefix, topic string) string {
+	if !r.isPattern {
+		return r.redisName
+	}
 	if last := r.lastChannel.Load(); last != nil && last.topic == topic {
 		return last.channel
 	}
@@ -209,7 +214,14 @@ func (f *flusher) send() bool {
 		ctx := br.flushCtx
 		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range f.pending {
-				p.Publish(ctx, f.batch[i].channel, f.msgs[i])
+				switch ch := f.batch[i].channel; {
+				case br.shards == nil:
+					p.Publish(ctx, ch, f.msgs[i])
+				case br.shards.spublish(ch):
+					p.SPublish(ctx, ch, f.msgs[i])
+				default:
+					_ = p.Process(ctx, br.shards.publish(ctx, ch, f.msgs[i]))
+				}
 			}
 			return nil
 		})
@@ -228,7 +240,7 @@ func (f *flusher) send() bool {
 				switch {
 				case cerr == nil:
 					br.c.exported.Add(1)
-				case errors.As(cerr, &rerr):
+				case errors.As(cerr, &rerr) && !transientReply(cerr):
 					br.c.exportRejected.Add(1)
 					br.rep.drop(ErrPublish, 1, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[i].channel, cerr))
 				default:

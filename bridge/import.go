@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -86,6 +87,9 @@ type readLoop struct {
 	br   *Bridge
 	seqs map[seqKey]seqState // last event seen of each sequence
 	ping uint64              // number of the last PING sent
+	// shard is the sharded subscription this loop reads (SSUBSCRIBE, on a
+	// cluster: see cluster.go), or nil for the classic connection.
+	shard *shardLoop
 }
 
 // run subscribes on ps and reads from it until it fails, answering for the
@@ -97,26 +101,14 @@ type readLoop struct {
 func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error) {
 	br := rl.br
 	ctx := br.subCtx
-	pending := map[string]bool{}
-	var channels []string
-	for ch := range br.exact {
-		channels = append(channels, ch)
-		pending["s"+ch] = true
+	var pending map[string]bool
+	if rl.shard != nil {
+		pending, err = rl.shard.subscribe(ctx, ps)
+	} else {
+		pending, err = rl.subscribe(ctx, ps)
 	}
-	if len(channels) > 0 {
-		if err := ps.Subscribe(ctx, channels...); err != nil {
-			return false, err
-		}
-	}
-	if len(br.globs) > 0 {
-		globs := make([]string, len(br.globs))
-		for i, g := range br.globs {
-			globs[i] = g.glob
-			pending["p"+g.glob] = true
-		}
-		if err := ps.PSubscribe(ctx, globs...); err != nil {
-			return false, err
-		}
+	if err != nil {
+		return false, err
 	}
 
 	interval, timeout := br.cfg.PingInterval, br.cfg.PingTimeout
@@ -159,15 +151,24 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error
 		case *redis.Message:
 			rl.handle(m)
 		case *redis.Subscription:
-			if m.Kind == "subscribe" || m.Kind == "psubscribe" {
-				delete(pending, m.Kind[:1]+m.Channel)
+			switch m.Kind {
+			case "sunsubscribe":
+				// The bridge never unsubscribes: Redis dropped the
+				// channels of a slot this node no longer serves.
+				return confirmed, fmt.Errorf("%w: %q", errSlotMoved, m.Channel)
+			case "subscribe", "psubscribe", "ssubscribe":
+				delete(pending, m.Kind+" "+m.Channel)
 				if len(pending) == 0 && !confirmed {
 					confirmed = true
-					br.mu.Lock()
-					if !br.closed {
-						br.setStateLocked(true, nil)
+					if rl.shard != nil {
+						rl.shard.setReady()
+					} else {
+						br.mu.Lock()
+						if !br.closed {
+							br.setStateLocked(true, nil)
+						}
+						br.mu.Unlock()
 					}
-					br.mu.Unlock()
 					if !first {
 						br.c.reconnects.Add(1)
 						br.rep.report(ErrPossibleGap)
@@ -194,6 +195,35 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error
 	}
 }
 
+// subscribe sends the classic subscriptions, SUBSCRIBE for the exact
+// channels and PSUBSCRIBE for the globs, and returns the confirmations to
+// wait for, keyed by kind and name.
+func (rl *readLoop) subscribe(ctx context.Context, ps *redis.PubSub) (map[string]bool, error) {
+	br := rl.br
+	pending := map[string]bool{}
+	var channels []string
+	for ch := range br.exact {
+		channels = append(channels, ch)
+		pending["subscribe "+ch] = true
+	}
+	if len(channels) > 0 {
+		if err := ps.Subscribe(ctx, channels...); err != nil {
+			return nil, err
+		}
+	}
+	if len(br.globs) > 0 {
+		globs := make([]string, len(br.globs))
+		for i, g := range br.globs {
+			globs[i] = g.glob
+			pending["psubscribe "+g.glob] = true
+		}
+		if err := ps.PSubscribe(ctx, globs...); err != nil {
+			return nil, err
+		}
+	}
+	return pending, nil
+}
+
 // clockEvery is how many messages in a row the read loop handles between
 // two readings of the clock.
 const clockEvery = 64
@@ -211,6 +241,16 @@ func (rl *readLoop) handle(m *redis.Message) {
 	br := rl.br
 	c := &br.c
 	c.received.Add(1)
+	if rl.shard != nil {
+		// Sharded: one subscription per channel, of an exact route.
+		sc, ok := br.shards.channels[m.Channel]
+		if !ok {
+			c.filtered.Add(1)
+			return
+		}
+		rl.accept(m, sc.topic, sc.route)
+		return
+	}
 	topic, ok := strings.CutPrefix(m.Channel, br.cfg.Prefix)
 	if !ok {
 		c.filtered.Add(1)
@@ -257,6 +297,13 @@ func (rl *readLoop) handle(m *redis.Message) {
 		c.filtered.Add(1)
 		return
 	}
+	rl.accept(m, topic, r)
+}
+
+// accept checks the message of topic, imported by route r, and queues it.
+func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
+	br := rl.br
+	c := &br.c
 	if len(m.Payload) > br.cfg.MaxMessageBytes {
 		c.decodeErrors.Add(1)
 		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %d bytes on %q", ErrTooLarge, len(m.Payload), m.Channel))

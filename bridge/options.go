@@ -108,6 +108,24 @@ type Options struct {
 	// its topic. No routes means a bridge that does nothing.
 	Routes []Route
 
+	// Partitions, for a bridge on a *redis.ClusterClient, puts a
+	// partition tag in the sharded channel of each exact-topic route:
+	// Prefix + "{p}." + topic, where p is Partition(topic, Partitions),
+	// so that any number of topics spread over at most Partitions hash
+	// slots, evenly, and need few SSUBSCRIBE commands (see ShardChannel).
+	// Every instance sharing the topics must use the same value. Zero
+	// means no tag: the channel is Prefix + topic, in the slot of its
+	// own name. It is ignored on other clients and with ClassicPubSub.
+	Partitions int
+
+	// ClassicPubSub makes a bridge on a *redis.ClusterClient use PUBLISH
+	// and SUBSCRIBE for exact topics too, as on a single server, instead
+	// of sharded pub/sub: every message then travels to every node of
+	// the cluster. Use it while instances that import a topic through a
+	// pattern route share it with instances that export it through an
+	// exact route, or the reverse (see the package documentation).
+	ClassicPubSub bool
+
 	// InstanceID identifies this bridge in the envelopes it sends, so
 	// that it can drop its own echo and receivers can tell sources apart.
 	// It must be unique among the instances sharing the Redis channels
@@ -292,6 +310,9 @@ func newConfig(opts *Options) (config, error) {
 	}
 	if o.Overflow > DropNewest {
 		return c, fmt.Errorf("%w: unknown Overflow %d", ErrInvalidOptions, o.Overflow)
+	}
+	if err := checkPartitions(o); err != nil {
+		return c, err
 	}
 	return c, nil
 }

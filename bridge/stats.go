@@ -71,6 +71,10 @@ type Stats struct {
 	Reconnects uint64
 	// ExportOutages counts the times exporting found Redis unreachable.
 	ExportOutages uint64
+	// ShardRebuilds counts the times the sharded subscriptions of a
+	// bridge on a cluster were regrouped because a node stopped serving
+	// some of their slots (slot migration, failover).
+	ShardRebuilds uint64
 
 	// Durable routes (Route.Delivery Stream or Group) count their events
 	// in the counters above too: StreamExported is the part of Exported
@@ -93,6 +97,7 @@ type counters struct {
 	received, imported, filtered, duplicateCopies, echoes, dups atomic.Uint64
 	decodeErrors, signatureRejected, importDropped              atomic.Uint64
 	gaps, gapEvents, reconnects, exportOutages                  atomic.Uint64
+	shardRebuilds                                               atomic.Uint64
 }
 
 // reporter passes errors to Options.OnError, batching the reports of drops
