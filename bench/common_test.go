@@ -3,9 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,41 +11,27 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	suiteCleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// heldTB is a testing.TB whose cleanups are held in a list that its owner
+// runs, rather than when the test ends: for what is built once and shared
+// by several runs of a benchmark (the million-subscription trees).
+type heldTB struct {
+	testing.TB
+	held *heldCleanups
+}
+
+func (t heldTB) Cleanup(f func()) { t.held.fs = append(t.held.fs, f) }
+
+// heldCleanups are the cleanups of heldTBs; the owner synchronizes.
+type heldCleanups struct{ fs []func() }
+
+// run runs the cleanups, last registered first, and forgets them.
+func (h *heldCleanups) run() {
+	for i := len(h.fs) - 1; i >= 0; i-- {
+		h.fs[i]()
 	}
-	os.Exit(code)
-}
-
-// suiteTB is a testing.TB whose cleanups run when the whole suite ends
-// rather than when its test does: for what is built once and shared by
-// several runs of a benchmark (the million-subscription trees).
-type suiteTB struct{ testing.TB }
-
-var suiteCleanups struct {
-	sync.Mutex
-	fs []func()
-}
-
-func (suiteTB) Cleanup(f func()) {
-	suiteCleanups.Lock()
-	suiteCleanups.fs = append(suiteCleanups.fs, f)
-	suiteCleanups.Unlock()
-}
-
-func suiteCleanup() {
-	suiteCleanups.Lock()
-	defer suiteCleanups.Unlock()
-	for i := len(suiteCleanups.fs) - 1; i >= 0; i-- {
-		suiteCleanups.fs[i]()
-	}
-	suiteCleanups.fs = nil
+	h.fs = nil
 }
 
 // payload is what every scenario publishes: a pointer, so that no library

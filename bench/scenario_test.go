@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -171,11 +172,15 @@ var treeSizes = []int{10, 10_000, 100_000, 1_000_000}
 // measured at 100,000 instead.
 var treeLimit = map[string]int{"globscan": 100_000}
 
-// treeCache keeps the routers built for BenchmarkPublishTree across -count
-// runs: a million subscriptions are built once per run of the suite.
+// treeCache keeps the routers built for BenchmarkPublishTree across the
+// -count runs of one sub-benchmark (which go test makes back to back), so
+// that a million subscriptions are built once; dropTrees frees them before
+// the next size, so that the other benchmarks do not run beside gigabytes
+// of live heap.
 var treeCache = struct {
 	sync.Mutex
-	m map[string]router
+	m        map[string]router
+	cleanups heldCleanups
 }{m: map[string]router{}}
 
 // treeRouter returns l's router holding the n tree patterns, built on the
@@ -190,7 +195,7 @@ func treeRouter(tb testing.TB, l *lib, n int) router {
 	defer treeCache.Unlock()
 	r := treeCache.m[key]
 	if r == nil {
-		r = l.syncRouter(suiteTB{tb})
+		r = l.syncRouter(heldTB{tb, &treeCache.cleanups})
 		if a, ok := r.(aimer); ok {
 			a.aim(treeTopic)
 		}
@@ -201,6 +206,15 @@ func treeRouter(tb testing.TB, l *lib, n int) router {
 	}
 	expectHits(tb, r, treeTopic, 3)
 	return r
+}
+
+// dropTrees closes and forgets the cached trees.
+func dropTrees() {
+	treeCache.Lock()
+	defer treeCache.Unlock()
+	treeCache.cleanups.run()
+	clear(treeCache.m)
+	runtime.GC()
 }
 
 // treeLibs are the libraries of the tree scenario.
@@ -226,6 +240,7 @@ func BenchmarkPublishTree(b *testing.B) {
 				})
 			}
 		})
+		dropTrees()
 	}
 }
 
@@ -498,6 +513,7 @@ func TestTreeScenario(t *testing.T) {
 	for _, n := range []int{10, 10_000} {
 		for _, l := range treeLibs() {
 			t.Run(name("subs=%d/%s", n, l.name), func(t *testing.T) {
+				t.Cleanup(dropTrees)
 				r := treeRouter(t, l, n) // checks treeTopic: 3 calls
 				if _, ok := r.(aimer); ok {
 					return // the direct baseline does not route

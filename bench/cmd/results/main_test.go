@@ -118,6 +118,8 @@ func TestRender(t *testing.T) {
 		"| Library | ns/op | allocs/op | vs Busline | vs chan | p50-µs | p99-µs | runs |",
 		"| busline | 50,000 | 0 | 1.00× | 0.83× | 10.0 | 90.0 | 1 |",
 		"| gsl | n/a |  |  |  |  |  | a router |",
+		"## Where Busline loses",
+		"Nowhere in this run",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
@@ -125,6 +127,30 @@ func TestRender(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(out)
+	}
+}
+
+func TestLosses(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+	}{
+		{"BenchmarkS/busline-2 1 10 ns/op\nBenchmarkS/gsl-2 1 5 ns/op\nBenchmarkS/direct-2 1 1 ns/op\n",
+			"- S: gsl 5.00 ns/op vs Busline's 10.0 (0.50×)\n"},
+		{"BenchmarkS/busline-2 1 10 ns/op\nBenchmarkS/gsl-2 1 50 ns/op\nBenchmarkS/direct-2 1 1 ns/op\n",
+			"Nowhere in this run"},
+		{"BenchmarkLatency/busline-2 1 10 ns/op 9 p50-µs\nBenchmarkLatency/x-2 1 50 ns/op 8 p50-µs\n",
+			"- Latency: x 8.00 p50-µs vs Busline's 9.00 (0.89×)\n"},
+		{"BenchmarkS/busline-2 1 10 ns/op\nBenchmarkS/busline-nocache-2 1 5 ns/op\n", "Nowhere in this run"},
+	} {
+		rs, err := parse(strings.NewReader(tt.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		renderLosses(&b, rs)
+		if !strings.Contains(b.String(), tt.want) {
+			t.Errorf("losses of %q:\n%s\nwant %q", tt.in, b.String(), tt.want)
+		}
 	}
 }
 
@@ -174,20 +200,25 @@ func TestRun(t *testing.T) {
 	if err := os.WriteFile(mod, []byte("module x\nrequire github.com/gobwas/glob v1.1.0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(in, out, mod, "cmd"); err != nil {
+	notes := filepath.Join(dir, "notes.md")
+	if err := os.WriteFile(notes, []byte("Because of X.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(in, out, mod, "cmd", notes, "abc123"); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(data), "## PublishExact/subs=1") || !strings.Contains(string(data), "github.com/gobwas/glob v1.1.0") {
+	if !strings.Contains(string(data), "## PublishExact/subs=1") || !strings.Contains(string(data), "github.com/gobwas/glob v1.1.0") ||
+		!strings.Contains(string(data), "Because of X.") || !strings.Contains(string(data), "- Busline: abc123") {
 		t.Errorf("RESULTS lacks a scenario or a peer:\n%s", data)
 	}
 	if err := os.WriteFile(in, []byte("PASS\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(in, out, mod, "cmd"); err == nil {
+	if err := run(in, out, mod, "cmd", "", ""); err == nil {
 		t.Error("run with no results: no error")
 	}
 }
