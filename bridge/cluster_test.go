@@ -418,3 +418,116 @@ func testClusterKeySlot(t *testing.T, c *redistest.Cluster) {
 		}
 	}
 }
+
+// topicOnNode returns the first topic prefix+".N" whose sharded channel
+// (without partitions) is served by node i.
+func topicOnNode(t *testing.T, c *redistest.Cluster, chanPrefix, topicPrefix string, i int) string {
+	t.Helper()
+	for k := range 1000 {
+		topic := topicPrefix + "." + strconv.Itoa(k)
+		if owner(t, c, bridge.ShardChannel(chanPrefix, topic, 0)) == i {
+			return topic
+		}
+	}
+	t.Fatalf("no topic %s.N on node %d", topicPrefix, i)
+	return ""
+}
+
+// TestClusterNodeRestart kills the node that serves an imported channel and
+// restarts it. The importer notices (ErrDisconnected), resubscribes by
+// itself once the node is back and reports the possible gap; exports made
+// while the node was down are held and sent, never counted as refused
+// (the node answers CLUSTERDOWN for a while after it restarts); and events
+// flow again, complete and in order.
+func TestClusterNodeRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts a cluster node: several seconds")
+	}
+	c := redistest.StartCluster(t, 3)
+	const topic = "orders.created"
+	i := owner(t, c, bridge.ShardChannel("n:", topic, 0))
+	outage := topicOnNode(t, c, "n:", "outage", i)
+	routes := []bridge.Route{{Pattern: topic}, {Pattern: outage}}
+	a := newInstance(t, c.Client(t), clusterOptions("n:", routes...))
+	b := newInstance(t, c.Client(t), clusterOptions("n:", routes...))
+	exchange(t, a, b, topic, 50)
+
+	c.Node(i).Kill()
+	eventually(t, func() bool { return b.errs.count(bridge.ErrDisconnected) > 0 }, "the importer to notice")
+	const held = 20
+	for k := range held {
+		publish(t, a.bus, outage, strconv.Itoa(k))
+	}
+	c.Node(i).Restart()
+	c.WaitOK()
+
+	ready(t, b.bridge)
+	eventually(t, func() bool { return a.bridge.Stats().Exported == 50+held }, "the held exports to be sent: %v",
+		func() string { return fmt.Sprintf("%+v", a.bridge.Stats()) })
+	if s := a.bridge.Stats(); s.ExportRejected != 0 || s.OutboxDropped != 0 {
+		t.Fatalf("exports refused or dropped across the restart: %+v\n%s", s, a.errs)
+	}
+	eventually(t, func() bool { return b.bridge.Stats().Reconnects >= 1 }, "a reconnect to be counted")
+	if b.errs.count(bridge.ErrPossibleGap) == 0 {
+		t.Errorf("no ErrPossibleGap reported after resubscribing:\n%s", b.errs)
+	}
+	exchange(t, a, b, topic, 100)
+	exchange(t, b, a, topic, 100)
+	checkAccounting(t, b.bridge)
+}
+
+// TestClusterSlotMigration moves the slot of an imported channel to
+// another node, as resharding does. The node that loses the slot ends the
+// subscription with an unsolicited SUNSUBSCRIBE; the bridge rebuilds that
+// shard's subscription on the new node (Stats.ShardRebuilds) by itself, and
+// events flow again.
+func TestClusterSlotMigration(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	ctx := clusterCtx(t)
+	const topic = "orders.created"
+	ch := bridge.ShardChannel("m:", topic, 0)
+	slot := bridge.HashSlot(ch)
+	src := owner(t, c, ch)
+	dst := (src + 1) % 3
+	route := bridge.Route{Pattern: topic}
+	a := newInstance(t, c.Client(t), clusterOptions("m:", route))
+	b := newInstance(t, c.Client(t), clusterOptions("m:", route))
+	exchange(t, a, b, topic, 20)
+
+	ids := make([]string, 3)
+	for k := range ids {
+		id, err := c.Node(k).CLI("CLUSTER", "MYID")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[k] = id
+	}
+	s := strconv.Itoa(slot)
+	for _, step := range []struct {
+		node int
+		args []string
+	}{
+		{dst, []string{"CLUSTER", "SETSLOT", s, "IMPORTING", ids[src]}},
+		{src, []string{"CLUSTER", "SETSLOT", s, "MIGRATING", ids[dst]}},
+		{dst, []string{"CLUSTER", "SETSLOT", s, "NODE", ids[dst]}},
+		{src, []string{"CLUSTER", "SETSLOT", s, "NODE", ids[dst]}},
+		{3 - src - dst, []string{"CLUSTER", "SETSLOT", s, "NODE", ids[dst]}},
+	} {
+		if out, err := c.Node(step.node).CLI(step.args...); err != nil {
+			t.Fatalf("node %d: %v: %s", step.node, err, out)
+		}
+	}
+	eventually(t, func() bool { return c.NodeForSlot(ctx, slot) == dst }, "the slot to move")
+
+	eventually(t, func() bool { return b.bridge.Stats().ShardRebuilds >= 1 }, "a rebuild")
+	dstClient := c.Node(dst).Client(t)
+	eventually(t, func() bool {
+		n, err := dstClient.PubSubShardNumSub(ctx, ch).Result()
+		return err == nil && n[ch] == 2
+	}, "both bridges to subscribe on the new node")
+	ready(t, b.bridge)
+	ready(t, a.bridge)
+	exchange(t, a, b, topic, 100)
+	exchange(t, b, a, topic, 100)
+	checkAccounting(t, b.bridge)
+}
