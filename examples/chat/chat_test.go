@@ -283,6 +283,32 @@ func TestAlone(t *testing.T) {
 	}
 }
 
+// TestForeignMessage checks that a message published by another program
+// (buscat pub, say) with only from and text is shown with the room, the
+// source and the time of its event, and that other payloads are skipped.
+func TestForeignMessage(t *testing.T) {
+	b := bus.New(nil)
+	srv := httptest.NewServer(NewServer(b, "x"))
+	t.Cleanup(srv.Close) // after the stream's cleanup: Close waits for it
+	s := openStream(t, client(t), srv.URL, "lobby")
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ctx := context.Background()
+	if err := b.Publish(ctx, "chat.lobby", "not a *Message"); err != nil {
+		t.Fatal(err)
+	}
+	foreign := &Message{From: "cli", Text: "hi"}
+	if err := b.PublishEvent(ctx, bus.Event{Topic: "chat.lobby", Payload: foreign, Meta: &bus.Meta{Source: "buscat1", Seq: 3, Time: at}}); err != nil {
+		t.Fatal(err)
+	}
+	want := Message{ID: "buscat1-3", Room: "lobby", From: "cli", Text: "hi", Time: at, Via: "buscat1"}
+	if m := s.message(t); m != want {
+		t.Errorf("stream sent %+v, want %+v", m, want)
+	}
+	if foreign.Room != "" {
+		t.Error("the shared payload was modified")
+	}
+}
+
 // TestShutdownEndsStreams checks that stopping an instance ends its open
 // streams instead of waiting for them (startInstance's cleanup checks that
 // run returns nil).

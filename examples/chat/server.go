@@ -180,9 +180,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	slow := make(chan struct{})
 	var slowOnce sync.Once
 	handler := func(_ context.Context, e bus.Event) {
-		m, ok := e.Payload.(*Message)
-		if !ok {
-			return // not a chat message: not from this program
+		m := fromEvent(e)
+		if m == nil {
+			return // not a chat message
 		}
 		select {
 		case queue <- m:
@@ -249,6 +249,36 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// fromEvent returns the message of a room event. A message published by
+// another program, such as `buscat pub chat.lobby '{"from":"cli","text":"hi"}'`,
+// may lack fields this program sets: they are filled in from the event, on a
+// copy, since payloads are shared by every subscriber. It returns nil for a
+// payload that is not a *Message.
+func fromEvent(e bus.Event) *Message {
+	m, ok := e.Payload.(*Message)
+	if !ok || m == nil {
+		return nil
+	}
+	if m.Room != "" && m.ID != "" && m.Via != "" && !m.Time.IsZero() {
+		return m
+	}
+	c := *m
+	c.Room = strings.TrimPrefix(e.Topic, topicPrefix)
+	if c.Via == "" && e.Meta != nil {
+		c.Via = e.Meta.Source
+	}
+	if c.ID == "" && e.Meta != nil {
+		c.ID = fmt.Sprintf("%s-%d", e.Meta.Source, e.Meta.Seq)
+	}
+	if c.Time.IsZero() && e.Meta != nil {
+		c.Time = e.Meta.Time
+	}
+	if c.From == "" {
+		c.From = "anonymous"
+	}
+	return &c
 }
 
 // httpError answers with status and a JSON error message.
