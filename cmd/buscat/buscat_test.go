@@ -251,6 +251,7 @@ func TestPubSub(t *testing.T) {
 		{"forced json", []string{"-type", "json", "orders.count", "42"}, "", "orders.count", encJSON, bridge.ContentTypeJSON, "42", true},
 		{"forced bytes", []string{"-type", "bytes", "orders.b", "abc"}, "", "orders.b", encText, bridge.ContentTypeBytes, "abc", true},
 		{"binary from stdin", []string{"orders.bin"}, "\x00\x01\xff", "orders.bin", encBase64, bridge.ContentTypeBytes, "\x00\x01\xff", true},
+		{"zero bytes from stdin", []string{"orders.bin"}, "\x00\x00", "orders.bin", encBase64, bridge.ContentTypeBytes, "\x00\x00", true},
 		{"text from stdin", []string{"notifications"}, "multi\nline\n", "notifications", encText, bridge.ContentTypeText, "multi\nline\n", true},
 		{"deep topic", []string{"orders.eu.paid", "x"}, "", "orders.eu.paid", encText, bridge.ContentTypeText, "x", true},
 		{"raw text", []string{"-raw", "notifications", "hi"}, "", "notifications", encText, "", "hi", false},

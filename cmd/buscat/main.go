@@ -50,11 +50,12 @@
 //
 // buscat pub publishes PAYLOAD, or all of stdin, to TOPIC as one event;
 // with -lines, each line of it as an event of its own, in order. Without
-// -raw the event is enveloped like a bridge's (with a content type chosen by
-// -type: auto picks json for a JSON object or array, text for valid UTF-8,
-// bytes otherwise), and bridges with an enveloped route for the topic
-// deliver it with this buscat's instance ID as its source. With -raw the
-// message is the payload's bytes exactly. pub prints nothing and exits 0
+// -raw the event is enveloped like a bridge's, with a content type chosen by
+// -type: auto picks json for a JSON object or array, text for valid UTF-8
+// without control characters other than tab and newlines, bytes otherwise.
+// Bridges with an enveloped route for the topic deliver it with this
+// buscat's instance ID as its source. With -raw the message is the
+// payload's bytes exactly. pub prints nothing and exits 0
 // once Redis has taken every event.
 //
 // # stats

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/busline/bus"
 	"github.com/busline/bus/bridge"
@@ -126,8 +125,10 @@ func split(payload []byte, lines bool) [][]byte {
 	return out
 }
 
-// newMessage returns data with the content type -type asks for. A raw
-// message has none: raw routes send bytes only.
+// newMessage returns data with the content type -type asks for; auto means
+// json for a JSON object or array, text for printable UTF-8 (see
+// printable), bytes otherwise. A raw message has none: raw routes send bytes
+// only.
 func newMessage(data []byte, cfg *config) (message, error) {
 	m := message{data: data}
 	if cfg.raw {
@@ -138,7 +139,7 @@ func newMessage(data []byte, cfg *config) (message, error) {
 		switch t := bytes.TrimSpace(data); {
 		case len(t) > 0 && (t[0] == '{' || t[0] == '[') && json.Valid(t):
 			typ = "json"
-		case utf8.Valid(data):
+		case printable(data):
 			typ = "text"
 		default:
 			typ = "bytes"
