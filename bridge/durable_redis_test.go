@@ -78,14 +78,21 @@ func TestDurableKillRedis(t *testing.T) {
 	if ss.Duplicates != uint64(extra) {
 		t.Errorf("Stream importer dropped %d duplicates, the stream holds %d", ss.Duplicates, extra)
 	}
+	// Each importer noticed the outage: a read, a checkpoint or an
+	// acknowledgement failed, depending on what it was doing when Redis
+	// died.
 	for _, in := range []*instance{s, g} {
-		st := in.bridge.Stats()
-		if st.StreamResumes == 0 || in.errs.count(bridge.ErrStreamRead) == 0 {
-			t.Errorf("%s: resumes %d, reports:\n%s", in.bridge.InstanceID(), st.StreamResumes, in.errs)
+		if in.errs.count(bridge.ErrStreamRead)+in.errs.count(bridge.ErrCheckpoint)+in.errs.count(bridge.ErrAck) == 0 {
+			t.Errorf("%s: outage not reported:\n%s", in.bridge.InstanceID(), in.errs)
 		}
 		checkAccounting(t, in.bridge)
 	}
-	if gs.StreamAcked != uint64(rg.len()) {
+	// XACK counts the entries it removed from the pending list. An ack
+	// that failed during the outage and was retried after the restart
+	// has been seen to remove fewer entries than it named (Redis had
+	// not kept them pending), so fewer may be counted than handled,
+	// never more.
+	if gs.StreamAcked > uint64(rg.len()) {
 		t.Errorf("group acknowledged %d entries, handled %d", gs.StreamAcked, rg.len())
 	}
 }
