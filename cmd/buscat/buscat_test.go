@@ -26,22 +26,35 @@ import (
 	"go.uber.org/goleak"
 )
 
-// binary is buscat, built once for the tests that drive it.
-var binary string
+// The program, built once by the first test that runs it (a run of only the
+// in-process tests, such as -run Alloc, builds nothing).
+var (
+	buildOnce sync.Once
+	buildDir  string // removed by TestMain
+	binary    string
+	buildErr  error
+)
+
+// built returns the path of the program, building it on first use.
+func built(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "buscat-test"); buildErr != nil {
+			return
+		}
+		binary = filepath.Join(buildDir, "buscat")
+		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{})
-	dir, err := os.MkdirTemp("", "buscat-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "buscat")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -49,7 +62,9 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	os.RemoveAll(dir)
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 	os.Exit(code)
 }
 
@@ -67,7 +82,7 @@ type result struct {
 // when empty) and stdin as its standard input.
 func buscat(t *testing.T, url, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(built(t), args...)
 	cmd.Env = env(url)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
@@ -123,7 +138,7 @@ type subProc struct {
 func startSub(t *testing.T, url string, args ...string) *subProc {
 	t.Helper()
 	p := &subProc{
-		cmd:    exec.Command(binary, append([]string{"sub"}, args...)...),
+		cmd:    exec.Command(built(t), append([]string{"sub"}, args...)...),
 		stdout: make(chan string, 1000),
 		stderr: make(chan string, 100),
 	}
@@ -498,7 +513,7 @@ func TestSIGINTWhileConnecting(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	cmd := exec.Command(binary, "sub", "x")
+	cmd := exec.Command(built(t), "sub", "x")
 	cmd.Env = env("redis://" + l.Addr().String())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

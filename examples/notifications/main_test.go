@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,23 +22,35 @@ import (
 	"go.uber.org/goleak"
 )
 
-// binary is the example built once for the tests that run it as separate
-// processes.
-var binary string
+// The program, built once by the first test that runs it (a run of only the
+// in-process tests, such as -run Alloc, builds nothing).
+var (
+	buildOnce sync.Once
+	buildDir  string // removed by TestMain
+	binary    string
+	buildErr  error
+)
+
+// built returns the path of the program, building it on first use.
+func built(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "notifications-test"); buildErr != nil {
+			return
+		}
+		binary = filepath.Join(buildDir, "notifications")
+		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{})
-	dir, err := os.MkdirTemp("", "notifications-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "notifications")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -45,7 +58,9 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	os.RemoveAll(dir)
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 	os.Exit(code)
 }
 
@@ -73,7 +88,7 @@ func TestInProcess(t *testing.T) {
 
 // TestInProcessBinary runs the built program, as `go run` does.
 func TestInProcessBinary(t *testing.T) {
-	out, err := exec.Command(binary).Output()
+	out, err := exec.Command(built(t)).Output()
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -124,7 +139,7 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"-role", "listener"}, 2},
 		{[]string{"-redis", "redis://" + refused, "-role", "listener"}, 1},
 	} {
-		cmd := exec.Command(binary, tc.args...)
+		cmd := exec.Command(built(t), tc.args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		err := cmd.Run()
@@ -152,7 +167,7 @@ func TestTwoProcessesAndRedisCLI(t *testing.T) {
 			} else {
 				prefix = "app:" // the default
 			}
-			listener := exec.Command(binary, append(args, "listener")...)
+			listener := exec.Command(built(t), append(args, "listener")...)
 			var stderr bytes.Buffer
 			listener.Stderr = &stderr
 			lines := startLines(t, listener)
@@ -160,7 +175,7 @@ func TestTwoProcessesAndRedisCLI(t *testing.T) {
 				t.Fatalf("first line is not %q", want)
 			}
 
-			out, err := exec.Command(binary, append(args, "publisher")...).Output()
+			out, err := exec.Command(built(t), append(args, "publisher")...).Output()
 			if err != nil {
 				t.Fatalf("publisher: %v", err)
 			}
