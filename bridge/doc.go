@@ -1,7 +1,8 @@
 // Package bridge mirrors chosen topics of a local [bus.Bus] to and from
 // Redis pub/sub channels, so that several instances of a service share
 // events. It uses only the bus's exported API and a go-redis v9
-// [redis.UniversalClient] (tested with a single-node *redis.Client).
+// [redis.UniversalClient] (tested with a single-node *redis.Client and
+// with a *redis.ClusterClient: see Redis Cluster below).
 //
 // # Quick start
 //
@@ -255,6 +256,53 @@
 // A refused XGROUP CREATE or checkpoint load makes Ready return an error
 // wrapping ErrSubscribe (NOPERM); a refused XADD is counted in
 // Stats.ExportRejected and reported wrapping ErrPublish.
+//
+// # Redis Cluster
+//
+// On a *redis.ClusterClient, exact-topic routes use sharded pub/sub (Redis
+// 7): exports are sent with SPUBLISH, which go-redis pipelines to the node
+// serving each channel's hash slot, and imports subscribe with SSUBSCRIBE
+// on that node. A message then travels to its node only, instead of being
+// forwarded to every node of the cluster as PUBLISH is. The bridge groups
+// the imported channels by slot (one SSUBSCRIBE may name the channels of
+// one slot only) and the slots by node: it holds one connection per node
+// that serves one of its channels, each with the liveness probe,
+// reconnects and gap reports described under Reliability. When a node
+// stops serving a slot (resharding, failover), Redis ends the
+// subscriptions of its channels with an unsolicited SUNSUBSCRIBE, or
+// answers MOVED: the bridge reloads the cluster's layout and rebuilds the
+// subscriptions of the nodes concerned by itself (Stats.ShardRebuilds),
+// reporting ErrDisconnected and then ErrPossibleGap. Error replies a
+// cluster gives while it reconfigures (MOVED, ASK, TRYAGAIN, CLUSTERDOWN,
+// LOADING, MASTERDOWN) make exports wait and retry, never drop.
+//
+// Without partitions the sharded channel of a topic is Prefix + topic, in
+// the slot of its own name, so that N topics use up to N slots. With
+// Options.Partitions = P the channel carries a partition tag,
+//
+//	Prefix + "{" + p + "}." + topic   with p = FNV-1a-32(topic) mod P
+//
+// (see [ShardChannel], [Partition] and [HashSlot]): Redis hashes only the
+// tag, so any number of topics spread evenly over at most P slots, and
+// over at most one connection per node. Every instance sharing the topics,
+// and every non-Go client of a raw sharded route, must use the same
+// Prefix and P, and SPUBLISH and SSUBSCRIBE:
+//
+//	redis-cli -c SPUBLISH 'app:{2}.orders.created' hi   # P = 16
+//
+// Pattern routes cannot be sharded (Redis has no sharded PSUBSCRIBE): on a
+// cluster they keep classic PSUBSCRIBE and PUBLISH, without partition tags.
+// The bridge sends the PUBLISHes of a channel through one node, the one
+// serving the slot of its name, so that they keep their order. Sharded and
+// classic messages do not meet: SSUBSCRIBE does not see PUBLISH, nor
+// PSUBSCRIBE SPUBLISH. So on a cluster a topic must be routed the same way
+// by every instance: exactly everywhere, or by patterns everywhere. Set
+// Options.ClassicPubSub on every instance to use classic pub/sub for exact
+// routes too, as on a single server.
+//
+// An ACL user for a cluster also needs SPUBLISH, SSUBSCRIBE and PING, and
+// the commands go-redis uses to learn the cluster's layout (CLUSTER SLOTS
+// or SHARDS, COMMAND), which [ACLRules] does not list.
 //
 // # Security
 //
