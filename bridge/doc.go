@@ -180,9 +180,12 @@
 // order, and sent again as soon as Redis answers after an outage (no
 // ResumeDelay: a stream keeps what it is given). An event is durable once
 // Redis has answered its XADD (and as durable as Redis's appendfsync
-// makes it); until then it is in the process's memory. A pipeline cut by a
-// broken connection may leave an entry twice in the stream, with the same
-// envelope sequence number.
+// makes it); until then it is in the process's memory. When a pipeline is
+// cut by a broken connection, Redis may have executed part of it: before
+// sending again, the exporter looks for its own enveloped entries among
+// the last ones of the stream and does not send those twice. A raw entry,
+// or one buried by then under many entries of other writers, may be added
+// twice (with the same envelope sequence number).
 //
 // A Stream route reads with XREAD BLOCK Options.StreamBlock COUNT
 // BatchSize from the ID of the last entry it handled, publishes the

@@ -179,8 +179,11 @@ func (x *streamExport) expire() {
 // gave up, after counting what was left.
 //
 // A pipeline cut by a broken connection may have added some entries
-// before it broke: they are added again, with the same envelope sequence
-// numbers, and readers of Stream routes drop the copies.
+// before it broke. Before sending again, the flusher looks for its
+// enveloped entries at the end of the stream (dropApplied) and does not
+// send those twice. What it cannot see there (raw entries, or entries
+// buried under other writers' since) is sent again, with the same
+// envelope sequence number: readers of Stream routes drop such copies.
 func (x *streamExport) send() bool {
 	br, st := x.br, x.br.st
 	x.build()
@@ -255,6 +258,10 @@ func (x *streamExport) send() bool {
 				break
 			}
 		}
+		pending = x.dropApplied(ctx, pending)
+		if len(pending) == 0 {
+			return true
+		}
 		if c := br.cutoff(); c != 0 {
 			keep, expired := pending[:0], 0
 			for _, i := range pending {
@@ -315,4 +322,57 @@ func (x *streamExport) build() {
 			Values: values,
 		})
 	}
+}
+
+// dropApplied returns pending without the exports that the stream already
+// holds: those of a pipeline that Redis executed before the connection
+// broke. It recognises its own enveloped entries among the last ones of
+// the stream by source, channel, sequence number and export time (the
+// time tells a restarted exporter's numbers from the previous run's). If
+// the stream cannot be read, it returns pending as it is.
+func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
+	br, st := x.br, x.br.st
+	enveloped := 0
+	for _, i := range pending {
+		if !x.batch[i].raw {
+			enveloped++
+		}
+	}
+	if enveloped == 0 {
+		return pending
+	}
+	// Other writers may have added entries since: look a little further
+	// back than the batch.
+	last, err := br.rdb.XRevRangeN(ctx, x.r.key, "+", "-", int64(2*len(pending)+64)).Result()
+	if err != nil {
+		return pending
+	}
+	type mark struct {
+		channel string
+		seq     uint64
+		at      int64
+	}
+	ours := map[mark]bool{}
+	for _, m := range last {
+		topic, _ := m.Values[fieldTopic].(string)
+		data, _ := m.Values[fieldData].(string)
+		channel := br.cfg.Prefix + topic
+		// No key: only the fields are needed, and they are ours if the
+		// source is.
+		env, err := decodeEnvelope(channel, []byte(data), nil, 0)
+		if err == nil && env.Source == br.id {
+			ours[mark{channel, env.Seq, env.Time}] = true
+		}
+	}
+	keep := pending[:0]
+	for _, i := range pending {
+		it := &x.batch[i]
+		if !it.raw && ours[mark{it.channel, it.seq, it.at}] {
+			br.c.exported.Add(1)
+			st.exported.Add(1)
+			continue
+		}
+		keep = append(keep, i)
+	}
+	return keep
 }
