@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the bench module's benchmarks and regenerates RESULTS.md.
 #
-#   bash bench/run.sh                        # the full suite: -count 3, -benchtime 500ms (~15 min on 2 cores)
+#   bash bench/run.sh                        # the full suite: -count 5, -benchtime 500ms (~8-10 min on 2 cores)
 #   COUNT=1 BENCHTIME=200ms bash bench/run.sh       # a quick look
 #   BENCH=PublishExact bash bench/run.sh     # one scenario (RESULTS.md then holds only it)
 #
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-count=${COUNT:-3}
+count=${COUNT:-5}
 bench=${BENCH:-.}
 benchtime=${BENCHTIME:-500ms}
 mkdir -p out
