@@ -151,6 +151,7 @@ func TestClusterBridge(t *testing.T) {
 	t.Run("Sharded", func(t *testing.T) { testClusterSharded(t, c) })
 	t.Run("Partitions", func(t *testing.T) { testClusterPartitions(t, c) })
 	t.Run("PatternFallback", func(t *testing.T) { testClusterPatternFallback(t, c) })
+	t.Run("ClassicPubSub", func(t *testing.T) { testClusterClassic(t, c) })
 	t.Run("RawInterop", func(t *testing.T) { testClusterRawInterop(t, c) })
 	t.Run("KeySlot", func(t *testing.T) { testClusterKeySlot(t, c) })
 }
@@ -342,6 +343,49 @@ func testClusterPatternFallback(t *testing.T, c *redistest.Cluster) {
 	for i, p := range plain {
 		if got := p.count(200 * time.Millisecond); got != n {
 			t.Errorf("classic subscriber on node %d received %d messages, want %d", i, got, n)
+		}
+	}
+}
+
+// testClusterClassic checks Options.ClassicPubSub: exact routes on a
+// cluster use SUBSCRIBE and PUBLISH on Prefix + topic, as on a single
+// server, and keep the order of each publisher's events although go-redis
+// would spread keyless PUBLISHes over the nodes.
+func testClusterClassic(t *testing.T, c *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	opts := func() *bridge.Options {
+		o := clusterOptions("c:", bridge.Route{Pattern: "jobs.done"}, bridge.Route{Pattern: "jobs.failed"})
+		o.ClassicPubSub = true
+		o.Partitions = 16 // ignored with ClassicPubSub
+		return o
+	}
+	a := newInstance(t, c.Client(t), opts())
+	b := newInstance(t, c.Client(t), opts())
+	if got := b.bridge.ShardChannels(); len(got) != 0 {
+		t.Fatalf("ShardChannels() = %v with ClassicPubSub", got)
+	}
+	if chans, _ := b.bridge.RedisSubscriptions(); !slices.Equal(chans, []string{"c:jobs.done", "c:jobs.failed"}) {
+		t.Fatalf("classic channels %v", chans)
+	}
+	subscribers := 0
+	for _, rdb := range nodeClients(t, c) {
+		n, err := rdb.PubSubNumSub(ctx, "c:jobs.done").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		subscribers += int(n["c:jobs.done"])
+		if shard, err := rdb.PubSubShardChannels(ctx, "c:*").Result(); err != nil || len(shard) != 0 {
+			t.Fatalf("shard channels %v, %v", shard, err)
+		}
+	}
+	if subscribers != 2 {
+		t.Errorf("%d classic subscribers of c:jobs.done over the nodes, want 2", subscribers)
+	}
+	exchange(t, a, b, "jobs.done", 300)
+	exchange(t, b, a, "jobs.failed", 300)
+	for _, in := range []*instance{a, b} {
+		if s := in.bridge.Stats(); s.Duplicates != 0 || s.Gaps != 0 {
+			t.Errorf("reordered events: %+v", s)
 		}
 	}
 }

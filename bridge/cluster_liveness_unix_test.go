@@ -1,0 +1,64 @@
+//go:build unix
+
+package bridge_test
+
+import (
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redistest"
+)
+
+// TestClusterLivenessProbe freezes, with SIGSTOP, the cluster node serving
+// an imported sharded channel: the connection stays open but nothing
+// answers. The probe of that shard's connection must notice from the
+// missing PONG and reconnect once the node runs again (well within the
+// cluster's node timeout, so no failover happens).
+func TestClusterLivenessProbe(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	const topic = "live.x"
+	node := c.Node(owner(t, c, bridge.ShardChannel("l:", topic, 0)))
+	info, err := node.CLI("INFO", "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no process_id in INFO:\n%s", info)
+	}
+	opts := clusterOptions("l:", bridge.Route{Pattern: topic})
+	opts.PingInterval = 100 * time.Millisecond
+	opts.PingTimeout = 300 * time.Millisecond
+	in := newInstance(t, c.Client(t), opts)
+	peer := newInstance(t, c.Client(t), clusterOptions("l:", bridge.Route{Pattern: topic}))
+	exchange(t, peer, in, topic, 10)
+
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	eventually(t, func() bool { return in.errs.count(bridge.ErrDisconnected) > 0 }, "the probe to fail")
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	stopped = false
+	if !strings.Contains(in.errs.String(), node.Addr()) {
+		t.Errorf("the report does not name the node %s:\n%s", node.Addr(), in.errs)
+	}
+
+	eventually(t, func() bool { return in.bridge.Stats().Reconnects > 0 }, "reconnect")
+	ready(t, in.bridge)
+	exchange(t, peer, in, topic, 50)
+}
