@@ -413,7 +413,7 @@ func (b *Bus) Stats() Stats {
 }
 
 // reportAll reports the non-nil errors of reports.
-func (b *Bus) reportAll(reports []*DeliveryError) {
+func (b *Bus) reportAll(reports ...*DeliveryError) {
 	for _, r := range reports {
 		if r != nil {
 			b.report(r)

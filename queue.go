@@ -93,7 +93,7 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 		case DropNewest:
 			reports[1] = q.droppedLocked(s, e.Topic, 1)
 			q.mu.Unlock()
-			b.reportAll(reports[:])
+			b.reportAll(reports[:]...)
 			return dropped, nil
 		case DropOldest:
 			q.buf[q.head] = queued{}
@@ -108,7 +108,7 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 			}
 			tick := q.armSelfCheckLocked()
 			q.mu.Unlock()
-			b.reportAll(reports[:])
+			b.reportAll(reports[:]...)
 			reports = [2]*DeliveryError{}
 			select {
 			case <-ch:
@@ -134,7 +134,7 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 	}
 	if q.closed {
 		q.mu.Unlock()
-		b.reportAll(reports[:])
+		b.reportAll(reports[:]...)
 		return gone, nil
 	}
 	tail := q.head + q.n
@@ -151,7 +151,7 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 		q.signal()
 	}
 	if reports[0] != nil || reports[1] != nil {
-		b.reportAll(reports[:])
+		b.reportAll(reports[:]...)
 	}
 	return accepted, nil
 }
@@ -252,7 +252,7 @@ func (q *queue) take(s *Subscription, batch []queued) int {
 		if q.closed {
 			r := q.dueReportLocked(s, true)
 			q.mu.Unlock()
-			s.bus.reportAll([]*DeliveryError{r})
+			s.bus.reportAll(r)
 			return 0
 		}
 		q.idle = true
@@ -278,7 +278,7 @@ func (q *queue) take(s *Subscription, batch []queued) int {
 	q.fullSince, q.slowReported = time.Time{}, false
 	r := q.dueReportLocked(s, false)
 	q.mu.Unlock()
-	s.bus.reportAll([]*DeliveryError{r})
+	s.bus.reportAll(r)
 	return k
 }
 
@@ -339,7 +339,7 @@ func (q *queue) discardAll(s *Subscription) uint64 {
 	q.unreported += n
 	r := q.dueReportLocked(s, true)
 	q.mu.Unlock()
-	s.bus.reportAll([]*DeliveryError{r})
+	s.bus.reportAll(r)
 	return n
 }
 
