@@ -230,6 +230,11 @@
 // event is handled by the publisher's local subscribers and by one member
 // of the group (dropped as an echo when that is the publisher itself).
 //
+// Subscribe the local handlers of durable import routes before New: a
+// route starts publishing what the stream holds for it at once, and an
+// event published on the bus before anyone subscribed is gone, yet
+// recorded as handled.
+//
 // Durable routes share the echo rules (a bridge drops its own entries, by
 // the envelope's source or the source field, and never exports an
 // imported event), codecs, signatures, size limits and counters of pub/sub

@@ -56,6 +56,32 @@ func seqStrings(from, to int) []string {
 	return s
 }
 
+// newInstanceOn is newInstance on a bus the caller made: durable routes
+// deliver what the stream holds as soon as the bridge starts, so the
+// tests subscribe before they start it, as applications should.
+func newInstanceOn(t testing.TB, b *bus.Bus, rdb redis.UniversalClient, opts *bridge.Options) *instance {
+	t.Helper()
+	in := &instance{bus: b, errs: &errLog{}}
+	if opts.OnError == nil {
+		opts.OnError = in.errs.add
+	}
+	br, err := bridge.New(b, rdb, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.bridge = br
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := br.Close(ctx); err != nil && !errors.Is(err, bridge.ErrClosed) {
+			t.Errorf("Close: %v", err)
+		}
+		_ = b.Close(ctx)
+	})
+	ready(t, br)
+	return in
+}
+
 func closeInstance(t testing.TB, in *instance) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -154,8 +180,9 @@ func TestStreamResume(t *testing.T) {
 	}
 	eventually(t, func() bool { return a.bridge.Stats().StreamExported == 120 }, "exports")
 
-	b2 := newInstance(t, srv.Client(t), durableOptions("b", imp))
-	rec2 := record(t, b2.bus, "feed")
+	bus2 := newBus()
+	rec2 := record(t, bus2, "feed")
+	b2 := newInstanceOn(t, bus2, srv.Client(t), durableOptions("b", imp))
 	rec2.waitFor(t, 70)
 	time.Sleep(200 * time.Millisecond) // room for an extra delivery to show
 	if got, want := payloads(t, rec2.snapshot()), seqStrings(50, 120); !slices.Equal(got, want) {
@@ -232,8 +259,9 @@ func TestStreamCustomCheckpointer(t *testing.T) {
 		return o
 	}
 
-	b1 := newInstance(t, srv.Client(t), opts())
-	rec1 := record(t, b1.bus, "notes.*")
+	bus1 := newBus()
+	rec1 := record(t, bus1, "notes.*")
+	b1 := newInstanceOn(t, bus1, srv.Client(t), opts())
 	events := rec1.waitFor(t, 10)
 	for i, e := range events {
 		if p, ok := e.Payload.([]byte); !ok || string(p) != "note "+strconv.Itoa(i) || e.Meta.Source != bridge.RawSource {
@@ -247,8 +275,9 @@ func TestStreamCustomCheckpointer(t *testing.T) {
 	}
 
 	cli("XADD", key, "*", "topic", "notes.cli", "data", "note 10")
-	b2 := newInstance(t, srv.Client(t), opts())
-	rec2 := record(t, b2.bus, "notes.*")
+	bus2 := newBus()
+	rec2 := record(t, bus2, "notes.*")
+	newInstanceOn(t, bus2, srv.Client(t), opts())
 	rec2.waitFor(t, 1)
 	time.Sleep(200 * time.Millisecond)
 	if got := payloads(t, rec2.snapshot()); !slices.Equal(got, []string{"note 10"}) {
