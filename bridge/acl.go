@@ -14,13 +14,23 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 // password, to run a bridge with opts on a bus whose separator is sep, in
 // the syntax of ACL SETUSER (one rule per string) and of ACL files:
 //
-//   - "resetchannels" then "&" + the escaped prefix + "*": PUBLISH and
-//     SUBSCRIBE on every channel of the prefix, and nothing else;
+//   - "resetchannels", then for pub/sub routes "&" + the escaped prefix +
+//     "*": PUBLISH and SUBSCRIBE on every channel of the prefix, and
+//     nothing else;
 //   - "&" + each glob the bridge subscribes to with PSUBSCRIBE: Redis
 //     compares PSUBSCRIBE patterns literally with the channel rules, so
 //     "&app:*" does not allow PSUBSCRIBE "app:orders.*";
-//   - "resetkeys" and the commands, from "-@all": PUBLISH, SUBSCRIBE,
-//     PSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE and PING.
+//   - "resetkeys", then for durable routes "~" + the escaped prefix +
+//     "stream:*", and "~" + the escaped prefix + "checkpoint:*" when Stream
+//     routes import with the default Checkpointer;
+//   - the commands, from "-@all": PUBLISH, SUBSCRIBE, PSUBSCRIBE,
+//     UNSUBSCRIBE, PUNSUBSCRIBE for pub/sub routes; XADD and XREVRANGE to
+//     export durably; XREAD (and HGET, HSET for checkpoints) for Stream
+//     imports; XGROUP CREATE, XREADGROUP, XACK and XAUTOCLAIM for Group
+//     imports; PING always.
+//
+// On a Redis Cluster the user also needs the commands of sharded pub/sub and
+// those go-redis uses to learn the layout: see ClusterACLRules.
 //
 // It returns an error wrapping ErrInvalidOptions for a route New would
 // reject. A rule holding a space cannot be written in an ACL file; use ACL
@@ -30,25 +40,81 @@ func ACLRules(opts *Options, sep rune) ([]string, error) {
 	if opts != nil {
 		o = *opts
 	}
-	var g globBuilder
-	for i := 0; i < len(o.Prefix); i++ {
-		g.literal(o.Prefix[i])
+	prefix := func(suffix string) string {
+		var g globBuilder
+		for i := 0; i < len(o.Prefix); i++ {
+			g.literal(o.Prefix[i])
+		}
+		for i := 0; i < len(suffix); i++ {
+			g.literal(suffix[i])
+		}
+		g.star()
+		return g.b.String()
 	}
-	g.star()
-	all := "&" + g.b.String()
-	rules := []string{"resetchannels", all}
+	all := "&" + prefix("")
+	var pubsub, durableExport, streamImport, groupImport bool
 	var globs []string
 	for i, r := range o.Routes {
 		name, isPattern, err := RedisPattern(o.Prefix, r.Pattern, sep)
 		if err != nil {
 			return nil, fmt.Errorf("%w: route %d: %w", ErrInvalidOptions, i, err)
 		}
-		if isPattern && r.Direction.imports() && "&"+name != all {
-			globs = append(globs, "&"+name)
+		switch r.Delivery {
+		case PubSub:
+			pubsub = true
+			if isPattern && r.Direction.imports() && "&"+name != all {
+				globs = append(globs, "&"+name)
+			}
+		default:
+			durableExport = durableExport || r.Direction.exports()
+			streamImport = streamImport || r.Delivery == Stream && r.Direction.imports()
+			groupImport = groupImport || r.Delivery == Group && r.Direction.imports()
 		}
 	}
-	slices.Sort(globs)
-	rules = append(rules, slices.Compact(globs)...)
-	rules = append(rules, "resetkeys", "-@all")
-	return append(rules, aclCommands...), nil
+	rules := []string{"resetchannels"}
+	if pubsub {
+		rules = append(rules, all)
+		slices.Sort(globs)
+		rules = append(rules, slices.Compact(globs)...)
+	}
+	rules = append(rules, "resetkeys")
+	if durableExport || streamImport || groupImport {
+		rules = append(rules, "~"+prefix("stream:"))
+	}
+	if streamImport && o.Checkpointer == nil {
+		rules = append(rules, "~"+prefix("checkpoint:"))
+	}
+	rules = append(rules, "-@all")
+	add := func(cmds ...string) {
+		for _, c := range cmds {
+			if !slices.Contains(rules, c) {
+				rules = append(rules, c)
+			}
+		}
+	}
+	if pubsub {
+		add(aclCommands...)
+	}
+	if durableExport {
+		add("+xadd", "+xrevrange")
+	}
+	if streamImport {
+		add("+xread", "+xrevrange")
+		if o.Checkpointer == nil {
+			add("+hget", "+hset")
+		}
+	}
+	if groupImport {
+		add("+xgroup|create", "+xreadgroup", "+xack", "+xautoclaim")
+	}
+	add("+ping")
+	return rules, nil
+}
+
+// ClusterACLRules returns the rules a bridge's ACL user needs on every node
+// of a Redis Cluster, on top of ACLRules: sharded pub/sub (SPUBLISH,
+// SSUBSCRIBE, SUNSUBSCRIBE) and the commands go-redis sends to learn the
+// cluster's layout (CLUSTER SLOTS, CLUSTER SHARDS, COMMAND, READONLY).
+func ClusterACLRules() []string {
+	return []string{"+spublish", "+ssubscribe", "+sunsubscribe", "+cluster|slots", "+cluster|shards", "+command", "+readonly"}
 }

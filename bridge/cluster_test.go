@@ -154,6 +154,45 @@ func TestClusterBridge(t *testing.T) {
 	t.Run("ClassicPubSub", func(t *testing.T) { testClusterClassic(t, c) })
 	t.Run("RawInterop", func(t *testing.T) { testClusterRawInterop(t, c) })
 	t.Run("KeySlot", func(t *testing.T) { testClusterKeySlot(t, c) })
+	t.Run("ACL", func(t *testing.T) { testClusterACL(t, c) })
+}
+
+// testClusterACL runs two bridges as an ACL user made, on every node, from
+// ACLRules and ClusterACLRules alone: sharded exact routes and a pattern
+// route both carry events, and nothing is refused.
+func testClusterACL(t *testing.T, c *redistest.Cluster) {
+	ctx := clusterCtx(t)
+	routes := []bridge.Route{{Pattern: "acl.exact"}, {Pattern: "acl.p.*"}}
+	rules, err := bridge.ACLRules(clusterOptions("acl:", routes...), '.')
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules = append(rules, bridge.ClusterACLRules()...)
+	for _, rdb := range nodeClients(t, c) {
+		args := []any{"ACL", "SETUSER", "clusterbridge", "on", ">s3cret"}
+		for _, r := range rules {
+			args = append(args, r)
+		}
+		if err := rdb.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("ACL SETUSER %q: %v", rules, err)
+		}
+	}
+	client := func() *redis.ClusterClient {
+		o := c.ClusterOptions()
+		o.Username, o.Password = "clusterbridge", "s3cret"
+		cc := redis.NewClusterClient(o)
+		t.Cleanup(func() { _ = cc.Close() })
+		return cc
+	}
+	a := newInstance(t, client(), clusterOptions("acl:", routes...))
+	b := newInstance(t, client(), clusterOptions("acl:", routes...))
+	exchange(t, a, b, "acl.exact", 20)
+	exchange(t, b, a, "acl.p.x", 20)
+	for _, in := range []*instance{a, b} {
+		if strings.Contains(in.errs.String(), "NOPERM") {
+			t.Errorf("%s: refused:\n%s", in.bridge.InstanceID(), in.errs)
+		}
+	}
 }
 
 // testClusterSharded exchanges events both ways between two bridges on

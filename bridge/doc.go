@@ -255,7 +255,7 @@
 // the checkpoints, and the commands: XADD and PING to export; XREAD,
 // XREVRANGE, HGET and HSET for Stream routes with the default
 // Checkpointer; XGROUP CREATE, XREADGROUP, XACK and XAUTOCLAIM for Group
-// routes. For the prefix "app:" ([ACLRules] does not list them yet):
+// routes. For the prefix "app:":
 //
 //	ACL SETUSER app-bridge on >password resetkeys ~app:stream:* ~app:checkpoint:*
 //	    -@all +xadd +ping +xread +xrevrange +hget +hset
@@ -310,7 +310,7 @@
 //
 // An ACL user for a cluster also needs SPUBLISH, SSUBSCRIBE and PING, and
 // the commands go-redis uses to learn the cluster's layout (CLUSTER SLOTS
-// or SHARDS, COMMAND), which [ACLRules] does not list.
+// or SHARDS, COMMAND): [ClusterACLRules] lists them.
 //
 // # Security
 //

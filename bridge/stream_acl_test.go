@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,7 +30,20 @@ func TestDurableACL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cli(append([]string{"ACL", "SETUSER", "durable", "on", ">s3cret"}, strings.Fields(durableACL)...)...)
+	// ACLRules gives the documented rules for these routes, and they are
+	// enough: the user below is made from ACLRules' answer.
+	rules, err := bridge.ACLRules(&bridge.Options{Prefix: "app:", Routes: []bridge.Route{
+		{Pattern: "acl.*", Delivery: bridge.Stream},
+		{Pattern: "acl.*", Delivery: bridge.Group, Direction: bridge.Import},
+	}}, '.')
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := slices.Sorted(slices.Values(rules)), slices.Sorted(slices.Values(strings.Fields(durableACL)))
+	if !slices.Equal(got, want) {
+		t.Fatalf("ACLRules = %q, want the documented %q", rules, durableACL)
+	}
+	cli(append([]string{"ACL", "SETUSER", "durable", "on", ">s3cret"}, rules...)...)
 	cli(append([]string{"ACL", "SETUSER", "nogroup", "on", ">s3cret"}, strings.Fields(strings.Replace(durableACL, "+xgroup|create", "", 1))...)...)
 	client := func(user string) *redis.Client {
 		o := srv.ClientOptions()
