@@ -273,7 +273,7 @@ func render(w *strings.Builder, rs *results, m meta) {
 			head = append(head, baseName)
 		}
 		head = append(head, extras...)
-		head = append(head, "runs")
+		head = append(head, "runs, or why n/a")
 		fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat(" --- |", len(head)))
 		for _, r := range s.results {
 			if r.na != "" || r.runs() == 0 {
