@@ -74,7 +74,6 @@ type Bus struct {
 	cacheMask uint64
 	cacheOn   bool // the cache is enabled
 	onError   func(error)
-	wildGen   atomic.Uint64 // bumped after every change to tree
 	_         [64]byte
 
 	nextID  atomic.Uint64 // subscription IDs: delivery follows their order
@@ -180,14 +179,14 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	// checks.
 	h := hashString(b.seed, e.Topic)
 	st := b.stripeOf(h)
-	litGen, wildGen := st.gen.Load(), b.wildGen.Load()
+	gen := st.gen.Load()
 	var subs []*Subscription
 	var fast bool
-	if m := b.cache[h&b.cacheMask].Load(); m.valid(e.Topic, litGen, wildGen) {
+	if m := b.cache[h&b.cacheMask].Load(); m.valid(e.Topic, gen) {
 		subs, fast = m.subs, m.fast
 	} else {
 		var err error
-		if subs, err = b.lookupSlow(e.Topic, h, st, litGen, wildGen); err != nil {
+		if subs, err = b.lookupSlow(e.Topic, h, st, gen); err != nil {
 			return err
 		}
 		fast = anyFast(subs)
@@ -348,7 +347,7 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.tree.root = node{}
 	clear(b.tree.patterns)
 	b.tree.size = 0
-	b.wildGen.Add(1)
+	b.bumpAll()
 	b.tree.mu.Unlock()
 	for i := range b.cache {
 		b.cache[i].Store(nil)

@@ -27,14 +27,22 @@ func hashString(seed uint64, s string) uint64 {
 	n := len(p)
 	var a, b uint64
 	switch {
-	case n > 16:
-		for len(p) > 16 {
-			seed = mix(binary.LittleEndian.Uint64(p)^k1, binary.LittleEndian.Uint64(p[8:])^seed)
-			p = p[16:]
+	case n > 32:
+		for len(p) > 32 {
+			seed = mix(binary.LittleEndian.Uint64(p)^k1, binary.LittleEndian.Uint64(p[8:])^seed) ^
+				mix(binary.LittleEndian.Uint64(p[16:])^k2, binary.LittleEndian.Uint64(p[24:])^seed)
+			p = p[32:]
 		}
-		// The last 16 bytes, overlapping what the loop already read.
-		p = unsafe.Slice(unsafe.StringData(s), len(s))[n-16:]
-		a, b = binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[8:])
+		fallthrough
+	case n > 16:
+		// The last 32 bytes, overlapping what came before when n < 32.
+		t := unsafe.Slice(unsafe.StringData(s), len(s))[n-32+max(0, 32-n):]
+		if n < 32 {
+			t = unsafe.Slice(unsafe.StringData(s), len(s))
+		}
+		seed = mix(binary.LittleEndian.Uint64(t)^k1, binary.LittleEndian.Uint64(t[8:])^seed)
+		t = unsafe.Slice(unsafe.StringData(s), len(s))[n-16:]
+		a, b = binary.LittleEndian.Uint64(t), binary.LittleEndian.Uint64(t[8:])
 	case n >= 8:
 		a, b = binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[n-8:])
 	case n >= 4:
@@ -42,10 +50,11 @@ func hashString(seed uint64, s string) uint64 {
 	case n > 0:
 		a = uint64(p[0])<<16 | uint64(p[n>>1])<<8 | uint64(p[n-1])
 	}
-	return mix(k1^uint64(n), mix(a^k1, b^seed^k0)^k2)
+	return mix(a^k1^uint64(n), b^seed^k0)
 }
 
 func mix(a, b uint64) uint64 {
 	hi, lo := bits.Mul64(a, b)
 	return hi ^ lo
 }
+

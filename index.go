@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // How Publish finds its subscribers.
@@ -13,7 +14,10 @@ import (
 // Plain topics live in a map split into stripes, each with its own lock and
 // generation number, so that subscriptions to different topics rarely
 // touch the same lock. Patterns live in the wildcard tree (see tree), under
-// one lock and one generation number (Bus.wildGen).
+// one lock. A change to a stripe bumps that stripe's generation; a change to
+// the tree bumps every stripe's generation (64 atomic additions on the
+// subscriber's side), so that a publish has one generation to check, that
+// of its topic's stripe.
 //
 // In front of both sits the match cache: a fixed array of slots, each an
 // atomic pointer to an immutable matchSet that lists the subscribers of one
@@ -42,16 +46,17 @@ type stripe struct {
 	// m maps a topic to its subscriptions in subscription order. The
 	// slices are copy-on-write: a slice read under mu stays valid after.
 	m map[string][]*Subscription
-	_ [64]byte // keeps neighbouring stripes' locks off one cache line
+	// Pads the stripe to 128 bytes: neighbouring stripes' locks stay off
+	// one cache line, and finding a stripe is a shift, not a multiply.
+	_ [128 - 24 - 8 - 8]byte
 }
 
 // matchSet is the immutable result of matching one topic.
 type matchSet struct {
-	topic   string
-	litGen  uint64
-	wildGen uint64
-	subs    []*Subscription // in subscription order, each once
-	fast    bool            // subs holds a plain synchronous subscription
+	topic string
+	gen   uint64          // of the topic's stripe when it was computed
+	subs  []*Subscription // in subscription order, each once
+	fast  bool            // subs holds a plain synchronous subscription
 }
 
 // anyFast reports whether subs holds a plain synchronous subscription,
@@ -68,9 +73,9 @@ func anyFast(subs []*Subscription) bool {
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
 
 // valid reports whether m, possibly nil, is the match set of topic at the
-// given generations.
-func (m *matchSet) valid(topic string, litGen, wildGen uint64) bool {
-	return m != nil && m.litGen == litGen && m.wildGen == wildGen && m.topic == topic
+// given generation of its stripe.
+func (m *matchSet) valid(topic string, gen uint64) bool {
+	return m != nil && m.gen == gen && m.topic == topic
 }
 
 // lookup returns the subscriptions that match topic, in subscription order,
@@ -84,15 +89,15 @@ func (b *Bus) lookup(topic string) ([]*Subscription, error) {
 	st := b.stripeOf(h)
 	// Load the generations before reading the index, so that a result
 	// computed while a change is under way is stamped stale.
-	litGen, wildGen := st.gen.Load(), b.wildGen.Load()
-	if m := b.cache[h&b.cacheMask].Load(); m.valid(topic, litGen, wildGen) {
+	gen := st.gen.Load()
+	if m := b.cache[h&b.cacheMask].Load(); m.valid(topic, gen) {
 		return m.subs, nil
 	}
-	return b.lookupSlow(topic, h, st, litGen, wildGen)
+	return b.lookupSlow(topic, h, st, gen)
 }
 
 // lookupSlow computes what lookup did not find in the cache and caches it.
-func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, litGen, wildGen uint64) ([]*Subscription, error) {
+func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Subscription, error) {
 	if b.closed.Load() {
 		return nil, errClosed("publish")
 	}
@@ -121,10 +126,19 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, litGen, wildGen uin
 	}
 	subs = collapseGroups(subs)
 	if b.cacheOn {
-		m := &matchSet{topic: strings.Clone(topic), litGen: litGen, wildGen: wildGen, subs: subs, fast: anyFast(subs)}
+		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, fast: anyFast(subs)}
 		b.cache[h&b.cacheMask].Store(m)
 	}
 	return subs, nil
+}
+
+// bumpAll turns every cached match set stale, after a change to the tree.
+// It is called with b.tree.mu held, so that a publisher that sees a new
+// generation also sees the new tree.
+func (b *Bus) bumpAll() {
+	for i := range b.stripes {
+		b.stripes[i].gen.Add(1)
+	}
 }
 
 // add puts s into the index. It fails with ErrClosed once Close has begun.
@@ -147,7 +161,7 @@ func (b *Bus) add(s *Subscription) error {
 		return errClosed("subscribe")
 	}
 	b.tree.insertLocked(s, s.pat.segs)
-	b.wildGen.Add(1)
+	b.bumpAll()
 	return nil
 }
 
@@ -173,6 +187,9 @@ func (b *Bus) remove(s *Subscription) {
 	b.tree.mu.Lock()
 	defer b.tree.mu.Unlock()
 	if b.tree.removeLocked(s, s.pat.segs) {
-		b.wildGen.Add(1)
+		b.bumpAll()
 	}
 }
+
+// The padding of stripe assumes these sizes.
+var _ = [1]struct{}{}[unsafe.Sizeof(stripe{})-128]
