@@ -181,31 +181,57 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	st := b.stripeOf(h)
 	gen := st.gen.Load()
 	var subs []*Subscription
-	var fast bool
+	var kind subsKind
 	if m := b.cache[h&b.cacheMask].Load(); m.valid(e.Topic, gen) {
-		subs, fast = m.subs, m.fast
+		subs, kind = m.subs, m.kind
 	} else {
 		var err error
 		if subs, err = b.lookupSlow(e.Topic, h, st, gen); err != nil {
 			return err
 		}
-		fast = anyFast(subs)
+		kind = kindOf(subs)
 	}
+	if kind != allFast {
+		return b.publishMixed(ctx, &e, subs, kind)
+	}
+	// The common case: plain synchronous handlers only (so no Stats
+	// either, which makes every subscription slow).
+	i := 0
+	defer func() {
+		if r := recover(); r != nil {
+			b.recovered(ctx, &e, subs, i, r)
+		}
+	}()
+	for ; i < len(subs); i++ {
+		if s := subs[i]; s.active.Load() {
+			s.handler(ctx, e)
+		}
+	}
+	return nil
+}
+
+// publishMixed is the rest of PublishEvent when subs is empty or holds
+// anything but plain synchronous subscriptions.
+func (b *Bus) publishMixed(ctx context.Context, e *Event, subs []*Subscription, kind subsKind) error {
 	var firstErr error
 	i := 0
 	// Only plain synchronous handlers run here unprotected: every other
 	// kind recovers its own panics, so a publish to those alone skips the
 	// deferred call.
-	if fast {
-		defer b.recoverPublish(ctx, &e, subs, &i)
+	if kind == someFast {
+		defer func() {
+			if r := recover(); r != nil {
+				b.recovered(ctx, e, subs, i, r)
+			}
+		}()
 	}
 	for ; i < len(subs); i++ {
 		s := subs[i]
 		if s.fast {
 			if s.active.Load() {
-				s.handler(ctx, e)
+				s.handler(ctx, *e)
 			}
-		} else if err := b.deliverSlow(ctx, s, &e); err != nil && firstErr == nil {
+		} else if err := b.deliverSlow(ctx, s, e); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}

@@ -49,6 +49,15 @@ func (b *Bus) recoverPublish(ctx context.Context, e *Event, subs []*Subscription
 	}
 }
 
+// recovered reports the panic r of subs[i]'s handler, recovered by
+// PublishEvent, and delivers to the rest of subs.
+func (b *Bus) recovered(ctx context.Context, e *Event, subs []*Subscription, i int, r any) {
+	b.reportPanic(subs[i], e.Topic, r)
+	for j := i + 1; j < len(subs); {
+		j = b.deliverFrom(ctx, e, subs, j)
+	}
+}
+
 // report hands err to Options.OnError. A panic in OnError itself is
 // swallowed: it must not kill the publisher, and there is nowhere left to
 // report it.

@@ -56,18 +56,34 @@ type matchSet struct {
 	topic string
 	gen   uint64          // of the topic's stripe when it was computed
 	subs  []*Subscription // in subscription order, each once
-	fast  bool            // subs holds a plain synchronous subscription
+	kind  subsKind
 }
 
-// anyFast reports whether subs holds a plain synchronous subscription,
-// whose handler PublishEvent calls in line.
-func anyFast(subs []*Subscription) bool {
+// subsKind says which delivery path a list of subscriptions needs.
+type subsKind uint8
+
+const (
+	noneFast subsKind = iota // empty, or no plain synchronous subscription
+	someFast                 // plain synchronous subscriptions and others
+	allFast                  // only plain synchronous subscriptions, at least one
+)
+
+// kindOf classifies subs; plain synchronous subscriptions are the ones
+// PublishEvent calls in line.
+func kindOf(subs []*Subscription) subsKind {
+	n := 0
 	for _, s := range subs {
 		if s.fast {
-			return true
+			n++
 		}
 	}
-	return false
+	switch {
+	case n == 0:
+		return noneFast
+	case n == len(subs):
+		return allFast
+	}
+	return someFast
 }
 
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
@@ -126,7 +142,7 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 	}
 	subs = collapseGroups(subs)
 	if b.cacheOn {
-		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, fast: anyFast(subs)}
+		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, kind: kindOf(subs)}
 		b.cache[h&b.cacheMask].Store(m)
 	}
 	return subs, nil
