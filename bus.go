@@ -191,8 +191,22 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 		}
 		kind = kindOf(subs)
 	}
-	if kind != allFast {
-		return b.publishMixed(ctx, &e, subs, kind)
+	switch kind {
+	case noneFast:
+		// Asynchronous subscriptions, groups and the like (or none at
+		// all): each recovers its own handler's panics.
+		var firstErr error
+		for _, s := range subs {
+			if err := b.deliverSlow(ctx, s, &e); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if b.stats {
+			b.published.add(1)
+		}
+		return firstErr
+	case someFast:
+		return b.publishMixed(ctx, &e, subs)
 	}
 	// The common case: plain synchronous handlers only (so no Stats
 	// either, which makes every subscription slow).
@@ -210,21 +224,16 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	return nil
 }
 
-// publishMixed is the rest of PublishEvent when subs is empty or holds
-// anything but plain synchronous subscriptions.
-func (b *Bus) publishMixed(ctx context.Context, e *Event, subs []*Subscription, kind subsKind) error {
+// publishMixed is the rest of PublishEvent when subs mixes plain
+// synchronous subscriptions with others.
+func (b *Bus) publishMixed(ctx context.Context, e *Event, subs []*Subscription) error {
 	var firstErr error
 	i := 0
-	// Only plain synchronous handlers run here unprotected: every other
-	// kind recovers its own panics, so a publish to those alone skips the
-	// deferred call.
-	if kind == someFast {
-		defer func() {
-			if r := recover(); r != nil {
-				b.recovered(ctx, e, subs, i, r)
-			}
-		}()
-	}
+	defer func() {
+		if r := recover(); r != nil {
+			b.recovered(ctx, e, subs, i, r)
+		}
+	}()
 	for ; i < len(subs); i++ {
 		s := subs[i]
 		if s.fast {
