@@ -38,23 +38,26 @@ func (br *Bridge) exportHandler(r *route) bus.Handler {
 	}
 }
 
-func (br *Bridge) export(r *route, e bus.Event) {
+// encodeExport turns e into the item an export route queues, counting and
+// reporting what cannot be exported; ok is false then. Pub/sub and durable
+// exports share it. It runs on the publisher's goroutine.
+func (br *Bridge) encodeExport(r *route, e bus.Event) (it exportItem, ok bool) {
 	if br.closing.Load() {
 		br.c.outboxUnsent.Add(1)
-		return
+		return it, false
 	}
 	data, contentType, err := r.codec.Encode(e.Payload)
 	if err != nil {
 		br.c.encodeErrors.Add(1)
 		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
-		return
+		return it, false
 	}
 	if len(data) > br.cfg.MaxMessageBytes {
 		br.c.encodeErrors.Add(1)
 		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %d-byte payload over MaxMessageBytes", ErrEncode, e.Topic, len(data)))
-		return
+		return it, false
 	}
-	it := exportItem{
+	it = exportItem{
 		channel:     r.channel(br.cfg.Prefix, e.Topic),
 		payload:     data,
 		contentType: contentType,
@@ -73,8 +76,16 @@ func (br *Bridge) export(r *route, e bus.Event) {
 		if err := env.validate(); err != nil {
 			br.c.encodeErrors.Add(1)
 			br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
-			return
+			return it, false
 		}
+	}
+	return it, true
+}
+
+func (br *Bridge) export(r *route, e bus.Event) {
+	it, ok := br.encodeExport(r, e)
+	if !ok {
+		return
 	}
 	if br.echo != nil {
 		if ir := br.importRoute(e.Topic); ir != nil && (r.Raw || ir.Raw) {

@@ -82,44 +82,12 @@ func (br *Bridge) localHandler(r *route) bus.Handler {
 }
 
 // export encodes e and queues it; it runs on the publisher's goroutine and
-// never waits for Redis. It mirrors (*Bridge).export.
+// never waits for Redis.
 func (x *streamExport) export(e bus.Event) {
-	br, r := x.br, x.r
-	if br.closing.Load() {
-		br.c.outboxUnsent.Add(1)
+	br := x.br
+	it, ok := br.encodeExport(x.r.route, e)
+	if !ok {
 		return
-	}
-	data, contentType, err := r.codec.Encode(e.Payload)
-	if err != nil {
-		br.c.encodeErrors.Add(1)
-		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
-		return
-	}
-	if len(data) > br.cfg.MaxMessageBytes {
-		br.c.encodeErrors.Add(1)
-		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %d-byte payload over MaxMessageBytes", ErrEncode, e.Topic, len(data)))
-		return
-	}
-	it := exportItem{
-		channel:     r.channel(br.cfg.Prefix, e.Topic),
-		payload:     data,
-		contentType: contentType,
-		at:          time.Now().UnixNano(),
-		raw:         r.Raw,
-	}
-	if e.Meta != nil {
-		it.headers = e.Meta.Headers
-		if e.Meta.ContentType != "" && contentType == ContentTypeBytes {
-			it.contentType = e.Meta.ContentType
-		}
-	}
-	if !r.Raw && (len(it.headers) > 0 || len(it.contentType) > maxTypeLen) {
-		env := envelope{Source: br.id, ContentType: it.contentType, Headers: it.headers}
-		if err := env.validate(); err != nil {
-			br.c.encodeErrors.Add(1)
-			br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
-			return
-		}
 	}
 	dropped, ok := x.out.push(it)
 	if !ok {
