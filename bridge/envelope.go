@@ -361,10 +361,10 @@ func decodeEnvelope(channel string, msg []byte, key []byte, maxBytes int) (envel
 
 	// Second pass: build the result from validated bytes.
 	env := envelope{
-		Source:      string(src),
+		Source:      sourceStrings.intern(src),
 		Seq:         seq,
 		Time:        unzigzag(zt),
-		ContentType: string(ctype),
+		ContentType: contentTypeString(ctype),
 	}
 	if len(payload) > 0 {
 		env.Payload = payload[:len(payload):len(payload)]
