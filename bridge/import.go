@@ -133,14 +133,13 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error
 		} else {
 			streak++
 		}
-		var rerr redis.Error
 		switch {
 		case err == nil:
 			if waiting != "" {
 				deadline = now.Add(timeout)
 			}
 		case isTimeout(err):
-		case errors.As(err, &rerr):
+		case isRedisError(err):
 			// The only commands on this connection are SUBSCRIBE,
 			// PSUBSCRIBE and PING: an error reply is a refusal.
 			return confirmed, fmt.Errorf("%w: %w", ErrSubscribe, err)
@@ -435,4 +434,12 @@ func (br *Bridge) deliver(it *importItem) {
 		return
 	}
 	br.c.imported.Add(1)
+}
+
+// isRedisError reports whether err is an error reply from Redis. Its
+// target lives here rather than in the read loop, where errors.As would
+// make it escape and cost an allocation per message.
+func isRedisError(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr)
 }
