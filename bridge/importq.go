@@ -39,6 +39,7 @@ type importQueue struct {
 	ready  []*topicQueue // topics with events and no worker, oldest first
 	rhead  int
 	total  int
+	idle   int  // topics kept in topics with no events, at most maxIdleTopics
 	closed bool // no more pushes; workers exit once everything is delivered
 	onDrop func(n int)
 
@@ -50,7 +51,13 @@ type topicQueue struct {
 	items fifo[importItem]
 	busy  bool // a worker is delivering its events
 	ready bool // it is in the ready list
+	idle  bool // it has no events and is counted in importQueue.idle
 }
+
+// maxIdleTopics is how many topics without events an importQueue keeps:
+// dropping a topic's queue the moment it empties made a steady stream pay
+// a new queue and a new chunk of the fifo for every batch.
+const maxIdleTopics = 256
 
 func newImportQueue(maxTotal, maxTopic int, onDrop func(int)) *importQueue {
 	q := &importQueue{maxTotal: maxTotal, maxTopic: maxTopic, topics: map[string]*topicQueue{}, onDrop: onDrop}
@@ -69,6 +76,9 @@ func (q *importQueue) push(it importItem) bool {
 	if tq == nil {
 		tq = &topicQueue{topic: it.topic}
 		q.topics[it.topic] = tq
+	} else if tq.idle {
+		tq.idle = false
+		q.idle--
 	}
 	if tq.items.len() >= q.maxTopic {
 		return false
@@ -128,9 +138,13 @@ func (q *importQueue) work(deliver func(*importItem)) {
 		q.mu.Lock()
 		q.total -= len(batch)
 		tq.busy = false
-		if tq.items.len() > 0 {
+		switch {
+		case tq.items.len() > 0:
 			q.readyLocked(tq)
-		} else {
+		case q.idle < maxIdleTopics:
+			tq.idle = true
+			q.idle++
+		default:
 			delete(q.topics, tq.topic)
 		}
 	}
@@ -159,6 +173,7 @@ func (q *importQueue) abort() {
 		tq.items = fifo[importItem]{}
 	}
 	q.total -= n
+	q.idle = 0 // the idle topics were not busy: all deleted
 	q.ready, q.rhead = nil, 0
 	q.cond.Broadcast()
 	q.mu.Unlock()
