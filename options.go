@@ -28,6 +28,7 @@ const (
 	DropOldest
 )
 
+// String returns the name of the policy, such as "DropNewest".
 func (o Overflow) String() string {
 	switch o {
 	case Block:
