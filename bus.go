@@ -458,8 +458,9 @@ func (b *Bus) reportAll(reports ...*DeliveryError) {
 func errClosed(op string) error { return fmt.Errorf("bus: %s: %w", op, ErrClosed) }
 
 // NumSub returns how many subscriptions a publish to topic would reach,
-// like Redis's PUBSUB NUMSUB but counting pattern subscriptions too. It
-// returns a [*SyntaxError] for an invalid topic.
+// like Redis's PUBSUB NUMSUB but counting pattern subscriptions too; a
+// queue group counts as one. It returns a [*SyntaxError] for an invalid
+// topic and an error wrapping ErrClosed once the bus is closed.
 func (b *Bus) NumSub(topic string) (int, error) {
 	subs, err := b.lookup(topic)
 	if err != nil {

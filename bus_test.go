@@ -464,3 +464,20 @@ func TestConcurrentChurn(t *testing.T) {
 		t.Fatalf("%d deliveries before Unsubscribe, want 900", d)
 	}
 }
+
+func TestNumSubGroupsAndClose(t *testing.T) {
+	b := New(nil)
+	for range 3 {
+		if _, err := b.SubscribeWith("jobs.*", func(context.Context, Event) {}, &SubscribeOptions{Group: "w"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustSubscribe(t, b, "jobs.x", func(context.Context, Event) {})
+	if n, err := b.NumSub("jobs.x"); err != nil || n != 2 {
+		t.Fatalf("NumSub = %d, %v; want 2 (the group counts once)", n, err)
+	}
+	_ = b.Close(ctx)
+	if _, err := b.NumSub("jobs.x"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("NumSub after Close = %v", err)
+	}
+}
