@@ -130,29 +130,39 @@ const housekeeping = 500 * time.Millisecond
 func (br *Bridge) flushLoop() {
 	defer close(br.flushDone)
 	f := flusher{br: br, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
+	br.runFlusher(br.out, &f.batch, br.drain, br.flushCtx, f.send)
+}
+
+// runFlusher is the loop of a flusher goroutine, shared by the pub/sub
+// outbox and those of durable routes. It waits for exports, or for the
+// housekeeping tick, which expires stale ones and reports drops held back;
+// takes them from out into *batch, BatchSize at a time and in order; and
+// hands each batch to send. It returns once drain is closed and out is
+// empty, when stop ends, or when send reports that Close gave up.
+func (br *Bridge) runFlusher(out *outbox, batch *[]exportItem, drain <-chan struct{}, stop context.Context, send func() bool) {
 	tick := time.NewTicker(housekeeping)
 	defer tick.Stop()
 	draining := false
 	for {
 		select {
-		case <-br.out.wake:
+		case <-out.wake:
 		case <-tick.C:
-			br.expireOutbox()
+			br.expireOutbox(out)
 			br.rep.flush()
 			continue
-		case <-br.drain:
+		case <-drain:
 			draining = true
-		case <-br.flushCtx.Done():
+		case <-stop.Done():
 			return
 		}
 		for {
 			var expired int
-			f.batch, expired = br.out.take(f.batch, br.cfg.BatchSize, br.cutoff())
+			*batch, expired = out.take(*batch, br.cfg.BatchSize, br.cutoff())
 			br.expired(expired)
-			if len(f.batch) == 0 {
+			if len(*batch) == 0 {
 				break
 			}
-			if !f.send() {
+			if !send() {
 				return
 			}
 		}
@@ -171,9 +181,10 @@ func (br *Bridge) cutoff() int64 {
 	return time.Now().Add(-br.cfg.OutboxMaxAge).UnixNano()
 }
 
-func (br *Bridge) expireOutbox() {
+// expireOutbox drops the exports of out older than OutboxMaxAge.
+func (br *Bridge) expireOutbox(out *outbox) {
 	if c := br.cutoff(); c != 0 {
-		br.expired(br.out.expire(c))
+		br.expired(out.expire(c))
 	}
 }
 
@@ -281,7 +292,7 @@ func (f *flusher) send() bool {
 				br.flushLeft = len(f.pending)
 				return false
 			}
-			br.expireOutbox()
+			br.expireOutbox(br.out)
 			br.rep.flush()
 			if br.rdb.Ping(ctx).Err() == nil {
 				break

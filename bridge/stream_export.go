@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	bus "github.com/busline/bus"
 	"github.com/redis/go-redis/v9"
@@ -103,43 +102,8 @@ func (x *streamExport) export(e bus.Event) {
 // flushLoop is the flusher goroutine of the route: it appends the outbox
 // to the stream in pipelined batches of XADD, in order, until Close.
 func (x *streamExport) flushLoop() {
-	br, st := x.br, x.br.st
-	tick := time.NewTicker(housekeeping)
-	defer tick.Stop()
-	draining := false
-	for {
-		select {
-		case <-x.out.wake:
-		case <-tick.C:
-			x.expire()
-			br.rep.flush()
-			continue
-		case <-st.drain:
-			draining = true
-		case <-st.flushCtx.Done():
-			return
-		}
-		for {
-			var expired int
-			x.batch, expired = x.out.take(x.batch, br.cfg.BatchSize, br.cutoff())
-			br.expired(expired)
-			if len(x.batch) == 0 {
-				break
-			}
-			if !x.send() {
-				return
-			}
-		}
-		if draining {
-			return
-		}
-	}
-}
-
-func (x *streamExport) expire() {
-	if c := x.br.cutoff(); c != 0 {
-		x.br.expired(x.out.expire(c))
-	}
+	st := x.br.st
+	x.br.runFlusher(x.out, &x.batch, st.drain, st.flushCtx, x.send)
 }
 
 // send appends the batch to the stream, retrying what failed for lack of
@@ -220,7 +184,7 @@ func (x *streamExport) send() bool {
 				st.flushLeft.Add(int64(len(pending)))
 				return false
 			}
-			x.expire()
+			x.br.expireOutbox(x.out)
 			br.rep.flush()
 			if br.rdb.Ping(ctx).Err() == nil {
 				break
