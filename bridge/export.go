@@ -322,19 +322,14 @@ func (f *flusher) send() bool {
 	}
 }
 
-// build makes the messages of the batch: envelopes laid out in one arena,
-// raw payloads as they are. Messages that may come back without a
-// recognisable envelope are remembered for echo suppression here, before
-// they are sent, since the echo can arrive before the pipeline returns.
-func (f *flusher) build() {
-	br := f.br
-	f.arena = f.arena[:0]
-	f.msgs = f.msgs[:0]
-	// Offsets first: the arena may move while it grows.
-	spans := f.spans[:0]
-	for i := range f.batch {
+// layEnvelopes appends to arena the envelope of every item of batch that
+// is not raw, and to spans where each lies in arena (a zero span for a raw
+// item). Offsets rather than slices, since arena may move while it grows.
+// Pub/sub and durable flushers share it.
+func (br *Bridge) layEnvelopes(arena []byte, spans []span, batch []exportItem) ([]byte, []span) {
+	for i := range batch {
 		spans = append(spans, span{})
-		it := &f.batch[i]
+		it := &batch[i]
 		if it.raw {
 			continue
 		}
@@ -346,11 +341,22 @@ func (f *flusher) build() {
 			Headers:     it.headers,
 			Payload:     it.payload,
 		}
-		start := len(f.arena)
-		f.arena = appendEnvelope(f.arena, it.channel, &env, br.key)
-		spans[i] = span{start, len(f.arena)}
+		start := len(arena)
+		arena = appendEnvelope(arena, it.channel, &env, br.key)
+		spans[i] = span{start, len(arena)}
 	}
-	f.spans = spans
+	return arena, spans
+}
+
+// build makes the messages of the batch: envelopes laid out in one arena,
+// raw payloads as they are. Messages that may come back without a
+// recognisable envelope are remembered for echo suppression here, before
+// they are sent, since the echo can arrive before the pipeline returns.
+func (f *flusher) build() {
+	br := f.br
+	f.msgs = f.msgs[:0]
+	f.arena, f.spans = br.layEnvelopes(f.arena[:0], f.spans[:0], f.batch)
+	spans := f.spans
 	now := time.Now()
 	for i := range f.batch {
 		it := &f.batch[i]

@@ -216,27 +216,8 @@ func (x *streamExport) send() bool {
 // in one arena.
 func (x *streamExport) build() {
 	br, r := x.br, x.r
-	x.arena = x.arena[:0]
-	spans := x.spans[:0]
-	for i := range x.batch {
-		spans = append(spans, span{})
-		it := &x.batch[i]
-		if it.raw {
-			continue
-		}
-		env := envelope{
-			Source:      br.id,
-			Seq:         it.seq,
-			Time:        it.at,
-			ContentType: it.contentType,
-			Headers:     it.headers,
-			Payload:     it.payload,
-		}
-		start := len(x.arena)
-		x.arena = appendEnvelope(x.arena, it.channel, &env, br.key)
-		spans[i] = span{start, len(x.arena)}
-	}
-	x.spans = spans
+	x.arena, x.spans = br.layEnvelopes(x.arena[:0], x.spans[:0], x.batch)
+	spans := x.spans
 	x.args = x.args[:0]
 	for i := range x.batch {
 		it := &x.batch[i]
