@@ -37,18 +37,6 @@ func (b *Bus) recoverHandler(e *Event, subs []*Subscription, i, next *int) {
 	}
 }
 
-// recoverPublish is deferred by PublishEvent around its delivery loop,
-// which was at subs[*i] when a handler panicked: it recovers the panic,
-// reports it, and delivers to the rest of subs.
-func (b *Bus) recoverPublish(ctx context.Context, e *Event, subs []*Subscription, i *int) {
-	if r := recover(); r != nil {
-		b.reportPanic(subs[*i], e.Topic, r)
-		for j := *i + 1; j < len(subs); {
-			j = b.deliverFrom(ctx, e, subs, j)
-		}
-	}
-}
-
 // recovered reports the panic r of subs[i]'s handler, recovered by
 // PublishEvent, and delivers to the rest of subs.
 func (b *Bus) recovered(ctx context.Context, e *Event, subs []*Subscription, i int, r any) {
