@@ -99,9 +99,20 @@ var transports = []transport{
 	{"bridge", setupBridge},
 	{"go-redis-one-call", setupOneCall},
 	{"go-redis-pipelined", setupPipelined},
+	{"bridge-uncoalesced", setupBridgeUncoalesced},
 }
 
 func setupBridge(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
+	return setupBridgeWith(b, srv, lat, 0)
+}
+
+// setupBridgeUncoalesced sends one message per event, as the pipelined
+// go-redis sender does (Options.CoalesceBytes < 0).
+func setupBridgeUncoalesced(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
+	return setupBridgeWith(b, srv, lat, -1)
+}
+
+func setupBridgeWith(b *testing.B, srv *redistest.Server, lat *latencies, coalesce int) (func([]byte), func()) {
 	sendBus, recvBus := bus.New(nil), bus.New(nil)
 	big := b.N + 1024
 	opts := func(d bridge.Direction) *bridge.Options {
@@ -114,6 +125,7 @@ func setupBridge(b *testing.B, srv *redistest.Server, lat *latencies) (func([]by
 			OutboxMaxBytes:       big * 256,
 			ImportQueueSize:      big,
 			ImportTopicQueueSize: big,
+			CoalesceBytes:        coalesce,
 			OnError:              func(err error) { b.Error(err) },
 		}
 	}

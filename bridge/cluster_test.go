@@ -355,8 +355,13 @@ func testClusterPartitions(t *testing.T, c *redistest.Cluster) {
 // whose messages every node sees.
 func testClusterPatternFallback(t *testing.T, c *redistest.Cluster) {
 	route := bridge.Route{Pattern: "chat.*"}
-	a := newInstance(t, c.Client(t), clusterOptions("f:", route))
-	b := newInstance(t, c.Client(t), clusterOptions("f:", route))
+	opts := func() *bridge.Options {
+		o := clusterOptions("f:", route)
+		o.CoalesceBytes = -1 // the plain subscribers count messages
+		return o
+	}
+	a := newInstance(t, c.Client(t), opts())
+	b := newInstance(t, c.Client(t), opts())
 	if got := b.bridge.ShardChannels(); len(got) != 0 {
 		t.Fatalf("ShardChannels() = %v for a pattern route", got)
 	}

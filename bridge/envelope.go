@@ -62,6 +62,42 @@ import (
 //
 // Example, unsigned, source "a", seq 1, time 0, content type "", no headers,
 // payload "hi": B5 1E 01 00 01 61 01 00 00 02 68 69.
+//
+// # Batches
+//
+// A bridge coalesces consecutive exports to one channel into one message
+// when they are waiting together (see Options.CoalesceBytes): a batch, flag
+// bit 2. A batch carries two or more events of one source with consecutive
+// sequence numbers; each keeps its own time, content type, headers and
+// payload. Its fields:
+//
+//	Field          Encoding                 Notes
+//	-------------  -----------------------  ------------------------------------------
+//	magic          2 bytes: 0xB5 0x1E
+//	version        1 byte: 0x01
+//	flags          1 byte                   bit 2 (0x04): batch; bit 0: signed;
+//	                                        bit 1 must be 0 (headers are per event)
+//	source length  uvarint, 1..255
+//	source         bytes
+//	seq            uvarint, at least 1      sequence number of the first event; event
+//	                                        i (from 0) has seq+i, which must not
+//	                                        overflow 64 bits
+//	count          uvarint, 2..65536        number of events
+//	count times:
+//	  event flags  1 byte                   bit 1 (0x02): headers present; other
+//	                                        bits must be 0
+//	  time         varint
+//	  type length  uvarint, 0..255
+//	  content type bytes
+//	  headers      only if event flag bit 1, encoded as above
+//	  payload len  uvarint
+//	  payload      bytes
+//	mac            32 bytes, only if        HMAC-SHA256 as above, over every byte
+//	               flag bit 0               from magic through the last payload
+//
+// The events must fill the message exactly (up to the MAC). A single event
+// is always sent as a plain envelope, never as a batch of one, so the
+// encoding stays canonical.
 const (
 	envMagic0    = 0xB5
 	envMagic1    = 0x1E
@@ -69,13 +105,16 @@ const (
 	envFixedLen  = 4 // magic, version, flags
 	flagSigned   = 1 << 0
 	flagHeaders  = 1 << 1
-	flagsKnown   = flagSigned | flagHeaders
+	flagBatch    = 1 << 2
+	flagsKnown   = flagSigned | flagHeaders | flagBatch
 	envMACLen    = sha256.Size
 	maxSourceLen = 255
 	maxTypeLen   = 255
 	maxHeaders   = 64
 	maxHeaderKey = 255
 	maxHeaderVal = 4096
+	// maxBatchEvents is the most events one batch carries.
+	maxBatchEvents = 1 << 16
 )
 
 // envelope is the decoded form of an enveloped message. See the wire format
@@ -154,7 +193,17 @@ func envelopeLen(env *envelope, signed bool) int {
 	n := envFixedLen +
 		uvarintLen(uint64(len(env.Source))) + len(env.Source) +
 		uvarintLen(env.Seq) +
-		uvarintLen(zigzag(env.Time)) +
+		tailLen(env)
+	if signed {
+		n += envMACLen
+	}
+	return n
+}
+
+// tailLen returns the length of the fields of env from its time through
+// its payload, which plain envelopes and the events of a batch share.
+func tailLen(env *envelope) int {
+	n := uvarintLen(zigzag(env.Time)) +
 		uvarintLen(uint64(len(env.ContentType))) + len(env.ContentType) +
 		uvarintLen(uint64(len(env.Payload))) + len(env.Payload)
 	if len(env.Headers) > 0 {
@@ -162,9 +211,6 @@ func envelopeLen(env *envelope, signed bool) int {
 		for k, v := range env.Headers {
 			n += uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(v))) + len(v)
 		}
-	}
-	if signed {
-		n += envMACLen
 	}
 	return n
 }
@@ -190,6 +236,12 @@ func appendEnvelope(dst []byte, channel string, env *envelope, key []byte) []byt
 	dst = binary.AppendUvarint(dst, uint64(len(env.Source)))
 	dst = append(dst, env.Source...)
 	dst = binary.AppendUvarint(dst, env.Seq)
+	dst = appendTail(dst, env)
+	return appendMAC(dst, start, channel, key)
+}
+
+// appendTail appends the fields of env from its time through its payload.
+func appendTail(dst []byte, env *envelope) []byte {
 	dst = binary.AppendVarint(dst, env.Time)
 	dst = binary.AppendUvarint(dst, uint64(len(env.ContentType)))
 	dst = append(dst, env.ContentType...)
@@ -197,16 +249,87 @@ func appendEnvelope(dst []byte, channel string, env *envelope, key []byte) []byt
 		dst = appendHeaders(dst, env.Headers)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(env.Payload)))
-	dst = append(dst, env.Payload...)
-	if len(key) > 0 {
-		m := getMAC(key)
-		// Sum appends after reading everything written, so passing a
-		// sub-slice of dst as the signed bytes and dst as the
-		// destination is safe even if Sum has to grow dst.
-		dst = m.sum(dst, channel, dst[start:])
-		macPool.Put(m)
+	return append(dst, env.Payload...)
+}
+
+// appendMAC signs the message dst[start:], published on channel, by
+// appending its MAC, if key is not empty.
+func appendMAC(dst []byte, start int, channel string, key []byte) []byte {
+	if len(key) == 0 {
+		return dst
 	}
+	m := getMAC(key)
+	// Sum appends after reading everything written, so passing a
+	// sub-slice of dst as the signed bytes and dst as the destination is
+	// safe even if Sum has to grow dst.
+	dst = m.sum(dst, channel, dst[start:])
+	macPool.Put(m)
 	return dst
+}
+
+// batchHeaderLen returns the length of the fields of a batch before its
+// events: count events of source numbered from seq.
+func batchHeaderLen(source string, seq uint64, count int) int {
+	return envFixedLen +
+		uvarintLen(uint64(len(source))) + len(source) +
+		uvarintLen(seq) + uvarintLen(uint64(count))
+}
+
+// batchEventLen returns the length of env as an event of a batch.
+func batchEventLen(env *envelope) int { return 1 + tailLen(env) }
+
+// batchLen returns the exact length of the message appendBatch produces
+// for envs.
+func batchLen(envs []envelope, signed bool) int {
+	n := batchHeaderLen(envs[0].Source, envs[0].Seq, len(envs))
+	for i := range envs {
+		n += batchEventLen(&envs[i])
+	}
+	if signed {
+		n += envMACLen
+	}
+	return n
+}
+
+// appendBatch appends the encoding of envs, published on channel, as one
+// batch, signed if key is not empty, and returns the extended slice. envs
+// must hold 2..maxBatchEvents envelopes of one Source numbered from
+// envs[0].Seq (at least 1) up by one; their own Source and Seq are not
+// read. Like appendEnvelope it does not validate, does not allocate when
+// dst has room (see batchLen), and is safe for concurrent use.
+func appendBatch(dst []byte, channel string, envs []envelope, key []byte) []byte {
+	start := len(dst)
+	dst = appendBatchHeader(dst, envs[0].Source, envs[0].Seq, len(envs), len(key) > 0)
+	for i := range envs {
+		dst = appendBatchEvent(dst, &envs[i])
+	}
+	return appendMAC(dst, start, channel, key)
+}
+
+// appendBatchHeader appends the fields of a batch before its events: count
+// events (2..maxBatchEvents) of source numbered from seq (at least 1),
+// signed if signed is set. Append the events with appendBatchEvent, then
+// the MAC with appendMAC. It does not validate its arguments.
+func appendBatchHeader(dst []byte, source string, seq uint64, count int, signed bool) []byte {
+	flags := byte(flagBatch)
+	if signed {
+		flags |= flagSigned
+	}
+	dst = append(dst, envMagic0, envMagic1, envVersion, flags)
+	dst = binary.AppendUvarint(dst, uint64(len(source)))
+	dst = append(dst, source...)
+	dst = binary.AppendUvarint(dst, seq)
+	return binary.AppendUvarint(dst, uint64(count))
+}
+
+// appendBatchEvent appends env, whose Source and Seq are the batch's, as
+// the next event of a batch.
+func appendBatchEvent(dst []byte, env *envelope) []byte {
+	var flags byte
+	if len(env.Headers) > 0 {
+		flags = flagHeaders
+	}
+	return appendTail(append(dst, flags), env)
 }
 
 // appendHeaders appends the header count and the headers sorted by key: map
@@ -231,8 +354,9 @@ func appendHeaders(dst []byte, h map[string]string) []byte {
 	return dst
 }
 
-// decodeEnvelope decodes msg, received on channel. The checks come in this
-// order, and the first that fails decides the error:
+// decodeEnvelope decodes msg, received on channel, which must be a plain
+// envelope: a batch is ErrMalformed here (decodeMessage reads both). The
+// checks come in this order, and the first that fails decides the error:
 //   - ErrTooLarge (wrapped) if maxBytes > 0 and msg is longer than maxBytes,
 //     whether or not msg is an envelope; maxBytes <= 0 means no limit;
 //   - errNotEnvelope if msg does not start with the magic, with or without
@@ -255,21 +379,56 @@ func appendHeaders(dst []byte, h map[string]string) []byte {
 // message has been validated. It never panics and is safe for concurrent
 // use.
 func decodeEnvelope(channel string, msg []byte, key []byte, maxBytes int) (envelope, error) {
+	body, flags, err := openMessage(channel, msg, key, maxBytes)
+	if err != nil {
+		return envelope{}, err
+	}
+	if flags&flagBatch != 0 {
+		return envelope{}, malformed(3, "a batch where one event is expected")
+	}
+	return parseSingle(body, flags)
+}
+
+// decodeMessage decodes msg, received on channel: a plain envelope or a
+// batch. It checks the whole message first, as decodeEnvelope does (same
+// errors, in the same order), and only then calls fn for each of its
+// events in order, with i counting from 0; env.Payload aliases msg. It
+// returns the number of events, 0 with an error. It never panics and is
+// safe for concurrent use.
+func decodeMessage(channel string, msg []byte, key []byte, maxBytes int, fn func(i int, env envelope)) (int, error) {
+	body, flags, err := openMessage(channel, msg, key, maxBytes)
+	if err != nil {
+		return 0, err
+	}
+	if flags&flagBatch == 0 {
+		env, err := parseSingle(body, flags)
+		if err != nil {
+			return 0, err
+		}
+		fn(0, env)
+		return 1, nil
+	}
+	return parseBatch(body, flags, fn)
+}
+
+// openMessage makes the checks of decodeEnvelope that come before the
+// fields, the MAC included, and returns msg without its MAC and the flags.
+func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []byte, flags byte, err error) {
 	if maxBytes > 0 && len(msg) > maxBytes {
-		return envelope{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), maxBytes)
+		return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), maxBytes)
 	}
 	if !isEnvelope(msg) {
-		return envelope{}, errNotEnvelope
+		return nil, 0, errNotEnvelope
 	}
 	if len(msg) < envFixedLen {
-		return envelope{}, malformed(len(msg), "truncated before the version and flags")
+		return nil, 0, malformed(len(msg), "truncated before the version and flags")
 	}
 	if v := msg[2]; v != envVersion {
-		return envelope{}, fmt.Errorf("%w: unknown version %d (this bridge reads version %d)", ErrMalformed, v, envVersion)
+		return nil, 0, fmt.Errorf("%w: unknown version %d (this bridge reads version %d)", ErrMalformed, v, envVersion)
 	}
-	flags := msg[3]
+	flags = msg[3]
 	if flags&^flagsKnown != 0 {
-		return envelope{}, malformed(3, "unknown flags %#02x", flags&^flagsKnown)
+		return nil, 0, malformed(3, "unknown flags %#02x", flags&^flagsKnown)
 	}
 	signed := flags&flagSigned != 0
 	end := len(msg) // where the payload must end: before the MAC if signed
@@ -281,29 +440,34 @@ func decodeEnvelope(channel string, msg []byte, key []byte, maxBytes int) (envel
 	// With a key, authenticate before parsing anything else: the MAC is
 	// the last 32 bytes whatever the fields say, so forged, altered,
 	// truncated and padded messages are all ErrSignature, and the parser
-	// below only ever sees what a holder of the key wrote.
+	// only ever sees what a holder of the key wrote.
 	if len(key) > 0 {
 		if !signed {
-			return envelope{}, fmt.Errorf("%w: unsigned envelope on %q", ErrSignature, channel)
+			return nil, 0, fmt.Errorf("%w: unsigned envelope on %q", ErrSignature, channel)
 		}
 		if tooShort {
-			return envelope{}, fmt.Errorf("%w: %d bytes, too short to carry a MAC, on %q", ErrSignature, len(msg), channel)
+			return nil, 0, fmt.Errorf("%w: %d bytes, too short to carry a MAC, on %q", ErrSignature, len(msg), channel)
 		}
 		m := getMAC(key)
 		ok := hmac.Equal(m.sum(m.out[:0], channel, msg[:end]), msg[end:])
 		macPool.Put(m)
 		if !ok {
-			return envelope{}, fmt.Errorf("%w: MAC mismatch on %q", ErrSignature, channel)
+			return nil, 0, fmt.Errorf("%w: MAC mismatch on %q", ErrSignature, channel)
 		}
 	}
-
 	if tooShort {
-		return envelope{}, malformed(len(msg), "signed, but too short to hold the %d-byte MAC", envMACLen)
+		return nil, 0, malformed(len(msg), "signed, but too short to hold the %d-byte MAC", envMACLen)
 	}
+	if flags&flagBatch != 0 && flags&flagHeaders != 0 {
+		return nil, 0, malformed(3, "headers flag on a batch (headers are per event)")
+	}
+	return msg[:end], flags, nil
+}
 
+// parseSingle decodes the fields of a plain envelope, msg without its MAC.
+func parseSingle(msg []byte, flags byte) (envelope, error) {
 	// First pass: validate everything and remember where the fields are,
-	// without allocating. The fields must fill msg[:end] exactly.
-	msg = msg[:end]
+	// without allocating. The fields must fill msg exactly.
 	off := envFixedLen
 	src, off, err := readField(msg, off, 1, maxSourceLen, "source")
 	if err != nil {
@@ -313,64 +477,148 @@ func decodeEnvelope(channel string, msg []byte, key []byte, maxBytes int) (envel
 	if err != nil {
 		return envelope{}, err
 	}
-	zt, off, err := readUvarint(msg, off, "time", "")
+	t, off, err := parseTail(msg, off, flags&flagHeaders != 0)
 	if err != nil {
 		return envelope{}, err
 	}
-	ctype, off, err := readField(msg, off, 0, maxTypeLen, "content type")
-	if err != nil {
-		return envelope{}, err
+	if off != len(msg) {
+		return envelope{}, malformed(off, "%d bytes after the payload", len(msg)-off)
 	}
-	var nHeaders uint64
-	var headers []byte // the encoded headers, after the count
-	if flags&flagHeaders != 0 {
-		countOff := off
-		nHeaders, off, err = readUvarint(msg, off, "header count", "")
-		if err != nil {
-			return envelope{}, err
+	// Second pass: build the result from validated bytes.
+	env := envelope{Source: sourceStrings.intern(src), Seq: seq}
+	t.fill(&env)
+	return env, nil
+}
+
+// parseBatch decodes the fields of a batch, msg without its MAC, and calls
+// fn for each event once all of them are valid.
+func parseBatch(msg []byte, flags byte, fn func(i int, env envelope)) (int, error) {
+	off := envFixedLen
+	src, off, err := readField(msg, off, 1, maxSourceLen, "source")
+	if err != nil {
+		return 0, err
+	}
+	seqOff := off
+	seq, off, err := readUvarint(msg, off, "sequence number", "")
+	if err != nil {
+		return 0, err
+	}
+	if seq == 0 {
+		return 0, malformed(seqOff, "batch numbered from 0")
+	}
+	countOff := off
+	count, off, err := readUvarint(msg, off, "event count", "")
+	if err != nil {
+		return 0, err
+	}
+	if count < 2 || count > maxBatchEvents {
+		return 0, malformed(countOff, "event count %d, want 2..%d", count, maxBatchEvents)
+	}
+	if seq+count-1 < seq {
+		return 0, malformed(seqOff, "sequence numbers overflow 64 bits")
+	}
+	first := off
+	for range count {
+		if off, err = skipBatchEvent(msg, off); err != nil {
+			return 0, err
 		}
-		if nHeaders == 0 || nHeaders > maxHeaders {
-			return envelope{}, malformed(countOff, "header count %d, want 1..%d", nHeaders, maxHeaders)
+	}
+	if off != len(msg) {
+		return 0, malformed(off, "%d bytes after the last event", len(msg)-off)
+	}
+
+	// Everything is valid: build the events.
+	source := sourceStrings.intern(src)
+	off = first
+	for i := range int(count) {
+		hasHeaders := msg[off]&flagHeaders != 0
+		var t tail
+		t, off, _ = parseTail(msg, off+1, hasHeaders)
+		env := envelope{Source: source, Seq: seq + uint64(i)}
+		t.fill(&env)
+		fn(i, env)
+	}
+	return int(count), nil
+}
+
+// skipBatchEvent validates the event of a batch at msg[off:] and returns
+// the offset after it.
+func skipBatchEvent(msg []byte, off int) (int, error) {
+	if off >= len(msg) {
+		return off, malformed(off, "truncated before an event's flags")
+	}
+	f := msg[off]
+	if f&^flagHeaders != 0 {
+		return off, malformed(off, "unknown event flags %#02x", f&^flagHeaders)
+	}
+	_, off, err := parseTail(msg, off+1, f&flagHeaders != 0)
+	return off, err
+}
+
+// tail locates the fields of an event from its time through its payload,
+// validated, in a message.
+type tail struct {
+	zt       uint64
+	ctype    []byte
+	nHeaders uint64
+	headers  []byte // the encoded headers, after the count
+	payload  []byte
+}
+
+// parseTail validates the fields of an event from its time through its
+// payload at msg[off:], without allocating, and returns where they are and
+// the offset after them.
+func parseTail(msg []byte, off int, hasHeaders bool) (t tail, _ int, err error) {
+	t.zt, off, err = readUvarint(msg, off, "time", "")
+	if err != nil {
+		return t, off, err
+	}
+	t.ctype, off, err = readField(msg, off, 0, maxTypeLen, "content type")
+	if err != nil {
+		return t, off, err
+	}
+	if hasHeaders {
+		countOff := off
+		t.nHeaders, off, err = readUvarint(msg, off, "header count", "")
+		if err != nil {
+			return t, off, err
+		}
+		if t.nHeaders == 0 || t.nHeaders > maxHeaders {
+			return t, off, malformed(countOff, "header count %d, want 1..%d", t.nHeaders, maxHeaders)
 		}
 		hStart := off
 		var prev []byte
-		for i := uint64(0); i < nHeaders; i++ {
+		for i := uint64(0); i < t.nHeaders; i++ {
 			keyOff := off
 			var k []byte
 			k, off, err = readField(msg, off, 1, maxHeaderKey, "header key")
 			if err != nil {
-				return envelope{}, err
+				return t, off, err
 			}
 			if i > 0 && bytes.Compare(prev, k) >= 0 {
-				return envelope{}, malformed(keyOff, "header keys not in strictly increasing order")
+				return t, off, malformed(keyOff, "header keys not in strictly increasing order")
 			}
 			prev = k
 			if _, off, err = readField(msg, off, 0, maxHeaderVal, "header value"); err != nil {
-				return envelope{}, err
+				return t, off, err
 			}
 		}
-		headers = msg[hStart:off]
+		t.headers = msg[hStart:off]
 	}
-	payload, off, err := readField(msg, off, 0, -1, "payload")
-	if err != nil {
-		return envelope{}, err
-	}
-	if off != end {
-		return envelope{}, malformed(off, "%d bytes after the payload", end-off)
-	}
+	t.payload, off, err = readField(msg, off, 0, -1, "payload")
+	return t, off, err
+}
 
-	// Second pass: build the result from validated bytes.
-	env := envelope{
-		Source:      sourceStrings.intern(src),
-		Seq:         seq,
-		Time:        unzigzag(zt),
-		ContentType: contentTypeString(ctype),
+// fill sets the time, content type, headers and payload of env from t.
+func (t *tail) fill(env *envelope) {
+	env.Time = unzigzag(t.zt)
+	env.ContentType = contentTypeString(t.ctype)
+	if len(t.payload) > 0 {
+		env.Payload = t.payload[:len(t.payload):len(t.payload)]
 	}
-	if len(payload) > 0 {
-		env.Payload = payload[:len(payload):len(payload)]
-	}
-	if nHeaders > 0 {
-		env.Headers = make(map[string]string, nHeaders)
+	if t.nHeaders > 0 {
+		env.Headers = make(map[string]string, t.nHeaders)
+		headers := t.headers
 		for len(headers) > 0 {
 			// Already validated: lengths are minimal and in bounds.
 			n, w := binary.Uvarint(headers)
@@ -381,7 +629,6 @@ func decodeEnvelope(channel string, msg []byte, key []byte, maxBytes int) (envel
 			headers = headers[w+int(n):]
 		}
 	}
-	return env, nil
 }
 
 // malformed returns an error wrapping ErrMalformed that says what is wrong at

@@ -260,7 +260,7 @@ func TestEnvelopeMalformed(t *testing.T) {
 		{"version 255", "b51eff00", "version 255"},
 		{"magic only", "b51e", "truncated"},
 		{"no flags byte", "b51e01", "truncated"},
-		{"unknown flag", "b51e0104" + src + seqTime + noType + payload0, "flags"},
+		{"unknown flag", "b51e0108" + src + seqTime + noType + payload0, "flags"},
 		{"high flag", "b51e0180" + src + seqTime + noType + payload0, "flags"},
 		{"empty source", head + "00" + seqTime + noType + payload0, "source length 0"},
 		{"source 256", head + "8002" + strings.Repeat("61", 256) + seqTime + noType + payload0, "source length 256"},

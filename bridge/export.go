@@ -200,21 +200,25 @@ type flusher struct {
 	br      *Bridge
 	back    backoff
 	batch   []exportItem
-	msgs    [][]byte
-	arena   []byte
-	spans   []span
-	pending []int
+	pending []int      // indexes in batch of the exports not sent yet
+	msgs    [][]byte   // the messages of pending, one per command
+	runs    []run      // the exports of each message
+	arena   []byte     // where the envelopes of msgs are laid out
+	spans   []span     // where each message lies in arena
+	envs    []envelope // the events of the batch being laid out
 }
 
 // span locates a message in the flusher's arena.
 type span struct{ start, end int }
+
+// run is the exports one message carries: pending[start : start+n].
+type run struct{ start, n int }
 
 // send publishes the batch, retrying what failed for lack of Redis until
 // it is sent, refused or stale. It returns false when the flusher must
 // stop (Close gave up), after recording what was left in br.flushLeft.
 func (f *flusher) send() bool {
 	br := f.br
-	f.build()
 	size := 0
 	for i := range f.batch {
 		size += f.batch[i].size()
@@ -232,41 +236,45 @@ func (f *flusher) send() bool {
 		f.pending = append(f.pending, i)
 	}
 	down := false
-	for {
+	for attempt := 0; ; attempt++ {
+		f.build(attempt == 0)
 		ctx := br.flushCtx
 		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, i := range f.pending {
-				switch ch := f.batch[i].channel; {
+			for k, msg := range f.msgs {
+				switch ch := f.batch[f.pending[f.runs[k].start]].channel; {
 				case br.shards == nil:
-					p.Publish(ctx, ch, f.msgs[i])
+					p.Publish(ctx, ch, msg)
 				case br.shards.spublish(ch):
-					p.SPublish(ctx, ch, f.msgs[i])
+					p.SPublish(ctx, ch, msg)
 				default:
-					_ = p.Process(ctx, br.shards.publish(ctx, ch, f.msgs[i]))
+					_ = p.Process(ctx, br.shards.publish(ctx, ch, msg))
 				}
 			}
 			return nil
 		})
+		// What failed for lack of Redis is kept, in order. Appending
+		// pending[r.start:] to pending[:len(keep)] never overwrites a
+		// run not yet read: keep is never longer than r.start.
 		keep := f.pending[:0]
 		if err == nil {
 			br.c.exported.Add(uint64(len(f.pending)))
 		} else {
-			for j, i := range f.pending {
+			for k, r := range f.runs {
 				var cerr error
-				if j < len(cmds) {
-					cerr = cmds[j].Err()
+				if k < len(cmds) {
+					cerr = cmds[k].Err()
 				} else {
 					cerr = err
 				}
 				var rerr redis.Error
-				switch {
+				switch n := uint64(r.n); {
 				case cerr == nil:
-					br.c.exported.Add(1)
+					br.c.exported.Add(n)
 				case errors.As(cerr, &rerr) && !transientReply(cerr):
-					br.c.exportRejected.Add(1)
-					br.rep.drop(ErrPublish, 1, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[i].channel, cerr))
+					br.c.exportRejected.Add(n)
+					br.rep.drop(ErrPublish, n, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[f.pending[r.start]].channel, cerr))
 				default:
-					keep = append(keep, i)
+					keep = append(keep, f.pending[r.start:r.start+r.n]...)
 				}
 			}
 		}
@@ -322,10 +330,103 @@ func (f *flusher) send() bool {
 	}
 }
 
+// envelopeOf returns the envelope of enveloped export it.
+func (br *Bridge) envelopeOf(it *exportItem) envelope {
+	return envelope{
+		Source:      br.id,
+		Seq:         it.seq,
+		Time:        it.at,
+		ContentType: it.contentType,
+		Headers:     it.headers,
+		Payload:     it.payload,
+	}
+}
+
+// build makes the messages of the pending exports, in order: raw payloads
+// as they are, and envelopes laid out in one arena, runs of exports to one
+// channel coalesced into batches (see coalesce). With remember set,
+// messages that may come back without a recognisable envelope are
+// remembered for echo suppression, before they are sent, since the echo
+// can arrive before the pipeline returns; retries do not remember them
+// again.
+func (f *flusher) build(remember bool) {
+	br := f.br
+	limit := min(br.cfg.CoalesceBytes, br.cfg.MaxMessageBytes)
+	f.arena, f.spans, f.runs = f.arena[:0], f.spans[:0], f.runs[:0]
+	for j := 0; j < len(f.pending); {
+		it := &f.batch[f.pending[j]]
+		n := 1
+		if limit > 0 && !it.raw && !it.echo {
+			n = f.coalesce(j, limit)
+		}
+		start := len(f.arena)
+		switch {
+		case it.raw:
+		case n > 1:
+			f.envs = f.envs[:0]
+			for _, i := range f.pending[j : j+n] {
+				f.envs = append(f.envs, br.envelopeOf(&f.batch[i]))
+			}
+			f.arena = appendBatch(f.arena, it.channel, f.envs, br.key)
+			clear(f.envs) // let the payloads be collected
+		default:
+			env := br.envelopeOf(it)
+			f.arena = appendEnvelope(f.arena, it.channel, &env, br.key)
+		}
+		// Offsets rather than slices, since arena may move while it
+		// grows.
+		f.spans = append(f.spans, span{start, len(f.arena)})
+		f.runs = append(f.runs, run{j, n})
+		j += n
+	}
+	f.msgs = f.msgs[:0]
+	now := time.Now()
+	for k, r := range f.runs {
+		it := &f.batch[f.pending[r.start]]
+		msg := it.payload
+		if !it.raw {
+			s := f.spans[k]
+			msg = f.arena[s.start:s.end:s.end]
+		}
+		f.msgs = append(f.msgs, msg)
+		if remember && it.echo {
+			br.echo.remember(it.channel, msg, now)
+		}
+	}
+}
+
+// coalesce returns how many pending exports from pending[j], an enveloped
+// one, fit in one message of at most limit bytes: a run of enveloped
+// exports to the same channel with consecutive sequence numbers, none
+// remembered for echo suppression (its echo must be recognisable by its
+// bytes), at most maxBatchEvents. A run of one is sent as a plain
+// envelope.
+func (f *flusher) coalesce(j, limit int) int {
+	br := f.br
+	first := &f.batch[f.pending[j]]
+	env := br.envelopeOf(first)
+	size := batchHeaderLen(br.id, first.seq, maxBatchEvents) + batchEventLen(&env)
+	if len(br.key) > 0 {
+		size += envMACLen
+	}
+	n := 1
+	for ; j+n < len(f.pending) && n < maxBatchEvents; n++ {
+		it := &f.batch[f.pending[j+n]]
+		if it.raw || it.echo || it.seq != first.seq+uint64(n) || it.channel != first.channel {
+			break
+		}
+		env := br.envelopeOf(it)
+		if size += batchEventLen(&env); size > limit {
+			break
+		}
+	}
+	return n
+}
+
 // layEnvelopes appends to arena the envelope of every item of batch that
 // is not raw, and to spans where each lies in arena (a zero span for a raw
 // item). Offsets rather than slices, since arena may move while it grows.
-// Pub/sub and durable flushers share it.
+// Durable routes use it: their entries are never coalesced.
 func (br *Bridge) layEnvelopes(arena []byte, spans []span, batch []exportItem) ([]byte, []span) {
 	for i := range batch {
 		spans = append(spans, span{})
@@ -333,40 +434,10 @@ func (br *Bridge) layEnvelopes(arena []byte, spans []span, batch []exportItem) (
 		if it.raw {
 			continue
 		}
-		env := envelope{
-			Source:      br.id,
-			Seq:         it.seq,
-			Time:        it.at,
-			ContentType: it.contentType,
-			Headers:     it.headers,
-			Payload:     it.payload,
-		}
+		env := br.envelopeOf(it)
 		start := len(arena)
 		arena = appendEnvelope(arena, it.channel, &env, br.key)
 		spans[i] = span{start, len(arena)}
 	}
 	return arena, spans
-}
-
-// build makes the messages of the batch: envelopes laid out in one arena,
-// raw payloads as they are. Messages that may come back without a
-// recognisable envelope are remembered for echo suppression here, before
-// they are sent, since the echo can arrive before the pipeline returns.
-func (f *flusher) build() {
-	br := f.br
-	f.msgs = f.msgs[:0]
-	f.arena, f.spans = br.layEnvelopes(f.arena[:0], f.spans[:0], f.batch)
-	spans := f.spans
-	now := time.Now()
-	for i := range f.batch {
-		it := &f.batch[i]
-		msg := it.payload
-		if !it.raw {
-			msg = f.arena[spans[i].start:spans[i].end:spans[i].end]
-		}
-		f.msgs = append(f.msgs, msg)
-		if it.echo {
-			br.echo.remember(it.channel, msg, now)
-		}
-	}
 }

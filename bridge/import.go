@@ -311,7 +311,14 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 	data := []byte(m.Payload)
 
 	if !r.Raw && isEnvelope(data) {
-		env, err := decodeEnvelope(m.Channel, data, br.key, br.cfg.MaxMessageBytes)
+		// A batch counts as one message received until it is decoded,
+		// then as one per event, each of which is accounted for below.
+		_, err := decodeMessage(m.Channel, data, br.key, br.cfg.MaxMessageBytes, func(i int, env envelope) {
+			if i > 0 {
+				c.received.Add(1)
+			}
+			rl.acceptEnvelope(&env, m.Channel, topic, r)
+		})
 		if err != nil {
 			if errors.Is(err, ErrSignature) {
 				c.signatureRejected.Add(1)
@@ -320,29 +327,7 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 				c.decodeErrors.Add(1)
 				br.rep.drop(ErrMalformed, 1, fmt.Errorf("channel %q: %w", m.Channel, err))
 			}
-			return
 		}
-		if env.Source == br.id {
-			c.echoes.Add(1)
-			return
-		}
-		if !rl.sequence(env.Source, m.Channel, env.Seq, env.Time) {
-			c.dups.Add(1)
-			return
-		}
-		meta := &bus.Meta{
-			Source:      env.Source,
-			Seq:         env.Seq,
-			ContentType: env.ContentType,
-			Headers:     env.Headers,
-		}
-		if env.Time != 0 {
-			meta.Time = time.Unix(0, env.Time)
-		}
-		if meta.Source == "" {
-			meta.Source = RawSource // keep it Remote whatever the sender did
-		}
-		rl.enqueue(importItem{topic: topic, route: r, payload: env.Payload, meta: meta})
 		return
 	}
 
@@ -359,6 +344,34 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 		return
 	}
 	rl.enqueue(importItem{topic: topic, route: r, payload: data, meta: rawMeta})
+}
+
+// acceptEnvelope checks one event of an enveloped message received on
+// channel, of topic, imported by route r, and queues it.
+func (rl *readLoop) acceptEnvelope(env *envelope, channel, topic string, r *route) {
+	br := rl.br
+	c := &br.c
+	if env.Source == br.id {
+		c.echoes.Add(1)
+		return
+	}
+	if !rl.sequence(env.Source, channel, env.Seq, env.Time) {
+		c.dups.Add(1)
+		return
+	}
+	meta := &bus.Meta{
+		Source:      env.Source,
+		Seq:         env.Seq,
+		ContentType: env.ContentType,
+		Headers:     env.Headers,
+	}
+	if env.Time != 0 {
+		meta.Time = time.Unix(0, env.Time)
+	}
+	if meta.Source == "" {
+		meta.Source = RawSource // keep it Remote whatever the sender did
+	}
+	rl.enqueue(importItem{topic: topic, route: r, payload: env.Payload, meta: meta})
 }
 
 // sequence checks seq, the sequence number of source's event on channel

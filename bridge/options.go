@@ -164,14 +164,32 @@ type Options struct {
 	// outbox. The zero value is DropOldest.
 	Overflow Overflow
 
-	// BatchSize is the largest number of PUBLISH or XADD commands sent
-	// in one pipeline (one round trip), and of stream entries read at
+	// BatchSize is the largest number of exports sent in one pipeline
+	// (one round trip: PUBLISH commands, fewer when exports coalesce, see
+	// CoalesceBytes, or XADD commands), and of stream entries read at
 	// once (COUNT). Zero means 512.
 	BatchSize int
 
 	// MaxMessageBytes is the largest message the bridge sends or
 	// accepts; bigger ones are dropped and reported. Zero means 1 MiB.
 	MaxMessageBytes int
+
+	// CoalesceBytes is the largest message into which the flusher
+	// coalesces exports of enveloped pub/sub routes that are waiting
+	// together, in order, for one channel: under load one PUBLISH then
+	// carries many events (a batch, see the wire format in envelope.go),
+	// which is what lets the bridge keep up with a burst, since Redis and
+	// go-redis cost far more per message than per byte. Each event keeps
+	// its own sequence number, time, content type, headers and payload,
+	// and receivers deliver them one by one as if they had come alone.
+	// An export that waits alone, as when traffic is light, goes out as a
+	// plain envelope: coalescing never delays an export. Raw routes and
+	// durable routes are never coalesced. Zero means 64 KiB, and
+	// MaxMessageBytes caps it; negative means one message per event. An
+	// imported []byte payload (DefaultCodec) aliases the message it came
+	// in, so a subscriber that keeps one keeps that message in memory:
+	// copy it to keep it longer than the handler runs.
+	CoalesceBytes int
 
 	// ImportWorkers is the number of goroutines that deliver imported
 	// events to the local bus. Events of one topic are delivered by one
@@ -280,6 +298,7 @@ func newConfig(opts *Options) (config, error) {
 	setDefault(&o.OutboxMaxAge, 5*time.Minute)
 	setDefault(&o.BatchSize, 512)
 	setDefault(&o.MaxMessageBytes, 1<<20)
+	setDefault(&o.CoalesceBytes, 64<<10)
 	setDefault(&o.ImportWorkers, 4)
 	setDefault(&o.ImportQueueSize, 65536)
 	setDefault(&o.ImportTopicQueueSize, 8192)

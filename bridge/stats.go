@@ -34,7 +34,10 @@ type Stats struct {
 	// exports made while Close was running.
 	OutboxUnsent uint64
 
-	// Received counts the messages read from the pub/sub connection.
+	// Received counts the messages read from the pub/sub connection,
+	// a batch of coalesced events (see Options.CoalesceBytes) as one per
+	// event once it is decoded: a batch that is dropped whole (filtered,
+	// malformed, oversized, rejected) counts once.
 	Received uint64
 	// Imported counts events published on the local bus.
 	Imported uint64
