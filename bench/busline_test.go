@@ -61,8 +61,19 @@ func newBuslineAsync(tb testing.TB, subs int, h func(p *payload)) func(p *payloa
 // sender exports topic "bench.x", the receiver imports it. The outbox and
 // the import queues are sized to hold a whole burst, as a deployment
 // expecting bursts would size them, so that nothing is dropped (the
-// default policy is DropOldest).
+// default policy is DropOldest). Exports waiting together are coalesced
+// into batch messages, as by default.
 func setupBridge(tb testing.TB, srv *redistest.Server, recv func([]byte)) (func([]byte), func()) {
+	return setupBridgeWith(tb, srv, recv, 0)
+}
+
+// setupBridgeUncoalesced is setupBridge with one Redis message per event
+// (Options.CoalesceBytes < 0), like the go-redis senders.
+func setupBridgeUncoalesced(tb testing.TB, srv *redistest.Server, recv func([]byte)) (func([]byte), func()) {
+	return setupBridgeWith(tb, srv, recv, -1)
+}
+
+func setupBridgeWith(tb testing.TB, srv *redistest.Server, recv func([]byte), coalesce int) (func([]byte), func()) {
 	sendBus, recvBus := bus.New(nil), bus.New(nil)
 	const big = 1 << 22
 	opts := func(d bridge.Direction) *bridge.Options {
@@ -73,6 +84,7 @@ func setupBridge(tb testing.TB, srv *redistest.Server, recv func([]byte)) (func(
 			OutboxMaxBytes:       big * 256,
 			ImportQueueSize:      big,
 			ImportTopicQueueSize: big,
+			CoalesceBytes:        coalesce,
 			OnError:              func(err error) { tb.Error(err) },
 		}
 	}

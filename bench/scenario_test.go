@@ -600,6 +600,7 @@ func TestChurnScenario(t *testing.T) {
 // in-process peers have none.
 var transports = []transport{
 	{name: "busline", setup: setupBridge},
+	{name: "busline-uncoalesced", setup: setupBridgeUncoalesced},
 	{name: "go-redis-one-call", setup: setupOneCall},
 	{name: "go-redis-pipelined", setup: setupPipelined},
 	{name: "watermill-redisstream", setup: setupRedisStream},
