@@ -307,6 +307,7 @@ func (br *Bridge) Stats() Stats {
 	n, bytes := br.out.depth()
 	s := Stats{
 		Exported:          c.exported.Load(),
+		ExportMessages:    c.exportMessages.Load(),
 		ExportRejected:    c.exportRejected.Load(),
 		EncodeErrors:      c.encodeErrors.Load(),
 		OutboxDepth:       n + int(br.inflight.Load()),

@@ -53,8 +53,16 @@
 // envelope with a magic prefix no text publisher produces by accident
 // (0xB5 0x1E), a version, the source instance ID, a per-source, per-channel
 // sequence number, a timestamp, the content type, optional headers, the
-// payload and optionally an HMAC: the format is specified in envelope.go. A
-// message without the magic prefix on an enveloped route comes from a
+// payload and optionally an HMAC: the format is specified in envelope.go.
+// Exports of one channel that wait in the outbox together are coalesced into
+// one batch message (up to Options.CoalesceBytes, 64 KiB by default), each
+// event keeping its own sequence number, time, content type, headers and
+// payload: under load one PUBLISH carries hundreds of events, which is what
+// lets the bridge keep up with a burst, since Redis and go-redis cost far
+// more per message than per byte. An export waiting alone goes out as a
+// plain envelope at once. Receivers deliver the events of a batch one by
+// one, as if they had come alone; a plain Redis subscriber of an enveloped
+// channel sees fewer, bigger messages. A message without the magic prefix on an enveloped route comes from a
 // foreign publisher and is delivered as raw bytes (unless a SigningKey is
 // set). Malformed or oversized messages are dropped, counted
 // (Stats.DecodeErrors) and reported wrapping [ErrMalformed] or [ErrTooLarge].
@@ -88,7 +96,8 @@
 // bounded outbox (Options.OutboxMaxEvents, OutboxMaxBytes, OutboxMaxAge;
 // the Overflow policy is DropOldest by default, or DropNewest). One flusher
 // goroutine sends the outbox in order, in pipelined batches of up to
-// Options.BatchSize PUBLISH commands per round trip. When Redis is
+// Options.BatchSize exports per round trip (one PUBLISH each, or fewer when
+// they coalesce). When Redis is
 // unreachable it keeps the batch and the outbox, retries with jittered
 // exponential backoff, and once Redis answers waits Options.ResumeDelay, so
 // that other instances can resubscribe, before sending on in order. Note

@@ -258,6 +258,7 @@ func (f *flusher) send() bool {
 		keep := f.pending[:0]
 		if err == nil {
 			br.c.exported.Add(uint64(len(f.pending)))
+			br.c.exportMessages.Add(uint64(len(f.msgs)))
 		} else {
 			for k, r := range f.runs {
 				var cerr error
@@ -270,6 +271,7 @@ func (f *flusher) send() bool {
 				switch n := uint64(r.n); {
 				case cerr == nil:
 					br.c.exported.Add(n)
+					br.c.exportMessages.Add(1)
 				case errors.As(cerr, &rerr) && !transientReply(cerr):
 					br.c.exportRejected.Add(n)
 					br.rep.drop(ErrPublish, n, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[f.pending[r.start]].channel, cerr))

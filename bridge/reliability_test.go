@@ -177,6 +177,11 @@ func TestKillRedisMidStream(t *testing.T) {
 	if as.OutboxDropped != 0 || as.ExportOutages == 0 {
 		t.Errorf("a: dropped %d, outages %d; want 0 and at least 1", as.OutboxDropped, as.ExportOutages)
 	}
+	// The exports of the outage waited together: they went out
+	// coalesced, in far fewer messages than events.
+	if outage := uint64(outageEnd - outageStart); as.ExportMessages > as.Exported-outage/2 {
+		t.Errorf("a: %d events in %d messages; the %d of the outage were not coalesced", as.Exported, as.ExportMessages, outage)
+	}
 	if bs.Reconnects == 0 || b.errs.count(bridge.ErrPossibleGap) == 0 || b.errs.count(bridge.ErrDisconnected) == 0 {
 		t.Errorf("b: reconnects %d, reports:\n%s", bs.Reconnects, b.errs)
 	}

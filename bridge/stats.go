@@ -15,6 +15,11 @@ import (
 type Stats struct {
 	// Exported counts events published to Redis (PUBLISH answered).
 	Exported uint64
+	// ExportMessages counts the Redis messages behind Exported (PUBLISH
+	// commands, and XADDs of durable routes): fewer than the events when
+	// exports waiting together were coalesced into batches (see
+	// Options.CoalesceBytes).
+	ExportMessages uint64
 	// ExportRejected counts exports Redis refused, such as with NOPERM.
 	ExportRejected uint64
 	// EncodeErrors counts payloads the route's Codec could not encode,
@@ -95,7 +100,7 @@ type Stats struct {
 
 // counters are the atomic counters behind Stats.
 type counters struct {
-	exported, exportRejected, encodeErrors                      atomic.Uint64
+	exported, exportMessages, exportRejected, encodeErrors      atomic.Uint64
 	outboxOverflow, outboxExpired, outboxUnsent                 atomic.Uint64
 	received, imported, filtered, duplicateCopies, echoes, dups atomic.Uint64
 	decodeErrors, signatureRejected, importDropped              atomic.Uint64

@@ -155,6 +155,7 @@ func (x *streamExport) send() bool {
 			switch {
 			case cerr == nil:
 				br.c.exported.Add(1)
+				br.c.exportMessages.Add(1)
 				st.exported.Add(1)
 			case errors.As(cerr, &rerr):
 				br.c.exportRejected.Add(1)
@@ -282,6 +283,7 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 		it := &x.batch[i]
 		if !it.raw && ours[mark{it.channel, it.seq, it.at}] {
 			br.c.exported.Add(1)
+			br.c.exportMessages.Add(1)
 			st.exported.Add(1)
 			continue
 		}
