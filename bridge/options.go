@@ -185,7 +185,9 @@ type Options struct {
 	// An export that waits alone, as when traffic is light, goes out as a
 	// plain envelope: coalescing never delays an export. Raw routes and
 	// durable routes are never coalesced. Zero means 64 KiB, and
-	// MaxMessageBytes caps it; negative means one message per event. An
+	// MaxMessageBytes caps it; keep it within the MaxMessageBytes of the
+	// receiving instances too, which drop (and count) bigger messages
+	// whole. Negative means one message per event. An
 	// imported []byte payload (DefaultCodec) aliases the message it came
 	// in, so a subscriber that keeps one keeps that message in memory:
 	// copy it to keep it longer than the handler runs.
