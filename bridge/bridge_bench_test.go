@@ -3,7 +3,9 @@ package bridge_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // The benchmarks send events from one bus to another through one Redis,
@@ -21,8 +24,10 @@ import (
 // events/s and the p50 and p99 latency from publish to receipt.
 //
 // Throughput publishes b.N events as fast as possible: its latencies
-// include queueing behind the burst. Latency sends one event at a time
-// and waits for it, so its latencies are those of an idle system.
+// include queueing behind the burst. It runs with one topic and with 16
+// topics published in turn (which splits what can be coalesced into one
+// message per topic). Latency sends one event at a time and waits for it,
+// so its latencies are those of an idle system.
 //
 //	go test -run '^$' -bench . -benchtime 200000x ./bridge/
 //
@@ -89,10 +94,33 @@ func (l *latencies) report(b *testing.B, elapsed time.Duration) {
 // transport is one way of sending events from one side to the other.
 type transport struct {
 	name string
-	// setup prepares both sides and returns the function sending one
-	// payload and a flush called after the last one; received payloads
-	// go to lat.
-	setup func(b *testing.B, srv *redistest.Server, lat *latencies) (send func([]byte), flush func())
+	// setup prepares both sides for topics topics and returns the
+	// function sending one payload, to the next topic in turn, and a
+	// flush called after the last one; received payloads go to lat.
+	setup func(b *testing.B, srv *redistest.Server, lat *latencies, topics int) (send func([]byte), flush func())
+}
+
+// benchTopics returns the bus topics of a benchmark: bench.x alone, or
+// bench.t0, bench.t1, ... The pattern bench.* matches them all.
+func benchTopics(n int) []string {
+	if n == 1 {
+		return []string{"bench.x"}
+	}
+	t := make([]string, n)
+	for i := range t {
+		t[i] = "bench.t" + strconv.Itoa(i)
+	}
+	return t
+}
+
+// benchRoute returns the pattern the bridges route: the topic itself when
+// there is one, so that both sides SUBSCRIBE like the go-redis receiver,
+// otherwise bench.* (PSUBSCRIBE on both sides).
+func benchRoute(topics int) string {
+	if topics == 1 {
+		return "bench.x"
+	}
+	return "bench.*"
 }
 
 var transports = []transport{
@@ -102,25 +130,23 @@ var transports = []transport{
 	{"bridge-uncoalesced", setupBridgeUncoalesced},
 }
 
-func setupBridge(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
-	return setupBridgeWith(b, srv, lat, 0)
+func setupBridge(b *testing.B, srv *redistest.Server, lat *latencies, topics int) (func([]byte), func()) {
+	return setupBridgeWith(b, srv, lat, topics, 0)
 }
 
 // setupBridgeUncoalesced sends one message per event, as the pipelined
 // go-redis sender does (Options.CoalesceBytes < 0).
-func setupBridgeUncoalesced(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
-	return setupBridgeWith(b, srv, lat, -1)
+func setupBridgeUncoalesced(b *testing.B, srv *redistest.Server, lat *latencies, topics int) (func([]byte), func()) {
+	return setupBridgeWith(b, srv, lat, topics, -1)
 }
 
-func setupBridgeWith(b *testing.B, srv *redistest.Server, lat *latencies, coalesce int) (func([]byte), func()) {
+func setupBridgeWith(b *testing.B, srv *redistest.Server, lat *latencies, topics, coalesce int) (func([]byte), func()) {
 	sendBus, recvBus := bus.New(nil), bus.New(nil)
 	big := b.N + 1024
 	opts := func(d bridge.Direction) *bridge.Options {
 		return &bridge.Options{
-			Prefix: "bench:",
-			// An exact topic, so that both sides use SUBSCRIBE, like
-			// the go-redis receiver.
-			Routes:               []bridge.Route{{Pattern: "bench.x", Direction: d}},
+			Prefix:               "bench:",
+			Routes:               []bridge.Route{{Pattern: benchRoute(topics), Direction: d}},
 			OutboxMaxEvents:      big,
 			OutboxMaxBytes:       big * 256,
 			ImportQueueSize:      big,
@@ -145,7 +171,7 @@ func setupBridgeWith(b *testing.B, srv *redistest.Server, lat *latencies, coales
 			b.Errorf("receiver lost events: %+v", s)
 		}
 	})
-	if _, err := recvBus.Subscribe("bench.x", func(_ context.Context, e bus.Event) {
+	if _, err := recvBus.Subscribe(benchRoute(topics), func(_ context.Context, e bus.Event) {
 		lat.add(e.Payload.([]byte))
 	}); err != nil {
 		b.Fatal(err)
@@ -156,14 +182,23 @@ func setupBridgeWith(b *testing.B, srv *redistest.Server, lat *latencies, coales
 		b.Fatal(err)
 	}
 	bg := context.Background()
-	return func(p []byte) { _ = sendBus.Publish(bg, "bench.x", p) }, func() {}
+	names, i := benchTopics(topics), 0
+	return func(p []byte) {
+		_ = sendBus.Publish(bg, names[i%len(names)], p)
+		i++
+	}, func() {}
 }
 
 // rawReceiver subscribes with plain go-redis and reads with its own
 // goroutine, as an application without the bridge would.
-func rawReceiver(b *testing.B, srv *redistest.Server, lat *latencies) {
+func rawReceiver(b *testing.B, srv *redistest.Server, lat *latencies, topics int) {
 	ctx := context.Background()
-	ps := srv.Client(b).Subscribe(ctx, "bench:bench.x")
+	var ps *redis.PubSub
+	if topics == 1 {
+		ps = srv.Client(b).Subscribe(ctx, "bench:bench.x")
+	} else {
+		ps = srv.Client(b).PSubscribe(ctx, "bench:bench.*")
+	}
 	if _, err := ps.Receive(ctx); err != nil { // the confirmation
 		b.Fatal(err)
 	}
@@ -184,24 +219,35 @@ func rawReceiver(b *testing.B, srv *redistest.Server, lat *latencies) {
 	})
 }
 
-func setupOneCall(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
-	rawReceiver(b, srv, lat)
+// rawChannels returns the Redis channels of the topics.
+func rawChannels(topics int) []string {
+	names := benchTopics(topics)
+	for i, t := range names {
+		names[i] = "bench:" + t
+	}
+	return names
+}
+
+func setupOneCall(b *testing.B, srv *redistest.Server, lat *latencies, topics int) (func([]byte), func()) {
+	rawReceiver(b, srv, lat, topics)
 	rdb := srv.Client(b)
 	ctx := context.Background()
+	channels, i := rawChannels(topics), 0
 	return func(p []byte) {
-		if err := rdb.Publish(ctx, "bench:bench.x", p).Err(); err != nil {
+		if err := rdb.Publish(ctx, channels[i%len(channels)], p).Err(); err != nil {
 			b.Error(err)
 		}
+		i++
 	}, func() {}
 }
 
-func setupPipelined(b *testing.B, srv *redistest.Server, lat *latencies) (func([]byte), func()) {
-	rawReceiver(b, srv, lat)
+func setupPipelined(b *testing.B, srv *redistest.Server, lat *latencies, topics int) (func([]byte), func()) {
+	rawReceiver(b, srv, lat, topics)
 	rdb := srv.Client(b)
 	ctx := context.Background()
 	const batch = 512 // the bridge's default BatchSize
 	pipe := rdb.Pipeline()
-	n := 0
+	channels, i, n := rawChannels(topics), 0, 0
 	flush := func() {
 		if n == 0 {
 			return
@@ -214,7 +260,8 @@ func setupPipelined(b *testing.B, srv *redistest.Server, lat *latencies) (func([
 	return func(p []byte) {
 		// go-redis keeps the argument until Exec: give it its own copy,
 		// as the bridge's codec does.
-		pipe.Publish(ctx, "bench:bench.x", append([]byte(nil), p...))
+		pipe.Publish(ctx, channels[i%len(channels)], append([]byte(nil), p...))
+		i++
 		if n++; n == batch {
 			flush()
 		}
@@ -225,24 +272,30 @@ func setupPipelined(b *testing.B, srv *redistest.Server, lat *latencies) (func([
 // other side has received them all.
 func BenchmarkThroughput(b *testing.B) {
 	srv := benchServer(b)
-	for _, tr := range transports {
-		b.Run(tr.name, func(b *testing.B) {
-			lat := &latencies{d: make([]time.Duration, 0, b.N)}
-			send, flush := tr.setup(b, srv, lat)
-			buf := make([]byte, benchPayload)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			for range b.N {
-				send(stamp(buf))
-			}
-			flush()
-			lat.wait(b, b.N)
-			elapsed := time.Since(start)
-			b.StopTimer()
-			lat.report(b, elapsed)
-		})
+	for _, topics := range []int{1, 16} {
+		for _, tr := range transports {
+			b.Run(fmt.Sprintf("topics=%d/%s", topics, tr.name), func(b *testing.B) {
+				benchThroughput(b, srv, tr, topics)
+			})
+		}
 	}
+}
+
+func benchThroughput(b *testing.B, srv *redistest.Server, tr transport, topics int) {
+	lat := &latencies{d: make([]time.Duration, 0, b.N)}
+	send, flush := tr.setup(b, srv, lat, topics)
+	buf := make([]byte, benchPayload)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		send(stamp(buf))
+	}
+	flush()
+	lat.wait(b, b.N)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	lat.report(b, elapsed)
 }
 
 // BenchmarkLatency sends one event at a time and waits for it.
@@ -251,7 +304,7 @@ func BenchmarkLatency(b *testing.B) {
 	for _, tr := range transports[:2] { // pipelining one event is one call
 		b.Run(tr.name, func(b *testing.B) {
 			lat := &latencies{d: make([]time.Duration, 0, b.N), got: make(chan struct{}, 1)}
-			send, flush := tr.setup(b, srv, lat)
+			send, flush := tr.setup(b, srv, lat, 1)
 			buf := make([]byte, benchPayload)
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -20,6 +20,9 @@ import (
 // on the other side once, in order per topic, with its own sequence
 // number, time, headers and payload; without coalescing, one message per
 // event. A plain Redis subscriber counts the messages.
+//
+// The events of a second topic are published between them now and then:
+// they are grouped with each other (see TestCoalesceGroups).
 func TestCoalesce(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -48,7 +51,7 @@ func TestCoalesce(t *testing.T) {
 			}
 			from := newInstance(t, srv.Client(t), opts())
 			to := newInstance(t, srv.Client(t), opts())
-			plain := subscribePlain(t, srv.Client(t), []string{"app:coal.busy"}, nil)
+			plain := subscribePlain(t, srv.Client(t), []string{"app:coal.busy", "app:coal.quiet"}, nil)
 			recBusy := record(t, to.bus, "coal.busy")
 			recQuiet := record(t, to.bus, "coal.quiet")
 
@@ -93,18 +96,30 @@ func TestCoalesce(t *testing.T) {
 				}
 			}
 
-			msgs := plain.collect(300 * time.Millisecond)
-			t.Logf("%d events of the busy topic in %d messages", n, len(msgs))
+			all := plain.collect(300 * time.Millisecond)
+			var msgs []*redis.Message
+			quietMsgs := 0
+			for _, m := range all {
+				if m.Channel == "app:coal.busy" {
+					msgs = append(msgs, m)
+				} else {
+					quietMsgs++
+				}
+			}
+			t.Logf("%d events of the busy topic in %d messages, %d of the quiet one in %d", n, len(msgs), quiet, quietMsgs)
 			if got, lo, hi := len(msgs), tc.minMessages(n), tc.maxMessages(n); got < lo || got > hi {
 				t.Errorf("%d messages carried %d events, want %d..%d", got, n, lo, hi)
+			}
+			if got, lo, hi := quietMsgs, tc.minMessages(quiet), tc.maxMessages(quiet); got < min(lo, 1) || got > max(hi, 3) {
+				t.Errorf("%d messages carried the quiet topic's %d events, want %d..%d", got, quiet, min(lo, 1), max(hi, 3))
 			}
 			limit := tc.coalesce
 			if limit == 0 {
 				limit = 64 << 10
 			}
-			for _, m := range msgs {
-				if limit > 0 && len(m) > limit {
-					t.Errorf("a %d-byte message, CoalesceBytes %d", len(m), limit)
+			for _, m := range all {
+				if limit > 0 && len(m.Payload) > limit {
+					t.Errorf("a %d-byte message, CoalesceBytes %d", len(m.Payload), limit)
 				}
 			}
 			time.Sleep(100 * time.Millisecond) // anything extra would arrive now
@@ -115,10 +130,8 @@ func TestCoalesce(t *testing.T) {
 			if s.Imported != uint64(n+quiet) || s.Gaps != 0 || s.Duplicates != 0 {
 				t.Errorf("receiver: %+v", s)
 			}
-			// The quiet topic's events are alone in their runs: one
-			// message each.
-			if s := from.bridge.Stats(); s.Exported != uint64(n+quiet) || s.ExportMessages != uint64(len(msgs)+quiet) {
-				t.Errorf("sender exported %d events in %d messages, want %d in %d", s.Exported, s.ExportMessages, n+quiet, len(msgs)+quiet)
+			if s := from.bridge.Stats(); s.Exported != uint64(n+quiet) || s.ExportMessages != uint64(len(all)) {
+				t.Errorf("sender exported %d events in %d messages, want %d in %d", s.Exported, s.ExportMessages, n+quiet, len(all))
 			}
 			checkAccounting(t, to.bridge)
 			checkAccounting(t, from.bridge) // its own echoes, one per event
@@ -126,17 +139,93 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
-// collect returns the payloads of the messages that arrive within d of
-// each other.
-func (p *plainSubscriber) collect(d time.Duration) []string {
-	var msgs []string
+// TestCoalesceGroups checks that the flusher groups the exports waiting
+// together by channel before coalescing them, keeping the order of each
+// channel, and that raw exports keep their place: a plain Redis subscriber
+// sees them in publishing order.
+func TestCoalesceGroups(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		topics []string // published in turn
+		// wantOrder: the plain subscriber sees one message per event,
+		// in publishing order; otherwise few, coalesced messages.
+		wantOrder bool
+	}{
+		{"interleaved topics", []string{"grp.a", "grp.b", "grp.c"}, false},
+		{"raw exports in between", []string{"grp.a", "grp.b", "raw.r"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			routes := []bridge.Route{{Pattern: "grp.*"}, {Pattern: "raw.r", Raw: true}}
+			from := newInstance(t, srv.Client(t), testOptions(nil, routes...))
+			to := newInstance(t, srv.Client(t), testOptions(nil, routes...))
+			plain := subscribePlain(t, srv.Client(t), nil, []string{"app:*"})
+			recs := map[string]*recorder{}
+			for _, topic := range tc.topics {
+				recs[topic] = record(t, to.bus, topic)
+			}
+
+			ctx := context.Background()
+			if err := srv.Client(t).Do(ctx, "CLIENT", "PAUSE", "300", "WRITE").Err(); err != nil {
+				t.Fatal(err)
+			}
+			const rounds = 200
+			for i := range rounds {
+				for _, topic := range tc.topics {
+					publish(t, from.bus, topic, fmt.Sprintf("%s-%d", topic, i))
+				}
+			}
+			for topic, rec := range recs {
+				for i, e := range rec.waitFor(t, rounds) {
+					if want := fmt.Sprintf("%s-%d", topic, i); string(payloadBytes(e.Payload)) != want {
+						t.Fatalf("%s: event %d is %v, want %q", topic, i, e.Payload, want)
+					}
+				}
+			}
+			msgs := plain.collect(300 * time.Millisecond)
+			events := rounds * len(tc.topics)
+			if !tc.wantOrder {
+				// The first flush (of the first round or so, before
+				// the pause), then two of up to 512 (BatchSize): at
+				// most one message per topic each.
+				if len(msgs) > 3*len(tc.topics) {
+					t.Errorf("%d events in %d messages: not grouped", events, len(msgs))
+				}
+				return
+			}
+			if len(msgs) != events {
+				t.Fatalf("%d messages for %d events, want one each", len(msgs), events)
+			}
+			for k, m := range msgs {
+				if want := "app:" + tc.topics[k%len(tc.topics)]; m.Channel != want {
+					t.Fatalf("message %d on %s, want %s: publishing order lost", k, m.Channel, want)
+				}
+			}
+		})
+	}
+}
+
+// payloadBytes returns the bytes of a string or []byte payload.
+func payloadBytes(p any) []byte {
+	switch v := p.(type) {
+	case []byte:
+		return v
+	case string:
+		return []byte(v)
+	}
+	return nil
+}
+
+// collect returns the messages that arrive within d of each other.
+func (p *plainSubscriber) collect(d time.Duration) []*redis.Message {
+	var msgs []*redis.Message
 	for {
 		msg, err := p.ps.ReceiveTimeout(context.Background(), d)
 		if err != nil {
 			return msgs
 		}
 		if m, ok := msg.(*redis.Message); ok {
-			msgs = append(msgs, m.Payload)
+			msgs = append(msgs, m)
 		}
 	}
 }

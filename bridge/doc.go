@@ -95,10 +95,13 @@
 // encodes the payload on the publisher's goroutine and appends it to a
 // bounded outbox (Options.OutboxMaxEvents, OutboxMaxBytes, OutboxMaxAge;
 // the Overflow policy is DropOldest by default, or DropNewest). One flusher
-// goroutine sends the outbox in order, in pipelined batches of up to
+// goroutine sends the outbox in pipelined batches of up to
 // Options.BatchSize exports per round trip (one PUBLISH each, or fewer when
-// they coalesce). When Redis is
-// unreachable it keeps the batch and the outbox, retries with jittered
+// they coalesce), in order per channel: within a batch, the exports of
+// enveloped routes are grouped by channel so that they coalesce, and raw
+// exports keep their place. Receivers keep the order of each topic, not
+// across topics, whatever the sender does. When Redis is unreachable it
+// keeps the batch and the outbox, retries with jittered
 // exponential backoff, and once Redis answers waits Options.ResumeDelay, so
 // that other instances can resubscribe, before sending on in order. Note
 // that go-redis retries by itself first (MaxRetries, DialerRetries: about

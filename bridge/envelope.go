@@ -65,9 +65,8 @@ import (
 //
 // # Batches
 //
-// A bridge coalesces consecutive exports to one channel into one message
-// when they are waiting together (see Options.CoalesceBytes): a batch, flag
-// bit 2. A batch carries two or more events of one source with consecutive
+// A bridge coalesces exports to one channel into one message when they are
+// waiting together (see Options.CoalesceBytes): a batch, flag bit 2. A batch carries two or more events of one source with consecutive
 // sequence numbers; each keeps its own time, content type, headers and
 // payload. Its fields:
 //

@@ -126,7 +126,7 @@ type topicChannel struct{ topic, channel string }
 const housekeeping = 500 * time.Millisecond
 
 // flushLoop is the flusher goroutine: it sends the outbox to Redis in
-// pipelined batches, in order, until Close.
+// pipelined batches, in order per channel (see group), until Close.
 func (br *Bridge) flushLoop() {
 	defer close(br.flushDone)
 	f := flusher{br: br, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
@@ -206,6 +206,13 @@ type flusher struct {
 	arena   []byte     // where the envelopes of msgs are laid out
 	spans   []span     // where each message lies in arena
 	envs    []envelope // the events of the batch being laid out
+
+	// What group uses: the group of each channel, the first position of
+	// each group, the group of each export, a copy of the segment.
+	groupOf map[string]int
+	starts  []int
+	groups  []int
+	seg     []int
 }
 
 // span locates a message in the flusher's arena.
@@ -234,6 +241,9 @@ func (f *flusher) send() bool {
 	f.pending = f.pending[:0]
 	for i := range f.batch {
 		f.pending = append(f.pending, i)
+	}
+	if br.cfg.CoalesceBytes > 0 {
+		f.group()
 	}
 	down := false
 	for attempt := 0; ; attempt++ {
@@ -344,9 +354,9 @@ func (br *Bridge) envelopeOf(it *exportItem) envelope {
 	}
 }
 
-// build makes the messages of the pending exports, in order: raw payloads
-// as they are, and envelopes laid out in one arena, runs of exports to one
-// channel coalesced into batches (see coalesce). With remember set,
+// build makes the messages of the pending exports, in their order: raw
+// payloads as they are, and envelopes laid out in one arena, runs of
+// exports to one channel coalesced into batches (see coalesce). With remember set,
 // messages that may come back without a recognisable envelope are
 // remembered for echo suppression, before they are sent, since the echo
 // can arrive before the pipeline returns; retries do not remember them
@@ -394,6 +404,77 @@ func (f *flusher) build(remember bool) {
 		if remember && it.echo {
 			br.echo.remember(it.channel, msg, now)
 		}
+	}
+}
+
+// group reorders the pending exports so that those of one channel follow
+// each other, and can be coalesced, keeping the order of each channel:
+// between two raw or echo exports, which keep their place (a plain Redis
+// subscriber sees them in publishing order), enveloped exports are grouped
+// by channel, the channels in the order of their first export. Receivers
+// keep the order of each topic, never across topics (each topic has its
+// import queue), so this changes nothing they deliver.
+func (f *flusher) group() {
+	p := f.pending
+	for lo := 0; lo < len(p); {
+		if it := &f.batch[p[lo]]; it.raw || it.echo {
+			lo++
+			continue
+		}
+		hi := lo + 1
+		for hi < len(p) && !f.batch[p[hi]].raw && !f.batch[p[hi]].echo {
+			hi++
+		}
+		f.groupSegment(p[lo:hi])
+		lo = hi
+	}
+}
+
+// groupSegment groups seg, positions of enveloped exports, by channel.
+func (f *flusher) groupSegment(seg []int) {
+	if len(seg) < 3 {
+		return // already grouped
+	}
+	first := f.batch[seg[0]].channel
+	one := true
+	for _, i := range seg[1:] {
+		if f.batch[i].channel != first {
+			one = false
+			break
+		}
+	}
+	if one {
+		return
+	}
+	if f.groupOf == nil {
+		f.groupOf = map[string]int{}
+	}
+	clear(f.groupOf)
+	f.starts, f.groups = f.starts[:0], f.groups[:0]
+	for _, i := range seg {
+		ch := f.batch[i].channel
+		g, ok := f.groupOf[ch]
+		if !ok {
+			g = len(f.starts)
+			f.groupOf[ch] = g
+			f.starts = append(f.starts, 0)
+		}
+		f.starts[g]++ // a count until turned into a start below
+		f.groups = append(f.groups, g)
+	}
+	if len(f.starts) == len(seg) {
+		return // every channel once: nothing to coalesce
+	}
+	pos := 0
+	for g, n := range f.starts {
+		f.starts[g] = pos
+		pos += n
+	}
+	f.seg = append(f.seg[:0], seg...)
+	for k, i := range f.seg {
+		g := f.groups[k]
+		seg[f.starts[g]] = i
+		f.starts[g]++
 	}
 }
 

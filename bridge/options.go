@@ -175,8 +175,9 @@ type Options struct {
 	MaxMessageBytes int
 
 	// CoalesceBytes is the largest message into which the flusher
-	// coalesces exports of enveloped pub/sub routes that are waiting
-	// together, in order, for one channel: under load one PUBLISH then
+	// coalesces exports of enveloped pub/sub routes to one channel that
+	// are waiting together (in one batch of BatchSize, grouped by channel,
+	// each channel's exports in order): under load one PUBLISH then
 	// carries many events (a batch, see the wire format in envelope.go),
 	// which is what lets the bridge keep up with a burst, since Redis and
 	// go-redis cost far more per message than per byte. Each event keeps
@@ -187,10 +188,10 @@ type Options struct {
 	// durable routes are never coalesced. Zero means 64 KiB, and
 	// MaxMessageBytes caps it; keep it within the MaxMessageBytes of the
 	// receiving instances too, which drop (and count) bigger messages
-	// whole. Negative means one message per event. An
-	// imported []byte payload (DefaultCodec) aliases the message it came
-	// in, so a subscriber that keeps one keeps that message in memory:
-	// copy it to keep it longer than the handler runs.
+	// whole. Negative means one message per event, sent in the order of
+	// the outbox. An imported []byte payload (DefaultCodec) aliases the
+	// message it came in, so a subscriber that keeps one keeps that
+	// message in memory: copy it to keep it longer than the handler runs.
 	CoalesceBytes int
 
 	// ImportWorkers is the number of goroutines that deliver imported
