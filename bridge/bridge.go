@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -79,8 +80,9 @@ type route struct {
 	codec     Codec
 	redisName string // channel or glob to subscribe to
 	isPattern bool
-	// lastChannel caches the channel of the last exported topic.
-	lastChannel atomic.Pointer[topicChannel]
+	// channels caches the channels of exported topics; nil for an exact
+	// route.
+	channels *channelCache
 }
 
 type globRoutes struct {
@@ -181,6 +183,9 @@ func (br *Bridge) compileRoutes(sep rune) error {
 			name = br.shards.channel(r.Pattern)
 		}
 		rt := &route{Route: r, match: match, codec: r.Codec, redisName: name, isPattern: isPattern}
+		if isPattern {
+			rt.channels = &channelCache{seed: maphash.MakeSeed()}
+		}
 		if rt.codec == nil {
 			rt.codec = DefaultCodec
 		}

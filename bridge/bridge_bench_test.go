@@ -272,7 +272,7 @@ func setupPipelined(b *testing.B, srv *redistest.Server, lat *latencies, topics 
 // other side has received them all.
 func BenchmarkThroughput(b *testing.B) {
 	srv := benchServer(b)
-	for _, topics := range []int{1, 16} {
+	for _, topics := range []int{1, 16, 1024} {
 		for _, tr := range transports {
 			b.Run(fmt.Sprintf("topics=%d/%s", topics, tr.name), func(b *testing.B) {
 				benchThroughput(b, srv, tr, topics)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"sync/atomic"
 	"time"
 
 	bus "github.com/busline/bus"
@@ -105,21 +107,40 @@ func (br *Bridge) export(r *route, e bus.Event) {
 
 // channel returns the channel of topic: the route's one channel for an
 // exact route (with its partition tag on a cluster), otherwise
-// prefix+topic, reusing the string made for the previous export of the
-// route when the topic is the same, as it often is.
+// prefix+topic, from the route's cache when the topic was exported lately.
 func (r *route) channel(prefix, topic string) string {
 	if !r.isPattern {
 		return r.redisName
 	}
-	if last := r.lastChannel.Load(); last != nil && last.topic == topic {
-		return last.channel
-	}
-	ch := prefix + topic
-	r.lastChannel.Store(&topicChannel{topic, ch})
-	return ch
+	return r.channels.get(prefix, topic)
+}
+
+// channelCacheSize is the number of slots of a channelCache.
+const channelCacheSize = 1024
+
+// channelCache remembers the channels of the topics a pattern route
+// exported lately, so that a steady stream to a few hundred topics builds
+// no string per export: a direct-mapped table of channelCacheSize slots
+// indexed by a hash of the topic, where a topic replaces the one in its
+// slot. It is safe for concurrent use (publishers export on their own
+// goroutines); a lookup costs a hash and an atomic load, a miss two
+// allocations.
+type channelCache struct {
+	seed  maphash.Seed
+	slots [channelCacheSize]atomic.Pointer[topicChannel]
 }
 
 type topicChannel struct{ topic, channel string }
+
+func (c *channelCache) get(prefix, topic string) string {
+	slot := &c.slots[maphash.String(c.seed, topic)&(channelCacheSize-1)]
+	if tc := slot.Load(); tc != nil && tc.topic == topic {
+		return tc.channel
+	}
+	ch := prefix + topic
+	slot.Store(&topicChannel{topic, ch})
+	return ch
+}
 
 // housekeeping is how often the flusher expires old exports and reports
 // drops held back, when nothing else wakes it.

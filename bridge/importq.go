@@ -42,6 +42,7 @@ type importQueue struct {
 	idle   int  // topics kept in topics with no events, at most maxIdleTopics
 	closed bool // no more pushes; workers exit once everything is delivered
 	onDrop func(n int)
+	chunks chunkPool[importItem] // shared by the topics' fifos
 
 	aborted atomic.Bool // workers drop what is left and exit
 }
@@ -56,12 +57,20 @@ type topicQueue struct {
 
 // maxIdleTopics is how many topics without events an importQueue keeps:
 // dropping a topic's queue the moment it empties made a steady stream pay
-// a new queue and a new chunk of the fifo for every batch.
-const maxIdleTopics = 256
+// a new queue for every batch. An idle topic holds no chunk of its fifo
+// (they go back to the shared pool as soon as they are empty), so one
+// costs about a hundred bytes.
+const maxIdleTopics = 4096
+
+// maxFreeChunks is how many empty fifo chunks an importQueue keeps for its
+// topics: enough for as many topics with a few events waiting at once
+// (about 450 bytes each).
+const maxFreeChunks = 1024
 
 func newImportQueue(maxTotal, maxTopic int, onDrop func(int)) *importQueue {
 	q := &importQueue{maxTotal: maxTotal, maxTopic: maxTopic, topics: map[string]*topicQueue{}, onDrop: onDrop}
 	q.cond.L = &q.mu
+	q.chunks.max = maxFreeChunks
 	return q
 }
 
@@ -75,6 +84,7 @@ func (q *importQueue) push(it importItem) bool {
 	tq := q.topics[it.topic]
 	if tq == nil {
 		tq = &topicQueue{topic: it.topic}
+		tq.items.pool = &q.chunks
 		q.topics[it.topic] = tq
 	} else if tq.idle {
 		tq.idle = false
@@ -170,7 +180,7 @@ func (q *importQueue) abort() {
 		if !tq.busy {
 			delete(q.topics, tq.topic)
 		}
-		tq.items = fifo[importItem]{}
+		tq.items = fifo[importItem]{pool: &q.chunks}
 	}
 	q.total -= n
 	q.idle = 0 // the idle topics were not busy: all deleted

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,42 +252,79 @@ func TestOptionsValidation(t *testing.T) {
 }
 
 // TestFIFO pushes and pops across chunk boundaries, in bursts and
-// interleaved, against a slice as the reference.
+// interleaved, against a slice as the reference: one fifo alone, and two
+// fifos sharing a chunk pool (which must hold no chunk once empty).
 func TestFIFO(t *testing.T) {
-	var q fifo[int]
-	var ref []int
-	next := 0
-	for round, burst := range []int{1, chunkSize - 1, chunkSize, chunkSize + 1, 3*chunkSize + 7, 0, 5} {
-		for range burst {
-			q.push(next)
-			ref = append(ref, next)
-			next++
-		}
-		// Pop about half, then check the front.
-		for range (len(ref) + 1) / 2 {
-			if got := q.pop(); got != ref[0] {
-				t.Fatalf("round %d: popped %d, want %d", round, got, ref[0])
+	for _, tc := range []struct {
+		name  string
+		fifos int
+		pool  *chunkPool[int]
+	}{
+		{"alone", 1, nil},
+		{"pooled", 2, &chunkPool[int]{max: 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			qs := make([]fifo[int], tc.fifos)
+			refs := make([][]int, tc.fifos)
+			for i := range qs {
+				qs[i].pool = tc.pool
 			}
-			ref = ref[1:]
-		}
-		if q.len() != len(ref) {
-			t.Fatalf("round %d: len %d, want %d", round, q.len(), len(ref))
-		}
-		if len(ref) > 0 && *q.front() != ref[0] {
-			t.Fatalf("round %d: front %d, want %d", round, *q.front(), ref[0])
-		}
-	}
-	for len(ref) > 0 {
-		if got := q.pop(); got != ref[0] {
-			t.Fatalf("draining: popped %d, want %d", got, ref[0])
-		}
-		ref = ref[1:]
-	}
-	if q.len() != 0 {
-		t.Fatalf("len %d after draining", q.len())
-	}
-	q.push(-1)
-	if q.pop() != -1 || q.len() != 0 {
-		t.Fatal("reuse after draining")
+			next := 0
+			for round, burst := range []int{1, chunkSize - 1, chunkSize, chunkSize + 1, 3*chunkSize + 7, 0, 5} {
+				for k := range qs {
+					q, ref := &qs[k], &refs[k]
+					for range burst {
+						q.push(next)
+						*ref = append(*ref, next)
+						next++
+					}
+				}
+				// Pop about half of each, then check the fronts.
+				for k := range qs {
+					q, ref := &qs[k], &refs[k]
+					for range (len(*ref) + 1) / 2 {
+						if got := q.pop(); got != (*ref)[0] {
+							t.Fatalf("round %d, fifo %d: popped %d, want %d", round, k, got, (*ref)[0])
+						}
+						*ref = (*ref)[1:]
+					}
+					if q.len() != len(*ref) {
+						t.Fatalf("round %d, fifo %d: len %d, want %d", round, k, q.len(), len(*ref))
+					}
+					if len(*ref) > 0 && *q.front() != (*ref)[0] {
+						t.Fatalf("round %d, fifo %d: front %d, want %d", round, k, *q.front(), (*ref)[0])
+					}
+				}
+			}
+			for k := range qs {
+				q, ref := &qs[k], &refs[k]
+				for len(*ref) > 0 {
+					if got := q.pop(); got != (*ref)[0] {
+						t.Fatalf("draining fifo %d: popped %d, want %d", k, got, (*ref)[0])
+					}
+					*ref = (*ref)[1:]
+				}
+				if q.len() != 0 {
+					t.Fatalf("fifo %d: len %d after draining", k, q.len())
+				}
+				if tc.pool != nil && (q.head != nil || q.tail != nil || q.spare != nil) {
+					t.Fatalf("fifo %d holds a chunk once empty", k)
+				}
+				q.push(-1)
+				if q.pop() != -1 || q.len() != 0 {
+					t.Fatalf("fifo %d: reuse after draining", k)
+				}
+			}
+			if p := tc.pool; p != nil {
+				if len(p.free) == 0 || len(p.free) > p.max {
+					t.Fatalf("%d chunks in the pool, want 1..%d", len(p.free), p.max)
+				}
+				for _, c := range p.free {
+					if c.next != nil || len(c.items) != minChunk || slices.ContainsFunc(c.items, func(v int) bool { return v != 0 }) {
+						t.Fatalf("a pooled chunk is not an empty one of %d items: %v", minChunk, c.items)
+					}
+				}
+			}
+		})
 	}
 }
