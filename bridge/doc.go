@@ -95,11 +95,11 @@
 // encodes the payload on the publisher's goroutine and appends it to a
 // bounded outbox (Options.OutboxMaxEvents, OutboxMaxBytes, OutboxMaxAge;
 // the Overflow policy is DropOldest by default, or DropNewest). One flusher
-// goroutine sends the outbox in pipelined batches of up to
-// Options.BatchSize exports per round trip (one PUBLISH each, or fewer when
-// they coalesce), in order per channel: within a batch, the exports of
-// enveloped routes are grouped by channel so that they coalesce, and raw
-// exports keep their place. Receivers keep the order of each topic, not
+// goroutine sends the outbox in pipelines of up to Options.BatchSize
+// PUBLISH commands per round trip, in order per channel: it takes up to
+// 8 times BatchSize exports at once, groups those of enveloped routes by
+// channel so that they coalesce (raw exports keep their place), and sends
+// one message per run of one channel. Receivers keep the order of each topic, not
 // across topics, whatever the sender does. When Redis is unreachable it
 // keeps the batch and the outbox, retries with jittered
 // exponential backoff, and once Redis answers waits Options.ResumeDelay, so

@@ -146,21 +146,31 @@ func (c *channelCache) get(prefix, topic string) string {
 // drops held back, when nothing else wakes it.
 const housekeeping = 500 * time.Millisecond
 
+// coalesceWindow is how many times BatchSize exports the pub/sub flusher
+// takes from the outbox at once when exports coalesce: grouped by channel,
+// they make at most as many messages (for as many channels), sent
+// BatchSize messages per round trip, and fewer the fewer the channels.
+const coalesceWindow = 8
+
 // flushLoop is the flusher goroutine: it sends the outbox to Redis in
 // pipelined batches, in order per channel (see group), until Close.
 func (br *Bridge) flushLoop() {
 	defer close(br.flushDone)
 	f := flusher{br: br, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
-	br.runFlusher(br.out, &f.batch, br.drain, br.flushCtx, f.send)
+	take := br.cfg.BatchSize
+	if br.cfg.CoalesceBytes > 0 {
+		take *= coalesceWindow
+	}
+	br.runFlusher(br.out, &f.batch, take, br.drain, br.flushCtx, f.send)
 }
 
 // runFlusher is the loop of a flusher goroutine, shared by the pub/sub
 // outbox and those of durable routes. It waits for exports, or for the
 // housekeeping tick, which expires stale ones and reports drops held back;
-// takes them from out into *batch, BatchSize at a time and in order; and
+// takes them from out into *batch, take at a time and in order; and
 // hands each batch to send. It returns once drain is closed and out is
 // empty, when stop ends, or when send reports that Close gave up.
-func (br *Bridge) runFlusher(out *outbox, batch *[]exportItem, drain <-chan struct{}, stop context.Context, send func() bool) {
+func (br *Bridge) runFlusher(out *outbox, batch *[]exportItem, take int, drain <-chan struct{}, stop context.Context, send func() bool) {
 	tick := time.NewTicker(housekeeping)
 	defer tick.Stop()
 	draining := false
@@ -178,7 +188,7 @@ func (br *Bridge) runFlusher(out *outbox, batch *[]exportItem, drain <-chan stru
 		}
 		for {
 			var expired int
-			*batch, expired = out.take(*batch, br.cfg.BatchSize, br.cutoff())
+			*batch, expired = out.take(*batch, take, br.cutoff())
 			br.expired(expired)
 			if len(*batch) == 0 {
 				break
@@ -270,46 +280,21 @@ func (f *flusher) send() bool {
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
 		ctx := br.flushCtx
-		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for k, msg := range f.msgs {
-				switch ch := f.batch[f.pending[f.runs[k].start]].channel; {
-				case br.shards == nil:
-					p.Publish(ctx, ch, msg)
-				case br.shards.spublish(ch):
-					p.SPublish(ctx, ch, msg)
-				default:
-					_ = p.Process(ctx, br.shards.publish(ctx, ch, msg))
-				}
-			}
-			return nil
-		})
-		// What failed for lack of Redis is kept, in order. Appending
-		// pending[r.start:] to pending[:len(keep)] never overwrites a
-		// run not yet read: keep is never longer than r.start.
+		// What failed for lack of Redis is kept, in order, with
+		// everything after it. Appending pending[r.start:] to
+		// pending[:len(keep)] never overwrites a run not yet read: keep
+		// is never longer than r.start.
 		keep := f.pending[:0]
-		if err == nil {
-			br.c.exported.Add(uint64(len(f.pending)))
-			br.c.exportMessages.Add(uint64(len(f.msgs)))
-		} else {
-			for k, r := range f.runs {
-				var cerr error
-				if k < len(cmds) {
-					cerr = cmds[k].Err()
-				} else {
-					cerr = err
-				}
-				var rerr redis.Error
-				switch n := uint64(r.n); {
-				case cerr == nil:
-					br.c.exported.Add(n)
-					br.c.exportMessages.Add(1)
-				case errors.As(cerr, &rerr) && !transientReply(cerr):
-					br.c.exportRejected.Add(n)
-					br.rep.drop(ErrPublish, n, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[f.pending[r.start]].channel, cerr))
-				default:
+		var err error // the first failure for lack of Redis
+		for k0 := 0; k0 < len(f.runs); k0 += br.cfg.BatchSize {
+			runs := f.runs[k0:min(k0+br.cfg.BatchSize, len(f.runs))]
+			if err != nil {
+				for _, r := range runs {
 					keep = append(keep, f.pending[r.start:r.start+r.n]...)
 				}
+				continue
 			}
+			err = f.publish(ctx, f.msgs[k0:k0+len(runs)], runs, &keep)
 		}
 		f.pending = keep
 		if len(f.pending) == 0 {
@@ -361,6 +346,58 @@ func (f *flusher) send() bool {
 			}
 		}
 	}
+}
+
+// publish sends msgs, the messages of runs, in one pipeline and accounts
+// for each: exported, rejected by Redis (counted and reported), or, when
+// Redis could not be reached, appended to *keep. It returns the error of
+// the first message not sent for lack of Redis, or nil.
+func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *[]int) error {
+	br := f.br
+	cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, msg := range msgs {
+			switch ch := f.batch[f.pending[runs[k].start]].channel; {
+			case br.shards == nil:
+				p.Publish(ctx, ch, msg)
+			case br.shards.spublish(ch):
+				p.SPublish(ctx, ch, msg)
+			default:
+				_ = p.Process(ctx, br.shards.publish(ctx, ch, msg))
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		n := 0
+		for _, r := range runs {
+			n += r.n
+		}
+		br.c.exported.Add(uint64(n))
+		br.c.exportMessages.Add(uint64(len(msgs)))
+		return nil
+	}
+	var down error
+	for k, r := range runs {
+		cerr := err
+		if k < len(cmds) {
+			cerr = cmds[k].Err()
+		}
+		var rerr redis.Error
+		switch n := uint64(r.n); {
+		case cerr == nil:
+			br.c.exported.Add(n)
+			br.c.exportMessages.Add(1)
+		case errors.As(cerr, &rerr) && !transientReply(cerr):
+			br.c.exportRejected.Add(n)
+			br.rep.drop(ErrPublish, n, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[f.pending[r.start]].channel, cerr))
+		default:
+			*keep = append(*keep, f.pending[r.start:r.start+r.n]...)
+			if down == nil {
+				down = cerr
+			}
+		}
+	}
+	return down
 }
 
 // envelopeOf returns the envelope of enveloped export it.

@@ -164,10 +164,13 @@ type Options struct {
 	// outbox. The zero value is DropOldest.
 	Overflow Overflow
 
-	// BatchSize is the largest number of exports sent in one pipeline
-	// (one round trip: PUBLISH commands, fewer when exports coalesce, see
-	// CoalesceBytes, or XADD commands), and of stream entries read at
-	// once (COUNT). Zero means 512.
+	// BatchSize is the largest number of commands sent in one pipeline
+	// (one round trip): PUBLISH commands of pub/sub routes, XADD commands
+	// of durable routes; and of stream entries read at once (COUNT). The
+	// pub/sub flusher takes up to BatchSize exports from the outbox at
+	// once, or 8 times as many when exports coalesce (see CoalesceBytes),
+	// which then make at most as many messages as they have channels.
+	// Zero means 512.
 	BatchSize int
 
 	// MaxMessageBytes is the largest message the bridge sends or
@@ -176,8 +179,9 @@ type Options struct {
 
 	// CoalesceBytes is the largest message into which the flusher
 	// coalesces exports of enveloped pub/sub routes to one channel that
-	// are waiting together (in one batch of BatchSize, grouped by channel,
-	// each channel's exports in order): under load one PUBLISH then
+	// are waiting together (up to 8 times BatchSize taken from the outbox
+	// at once, grouped by channel, each channel's exports in order):
+	// under load one PUBLISH then
 	// carries many events (a batch, see the wire format in envelope.go),
 	// which is what lets the bridge keep up with a burst, since Redis and
 	// go-redis cost far more per message than per byte. Each event keeps

@@ -130,25 +130,47 @@ func TestImportQueueDrops(t *testing.T) {
 // TestKillRedisMidStream kills redis-server with SIGKILL while events
 // flow, keeps publishing during the outage, and restarts it on the same
 // port. The bridges recover by themselves; the exports made during the
-// outage arrive afterwards; and the counters account for every event:
-// delivered plus lost-and-reported-as-gaps equals published.
+// outage arrive afterwards, in order per topic; and the counters account
+// for every event: delivered plus lost-and-reported-as-gaps equals
+// published. With several topics and a small BatchSize, a flush is sent
+// in several pipelines, and the outage hits some of them.
 func TestKillRedisMidStream(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		topics    int
+		batchSize int
+	}{
+		{"one topic", 1, 0},
+		{"three topics, pipelines of 2", 3, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testKillRedisMidStream(t, tc.topics, tc.batchSize)
+		})
+	}
+}
+
+func testKillRedisMidStream(t *testing.T, topics, batchSize int) {
 	srv := redistest.Start(t, nil)
 	aOpts := testOptions(nil, bridge.Route{Pattern: "stream.*", Direction: bridge.Export})
 	// Resume a second after Redis answers again, so that b has
 	// resubscribed by then: pub/sub keeps nothing for absent subscribers.
 	aOpts.ResumeDelay = time.Second
-	a := newInstance(t, fastFailClient(t, srv), aOpts)
+	aOpts.BatchSize = batchSize
+	pipelines := &pipelineSizes{}
+	rdb := fastFailClient(t, srv)
+	rdb.AddHook(pipelines)
+	a := newInstance(t, rdb, aOpts)
 	bOpts := testOptions(nil, bridge.Route{Pattern: "stream.*", Direction: bridge.Import})
 	bOpts.ReconnectMax = 50 * time.Millisecond
 	b := newInstance(t, srv.Client(t), bOpts)
 	rec := record(t, b.bus, "stream.*")
 
+	// Event i goes to topic stream.t<i%topics>, payload i.
 	var published atomic.Int64
 	pub := func(n int) {
 		for range n {
 			i := published.Add(1) - 1
-			publish(t, a.bus, "stream.x", strconv.FormatInt(i, 10))
+			publish(t, a.bus, "stream.t"+strconv.FormatInt(i%int64(topics), 10), strconv.FormatInt(i, 10))
 			time.Sleep(200 * time.Microsecond)
 		}
 	}
@@ -182,17 +204,20 @@ func TestKillRedisMidStream(t *testing.T) {
 	if outage := uint64(outageEnd - outageStart); as.ExportMessages > as.Exported-outage/2 {
 		t.Errorf("a: %d events in %d messages; the %d of the outage were not coalesced", as.Exported, as.ExportMessages, outage)
 	}
+	if max := pipelines.max(); batchSize > 0 && max > batchSize {
+		t.Errorf("a pipeline of %d commands, BatchSize %d", max, batchSize)
+	}
 	if bs.Reconnects == 0 || b.errs.count(bridge.ErrPossibleGap) == 0 || b.errs.count(bridge.ErrDisconnected) == 0 {
 		t.Errorf("b: reconnects %d, reports:\n%s", bs.Reconnects, b.errs)
 	}
 	got := map[int64]bool{}
-	prev := int64(-1)
+	prev := map[string]int64{}
 	for _, e := range rec.snapshot() {
 		i := int64(atoi(t, e.Payload))
-		if i <= prev {
-			t.Fatalf("event %d after %d: order lost", i, prev)
+		if p, ok := prev[e.Topic]; ok && i <= p {
+			t.Fatalf("%s: event %d after %d: order lost", e.Topic, i, p)
 		}
-		prev = i
+		prev[e.Topic] = i
 		got[i] = true
 	}
 	if uint64(len(got)) != bs.Imported {
@@ -209,6 +234,26 @@ func TestKillRedisMidStream(t *testing.T) {
 		}
 	}
 }
+
+// pipelineSizes is a go-redis hook that records the largest pipeline its
+// client sent.
+type pipelineSizes struct{ largest atomic.Int64 }
+
+func (h *pipelineSizes) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *pipelineSizes) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *pipelineSizes) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for {
+			old := h.largest.Load()
+			if int64(len(cmds)) <= old || h.largest.CompareAndSwap(old, int64(len(cmds))) {
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *pipelineSizes) max() int { return int(h.largest.Load()) }
 
 // fastFailClient returns a client that does not retry by itself, so that an
 // outage reaches the bridge at once. With go-redis's defaults (MaxRetries

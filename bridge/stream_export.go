@@ -103,7 +103,7 @@ func (x *streamExport) export(e bus.Event) {
 // to the stream in pipelined batches of XADD, in order, until Close.
 func (x *streamExport) flushLoop() {
 	st := x.br.st
-	x.br.runFlusher(x.out, &x.batch, st.drain, st.flushCtx, x.send)
+	x.br.runFlusher(x.out, &x.batch, x.br.cfg.BatchSize, st.drain, st.flushCtx, x.send)
 }
 
 // send appends the batch to the stream, retrying what failed for lack of
