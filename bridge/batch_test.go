@@ -180,18 +180,7 @@ func TestBatchAltered(t *testing.T) {
 			_, err := decodeMessage(envTestChannel, bad, envTestKey, 0, func(int, envelope) {
 				t.Fatalf("byte %d ^ %#02x: an event was delivered", i, mask)
 			})
-			var want error
-			switch {
-			case i < 2:
-				want = errNotEnvelope
-			case i == 2:
-				want = ErrMalformed
-			case i == 3 && (bad[3]&^flagsKnown != 0):
-				want = ErrMalformed
-			default:
-				want = ErrSignature
-			}
-			if !errors.Is(err, want) {
+			if want := alteredError(i, bad); !errors.Is(err, want) {
 				t.Fatalf("byte %d ^ %#02x: %v, want %v", i, mask, err, want)
 			}
 		}

@@ -362,18 +362,7 @@ func TestEnvelopeSignature(t *testing.T) {
 					bad := bytes.Clone(msg)
 					bad[i] ^= mask
 					_, err := decodeEnvelope(envTestChannel, bad, envTestKey, 0)
-					var want error
-					switch {
-					case i < 2:
-						want = errNotEnvelope
-					case i == 2:
-						want = ErrMalformed
-					case i == 3 && (bad[3]&^flagsKnown != 0):
-						want = ErrMalformed
-					default:
-						want = ErrSignature
-					}
-					if !errors.Is(err, want) {
+					if want := alteredError(i, bad); !errors.Is(err, want) {
 						t.Fatalf("byte %d ^ %#02x: %v, want %v", i, mask, err, want)
 					}
 				}
@@ -399,6 +388,23 @@ func TestEnvelopeSignature(t *testing.T) {
 				t.Errorf("forged MAC: %v, want ErrSignature", err)
 			}
 		})
+	}
+}
+
+// alteredError returns the error that decoding a signed message whose
+// byte i was altered, giving bad, must wrap: past the fixed header a bad
+// signature; in it, the message stops being an envelope (magic), or
+// becomes a malformed one (version, unknown flag) or an unsigned one.
+func alteredError(i int, bad []byte) error {
+	switch {
+	case i < 2:
+		return errNotEnvelope
+	case i == 2:
+		return ErrMalformed
+	case i == 3 && (bad[3]&^flagsKnown != 0):
+		return ErrMalformed
+	default:
+		return ErrSignature
 	}
 }
 
