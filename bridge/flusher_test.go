@@ -1,0 +1,162 @@
+package bridge
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestFlusherLayout checks the messages the flusher makes of random
+// batches (group, then build), decoding them as a receiver would: every
+// export is in exactly one message, on its channel, with its sequence
+// number, time and payload; each channel's exports keep their order; raw
+// and echo-remembered exports keep their place among all others and go
+// alone; a message of several events fits the coalescing limit; and
+// nothing is coalesced when coalescing is off.
+func TestFlusherLayout(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		coalesce int
+		key      []byte
+		channels int
+		rawEvery int // every rawEvery-th export is raw (0: none)
+	}{
+		{"one channel", 64 << 10, nil, 1, 0},
+		{"few channels", 64 << 10, nil, 3, 0},
+		{"many channels", 64 << 10, nil, 50, 0},
+		{"signed", 64 << 10, []byte("k"), 4, 0},
+		{"small limit", 300, nil, 3, 0},
+		{"raw in between", 64 << 10, nil, 4, 5},
+		{"off", -1, nil, 3, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, uint64(len(tc.name))))
+			br := &Bridge{id: "inst", key: tc.key, echo: newEchoMemory(time.Minute, 1<<16)}
+			br.cfg.CoalesceBytes = tc.coalesce
+			br.cfg.MaxMessageBytes = 1 << 20
+			msgs, exports := 0, 0
+			defer func() {
+				// With a few channels and nothing in the way, most
+				// exports share a message.
+				if tc.coalesce > 1000 && tc.channels <= 4 && tc.rawEvery == 0 && msgs*4 > exports {
+					t.Errorf("%d exports in %d messages: too few coalesced", exports, msgs)
+				}
+			}()
+			for round := range 50 {
+				f := &flusher{br: br}
+				seqs := map[string]uint64{}
+				n := 1 + rng.IntN(600)
+				for i := range n {
+					ch := fmt.Sprintf("app:t%d", rng.IntN(tc.channels))
+					it := exportItem{channel: ch, payload: fmt.Appendf(nil, "%d-%d", round, i), at: int64(i + 1)}
+					switch {
+					case tc.rawEvery > 0 && i%tc.rawEvery == 0:
+						it.raw = true
+					case rng.IntN(50) == 0:
+						it.echo = true // enveloped, but its echo must be recognisable
+						fallthrough
+					default:
+						seqs[ch]++
+						if rng.IntN(30) == 0 {
+							seqs[ch]++ // one dropped or expired before sending
+						}
+						it.seq = seqs[ch]
+					}
+					if !it.raw && rng.IntN(10) == 0 {
+						it.headers = map[string]string{"h": "v"}
+					}
+					f.batch = append(f.batch, it)
+				}
+				for i := range f.batch {
+					f.pending = append(f.pending, i)
+				}
+				if tc.coalesce > 0 {
+					f.group()
+				}
+				f.build(true)
+				checkLayout(t, f, tc.coalesce, tc.key)
+				msgs, exports = msgs+len(f.msgs), exports+len(f.batch)
+			}
+		})
+	}
+}
+
+// checkLayout decodes the messages of f and checks them against f.batch.
+func checkLayout(t *testing.T, f *flusher, coalesce int, key []byte) {
+	t.Helper()
+	if len(f.msgs) != len(f.runs) {
+		t.Fatalf("%d messages for %d runs", len(f.msgs), len(f.runs))
+	}
+	var order []int // batch indexes in sending order
+	for k, r := range f.runs {
+		msg := f.msgs[k]
+		first := &f.batch[f.pending[r.start]]
+		var idx []int
+		for _, i := range f.pending[r.start : r.start+r.n] {
+			if f.batch[i].channel != first.channel {
+				t.Fatalf("message %d mixes channels %q and %q", k, first.channel, f.batch[i].channel)
+			}
+			idx = append(idx, i)
+		}
+		order = append(order, idx...)
+		if first.raw {
+			if r.n != 1 || string(msg) != string(first.payload) {
+				t.Fatalf("raw message %d: %d exports, %q", k, r.n, msg)
+			}
+			continue
+		}
+		if r.n > 1 {
+			if first.echo || coalesce <= 0 || len(msg) > coalesce {
+				t.Fatalf("message %d coalesces %d exports: echo %v, coalesce %d, %d bytes", k, r.n, first.echo, coalesce, len(msg))
+			}
+		}
+		got := 0
+		_, err := decodeMessage(first.channel, msg, key, 0, func(i int, env envelope) {
+			it := &f.batch[idx[i]]
+			if env.Source != "inst" || env.Seq != it.seq || env.Time != it.at || string(env.Payload) != string(it.payload) ||
+				len(env.Headers) != len(it.headers) {
+				t.Fatalf("message %d event %d: %+v, want %+v", k, i, env, *it)
+			}
+			got++
+		})
+		if err != nil || got != r.n {
+			t.Fatalf("message %d: %d of %d events, %v", k, got, r.n, err)
+		}
+	}
+	// Every export once.
+	sorted := slices.Sorted(slices.Values(order))
+	for i, v := range sorted {
+		if v != i {
+			t.Fatalf("exports sent: %v", sorted)
+		}
+	}
+	if len(sorted) != len(f.batch) {
+		t.Fatalf("%d of %d exports sent", len(sorted), len(f.batch))
+	}
+	// Order per channel; raw and echo exports in their place.
+	last := map[string]int{}
+	for pos, i := range order {
+		it := &f.batch[i]
+		if p, ok := last[it.channel]; ok && p > i {
+			t.Fatalf("%s: export %d sent after %d", it.channel, i, p)
+		}
+		last[it.channel] = i
+		if it.raw || it.echo {
+			for _, j := range order[:pos] {
+				if j > i {
+					t.Fatalf("export %d sent before the raw or echo export %d", j, i)
+				}
+			}
+			for _, j := range order[pos+1:] {
+				if j < i {
+					t.Fatalf("export %d sent after the raw or echo export %d", j, i)
+				}
+			}
+		}
+	}
+	if coalesce <= 0 && !slices.IsSorted(order) {
+		t.Fatalf("without coalescing the outbox order changed: %v", order)
+	}
+}
