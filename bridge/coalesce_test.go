@@ -229,3 +229,42 @@ func (p *plainSubscriber) collect(d time.Duration) []*redis.Message {
 		}
 	}
 }
+
+// TestMalformedFromRedis publishes, with a plain client, messages that
+// start with the envelope magic but are cut short or malformed, batches
+// included, on an enveloped route: each is counted and reported as a
+// decode error, nothing is delivered or panics, and a valid event sent
+// after them still arrives.
+func TestMalformedFromRedis(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "bad.*"}))
+	from := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "bad.*", Direction: bridge.Export}))
+	rec := record(t, in.bus, "bad.*")
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	bad := []string{
+		"\xb5\x1e",                          // magic only
+		"\xb5\x1e\x01",                      // no flags
+		"\xb5\x1e\x01\x04",                  // a batch, nothing after the flags
+		"\xb5\x1e\x01\x04\x01a\x01\x05\x00", // a batch of 5, cut after its first event flags
+		"\xb5\x1e\x01\x04\x01a\x01\x01\x00\x00\x00\x00", // a batch of 1
+		"\xb5\x1e\x01\x06\x01a\x01\x02",                 // headers flag on a batch
+	}
+	for _, msg := range bad {
+		if err := rdb.Publish(ctx, "app:bad.x", msg).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, from.bus, "bad.x", "fine")
+	events := rec.waitFor(t, 1)
+	if len(events) != 1 || events[0].Payload != "fine" {
+		t.Fatalf("delivered %v", events)
+	}
+	eventually(t, func() bool { return in.bridge.Stats().DecodeErrors == uint64(len(bad)) }, "decode errors: %d", func() int {
+		return int(in.bridge.Stats().DecodeErrors)
+	})
+	if n := in.errs.count(bridge.ErrMalformed); n == 0 {
+		t.Errorf("no ErrMalformed reported:\n%s", in.errs)
+	}
+	checkAccounting(t, in.bridge)
+}

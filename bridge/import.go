@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -313,11 +314,15 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 	if !r.Raw && isEnvelope(data) {
 		// A batch counts as one message received until it is decoded,
 		// then as one per event, each of which is accounted for below.
+		// The events of a batch get their own copies of their payloads:
+		// the codec owns what it decodes and may keep it, and one kept
+		// payload must not keep the whole batch in memory.
+		batch := len(data) > 3 && data[3]&flagBatch != 0
 		_, err := decodeMessage(m.Channel, data, br.key, br.cfg.MaxMessageBytes, func(i int, env envelope) {
 			if i > 0 {
 				c.received.Add(1)
 			}
-			rl.acceptEnvelope(&env, m.Channel, topic, r)
+			rl.acceptEnvelope(&env, m.Channel, topic, r, batch)
 		})
 		if err != nil {
 			if errors.Is(err, ErrSignature) {
@@ -347,8 +352,9 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 }
 
 // acceptEnvelope checks one event of an enveloped message received on
-// channel, of topic, imported by route r, and queues it.
-func (rl *readLoop) acceptEnvelope(env *envelope, channel, topic string, r *route) {
+// channel, of topic, imported by route r, and queues it, with a copy of its
+// payload if copyPayload is set.
+func (rl *readLoop) acceptEnvelope(env *envelope, channel, topic string, r *route, copyPayload bool) {
 	br := rl.br
 	c := &br.c
 	if env.Source == br.id {
@@ -371,7 +377,11 @@ func (rl *readLoop) acceptEnvelope(env *envelope, channel, topic string, r *rout
 	if meta.Source == "" {
 		meta.Source = RawSource // keep it Remote whatever the sender did
 	}
-	rl.enqueue(importItem{topic: topic, route: r, payload: env.Payload, meta: meta})
+	payload := env.Payload
+	if copyPayload {
+		payload = bytes.Clone(payload)
+	}
+	rl.enqueue(importItem{topic: topic, route: r, payload: payload, meta: meta})
 }
 
 // sequence checks seq, the sequence number of source's event on channel

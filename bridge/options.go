@@ -193,9 +193,8 @@ type Options struct {
 	// MaxMessageBytes caps it; keep it within the MaxMessageBytes of the
 	// receiving instances too, which drop (and count) bigger messages
 	// whole. Negative means one message per event, sent in the order of
-	// the outbox. An imported []byte payload (DefaultCodec) aliases the
-	// message it came in, so a subscriber that keeps one keeps that
-	// message in memory: copy it to keep it longer than the handler runs.
+	// the outbox. Receivers give each event of a batch its own copy of
+	// its payload, so that keeping one does not keep the batch.
 	CoalesceBytes int
 
 	// ImportWorkers is the number of goroutines that deliver imported
