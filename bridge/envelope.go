@@ -15,7 +15,7 @@ import (
 // Wire format of an envelope, version 1.
 //
 // Messages of enveloped routes carry one envelope each, as the whole Redis
-// message. All multi-byte integers are varints as in encoding/binary:
+// message, or a batch of events (see Batches below). All multi-byte integers are varints as in encoding/binary:
 // "uvarint" is an unsigned LEB128 integer (1 to 10 bytes) that must use the
 // fewest bytes possible; "varint" is a zigzag-encoded signed integer stored as
 // a uvarint. Strings are raw bytes (UTF-8 is expected but not checked). The
