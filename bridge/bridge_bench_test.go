@@ -26,8 +26,8 @@ import (
 // Throughput publishes b.N events as fast as possible: its latencies
 // include queueing behind the burst. It runs with one topic, and with 16
 // and 1024 topics published in turn (which splits what can be coalesced
-// into one message per topic: with 1024, a flush of 4096 exports makes
-// about four events per message). Latency sends one event at a time and
+// into one message per topic: with 1024, a flush of up to 16384 exports
+// makes up to sixteen events per message). Latency sends one event at a time and
 // waits for it, so its latencies are those of an idle system.
 //
 //	go test -run '^$' -bench . -benchtime 200000x ./bridge/

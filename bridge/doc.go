@@ -97,7 +97,7 @@
 // the Overflow policy is DropOldest by default, or DropNewest). One flusher
 // goroutine sends the outbox in pipelines of up to Options.BatchSize
 // PUBLISH commands per round trip, in order per channel: it takes up to
-// 8 times BatchSize exports at once, groups those of enveloped routes by
+// 32 times BatchSize exports at once, groups those of enveloped routes by
 // channel so that they coalesce (raw exports keep their place), and sends
 // one message per run of one channel. Receivers keep the order of each topic, not
 // across topics, whatever the sender does. When Redis is unreachable it

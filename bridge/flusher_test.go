@@ -160,3 +160,33 @@ func checkLayout(t *testing.T, f *flusher, coalesce int, key []byte) {
 		t.Fatalf("without coalescing the outbox order changed: %v", order)
 	}
 }
+
+// TestFlusherShrinks checks that the flusher lets go of the memory a burst
+// grew once batches are small again.
+func TestFlusherShrinks(t *testing.T) {
+	br := &Bridge{id: "inst"}
+	br.cfg.CoalesceBytes = -1
+	br.cfg.BatchSize = 16
+	f := &flusher{br: br}
+	fill := func(n, size int) {
+		f.batch = f.batch[:0]
+		for i := range n {
+			f.batch = append(f.batch, exportItem{channel: "c", payload: make([]byte, size), seq: uint64(i + 1)})
+		}
+		f.pending = f.pending[:0]
+		for i := range f.batch {
+			f.pending = append(f.pending, i)
+		}
+		f.build(false)
+	}
+	fill(4096, 1024) // a burst: 4 MiB of envelopes
+	f.shrink()
+	if cap(f.arena) < 4<<20 || cap(f.batch) < 4096 {
+		t.Fatalf("shrank while in use: arena %d, batch %d", cap(f.arena), cap(f.batch))
+	}
+	fill(10, 100)
+	f.shrink()
+	if cap(f.arena) > keptArena || cap(f.batch) > 4*br.cfg.BatchSize {
+		t.Fatalf("kept arena %d bytes, batch %d exports after the burst", cap(f.arena), cap(f.batch))
+	}
+}

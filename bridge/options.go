@@ -168,7 +168,7 @@ type Options struct {
 	// (one round trip): PUBLISH commands of pub/sub routes, XADD commands
 	// of durable routes; and of stream entries read at once (COUNT). The
 	// pub/sub flusher takes up to BatchSize exports from the outbox at
-	// once, or 8 times as many when exports coalesce (see CoalesceBytes),
+	// once, or 32 times as many when exports coalesce (see CoalesceBytes),
 	// which then make at most as many messages as they have channels.
 	// Zero means 512.
 	BatchSize int
@@ -179,7 +179,7 @@ type Options struct {
 
 	// CoalesceBytes is the largest message into which the flusher
 	// coalesces exports of enveloped pub/sub routes to one channel that
-	// are waiting together (up to 8 times BatchSize taken from the outbox
+	// are waiting together (up to 32 times BatchSize taken from the outbox
 	// at once, grouped by channel, each channel's exports in order):
 	// under load one PUBLISH then
 	// carries many events (a batch, see the wire format in envelope.go),
