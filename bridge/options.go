@@ -179,22 +179,22 @@ type Options struct {
 
 	// CoalesceBytes is the largest message into which the flusher
 	// coalesces exports of enveloped pub/sub routes to one channel that
-	// are waiting together (up to 32 times BatchSize taken from the outbox
-	// at once, grouped by channel, each channel's exports in order):
-	// under load one PUBLISH then
-	// carries many events (a batch, see the wire format in envelope.go),
-	// which is what lets the bridge keep up with a burst, since Redis and
-	// go-redis cost far more per message than per byte. Each event keeps
-	// its own sequence number, time, content type, headers and payload,
-	// and receivers deliver them one by one as if they had come alone.
-	// An export that waits alone, as when traffic is light, goes out as a
-	// plain envelope: coalescing never delays an export. Raw routes and
-	// durable routes are never coalesced. Zero means 64 KiB, and
-	// MaxMessageBytes caps it; keep it within the MaxMessageBytes of the
-	// receiving instances too, which drop (and count) bigger messages
-	// whole. Negative means one message per event, sent in the order of
-	// the outbox. Receivers give each event of a batch its own copy of
-	// its payload, so that keeping one does not keep the batch.
+	// are waiting together (up to 32 times BatchSize taken from the
+	// outbox at once, grouped by channel, each channel's exports in
+	// order): under load one PUBLISH then carries many events (a batch,
+	// see the wire format in envelope.go), which is what lets the bridge
+	// keep up with a burst, since Redis and go-redis cost far more per
+	// message than per byte. Each event keeps its own sequence number,
+	// time, content type, headers and payload, and receivers deliver
+	// them one by one as if they had come alone, each with its own copy
+	// of its payload. An export that waits alone, as when traffic is
+	// light, goes out as a plain envelope: coalescing never delays an
+	// export. Raw routes and durable routes are never coalesced.
+	//
+	// Zero means 64 KiB; MaxMessageBytes caps it. Keep it within the
+	// MaxMessageBytes of the receiving instances too: they drop (and
+	// count) bigger messages whole. Negative means one message per
+	// event, sent in the order of the outbox.
 	CoalesceBytes int
 
 	// ImportWorkers is the number of goroutines that deliver imported
