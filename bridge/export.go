@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -160,11 +161,18 @@ const coalesceWindow = 32
 func (br *Bridge) flushLoop() {
 	defer close(br.flushDone)
 	f := flusher{br: br, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
+	br.runFlusher(br.out, &f.batch, br.flushTake(), br.drain, br.flushCtx, f.send)
+}
+
+// flushTake returns how many exports the pub/sub flusher takes from the
+// outbox at once: BatchSize, or coalesceWindow times as many when exports
+// coalesce (BatchSize itself if that does not fit an int).
+func (br *Bridge) flushTake() int {
 	take := br.cfg.BatchSize
-	if br.cfg.CoalesceBytes > 0 {
+	if br.cfg.CoalesceBytes > 0 && take <= math.MaxInt/coalesceWindow {
 		take *= coalesceWindow
 	}
-	br.runFlusher(br.out, &f.batch, take, br.drain, br.flushCtx, f.send)
+	return take
 }
 
 // runFlusher is the loop of a flusher goroutine, shared by the pub/sub
@@ -269,9 +277,7 @@ func (f *flusher) send() bool {
 	defer func() {
 		br.inflight.Store(0)
 		br.inflightBytes.Store(0)
-		clear(f.batch) // let the payloads be collected
-		clear(f.msgs)
-		f.shrink()
+		f.done()
 	}()
 
 	f.pending = f.pending[:0]
@@ -285,8 +291,9 @@ func (f *flusher) send() bool {
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
 		ctx := br.flushCtx
-		// What failed for lack of Redis is kept, in order, with
-		// everything after it. Appending pending[r.start:] to
+		// What failed for lack of Redis is kept, in order; once a
+		// pipeline failed that way, the later pipelines of the batch
+		// are not sent but kept too. Appending pending[r.start:] to
 		// pending[:len(keep)] never overwrites a run not yet read: keep
 		// is never longer than r.start.
 		keep := f.pending[:0]
@@ -409,6 +416,17 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 // that need far less: a burst grows it to megabytes, which an idle bridge
 // should not hold on to.
 const keptArena = 1 << 20
+
+// done lets go of what the batch just sent refers to, so that payloads
+// and a burst's memory can be collected.
+func (f *flusher) done() {
+	clear(f.batch)
+	// Every message ever built, not only the last attempt's: a retry
+	// builds fewer, and those past its end would keep the old arena
+	// and raw payloads.
+	clear(f.msgs[:cap(f.msgs)])
+	f.shrink()
+}
 
 // shrink lets go of the batch and arena memory a burst grew, once a batch
 // uses less than a quarter of it.

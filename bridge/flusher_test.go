@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -162,7 +163,8 @@ func checkLayout(t *testing.T, f *flusher, coalesce int, key []byte) {
 }
 
 // TestFlusherShrinks checks that the flusher lets go of the memory a burst
-// grew once batches are small again.
+// grew once batches are small again, and of every message it built, also
+// when a retry built fewer than the first attempt.
 func TestFlusherShrinks(t *testing.T) {
 	br := &Bridge{id: "inst"}
 	br.cfg.CoalesceBytes = -1
@@ -184,9 +186,34 @@ func TestFlusherShrinks(t *testing.T) {
 	if cap(f.arena) < 4<<20 || cap(f.batch) < 4096 {
 		t.Fatalf("shrank while in use: arena %d, batch %d", cap(f.arena), cap(f.batch))
 	}
+	// A retry of the last 88 exports only, then the batch is done.
+	f.pending = f.pending[len(f.pending)-88:]
+	f.build(false)
+	f.done()
+	if f.arena != nil {
+		t.Fatalf("kept an arena of %d bytes for a retry of 88 exports", cap(f.arena))
+	}
+	for i, m := range f.msgs[:cap(f.msgs)] {
+		if m != nil {
+			t.Fatalf("message %d of an earlier attempt still referenced after done", i)
+		}
+	}
 	fill(10, 100)
-	f.shrink()
+	f.done()
 	if cap(f.arena) > keptArena || cap(f.batch) > 4*br.cfg.BatchSize {
-		t.Fatalf("kept arena %d bytes, batch %d exports after the burst", cap(f.arena), cap(f.batch))
+		t.Fatalf("kept arena %d bytes, batch %d exports after a small batch", cap(f.arena), cap(f.batch))
+	}
+}
+
+// TestFlusherTakeOverflow checks that a huge BatchSize does not overflow
+// what a coalescing flusher takes from the outbox at once.
+func TestFlusherTakeOverflow(t *testing.T) {
+	for _, batch := range []int{1, 512, math.MaxInt / coalesceWindow, math.MaxInt/coalesceWindow + 1, math.MaxInt} {
+		br := &Bridge{}
+		br.cfg.BatchSize = batch
+		br.cfg.CoalesceBytes = 1
+		if got := br.flushTake(); got < batch {
+			t.Errorf("BatchSize %d: takes %d", batch, got)
+		}
 	}
 }

@@ -194,7 +194,9 @@ type Options struct {
 	// Zero means 64 KiB; MaxMessageBytes caps it. Keep it within the
 	// MaxMessageBytes of the receiving instances too: they drop (and
 	// count) bigger messages whole. Negative means one message per
-	// event, sent in the order of the outbox.
+	// event, sent in the order of the outbox: set it on every instance
+	// while some receivers run a bridge older than batches (they reject
+	// them as malformed, flag 0x04), then remove it.
 	CoalesceBytes int
 
 	// ImportWorkers is the number of goroutines that deliver imported
