@@ -13,10 +13,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// exportHandler returns the local subscription handler of export route r.
-// It runs on the publisher's goroutine and never waits for Redis: it
-// encodes the payload and queues it in the outbox.
-func (br *Bridge) exportHandler(r *route) bus.Handler {
+// exportHandler returns the local subscription handler of export route r,
+// pub/sub or durable, which passes the events r must export to send. It
+// runs on the publisher's goroutine and never waits for Redis: send
+// encodes the payload and queues it in an outbox.
+func (br *Bridge) exportHandler(r *route, send func(bus.Event)) bus.Handler {
 	// The export routes before r: a topic they match is theirs to export,
 	// so that overlapping routes export an event once.
 	var earlier []*route
@@ -37,7 +38,7 @@ func (br *Bridge) exportHandler(r *route) bus.Handler {
 				return
 			}
 		}
-		br.export(r, e)
+		send(e)
 	}
 }
 

@@ -55,29 +55,9 @@ func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
 // route r: the pub/sub one, or that of a durable route.
 func (br *Bridge) localHandler(r *route) bus.Handler {
 	if !r.durable() {
-		return br.exportHandler(r)
+		return br.exportHandler(r, func(e bus.Event) { br.export(r, e) })
 	}
-	x := br.st.exports[r]
-	// As for pub/sub routes: a topic an earlier export route matches is
-	// that route's to export.
-	var earlier []*route
-	for _, e := range br.exports {
-		if e == r {
-			break
-		}
-		earlier = append(earlier, e)
-	}
-	return func(_ context.Context, e bus.Event) {
-		if e.Remote() {
-			return
-		}
-		for _, o := range earlier {
-			if o.match(e.Topic) {
-				return
-			}
-		}
-		x.export(e)
-	}
+	return br.exportHandler(r, br.st.exports[r].export)
 }
 
 // export encodes e and queues it; it runs on the publisher's goroutine and
