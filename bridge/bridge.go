@@ -46,7 +46,7 @@ type Bridge struct {
 
 	// inflight and inflightBytes describe the batch the flusher is
 	// sending, for Stats.
-	inflight, inflightBytes atomic.Int64
+	inflight inflight
 
 	closing   atomic.Bool // exports are refused from now on
 	localSubs []*bus.Subscription
@@ -310,13 +310,14 @@ func (br *Bridge) setStateLocked(ready bool, err error) {
 func (br *Bridge) Stats() Stats {
 	c := &br.c
 	n, bytes := br.out.depth()
+	sending, sendingBytes := br.inflight.load()
 	s := Stats{
 		Exported:          c.exported.Load(),
 		ExportMessages:    c.exportMessages.Load(),
 		ExportRejected:    c.exportRejected.Load(),
 		EncodeErrors:      c.encodeErrors.Load(),
-		OutboxDepth:       n + int(br.inflight.Load()),
-		OutboxBytes:       bytes + int(br.inflightBytes.Load()),
+		OutboxDepth:       n + sending,
+		OutboxBytes:       bytes + sendingBytes,
 		OutboxOverflow:    c.outboxOverflow.Load(),
 		OutboxExpired:     c.outboxExpired.Load(),
 		OutboxUnsent:      c.outboxUnsent.Load(),

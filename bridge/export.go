@@ -269,15 +269,9 @@ type run struct{ start, n int }
 // stop (Close gave up), after recording what was left in br.flushLeft.
 func (f *flusher) send() bool {
 	br := f.br
-	size := 0
-	for i := range f.batch {
-		size += f.batch[i].size()
-	}
-	br.inflight.Store(int64(len(f.batch)))
-	br.inflightBytes.Store(int64(size))
+	br.inflight.set(f.batch)
 	defer func() {
-		br.inflight.Store(0)
-		br.inflightBytes.Store(0)
+		br.inflight.reset()
 		f.done()
 	}()
 

@@ -1,6 +1,9 @@
 package bridge
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // exportItem is one export waiting to be sent.
 type exportItem struct {
@@ -140,6 +143,31 @@ func (o *outbox) depth() (n, bytes int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.q.len(), o.bytes
+}
+
+// inflight describes the batch a flusher is sending, which Stats counts
+// with what still waits in its outbox. It is safe for concurrent use.
+type inflight struct{ events, bytes atomic.Int64 }
+
+// set records batch as being sent.
+func (in *inflight) set(batch []exportItem) {
+	size := 0
+	for i := range batch {
+		size += batch[i].size()
+	}
+	in.events.Store(int64(len(batch)))
+	in.bytes.Store(int64(size))
+}
+
+// reset records that nothing is being sent.
+func (in *inflight) reset() {
+	in.events.Store(0)
+	in.bytes.Store(0)
+}
+
+// load returns the exports and payload bytes being sent.
+func (in *inflight) load() (n, bytes int) {
+	return int(in.events.Load()), int(in.bytes.Load())
 }
 
 func (o *outbox) popLocked() exportItem {

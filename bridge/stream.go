@@ -302,8 +302,9 @@ func (br *Bridge) streamStats(s *Stats) {
 	s.StreamTrimmed = st.trimmed.Load()
 	for _, x := range st.exports {
 		n, bytes := x.out.depth()
-		s.OutboxDepth += n + int(x.inflight.Load())
-		s.OutboxBytes += bytes + int(x.inflightBytes.Load())
+		sending, sendingBytes := x.inflight.load()
+		s.OutboxDepth += n + sending
+		s.OutboxBytes += bytes + sendingBytes
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 
 	bus "github.com/busline/bus"
 	"github.com/redis/go-redis/v9"
@@ -32,8 +31,7 @@ type streamExport struct {
 	r   *streamRoute
 	out *outbox
 
-	// inflight and inflightBytes describe the batch being sent, for Stats.
-	inflight, inflightBytes atomic.Int64
+	inflight inflight // the batch being sent, for Stats
 
 	back  backoff
 	batch []exportItem
@@ -99,15 +97,9 @@ func (x *streamExport) flushLoop() {
 func (x *streamExport) send() bool {
 	br, st := x.br, x.br.st
 	x.build()
-	size := 0
-	for i := range x.batch {
-		size += x.batch[i].size()
-	}
-	x.inflight.Store(int64(len(x.batch)))
-	x.inflightBytes.Store(int64(size))
+	x.inflight.set(x.batch)
 	defer func() {
-		x.inflight.Store(0)
-		x.inflightBytes.Store(0)
+		x.inflight.reset()
 		clear(x.batch)
 		clear(x.args)
 	}()
