@@ -92,12 +92,110 @@ func (l *latencies) report(b *testing.B, elapsed time.Duration) {
 	b.ReportMetric(0, "ns/op") // per-op time is meaningless for a burst
 }
 
+// newLatencies returns an empty record for b.N events; with oneByOne, add
+// signals each receipt on got.
+func newLatencies(b *testing.B, oneByOne bool) *latencies {
+	l := &latencies{d: make([]time.Duration, 0, b.N)}
+	if oneByOne {
+		l.got = make(chan struct{}, 1)
+	}
+	return l
+}
+
+// benchBurst publishes b.N events with send as fast as it can, calls
+// flush (if not nil), waits until lat has them all, and reports.
+func benchBurst(b *testing.B, lat *latencies, send func([]byte), flush func()) {
+	buf := make([]byte, benchPayload)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		send(stamp(buf))
+	}
+	if flush != nil {
+		flush()
+	}
+	lat.wait(b, b.N)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	lat.report(b, elapsed)
+}
+
+// benchOneByOne sends b.N events one at a time with send and flush (if not
+// nil), waiting for each on lat.got (see newLatencies), and reports.
+func benchOneByOne(b *testing.B, lat *latencies, send func([]byte), flush func()) {
+	buf := make([]byte, benchPayload)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		send(stamp(buf))
+		if flush != nil {
+			flush()
+		}
+		// Wait on a channel, not by spinning: a spinning goroutine
+		// keeps the scheduler from polling the network, which then
+		// waits for sysmon (10 ms).
+		<-lat.got
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	lat.report(b, elapsed)
+}
+
+// bridgePair makes a sending and a receiving bus, each with a bridge over
+// its own client from client, configured by opts for its direction and
+// sized to hold a burst of b.N events without dropping any; subscribes
+// pattern on the receiving bus, recording into lat; waits until the
+// receiver's subscriptions are confirmed; and returns the sending bus. At
+// cleanup it fails the benchmark if the receiver lost, or saw twice, any
+// event.
+func bridgePair(b *testing.B, client func() redis.UniversalClient, opts func(bridge.Direction) *bridge.Options, pattern string, lat *latencies) *bus.Bus {
+	sendBus, recvBus := bus.New(nil), bus.New(nil)
+	big := b.N + 1024
+	sized := func(d bridge.Direction) *bridge.Options {
+		o := opts(d)
+		o.OutboxMaxEvents, o.OutboxMaxBytes = big, big*256
+		o.ImportQueueSize, o.ImportTopicQueueSize = big, big
+		o.OnError = func(err error) { b.Error(err) }
+		return o
+	}
+	sender, err := bridge.New(sendBus, client(), sized(bridge.Export))
+	if err != nil {
+		b.Fatal(err)
+	}
+	receiver, err := bridge.New(recvBus, client(), sized(bridge.Import))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx := context.Background()
+		_ = sender.Close(ctx)
+		_ = receiver.Close(ctx)
+		if s := receiver.Stats(); s.ImportDropped != 0 || s.GapEvents != 0 || s.Duplicates != 0 {
+			b.Errorf("receiver lost or repeated events: %+v", s)
+		}
+	})
+	if _, err := recvBus.Subscribe(pattern, func(_ context.Context, e bus.Event) {
+		lat.add(e.Payload.([]byte))
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := receiver.Ready(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return sendBus
+}
+
 // transport is one way of sending events from one side to the other.
 type transport struct {
 	name string
 	// setup prepares both sides for topics topics and returns the
 	// function sending one payload, to the next topic in turn, and a
-	// flush called after the last one; received payloads go to lat.
+	// flush called after the last one (nil for none); received payloads
+	// go to lat.
 	setup func(b *testing.B, srv *redistest.Server, lat *latencies, topics int) (send func([]byte), flush func())
 }
 
@@ -142,52 +240,20 @@ func setupBridgeUncoalesced(b *testing.B, srv *redistest.Server, lat *latencies,
 }
 
 func setupBridgeWith(b *testing.B, srv *redistest.Server, lat *latencies, topics, coalesce int) (func([]byte), func()) {
-	sendBus, recvBus := bus.New(nil), bus.New(nil)
-	big := b.N + 1024
-	opts := func(d bridge.Direction) *bridge.Options {
+	client := func() redis.UniversalClient { return srv.Client(b) }
+	sendBus := bridgePair(b, client, func(d bridge.Direction) *bridge.Options {
 		return &bridge.Options{
-			Prefix:               "bench:",
-			Routes:               []bridge.Route{{Pattern: benchRoute(topics), Direction: d}},
-			OutboxMaxEvents:      big,
-			OutboxMaxBytes:       big * 256,
-			ImportQueueSize:      big,
-			ImportTopicQueueSize: big,
-			CoalesceBytes:        coalesce,
-			OnError:              func(err error) { b.Error(err) },
+			Prefix:        "bench:",
+			Routes:        []bridge.Route{{Pattern: benchRoute(topics), Direction: d}},
+			CoalesceBytes: coalesce,
 		}
-	}
-	sender, err := bridge.New(sendBus, srv.Client(b), opts(bridge.Export))
-	if err != nil {
-		b.Fatal(err)
-	}
-	receiver, err := bridge.New(recvBus, srv.Client(b), opts(bridge.Import))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx := context.Background()
-		_ = sender.Close(ctx)
-		_ = receiver.Close(ctx)
-		if s := receiver.Stats(); s.ImportDropped != 0 || s.GapEvents != 0 {
-			b.Errorf("receiver lost events: %+v", s)
-		}
-	})
-	if _, err := recvBus.Subscribe(benchRoute(topics), func(_ context.Context, e bus.Event) {
-		lat.add(e.Payload.([]byte))
-	}); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := receiver.Ready(ctx); err != nil {
-		b.Fatal(err)
-	}
+	}, benchRoute(topics), lat)
 	bg := context.Background()
 	names, i := benchTopics(topics), 0
 	return func(p []byte) {
 		_ = sendBus.Publish(bg, names[i%len(names)], p)
 		i++
-	}, func() {}
+	}, nil
 }
 
 // rawReceiver subscribes with plain go-redis and reads with its own
@@ -239,7 +305,7 @@ func setupOneCall(b *testing.B, srv *redistest.Server, lat *latencies, topics in
 			b.Error(err)
 		}
 		i++
-	}, func() {}
+	}, nil
 }
 
 func setupPipelined(b *testing.B, srv *redistest.Server, lat *latencies, topics int) (func([]byte), func()) {
@@ -283,20 +349,9 @@ func BenchmarkThroughput(b *testing.B) {
 }
 
 func benchThroughput(b *testing.B, srv *redistest.Server, tr transport, topics int) {
-	lat := &latencies{d: make([]time.Duration, 0, b.N)}
+	lat := newLatencies(b, false)
 	send, flush := tr.setup(b, srv, lat, topics)
-	buf := make([]byte, benchPayload)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for range b.N {
-		send(stamp(buf))
-	}
-	flush()
-	lat.wait(b, b.N)
-	elapsed := time.Since(start)
-	b.StopTimer()
-	lat.report(b, elapsed)
+	benchBurst(b, lat, send, flush)
 }
 
 // BenchmarkLatency sends one event at a time and waits for it.
@@ -304,23 +359,9 @@ func BenchmarkLatency(b *testing.B) {
 	srv := benchServer(b)
 	for _, tr := range transports[:2] { // pipelining one event is one call
 		b.Run(tr.name, func(b *testing.B) {
-			lat := &latencies{d: make([]time.Duration, 0, b.N), got: make(chan struct{}, 1)}
+			lat := newLatencies(b, true)
 			send, flush := tr.setup(b, srv, lat, 1)
-			buf := make([]byte, benchPayload)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			for range b.N {
-				send(stamp(buf))
-				flush()
-				// Wait on a channel, not by spinning: a spinning
-				// goroutine keeps the scheduler from polling the
-				// network, which then waits for sysmon (10 ms).
-				<-lat.got
-			}
-			elapsed := time.Since(start)
-			b.StopTimer()
-			lat.report(b, elapsed)
+			benchOneByOne(b, lat, send, flush)
 		})
 	}
 }

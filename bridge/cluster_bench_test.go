@@ -4,11 +4,10 @@ import (
 	"context"
 	"strconv"
 	"testing"
-	"time"
 
-	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // BenchmarkCluster sends events from one bus to another through a
@@ -46,38 +45,16 @@ func BenchmarkCluster(b *testing.B) {
 	b.Run("Throughput", func(b *testing.B) {
 		for _, m := range modes {
 			b.Run(m.name, func(b *testing.B) {
-				lat := &latencies{d: make([]time.Duration, 0, b.N)}
-				send := setupClusterBridge(b, c, m.opts, lat)
-				buf := make([]byte, benchPayload)
-				b.ReportAllocs()
-				b.ResetTimer()
-				start := time.Now()
-				for i := range b.N {
-					send(i, stamp(buf))
-				}
-				lat.wait(b, b.N)
-				elapsed := time.Since(start)
-				b.StopTimer()
-				lat.report(b, elapsed)
+				lat := newLatencies(b, false)
+				benchBurst(b, lat, setupClusterBridge(b, c, m.opts, lat), nil)
 			})
 		}
 	})
 	b.Run("Latency", func(b *testing.B) {
 		for _, m := range modes {
 			b.Run(m.name, func(b *testing.B) {
-				lat := &latencies{d: make([]time.Duration, 0, b.N), got: make(chan struct{}, 1)}
-				send := setupClusterBridge(b, c, m.opts, lat)
-				buf := make([]byte, benchPayload)
-				b.ReportAllocs()
-				b.ResetTimer()
-				start := time.Now()
-				for i := range b.N {
-					send(i, stamp(buf))
-					<-lat.got
-				}
-				elapsed := time.Since(start)
-				b.StopTimer()
-				lat.report(b, elapsed)
+				lat := newLatencies(b, true)
+				benchOneByOne(b, lat, setupClusterBridge(b, c, m.opts, lat), nil)
 			})
 		}
 	})
@@ -106,47 +83,18 @@ func clusterBenchOptions(d bridge.Direction, classic, pattern bool) *bridge.Opti
 
 // setupClusterBridge starts a sending and a receiving bridge, each with its
 // own bus and cluster client, and returns the function that publishes the
-// i-th event.
-func setupClusterBridge(b *testing.B, c *redistest.Cluster, opts func(bridge.Direction) *bridge.Options, lat *latencies) func(int, []byte) {
-	sendBus, recvBus := bus.New(nil), bus.New(nil)
-	big := b.N + 1024
-	mk := func(d bridge.Direction) *bridge.Options {
-		o := opts(d)
-		o.OutboxMaxEvents, o.OutboxMaxBytes = big, big*256
-		o.ImportQueueSize, o.ImportTopicQueueSize = big, big
-		o.OnError = func(err error) { b.Error(err) }
-		return o
-	}
-	sender, err := bridge.New(sendBus, c.Client(b), mk(bridge.Export))
-	if err != nil {
-		b.Fatal(err)
-	}
-	receiver, err := bridge.New(recvBus, c.Client(b), mk(bridge.Import))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx := context.Background()
-		_ = sender.Close(ctx)
-		_ = receiver.Close(ctx)
-		if s := receiver.Stats(); s.ImportDropped != 0 || s.GapEvents != 0 || s.Duplicates != 0 {
-			b.Errorf("receiver lost or reordered events: %+v", s)
-		}
-	})
-	if _, err := recvBus.Subscribe("bench.*", func(_ context.Context, e bus.Event) {
-		lat.add(e.Payload.([]byte))
-	}); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := receiver.Ready(ctx); err != nil {
-		b.Fatal(err)
-	}
+// next event, to the topics in turn.
+func setupClusterBridge(b *testing.B, c *redistest.Cluster, opts func(bridge.Direction) *bridge.Options, lat *latencies) func([]byte) {
+	client := func() redis.UniversalClient { return c.Client(b) }
+	sendBus := bridgePair(b, client, opts, "bench.*", lat)
 	bg := context.Background()
 	topics := make([]string, clusterBenchTopics)
 	for k := range topics {
 		topics[k] = clusterBenchTopic(k)
 	}
-	return func(i int, p []byte) { _ = sendBus.Publish(bg, topics[i%clusterBenchTopics], p) }
+	i := 0
+	return func(p []byte) {
+		_ = sendBus.Publish(bg, topics[i%clusterBenchTopics], p)
+		i++
+	}
 }

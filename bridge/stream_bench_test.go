@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // BenchmarkRoutes sends events from one bus to another through one Redis,
@@ -26,38 +26,16 @@ func BenchmarkRoutes(b *testing.B) {
 	b.Run("Throughput", func(b *testing.B) {
 		for _, d := range kinds {
 			b.Run(d.String(), func(b *testing.B) {
-				lat := &latencies{d: make([]time.Duration, 0, b.N)}
-				send := setupRoute(b, srv, lat, d)
-				buf := make([]byte, benchPayload)
-				b.ReportAllocs()
-				b.ResetTimer()
-				start := time.Now()
-				for range b.N {
-					send(stamp(buf))
-				}
-				lat.wait(b, b.N)
-				elapsed := time.Since(start)
-				b.StopTimer()
-				lat.report(b, elapsed)
+				lat := newLatencies(b, false)
+				benchBurst(b, lat, setupRoute(b, srv, lat, d), nil)
 			})
 		}
 	})
 	b.Run("Latency", func(b *testing.B) {
 		for _, d := range kinds {
 			b.Run(d.String(), func(b *testing.B) {
-				lat := &latencies{d: make([]time.Duration, 0, b.N), got: make(chan struct{}, 1)}
-				send := setupRoute(b, srv, lat, d)
-				buf := make([]byte, benchPayload)
-				b.ReportAllocs()
-				b.ResetTimer()
-				start := time.Now()
-				for range b.N {
-					send(stamp(buf))
-					<-lat.got
-				}
-				elapsed := time.Since(start)
-				b.StopTimer()
-				lat.report(b, elapsed)
+				lat := newLatencies(b, true)
+				benchOneByOne(b, lat, setupRoute(b, srv, lat, d), nil)
 			})
 		}
 	})
@@ -70,48 +48,17 @@ var benchRun atomic.Int64
 // its own client, joined by one route of kind d on the exact topic
 // bench.x, and returns the function that publishes one payload.
 func setupRoute(b *testing.B, srv *redistest.Server, lat *latencies, d bridge.Delivery) func([]byte) {
-	sendBus, recvBus := bus.New(nil), bus.New(nil)
-	big := b.N + 1024
 	prefix := fmt.Sprintf("bench%d:", benchRun.Add(1))
-	opts := func(id string, dir bridge.Direction) *bridge.Options {
+	ids := map[bridge.Direction]string{bridge.Export: "sender", bridge.Import: "receiver"}
+	client := func() redis.UniversalClient { return srv.Client(b) }
+	sendBus := bridgePair(b, client, func(dir bridge.Direction) *bridge.Options {
 		return &bridge.Options{
-			Prefix:               prefix,
-			InstanceID:           id,
-			Routes:               []bridge.Route{{Pattern: "bench.x", Direction: dir, Delivery: d, MaxLen: int64(big)}},
-			OutboxMaxEvents:      big,
-			OutboxMaxBytes:       big * 256,
-			ImportQueueSize:      big,
-			ImportTopicQueueSize: big,
-			StreamBlock:          50 * time.Millisecond,
-			OnError:              func(err error) { b.Error(err) },
+			Prefix:      prefix,
+			InstanceID:  ids[dir],
+			Routes:      []bridge.Route{{Pattern: "bench.x", Direction: dir, Delivery: d, MaxLen: int64(b.N + 1024)}},
+			StreamBlock: 50 * time.Millisecond,
 		}
-	}
-	sender, err := bridge.New(sendBus, srv.Client(b), opts("sender", bridge.Export))
-	if err != nil {
-		b.Fatal(err)
-	}
-	receiver, err := bridge.New(recvBus, srv.Client(b), opts("receiver", bridge.Import))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx := context.Background()
-		_ = sender.Close(ctx)
-		_ = receiver.Close(ctx)
-		if s := receiver.Stats(); s.ImportDropped != 0 || s.GapEvents != 0 {
-			b.Errorf("receiver lost events: %+v", s)
-		}
-	})
-	if _, err := recvBus.Subscribe("bench.x", func(_ context.Context, e bus.Event) {
-		lat.add(e.Payload.([]byte))
-	}); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := receiver.Ready(ctx); err != nil {
-		b.Fatal(err)
-	}
+	}, "bench.x", lat)
 	bg := context.Background()
 	return func(p []byte) { _ = sendBus.Publish(bg, "bench.x", p) }
 }
