@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,51 +20,21 @@ import (
 
 	"github.com/busline/bus"
 	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/progtest"
 	"github.com/busline/bus/internal/redistest"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 )
 
-// The program, built once by the first test that runs it (a run of only the
-// in-process tests, such as -run Alloc, builds nothing).
-var (
-	buildOnce sync.Once
-	buildDir  string // removed by TestMain
-	binary    string
-	buildErr  error
-)
+// program is the program under test, built by the first test that runs
+// it.
+var program = progtest.New("buscat")
 
 // built returns the path of the program, building it on first use.
-func built(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "buscat-test"); buildErr != nil {
-			return
-		}
-		binary = filepath.Join(buildDir, "buscat")
-		if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
+func built(t *testing.T) string { return program.Path(t) }
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{})
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
+	progtest.Main(m, program)
 }
 
 // waitTimeout bounds every wait for output; it normally comes in
