@@ -22,6 +22,17 @@ fi
 # it, and CI machines do not need it running.
 redis-server --version
 
+# redis-py (Debian package python3-redis) for the bridge's interop test with
+# a Python publisher and subscriber.
+if ! /usr/bin/python3 -c 'import redis' 2>/dev/null && ! python3 -c 'import redis' 2>/dev/null; then
+	echo "== installing python3-redis"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -qq
+	$sudo apt-get install -y -qq --no-install-recommends python3-redis >/dev/null
+fi
+
 short=()
 [ -n "${SHORT:-}" ] && short=(-short)
 
