@@ -3,9 +3,7 @@
 package bridge_test
 
 import (
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,19 +20,6 @@ func TestClusterLivenessProbe(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
 	const topic = "live.x"
 	node := c.Node(owner(t, c, bridge.ShardChannel("l:", topic, 0)))
-	info, err := node.CLI("INFO", "server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := 0
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			pid, _ = strconv.Atoi(v)
-		}
-	}
-	if pid == 0 {
-		t.Fatalf("no process_id in INFO:\n%s", info)
-	}
 	opts := clusterOptions("l:", bridge.Route{Pattern: topic})
 	opts.PingInterval = 100 * time.Millisecond
 	opts.PingTimeout = 300 * time.Millisecond
@@ -42,18 +27,9 @@ func TestClusterLivenessProbe(t *testing.T) {
 	peer := newInstance(t, c.Client(t), clusterOptions("l:", bridge.Route{Pattern: topic}))
 	exchange(t, peer, in, topic, 10)
 
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	defer func() {
-		if stopped {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}()
+	thaw := node.Freeze()
 	eventually(t, func() bool { return in.errs.count(bridge.ErrDisconnected) > 0 }, "the probe to fail")
-	_ = syscall.Kill(pid, syscall.SIGCONT)
-	stopped = false
+	thaw()
 	if !strings.Contains(in.errs.String(), node.Addr()) {
 		t.Errorf("the report does not name the node %s:\n%s", node.Addr(), in.errs)
 	}

@@ -3,9 +3,6 @@
 package bridge_test
 
 import (
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,19 +15,6 @@ import (
 // must notice from the missing PONG, and recover once the server runs again.
 func TestLivenessProbe(t *testing.T) {
 	srv := redistest.Start(t, nil)
-	info, err := srv.CLI("INFO", "server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid := 0
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			pid, _ = strconv.Atoi(v)
-		}
-	}
-	if pid == 0 {
-		t.Fatalf("no process_id in INFO:\n%s", info)
-	}
 	opts := testOptions(nil, bridge.Route{Pattern: "live.*"})
 	opts.PingInterval = 100 * time.Millisecond
 	opts.PingTimeout = 300 * time.Millisecond
@@ -38,18 +22,9 @@ func TestLivenessProbe(t *testing.T) {
 	peer := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "live.*"}))
 	rec := record(t, in.bus, "live.*")
 
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	defer func() {
-		if stopped {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}()
+	thaw := srv.Freeze()
 	eventually(t, func() bool { return in.errs.count(bridge.ErrDisconnected) > 0 }, "the probe to fail")
-	_ = syscall.Kill(pid, syscall.SIGCONT)
-	stopped = false
+	thaw()
 
 	eventually(t, func() bool { return in.bridge.Stats().Reconnects > 0 }, "reconnect")
 	ready(t, in.bridge)

@@ -262,6 +262,30 @@ func (s *Server) Kill() {
 	<-done
 }
 
+// Freeze stops the server's process with SIGSTOP: its connections stay
+// open but nothing answers, as with a half-open connection or a stalled
+// host. It returns the function that resumes it with SIGCONT; that function
+// is safe to call more than once and is also registered as a cleanup, so a
+// test that fails while the server is frozen does not leave it stopped.
+// Freeze on a server that is not running calls t.Fatal.
+func (s *Server) Freeze() (thaw func()) {
+	s.t.Helper()
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		s.t.Fatal("redistest: Freeze on a server that is not running")
+	}
+	pid := cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		s.t.Fatalf("redistest: SIGSTOP: %v", err)
+	}
+	var once sync.Once
+	thaw = func() { once.Do(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) }
+	s.t.Cleanup(thaw)
+	return thaw
+}
+
 // Restart starts the server again after [Server.Kill], on the same port with
 // the same configuration and data directory, and waits until it answers PING.
 // If the port is still busy it retries for a few seconds, then calls t.Fatal.

@@ -123,6 +123,33 @@ func TestKillRestart(t *testing.T) {
 
 // TestRestartWaitsForBusyPort holds the server's port with another listener
 // across Restart and releases it later: Restart must retry, not fail.
+// TestFreeze checks that a frozen server keeps its connections but does
+// not answer, and answers again once thawed.
+func TestFreeze(t *testing.T) {
+	s := Start(t, nil)
+	c := s.Client(t)
+	if err := c.Ping(ctxT(t)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// go-redis ignores a context's deadline while it reads unless told
+	// otherwise: a short read timeout instead.
+	o := s.ClientOptions()
+	o.ReadTimeout, o.MaxRetries = 200*time.Millisecond, -1
+	short := redis.NewClient(o)
+	defer short.Close()
+	thaw := s.Freeze()
+	if err := short.Ping(ctxT(t)).Err(); err == nil {
+		t.Fatal("a frozen server answered PING")
+	}
+	thaw()
+	thaw() // idempotent
+	// A new client: the first one's connection still has the cancelled
+	// PING's answer on its way.
+	if err := s.Client(t).Ping(ctxT(t)).Err(); err != nil {
+		t.Fatalf("PING after thaw: %v", err)
+	}
+}
+
 func TestRestartWaitsForBusyPort(t *testing.T) {
 	s := Start(t, nil)
 	s.Kill()
