@@ -647,6 +647,16 @@ func (r *receipts) check(tb testing.TB, n int) {
 	}
 }
 
+// report checks that the b.N events of a benchmark arrived once each, and
+// reports events/s over elapsed and the latencies.
+func (r *receipts) report(b *testing.B, elapsed time.Duration) {
+	r.check(b, b.N)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	r.mu.Lock()
+	reportLatency(b, r.lat)
+	r.mu.Unlock()
+}
+
 // reset forgets what was received; nothing may be in flight.
 func (r *receipts) reset() {
 	r.mu.Lock()
@@ -693,11 +703,7 @@ func BenchmarkBridgeThroughput(b *testing.B) {
 			waitFor(b, "every event", func() bool { return rc.n.Load() >= int64(b.N) })
 			elapsed := time.Since(start)
 			b.StopTimer()
-			rc.check(b, b.N)
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-			rc.mu.Lock()
-			reportLatency(b, rc.lat)
-			rc.mu.Unlock()
+			rc.report(b, elapsed)
 		})
 	}
 }
@@ -724,11 +730,7 @@ func BenchmarkBridgeLatency(b *testing.B) {
 			}
 			elapsed := time.Since(start)
 			b.StopTimer()
-			rc.check(b, b.N)
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-			rc.mu.Lock()
-			reportLatency(b, rc.lat)
-			rc.mu.Unlock()
+			rc.report(b, elapsed)
 		})
 	}
 }
