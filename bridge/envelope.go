@@ -186,19 +186,6 @@ func (env *envelope) validate() error {
 	return nil
 }
 
-// envelopeLen returns the exact length of the message appendEnvelope
-// produces for env, signed or not, so that callers can size dst.
-func envelopeLen(env *envelope, signed bool) int {
-	n := envFixedLen +
-		uvarintLen(uint64(len(env.Source))) + len(env.Source) +
-		uvarintLen(env.Seq) +
-		tailLen(env)
-	if signed {
-		n += envMACLen
-	}
-	return n
-}
-
 // tailLen returns the length of the fields of env from its time through
 // its payload, which plain envelopes and the events of a batch share.
 func tailLen(env *envelope) int {
@@ -219,7 +206,7 @@ func tailLen(env *envelope) int {
 // with HMAC-SHA256 over the channel name and every byte before the MAC; with
 // a nil or empty key it is unsigned (and channel is unused).
 //
-// It does not allocate when dst has room for the message (see envelopeLen),
+// It does not allocate when dst has room for the message,
 // with or without key, as long as successive calls use the same key. It
 // does not validate env (see validate). It is safe for concurrent use.
 func appendEnvelope(dst []byte, channel string, env *envelope, key []byte) []byte {
@@ -277,25 +264,12 @@ func batchHeaderLen(source string, seq uint64, count int) int {
 // batchEventLen returns the length of env as an event of a batch.
 func batchEventLen(env *envelope) int { return 1 + tailLen(env) }
 
-// batchLen returns the exact length of the message appendBatch produces
-// for envs.
-func batchLen(envs []envelope, signed bool) int {
-	n := batchHeaderLen(envs[0].Source, envs[0].Seq, len(envs))
-	for i := range envs {
-		n += batchEventLen(&envs[i])
-	}
-	if signed {
-		n += envMACLen
-	}
-	return n
-}
-
 // appendBatch appends the encoding of envs, published on channel, as one
 // batch, signed if key is not empty, and returns the extended slice. envs
 // must hold 2..maxBatchEvents envelopes of one Source numbered from
 // envs[0].Seq (at least 1) up by one; their own Source and Seq are not
 // read. Like appendEnvelope it does not validate, does not allocate when
-// dst has room (see batchLen), and is safe for concurrent use.
+// dst has room, and is safe for concurrent use.
 func appendBatch(dst []byte, channel string, envs []envelope, key []byte) []byte {
 	start := len(dst)
 	dst = appendBatchHeader(dst, envs[0].Source, envs[0].Seq, len(envs), len(key) > 0)

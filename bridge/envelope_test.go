@@ -569,3 +569,30 @@ func envBenchCases() []envBenchCase {
 		{"16KiB-signed", large, envTestKey},
 	}
 }
+
+// envelopeLen returns the exact length of the message appendEnvelope
+// produces for env, signed or not, computed field by field from the wire
+// format: the tests check the encoder against it and size buffers with it.
+func envelopeLen(env *envelope, signed bool) int {
+	n := envFixedLen +
+		uvarintLen(uint64(len(env.Source))) + len(env.Source) +
+		uvarintLen(env.Seq) +
+		tailLen(env)
+	if signed {
+		n += envMACLen
+	}
+	return n
+}
+
+// batchLen returns the exact length of the message appendBatch produces
+// for envs, as envelopeLen does for appendEnvelope.
+func batchLen(envs []envelope, signed bool) int {
+	n := batchHeaderLen(envs[0].Source, envs[0].Seq, len(envs))
+	for i := range envs {
+		n += batchEventLen(&envs[i])
+	}
+	if signed {
+		n += envMACLen
+	}
+	return n
+}
