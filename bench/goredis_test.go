@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // Raw github.com/redis/go-redis/v9, as an application without a bridge

@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // The bridge scenarios send events from one side to the other through one
-// redis-server that the benchmark starts (internal/redistest: a real
+// redis-server that the benchmark starts (redistest: a real
 // redis-server on a free loopback port, killed at cleanup), end to end:
 // published on one side, received on the other. Payloads are 64 bytes
 // carrying their send time.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // github.com/ThreeDotsLabs/watermill-redisstream: watermill over Redis

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // The scenarios. Each benchmark runs b.Run("<library>", ...) for every

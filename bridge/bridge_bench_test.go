@@ -13,7 +13,7 @@ import (
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 )
 

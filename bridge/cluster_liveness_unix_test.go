@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // TestClusterLivenessProbe freezes, with SIGSTOP, the cluster node serving

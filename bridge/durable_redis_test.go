@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // TestDurableKillRedis kills redis-server (SIGKILL; appendonly yes with

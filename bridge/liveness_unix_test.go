@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // TestLivenessProbe freezes redis-server with SIGSTOP: its TCP connections

@@ -8,7 +8,7 @@ import (
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // redisMatch is a port of Redis 7.0's stringmatchlen (util.c) without

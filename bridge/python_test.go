@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // pythonPeer is a redis-py program: it subscribes to app:py.out, says

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	bus "github.com/busline/bus"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 )
 
 // TestGroupSharesWork runs two members of one consumer group: every event

@@ -21,7 +21,7 @@ import (
 	"github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/internal/progtest"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/busline/bus"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/busline/bus/internal/progtest"
-	"github.com/busline/bus/internal/redistest"
+	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
