@@ -64,15 +64,6 @@ type router interface {
 	publish(topic string, p *payload)
 }
 
-// routerLib names a router and says how to make one. async marks libraries
-// whose handlers run on other goroutines after publish has returned: they
-// are n/a in the synchronous scenarios.
-type routerLib struct {
-	name  string
-	new   func(tb testing.TB) router
-	async string // non-empty: why the library cannot deliver synchronously
-}
-
 // aimer is implemented by the direct-call baseline, which does no routing:
 // it is told the topic it will be published, and keeps the handlers of the
 // subscriptions that match it.
@@ -151,12 +142,3 @@ func reportLatency(b *testing.B, lat []int64) {
 
 // name formats the name of a sub-benchmark.
 func name(format string, args ...any) string { return fmt.Sprintf(format, args...) }
-
-// asyncLib is a library seen as an asynchronous queue: new starts subs
-// subscribers of one topic, each calling h on a goroutine of its own (or of
-// the library's), and returns the function that publishes one event. The
-// adapter registers the cleanup that stops its goroutines.
-type asyncLib struct {
-	name string
-	new  func(tb testing.TB, subs int, h func(p *payload)) (publish func(p *payload))
-}

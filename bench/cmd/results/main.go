@@ -44,8 +44,10 @@ func run(in, out, gomod, cmd, notes, rev string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	res, err := parse(f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
 		return fmt.Errorf("parse %s: %w", in, err)
 	}
