@@ -7,30 +7,43 @@
 #   SHORT=1 bash scripts/test.sh    # skip the slower load tests (go test -short)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 
-# redis-server and redis-cli (Debian package redis-server, Redis 7.0): the
-# bridge tests start their own servers on free loopback ports.
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-	echo "== installing redis-server"
+# What the tests need from Debian, installed with apt-get when absent:
+# redis-server and redis-cli (Redis 7.0; the tests start their own servers on
+# free loopback ports, never the system-wide one the package may start on
+# 6379), redis-sentinel, python3-redis (redis-py, for the interop tests) and
+# chromium (the chat example's browser test).
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
+/usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
+command -v chromium >/dev/null || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "== installing ${need[*]}"
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	export DEBIAN_FRONTEND=noninteractive
 	$sudo apt-get update -qq
-	$sudo apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
+	$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The Debian package starts a system-wide server on 6379; the tests never use
-# it, and CI machines do not need it running.
 redis-server --version
 
-# redis-py (Debian package python3-redis) for the bridge's interop test with
-# a Python publisher and subscriber.
-if ! /usr/bin/python3 -c 'import redis' 2>/dev/null && ! python3 -c 'import redis' 2>/dev/null; then
-	echo "== installing python3-redis"
-	sudo=""
-	[ "$(id -u)" -eq 0 ] || sudo="sudo"
-	export DEBIAN_FRONTEND=noninteractive
-	$sudo apt-get update -qq
-	$sudo apt-get install -y -qq --no-install-recommends python3-redis >/dev/null
+# Node test folders (a package-lock.json outside node_modules): npm ci
+# installs exactly what the lockfile pins.
+for lock in $(git ls-files '*package-lock.json' 2>/dev/null); do
+	dir=$(dirname "$lock")
+	echo "== $dir: npm ci"
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+done
+
+# golangci-lint, pinned; built once into .bin/ (not committed).
+lint_version=v2.15.0
+lint="$root/.bin/golangci-lint"
+if ! [ -x "$lint" ] || ! "$lint" version 2>/dev/null | grep -q "${lint_version#v}"; then
+	echo "== installing golangci-lint $lint_version"
+	GOBIN="$root/.bin" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$lint_version"
 fi
 
 short=()
@@ -41,6 +54,8 @@ for mod in $(git ls-files 'go.mod' '*/go.mod' 2>/dev/null || find . -name go.mod
 	dir=$(dirname "$mod")
 	echo "== $dir: go vet"
 	(cd "$dir" && go vet ./...)
+	echo "== $dir: golangci-lint $lint_version"
+	(cd "$dir" && "$lint" run --config "$root/.golangci.yml" ./...)
 	if [ "$dir" = "bench" ]; then
 		# Benchmarks are run by bench/run.sh, not in CI: here they are only
 		# compiled, and their correctness checks run.
