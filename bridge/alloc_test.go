@@ -11,54 +11,79 @@ import (
 )
 
 // TestExportAllocs is the allocation budget of a local Publish on an
-// exported topic: the bus boxes the []byte payload (1) and the default
-// codec copies it (1), since the bridge keeps it until the flusher sends
-// it. Queueing in the outbox allocates nothing once the ring has grown.
+// exported topic: the bus boxes the payload (1) and the codec copies it
+// (1), since the bridge keeps it until the flusher sends it: the default
+// codec and Bytes a []byte, Text a string. Queueing in the outbox
+// allocates nothing once the ring has grown.
 func TestExportAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes what allocates")
 	}
-	// A client for a port nothing listens on: the flusher fails once and
-	// then waits a minute, allocating nothing while this test measures.
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
-	defer rdb.Close()
-	b := bus.New(nil)
-	br, err := New(b, rdb, &Options{
-		Routes:       []Route{{Pattern: "orders.*", Direction: Export}},
-		ReconnectMin: time.Minute,
-		OnError:      func(error) {},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		_ = br.Close(ctx)
-	}()
-	ctx := context.Background()
-	payload := []byte("a small payload")
 	// One topic, and a hundred in turn: the channel of each is built
 	// once, not per export.
 	topics := make([]string, 100)
 	for i := range topics {
 		topics[i] = fmt.Sprintf("orders.t%d", i)
 	}
-	for _, tc := range []struct {
-		name   string
-		topics []string
-	}{{"one topic", topics[:1]}, {"100 topics", topics}} {
-		i := 0
-		publish := func() {
-			_ = b.Publish(ctx, tc.topics[i%len(tc.topics)], payload)
-			i++
-		}
-		for range 20000 { // grow the outbox first
-			publish()
-		}
-		allocs := testing.AllocsPerRun(1000, publish)
-		if allocs > 2 {
-			t.Errorf("%s: %.2f allocations per exported Publish, budget 2", tc.name, allocs)
-		}
+	for _, rc := range []struct {
+		name    string
+		route   Route
+		payload any
+	}{
+		{"enveloped default", Route{Pattern: "orders.*", Direction: Export}, []byte("a small payload")},
+		{"raw bytes", Route{Pattern: "orders.*", Direction: Export, Raw: true}, []byte("a small payload")},
+		{"raw text", Route{Pattern: "orders.*", Direction: Export, Raw: true, Codec: Text()}, "a small payload"},
+	} {
+		t.Run(rc.name, func(t *testing.T) {
+			// A client for a port nothing listens on: the flusher fails
+			// once and then waits a minute, allocating nothing while this
+			// test measures.
+			rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
+			defer rdb.Close()
+			b := bus.New(nil)
+			br, err := New(b, rdb, &Options{
+				Routes:       []Route{rc.route},
+				ReconnectMin: time.Minute,
+				OnError:      func(error) {},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				defer cancel()
+				_ = br.Close(ctx)
+			}()
+			ctx := context.Background()
+			for _, tc := range []struct {
+				name   string
+				topics []string
+			}{{"one topic", topics[:1]}, {"100 topics", topics}} {
+				i := 0
+				var publish func()
+				switch p := rc.payload.(type) {
+				case string: // boxed by Publish, as a user's call does
+					publish = func() {
+						_ = b.Publish(ctx, tc.topics[i%len(tc.topics)], p)
+						i++
+					}
+				case []byte:
+					publish = func() {
+						_ = b.Publish(ctx, tc.topics[i%len(tc.topics)], p)
+						i++
+					}
+				}
+				for range 20000 { // grow the outbox first
+					publish()
+				}
+				allocs := testing.AllocsPerRun(1000, publish)
+				if allocs > 2 {
+					t.Errorf("%s: %.2f allocations per exported Publish, budget 2", tc.name, allocs)
+				}
+				if s := br.Stats(); s.EncodeErrors != 0 {
+					t.Fatalf("%d encode errors", s.EncodeErrors)
+				}
+			}
+		})
 	}
 }

@@ -186,8 +186,16 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		if isPattern {
 			rt.channels = &channelCache{seed: maphash.MakeSeed()}
 		}
-		if rt.codec == nil {
+		switch _, isDefault := rt.codec.(defaultCodec); {
+		case rt.codec == nil && r.Raw:
+			rt.codec = Bytes()
+		case rt.codec == nil:
 			rt.codec = DefaultCodec
+		case isDefault && r.Raw:
+			// Raw messages carry no content type: strings published here
+			// would reach the other instances as []byte.
+			return fmt.Errorf("%w: route %d (%q): DefaultCodec on a raw route; use bridge.Text() for string payloads or bridge.Bytes() for []byte",
+				ErrInvalidOptions, i, r.Pattern)
 		}
 		br.routes = append(br.routes, rt)
 		if r.Direction.exports() {

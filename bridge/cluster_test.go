@@ -440,7 +440,7 @@ func testClusterClassic(t *testing.T, c *redistest.Cluster) {
 func testClusterRawInterop(t *testing.T, c *redistest.Cluster) {
 	ctx := clusterCtx(t)
 	const partitions = 16
-	opts := clusterOptions("r:", bridge.Route{Pattern: "alerts.disk", Raw: true})
+	opts := clusterOptions("r:", bridge.Route{Pattern: "alerts.disk", Raw: true, Codec: bridge.Text()})
 	opts.Partitions = partitions
 	in := newInstance(t, c.Client(t), opts)
 	rec := record(t, in.bus, "alerts.disk")
@@ -455,7 +455,7 @@ func testClusterRawInterop(t *testing.T, c *redistest.Cluster) {
 	if err := cc.SPublish(ctx, ch, "disk full").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if e := rec.waitFor(t, 1)[0]; string(e.Payload.([]byte)) != "disk full" || e.Meta.Source != bridge.RawSource {
+	if e := rec.waitFor(t, 1)[0]; e.Payload != "disk full" || e.Meta.Source != bridge.RawSource {
 		t.Fatalf("imported %+v", e)
 	}
 	publish(t, in.bus, "alerts.disk", "disk ok")

@@ -158,7 +158,7 @@ func TestCoalesceGroups(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, nil)
-			routes := []bridge.Route{{Pattern: "grp.*"}, {Pattern: "raw.r", Raw: true}}
+			routes := []bridge.Route{{Pattern: "grp.*"}, {Pattern: "raw.r", Raw: true, Codec: bridge.Text()}}
 			from := newInstance(t, srv.Client(t), testOptions(nil, routes...))
 			to := newInstance(t, srv.Client(t), testOptions(nil, routes...))
 			plain := subscribePlain(t, srv.Client(t), nil, []string{"app:*"})

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	bus "github.com/busline/bus"
 )
 
 // Content types set by the codecs of this package.
@@ -33,12 +35,17 @@ type Codec interface {
 	Decode(data []byte, contentType string) (payload any, err error)
 }
 
-// DefaultCodec is the codec of routes that set none. It sends a []byte
-// payload as is (ContentTypeBytes), a string as its bytes
+// DefaultCodec is the codec of enveloped routes that set none. It sends a
+// []byte payload as is (ContentTypeBytes), a string as its bytes
 // (ContentTypeText), and any other payload as JSON (ContentTypeJSON). It
 // decodes a message of ContentTypeText into a string and every other
 // message, JSON included, into a []byte: imported payloads are []byte or
 // string, and a route that wants its JSON as a Go value uses JSON[T].
+//
+// DefaultCodec relies on the content type that travels in the envelope, so
+// New refuses it on a Raw route (ErrInvalidOptions): raw messages carry no
+// content type, and a string published locally would reach the other
+// instances as a []byte. A Raw route without a Codec uses Bytes.
 var DefaultCodec Codec = defaultCodec{}
 
 type defaultCodec struct{}
@@ -99,3 +106,84 @@ func (jsonCodec[T]) Decode(data []byte, _ string) (any, error) {
 	}
 	return v, nil
 }
+
+// Text returns a codec for string payloads, the one for raw routes that
+// plain Redis clients such as redis-cli or redis-py write text on. It
+// exports a string payload as its bytes (ContentTypeText) and decodes
+// every imported message, whatever its content type, into a string of its
+// bytes, so that local and remote subscribers get a string. The bytes are
+// not checked to be UTF-8: a Go string holds any bytes.
+//
+// It exports nothing else: an event whose payload is not a string (a
+// []byte or a named string type included) is not exported; the bridge
+// counts it in Stats.EncodeErrors and reports it to Options.OnError with
+// an error wrapping ErrEncode and bus.ErrPayloadType. The codec is safe for
+// concurrent use; encoding allocates one copy of the string.
+func Text() Codec { return textCodec{} }
+
+// Bytes returns a codec for []byte payloads, which Raw routes without a
+// Codec use. It exports a []byte payload as a copy of its bytes
+// (ContentTypeBytes, or the publisher's Meta.ContentType when it sets one)
+// and decodes every imported message, whatever its content type, into a
+// []byte, so that local and remote subscribers get a []byte.
+//
+// It exports nothing else: an event whose payload is not a []byte (a
+// string or a json.RawMessage included) is not exported; the bridge counts
+// it in Stats.EncodeErrors and reports it to Options.OnError with an error
+// wrapping ErrEncode and bus.ErrPayloadType. The codec is safe for
+// concurrent use; encoding allocates one copy of the bytes.
+func Bytes() Codec { return bytesCodec{} }
+
+type textCodec struct{}
+
+func (textCodec) Encode(payload any) ([]byte, string, error) {
+	p, ok := payload.(string)
+	if !ok {
+		return nil, "", payloadTypeError{got: payload, want: "string"}
+	}
+	return []byte(p), ContentTypeText, nil
+}
+
+func (textCodec) Decode(data []byte, _ string) (any, error) {
+	return string(data), nil
+}
+
+type bytesCodec struct{}
+
+func (bytesCodec) Encode(payload any) ([]byte, string, error) {
+	p, ok := payload.([]byte)
+	if !ok {
+		return nil, "", payloadTypeError{got: payload, want: "[]byte"}
+	}
+	return append([]byte(nil), p...), ContentTypeBytes, nil
+}
+
+func (bytesCodec) Decode(data []byte, _ string) (any, error) {
+	return data, nil
+}
+
+// payloadTypeError is the encode error of a payload of a type that a
+// strict codec does not export. Its message has no package prefix of its
+// own, since the bridge wraps it in ErrEncode's; it unwraps to
+// bus.ErrPayloadType.
+type payloadTypeError struct {
+	got  any
+	want string
+}
+
+func (e payloadTypeError) Error() string {
+	var got, hint string
+	switch e.got.(type) {
+	case string:
+		got, hint = "string", ": use Codec: bridge.Text() for strings"
+	case []byte:
+		got, hint = "[]byte", ": use Codec: bridge.Bytes() for bytes" // not %T's []uint8
+	case nil:
+		got = "nil"
+	default:
+		got, hint = fmt.Sprintf("%T", e.got), ": use Codec: bridge.JSON[T]() for Go values"
+	}
+	return "payload of type " + got + ", want " + e.want + hint
+}
+
+func (payloadTypeError) Unwrap() error { return bus.ErrPayloadType }

@@ -12,7 +12,7 @@
 //		Prefix: "app:",
 //		Routes: []bridge.Route{
 //			{Pattern: "orders.**", Codec: bridge.JSON[*Order]()}, // both ways
-//			{Pattern: "notifications", Raw: true},                // interop with any Redis client
+//			{Pattern: "notifications", Raw: true, Codec: bridge.Text()}, // text, with any Redis client
 //		},
 //	})
 //	if err != nil { ... }
@@ -42,7 +42,8 @@
 // else as JSON, and decodes into []byte, or string for text. [JSON] decodes
 // into a given Go type, the one local publishers use, so that a subscriber
 // (bus.SubscribeTyped included) cannot tell a remote event from a local one
-// except through Event.Remote and Event.Meta. Imported events carry
+// except through Event.Remote and Event.Meta; [Text] and [Bytes] carry
+// string and []byte payloads only, the same type both ways. Imported events carry
 // bus.Meta: the sender's instance ID (Source), its sequence number, the time
 // it was exported, the content type and the headers of the local event's
 // Meta (room for trace context).
@@ -68,11 +69,19 @@
 // (Stats.DecodeErrors) and reported wrapping [ErrMalformed] or [ErrTooLarge].
 //
 // A Raw route sends the encoded payload bytes exactly, with no envelope, so
-// that any Redis client can take part: `redis-cli PUBLISH app:notifications
-// hi` reaches local subscribers as the []byte "hi", and `redis-cli SUBSCRIBE
-// app:notifications` prints what the bridge exports. Raw messages carry no
-// source, sequence or signature: events imported without an envelope have
-// Meta.Source [RawSource].
+// that any Redis client can take part: on a route with Codec [Text],
+// `redis-cli PUBLISH app:notifications hi` reaches local subscribers as the
+// string "hi", and `redis-cli SUBSCRIBE app:notifications` prints what the
+// bridge exports. Raw messages carry no source, sequence, content type or
+// signature: events imported without an envelope have Meta.Source
+// [RawSource], and the route's Codec alone decides their payload's type.
+// So that a handler cannot tell a remote event from a local one by its
+// payload, a raw route carries one payload type both ways: string with
+// [Text], []byte with [Bytes] (the default of raw routes), or a Go value
+// with [JSON]. An event of another type reaches local subscribers but is
+// not exported: it is counted (Stats.EncodeErrors) and reported wrapping
+// [ErrEncode] and bus.ErrPayloadType. New refuses DefaultCodec on a raw
+// route.
 //
 // # No loops, no duplicates
 //

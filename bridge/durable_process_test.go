@@ -144,7 +144,7 @@ func testImporterKilled(t *testing.T, d bridge.Delivery) {
 	// Raw entries: their data field is the payload, so that this test can
 	// tell which payload an entry ID holds.
 	a := newInstance(t, srv.Client(t), durableOptions("a",
-		bridge.Route{Pattern: "work", Delivery: bridge.Stream, Direction: bridge.Export, Raw: true}))
+		bridge.Route{Pattern: "work", Delivery: bridge.Stream, Direction: bridge.Export, Raw: true, Codec: bridge.Text()}))
 
 	log := &handledLog{count: map[string]int{}}
 	first := startImporter(t, srv, d, log)
@@ -242,7 +242,7 @@ func TestDurableHelperProcess(t *testing.T) {
 	if _, err := b.Subscribe("work", func(_ context.Context, e bus.Event) {
 		// One write per event, straight to the pipe: what the parent
 		// reads was handled.
-		p := string(e.Payload.([]byte))
+		p := e.Payload.(string)
 		_, _ = os.Stdout.WriteString("h " + p + "\n")
 		if len(p) > 0 && p[len(p)-1] == '7' {
 			// Slow down a little, so that the kill finds a batch
@@ -252,7 +252,7 @@ func TestDurableHelperProcess(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	opts := durableOptions("w", bridge.Route{Pattern: "work", Delivery: d, Direction: bridge.Import, Raw: true})
+	opts := durableOptions("w", bridge.Route{Pattern: "work", Delivery: d, Direction: bridge.Import, Raw: true, Codec: bridge.Text()})
 	opts.BatchSize = 64
 	opts.OnError = func(error) {}
 	br, err := bridge.New(b, rdb, opts)

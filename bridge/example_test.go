@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"strings"
@@ -64,6 +65,27 @@ func ExampleJSON() {
 	fmt.Printf("%s %s %T %d\n", data, contentType, v, v.(*Order).ID)
 	// Output:
 	// {"ID":42} application/json *bridge_test.Order 42
+}
+
+// A raw route for plain Redis clients' text: Text carries strings both
+// ways, and refuses other payloads, so that a handler gets a string
+// whether the event was published here or by redis-cli on another host.
+func ExampleText() {
+	codec := bridge.Text()
+	data, _, err := codec.Encode("hello")
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := codec.Decode(data, "") // raw messages carry no content type
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%T %q\n", v, v)
+	_, _, err = codec.Encode([]byte("hello"))
+	fmt.Println(errors.Is(err, bus.ErrPayloadType), err)
+	// Output:
+	// string "hello"
+	// true payload of type []byte, want string: use Codec: bridge.Bytes() for bytes
 }
 
 // Two instances mirror "orders.**" through Redis. (Not run: it needs a

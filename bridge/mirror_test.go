@@ -280,7 +280,7 @@ func TestRawInterop(t *testing.T) {
 // other content, nor a second identical foreign message.
 func TestRawEchoSuppression(t *testing.T) {
 	srv := redistest.Start(t, nil)
-	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "chat.*", Raw: true}))
+	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "chat.*", Raw: true, Codec: bridge.Text()}))
 	rec := record(t, in.bus, "chat.*")
 	publish(t, in.bus, "chat.room", "hello")
 	eventually(t, func() bool { return in.bridge.Stats().EchoesDropped == 1 }, "echo dropped")

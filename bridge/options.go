@@ -54,9 +54,21 @@ type Route struct {
 	// Raw makes the route carry payload bytes exactly, without an
 	// envelope, so that plain Redis clients can publish and subscribe:
 	// see the package documentation. False means enveloped.
+	//
+	// Raw messages carry no content type, so the Codec alone decides the
+	// type of imported payloads, and it must be the type local publishers
+	// use: a subscriber must not be able to tell a remote event from a
+	// local one by its payload. Use Text() for string payloads (what
+	// redis-cli and most Redis clients send) and Bytes() for []byte; nil
+	// means Bytes(). Both export only payloads of their type: an event
+	// with another payload still reaches local subscribers, but is not
+	// exported, is counted in Stats.EncodeErrors and is reported to
+	// Options.OnError wrapping ErrEncode and bus.ErrPayloadType. New
+	// refuses DefaultCodec on a raw route.
 	Raw bool
 
-	// Codec turns payloads into bytes and back. Nil means DefaultCodec.
+	// Codec turns payloads into bytes and back. Nil means DefaultCodec on
+	// an enveloped route and Bytes() on a Raw route.
 	Codec Codec
 
 	// Delivery is how the route carries events through Redis: PubSub

@@ -300,6 +300,9 @@ func TestStreamEchoAndNoReexport(t *testing.T) {
 		t.Run(fmt.Sprintf("raw=%v", raw), func(t *testing.T) {
 			srv := redistest.Start(t, nil)
 			route := bridge.Route{Pattern: "chat.*", Delivery: bridge.Stream, Raw: raw}
+			if raw {
+				route.Codec = bridge.Text() // the payloads are strings
+			}
 			a := newInstance(t, srv.Client(t), durableOptions("a", route))
 			b := newInstance(t, srv.Client(t), durableOptions("b", route))
 			ra, rb := record(t, a.bus, "chat.*"), record(t, b.bus, "chat.*")
