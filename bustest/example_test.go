@@ -131,7 +131,7 @@ func ExampleRecorder_AssertOrder() {
 			}
 		}
 
-		rec.AssertOrder("orders.created", "orders.paid") // passes
+		rec.AssertOrder("orders.created", "orders.paid")  // passes
 		rec.AssertTopics("orders.created", "orders.paid") // fails: orders.audit is extra
 	})
 	// Output:
