@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,10 @@ type Bridge struct {
 	subErr  error
 	closed  bool
 	changed chan struct{} // closed and replaced when ready, subErr or closed change
+	// lastErr is the last failure reported by a connection or read loop
+	// (pub/sub, sharded, durable), for Ready's error when its context
+	// ends first.
+	lastErr error
 }
 
 // route is a Route with what the bridge works out from it.
@@ -277,8 +282,14 @@ func (br *Bridge) RedisSubscriptions() (channels, patterns []string) {
 // before Redis has acted on it.
 //
 // Ready returns an error wrapping ErrSubscribe when Redis refused a
-// subscription (the bridge keeps retrying with backoff), an error wrapping
-// ctx.Err() when ctx ends first, and ErrClosed once the bridge is closed.
+// subscription (the bridge keeps retrying with backoff), and ErrClosed
+// once the bridge is closed. When ctx ends first it returns an error
+// wrapping ctx.Err() and the last connection error the bridge reported,
+// if any, which says why it is not ready:
+//
+//	bridge: not ready: context deadline exceeded; last error: cannot connect to redis at 127.0.0.1:6380: dial tcp 127.0.0.1:6380: connect: connection refused
+//
+// errors.Is matches both (context.DeadlineExceeded and ErrConnect here).
 // Without import routes it returns nil at once. After a reconnect, Ready
 // waits again until the new connection is confirmed.
 func (br *Bridge) Ready(ctx context.Context) error {
@@ -301,9 +312,41 @@ func (br *Bridge) Ready(ctx context.Context) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("bridge: ready: %w", ctx.Err())
+			return br.notReady(ctx)
 		}
 	}
+}
+
+// notReady returns the error of a Ready whose ctx ended.
+func (br *Bridge) notReady(ctx context.Context) error {
+	br.mu.Lock()
+	last := br.lastErr
+	br.mu.Unlock()
+	return &notReadyError{ctxErr: ctx.Err(), last: last}
+}
+
+// reportLast reports err, a failure of a connection or read loop, and
+// keeps it for Ready.
+func (br *Bridge) reportLast(err error) {
+	br.mu.Lock()
+	br.lastErr = err
+	br.mu.Unlock()
+	br.rep.report(err)
+}
+
+// redisAddr returns the address of the server behind rdb for messages, or
+// "" when rdb does not say (a Sentinel failover client says
+// "FailoverClient").
+func redisAddr(rdb redis.UniversalClient) string {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		if a := c.Options().Addr; a != "FailoverClient" {
+			return a
+		}
+	case *redis.ClusterClient:
+		return strings.Join(c.Options().Addrs, ",")
+	}
+	return ""
 }
 
 // setStateLocked changes the subscription state and wakes Ready.

@@ -231,7 +231,7 @@ func (s *shardSet) run() {
 			if ctx.Err() != nil {
 				return
 			}
-			br.rep.report(fmt.Errorf("%w: cluster topology: %w", ErrDisconnected, err))
+			br.reportLast(&connectError{addr: strings.Join(s.cc.Options().Addrs, ","), err: fmt.Errorf("cluster topology: %w", err)})
 			if !sleep(ctx, back.next()) {
 				return
 			}
@@ -404,7 +404,7 @@ func (l *shardLoop) loop(first bool) {
 		l.ps = ps
 		br.mu.Unlock()
 
-		confirmed, err := l.rl.run(ps, first)
+		connected, confirmed, err := l.rl.run(ps, first)
 		_ = ps.Close()
 		moved := errors.Is(err, errSlotMoved) || isMoved(err)
 		br.mu.Lock()
@@ -435,9 +435,11 @@ func (l *shardLoop) loop(first bool) {
 			<-l.ctx.Done()
 			return
 		case errors.Is(err, ErrSubscribe) && !transientReply(err):
-			br.rep.report(fmt.Errorf("node %s: %w", l.group.addr, err))
+			br.reportLast(err) // it names the node
+		case !connected:
+			br.reportLast(&connectError{addr: l.group.addr, err: err})
 		default:
-			br.rep.report(fmt.Errorf("%w: node %s: %w", ErrDisconnected, l.group.addr, err))
+			br.reportLast(fmt.Errorf("%w: node %s: %w", ErrDisconnected, l.group.addr, err))
 		}
 		if !sleep(l.ctx, back.next()) {
 			return

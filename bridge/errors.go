@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Callers branch on them with errors.Is; the errors the
@@ -33,6 +34,17 @@ var (
 	// a read error or a liveness probe whose answer did not come back in
 	// time. The bridge reconnects by itself.
 	ErrDisconnected = errors.New("bridge: pub/sub connection lost")
+
+	// ErrConnect is reported when the bridge cannot make its pub/sub
+	// connection: Redis refused the connection or the login (a wrong
+	// address, port, password or TLS setting), or did not answer. The
+	// report names the address and the cause, such as "bridge: cannot
+	// connect to redis at 127.0.0.1:6380: dial tcp 127.0.0.1:6380:
+	// connect: connection refused". The bridge keeps trying with backoff;
+	// Ready's error carries the last such report. Since there is no
+	// connection either way, a report wrapping ErrConnect also matches
+	// ErrDisconnected.
+	ErrConnect = errors.New("bridge: cannot connect to redis")
 
 	// ErrPossibleGap is reported after the bridge has resubscribed on a
 	// new connection: events published on Redis while it was not
@@ -119,3 +131,41 @@ func (e *DropError) Error() string {
 
 // Unwrap returns the reason.
 func (e *DropError) Unwrap() error { return e.Err }
+
+// connectError is the report of a pub/sub connection that could not be
+// made. It wraps ErrConnect, ErrDisconnected and the cause.
+type connectError struct {
+	addr string // "" when the client does not say
+	err  error
+}
+
+func (e *connectError) Error() string {
+	if e.addr == "" {
+		return fmt.Sprintf("%v: %v", ErrConnect, e.err)
+	}
+	return fmt.Sprintf("%v at %s: %v", ErrConnect, e.addr, e.err)
+}
+
+func (e *connectError) Unwrap() []error { return []error{ErrConnect, ErrDisconnected, e.err} }
+
+// notReadyError is the error of a Ready whose context ended first: it
+// wraps the context's error and the last error the bridge reported about
+// its connections, if any, so that the caller sees why.
+type notReadyError struct {
+	ctxErr, last error
+}
+
+func (e *notReadyError) Error() string {
+	if e.last == nil {
+		return "bridge: not ready: " + e.ctxErr.Error()
+	}
+	// One prefix per message: the last error has its own.
+	return "bridge: not ready: " + e.ctxErr.Error() + "; last error: " + strings.TrimPrefix(e.last.Error(), "bridge: ")
+}
+
+func (e *notReadyError) Unwrap() []error {
+	if e.last == nil {
+		return []error{e.ctxErr}
+	}
+	return []error{e.ctxErr, e.last}
+}

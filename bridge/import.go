@@ -48,7 +48,7 @@ func (br *Bridge) subscribeLoop() {
 		br.ps = ps
 		br.mu.Unlock()
 
-		confirmed, err := rl.run(ps, first)
+		connected, confirmed, err := rl.run(ps, first)
 		_ = ps.Close()
 		br.mu.Lock()
 		br.ps = nil
@@ -67,10 +67,13 @@ func (br *Bridge) subscribeLoop() {
 			first = false
 			back.reset()
 		}
-		if errors.Is(err, ErrSubscribe) {
-			br.rep.report(err)
-		} else {
-			br.rep.report(fmt.Errorf("%w: %w", ErrDisconnected, err))
+		switch {
+		case errors.Is(err, ErrSubscribe):
+			br.reportLast(err)
+		case !connected:
+			br.reportLast(&connectError{addr: redisAddr(br.rdb), err: err})
+		default:
+			br.reportLast(fmt.Errorf("%w: %w", ErrDisconnected, err))
 		}
 		if !sleep(br.subCtx, back.next()) {
 			return
@@ -98,8 +101,10 @@ type readLoop struct {
 // answer must arrive within PingTimeout (any message arriving counts as a
 // sign of life and extends that). go-redis's own health check does not
 // wait for the answer, so a half-open connection would look healthy.
-// confirmed reports whether every subscription was confirmed.
-func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error) {
+// connected reports whether the connection was made and the
+// subscriptions sent (go-redis dials when the first is sent); confirmed
+// whether every subscription was confirmed.
+func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool, err error) {
 	br := rl.br
 	ctx := br.subCtx
 	var pending map[string]bool
@@ -109,8 +114,9 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error
 		pending, err = rl.subscribe(ctx, ps)
 	}
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
+	connected = true
 
 	interval, timeout := br.cfg.PingInterval, br.cfg.PingTimeout
 	now := time.Now()
@@ -143,9 +149,12 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error
 		case isRedisError(err):
 			// The only commands on this connection are SUBSCRIBE,
 			// PSUBSCRIBE and PING: an error reply is a refusal.
-			return confirmed, fmt.Errorf("%w: %w", ErrSubscribe, err)
+			if rl.shard != nil {
+				return connected, confirmed, fmt.Errorf("%w: node %s: %w", ErrSubscribe, rl.shard.group.addr, err)
+			}
+			return connected, confirmed, fmt.Errorf("%w: %w", ErrSubscribe, err)
 		default:
-			return confirmed, err
+			return connected, confirmed, err
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
@@ -155,7 +164,7 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error
 			case "sunsubscribe":
 				// The bridge never unsubscribes: Redis dropped the
 				// channels of a slot this node no longer serves.
-				return confirmed, fmt.Errorf("%w: %q", errSlotMoved, m.Channel)
+				return connected, confirmed, fmt.Errorf("%w: %q", errSlotMoved, m.Channel)
 			case "subscribe", "psubscribe", "ssubscribe":
 				delete(pending, m.Kind+" "+m.Channel)
 				if len(pending) == 0 && !confirmed {
@@ -182,13 +191,13 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (confirmed bool, err error
 			}
 		}
 		if waiting != "" && now.After(deadline) {
-			return confirmed, errPongTimeout
+			return connected, confirmed, errPongTimeout
 		}
 		if waiting == "" && !now.Before(nextPing) {
 			rl.ping++
 			waiting = "busline-bridge-" + strconv.FormatUint(rl.ping, 10)
 			if err := ps.Ping(ctx, waiting); err != nil {
-				return confirmed, err
+				return connected, confirmed, err
 			}
 			deadline = now.Add(timeout)
 		}

@@ -223,7 +223,7 @@ func (br *Bridge) streamsReady(ctx context.Context) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("bridge: ready: %w", ctx.Err())
+			return br.notReady(ctx)
 		}
 	}
 }

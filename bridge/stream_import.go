@@ -54,7 +54,7 @@ func (sr *streamReader) fail(err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	sr.br.rep.report(err)
+	sr.br.reportLast(err)
 	return sleep(ctx, sr.back.next())
 }
 

@@ -1,0 +1,129 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge"
+	"github.com/redis/go-redis/v9"
+)
+
+// closedAddr returns a loopback address nothing listens on: a port that
+// was free a moment ago.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// TestReadyWrongAddress starts bridges against an address nothing listens
+// on: Ready's error must say why it is not ready (the last connection
+// error, matched by errors.Is together with the context's error), and the
+// reports must say "cannot connect", not "connection lost", for a
+// connection never made. Each kind of import path is tried: classic
+// pub/sub, sharded pub/sub on a cluster client, and a durable route.
+func TestReadyWrongAddress(t *testing.T) {
+	addr := closedAddr(t)
+	for _, tc := range []struct {
+		name    string
+		client  func() redis.UniversalClient
+		route   bridge.Route
+		want    string // what Ready's error must contain after "last error: "
+		wantErr error  // what errors.Is must find in Ready's error
+	}{
+		{"pub/sub", func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: addr, Protocol: 3}) },
+			bridge.Route{Pattern: "orders.*"}, "cannot connect to redis at " + addr + ": dial tcp " + addr + ": connect: connection refused", bridge.ErrConnect},
+		{"cluster", func() redis.UniversalClient {
+			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}, Protocol: 3})
+		}, bridge.Route{Pattern: "orders.created"}, "cannot connect to redis at " + addr + ": cluster topology: ", bridge.ErrConnect},
+		{"stream", func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: addr, Protocol: 3}) },
+			bridge.Route{Pattern: "orders.*", Delivery: bridge.Stream, Direction: bridge.Import}, "stream checkpoint: load", bridge.ErrCheckpoint},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := tc.client()
+			defer rdb.Close()
+			b := bus.New(nil)
+			defer b.Close(context.Background())
+			errs := &errLog{}
+			br, err := bridge.New(b, rdb, &bridge.Options{
+				InstanceID: "ready-test",
+				Routes:     []bridge.Route{tc.route},
+				OnError:    errs.add,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				if err := br.Close(ctx); err != nil {
+					t.Error(err)
+				}
+			}()
+			// go-redis retries a failed dial by itself for about two
+			// seconds with its default options before the bridge sees
+			// the error: wait for the first report, then give Ready a
+			// short context.
+			eventually(t, func() bool { return errs.count(tc.wantErr) > 0 }, "a report: %v", errs.String)
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			err = br.Ready(ctx)
+			if err == nil {
+				t.Fatal("Ready succeeded against a closed port")
+			}
+			msg := err.Error()
+			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, tc.wantErr) || !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("Ready: %q; want it to match context.DeadlineExceeded, %v and ECONNREFUSED", msg, tc.wantErr)
+			}
+			if want := "bridge: not ready: context deadline exceeded; last error: " + tc.want; !strings.HasPrefix(msg, want) {
+				t.Errorf("Ready: %q\nwant a message starting with %q", msg, want)
+			}
+			if strings.Count(msg, "bridge:") != 1 {
+				t.Errorf("Ready: %q: one package prefix only", msg)
+			}
+			if errs.count(bridge.ErrDisconnected) != errs.count(bridge.ErrConnect) {
+				t.Errorf("reports: %q; a connection never made is not lost", errs)
+			}
+			if first := strings.SplitN(errs.String(), "\n", 2)[0]; !strings.Contains(first, tc.want) || strings.Contains(first, "lost") {
+				t.Errorf("first report %q; want it to contain %q", first, tc.want)
+			}
+		})
+	}
+}
+
+// TestReadyNoErrorYet checks Ready's error when ctx ends before any
+// connection attempt has failed: the context's error alone, with one
+// prefix.
+func TestReadyNoErrorYet(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t)})
+	defer rdb.Close()
+	b := bus.New(nil)
+	defer b.Close(context.Background())
+	br, err := bridge.New(b, rdb, &bridge.Options{Routes: []bridge.Route{{Pattern: "x"}}, OnError: func(error) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = br.Close(ctx)
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := br.Ready(ctx); err == nil || err.Error() != "bridge: not ready: context canceled" || !errors.Is(err, context.Canceled) {
+		t.Errorf("Ready = %v; want bridge: not ready: context canceled", err)
+	}
+}
