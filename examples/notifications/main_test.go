@@ -7,8 +7,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,6 +68,22 @@ func TestInProcessBinary(t *testing.T) {
 	}
 }
 
+// failingWriter fails every write.
+type failingWriter struct{}
+
+var errWrite = errors.New("disk full")
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errWrite }
+
+// TestOutputError checks that a failed write to stdout is the program's
+// error, not lost.
+func TestOutputError(t *testing.T) {
+	err := run(context.Background(), nil, failingWriter{}, io.Discard)
+	if !errors.Is(err, errWrite) || !strings.Contains(err.Error(), "writing to stdout") {
+		t.Errorf("run with a failing stdout: %v, want an error wrapping %v", err, errWrite)
+	}
+}
+
 func TestFlagErrors(t *testing.T) {
 	refused := refusedAddr(t)
 	for _, tc := range []struct {
@@ -72,6 +93,8 @@ func TestFlagErrors(t *testing.T) {
 		want  string // in the error message
 	}{
 		{"role without redis", []string{"-role", "listener"}, true, "-role needs -redis"},
+		{"prefix without redis", []string{"-prefix", "app:"}, true, "-prefix needs -redis"},
+		{"envelope without redis", []string{"-envelope"}, true, "-envelope needs -redis"},
 		{"bad role", []string{"-redis", "redis://127.0.0.1:1", "-role", "both"}, true, `not "both"`},
 		{"no role", []string{"-redis", "redis://127.0.0.1:1"}, true, "-role must be"},
 		{"bad url", []string{"-redis", "http://127.0.0.1", "-role", "listener"}, true, "bad -redis URL"},
@@ -119,52 +142,387 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
-// TestTwoProcessesAndRedisCLI runs a listener process and a publisher
-// process against one redis-server, then publishes with redis-cli: the
-// listener prints all three notifications, in order, and exits with status
-// 0 on SIGINT.
-func TestTwoProcessesAndRedisCLI(t *testing.T) {
+// readmeStep is a command of the README's notifications block and the
+// output lines printed after it.
+type readmeStep struct {
+	line       string   // the command as printed, without "$ " and " &"
+	background bool     // printed with a trailing " &"
+	want       []string // the lines printed after it, before the next command
+}
+
+// readmeSteps returns the commands of the README block between the lines
+// <!-- notifications:begin ...--> and <!-- notifications:end -->: the
+// lines starting "$ " in its console code blocks, each with the lines
+// printed after it.
+func readmeSteps(t *testing.T) []readmeStep {
+	t.Helper()
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "<!-- notifications:begin")
+	block, _, ok2 := strings.Cut(rest, "<!-- notifications:end -->")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no <!-- notifications:begin --> ... <!-- notifications:end --> block")
+	}
+	var steps []readmeStep
+	console := false
+	for _, l := range strings.Split(block, "\n") {
+		switch {
+		case strings.HasPrefix(l, "```"):
+			console = !console && l == "```console"
+		case !console || l == "":
+		case strings.HasPrefix(l, "$ "):
+			cmd, bg := strings.CutSuffix(strings.TrimPrefix(l, "$ "), " &")
+			steps = append(steps, readmeStep{line: cmd, background: bg})
+		case len(steps) == 0:
+			t.Fatalf("README block: output %q before any command", l)
+		default:
+			steps[len(steps)-1].want = append(steps[len(steps)-1].want, l)
+		}
+	}
+	if len(steps) == 0 {
+		t.Fatal("README block: no command")
+	}
+	return steps
+}
+
+// TestREADME runs the commands of the README's notifications block as
+// printed, with a shell, against a real redis-server, and checks that they
+// print the lines the block shows, each process its own lines in the order
+// shown, before the next command runs. The only changes to the commands:
+// the built program for `go run ./examples/notifications`, the server's
+// address for 127.0.0.1:6379, and for redis-cli, whose default server is
+// 127.0.0.1:6379, the server's -h and -p. redis-cli prints to a
+// pseudo-terminal, as at a prompt, so that it formats its output as the
+// README shows it; python3 is one that has redis-py.
+func TestREADME(t *testing.T) {
+	steps := readmeSteps(t)
+	py := needPython(t)
+	pty, tty, err := openPTY()
+	if err != nil {
+		t.Skipf("redis-cli needs a terminal: %v", err)
+	}
+	pty.Close()
+	tty.Close()
 	srv := redistest.Start(t, nil)
-	for _, prefix := range []string{"", "test:"} {
-		t.Run("prefix="+prefix, func(t *testing.T) {
-			args := []string{"-redis", srv.URL(), "-role"}
-			if prefix != "" {
-				args = append([]string{"-prefix", prefix}, args...)
-			} else {
-				prefix = "app:" // the default
+
+	// python3 on PATH is one with redis-py, as for a user who installed it.
+	bin := t.TempDir()
+	if err := os.Symlink(py, filepath.Join(bin, "python3")); err != nil {
+		t.Fatal(err)
+	}
+	s := &session{t: t, lines: make(chan procLine, 10000), env: append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))}
+	for _, st := range steps {
+		p := s.start(st.line, s.shellLine(st.line, srv))
+		if !st.background {
+			p.finish(t)
+		}
+		s.expect(st.line, st.want)
+	}
+	s.stop()
+}
+
+// shellLine returns the shell command that runs a README command against
+// srv with the program under test; see TestREADME.
+func (s *session) shellLine(line string, srv *redistest.Server) string {
+	s.t.Helper()
+	const goRun = "go run ./examples/notifications"
+	switch {
+	case strings.HasPrefix(line, goRun+" "), strings.HasPrefix(line, "python3 "):
+	case strings.HasPrefix(line, "redis-cli "):
+		_, port, _ := strings.Cut(srv.Addr(), ":")
+		line = "redis-cli -h 127.0.0.1 -p " + port + strings.TrimPrefix(line, "redis-cli")
+	default:
+		s.t.Fatalf("README block: the test does not know how to run %q", line)
+	}
+	line = strings.ReplaceAll(line, goRun, "'"+built(s.t)+"'")
+	return strings.ReplaceAll(line, "127.0.0.1:6379", srv.Addr())
+}
+
+// session runs the commands of a README block, each as a process of its
+// own, and matches what they print with what the README shows.
+type session struct {
+	t     *testing.T
+	env   []string
+	procs []*sessionProc
+	lines chan procLine // what every process prints
+}
+
+// procLine is a line printed by p.
+type procLine struct {
+	p    *sessionProc
+	text string
+}
+
+// sessionProc is a process of a session.
+type sessionProc struct {
+	line   string // the README command
+	cmd    *exec.Cmd
+	stderr syncBuffer
+	unread []string      // lines printed and not matched yet
+	done   chan struct{} // closed when stdout is at EOF
+}
+
+// start runs shell with sh: readme is the command as printed.
+func (s *session) start(readme, shell string) *sessionProc {
+	t := s.t
+	t.Helper()
+	p := &sessionProc{line: readme, done: make(chan struct{})}
+	// exec: the signals of stop go to the program, not to a shell.
+	p.cmd = exec.Command("sh", "-c", "exec "+shell)
+	p.cmd.Env = s.env
+	p.cmd.Stderr = &p.stderr
+	var out io.ReadCloser
+	if strings.HasPrefix(readme, "redis-cli ") {
+		pty, tty, err := openPTY()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cmd.Stdout = tty
+		defer tty.Close() // the child has its own copy once started
+		out = pty
+	} else {
+		var err error
+		if out, err = p.cmd.StdoutPipe(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.cmd.Start(); err != nil {
+		out.Close()
+		t.Fatalf("%s: %v", readme, err)
+	}
+	s.procs = append(s.procs, p)
+	go func() {
+		defer close(p.done)
+		defer out.Close()
+		// A terminal ends lines with "\r\n". Reading the terminal's end
+		// fails with EIO once the program has exited: the end of it.
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			s.lines <- procLine{p, strings.TrimSuffix(sc.Text(), "\r")}
+		}
+	}()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			<-p.done
+			p.cmd.Wait()
+		}
+	})
+	return p
+}
+
+// finish waits until p exits and fails the test unless it succeeded and
+// said nothing on stderr.
+func (p *sessionProc) finish(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s: still running after %v", p.line, waitTimeout)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v (stderr %q)", p.line, err, p.stderr.String())
+	}
+	if p.stderr.String() != "" {
+		t.Errorf("%s: stderr %q", p.line, p.stderr.String())
+	}
+}
+
+// expect waits until the processes have printed want, each line by one
+// process, the lines of each process in their order in want.
+func (s *session) expect(after string, want []string) {
+	s.t.Helper()
+	timeout := time.After(waitTimeout)
+	for _, w := range want {
+	wait:
+		for {
+			for _, p := range s.procs {
+				if len(p.unread) > 0 && p.unread[0] == w {
+					p.unread = p.unread[1:]
+					break wait
+				}
 			}
-			listener := exec.Command(built(t), append(args, "listener")...)
+			select {
+			case l := <-s.lines:
+				l.p.unread = append(l.p.unread, l.text)
+			case <-timeout:
+				s.t.Fatalf("after %s: no process printed %q; printed and not in the README:%s%s", after, w, s.unmatched(), s.stderrs())
+			}
+		}
+	}
+}
+
+// unmatched describes the lines printed that the README does not show.
+func (s *session) unmatched() string {
+	var b strings.Builder
+	for _, p := range s.procs {
+		for _, l := range p.unread {
+			b.WriteString("\n\t" + p.line + ": " + strconv.Quote(l))
+		}
+	}
+	return b.String()
+}
+
+// stderrs describes what the processes said on stderr.
+func (s *session) stderrs() string {
+	var b strings.Builder
+	for _, p := range s.procs {
+		if p.stderr.String() != "" {
+			b.WriteString("\n\t" + p.line + ": stderr " + strconv.Quote(p.stderr.String()))
+		}
+	}
+	return b.String()
+}
+
+// stop sends SIGINT (Ctrl-C) to the processes still running and checks
+// that the listener exits with status 0, that none said anything on stderr
+// and that none printed lines the README does not show.
+func (s *session) stop() {
+	t := s.t
+	t.Helper()
+	for _, p := range s.procs {
+		if p.cmd.ProcessState != nil {
+			continue
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		<-p.done
+		err := p.cmd.Wait()
+		// redis-cli exits on SIGINT as it pleases; the listener must
+		// stop cleanly.
+		if strings.Contains(p.line, "-role listener") && err != nil {
+			t.Errorf("%s: after SIGINT: %v (stderr %q)", p.line, err, p.stderr.String())
+		}
+		if p.stderr.String() != "" {
+			t.Errorf("%s: stderr %q", p.line, p.stderr.String())
+		}
+	}
+	for {
+		select {
+		case l := <-s.lines:
+			l.p.unread = append(l.p.unread, l.text)
+			continue
+		default:
+		}
+		break
+	}
+	if u := s.unmatched(); u != "" {
+		t.Errorf("printed and not in the README:%s", u)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use: the stderr of a
+// process, read while the process writes it.
+type syncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestTwoProcesses runs a listener process and a publisher process
+// against one redis-server, with plain Redis clients on the channel: a
+// go-redis subscriber and redis-cli SUBSCRIBE see the publisher's messages
+// as their text on a raw route and as envelopes with -envelope, and what
+// redis-cli PUBLISH sends reaches the listener either way. The listener
+// prints every notification, in order, and exits with status 0 on SIGINT.
+func TestTwoProcesses(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	for _, tc := range []struct {
+		name     string
+		flags    []string
+		channel  string
+		envelope bool
+	}{
+		{"default", nil, "notifications", false},
+		{"prefix", []string{"-prefix", "test:"}, "test:notifications", false},
+		{"envelope", []string{"-envelope"}, "notifications", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := func(role string) []string {
+				return append(slices.Clone(tc.flags), "-redis", srv.URL(), "-role", role)
+			}
+			listener := exec.Command(built(t), args("listener")...)
 			var stderr bytes.Buffer
 			listener.Stderr = &stderr
 			lines := startLines(t, listener)
-			if want := "listener ready on Redis channel " + prefix + "notifications (Ctrl-C to stop)"; lines.next(t) != want {
+			how := ""
+			if tc.envelope {
+				how = ", enveloped"
+			}
+			if want := "listener ready on Redis channel " + tc.channel + how + " (Ctrl-C to stop)"; lines.next(t) != want {
 				t.Fatalf("first line is not %q", want)
 			}
 
-			out, err := exec.Command(built(t), append(args, "publisher")...).Output()
+			// Plain Redis clients on the channel: go-redis, which gives
+			// the exact bytes, and redis-cli, whose output is a line per
+			// field when it does not print to a terminal.
+			rdb := srv.Client(t)
+			plain := rdb.Subscribe(context.Background(), tc.channel)
+			defer plain.Close()
+			if _, err := plain.Receive(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var cli *lineReader
+			subscribers := 2 // the listener and go-redis
+			if !tc.envelope {
+				_, port, _ := strings.Cut(srv.Addr(), ":")
+				cli = startLines(t, exec.Command("redis-cli", "-h", "127.0.0.1", "-p", port, "SUBSCRIBE", tc.channel))
+				for _, want := range []string{"subscribe", tc.channel, "1"} {
+					if got := cli.next(t); got != want {
+						t.Fatalf("redis-cli SUBSCRIBE printed %q, want %q", got, want)
+					}
+				}
+				subscribers++
+			}
+
+			out, err := exec.Command(built(t), args("publisher")...).Output()
 			if err != nil {
 				t.Fatalf("publisher: %v", err)
 			}
 			wantPub := "publisher sends: New message from user123\n" +
 				"publisher sends: Important update!\n" +
-				"publisher sent 2 messages to Redis channel " + prefix + "notifications\n"
+				"publisher sent 2 messages to Redis channel " + tc.channel + "\n"
 			if string(out) != wantPub {
 				t.Errorf("publisher printed:\n%s\nwant:\n%s", out, wantPub)
 			}
-			for _, msg := range []string{"New message from user123", "Important update!"} {
+			for _, msg := range messages {
 				if got, want := lines.next(t), "listener received on notifications: "+msg; got != want {
 					t.Fatalf("listener printed %q, want %q", got, want)
 				}
 			}
+			checkPlain(t, plain.Channel(), tc.envelope)
+			if cli != nil {
+				for _, msg := range messages {
+					for _, want := range []string{"message", tc.channel, msg} {
+						if got := cli.next(t); got != want {
+							t.Fatalf("redis-cli SUBSCRIBE printed %q, want %q", got, want)
+						}
+					}
+				}
+			}
 
-			// A plain Redis client on the raw channel. redis-cli prints the
-			// number of subscribers that got it: the listener.
-			n, err := srv.CLI("PUBLISH", prefix+"notifications", "hi")
+			// A plain Redis client publishes. redis-cli prints the number
+			// of subscribers that got it.
+			n, err := srv.CLI("PUBLISH", tc.channel, "hi")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if strings.TrimSpace(n) != "1" {
-				t.Errorf("redis-cli PUBLISH reached %q subscribers, want 1", n)
+			if strings.TrimSpace(n) != strconv.Itoa(subscribers) {
+				t.Errorf("redis-cli PUBLISH reached %q subscribers, want %d", n, subscribers)
 			}
 			if got, want := lines.next(t), "listener received on notifications: hi"; got != want {
 				t.Fatalf("listener printed %q, want %q", got, want)
@@ -181,6 +539,133 @@ func TestTwoProcessesAndRedisCLI(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkPlain checks what a plain Redis subscriber received from the
+// publisher: each message as its text, in order, on a raw route. With
+// envelopes, messages that start with the envelope's magic bytes (0xB5
+// 0x1E) and carry the texts: the bridge may send both events in one batch
+// message.
+func checkPlain(t *testing.T, msgs <-chan *redis.Message, envelope bool) {
+	t.Helper()
+	var got []string
+	for len(got) < len(messages) {
+		select {
+		case m := <-msgs:
+			got = append(got, m.Payload)
+		case <-time.After(waitTimeout):
+			t.Fatalf("the plain subscriber got %q, want the publisher's %d messages", got, len(messages))
+		}
+		if !envelope {
+			continue
+		}
+		if p := got[len(got)-1]; !strings.HasPrefix(p, "\xb5\x1e") {
+			t.Fatalf("message %q is not an envelope", p)
+		}
+		all := strings.Join(got, "")
+		if strings.Contains(all, messages[0]) && strings.Contains(all, messages[1]) {
+			return
+		}
+	}
+	if envelope {
+		t.Errorf("the envelopes %q do not carry both messages", got)
+		return
+	}
+	for i, p := range got {
+		if p != messages[i] {
+			t.Errorf("plain subscriber got %q, want %q", p, messages[i])
+		}
+	}
+}
+
+// pythonNotifier is the classic redis-py notifier on the channel
+// "notifications": it subscribes, says "ready", prints the first argv[3]
+// messages it receives, as text, then publishes one of its own.
+const pythonNotifier = `
+import sys, redis
+r = redis.StrictRedis(host=sys.argv[1], port=int(sys.argv[2]))
+p = r.pubsub()
+p.subscribe('notifications')
+
+def next_message(kind):
+    while True:
+        m = p.get_message(timeout=20)
+        if m is None:
+            sys.exit('no %s message in time' % kind)
+        if m['type'] == kind:
+            return m
+
+next_message('subscribe')
+print('ready', flush=True)
+for _ in range(int(sys.argv[3])):
+    m = next_message('message')
+    print('received on %s: %s' % (m['channel'].decode(), m['data'].decode('utf-8')), flush=True)
+r.publish('notifications', 'hi from redis-py')
+`
+
+// TestRedisPy runs the classic redis-py notifier against the listener and
+// the publisher, with their default flags: it receives the publisher's
+// messages as text, and the listener receives its message.
+func TestRedisPy(t *testing.T) {
+	py := needPython(t)
+	srv := redistest.Start(t, nil)
+	listener := exec.Command(built(t), "-redis", srv.URL(), "-role", "listener")
+	var stderr bytes.Buffer
+	listener.Stderr = &stderr
+	lines := startLines(t, listener)
+	if got := lines.next(t); !strings.HasPrefix(got, "listener ready") {
+		t.Fatalf("listener printed %q", got)
+	}
+
+	host, port, _ := strings.Cut(srv.Addr(), ":")
+	notifier := exec.Command(py, "-c", pythonNotifier, host, port, strconv.Itoa(len(messages)))
+	var pyStderr bytes.Buffer
+	notifier.Stderr = &pyStderr
+	pyLines := startLines(t, notifier)
+	if got := pyLines.next(t); got != "ready" {
+		t.Fatalf("redis-py printed %q (stderr %q)", got, pyStderr.String())
+	}
+
+	if out, err := exec.Command(built(t), "-redis", srv.URL(), "-role", "publisher").CombinedOutput(); err != nil {
+		t.Fatalf("publisher: %v: %s", err, out)
+	}
+	for _, msg := range messages {
+		if got, want := pyLines.next(t), "received on notifications: "+msg; got != want {
+			t.Errorf("redis-py printed %q, want %q", got, want)
+		}
+	}
+	if err := pyLines.wait(); err != nil {
+		t.Fatalf("redis-py: %v (stderr %q)", err, pyStderr.String())
+	}
+	for _, want := range append(messages, "hi from redis-py") {
+		if got := lines.next(t); got != "listener received on notifications: "+want {
+			t.Errorf("listener printed %q, want the notification %q", got, want)
+		}
+	}
+
+	if err := listener.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := lines.wait(); err != nil || stderr.Len() != 0 {
+		t.Errorf("listener after SIGINT: %v, stderr %q", err, stderr.String())
+	}
+}
+
+// needPython returns a Python interpreter that has redis-py (the Debian
+// package python3-redis, which the test command installs). Without one
+// the test is skipped, or fails under CI.
+func needPython(t *testing.T) string {
+	t.Helper()
+	for _, py := range []string{"/usr/bin/python3", "python3"} {
+		if path, err := exec.LookPath(py); err == nil && exec.Command(path, "-c", "import redis").Run() == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("no python3 with redis-py: the test command installs python3-redis")
+	}
+	t.Skip("no python3 with redis-py (apt-get install python3-redis)")
+	return ""
 }
 
 // lineReader reads the stdout of a running command line by line.
