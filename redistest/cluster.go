@@ -20,13 +20,15 @@ import (
 const clusterTimeout = 30 * time.Second
 
 // Cluster is a Redis Cluster of master nodes without replicas, formed on
-// loopback ports by [StartCluster]. Each node is a [Server] owned by the
-// test: its process, its log and its cluster configuration file (nodes.conf)
-// live in the node's own t.TempDir(), created fresh by StartCluster.
+// loopback ports by [StartCluster]; the zero Cluster is not usable. Each
+// node is a [Server] owned by the test: its process, its log and its
+// cluster configuration file (nodes.conf) live in the node's own
+// t.TempDir(), created fresh by StartCluster, and it is killed when the test
+// ends.
 //
-// Addrs, Node and ClusterOptions are safe for concurrent use; Client, like
-// the Server methods that can call t.Fatal, must be called from the test's
-// goroutine.
+// Addrs, Node, Len, ClusterOptions, Client and NodeForSlot are safe for
+// concurrent use. WaitOK, like the Server methods that can call t.Fatalf,
+// must be called from the goroutine of the test given to StartCluster.
 type Cluster struct {
 	t     testing.TB
 	nodes []*Server
@@ -37,10 +39,12 @@ type Cluster struct {
 // `redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`, which
 // spreads the 16384 hash slots evenly in node order (with three nodes: 0-5460,
 // 5461-10922 and 10923-16383), and waits until every node reports
-// cluster_state:ok. That takes about two seconds. The nodes persist nothing
-// (save "", appendonly no) and are killed by t.Cleanup, like those of
-// [Start]. StartCluster calls t.Fatal on failure and must be called from the
-// test's goroutine.
+// cluster_state:ok. It blocks for that, about two seconds. The nodes persist
+// nothing (save "", appendonly no) and are killed by t.Cleanup, like those
+// of [Start]. StartCluster calls t.Fatalf if redis-server or redis-cli is not
+// on PATH, if a node does not start, or if the cluster is not ok within 30
+// seconds, and for n < 3; so it must be called from the goroutine of the
+// test t.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	if n < 3 {
@@ -71,13 +75,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 // which may be taken or above 65535 for a port from the ephemeral range.
 func startNode(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redistest: redis-server not found on PATH (%v): run `bash scripts/test.sh`, which installs it (Debian package redis-server, Redis 7.0)", err)
-	}
-	if _, err := exec.LookPath("redis-cli"); err != nil {
-		t.Fatalf("redistest: redis-cli not found on PATH (%v): run `bash scripts/test.sh`, which installs it", err)
-	}
+	bin := lookPath(t)
 	s := &Server{t: t, dir: t.TempDir()}
 	s.logPath = filepath.Join(s.dir, "redis.log")
 	s.outPath = filepath.Join(s.dir, "redis.out")
@@ -136,9 +134,10 @@ func (c *Cluster) waitOK(ctx context.Context) error {
 	return nil
 }
 
-// WaitOK waits until every running node reports cluster_state:ok, such as
-// after restarting a node, and calls t.Fatal if that takes longer than 30
-// seconds. Call it from the test's goroutine.
+// WaitOK blocks until every node reports cluster_state:ok, as after
+// restarting a node, and calls t.Fatalf if that takes longer than 30
+// seconds (a node that is killed and not restarted never reports it). Call
+// it from the goroutine of the test given to StartCluster.
 func (c *Cluster) WaitOK() {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
@@ -158,36 +157,41 @@ func (c *Cluster) Addrs() []string {
 	return addrs
 }
 
-// Node returns node i (0 <= i < n) as a [Server]: Kill stops it as a crash
-// would, and Restart starts it again on the same port with the same
-// nodes.conf, so that it rejoins the cluster owning the same slots (it
-// answers CLUSTERDOWN for about two seconds first, as a Redis master does
-// after a restart). Node panics for an index out of range.
+// Node returns node i (0 <= i < Len()) as a [Server]: Kill stops it as a
+// crash would, Freeze stalls it, and Restart starts it again on the same
+// port with the same nodes.conf, so that it rejoins the cluster owning the
+// same slots (the cluster answers CLUSTERDOWN for those slots for about two
+// seconds first, as after a master's restart: WaitOK waits for that). Node
+// panics for an index out of range, as a slice does.
 func (c *Cluster) Node(i int) *Server { return c.nodes[i] }
 
 // Len returns the number of nodes.
 func (c *Cluster) Len() int { return len(c.nodes) }
 
-// ClusterOptions returns go-redis options for the cluster: every node's
-// address and Protocol 3. The caller owns the result and must close any
-// client made from it.
+// ClusterOptions returns new go-redis options for the cluster: every
+// node's address and Protocol 3. The caller owns the result and must close
+// any client made from it.
 func (c *Cluster) ClusterOptions() *redis.ClusterOptions {
 	return &redis.ClusterOptions{Addrs: c.Addrs(), Protocol: 3}
 }
 
-// Client returns a go-redis cluster client built from
-// [Cluster.ClusterOptions] and registers a t.Cleanup that closes it (before
-// the nodes are killed, since cleanups run last-in first-out).
+// Client returns a new go-redis cluster client built from
+// [Cluster.ClusterOptions] and registers a t.Cleanup on t (the test or one
+// of its subtests) that closes it, before the nodes are killed since
+// cleanups run last-in first-out. Closing the client earlier is allowed.
 func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
 	t.Helper()
 	cc := redis.NewClusterClient(c.ClusterOptions())
-	t.Cleanup(func() { _ = cc.Close() })
+	t.Cleanup(func() {
+		_ = cc.Close() // only redis.ErrClosed, if the test closed it already
+	})
 	return cc
 }
 
 // NodeForSlot returns the index of the master node that serves hash slot
-// slot according to CLUSTER SHARDS, asked of the first node that answers, or
-// -1 when no node answers or none serves the slot.
+// slot (0 to 16383) according to CLUSTER SHARDS, asked of the first node
+// that answers, or -1 when no node answers or none serves the slot. It
+// blocks for as long as the nodes take to answer, within ctx.
 func (c *Cluster) NodeForSlot(ctx context.Context, slot int) int {
 	for _, n := range c.nodes {
 		rdb := redis.NewClient(n.ClientOptions())

@@ -1,14 +1,3 @@
-// Package redistest starts a real redis-server for tests.
-//
-// Each [Start] runs its own redis-server process (found on PATH; the project
-// targets Redis 7.0) on a free 127.0.0.1 port, with its data directory, log
-// file, ACL file and TLS material in a t.TempDir(). The process is never
-// daemonized: the test owns it, kills it with SIGKILL at cleanup and reaps it,
-// so no server outlives its test. Nothing here is an imitation of Redis; tests
-// see exactly what production sees, including TLS, ACL and persistence.
-//
-// A missing redis-server is a test failure, not a skip: run
-// `bash scripts/test.sh`, which installs it.
 package redistest
 
 import (
@@ -34,7 +23,8 @@ import (
 
 // Options configures a server started by [Start]. A nil *Options means all
 // zero values: a plain-TCP server without persistence and with only the
-// default user (no password, all permissions).
+// default user (no password, all permissions). Start copies the Options: the
+// caller may change them afterwards.
 type Options struct {
 	// TLS makes the server accept TLS connections only (tls-port set, port
 	// 0). A CA, a server certificate (for 127.0.0.1 and localhost) and a
@@ -68,12 +58,15 @@ type Options struct {
 	Args []string
 }
 
-// Server is a redis-server process owned by a test. Create it with [Start].
+// Server is a redis-server process owned by a test. Create it with [Start]
+// (or get one from [Cluster.Node]); the zero Server is not usable.
 //
-// Addr, URL, TLSConfig, CertFiles, ClientOptions and CLI are safe for
-// concurrent use. Kill and Restart may be called from any goroutine but not
-// concurrently with each other; Restart and Start report failures with
-// t.Fatal, so call Restart from the test's goroutine.
+// Addr, URL, TLSConfig, CertFiles, ClientOptions, Client and CLI are safe
+// for concurrent use, also while the server is killed or frozen (CLI then
+// returns an error). Kill may be called from any goroutine. Freeze and
+// Restart report failures with t.Fatalf on the test given to Start, so,
+// like t.Fatalf, they must be called from that test's goroutine, and
+// Restart not concurrently with Kill.
 type Server struct {
 	t       testing.TB
 	opts    Options
@@ -101,21 +94,40 @@ const (
 // errPortBusy reports that redis-server could not bind its port.
 var errPortBusy = errors.New("redistest: port in use")
 
-// Start starts a redis-server configured by opts (nil means defaults) on a
-// free 127.0.0.1 port and waits until it answers PING. It registers a
-// t.Cleanup that kills the server and waits for it to exit. Start calls
-// t.Fatal when redis-server is not on PATH or does not come up; the message
-// then includes the tail of the server's log. Start must be called from the
-// test's goroutine.
-func Start(t testing.TB, opts *Options) *Server {
+// install says how to get redis-server and redis-cli.
+const install = "install Redis 7.0 or later (Debian, Ubuntu: apt-get install redis-server redis-tools; " +
+	"macOS: brew install redis; in Busline's repository, bash scripts/test.sh does it)"
+
+// lookPath returns the path of redis-server, failing t unless both
+// redis-server and redis-cli are on PATH.
+func lookPath(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Fatalf("redistest: redis-server not found on PATH (%v): run `bash scripts/test.sh`, which installs it (Debian package redis-server, Redis 7.0)", err)
+		t.Fatalf("redistest: redis-server is not on PATH (%v): %s", err, install)
 	}
 	if _, err := exec.LookPath("redis-cli"); err != nil {
-		t.Fatalf("redistest: redis-cli not found on PATH (%v): run `bash scripts/test.sh`, which installs it", err)
+		t.Fatalf("redistest: redis-cli is not on PATH (%v): %s", err, install)
 	}
+	return bin
+}
+
+// Start starts a redis-server configured by opts (nil means defaults) on a
+// free 127.0.0.1 port and blocks until it answers PING, which takes some
+// tens of milliseconds; if another process takes the port first, Start
+// tries another. It registers a t.Cleanup that kills the server and waits
+// for it to exit, so the server lives until the end of the test (or
+// subtest, or benchmark) t.
+//
+// Start calls t.Fatalf when redis-server or redis-cli is not on PATH (the
+// message says what to install), when an ACL rule is invalid, or when the
+// server does not come up within 10 seconds (the message then includes the
+// tail of the server's log, where redis-server explains itself). So, like
+// t.Fatalf, it must be called from the goroutine of the test t. Tests
+// running in parallel may each start servers.
+func Start(t testing.TB, opts *Options) *Server {
+	t.Helper()
+	bin := lookPath(t)
 	s := &Server{t: t, dir: t.TempDir()}
 	if opts != nil {
 		s.opts = *opts
@@ -125,10 +137,11 @@ func Start(t testing.TB, opts *Options) *Server {
 	s.logPath = filepath.Join(s.dir, "redis.log")
 	s.outPath = filepath.Join(s.dir, "redis.out")
 	if s.opts.TLS {
-		s.tls, err = writeTLSFiles(s.dir)
+		tf, err := writeTLSFiles(s.dir)
 		if err != nil {
 			t.Fatalf("redistest: generating TLS material: %v", err)
 		}
+		s.tls = tf
 	}
 	if len(s.opts.ACL) > 0 {
 		if err := s.writeACLFile(); err != nil {
@@ -160,7 +173,8 @@ func Start(t testing.TB, opts *Options) *Server {
 }
 
 // Addr returns the server's address, "127.0.0.1:PORT". The port stays the
-// same across [Server.Restart].
+// same across [Server.Kill] and [Server.Restart], so clients configured with
+// it reconnect by themselves once the server is back.
 func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
@@ -195,10 +209,11 @@ func (s *Server) CertFiles() (ca, cert, key string) {
 	return s.tls.ca, s.tls.clientCert, s.tls.clientKey
 }
 
-// ClientOptions returns go-redis options for the server: its address,
-// Protocol 3 and, with TLS, [Server.TLSConfig]. Use it to build a client with
-// extra settings (Username, Password, timeouts); the caller owns the result
-// and must close any client made from it.
+// ClientOptions returns new go-redis options for the server: its address,
+// Protocol 3 (RESP3, go-redis v9's default, stated so that tests do not
+// depend on it) and, with TLS, [Server.TLSConfig]. Use it to build a client
+// with extra settings (Username, Password, timeouts); the caller owns the
+// result and must close any client made from it.
 func (s *Server) ClientOptions() *redis.Options {
 	return &redis.Options{
 		Addr:      s.Addr(),
@@ -207,13 +222,20 @@ func (s *Server) ClientOptions() *redis.Options {
 	}
 }
 
-// Client returns a go-redis v9 client for the server, built from
-// [Server.ClientOptions], and registers a t.Cleanup that closes it (before
-// the server is killed, since cleanups run last-in first-out).
+// Client returns a new go-redis v9 client for the server, built from
+// [Server.ClientOptions], and registers a t.Cleanup that closes it; t may
+// be a subtest of the one that started the server. Cleanups run last-in
+// first-out, so the client is closed before the server is killed. It does
+// not connect: the first command does. Closing the client earlier is
+// allowed.
 func (s *Server) Client(t testing.TB) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(s.ClientOptions())
-	t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() {
+		// The only error Close can return is redis.ErrClosed, when the
+		// test has closed the client already: nothing to report.
+		_ = c.Close()
+	})
 	return c
 }
 
@@ -221,7 +243,8 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 // server) and returns its trimmed standard output. Arguments are passed as
 // they are, e.g. CLI("SET", "k", "v") or CLI("--user", "u", "--pass", "p",
 // "PING"). An error reply or a failed connection is returned as an error that
-// includes redis-cli's output.
+// includes redis-cli's output. CLI blocks until redis-cli exits, at most 30
+// seconds; it may be called from any goroutine.
 func (s *Server) CLI(args ...string) (string, error) {
 	// -e makes redis-cli exit non-zero on an error reply; without it an
 	// error reply is printed like a value and the exit status is 0.
@@ -244,10 +267,13 @@ func (s *Server) CLI(args ...string) (string, error) {
 	return out, nil
 }
 
-// Kill sends SIGKILL to the server's process group and waits until the
-// process has exited and been reaped. Data not written to the append-only
-// file is lost, as in a crash. Kill on a server that is not running does
-// nothing. It is registered as a cleanup by [Start].
+// Kill sends SIGKILL to the server's process group and blocks until the
+// process has exited and been reaped. Clients then get connection errors;
+// data not written to the append-only file is lost, as in a crash (with
+// Options.AppendOnly, every acknowledged write is on disk). Kill on a server
+// that is not running does nothing, so it is idempotent; [Start] registers it
+// as a cleanup. It is safe to call from any goroutine, a frozen server
+// included.
 func (s *Server) Kill() {
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
@@ -262,12 +288,15 @@ func (s *Server) Kill() {
 	<-done
 }
 
-// Freeze stops the server's process with SIGSTOP: its connections stay
-// open but nothing answers, as with a half-open connection or a stalled
-// host. It returns the function that resumes it with SIGCONT; that function
-// is safe to call more than once and is also registered as a cleanup, so a
-// test that fails while the server is frozen does not leave it stopped.
-// Freeze on a server that is not running calls t.Fatal.
+// Freeze stops the server's process with SIGSTOP and returns at once: its
+// connections stay open but nothing answers, as with a half-open
+// connection or a stalled host, so clients see timeouts rather than errors.
+// It returns the function that resumes the server with SIGCONT; that
+// function is safe to call more than once, from any goroutine, and is also
+// registered as a cleanup, so a test that fails while the server is frozen
+// does not leave it stopped. Kill works on a frozen server. Freeze on a
+// server that is not running calls t.Fatalf, from the goroutine of the test
+// given to Start.
 func (s *Server) Freeze() (thaw func()) {
 	s.t.Helper()
 	s.mu.Lock()
@@ -287,19 +316,20 @@ func (s *Server) Freeze() (thaw func()) {
 }
 
 // Restart starts the server again after [Server.Kill], on the same port with
-// the same configuration and data directory, and waits until it answers PING.
-// If the port is still busy it retries for a few seconds, then calls t.Fatal.
-// Restart on a running server kills it first.
+// the same configuration and data directory (so with its append-only file,
+// if Options.AppendOnly, and for a cluster node its nodes.conf), and blocks
+// until it answers PING. Restart on a running server kills it first. If the
+// port is still busy, as when a test holds it to simulate an outage,
+// Restart retries for 10 seconds. It calls t.Fatalf (on the test given to
+// Start, so from that test's goroutine) when the server does not come back;
+// the message includes the tail of its log.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		s.t.Fatalf("redistest: redis-server not found on PATH (%v): run `bash scripts/test.sh`", err)
-	}
+	bin := lookPath(s.t)
 	deadline := time.Now().Add(restartTimeout)
 	for {
-		err = s.start(bin, startTimeout)
+		err := s.start(bin, startTimeout)
 		if err == nil {
 			return
 		}
@@ -318,16 +348,25 @@ func (s *Server) start(bin string, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	defer out.Close() // the child has its own copy of the descriptor
-
 	args := append([]string{s.conf}, s.opts.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.dir
-	cmd.Stdout = out
+	cmd.Stdout = out // an *os.File: the child gets the descriptor itself
 	cmd.Stderr = out
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	// The child has its own copy of the descriptor now: ours, through which
+	// nothing was written, is no longer needed.
+	closeErr := out.Close()
+	if err != nil {
 		return fmt.Errorf("exec %s: %w", bin, err)
+	}
+	if closeErr != nil {
+		// Not expected for a file nothing was written to; reap the child
+		// rather than leave it running unseen.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return fmt.Errorf("closing %s: %w", s.outPath, closeErr)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -384,18 +423,25 @@ func (s *Server) waitReady(done <-chan struct{}, logStart int64, timeout time.Du
 // ping sends an inline PING and accepts any reply but -LOADING: +PONG, or
 // -NOAUTH when the ACL rules disabled the default user (the server still
 // answered).
-func (s *Server) ping() error {
+func (s *Server) ping() (err error) {
 	d := net.Dialer{Timeout: time.Second}
 	conn, err := d.Dial("tcp", s.Addr())
 	if err != nil {
 		return err
 	}
 	if s.tls != nil {
-		tc := tls.Client(conn, s.tls.clientConfig())
-		conn = tc
+		conn = tls.Client(conn, s.tls.clientConfig())
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	defer func() {
+		// A failed close (a TLS close_notify that cannot be sent) means
+		// the server is not answering well: worth another try.
+		if cerr := conn.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if err := conn.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
+		return err
+	}
 	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
 		return err
 	}

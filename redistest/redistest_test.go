@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -399,4 +401,66 @@ func (s *Server) pid() int {
 		return 0
 	}
 	return s.cmd.Process.Pid
+}
+
+// TestServerDiesWithItsTest checks the promise of the package: a server
+// started in a (sub)test is killed and reaped when that test ends.
+func TestServerDiesWithItsTest(t *testing.T) {
+	var pid int
+	var addr string
+	t.Run("sub", func(t *testing.T) {
+		s := Start(t, nil)
+		pid, addr = s.pid(), s.Addr()
+	})
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("after its test ended, signal 0 to the server's pid %d: %v, want ESRCH", pid, err)
+	}
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		t.Fatalf("something still listens on %s after the test ended", addr)
+	}
+}
+
+// TestMissingBinaries checks what a user without Redis installed reads.
+func TestMissingBinaries(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		start   func(tb testing.TB)
+		missing string // the binary left out of PATH
+	}{
+		{"Start without redis-server", func(tb testing.TB) { Start(tb, nil) }, "redis-server"},
+		{"Start without redis-cli", func(tb testing.TB) { Start(tb, nil) }, "redis-cli"},
+		{"StartCluster without redis-server", func(tb testing.TB) { StartCluster(tb, 3) }, "redis-server"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A PATH holding only the other binary.
+			dir := t.TempDir()
+			for _, name := range []string{"redis-server", "redis-cli"} {
+				if name == tc.missing {
+					continue
+				}
+				path, err := exec.LookPath(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(path, filepath.Join(dir, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Setenv("PATH", dir)
+			ft := &fatalTB{TB: t}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tc.start(ft)
+			}()
+			<-done
+			ft.runCleanups()
+			for _, want := range []string{"redistest: " + tc.missing + " is not on PATH", "apt-get install redis-server redis-tools", "brew install redis"} {
+				if !strings.Contains(ft.msg, want) {
+					t.Errorf("message %q lacks %q", ft.msg, want)
+				}
+			}
+		})
+	}
 }
