@@ -201,7 +201,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 				firstErr = err
 			}
 		}
-		if b.stats {
+		if b.stats && firstErr == nil {
 			b.published.add(1)
 		}
 		return firstErr
@@ -211,6 +211,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	// The common case: plain synchronous handlers only (so no Stats
 	// either, which makes every subscription slow).
 	i := 0
+	closed := false
 	defer func() {
 		if r := recover(); r != nil {
 			b.recovered(ctx, &e, subs, i, r)
@@ -219,7 +220,12 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	for ; i < len(subs); i++ {
 		if s := subs[i]; s.active.Load() {
 			s.handler(ctx, e)
+		} else if b.closed.Load() {
+			closed = true // Close overtook this publish
 		}
+	}
+	if closed {
+		return errClosed("publish")
 	}
 	return nil
 }
@@ -239,30 +245,40 @@ func (b *Bus) publishMixed(ctx context.Context, e *Event, subs []*Subscription) 
 		if s.fast {
 			if s.active.Load() {
 				s.handler(ctx, *e)
+			} else if b.closed.Load() && firstErr == nil {
+				firstErr = errClosed("publish") // Close overtook this publish
 			}
 		} else if err := b.deliverSlow(ctx, s, e); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
-	if b.stats {
+	if b.stats && firstErr == nil {
 		b.published.add(1)
 	}
 	return firstErr
 }
 
 // deliverSlow delivers to anything but a plain synchronous subscription.
+// A subscription found gone because Close overtook the publish makes an
+// error wrapping ErrClosed.
 func (b *Bus) deliverSlow(ctx context.Context, s *Subscription, e *Event) error {
+	var res offerResult
+	var err error
 	switch {
 	case s.members != nil:
 		return b.deliverGroup(ctx, s, e)
 	case s.q != nil && !s.opts.Once:
 		if !s.active.Load() {
-			return nil
+			res = gone
+			break
 		}
-		_, err := s.q.push(ctx, e, s, false)
-		return err
+		res, err = s.q.push(ctx, e, s, false)
+	default:
+		res, err = s.offer(ctx, e, false)
 	}
-	_, err := s.offer(ctx, e, false)
+	if res == gone && err == nil && b.closed.Load() {
+		return errClosed("publish")
+	}
 	return err
 }
 
@@ -308,18 +324,14 @@ func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscripti
 	if o.Queue == 0 {
 		o.Queue = 64
 	}
-	out := make(chan Event)
-	stop := make(chan struct{})
-	s, err := b.newSubscription(pattern, func(ctx context.Context, e Event) {
-		select {
-		case out <- e:
-		case <-stop:
-		}
-	}, &o)
+	// The worker sends to out itself (Subscription.send); the handler
+	// only stands for it where a handler is expected.
+	s, err := b.newSubscription(pattern, func(context.Context, Event) {}, &o)
 	if err != nil {
 		return nil, nil, err
 	}
-	s.out, s.stop = out, stop
+	out := make(chan Event)
+	s.out, s.stop = out, make(chan struct{})
 	runtime.Callers(2, s.pc[:])
 	if err := b.start(s); err != nil {
 		return nil, nil, err
@@ -389,7 +401,7 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 	for _, s := range all {
 		if s.active.CompareAndSwap(true, false) {
-			s.teardown(true)
+			s.teardown(false) // drained until ctx ends
 		}
 	}
 	b.workersMu.Lock()
@@ -413,7 +425,15 @@ func (b *Bus) Close(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 		lost += s.q.discardAll(s)
-		s.stopReader()
+		if s.out != nil {
+			// The worker of a SubscribeChan subscription only ever waits
+			// for its reader: released, it exits at once, and the event
+			// whose send it gave up is one more not delivered.
+			before := s.q.abandonedCount()
+			s.stopReader()
+			<-s.done
+			lost += s.q.abandonedCount() - before
+		}
 	}
 	if lost > 0 || ctx.Err() != nil {
 		return fmt.Errorf("bus: close: %d queued events not delivered: %w", lost, context.Cause(ctx))

@@ -481,3 +481,37 @@ func TestNumSubGroupsAndClose(t *testing.T) {
 		t.Fatalf("NumSub after Close = %v", err)
 	}
 }
+
+// waitLimit bounds every wait of the tests: a wait that takes longer fails
+// with a message instead of hanging until the test binary's timeout.
+const waitLimit = 10 * time.Second
+
+// waitFor fails the test if ch is not closed (or sent on) within waitLimit.
+func waitFor[T any](t testing.TB, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitLimit):
+		t.Fatalf("%s: still waiting after %v", what, waitLimit)
+	}
+}
+
+// bounded returns a context that ends after waitLimit, for the waits of
+// UnsubscribeWait and Close that must not hang a failing test.
+func bounded(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(ctx, waitLimit)
+	t.Cleanup(cancel)
+	return c
+}
+
+// eventually fails the test if cond does not hold within waitLimit.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %v", what, waitLimit)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}

@@ -68,7 +68,12 @@ func (b *Bus) deliverGroup(ctx context.Context, g *Subscription, e *Event) error
 			}
 		}
 		if fallback == nil {
-			return nil // no active member left: like a topic without subscribers
+			// No active member left: like a topic without subscribers,
+			// unless Close ended them.
+			if b.closed.Load() {
+				return errClosed("publish")
+			}
+			return nil
 		}
 		if res, err := fallback.offer(ctx, e, false); res != gone {
 			return err

@@ -47,6 +47,9 @@ type queue struct {
 	// room; slowReported says the current full spell was reported.
 	fullSince    time.Time
 	slowReported bool
+	// abandoned counts the SubscribeChan events whose send to the reader
+	// was given up (see Subscription.send).
+	abandoned uint64
 	// Drops not reported yet, the last report and the last topic dropped.
 	unreported uint64
 	lastReport time.Time
@@ -83,6 +86,7 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 	b := s.bus
 	q.mu.Lock()
 	var reports [2]*DeliveryError
+	waited := false // a Block publisher waited for room
 	for q.n == len(q.buf) && !q.closed {
 		if skipIfFull {
 			q.mu.Unlock()
@@ -130,12 +134,32 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 				return dropped, fmt.Errorf("bus: publish %q: queue of %q full: %w", e.Topic, s.pat.text, context.Cause(ctx))
 			}
 			q.mu.Lock()
+			waited = true
 		}
 	}
 	if q.closed {
+		if !waited {
+			q.mu.Unlock()
+			b.reportAll(reports[:]...)
+			return gone, nil // never offered: the caller says why
+		}
+		// The queue was closed while this publisher waited for room: the
+		// event was offered and is lost, so it counts as dropped. Close
+		// makes it the publisher's error; after Unsubscribe it is
+		// reported like any other drop.
+		if b.closed.Load() {
+			q.countDropLocked(s, 1)
+			q.mu.Unlock()
+			b.reportAll(reports[:]...)
+			return dropped, fmt.Errorf("bus: publish %q: queue of %q full when the bus closed: %w", e.Topic, s.pat.text, ErrClosed)
+		}
+		q.countDropLocked(s, 1)
+		q.unreported++
+		q.lastTopic = e.Topic
+		reports[1] = q.dueReportLocked(s, true) // the worker may have made its last report
 		q.mu.Unlock()
 		b.reportAll(reports[:]...)
-		return gone, nil
+		return dropped, nil
 	}
 	tail := q.head + q.n
 	if tail >= len(q.buf) {
@@ -334,13 +358,36 @@ func (q *queue) discardAll(s *Subscription) uint64 {
 		q.head = q.next(q.head)
 		q.n--
 	}
-	n += uint64(q.left.Or(discardBit) &^ discardBit)
+	// Only the first discard counts the rest of the worker's batch: the
+	// worker stops at its next claim, and a second discard (Close after
+	// Unsubscribe) must not count the same events again.
+	if left := q.left.Or(discardBit); left&discardBit == 0 {
+		n += uint64(left)
+	}
 	q.countDropLocked(s, n)
 	q.unreported += n
 	r := q.dueReportLocked(s, true)
 	q.mu.Unlock()
 	s.bus.reportAll(r)
 	return n
+}
+
+// abandon counts the SubscribeChan event whose send to the reader the
+// worker gave up after stopReader, as dropped.
+func (q *queue) abandon(s *Subscription, topic string) {
+	q.mu.Lock()
+	q.abandoned++
+	q.countDropLocked(s, 1)
+	q.unreported++
+	q.lastTopic = topic
+	q.mu.Unlock()
+}
+
+// abandonedCount returns how many events abandon has counted.
+func (q *queue) abandonedCount() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.abandoned
 }
 
 // depth returns the number of queued events and the high-water mark.

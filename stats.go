@@ -8,8 +8,10 @@ import (
 
 // Stats are the counters of a whole bus. Every field counts since New.
 type Stats struct {
-	// Published counts successful calls of Publish and PublishEvent.
-	// Counted only with Options.Stats; zero otherwise.
+	// Published counts the calls of Publish and PublishEvent that
+	// returned nil: a publish that returned an error (a bad topic, a
+	// closed bus, a Block wait whose ctx ended) is not counted. Counted
+	// only with Options.Stats; zero otherwise.
 	Published uint64
 	// Delivered counts handler calls that returned (or panicked), over
 	// all subscriptions. Synchronous deliveries are counted only with

@@ -135,22 +135,41 @@ func (s *Subscription) Where() string {
 // Unsubscribe is idempotent and may be called from any handler, the
 // subscription's own included.
 func (s *Subscription) Unsubscribe() {
+	if s.out != nil {
+		// SubscribeChan: discard what is queued even when Once or Close
+		// ended the subscription first, so that a reader that stopped
+		// reading does not keep the worker waiting.
+		s.end(true)
+		return
+	}
+	s.end(false)
+}
+
+// end makes s inactive, takes it out of the index and tears it down; with
+// discard, a SubscribeChan queue is discarded instead of drained.
+func (s *Subscription) end(discard bool) {
 	if !s.active.CompareAndSwap(true, false) {
+		if discard && s.q != nil {
+			s.teardown(true)
+		}
 		return
 	}
 	s.bus.remove(s)
-	s.teardown(false)
+	s.teardown(discard)
 }
 
 // teardown ends a subscription that is no longer active: its queue takes no
-// more events, and done is closed once nothing runs any more. The queue of
-// SubscribeChan is discarded, unless the bus is closing, which drains it
-// until its deadline.
-func (s *Subscription) teardown(closing bool) {
+// more events, and done is closed once nothing runs any more. With discard
+// (the Unsubscribe of a SubscribeChan subscription), what is queued is
+// discarded and counted as dropped instead of handled.
+func (s *Subscription) teardown(discard bool) {
 	switch {
-	case s.stop != nil && !closing:
-		s.stopReader()
+	case discard && s.stop != nil:
+		// Discard first, then release the worker from its send: the events
+		// it claims in between still reach the reader, and the one whose
+		// send stopReader cuts short the worker counts as dropped itself.
 		s.q.discardAll(s)
+		s.stopReader()
 	case s.q != nil:
 		s.q.close() // the worker closes done when it has finished
 	case s.opts.Track:
@@ -233,7 +252,7 @@ func (s *Subscription) offer(ctx context.Context, e *Event, skipIfFull bool) (of
 		if res == full {
 			s.fired.Store(false) // not taken: another publisher may have it
 		} else {
-			s.Unsubscribe()
+			s.end(false) // the queue keeps its one event: it is drained, not discarded
 		}
 	}
 	return res, err
@@ -314,15 +333,35 @@ func (s *Subscription) work() {
 func (s *Subscription) runBatch(batch []queued, i int) (next int) {
 	start := i
 	defer s.recoverBatch(batch, start, &i, &next)
+	lost := 0 // SubscribeChan events whose send stopReader cut short
 	for ; i < len(batch); i++ {
 		if !s.q.claim() {
-			s.countDelivered(uint64(i - start))
-			return len(batch) // discarded by Close: counted there
+			s.countDelivered(uint64(i - start - lost))
+			return len(batch) // discarded by Close or Unsubscribe: counted there
+		}
+		if s.out != nil {
+			if !s.send(batch[i].e) {
+				lost++
+			}
+			continue
 		}
 		s.handler(batch[i].ctx, batch[i].e)
 	}
-	s.countDelivered(uint64(i - start))
+	s.countDelivered(uint64(i - start - lost))
 	return i
+}
+
+// send hands e to the reader of a SubscribeChan subscription and reports
+// whether it did; false means stopReader gave up on the reader, and the
+// event is counted as dropped.
+func (s *Subscription) send(e Event) bool {
+	select {
+	case s.out <- e:
+		return true
+	case <-s.stop:
+	}
+	s.q.abandon(s, e.Topic)
+	return false
 }
 
 // recoverBatch counts what runBatch delivered up to the panic, the
