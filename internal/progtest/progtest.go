@@ -49,8 +49,8 @@ func (p *Program) Path(t testing.TB) string {
 }
 
 // Main runs the tests of m; if they pass, it fails the run when
-// goroutines leaked (goleak). It then removes the build of p and exits
-// with the run's code. Call it from TestMain.
+// goroutines leaked (goleak). It then removes the build of p, failing the
+// run if that fails, and exits with the run's code. Call it from TestMain.
 func Main(m *testing.M, p *Program) {
 	code := m.Run()
 	if code == 0 {
@@ -60,7 +60,12 @@ func Main(m *testing.M, p *Program) {
 		}
 	}
 	if p.dir != "" {
-		os.RemoveAll(p.dir)
+		// A build left behind is a leak like a goroutine left behind:
+		// say so and fail the run rather than litter the temp directory.
+		if err := os.RemoveAll(p.dir); err != nil {
+			fmt.Fprintln(os.Stderr, "progtest: removing the build:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }

@@ -1,0 +1,4 @@
+// Command broken does not compile, for TestPathBuildFailure.
+package main
+
+func main() { undefinedFunction() }
