@@ -19,7 +19,11 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 //     nothing else;
 //   - "&" + each glob the bridge subscribes to with PSUBSCRIBE: Redis
 //     compares PSUBSCRIBE patterns literally with the channel rules, so
-//     "&app:*" does not allow PSUBSCRIBE "app:orders.*";
+//     "&app:*" does not allow PSUBSCRIBE "app:orders.*". For a pattern
+//     Redis cannot express, that is the wider glob of RedisPattern:
+//     "{orders,users}.*" needs "&app:*.*", which also lets the user
+//     receive every other channel that glob matches (New reports such
+//     routes, wrapping ErrPatternWidened);
 //   - "resetkeys", then for durable routes "~" + the escaped prefix +
 //     "stream:*", and "~" + the escaped prefix + "checkpoint:*" when Stream
 //     routes import with the default Checkpointer;

@@ -85,6 +85,7 @@ type route struct {
 	codec     Codec
 	redisName string // channel or glob to subscribe to
 	isPattern bool
+	widened   bool // redisName matches more than a glob's plain reading of Pattern
 	// channels caches the channels of exported topics; nil for an exact
 	// route.
 	channels *channelCache
@@ -101,8 +102,11 @@ type globRoutes struct {
 // background: call Ready to wait until the subscriptions are confirmed.
 //
 // New does not wait for Redis: it returns an error only for options it
-// cannot use (wrapping ErrInvalidOptions) or a closed bus. The bridge
-// uses rdb but never closes it; rdb must outlive the bridge.
+// cannot use (wrapping ErrInvalidOptions) or a closed bus (wrapping
+// bus.ErrClosed). Before it returns, it reports each import route whose
+// pattern Redis cannot express to Options.OnError, on the caller's
+// goroutine, wrapping the informational ErrPatternWidened. The bridge uses
+// rdb but never closes it; rdb must outlive the bridge.
 func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) {
 	if b == nil || rdb == nil {
 		return nil, fmt.Errorf("%w: nil bus or Redis client", ErrInvalidOptions)
@@ -145,6 +149,8 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		}
 		br.localSubs = append(br.localSubs, sub)
 	}
+
+	br.reportWidened()
 
 	br.subCtx, br.subCancel = context.WithCancel(context.Background())
 	br.flushCtx, br.flushCancel = context.WithCancel(context.Background())
@@ -189,6 +195,7 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		}
 		rt := &route{Route: r, match: match, codec: r.Codec, redisName: name, isPattern: isPattern}
 		if isPattern {
+			_, rt.widened = redisGlob(br.cfg.Prefix, r.Pattern)
 			rt.channels = &channelCache{seed: maphash.MakeSeed()}
 		}
 		switch _, isDefault := rt.codec.(defaultCodec); {
@@ -234,6 +241,21 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		return 0
 	})
 	return nil
+}
+
+// reportWidened reports, once per route, the pub/sub import routes whose
+// pattern Redis cannot express: see ErrPatternWidened.
+func (br *Bridge) reportWidened() {
+	for i, r := range br.cfg.Routes {
+		rt := br.routes[i]
+		if !rt.widened || !r.Direction.imports() || rt.durable() {
+			continue
+		}
+		br.rep.report(fmt.Errorf("%w: route %d: bus pattern %q is subscribed as the wider Redis glob %q (PSUBSCRIBE): "+
+			"the bridge delivers exactly what the pattern matches and filters the rest (Stats.Filtered), "+
+			"but Redis sends this instance all the glob's traffic, and ACLRules grants the glob",
+			ErrPatternWidened, i, r.Pattern, rt.redisName))
+	}
 }
 
 // needsEchoMemory reports whether some message this bridge sends may come

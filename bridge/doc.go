@@ -30,10 +30,14 @@
 // exact topic with SUBSCRIBE, a pattern with PSUBSCRIBE on a Redis glob
 // that matches at least the same channels ([RedisPattern]), since Redis
 // globs cannot say everything bus patterns say. The bus's own matcher then
-// filters what arrives (Stats.Filtered). A topic matched by several routes
-// is exported once, by the first export route in Options.Routes that
-// matches; an imported topic is handled by the first matching import route.
-// Redis sends one copy of a message per matching subscription (the exact
+// filters what arrives (Stats.Filtered). When the glob is wider than the
+// pattern reads ("{orders,users}.*" becomes "*.*": Redis has no groups),
+// New says so once per route through Options.OnError, wrapping
+// [ErrPatternWidened]: delivery stays exact, but Redis sends the instance
+// all the glob's traffic, and the ACL user needs the wider glob. A topic
+// matched by several routes is exported once, by the first export route in
+// Options.Routes that matches; an imported topic is handled by the first
+// matching import route. Redis sends one copy of a message per matching subscription (the exact
 // channel and each matching glob); the bridge imports exactly one.
 //
 // # Payloads and codecs

@@ -81,6 +81,17 @@ var (
 	// could not decode; the event is not delivered.
 	ErrDecode = errors.New("bridge: decode")
 
+	// ErrPatternWidened is informational: New reports it to
+	// Options.OnError, once per route, for an import route whose bus
+	// pattern Redis cannot express, such as "{orders,users}.*", which the
+	// bridge subscribes to as the wider Redis glob "*.*" (see
+	// RedisPattern). Events are still delivered exactly as the pattern
+	// says, since the bridge filters what arrives (Stats.Filtered), but
+	// Redis sends the instance all the glob's traffic, and ACLRules
+	// grants the glob. Narrow the pattern, or split it into routes Redis
+	// can express, if that traffic matters; otherwise ignore the report.
+	ErrPatternWidened = errors.New("bridge: pattern widened for Redis")
+
 	// ErrNotSent is wrapped by the error Close returns when its context
 	// expired before the outbox was flushed.
 	ErrNotSent = errors.New("bridge: exports not sent before close")

@@ -153,11 +153,13 @@ type Options struct {
 	SigningKey []byte
 
 	// OnError receives what goes wrong while the bridge works in the
-	// background: lost connections, gaps, drops (batched, as *DropError),
-	// refused commands, undecodable messages. It is called from the
-	// bridge's goroutines and from publishers' goroutines, possibly
-	// concurrently, and must not block for long. Nil means the errors are
-	// written with the log package.
+	// background: connections not made or lost, gaps, drops (batched, as
+	// *DropError), refused commands, undecodable messages, payloads a
+	// codec refused; and, once at start-up, informational reports such as
+	// ErrPatternWidened. It is called from New, from the bridge's
+	// goroutines and from publishers' goroutines, possibly concurrently,
+	// and must not block for long. Nil means the errors are written with
+	// the log package.
 	OnError func(error)
 
 	// OutboxMaxEvents caps the number of exports waiting to be sent.

@@ -20,7 +20,9 @@ import (
 // matches runes. So literal text is kept (with Redis's metacharacters
 // escaped), `*`, `**`, `?`, a group `{...}` and a class holding a non-ASCII
 // or negated set widen to `*`, and an ASCII class widens to `?`. The bridge
-// filters what arrives with the bus's own matcher.
+// filters what arrives with the bus's own matcher. New reports each
+// import route whose pattern had to be widened beyond `*` and `**` (a
+// group, a class or `?`) to Options.OnError, wrapping ErrPatternWidened.
 //
 // The glob is also what a Redis ACL user needs verbatim among its channel
 // rules: Redis checks PSUBSCRIBE patterns literally against them (see the
@@ -35,12 +37,16 @@ func RedisPattern(prefix, pattern string, sep rune) (name string, isPattern bool
 	if !strings.ContainsAny(pattern, `*?[]{}\`) {
 		return prefix + pattern, false, nil
 	}
-	return redisGlob(prefix, pattern), true, nil
+	glob, _ := redisGlob(prefix, pattern)
+	return glob, true, nil
 }
 
 // redisGlob translates a valid bus pattern into a Redis glob matching a
-// superset of its topics, behind the escaped prefix.
-func redisGlob(prefix, pattern string) string {
+// superset of its topics, behind the escaped prefix. widened reports
+// whether the glob lost some of the pattern: a `?`, a class or a group
+// widened to `*` or `?`. A bus `*` or `**` becoming Redis's `*`, which
+// crosses separators, does not count: it is the glob's plain reading.
+func redisGlob(prefix, pattern string) (glob string, widened bool) {
 	var g globBuilder
 	g.b.Grow(len(prefix) + len(pattern) + 4)
 	for i := 0; i < len(prefix); i++ {
@@ -60,9 +66,13 @@ func redisGlob(prefix, pattern string) string {
 				g.literal(pattern[k])
 			}
 			i += 1 + n
-		case '*', '?':
+		case '*':
+			g.star()
+			i++
+		case '?':
 			// `?` is one rune, which may be several bytes: widen it.
 			g.star()
+			widened = true
 			i++
 		case '[':
 			end, ascii, negated := scanClass(pattern, i)
@@ -71,16 +81,18 @@ func redisGlob(prefix, pattern string) string {
 			} else {
 				g.star()
 			}
+			widened = true
 			i = end
 		case '{':
 			g.star()
+			widened = true
 			i = scanGroup(pattern, i)
 		default:
 			g.literal(c)
 			i++
 		}
 	}
-	return g.b.String()
+	return g.b.String(), widened
 }
 
 // globBuilder writes a Redis glob, merging runs of `*`.

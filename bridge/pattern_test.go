@@ -2,6 +2,8 @@ package bridge_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -223,4 +225,61 @@ func FuzzRedisPattern(f *testing.F) {
 			t.Fatalf("bus pattern %q matches %q but its glob %q does not match %q", pattern, topic, glob, prefix+topic)
 		}
 	})
+}
+
+// TestPatternWidenedReport checks that New reports, once per route and
+// before anything else, each pub/sub import route whose pattern Redis
+// cannot express, naming the pattern and the glob subscribed, and stays
+// quiet about patterns whose glob reads the same (`*`, `**`, escapes),
+// exact topics, exports and durable routes.
+func TestPatternWidenedReport(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	for _, tc := range []struct {
+		route bridge.Route
+		glob  string // "" for no report
+	}{
+		{bridge.Route{Pattern: "{orders,users}.*"}, "app:*.*"},
+		{bridge.Route{Pattern: "orders.?", Direction: bridge.Import}, "app:orders.*"},
+		{bridge.Route{Pattern: "logs.[abc]"}, "app:logs.?"},
+		{bridge.Route{Pattern: "logs.[!a]", Raw: true}, "app:logs.*"},
+		{bridge.Route{Pattern: "orders.*"}, ""},
+		{bridge.Route{Pattern: "orders.**.paid"}, ""},
+		{bridge.Route{Pattern: `orders.\*`}, ""},
+		{bridge.Route{Pattern: "orders.created"}, ""},
+		{bridge.Route{Pattern: "{orders,users}.*", Direction: bridge.Export}, ""},
+		{bridge.Route{Pattern: "{orders,users}.*", Delivery: bridge.Stream, Direction: bridge.Import}, ""},
+	} {
+		t.Run(tc.route.Pattern, func(t *testing.T) {
+			errs := &errLog{}
+			opts := testOptions(errs, tc.route)
+			opts.InstanceID = "widened-test"
+			in := newInstance(t, srv.Client(t), opts)
+			rules, err := bridge.ACLRules(opts, '.')
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := errs.count(bridge.ErrPatternWidened)
+			if tc.glob == "" {
+				if n != 0 {
+					t.Errorf("reported %q", errs)
+				}
+				return
+			}
+			if n != 1 {
+				t.Fatalf("%d reports wrapping ErrPatternWidened, want 1: %q", n, errs)
+			}
+			want := fmt.Sprintf("bridge: pattern widened for Redis: route 0: bus pattern %q is subscribed as the wider Redis glob %q (PSUBSCRIBE): "+
+				"the bridge delivers exactly what the pattern matches and filters the rest (Stats.Filtered), "+
+				"but Redis sends this instance all the glob's traffic, and ACLRules grants the glob\n", tc.route.Pattern, tc.glob)
+			if got := errs.String(); !strings.HasPrefix(got, want) {
+				t.Errorf("report:\n%s\nwant:\n%s", got, want)
+			}
+			if _, globs := in.bridge.RedisSubscriptions(); !slices.Equal(globs, []string{tc.glob}) {
+				t.Errorf("subscribed to %q, want %q", globs, tc.glob)
+			}
+			if !slices.Contains(rules, "&"+tc.glob) && tc.glob != "app:*" {
+				t.Errorf("ACLRules %q do not grant the glob %q the report names", rules, tc.glob)
+			}
+		})
+	}
 }
