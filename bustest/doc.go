@@ -26,11 +26,13 @@
 // Redis or those the code under test publishes in the background.
 //
 // Waiting is bounded: [DefaultTimeout] unless [Recorder.WithTimeout] says
-// otherwise. The methods that fail the test call t.Fatalf or t.Errorf and,
-// like those, belong on the goroutine of the test given to [Record]; the
-// Context variants return an error wrapping [ErrTimeout] or the context's
-// error instead, for use anywhere.
+// otherwise. A wait that gives up fails the test with t.Fatalf, so, like
+// t.Fatalf, the waits belong on the goroutine of the test given to
+// [Record]; their Context variants return an error wrapping [ErrTimeout]
+// or the context's error instead, for use on any goroutine. The Assert
+// methods report with t.Errorf and let the test go on.
 //
-// Package redistest starts a real redis-server for integration tests of
-// code that uses package bridge.
+// Package [github.com/busline/bus/redistest] starts a real redis-server for
+// the integration tests of code that uses package bridge; a Recorder on a
+// bridged bus records the events that arrive from Redis like any other.
 package bustest

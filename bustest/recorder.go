@@ -25,11 +25,12 @@ var ErrTimeout = errors.New("bustest: timed out")
 // [Record].
 //
 // All methods are safe for concurrent use, with publishers and with each
-// other. The methods that fail the test (Record, WaitN, WaitFor, the
-// Assert methods and [Payloads]) use the t given to Record, so, like
+// other. Those that can fail the test report to the t given to Record:
+// WaitN, WaitFor, WithTimeout and [Payloads] call t.Fatalf, so, like
 // t.Fatalf, they must be called from the goroutine of that test, not from
-// another goroutine or a subtest: use WaitNContext and WaitForContext
-// there.
+// another goroutine or from a subtest (use WaitNContext and WaitForContext
+// there, or a recorder made with the subtest's t); the Assert methods call
+// t.Errorf, which any goroutine may call until the test ends.
 type Recorder struct {
 	rec     *recording
 	timeout time.Duration
