@@ -63,7 +63,7 @@ type Options struct {
 //
 // Addr, URL, TLSConfig, CertFiles, ClientOptions, Client and CLI are safe
 // for concurrent use, also while the server is killed or frozen (CLI then
-// returns an error). Kill may be called from any goroutine. Freeze and
+// fails: at once when killed, after its 30-second limit when frozen). Kill may be called from any goroutine. Freeze and
 // Restart report failures with t.Fatalf on the test given to Start, so,
 // like t.Fatalf, they must be called from that test's goroutine, and
 // Restart not concurrently with Kill.
