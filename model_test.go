@@ -111,6 +111,7 @@ func runModel(t *testing.T, seed uint64) bool {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	var clock modelClock
 	withStats := rng.IntN(2) == 0
+	readersStop := rng.IntN(2) == 0 // some SubscribeChan readers stop reading
 	var errMu sync.Mutex
 	var reports []error
 	b := New(&Options{Stats: withStats, SlowAfter: -1, OnError: func(err error) {
@@ -144,7 +145,7 @@ func runModel(t *testing.T, seed uint64) bool {
 			m.isChan = true
 			m.opts.Queue = 1 + r.IntN(4)
 			m.opts.Overflow = policies[r.IntN(3)]
-			if r.IntN(3) == 0 {
+			if readersStop && r.IntN(3) == 0 {
 				m.stops = 1 + r.IntN(5)
 			}
 		}
