@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
@@ -111,6 +112,11 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 	if b == nil || rdb == nil {
 		return nil, fmt.Errorf("%w: nil bus or Redis client", ErrInvalidOptions)
 	}
+	// A bridge without export routes never subscribes on b, which would
+	// have told: ask the bus (NumSub fails once it is closed).
+	if _, err := b.NumSub("busline"); errors.Is(err, bus.ErrClosed) {
+		return nil, &wrapped{msg: "bridge: new: the bus is closed", errs: []error{err}}
+	}
 	cfg, err := newConfig(opts)
 	if err != nil {
 		return nil, err
@@ -145,7 +151,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 			for _, s := range br.localSubs {
 				s.Unsubscribe()
 			}
-			return nil, fmt.Errorf("bridge: subscribe %q on the bus: %w", r.Pattern, err)
+			return nil, busError(fmt.Sprintf("bridge: subscribe %q on the bus", r.Pattern), err)
 		}
 		br.localSubs = append(br.localSubs, sub)
 	}

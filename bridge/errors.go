@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -179,4 +180,56 @@ func (e *notReadyError) Unwrap() []error {
 		return []error{e.ctxErr}
 	}
 	return []error{e.ctxErr, e.last}
+}
+
+// wrapped is an error with a message of its own that wraps others: it
+// lets a report wrap a sentinel of this package and an error of the bus
+// or of this package with one package prefix in its message.
+type wrapped struct {
+	msg  string
+	errs []error
+}
+
+func (e *wrapped) Error() string   { return e.msg }
+func (e *wrapped) Unwrap() []error { return e.errs }
+
+// chain returns an error wrapping sentinel and cause whose message is
+// sentinel's, then detail (if any), then cause's without its package
+// prefix: "bridge: encode: topic "x": malformed envelope: ...", not
+// "bridge: encode: topic "x": bridge: malformed envelope: ...".
+func chain(sentinel error, detail string, cause error) error {
+	msg := sentinel.Error()
+	if detail != "" {
+		msg += ": " + detail
+	}
+	return &wrapped{msg: msg + ": " + bare(cause), errs: []error{sentinel, cause}}
+}
+
+// busError returns an error wrapping cause, an error of the bus, whose
+// message is msg (with this package's prefix) then cause's without the
+// bus's prefixes.
+func busError(msg string, cause error) error {
+	return &wrapped{msg: msg + ": " + bare(cause), errs: []error{cause}}
+}
+
+// bare returns err's message without the prefixes of this package and of
+// the bus, at its start and after each ": ", where wrapping put them.
+func bare(err error) string {
+	s := err.Error()
+	for _, p := range []string{"bridge: ", "bus: "} {
+		for strings.HasPrefix(s, p) {
+			s = s[len(p):]
+		}
+		s = strings.ReplaceAll(s, ": "+p, ": ")
+	}
+	return s
+}
+
+// plural returns n and noun, with an s unless n is 1: "1 event",
+// "2 events".
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatUint(n, 10) + " " + noun + "s"
 }

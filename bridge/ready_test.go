@@ -127,3 +127,33 @@ func TestReadyNoErrorYet(t *testing.T) {
 		t.Errorf("Ready = %v; want bridge: not ready: context canceled", err)
 	}
 }
+
+// TestNewOnClosedBus checks that New refuses a closed bus, with or
+// without routes, with an error wrapping bus.ErrClosed and one prefix.
+func TestNewOnClosedBus(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t)})
+	defer rdb.Close()
+	for _, tc := range []struct {
+		name   string
+		routes []bridge.Route
+	}{
+		{"no routes", nil},
+		{"import only", []bridge.Route{{Pattern: "orders.*", Direction: bridge.Import}}},
+		{"export", []bridge.Route{{Pattern: "orders.*"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := bus.New(nil)
+			if err := b.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			br, err := bridge.New(b, rdb, &bridge.Options{Routes: tc.routes, OnError: func(error) {}})
+			if err == nil {
+				_ = br.Close(context.Background())
+				t.Fatal("New accepted a closed bus")
+			}
+			if !errors.Is(err, bus.ErrClosed) || err.Error() != "bridge: new: the bus is closed" {
+				t.Errorf("New = %q; want bridge: new: the bus is closed, wrapping bus.ErrClosed", err)
+			}
+		})
+	}
+}
