@@ -349,19 +349,20 @@ func TestWaitContext(t *testing.T) {
 		wait   func() error
 		is     error
 		prefix string
+		suffix string // after the measured time, which varies
 	}{
 		{"timeout", func() error { _, err := short.WaitNContext(context.Background(), 1); return err },
-			bustest.ErrTimeout, `bustest: timed out after 30ms waiting on "orders.*" for 1 event; no event arrived`},
+			bustest.ErrTimeout, `bustest: timed out after 30ms waiting on "orders.*" for 1 event; no event arrived`, ""},
 		{"canceled", func() error { _, err := rec.WaitNContext(canceled, 1); return err },
-			context.Canceled, `bustest: gave up after 0s waiting on "orders.*" for 1 event (context canceled); no event arrived`},
+			context.Canceled, `bustest: gave up after `, ` waiting on "orders.*" for 1 event (context canceled); no event arrived`},
 		{"deadline", func() error { _, err := rec.WaitForContext(expired, "any", always); return err },
-			context.DeadlineExceeded, `bustest: gave up after `},
+			context.DeadlineExceeded, `bustest: gave up after `, ` waiting on "orders.*" for an event matching "any" (context deadline exceeded); no event arrived`},
 		{"cause", func() error { _, err := rec.WaitNContext(custom, 2); return err },
-			errShutdown, `bustest: gave up after 0s waiting on "orders.*" for 2 events (shutting down)`},
+			errShutdown, `bustest: gave up after `, ` waiting on "orders.*" for 2 events (shutting down); no event arrived`},
 		{"negative count", func() error { _, err := rec.WaitNContext(context.Background(), -1); return err },
-			nil, "bustest: WaitN(-1): the count must not be negative"},
+			nil, "bustest: WaitN(-1): the count must not be negative", ""},
 		{"nil match", func() error { _, err := rec.WaitForContext(context.Background(), "x", nil); return err },
-			nil, `bustest: WaitFor("x"): nil match function`},
+			nil, `bustest: WaitFor("x"): nil match function`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			errc := make(chan error, 1)
@@ -373,8 +374,8 @@ func TestWaitContext(t *testing.T) {
 			if tc.is != nil && !errors.Is(err, tc.is) {
 				t.Errorf("error %q does not wrap %v", err, tc.is)
 			}
-			if !strings.HasPrefix(err.Error(), tc.prefix) {
-				t.Errorf("error %q, want it to start with %q", err, tc.prefix)
+			if !strings.HasPrefix(err.Error(), tc.prefix) || !strings.HasSuffix(err.Error(), tc.suffix) {
+				t.Errorf("error %q, want it to start with %q and end with %q", err, tc.prefix, tc.suffix)
 			}
 			if strings.Count(err.Error(), "bustest:") != 1 {
 				t.Errorf("error %q has the package prefix more than once", err)
@@ -540,23 +541,27 @@ func checkAssert(t *testing.T, f *fakeTB, ok bool, msg string) {
 }
 
 func TestAssertNoneAndNoMore(t *testing.T) {
-	const d = 60 * time.Millisecond
+	// A passing assertion waits its whole window: short. A failing one
+	// returns when the event arrives: a long window keeps it from passing
+	// by mistake on a loaded machine.
+	const quiet, long = 60 * time.Millisecond, 10 * time.Second
 	for _, tc := range []struct {
 		name   string
 		before int           // events published before the assertion
 		later  time.Duration // when > 0, one more event is published after this long
-		assert func(rec *bustest.Recorder) bool
+		d      time.Duration
+		more   bool // AssertNoMore rather than AssertNone
 		msg    string
 	}{
-		{"none, quiet", 0, 0, func(r *bustest.Recorder) bool { return r.AssertNone(d) }, ""},
-		{"none, one before", 1, 0, func(r *bustest.Recorder) bool { return r.AssertNone(d) },
-			"bustest: want no event on \"x.*\" within 60ms; 1 event arrived:\n\t#1 x.0: 0"},
-		{"none, one later", 0, 10 * time.Millisecond, func(r *bustest.Recorder) bool { return r.AssertNone(d) },
-			"bustest: want no event on \"x.*\" within 60ms; 1 event arrived:\n\t#1 x.late: \"late\""},
-		{"no more, quiet", 2, 0, func(r *bustest.Recorder) bool { return r.AssertNoMore(d) }, ""},
-		{"no more, a duplicate", 1, 10 * time.Millisecond, func(r *bustest.Recorder) bool { return r.AssertNoMore(d) },
-			"bustest: want no event after the first 1 event on \"x.*\" within 60ms; 2 events arrived:\n\t#1 x.0: 0\n\t#2 x.late: \"late\""},
-		{"none, zero duration", 0, 0, func(r *bustest.Recorder) bool { return r.AssertNone(0) }, ""},
+		{name: "none, quiet", d: quiet},
+		{name: "none, zero duration", d: 0},
+		{name: "none, one before", before: 1, d: long,
+			msg: "bustest: want no event on \"x.*\" within 10s; 1 event arrived:\n\t#1 x.0: 0"},
+		{name: "none, one later", later: 10 * time.Millisecond, d: long,
+			msg: "bustest: want no event on \"x.*\" within 10s; 1 event arrived:\n\t#1 x.late: \"late\""},
+		{name: "no more, quiet", before: 2, d: quiet, more: true},
+		{name: "no more, a duplicate", before: 1, later: 10 * time.Millisecond, d: long, more: true,
+			msg: "bustest: want no event after the first 1 event on \"x.*\" within 10s; 2 events arrived:\n\t#1 x.0: 0\n\t#2 x.late: \"late\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBus(t)
@@ -577,13 +582,20 @@ func TestAssertNoneAndNoMore(t *testing.T) {
 					})
 				}
 				start := time.Now()
-				ok = tc.assert(rec)
+				if tc.more {
+					ok = rec.AssertNoMore(tc.d)
+				} else {
+					ok = rec.AssertNone(tc.d)
+				}
 				elapsed = time.Since(start)
 			})
 			wg.Wait()
 			checkAssert(t, f, ok, tc.msg)
-			if tc.msg == "" && tc.name != "none, zero duration" && elapsed < d {
-				t.Errorf("a passing assertion returned after %v, before its %v", elapsed, d)
+			if tc.msg == "" && elapsed < tc.d {
+				t.Errorf("a passing assertion returned after %v, before its %v", elapsed, tc.d)
+			}
+			if tc.msg != "" && elapsed > tc.d/2 {
+				t.Errorf("a failing assertion returned after %v: it should fail as soon as the event arrives", elapsed)
 			}
 		})
 	}
@@ -608,8 +620,8 @@ func TestConcurrentPublishers(t *testing.T) {
 			}
 		})
 	}
-	wg.Go(func() { // readers alongside the writers
-		for rec.Len() < publishers*each {
+	wg.Go(func() { // a reader alongside the writers, for -race
+		for i := 0; i < 1000 && rec.Len() < publishers*each; i++ {
 			_ = rec.Events()
 			_ = rec.Topics()
 		}
