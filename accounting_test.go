@@ -164,7 +164,7 @@ func TestBlockPublisherWhenCloseStarts(t *testing.T) {
 	case <-time.After(waitLimit):
 		t.Fatal("the waiting Publish did not return")
 	}
-	if !errors.Is(cerr, context.DeadlineExceeded) || !strings.Contains(cerr.Error(), "1 queued event") {
+	if !errors.Is(cerr, context.DeadlineExceeded) || !strings.Contains(cerr.Error(), "1 queued event not delivered") {
 		t.Errorf("Close = %v, want 1 queued event not delivered", cerr)
 	}
 	g.open()

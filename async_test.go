@@ -572,7 +572,8 @@ func TestStatsCounters(t *testing.T) {
 
 func TestSubscribeOptionsValidation(t *testing.T) {
 	b := New(nil)
-	for _, o := range []SubscribeOptions{{Queue: -1}, {Queue: maxQueue + 1}, {Overflow: 9}} {
+	for _, o := range []SubscribeOptions{{Queue: -1}, {Queue: maxQueue + 1}, {Overflow: 9}, {Queue: 1, Overflow: 9},
+		{Overflow: DropNewest}, {Overflow: DropOldest}, {Overflow: DropNewest, Group: "g"}, {Overflow: DropOldest, Once: true}} {
 		if _, err := b.SubscribeWith("t", func(context.Context, Event) {}, &o); !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("%+v: %v, want ErrInvalidOption", o, err)
 		}

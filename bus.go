@@ -61,7 +61,9 @@ const defaultMatchCacheSize = 4096
 
 // Bus is an in-process publish/subscribe event bus. Publishers send events
 // to topics; subscribers receive the events of the topics that match their
-// pattern. Create one with New; the zero Bus is not usable.
+// pattern. Create one with New: the zero Bus is not usable, and every
+// method of one panics with "bus: Bus must be created with New" (making the
+// zero value usable would cost a synchronized check on every Publish).
 //
 // All methods are safe for concurrent use, also from inside handlers.
 type Bus struct {
@@ -139,7 +141,20 @@ func New(opts *Options) *Bus {
 }
 
 // Separator returns the separator of the bus's topics.
-func (b *Bus) Separator() rune { return rune(b.sep) }
+func (b *Bus) Separator() rune {
+	b.mustBeNew()
+	return rune(b.sep)
+}
+
+// notCreated is the panic of the methods of a Bus not made by New.
+const notCreated = "bus: Bus must be created with New"
+
+// mustBeNew panics if b was not made by New.
+func (b *Bus) mustBeNew() {
+	if b.cache == nil {
+		panic(notCreated)
+	}
+}
 
 // Publish sends payload to every subscription whose pattern matches topic
 // and returns once every matching synchronous handler has returned and
@@ -182,7 +197,13 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	gen := st.gen.Load()
 	var subs []*Subscription
 	var kind subsKind
-	if m := b.cache[h&b.cacheMask].Load(); m.valid(e.Topic, gen) {
+	slot := h & b.cacheMask
+	if slot >= uint64(len(b.cache)) {
+		// Only the zero Bus has no cache slot. The check costs nothing:
+		// it stands in for the bounds check of the index below.
+		panic(notCreated)
+	}
+	if m := b.cache[slot].Load(); m.valid(e.Topic, gen) {
 		subs, kind = m.subs, m.kind
 	} else {
 		var err error
@@ -344,7 +365,7 @@ func (b *Bus) addWorker(s *Subscription) error {
 	b.workersMu.Lock()
 	defer b.workersMu.Unlock()
 	if b.closed.Load() {
-		return errClosed("subscribe")
+		return errClosed(fmt.Sprintf("subscribe %q", s.pat.text))
 	}
 	b.workers[s] = struct{}{}
 	go s.work()
@@ -375,6 +396,7 @@ func (b *Bus) workerDone(s *Subscription) {
 // cannot wait for that handler's own goroutine, which exits after the
 // handler returns. Calling Close again returns an error wrapping ErrClosed.
 func (b *Bus) Close(ctx context.Context) error {
+	b.mustBeNew()
 	if !b.closed.CompareAndSwap(false, true) {
 		return errClosed("close")
 	}
@@ -436,7 +458,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		}
 	}
 	if lost > 0 || ctx.Err() != nil {
-		return fmt.Errorf("bus: close: %d queued events not delivered: %w", lost, context.Cause(ctx))
+		return errorf(context.Cause(ctx), "close: %s not delivered", plural(lost, "queued event"))
 	}
 	return nil
 }
@@ -445,6 +467,7 @@ func (b *Bus) Close(ctx context.Context) error {
 // walks the asynchronous subscriptions; it is meant for monitoring, not
 // for a hot path.
 func (b *Bus) Stats() Stats {
+	b.mustBeNew()
 	st := Stats{Published: b.published.load(), Delivered: b.delivered.load(), Dropped: b.dropped.load(), Panics: b.panics.load()}
 	for i := range b.stripes {
 		s := &b.stripes[i]
@@ -475,7 +498,7 @@ func (b *Bus) reportAll(reports ...*DeliveryError) {
 	}
 }
 
-func errClosed(op string) error { return fmt.Errorf("bus: %s: %w", op, ErrClosed) }
+func errClosed(op string) error { return errorf(ErrClosed, "%s", op) }
 
 // NumSub returns how many subscriptions a publish to topic would reach,
 // like Redis's PUBSUB NUMSUB but counting pattern subscriptions too; a
@@ -498,6 +521,7 @@ func (b *Bus) NumSub(topic string) (int, error) {
 // NumPat returns the number of distinct patterns, other than plain topics,
 // that subscriptions use, like Redis's PUBSUB NUMPAT.
 func (b *Bus) NumPat() int {
+	b.mustBeNew()
 	b.tree.mu.RLock()
 	defer b.tree.mu.RUnlock()
 	return len(b.tree.patterns)
@@ -506,6 +530,7 @@ func (b *Bus) NumPat() int {
 // Patterns returns the distinct patterns, other than plain topics, that
 // subscriptions use, sorted. It allocates the returned slice.
 func (b *Bus) Patterns() []string {
+	b.mustBeNew()
 	b.tree.mu.RLock()
 	out := make([]string, 0, len(b.tree.patterns))
 	for p := range b.tree.patterns {
@@ -519,6 +544,7 @@ func (b *Bus) Patterns() []string {
 // Topics returns the plain topics that subscriptions use, sorted, like
 // Redis's PUBSUB CHANNELS. It allocates the returned slice.
 func (b *Bus) Topics() []string {
+	b.mustBeNew()
 	var out []string
 	for i := range b.stripes {
 		st := &b.stripes[i]

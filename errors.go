@@ -3,6 +3,7 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Callers branch on them with [errors.Is]; the errors the
@@ -52,6 +53,31 @@ var (
 	// with options out of range.
 	ErrInvalidOption = errors.New("bus: invalid option")
 )
+
+// wrapError is an error of this package that wraps another, usually a
+// sentinel, under one "bus: " prefix: fmt.Errorf("bus: subscribe: %w",
+// ErrClosed) would say "bus: subscribe: bus: closed".
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string { return e.msg }
+func (e *wrapError) Unwrap() error { return e.err }
+
+// errorf returns an error wrapping err whose message is "bus: ", the
+// formatted operation, ": " and err's message without its own "bus: ".
+func errorf(err error, format string, args ...any) error {
+	return &wrapError{msg: "bus: " + fmt.Sprintf(format, args...) + ": " + strings.TrimPrefix(err.Error(), "bus: "), err: err}
+}
+
+// plural returns n and word, with an s unless n is 1: "1 event", "2 events".
+func plural(n uint64, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
 
 // SyntaxError describes why a topic or a pattern was rejected: what, where
 // and why. It wraps [ErrInvalidTopic] or [ErrInvalidPattern].
@@ -120,7 +146,7 @@ func (e *DeliveryError) Error() string {
 		msg += fmt.Sprintf(": %v", e.Value)
 	}
 	if e.Count > 0 {
-		msg += fmt.Sprintf(": %d events", e.Count)
+		msg += ": " + plural(e.Count, "event")
 	}
 	if e.Detail != "" {
 		msg += ": " + e.Detail

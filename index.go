@@ -2,6 +2,7 @@ package bus
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -101,6 +102,7 @@ func (m *matchSet) valid(topic string, gen uint64) bool {
 // PublishEvent has its own copy of the cache hit path; everything else is
 // in lookupSlow.
 func (b *Bus) lookup(topic string) ([]*Subscription, error) {
+	b.mustBeNew()
 	h := hashString(b.seed, topic)
 	st := b.stripeOf(h)
 	// Load the generations before reading the index, so that a result
@@ -164,7 +166,7 @@ func (b *Bus) add(s *Subscription) error {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if b.closed.Load() {
-			return errClosed("subscribe")
+			return errClosed(fmt.Sprintf("subscribe %q", s.pat.text))
 		}
 		old := st.m[s.pat.text]
 		st.m[s.pat.text] = append(old[:len(old):len(old)], s) // copy on write
@@ -174,7 +176,7 @@ func (b *Bus) add(s *Subscription) error {
 	b.tree.mu.Lock()
 	defer b.tree.mu.Unlock()
 	if b.closed.Load() {
-		return errClosed("subscribe")
+		return errClosed(fmt.Sprintf("subscribe %q", s.pat.text))
 	}
 	b.tree.insertLocked(s, s.pat.segs)
 	b.bumpAll()

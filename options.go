@@ -53,7 +53,8 @@ type SubscribeOptions struct {
 	Queue int
 
 	// Overflow is what a full queue does with a new event. The zero
-	// value is Block. Ignored for synchronous subscriptions.
+	// value is Block. A synchronous subscription has no queue: any other
+	// policy without a Queue is rejected with ErrInvalidOption.
 	Overflow Overflow
 
 	// Group, when not empty, puts the subscription in a queue group:
@@ -78,13 +79,18 @@ type SubscribeOptions struct {
 
 func (o *SubscribeOptions) validate() error {
 	if o.Queue < 0 {
-		return fmt.Errorf("bus: subscribe: negative queue capacity %d: %w", o.Queue, ErrInvalidOption)
+		return errorf(ErrInvalidOption, "subscribe: negative queue capacity %d", o.Queue)
 	}
 	if o.Queue > maxQueue {
-		return fmt.Errorf("bus: subscribe: queue capacity %d exceeds %d: %w", o.Queue, maxQueue, ErrInvalidOption)
+		return errorf(ErrInvalidOption, "subscribe: queue capacity %d exceeds %d", o.Queue, maxQueue)
 	}
 	if o.Overflow > DropOldest {
-		return fmt.Errorf("bus: subscribe: unknown overflow policy %v: %w", o.Overflow, ErrInvalidOption)
+		return errorf(ErrInvalidOption, "subscribe: unknown overflow policy %v", o.Overflow)
+	}
+	if o.Queue == 0 && o.Overflow != Block {
+		// A synchronous subscription has no queue to overflow: accepting
+		// the policy would promise drops that never happen.
+		return errorf(ErrInvalidOption, "subscribe: overflow policy %v without a queue (SubscribeOptions.Queue is 0)", o.Overflow)
 	}
 	return nil
 }

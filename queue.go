@@ -124,14 +124,14 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 					q.mu.Lock()
 					q.countDropLocked(s, 1)
 					q.mu.Unlock()
-					return dropped, fmt.Errorf("bus: publish %q: the handler of %q (subscribed at %s) publishes into its own full queue: %w",
-						e.Topic, s.pat.text, s.Where(), ErrWouldDeadlock)
+					return dropped, errorf(ErrWouldDeadlock, "publish %q: the handler of %q (subscribed at %s) publishes into its own full queue",
+						e.Topic, s.pat.text, s.Where())
 				}
 			case <-ctx.Done():
 				q.mu.Lock()
 				q.countDropLocked(s, 1)
 				q.mu.Unlock()
-				return dropped, fmt.Errorf("bus: publish %q: queue of %q full: %w", e.Topic, s.pat.text, context.Cause(ctx))
+				return dropped, errorf(context.Cause(ctx), "publish %q: queue of %q full", e.Topic, s.pat.text)
 			}
 			q.mu.Lock()
 			waited = true
@@ -151,7 +151,7 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 			q.countDropLocked(s, 1)
 			q.mu.Unlock()
 			b.reportAll(reports[:]...)
-			return dropped, fmt.Errorf("bus: publish %q: queue of %q full when the bus closed: %w", e.Topic, s.pat.text, ErrClosed)
+			return dropped, errorf(ErrClosed, "publish %q: queue of %q full when the bus closed", e.Topic, s.pat.text)
 		}
 		q.countDropLocked(s, 1)
 		q.unreported++

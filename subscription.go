@@ -49,11 +49,12 @@ type Subscription struct {
 // newSubscription validates and builds a subscription; it does not enter
 // it in the index.
 func (b *Bus) newSubscription(text string, h Handler, opts *SubscribeOptions) (*Subscription, error) {
+	b.mustBeNew()
 	if b.closed.Load() {
-		return nil, errClosed("subscribe")
+		return nil, errClosed(fmt.Sprintf("subscribe %q", text))
 	}
 	if h == nil {
-		return nil, fmt.Errorf("bus: subscribe %q: %w", text, ErrNilHandler)
+		return nil, errorf(ErrNilHandler, "subscribe %q", text)
 	}
 	var o SubscribeOptions
 	if opts != nil {
@@ -211,14 +212,14 @@ func (s *Subscription) UnsubscribeWait(ctx context.Context) error {
 		case <-s.done:
 			return nil
 		default:
-			return fmt.Errorf("bus: unsubscribe %q: waiting from its own handler: %w", s.pat.text, ErrWouldDeadlock)
+			return errorf(ErrWouldDeadlock, "unsubscribe %q: waiting from its own handler", s.pat.text)
 		}
 	}
 	select {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("bus: unsubscribe %q: %w", s.pat.text, context.Cause(ctx))
+		return errorf(context.Cause(ctx), "unsubscribe %q", s.pat.text)
 	}
 }
 

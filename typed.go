@@ -17,8 +17,9 @@ type TypedHandler[T any] func(ctx context.Context, e Event, v T)
 // naming both types. The type check costs no allocation; only the report
 // uses reflection.
 func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscription, error) {
+	b.mustBeNew()
 	if h == nil {
-		return nil, fmt.Errorf("bus: subscribe %q: %w", pattern, ErrNilHandler)
+		return nil, errorf(ErrNilHandler, "subscribe %q", pattern)
 	}
 	return b.subscribe(pattern, typed(b, pattern, h), nil, 1)
 }
@@ -26,8 +27,9 @@ func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscrip
 // SubscribeTypedWith is SubscribeTyped with the options of SubscribeWith:
 // an asynchronous queue, a queue group, Once, Track.
 func SubscribeTypedWith[T any](b *Bus, pattern string, h TypedHandler[T], opts *SubscribeOptions) (*Subscription, error) {
+	b.mustBeNew()
 	if h == nil {
-		return nil, fmt.Errorf("bus: subscribe %q: %w", pattern, ErrNilHandler)
+		return nil, errorf(ErrNilHandler, "subscribe %q", pattern)
 	}
 	return b.subscribe(pattern, typed(b, pattern, h), opts, 1)
 }
