@@ -123,8 +123,6 @@ func TestKillRestart(t *testing.T) {
 	}
 }
 
-// TestRestartWaitsForBusyPort holds the server's port with another listener
-// across Restart and releases it later: Restart must retry, not fail.
 // TestFreeze checks that a frozen server keeps its connections but does
 // not answer, and answers again once thawed.
 func TestFreeze(t *testing.T) {
@@ -152,6 +150,8 @@ func TestFreeze(t *testing.T) {
 	}
 }
 
+// TestRestartWaitsForBusyPort holds the server's port with another listener
+// across Restart and releases it later: Restart must retry, not fail.
 func TestRestartWaitsForBusyPort(t *testing.T) {
 	s := Start(t, nil)
 	s.Kill()
