@@ -61,7 +61,7 @@ func ACLRules(opts *Options, sep rune) ([]string, error) {
 	for i, r := range o.Routes {
 		name, isPattern, err := RedisPattern(o.Prefix, r.Pattern, sep)
 		if err != nil {
-			return nil, fmt.Errorf("%w: route %d: %w", ErrInvalidOptions, i, err)
+			return nil, chain(ErrInvalidOptions, fmt.Sprintf("route %d", i), err)
 		}
 		switch r.Delivery {
 		case PubSub:

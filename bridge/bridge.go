@@ -190,11 +190,11 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		}
 		match, err := bus.CompilePattern(r.Pattern, sep)
 		if err != nil {
-			return fmt.Errorf("%w: route %d: %w", ErrInvalidOptions, i, err)
+			return chain(ErrInvalidOptions, fmt.Sprintf("route %d", i), err)
 		}
 		name, isPattern, err := RedisPattern(br.cfg.Prefix, r.Pattern, sep)
 		if err != nil {
-			return fmt.Errorf("%w: route %d: %w", ErrInvalidOptions, i, err)
+			return chain(ErrInvalidOptions, fmt.Sprintf("route %d", i), err)
 		}
 		if !isPattern && br.shards.sharded() {
 			name = br.shards.channel(r.Pattern)
@@ -491,7 +491,7 @@ func (br *Bridge) Close(ctx context.Context) error {
 	br.deliverCancel()
 	br.rep.flush()
 	if unsent > 0 {
-		return fmt.Errorf("%w: %d exports dropped: %w", ErrNotSent, unsent, ctx.Err())
+		return fmt.Errorf("%w: %s dropped: %w", ErrNotSent, plural(unsent, "export"), ctx.Err())
 	}
 	return nil
 }

@@ -424,7 +424,7 @@ func (l *shardLoop) loop(first bool) {
 		}
 		switch {
 		case moved:
-			br.rep.report(fmt.Errorf("%w: node %s: %w", ErrDisconnected, l.group.addr, err))
+			br.rep.report(chain(ErrDisconnected, "node "+l.group.addr, err))
 			l.moved.Store(true)
 			select {
 			case l.set.regroup <- struct{}{}:
@@ -439,7 +439,7 @@ func (l *shardLoop) loop(first bool) {
 		case !connected:
 			br.reportLast(&connectError{addr: l.group.addr, err: err})
 		default:
-			br.reportLast(fmt.Errorf("%w: node %s: %w", ErrDisconnected, l.group.addr, err))
+			br.reportLast(chain(ErrDisconnected, "node "+l.group.addr, err))
 		}
 		if !sleep(l.ctx, back.next()) {
 			return

@@ -455,7 +455,7 @@ func parseSingle(msg []byte, flags byte) (envelope, error) {
 		return envelope{}, err
 	}
 	if off != len(msg) {
-		return envelope{}, malformed(off, "%d bytes after the payload", len(msg)-off)
+		return envelope{}, malformed(off, "%s after the payload", plural(uint64(len(msg)-off), "byte"))
 	}
 	// Second pass: build the result from validated bytes.
 	env := envelope{Source: sourceStrings.intern(src), Seq: seq}
@@ -497,7 +497,7 @@ func parseBatch(msg []byte, flags byte, fn func(i int, env envelope)) (int, erro
 		}
 	}
 	if off != len(msg) {
-		return 0, malformed(off, "%d bytes after the last event", len(msg)-off)
+		return 0, malformed(off, "%s after the last event", plural(uint64(len(msg)-off), "byte"))
 	}
 
 	// Everything is valid: build the events.
@@ -656,7 +656,7 @@ func readField(b []byte, off, minLen, maxLen int, what string) ([]byte, int, err
 		return nil, lenOff, malformed(lenOff, "%s length %d, want %d..%d", what, n, minLen, maxLen)
 	}
 	if n > uint64(len(b)-off) { // compared as uint64: n may not fit an int
-		return nil, lenOff, malformed(lenOff, "%s length %d but only %d bytes left", what, n, len(b)-off)
+		return nil, lenOff, malformed(lenOff, "%s length %d but only %s left", what, n, plural(uint64(len(b)-off), "byte"))
 	}
 	end := off + int(n)
 	return b[off:end], end, nil

@@ -275,7 +275,7 @@ func TestEnvelopeMalformed(t *testing.T) {
 		{"payload length past end", head + src + seqTime + noType + "0a" + "0102", "payload length 10 but only 2"},
 		{"payload length 2^63", head + src + seqTime + noType + "80808080808080808001", "payload length"},
 		{"payload length 2^64-1", head + src + seqTime + noType + huge10, "payload length"},
-		{"trailing byte", valid + "00", "1 bytes after the payload"},
+		{"trailing byte", valid + "00", "1 byte after the payload"},
 		{"trailing text", valid + "6869", "2 bytes after the payload"},
 		{"headers flag, count 0", headH + src + seqTime + noType + "00" + payload0, "header count 0"},
 		{"65 headers", headH + src + seqTime + noType + "41" + strings.Repeat(hdrAB, 65) + payload0, "header count 65"},
@@ -288,7 +288,7 @@ func TestEnvelopeMalformed(t *testing.T) {
 		{"unsorted headers", headH + src + seqTime + noType + "02" + "01620161" + hdrAB + payload0, "increasing"},
 		{"signed, too short for a MAC", "b51e0101" + src + seqTime + noType + payload0, "MAC"},
 		{"signed, MAC short by one", "b51e0101" + src + seqTime + noType + payload0 + strings.Repeat("00", 31), "truncated payload length"},
-		{"signed, byte between payload and MAC", "b51e0101" + src + seqTime + noType + payload0 + "00" + strings.Repeat("00", 32), "1 bytes after the payload"},
+		{"signed, byte between payload and MAC", "b51e0101" + src + seqTime + noType + payload0 + "00" + strings.Repeat("00", 32), "1 byte after the payload"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := envRaw(t, tc.hex)

@@ -114,8 +114,8 @@ type GapError struct {
 
 // Error describes the gap in one line.
 func (e *GapError) Error() string {
-	return fmt.Sprintf("bridge: sequence gap from %q on %q: %d events missing (expected %d, got %d)",
-		e.Source, e.Channel, e.Got-e.Expected, e.Expected, e.Got)
+	return fmt.Sprintf("bridge: sequence gap from %q on %q: %s missing (expected %d, got %d)",
+		e.Source, e.Channel, plural(e.Missing(), "event"), e.Expected, e.Got)
 }
 
 // Unwrap returns ErrGap.
@@ -136,9 +136,17 @@ type DropError struct {
 	Count uint64
 }
 
-// Error describes the drops in one line.
+// Error describes the drops in one line, such as "bridge: outbox full,
+// events dropped: 3 events" or "bridge: malformed envelope: 1 message".
 func (e *DropError) Error() string {
-	return fmt.Sprintf("%v: %d", e.Err, e.Count)
+	noun := "event"
+	switch e.Err {
+	case ErrMalformed, ErrSignature, ErrTooLarge:
+		noun = "message" // dropped before they were events
+	case ErrTrimmed:
+		noun = "entry"
+	}
+	return fmt.Sprintf("%v: %s", e.Err, plural(e.Count, noun))
 }
 
 // Unwrap returns the reason.
@@ -225,11 +233,14 @@ func bare(err error) string {
 	return s
 }
 
-// plural returns n and noun, with an s unless n is 1: "1 event",
-// "2 events".
+// plural returns n and noun, in the plural unless n is 1: "1 event",
+// "2 events", "0 entries".
 func plural(n uint64, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if stem, ok := strings.CutSuffix(noun, "y"); ok {
+		noun = stem + "ie"
 	}
 	return strconv.FormatUint(n, 10) + " " + noun + "s"
 }

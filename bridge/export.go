@@ -53,7 +53,7 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it exportItem, ok bool) {
 	data, contentType, err := r.codec.Encode(e.Payload)
 	if err != nil {
 		br.c.encodeErrors.Add(1)
-		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
+		br.rep.drop(ErrEncode, 1, chain(ErrEncode, fmt.Sprintf("topic %q", e.Topic), err))
 		return it, false
 	}
 	if len(data) > br.cfg.MaxMessageBytes {
@@ -79,7 +79,7 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it exportItem, ok bool) {
 		env := envelope{Source: br.id, ContentType: it.contentType, Headers: it.headers}
 		if err := env.validate(); err != nil {
 			br.c.encodeErrors.Add(1)
-			br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %w", ErrEncode, e.Topic, err))
+			br.rep.drop(ErrEncode, 1, chain(ErrEncode, fmt.Sprintf("topic %q", e.Topic), err))
 			return it, false
 		}
 	}

@@ -334,12 +334,14 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 			rl.acceptEnvelope(&env, m.Channel, topic, r, batch)
 		})
 		if err != nil {
+			// The error starts with its sentinel's message; signature
+			// errors name the channel already.
 			if errors.Is(err, ErrSignature) {
 				c.signatureRejected.Add(1)
-				br.rep.drop(ErrSignature, 1, fmt.Errorf("channel %q: %w", m.Channel, err))
+				br.rep.drop(ErrSignature, 1, err)
 			} else {
 				c.decodeErrors.Add(1)
-				br.rep.drop(ErrMalformed, 1, fmt.Errorf("channel %q: %w", m.Channel, err))
+				br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w, on %q", err, m.Channel))
 			}
 		}
 		return
@@ -448,7 +450,7 @@ func (br *Bridge) deliver(it *importItem) {
 	payload, err := it.route.codec.Decode(it.payload, it.meta.ContentType)
 	if err != nil {
 		br.c.decodeErrors.Add(1)
-		br.rep.drop(ErrDecode, 1, fmt.Errorf("%w: topic %q from %q: %w", ErrDecode, it.topic, it.meta.Source, err))
+		br.rep.drop(ErrDecode, 1, chain(ErrDecode, fmt.Sprintf("topic %q from %q", it.topic, it.meta.Source), err))
 		return
 	}
 	err = br.bus.PublishEvent(br.deliverCtx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
@@ -457,12 +459,12 @@ func (br *Bridge) deliver(it *importItem) {
 		// rejects. (Checked here rather than on the read loop, since
 		// PublishEvent checks anyway.)
 		br.c.decodeErrors.Add(1)
-		br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w: %w", ErrMalformed, err))
+		br.rep.drop(ErrMalformed, 1, chain(ErrMalformed, "", err))
 		return
 	}
 	if err != nil {
 		br.c.importDropped.Add(1)
-		br.rep.drop(ErrImportFull, 1, fmt.Errorf("bridge: publish %q on the bus: %w", it.topic, err))
+		br.rep.drop(ErrImportFull, 1, busError(fmt.Sprintf("bridge: publish %q on the bus", it.topic), err))
 		return
 	}
 	br.c.imported.Add(1)

@@ -128,7 +128,7 @@ func (sr *streamReader) createGroup(started *bool) bool {
 		}
 		err = fmt.Errorf("%w: XGROUP CREATE %q %q: %w", ErrStreamRead, r.key, r.group, err)
 		if isRefusal(err) && !*started {
-			st.setStart(false, fmt.Errorf("%w: %w", ErrSubscribe, err))
+			st.setStart(false, chain(ErrSubscribe, "", err))
 		}
 		if !sr.fail(err) {
 			return false
@@ -176,7 +176,7 @@ func (sr *streamReader) ack(ctx context.Context) bool {
 	br, st, r := sr.br, sr.st, sr.r
 	n, err := br.rdb.XAck(ctx, r.key, r.group, sr.unacked...).Result()
 	if err != nil {
-		err = fmt.Errorf("%w: XACK %q group %q, %d entries: %w", ErrAck, r.key, r.group, len(sr.unacked), err)
+		err = fmt.Errorf("%w: XACK %q group %q, %s: %w", ErrAck, r.key, r.group, plural(uint64(len(sr.unacked)), "entry"), err)
 		br.rep.report(err)
 		if isRefusal(err) {
 			sr.unacked = sr.unacked[:0]

@@ -151,7 +151,7 @@ func (sr *streamReader) start() (pos string, ok bool) {
 		}
 		err = fmt.Errorf("%w: load %q: %w", ErrCheckpoint, key, err)
 		if isRefusal(err) {
-			st.setStart(false, fmt.Errorf("%w: %w", ErrSubscribe, err))
+			st.setStart(false, chain(ErrSubscribe, "", err))
 		}
 		if !sr.fail(err) {
 			return "", false
@@ -216,10 +216,10 @@ func (sr *streamReader) handle(m redis.XMessage) bool {
 		if err != nil {
 			if errors.Is(err, ErrSignature) {
 				c.signatureRejected.Add(1)
-				br.rep.drop(ErrSignature, 1, fmt.Errorf("entry %s of %q: %w", m.ID, r.key, err))
+				br.rep.drop(ErrSignature, 1, fmt.Errorf("%w, in entry %s of %q", err, m.ID, r.key))
 			} else {
 				c.decodeErrors.Add(1)
-				br.rep.drop(ErrMalformed, 1, fmt.Errorf("entry %s of %q: %w", m.ID, r.key, err))
+				br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w, in entry %s of %q", err, m.ID, r.key))
 			}
 			return true
 		}
@@ -255,20 +255,20 @@ func (sr *streamReader) handle(m redis.XMessage) bool {
 	payload, err := r.codec.Decode(it.payload, it.meta.ContentType)
 	if err != nil {
 		c.decodeErrors.Add(1)
-		br.rep.drop(ErrDecode, 1, fmt.Errorf("%w: topic %q from %q: %w", ErrDecode, topic, it.meta.Source, err))
+		br.rep.drop(ErrDecode, 1, chain(ErrDecode, fmt.Sprintf("topic %q from %q", topic, it.meta.Source), err))
 		return true
 	}
 	err = br.bus.PublishEvent(br.deliverCtx, bus.Event{Topic: topic, Payload: payload, Meta: it.meta})
 	if errors.Is(err, bus.ErrInvalidTopic) {
 		c.decodeErrors.Add(1)
-		br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w: entry %s of %q: %w", ErrMalformed, m.ID, r.key, err))
+		br.rep.drop(ErrMalformed, 1, chain(ErrMalformed, fmt.Sprintf("entry %s of %q", m.ID, r.key), err))
 		return true
 	}
 	if err != nil {
 		// The bus is closed: nothing handled the entry, so it is not
 		// recorded as handled either.
 		c.received.Add(^uint64(0))
-		br.rep.report(fmt.Errorf("bridge: publish %q on the bus: %w", topic, err))
+		br.rep.report(busError(fmt.Sprintf("bridge: publish %q on the bus", topic), err))
 		return false
 	}
 	c.imported.Add(1)
