@@ -30,10 +30,8 @@ type streamReader struct {
 	seq  readLoop
 	back backoff
 
-	// Group routes: IDs handled and not yet acknowledged, and the same as
-	// a set while the reader re-reads its pending entries.
-	unacked   []string
-	unackedAt map[string]bool
+	// Group routes: IDs handled and not yet acknowledged.
+	unacked []string
 }
 
 // run reads until Close.
