@@ -84,8 +84,9 @@
 // [Text], []byte with [Bytes] (the default of raw routes), or a Go value
 // with [JSON]. An event of another type reaches local subscribers but is
 // not exported: it is counted (Stats.EncodeErrors) and reported wrapping
-// [ErrEncode] and bus.ErrPayloadType. New refuses DefaultCodec on a raw
-// route.
+// [ErrEncode] and bus.ErrPayloadType (more of them within a second are
+// reported together, as a *[DropError] wrapping ErrEncode). New refuses
+// DefaultCodec on a raw route.
 //
 // # No loops, no duplicates
 //
@@ -139,9 +140,13 @@
 // [ErrDisconnected] and then [ErrPossibleGap] (Stats.Reconnects): Redis
 // pub/sub keeps nothing for absent subscribers. Missing enveloped events are
 // then reported exactly, as a *[GapError] (Stats.Gaps, GapEvents), when the
-// next event of the same source arrives on the channel. Ready waits until
-// every subscription of the current connection is confirmed: go-redis's
-// Subscribe returns before Redis has acted on it.
+// next event of the same source arrives on the channel. A connection that
+// cannot be made at all (a wrong address or port, a refused password or
+// TLS handshake) is reported as [ErrConnect], "cannot connect to redis at
+// ...", and retried the same way. Ready waits until every subscription of
+// the current connection is confirmed: go-redis's Subscribe returns before
+// Redis has acted on it; when its context ends first, its error carries
+// the last connection error reported, besides the context's.
 //
 // Close stops exporting, closes the pub/sub connection, flushes the outbox
 // until its context ends (saying how many exports it could not send),

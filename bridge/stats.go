@@ -23,6 +23,7 @@ type Stats struct {
 	// ExportRejected counts exports Redis refused, such as with NOPERM.
 	ExportRejected uint64
 	// EncodeErrors counts payloads the route's Codec could not encode,
+	// payloads of a type the route's codec does not carry (Text, Bytes),
 	// and exports bigger than Options.MaxMessageBytes.
 	EncodeErrors uint64
 	// OutboxDepth and OutboxBytes are what waits to be sent now,
