@@ -106,6 +106,17 @@ type subProc struct {
 // subscribed. It is killed at the end of the test if still running.
 func startSub(t *testing.T, url string, args ...string) *subProc {
 	t.Helper()
+	p := launchSub(t, url, args...)
+	if l := next(t, p.stderr, "stderr"); !strings.HasPrefix(l, "buscat: subscribed: ") {
+		t.Fatalf("sub said %q on stderr, want buscat: subscribed: ...", l)
+	}
+	return p
+}
+
+// launchSub starts `buscat sub args...`. It is killed at the end of the
+// test if still running.
+func launchSub(t *testing.T, url string, args ...string) *subProc {
+	t.Helper()
 	p := &subProc{
 		cmd:    exec.Command(built(t), append([]string{"sub"}, args...)...),
 		stdout: make(chan string, 1000),
@@ -132,9 +143,6 @@ func startSub(t *testing.T, url string, args ...string) *subProc {
 			p.wait()
 		}
 	})
-	if l := next(t, p.stderr, "stderr"); !strings.HasPrefix(l, "buscat: subscribed: ") {
-		t.Fatalf("sub said %q on stderr, want buscat: subscribed: ...", l)
-	}
 	return p
 }
 
@@ -244,8 +252,9 @@ func TestPubSub(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := mustBuscat(t, url, tc.stdin, append([]string{"pub"}, tc.args...)...)
-			if r.stdout != "" || r.stderr != "" {
-				t.Errorf("pub printed %q, %q; want nothing", r.stdout, r.stderr)
+			// One receiver: sub.
+			if r.stdout != "(integer) 1\n" || r.stderr != "" {
+				t.Errorf("pub printed %q, %q; want \"(integer) 1\\n\" and nothing on stderr", r.stdout, r.stderr)
 			}
 			l := sub.event(t)
 			if l.Topic != tc.topic || l.Encoding != tc.enc || l.ContentType != tc.ctype {
@@ -326,7 +335,10 @@ func TestOrder(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&in, "event %d\n", i)
 	}
-	mustBuscat(t, srv.URL(), in.String(), "pub", "-lines", "seq.test")
+	r := mustBuscat(t, srv.URL(), in.String(), "pub", "-lines", "seq.test")
+	if want := strings.Repeat("(integer) 1\n", n); r.stdout != want {
+		t.Errorf("pub -lines printed %d lines (%.40q...), want %d times (integer) 1", strings.Count(r.stdout, "\n"), r.stdout, n)
+	}
 	var source string
 	for i := range n {
 		l := sub.event(t)
@@ -361,8 +373,8 @@ func TestInterop(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// The bridge's default prefix, empty, is buscat's.
 	br, err := bridge.New(b, srv.Client(t), &bridge.Options{
-		Prefix: "app:",
 		Routes: []bridge.Route{{Pattern: "orders.*", Codec: bridge.JSON[*order]()}},
 	})
 	if err != nil {
@@ -382,7 +394,9 @@ func TestInterop(t *testing.T) {
 		t.Errorf("sub printed %+v, want orders.created {\"id\":7} from %s seq 1", l, br.InstanceID())
 	}
 
-	mustBuscat(t, srv.URL(), "", "pub", "orders.paid", `{"id": 8}`)
+	if r := mustBuscat(t, srv.URL(), "", "pub", "orders.paid", `{"id": 8}`); r.stdout != "(integer) 2\n" {
+		t.Errorf("pub printed %q, want (integer) 2: the service and sub", r.stdout)
+	}
 	select {
 	case e := <-got:
 		if o, ok := e.Payload.(*order); !ok || o.ID != 8 || e.Topic != "orders.paid" || e.Meta.Seq != 1 {
@@ -404,7 +418,7 @@ func TestStats(t *testing.T) {
 	url := srv.URL()
 
 	r := mustBuscat(t, url, "", "stats", "-json")
-	if want := `{"prefix":"app:","channels":[],"patterns":0}` + "\n"; r.stdout != want {
+	if want := `{"prefix":"","channels":[],"patterns":0}` + "\n"; r.stdout != want {
 		t.Errorf("stats -json with no subscriber: %q, want %q", r.stdout, want)
 	}
 
@@ -416,9 +430,11 @@ func TestStats(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stats -json: %q: %v", r.stdout, err)
 	}
-	want := statsReport{Prefix: "app:", Patterns: 1, Channels: []channelStats{
-		{Channel: "app:chat.lobby", Topic: "chat.lobby", Subscribers: 1},
-		{Channel: "app:notifications", Topic: "notifications", Subscribers: 2},
+	// The empty prefix, the default, takes in every channel.
+	want := statsReport{Prefix: "", Patterns: 1, Channels: []channelStats{
+		{Channel: "chat.lobby", Topic: "chat.lobby", Subscribers: 1},
+		{Channel: "notifications", Topic: "notifications", Subscribers: 2},
+		{Channel: "other:notifications", Topic: "other:notifications", Subscribers: 1},
 	}}
 	if fmt.Sprint(rep) != fmt.Sprint(want) {
 		t.Errorf("stats -json: %+v, want %+v", rep, want)
@@ -525,6 +541,9 @@ func TestErrors(t *testing.T) {
 		{"pub too many", srv.URL(), []string{"pub", "t", "a", "b"}, "", exitUsage, "3 arguments"},
 		{"pub bad type", srv.URL(), []string{"pub", "-type", "xml", "t", "x"}, "", exitUsage, `bad -type "xml"`},
 		{"pub bad json", srv.URL(), []string{"pub", "-type", "json", "t", "{"}, "", exitUsage, "not valid JSON"},
+		{"pub empty stdin", srv.URL(), []string{"pub", "t"}, "", exitRuntime, "pub: stdin is empty: nothing to publish"},
+		{"pub -lines empty stdin", srv.URL(), []string{"pub", "-lines", "t"}, "", exitRuntime, "pub: stdin is empty: nothing to publish"},
+		{"pub -lines no line", srv.URL(), []string{"pub", "-lines", "t", ""}, "", exitRuntime, "pub: -lines: the payload has no line"},
 		{"stats argument", srv.URL(), []string{"stats", "x"}, "", exitUsage, `unexpected argument "x"`},
 		{"bad url flag", srv.URL(), []string{"-url", "http://127.0.0.1", "stats"}, "", exitUsage, `bad -url "http://127.0.0.1"`},
 		{"bad url env", "redis://[::1", []string{"stats"}, "", exitUsage, `bad -url "redis://[::1"`},
@@ -561,7 +580,7 @@ func TestACL(t *testing.T) {
 		{"wrong password", "redis://limited:nope@" + srv.Addr(), []string{"stats"}, "cannot reach Redis at " + srv.Addr() + ": WRONGPASS"},
 		{"subscribe refused", good, []string{"sub", "x"}, "sub: bridge: subscribe refused"},
 		{"psubscribe refused", good, []string{"sub", "x.*"}, "sub: bridge: subscribe refused"},
-		{"publish refused", good, []string{"pub", "x", "y"}, "pub: Redis took 0 of 1 events: bridge: publish refused"},
+		{"publish refused", good, []string{"pub", "x", "y"}, "pub: Redis took 0 of 1 event: bridge: publish refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := buscat(t, tc.url, "", tc.args...)
@@ -579,14 +598,161 @@ func TestACL(t *testing.T) {
 	stopSub(t, sub)
 }
 
-// TestHelp checks that -h prints the usage on stdout and exits 0.
+// TestHelp checks that -h prints the usage on stdout and exits 0, and
+// that it says first how to talk to plain Redis clients.
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"sub", "-h"}, {"help"}} {
 		r := buscat(t, "", "", args...)
-		if r.code != 0 || r.stderr != "" || !strings.HasPrefix(r.stdout, "usage: buscat") || !strings.Contains(r.stdout, "-prefix") {
+		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "\nusage: buscat") || !strings.Contains(r.stdout, "-prefix") {
 			t.Errorf("buscat %v: status %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
 		}
+		intro, _, _ := strings.Cut(r.stdout, "usage:")
+		for _, want := range []string{"PREFIX+T", "empty by default", "Plain Redis clients", "pub -raw"} {
+			if !strings.Contains(intro, want) {
+				t.Errorf("buscat %v: the help does not say %q before the usage:\n%s", args, want, intro)
+			}
+		}
 	}
+}
+
+// TestDefaultPrefix checks that with the default prefix, empty, a topic is
+// the Redis channel of its name: buscat sub notifications prints what
+// redis-cli PUBLISH notifications sends, and redis-cli SUBSCRIBE
+// notifications prints what buscat pub -raw notifications sends.
+func TestDefaultPrefix(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	sub := startSub(t, srv.URL(), "notifications")
+	if n, err := srv.CLI("PUBLISH", "notifications", "hi"); err != nil || strings.TrimSpace(n) != "1" {
+		t.Fatalf("redis-cli PUBLISH notifications hi: %q, %v; want 1 receiver", n, err)
+	}
+	if l := sub.event(t); l.Topic != "notifications" || payloadString(t, l) != "hi" {
+		t.Errorf("sub printed %+v, want hi on notifications", l)
+	}
+
+	_, port, _ := strings.Cut(srv.Addr(), ":")
+	cli := exec.Command("redis-cli", "-p", port, "SUBSCRIBE", "notifications")
+	out, err := cli.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cli.Process.Kill()
+		cli.Wait()
+	}()
+	lines := bufio.NewScanner(out)
+	// redis-cli prints a field per line when it does not print to a
+	// terminal: the confirmation, then each message.
+	for _, want := range []string{"subscribe", "notifications", "1"} {
+		if !lines.Scan() || lines.Text() != want {
+			t.Fatalf("redis-cli SUBSCRIBE printed %q, want %q", lines.Text(), want)
+		}
+	}
+	if r := mustBuscat(t, srv.URL(), "", "pub", "-raw", "notifications", "hello from buscat"); r.stdout != "(integer) 2\n" {
+		t.Errorf("pub printed %q, want (integer) 2: sub and redis-cli", r.stdout)
+	}
+	for _, want := range []string{"message", "notifications", "hello from buscat"} {
+		if !lines.Scan() || lines.Text() != want {
+			t.Fatalf("redis-cli SUBSCRIBE printed %q, want %q", lines.Text(), want)
+		}
+	}
+	if l := sub.event(t); payloadString(t, l) != "hello from buscat" {
+		t.Errorf("sub printed %+v", l)
+	}
+	stopSub(t, sub)
+}
+
+// TestPubReceivers checks that pub prints, for each event, the number of
+// clients that received it, as redis-cli PUBLISH does: the number that
+// redis-cli PUBLISH gets on the same channel.
+func TestPubReceivers(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	url := srv.URL()
+	for _, tc := range []struct {
+		name   string
+		subs   int // buscat subs of the topic: the receivers
+		args   []string
+		stdin  string
+		events int
+	}{
+		{"nobody", 0, []string{"pub", "r.t", "x"}, "", 1},
+		{"one", 1, []string{"pub", "r.t", "x"}, "", 1},
+		{"two raw", 2, []string{"pub", "-raw", "r.t", "x"}, "", 1},
+		{"lines", 2, []string{"pub", "-lines", "r.t"}, "a\nb\nc\n", 3},
+		{"empty argument", 1, []string{"pub", "r.t", ""}, "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var subs []*subProc
+			for range tc.subs {
+				subs = append(subs, startSub(t, url, "r.t"))
+			}
+			r := mustBuscat(t, url, tc.stdin, tc.args...)
+			want := strings.Repeat(fmt.Sprintf("(integer) %d\n", tc.subs), tc.events)
+			if r.stdout != want || r.stderr != "" {
+				t.Errorf("pub printed %q, %q; want %q and nothing on stderr", r.stdout, r.stderr, want)
+			}
+			n, err := srv.CLI("PUBLISH", "r.t", "y")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(n) != strconv.Itoa(tc.subs) {
+				t.Errorf("redis-cli PUBLISH reached %s clients, pub says %d", n, tc.subs)
+			}
+			for _, s := range subs {
+				for range tc.events + 1 { // pub's and redis-cli's
+					s.event(t)
+				}
+				stopSub(t, s)
+			}
+		})
+	}
+}
+
+// TestPrefixWarning checks that a topic or pattern typed with the prefix
+// on it gets a warning on stderr, and goes where buscat says.
+func TestPrefixWarning(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	plain := rdb.Subscribe(ctx, "app:app:notifications")
+	defer plain.Close()
+	if _, err := plain.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := mustBuscat(t, srv.URL(), "", "-prefix", "app:", "pub", "-raw", "app:notifications", "doubled")
+	want := `buscat: warning: topic "app:notifications" starts with the prefix "app:", which buscat adds, making it "app:app:notifications" on Redis; did you mean topic "notifications"?` + "\n"
+	if r.stderr != want || r.stdout != "(integer) 1\n" {
+		t.Errorf("pub printed %q, %q; want (integer) 1 and the warning %q", r.stdout, r.stderr, want)
+	}
+	select {
+	case m := <-plain.Channel():
+		if m.Channel != "app:app:notifications" || m.Payload != "doubled" {
+			t.Errorf("got %q on %s", m.Payload, m.Channel)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("nothing on app:app:notifications")
+	}
+
+	// No warning without the prefix on the topic, nor without a prefix.
+	for _, args := range [][]string{{"-prefix", "app:", "pub", "notifications", "x"}, {"pub", "app:notifications", "x"}} {
+		if r := mustBuscat(t, srv.URL(), "", args...); r.stderr != "" {
+			t.Errorf("buscat %v: stderr %q, want nothing", args, r.stderr)
+		}
+	}
+
+	// sub warns too, before it subscribes.
+	sub := launchSub(t, srv.URL(), "-prefix", "app:", "app:orders.*")
+	for _, want := range []string{
+		`buscat: warning: pattern "app:orders.*" starts with the prefix "app:", which buscat adds, making it "app:app:orders.*" on Redis; did you mean pattern "orders.*"?`,
+		"buscat: subscribed: PSUBSCRIBE app:app:orders.*",
+	} {
+		if got := next(t, sub.stderr, "stderr"); got != want {
+			t.Fatalf("sub said %q on stderr, want %q", got, want)
+		}
+	}
+	stopSub(t, sub)
 }
 
 // refusedAddr returns a loopback address where nothing listens.
@@ -599,4 +765,52 @@ func refusedAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// TestStdoutFull checks that a line pub or sub cannot print is an error,
+// exit status 1, not lost: here stdout is /dev/full, where every write
+// fails with ENOSPC.
+func TestStdoutFull(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	defer full.Close()
+	srv := redistest.Start(t, nil)
+
+	pub := exec.Command(built(t), "pub", "x", "hi")
+	pub.Env = env(srv.URL())
+	pub.Stdout = full
+	var stderr bytes.Buffer
+	pub.Stderr = &stderr
+	var exit *exec.ExitError
+	if err := pub.Run(); !errors.As(err, &exit) || exit.ExitCode() != exitRuntime ||
+		!strings.HasPrefix(stderr.String(), "buscat: pub: writing to stdout: ") {
+		t.Errorf("pub > /dev/full: %v, stderr %q; want exit status 1 and the write error", err, stderr.String())
+	}
+
+	sub := exec.Command(built(t), "sub", "x")
+	sub.Env = env(srv.URL())
+	sub.Stdout = full
+	subErr, err := sub.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A sub that does not stop is killed: the checks below then fail.
+	timer := time.AfterFunc(waitTimeout, func() { sub.Process.Kill() })
+	defer timer.Stop()
+	lines := bufio.NewScanner(subErr)
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "buscat: subscribed: ") {
+		t.Fatalf("sub said %q, want buscat: subscribed: ...", lines.Text())
+	}
+	mustBuscat(t, srv.URL(), "", "pub", "x", "hi")
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "buscat: sub: writing to stdout: ") {
+		t.Errorf("sub > /dev/full said %q, want the write error", lines.Text())
+	}
+	if err := sub.Wait(); !errors.As(err, &exit) || exit.ExitCode() != exitRuntime {
+		t.Errorf("sub > /dev/full: %v, want exit status 1", err)
+	}
 }

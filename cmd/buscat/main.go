@@ -2,6 +2,13 @@
 // mirrors on Redis: it prints their events, publishes events, and shows who
 // listens.
 //
+// Topic T is the Redis channel PREFIX+T, where PREFIX (-prefix) is empty by
+// default, as bridge.Options.Prefix is: give buscat the prefix of the
+// bridges it talks to. Plain Redis clients (redis-cli, redis-py) take part
+// too: sub prints what they publish as it is, and pub -raw sends them the
+// payload as it is; without -raw, pub sends Busline's binary envelope,
+// which bridges decode and plain clients see as bytes.
+//
 // Usage:
 //
 //	buscat [flags] sub PATTERN...        print events as JSON lines until Ctrl-C
@@ -12,14 +19,19 @@
 //
 //	-url URL      Redis server (default $REDIS_URL, else redis://127.0.0.1:6379);
 //	              rediss:// for TLS, redis://user:password@host:port/db for ACL users
-//	-prefix P     channel prefix of the bridged topics (default "app:"): topic
-//	              "orders.created" is channel "app:orders.created"
+//	-prefix P     channel prefix of the bridged topics (default empty): with
+//	              -prefix app:, topic "orders.created" is channel "app:orders.created"
 //	-raw          raw messages (payload bytes, no envelope), as a bridge's raw
 //	              routes and plain Redis clients send them
 //	-type T       pub: the payload's content type: auto (default), text, json, bytes
 //	-lines        pub: publish each line of the payload as its own event
 //	-json         stats: print JSON instead of a table
 //	-h            print this help
+//
+// A TOPIC or PATTERN that already starts with a non-empty prefix, as in
+// `buscat -prefix app: pub app:notifications`, gets a warning on stderr:
+// buscat adds the prefix, so that event goes to the channel
+// "app:app:notifications".
 //
 // # sub
 //
@@ -55,8 +67,16 @@
 // without control characters other than tab and newlines, bytes otherwise.
 // Bridges with an enveloped route for the topic deliver it with this
 // buscat's instance ID as its source. With -raw the message is the
-// payload's bytes exactly. pub prints nothing and exits 0
-// once Redis has taken every event.
+// payload's bytes exactly.
+//
+// Once Redis has taken every event, pub prints, for each event in order,
+// the number of clients that received it, as redis-cli PUBLISH does:
+// "(integer) 2". It is Redis's reply to the event's PUBLISH; "(integer) 0"
+// means that nobody subscribes to the channel (a wrong -prefix, say).
+//
+// An empty stdin is refused (exit status 1), since it is more often a
+// mistake than an intent; an empty PAYLOAD argument ("") publishes an empty
+// event. With -lines, a payload without any line is refused too.
 //
 // # stats
 //
@@ -69,9 +89,10 @@
 // # Exit status
 //
 // 0 on success, also for sub stopped by SIGINT (Ctrl-C) or SIGTERM; 1 for
-// errors at run time, such as an unreachable Redis or a refused command; 2
-// for usage errors: an unknown command or flag, a bad URL, topic or
-// pattern, a missing argument. Errors are one line on stderr.
+// errors at run time, such as an unreachable Redis, a refused command or an
+// empty stdin for pub; 2 for usage errors: an unknown command or flag, a
+// bad URL, topic or pattern, a missing argument. Errors are one line on
+// stderr.
 package main
 
 import (
@@ -123,8 +144,15 @@ type config struct {
 	stdout, stderr io.Writer
 }
 
-const usageText = `usage: buscat [flags] sub PATTERN...       print events as JSON lines until Ctrl-C
-       buscat [flags] pub TOPIC [PAYLOAD]  publish an event (PAYLOAD from stdin when omitted)
+const usageText = `buscat: a terminal client for the Redis channels of Busline bridges.
+Topic T is the Redis channel PREFIX+T; -prefix is empty by default, as in package
+bridge. Plain Redis clients (redis-cli, redis-py): sub prints what they publish as
+it is; pub -raw sends them the payload as it is (without -raw they get Busline's
+binary envelope, which bridges decode).
+
+usage: buscat [flags] sub PATTERN...       print events as JSON lines until Ctrl-C
+       buscat [flags] pub TOPIC [PAYLOAD]  publish an event (PAYLOAD from stdin when omitted),
+                                           print its number of receivers: (integer) N
        buscat [flags] stats                channels of the prefix and their subscribers
 
 flags (before or after the command):
@@ -148,7 +176,7 @@ func main() {
 // envURL is the value of REDIS_URL. Errors are written to stderr as one
 // line.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, envURL string) int {
-	cfg := &config{url: defaultURL, prefix: "app:", typ: "auto", stdin: stdin, stdout: stdout, stderr: stderr}
+	cfg := &config{url: defaultURL, typ: "auto", stdin: stdin, stdout: stdout, stderr: stderr}
 	if envURL != "" {
 		cfg.url = envURL
 	}
@@ -160,10 +188,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, &usage):
-		fmt.Fprintf(stderr, "buscat: %v (buscat -h for help)\n", oneLine(err))
+		warn(cfg, "buscat: %v (buscat -h for help)\n", oneLine(err))
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "buscat: %v\n", oneLine(err))
+		warn(cfg, "buscat: %v\n", oneLine(err))
 		return exitRuntime
 	}
 }
@@ -187,8 +215,7 @@ func dispatch(ctx context.Context, cfg *config, args []string) error {
 	case "stats":
 		return stats(ctx, cfg, pos)
 	case "help":
-		printUsage(fs, cfg.stdout)
-		return nil
+		return printUsage(fs, cfg.stdout)
 	}
 	return usagef("unknown command %q: want sub, pub or stats", cmd)
 }
@@ -197,8 +224,8 @@ func dispatch(ctx context.Context, cfg *config, args []string) error {
 func (cfg *config) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("buscat", flag.ContinueOnError)
 	fs.StringVar(&cfg.url, "url", cfg.url, "Redis `URL` (also $REDIS_URL)")
-	fs.StringVar(&cfg.prefix, "prefix", cfg.prefix, "channel `prefix` of the bridged topics")
-	fs.BoolVar(&cfg.raw, "raw", false, "raw messages: payload bytes, no envelope")
+	fs.StringVar(&cfg.prefix, "prefix", cfg.prefix, "channel `prefix` of the bridged topics: topic T is channel prefix+T")
+	fs.BoolVar(&cfg.raw, "raw", false, "raw messages: payload bytes, no envelope, as plain Redis clients send and expect")
 	fs.StringVar(&cfg.typ, "type", cfg.typ, "pub: content `type` of the payload: auto, text, json or bytes")
 	fs.BoolVar(&cfg.lines, "lines", false, "pub: publish each line of the payload as an event")
 	fs.BoolVar(&cfg.json, "json", false, "stats: print JSON instead of a table")
@@ -217,7 +244,9 @@ func parse(fs *flag.FlagSet, args []string, out io.Writer) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				printUsage(fs, out)
+				if err := printUsage(fs, out); err != nil {
+					return nil, err
+				}
 				return nil, err
 			}
 			return nil, &usageError{err.Error()}
@@ -235,12 +264,41 @@ func parse(fs *flag.FlagSet, args []string, out io.Writer) ([]string, error) {
 }
 
 // printUsage writes the help to w.
-func printUsage(fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprint(w, usageText)
-	fs.SetOutput(w)
+func printUsage(fs *flag.FlagSet, w io.Writer) error {
+	var flags strings.Builder
+	fs.SetOutput(&flags)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
-	fmt.Fprint(w, usageTail)
+	if _, err := fmt.Fprint(w, usageText, flags.String(), usageTail); err != nil {
+		return fmt.Errorf("writing the help: %w", err)
+	}
+	return nil
+}
+
+// warnPrefixed warns on stderr when name, a topic or pattern, already
+// starts with the prefix, which buscat adds: `buscat -prefix app: pub
+// app:notifications` publishes to the channel "app:app:notifications".
+func warnPrefixed(cfg *config, what, name string) {
+	if cfg.prefix == "" || !strings.HasPrefix(name, cfg.prefix) {
+		return
+	}
+	warn(cfg, "buscat: warning: %s %q starts with the prefix %q, which buscat adds, making it %q on Redis; did you mean %s %q?\n",
+		what, name, cfg.prefix, cfg.prefix+name, what, strings.TrimPrefix(name, cfg.prefix))
+}
+
+// warn writes a diagnostic to stderr. Its write error is dropped on
+// purpose: stderr is where errors would be reported, so there is nowhere
+// left to report that one.
+func warn(cfg *config, format string, args ...any) {
+	_, _ = fmt.Fprintf(cfg.stderr, format, args...)
+}
+
+// closeWith calls close and adds its error, if any, to *err, saying what
+// failed to close: for defers.
+func closeWith(err *error, what string, close func() error) {
+	if cerr := close(); cerr != nil {
+		*err = errors.Join(*err, fmt.Errorf("closing %s: %w", what, cerr))
+	}
 }
 
 // oneLine keeps an error message on one line, whatever the error wraps.

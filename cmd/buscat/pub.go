@@ -5,19 +5,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/busline/bus"
 	"github.com/busline/bus/bridge"
+	"github.com/redis/go-redis/v9"
 )
 
 // pub publishes one event to topic, or one per line with -lines: the
 // payload is args[1], or stdin when it is omitted. It goes through a bus and
 // a bridge with one export route, so an enveloped event is exactly what a
 // service's bridge would send, with a source ID and a sequence number.
-func pub(ctx context.Context, cfg *config, args []string) error {
+// Once Redis has taken every event, it prints each event's number of
+// receivers, as redis-cli PUBLISH does.
+func pub(ctx context.Context, cfg *config, args []string) (err error) {
 	switch {
 	case len(args) == 0:
 		return usagef("pub: no topic: want buscat pub TOPIC [PAYLOAD]")
@@ -33,6 +38,7 @@ func pub(ctx context.Context, cfg *config, args []string) error {
 	default:
 		return usagef("pub: bad -type %q: want auto, text, json or bytes", cfg.typ)
 	}
+	warnPrefixed(cfg, "topic", topic)
 	var payload []byte
 	if len(args) == 2 {
 		payload = []byte(args[1])
@@ -40,6 +46,11 @@ func pub(ctx context.Context, cfg *config, args []string) error {
 		var err error
 		if payload, err = io.ReadAll(cfg.stdin); err != nil {
 			return fmt.Errorf("pub: reading stdin: %w", err)
+		}
+		// More often a forgotten payload or an empty file than an intent;
+		// an intended empty event has an empty argument.
+		if len(payload) == 0 {
+			return fmt.Errorf("pub: stdin is empty: nothing to publish (an empty event needs an empty PAYLOAD argument: buscat pub %s '')", topic)
 		}
 	}
 	var msgs []message
@@ -51,16 +62,18 @@ func pub(ctx context.Context, cfg *config, args []string) error {
 		msgs = append(msgs, m)
 	}
 	if len(msgs) == 0 {
-		return nil // -lines and no line
+		return errors.New("pub: -lines: the payload has no line: nothing to publish")
 	}
 
 	rdb, err := connect(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
+	defer closeWith(&err, "the Redis client", rdb.Close)
+	var replies receivers
+	rdb.AddHook(&replies)
 	b := bus.New(nil)
-	defer b.Close(context.Background())
+	defer closeWith(&err, "the bus", func() error { return b.Close(context.Background()) })
 	var (
 		mu       sync.Mutex // protects firstErr
 		firstErr error      // the first thing the bridge reported
@@ -79,6 +92,9 @@ func pub(ctx context.Context, cfg *config, args []string) error {
 		// waiting for.
 		ReconnectMax: connectTimeout,
 		ResumeDelay:  -1,
+		// One PUBLISH per event, never a batch of them, so that each
+		// event has its own reply: its number of receivers.
+		CoalesceBytes: -1,
 	})
 	if err != nil {
 		return fmt.Errorf("pub: %w", err)
@@ -97,16 +113,84 @@ func pub(ctx context.Context, cfg *config, args []string) error {
 	if pubErr != nil {
 		return fmt.Errorf("pub: %w", pubErr)
 	}
-	if sent := br.Stats().Exported; sent != uint64(len(msgs)) {
+	stats := br.Stats()
+	if stats.Exported != uint64(len(msgs)) {
 		mu.Lock()
 		cause := firstErr
 		mu.Unlock()
 		if cause == nil {
 			cause = closeErr
 		}
-		return fmt.Errorf("pub: Redis took %d of %d events: %v", sent, len(msgs), cause)
+		return fmt.Errorf("pub: Redis took %d of %s: %v", stats.Exported, plural(len(msgs), "event"), cause)
+	}
+	if closeErr != nil {
+		return fmt.Errorf("pub: %w", closeErr)
+	}
+	counts := replies.counts()
+	if len(counts) != len(msgs) || stats.ExportMessages != uint64(len(msgs)) {
+		// Not seen in practice: the bridge sent the events in other than
+		// one PUBLISH each, so the replies do not say who got which.
+		warn(cfg, "buscat: pub: Redis took %s in %s: receiver counts unknown\n",
+			plural(len(msgs), "event"), plural(len(counts), "PUBLISH command"))
+		return nil
+	}
+	for _, n := range counts {
+		if _, err := fmt.Fprintf(cfg.stdout, "(integer) %d\n", n); err != nil {
+			return fmt.Errorf("pub: writing to stdout: %w", err)
+		}
 	}
 	return nil
+}
+
+// receivers is a go-redis hook that records the replies of the PUBLISH
+// commands sent through a client: each is the number of clients that
+// received the message. The bridge does not report them; the hook on pub's
+// own client sees them as they come back, in the order of the commands,
+// which for one channel is the order of the events. Its methods are safe
+// for concurrent use.
+type receivers struct {
+	mu    sync.Mutex // protects reply
+	reply []int64
+}
+
+var _ redis.Hook = (*receivers)(nil)
+
+func (r *receivers) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *receivers) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		r.record(cmd)
+		return err
+	}
+}
+
+func (r *receivers) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			r.record(cmd)
+		}
+		return err
+	}
+}
+
+// record keeps the reply of cmd if it is an answered PUBLISH.
+func (r *receivers) record(cmd redis.Cmder) {
+	c, ok := cmd.(*redis.IntCmd)
+	if !ok || c.Name() != "publish" || c.Err() != nil {
+		return
+	}
+	r.mu.Lock()
+	r.reply = append(r.reply, c.Val())
+	r.mu.Unlock()
+}
+
+// counts returns the replies recorded so far.
+func (r *receivers) counts() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reply)
 }
 
 // split returns payload as one message, or with lines as its lines without

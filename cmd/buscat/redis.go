@@ -35,8 +35,9 @@ func connect(ctx context.Context, cfg *config) (*redis.Client, error) {
 	select {
 	case err := <-pong:
 		if err != nil {
-			rdb.Close()
-			return nil, fmt.Errorf("cannot reach Redis at %s: %w", opts.Addr, err)
+			err = fmt.Errorf("cannot reach Redis at %s: %w", opts.Addr, err)
+			closeWith(&err, "the Redis client", rdb.Close)
+			return nil, err
 		}
 		return rdb, nil
 	case <-ctx.Done():

@@ -30,7 +30,7 @@ type statsReport struct {
 
 // stats prints the channels of the prefix that have subscribers, with their
 // number of subscribers, and the server's number of pattern subscriptions.
-func stats(ctx context.Context, cfg *config, args []string) error {
+func stats(ctx context.Context, cfg *config, args []string) (err error) {
 	if len(args) > 0 {
 		return usagef("stats: unexpected argument %q", args[0])
 	}
@@ -44,7 +44,7 @@ func stats(ctx context.Context, cfg *config, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
+	defer closeWith(&err, "the Redis client", rdb.Close)
 
 	channels, err := rdb.PubSubChannels(ctx, glob).Result()
 	if err != nil {
@@ -78,12 +78,16 @@ func stats(ctx context.Context, cfg *config, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(cfg.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SUBSCRIBERS\tCHANNEL\tTOPIC")
+	if _, err := fmt.Fprintln(tw, "SUBSCRIBERS\tCHANNEL\tTOPIC"); err != nil {
+		return fmt.Errorf("stats: writing to stdout: %w", err)
+	}
 	for _, c := range report.Channels {
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", c.Subscribers, c.Channel, c.Topic)
+		if _, err := fmt.Fprintf(tw, "%d\t%s\t%s\n", c.Subscribers, c.Channel, c.Topic); err != nil {
+			return fmt.Errorf("stats: writing to stdout: %w", err)
+		}
 	}
 	if err := tw.Flush(); err != nil {
-		return err
+		return fmt.Errorf("stats: writing to stdout: %w", err)
 	}
 	_, err = fmt.Fprintf(cfg.stdout, "%s of prefix %q with subscribers; %s on the server (PUBSUB NUMPAT counts all prefixes)\n",
 		plural(len(report.Channels), "channel"), cfg.prefix, plural(int(report.Patterns), "pattern subscription"))

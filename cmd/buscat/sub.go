@@ -19,7 +19,7 @@ import (
 // route per pattern do, exactly as in the services that use the topics, and
 // one local subscriber prints what the bridge imports, with the source,
 // sequence number and time the bridge puts in bus.Meta.
-func sub(ctx context.Context, cfg *config, patterns []string) error {
+func sub(ctx context.Context, cfg *config, patterns []string) (err error) {
 	if len(patterns) == 0 {
 		return usagef("sub: no pattern: want buscat sub PATTERN...")
 	}
@@ -30,6 +30,9 @@ func sub(ctx context.Context, cfg *config, patterns []string) error {
 		}
 		routes[i] = bridge.Route{Pattern: p, Direction: bridge.Import, Raw: cfg.raw, Codec: wireCodec{}}
 	}
+	for _, p := range patterns {
+		warnPrefixed(cfg, "pattern", p)
+	}
 	rdb, err := connect(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -37,22 +40,28 @@ func sub(ctx context.Context, cfg *config, patterns []string) error {
 		}
 		return err
 	}
-	defer rdb.Close()
+	defer closeWith(&err, "the Redis client", rdb.Close)
 
-	b := bus.New(&bus.Options{OnError: func(err error) { fmt.Fprintln(cfg.stderr, "buscat:", oneLine(err)) }})
-	defer b.Close(context.Background())
+	// A line that cannot be printed (stdout gone, a full disk) ends sub
+	// with that error: fail records it and stops the wait below.
+	subCtx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	b := bus.New(&bus.Options{OnError: func(err error) { warn(cfg, "buscat: %s\n", oneLine(err)) }})
+	defer closeWith(&err, "the bus", func() error { return b.Close(context.Background()) })
 	var mu sync.Mutex // serializes the lines on stdout
 	if _, err := b.Subscribe("**", func(_ context.Context, e bus.Event) {
 		out, err := formatEvent(e)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
-			fmt.Fprintln(cfg.stderr, "buscat:", oneLine(err))
+			warn(cfg, "buscat: %s\n", oneLine(err))
 			return
 		}
-		cfg.stdout.Write(out)
+		if _, err := cfg.stdout.Write(out); err != nil {
+			fail(fmt.Errorf("sub: writing to stdout: %w", err))
+		}
 	}); err != nil {
-		return err
+		return fmt.Errorf("sub: %w", err)
 	}
 
 	var ready atomic.Bool
@@ -69,26 +78,25 @@ func sub(ctx context.Context, cfg *config, patterns []string) error {
 			if !ready.Load() && errors.Is(err, bridge.ErrSubscribe) {
 				return
 			}
-			fmt.Fprintln(cfg.stderr, "buscat:", oneLine(err))
+			warn(cfg, "buscat: %s\n", oneLine(err))
 		},
 	})
 	if err != nil {
 		return fmt.Errorf("sub: %w", err)
 	}
-	closeBridge := func() error {
+	// The bridge closes before the bus (deferred later, runs first).
+	defer closeWith(&err, "the bridge", func() error {
 		closeCtx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()
 		return br.Close(closeCtx)
-	}
+	})
 	readyCtx, cancel := context.WithTimeout(ctx, connectTimeout)
 	err = br.Ready(readyCtx)
 	cancel()
 	switch {
 	case err != nil && ctx.Err() != nil:
-		closeBridge()
 		return nil // Ctrl-C before the subscriptions were confirmed
 	case err != nil:
-		closeBridge()
 		return fmt.Errorf("sub: %w", err)
 	}
 	ready.Store(true)
@@ -100,11 +108,11 @@ func sub(ctx context.Context, cfg *config, patterns []string) error {
 	if len(globs) > 0 {
 		subs = append(subs, "PSUBSCRIBE "+strings.Join(globs, " "))
 	}
-	fmt.Fprintf(cfg.stderr, "buscat: subscribed: %s\n", strings.Join(subs, "; "))
+	warn(cfg, "buscat: subscribed: %s\n", strings.Join(subs, "; "))
 
-	<-ctx.Done()
-	if err := closeBridge(); err != nil && !errors.Is(err, bridge.ErrClosed) {
-		return fmt.Errorf("sub: %w", err)
+	<-subCtx.Done()
+	if ctx.Err() != nil {
+		return nil // Ctrl-C or SIGTERM: the normal way to stop
 	}
-	return nil
+	return context.Cause(subCtx)
 }
