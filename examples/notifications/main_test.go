@@ -68,21 +68,63 @@ func TestInProcessBinary(t *testing.T) {
 	}
 }
 
-// failingWriter fails every write.
-type failingWriter struct{}
+// failingWriter fails the writes of lines that start with prefix, and
+// passes the others to w.
+type failingWriter struct {
+	prefix string
+	w      io.Writer
+}
 
 var errWrite = errors.New("disk full")
 
-func (failingWriter) Write([]byte) (int, error) { return 0, errWrite }
+func (f failingWriter) Write(p []byte) (int, error) {
+	if strings.HasPrefix(string(p), f.prefix) {
+		return 0, errWrite
+	}
+	return f.w.Write(p)
+}
 
-// TestOutputError checks that a failed write to stdout is the program's
-// error, not lost.
+// TestOutputError checks that a line the program cannot print is its
+// error, not lost: the publisher's and the listener's, in one process and
+// in the Redis mode, where the listener then stops.
 func TestOutputError(t *testing.T) {
-	err := run(context.Background(), nil, failingWriter{}, io.Discard)
-	if !errors.Is(err, errWrite) || !strings.Contains(err.Error(), "writing to stdout") {
-		t.Errorf("run with a failing stdout: %v, want an error wrapping %v", err, errWrite)
+	for _, prefix := range []string{"publisher", "listener"} {
+		err := run(context.Background(), nil, failingWriter{prefix, io.Discard}, io.Discard)
+		if !errors.Is(err, errWrite) || !strings.Contains(err.Error(), "writing to stdout") {
+			t.Errorf("run failing on %s lines: %v, want an error wrapping %v", prefix, err, errWrite)
+		}
+	}
+
+	srv := redistest.Start(t, nil)
+	ready := make(chan string, 1)
+	out := failingWriter{"listener received", writerFunc(func(p []byte) (int, error) {
+		ready <- string(p)
+		return len(p), nil
+	})}
+	done := make(chan error, 1)
+	go func() { done <- run(context.Background(), []string{"-redis", srv.URL(), "-role", "listener"}, out, io.Discard) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("listener: %v", err)
+	}
+	if _, err := srv.CLI("PUBLISH", "notifications", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, errWrite) || !strings.Contains(err.Error(), "writing to stdout") {
+			t.Errorf("listener failing to print: %v, want an error wrapping %v", err, errWrite)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the listener did not stop when it could not print")
 	}
 }
+
+// writerFunc is a function as an io.Writer.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestFlagErrors(t *testing.T) {
 	refused := refusedAddr(t)
