@@ -102,7 +102,9 @@ func TestOutputError(t *testing.T) {
 		return len(p), nil
 	})}
 	done := make(chan error, 1)
-	go func() { done <- run(context.Background(), []string{"-redis", srv.URL(), "-role", "listener"}, out, io.Discard) }()
+	go func() {
+		done <- run(context.Background(), []string{"-redis", srv.URL(), "-role", "listener"}, out, io.Discard)
+	}()
 	select {
 	case <-ready:
 	case err := <-done:
