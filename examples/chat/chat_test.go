@@ -54,10 +54,18 @@ func (l *lockedBuffer) String() string {
 // and must exit cleanly, having written nothing to stderr.
 func startInstance(t *testing.T, args ...string) string {
 	t.Helper()
+	base, _ := startLogging(t, false, args...)
+	return base
+}
+
+// startLogging is startInstance, also returning what the instance writes
+// to stderr; that may be anything when logs is true.
+func startLogging(t *testing.T, logs bool, args ...string) (base string, stderr *lockedBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	stderr := &lockedBuffer{}
+	stderr = &lockedBuffer{}
 	go func() {
 		done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), io.Discard, stderr, func(a string) { addr <- a })
 	}()
@@ -71,19 +79,19 @@ func startInstance(t *testing.T, args ...string) string {
 		case <-time.After(waitTimeout):
 			t.Errorf("instance %v did not stop", args)
 		}
-		if s := stderr.String(); s != "" {
+		if s := stderr.String(); s != "" && !logs {
 			t.Errorf("instance %v stderr: %s", args, s)
 		}
 	})
 	select {
 	case a := <-addr:
-		return "http://" + a
+		return "http://" + a, stderr
 	case err := <-done:
 		t.Fatalf("instance %v: %v", args, err)
 	case <-time.After(waitTimeout):
 		t.Fatalf("instance %v did not start", args)
 	}
-	return ""
+	return "", nil
 }
 
 // client returns an HTTP client whose connections are closed at the end of
@@ -102,10 +110,12 @@ type sseEvent struct {
 // stream is an open /events stream.
 type stream struct {
 	events chan sseEvent // closed at the end of the stream
+	status Status        // the status sent after "ready"
 }
 
 // openStream follows rooms on the instance at base and waits for the
-// "ready" event. The stream is closed at the end of the test.
+// "ready" event and the status after it. The stream is closed at the end
+// of the test.
 func openStream(t *testing.T, c *http.Client, base string, rooms ...string) *stream {
 	t.Helper()
 	q := url.Values{"room": rooms}
@@ -161,7 +171,19 @@ func openStream(t *testing.T, c *http.Client, base string, rooms ...string) *str
 	if e.event != "ready" || json.Unmarshal([]byte(e.data), &ready) != nil || fmt.Sprint(ready.Rooms) != fmt.Sprint(rooms) {
 		t.Fatalf("first event %+v, want ready for %v", e, rooms)
 	}
+	s.status = s.nextStatus(t)
 	return s
+}
+
+// nextStatus returns the next event of the stream, which must be a status.
+func (s *stream) nextStatus(t *testing.T) Status {
+	t.Helper()
+	e := s.next(t)
+	var st Status
+	if e.event != "status" || json.Unmarshal([]byte(e.data), &st) != nil || st.State == "" || st.Text == "" || st.Since.IsZero() {
+		t.Fatalf("event %+v, want a status", e)
+	}
+	return st
 }
 
 // next returns the next event of the stream.
@@ -217,10 +239,15 @@ func post(t *testing.T, c *http.Client, base, room, from, text string) Message {
 func TestTwoInstances(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	a := startInstance(t, "-redis", srv.URL(), "-name", "A")
-	b := startInstance(t, "-redis", srv.URL(), "-name", "B", "-prefix", "app:")
+	b := startInstance(t, "-redis", srv.URL(), "-name", "B", "-prefix", "") // the default, spelt out
 	c := client(t)
 	onB := openStream(t, c, b, "lobby", "dev")
 	onA := openStream(t, c, a, "lobby")
+	for _, s := range []*stream{onA, onB} {
+		if s.status.State != StateConnected {
+			t.Errorf("status %+v, want %s", s.status, StateConnected)
+		}
+	}
 
 	const n = 60
 	var want = map[string][]string{}
@@ -277,6 +304,9 @@ func TestAlone(t *testing.T) {
 	base := startInstance(t, "-name", "solo")
 	c := client(t)
 	s := openStream(t, c, base, "lobby", "lobby") // a room twice counts once
+	if s.status.State != StateAlone {
+		t.Errorf("status %+v, want %s", s.status, StateAlone)
+	}
 	post(t, c, base, "lobby", "", "  hi  ")
 	if m := s.message(t); m.Text != "hi" || m.From != "anonymous" || m.Via != "solo" || m.ID != "solo-1" {
 		t.Errorf("received %+v", m)
@@ -355,8 +385,9 @@ func TestHTTP(t *testing.T) {
 		{"GET", "/", "", 200, "new EventSource("},
 		{"GET", "/other", "", 404, ""},
 		{"GET", "/instance", "", 200, `{"name":"x"}`},
+		{"GET", "/status", "", 200, `{"state":"alone","text":"This instance is alone`},
 		{"GET", "/events", "", 400, "no room"},
-		{"GET", "/events?room=Lobby", "", 400, `bad room name \"Lobby\"`},
+		{"GET", "/events?room=Lobby", "", 400, `bad room name \"Lobby\": want 1 to 32 of a-z 0-9 _ -`},
 		{"GET", "/events?room=a.b", "", 400, "bad room name"},
 		{"GET", "/events?" + rooms17, "", 400, "17 rooms"},
 		{"POST", "/rooms/lobby/messages", `{"from":"a","text":"hi"}`, 202, `"text":"hi"`},

@@ -14,9 +14,11 @@
 // Open http://127.0.0.1:8081/?rooms=lobby,dev&name=alice and
 // http://127.0.0.1:8082/?rooms=lobby&name=bob. Room "lobby" is topic
 // "chat.lobby" on each instance's bus; a bridge mirrors "chat.*" to the Redis
-// channels -prefix + "chat.*" ("app:chat.lobby"), as JSON in envelopes. So
-// `buscat sub 'chat.*'` shows the conversation, and `buscat pub chat.lobby
-// '{"from":"cli","text":"hi"}'` posts to it.
+// channels -prefix + "chat.*" (with the default empty prefix, channel
+// "chat.lobby"), as JSON in envelopes. So `buscat sub 'chat.*'` shows the
+// conversation, and `buscat pub chat.lobby '{"from":"cli","text":"hi"}'`
+// posts to it. The page shows whether Redis is reachable and says when
+// messages may have been missed (a reconnect, a gap reported by the bridge).
 //
 // See README.md in this directory for the HTTP API and the browser test.
 package main
@@ -27,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +49,9 @@ var errUsage = errors.New("usage")
 const (
 	connectTimeout  = 5 * time.Second
 	shutdownTimeout = 5 * time.Second
+	// watchInterval is how often the link looks at the bridge's outbox
+	// while exports are held.
+	watchInterval = 250 * time.Millisecond
 )
 
 func main() {
@@ -71,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "`address` to listen on (port 0: any free port)")
 	redisURL := fs.String("redis", "", "Redis `URL` shared by the instances; empty: this instance alone")
-	prefix := fs.String("prefix", "app:", "Redis channel `prefix`: room R is channel prefix+\"chat.\"+R")
+	prefix := fs.String("prefix", "", "Redis channel `prefix`: room R is channel prefix+\"chat.\"+R")
 	name := fs.String("name", "", "`name` of this instance in the messages posted on it (default: the address)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,25 +95,61 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 			return fmt.Errorf("%w: bad -redis URL: %v", errUsage, err)
 		}
 	}
+	logger := log.New(stderr, "chat: ", 0)
 
-	b := bus.New(&bus.Options{OnError: func(err error) { fmt.Fprintln(stderr, "chat:", err) }})
-	defer b.Close(context.Background())
+	b := bus.New(&bus.Options{OnError: func(err error) { logger.Print(err) }})
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if cerr := b.Close(closeCtx); cerr != nil {
+			logger.Print(cerr)
+		}
+	}()
+
+	// Listen first: the name of the instance defaults to its address.
+	l, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	served := false // once Serve has it, the listener is closed by Shutdown
+	defer func() {
+		if !served {
+			if cerr := l.Close(); cerr != nil {
+				logger.Print(cerr)
+			}
+		}
+	}()
+	url := "http://" + l.Addr().String()
+	if *name == "" {
+		*name = l.Addr().String()
+	}
+	srv := NewServer(b, *name)
 
 	if ropts != nil {
 		rdb := redis.NewClient(ropts)
-		defer rdb.Close()
+		defer func() {
+			if cerr := rdb.Close(); cerr != nil {
+				logger.Print(cerr)
+			}
+		}()
 		pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
 		err := rdb.Ping(pingCtx).Err()
 		cancel()
 		if err != nil {
 			return fmt.Errorf("cannot reach Redis at %s: %w", ropts.Addr, err)
 		}
+		// The bridge's reports go to stderr and, through the link, to
+		// the pages: Redis lost and back, messages possibly missed.
+		lk := newLink(srv, *prefix)
 		br, err := bridge.New(b, rdb, &bridge.Options{
 			Prefix: *prefix,
 			// Every room, both ways, as JSON: subscribers on every
 			// instance get a *Message.
-			Routes:  []bridge.Route{{Pattern: topicPrefix + "*", Codec: bridge.JSON[*Message]()}},
-			OnError: func(err error) { fmt.Fprintln(stderr, "chat:", err) },
+			Routes: []bridge.Route{{Pattern: topicPrefix + "*", Codec: bridge.JSON[*Message]()}},
+			OnError: func(err error) {
+				logger.Print(err)
+				lk.report(err)
+			},
 		})
 		if err != nil {
 			return err
@@ -115,8 +157,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 		defer func() {
 			closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
-			if err := br.Close(closeCtx); err != nil {
-				fmt.Fprintln(stderr, "chat:", err)
+			if cerr := br.Close(closeCtx); cerr != nil {
+				logger.Print(cerr)
 			}
 		}()
 		readyCtx, cancel := context.WithTimeout(ctx, connectTimeout)
@@ -125,32 +167,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 		if err != nil {
 			return fmt.Errorf("subscribing on Redis: %w", err)
 		}
+		lk.connected()
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			lk.watch(watchCtx, watchInterval, br.Stats)
+		}()
+		defer func() { stopWatch(); <-watched }()
 	}
 
-	l, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	url := "http://" + l.Addr().String()
-	if *name == "" {
-		*name = l.Addr().String()
-	}
-	srv := NewServer(b, *name)
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(l) }()
 	shared := "alone, no Redis"
 	if ropts != nil {
-		shared = fmt.Sprintf("rooms shared through Redis %s, channels %schat.*", ropts.Addr, *prefix)
+		shared = fmt.Sprintf("rooms shared through Redis %s, channels %q", ropts.Addr, *prefix+topicPrefix+"*")
 	}
-	fmt.Fprintf(stdout, "chat instance %q on %s/?rooms=lobby (%s)\n", *name, url, shared)
+	if _, err := fmt.Fprintf(stdout, "chat instance %q on %s/?rooms=lobby (%s)\n", *name, url, shared); err != nil {
+		return fmt.Errorf("writing to stdout: %w", err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	served = true
+	go func() { done <- hs.Serve(l) }()
 	if listening != nil {
 		listening(l.Addr().String())
 	}
 
 	select {
 	case <-ctx.Done():
-	case err := <-served:
+	case err := <-done:
 		return err
 	}
 	// Streams never go idle: end them first, then let Shutdown wait for
@@ -161,7 +205,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	if err := hs.Shutdown(shutCtx); err != nil {
 		return err
 	}
-	<-served
+	// Serve returns ErrServerClosed as soon as Shutdown begins.
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
 	return nil
 }
 
