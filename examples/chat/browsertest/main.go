@@ -1,25 +1,42 @@
 // Command browsertest is the browser test of examples/chat: it drives two
 // pages in headless Chromium against two chat instances that share one
-// redis-server, and checks that messages typed on one page appear on the
-// other, in order. It is not part of `go test` (it needs Chromium); run it by
-// hand from the repository root:
+// redis-server, and checks what a person would see. `go test
+// ./examples/chat` runs it (TestBrowser) when chromium is on PATH; by hand,
+// from the repository root:
 //
-//	go run ./examples/chat/browsertest -screenshot /tmp/chat.png
+//	go run ./examples/chat/browsertest -screenshots /tmp/chat
 //
-// It needs chromium (Debian package chromium), redis-server and go on PATH,
-// and touches nothing but 127.0.0.1. It builds the chat, starts a
-// redis-server and two instances (A and B) on free loopback ports, and starts
-// Chromium headless with --remote-debugging-pipe, so the DevTools protocol
-// runs over two pipes: no port, no WebSocket library. Then:
+// It needs chromium (Debian package chromium), redis-server, redis-cli and
+// go on PATH, and touches nothing but 127.0.0.1 and a temporary directory.
+// It builds the chat, starts a redis-server and two instances (A and B) on
+// free loopback ports, and starts Chromium headless with
+// --remote-debugging-pipe, so the DevTools protocol runs over two pipes: no
+// port, no WebSocket library. Then:
 //
 //  1. page A follows rooms lobby and dev as alice, page B the same as bob;
-//  2. alice types and sends 10 messages in A's form, alternating rooms;
-//  3. B's page must show them, each room in order, marked "via A";
-//  4. bob answers in B's form, and A's page must show it "via B";
-//  5. a screenshot of B's page is written to -screenshot.
+//     both say the rooms are shared through Redis and show the empty state
+//     "No messages yet in #lobby, #dev";
+//  2. alice types and sends 10 messages in A's form, alternating rooms; B's
+//     page must show them, each room in order, marked "via A"; bob answers
+//     in B's form, and A's page must show it "via B";
+//  3. redis-server is killed for about 5 seconds: both pages must say Redis
+//     is unreachable; alice posts a message meanwhile, which A shows at once;
+//  4. redis-server is started again on the same port: page A must say
+//     that Redis is back and the message posted meanwhile is being sent;
+//  5. both pages must say Redis is back and "You may have missed
+//     messages", and B must show alice's message, held by A's bridge
+//     during the outage;
+//  6. bob follows "lobby, bad.room": B's page must show the server's
+//     answer (bad room name "bad.room": ...), not "reconnecting…", and
+//     sending is disabled;
+//  7. bob follows "quiet": B's page must show "No messages yet in #quiet".
 //
-// It prints what it checks and exits 1 at the first failure, stopping every
-// process it started.
+// With -screenshots, a PNG of the page checked is written to that directory
+// at each step (1-empty.png, 2-messages.png, 3-down.png of page B,
+// 4-resuming.png of page A, 5-back.png, 6-bad-room.png, 7-empty-room.png
+// of page B). It prints what it checks, and at the
+// first failure prints "FAIL: ..." and exits with status 1. Every wait is
+// bounded; every process it started is stopped on the way out.
 package main
 
 import (
@@ -43,56 +60,101 @@ import (
 	"time"
 )
 
-// timeout bounds each wait of the test.
-const timeout = 15 * time.Second
+// Time limits of the waits of the test.
+const (
+	timeout = 15 * time.Second // things that take milliseconds
+	// recovery bounds the time the instances take to see Redis back: the
+	// bridge retries with a backoff of up to 5 s and holds exports for
+	// its ResumeDelay (6 s) after Redis answers again.
+	recovery = 45 * time.Second
+	outage   = 5 * time.Second // how long redis-server is away
+)
 
 func main() {
-	screenshot := flag.String("screenshot", "", "write a PNG of page B to this `file` (default: none)")
+	screenshots := flag.String("screenshots", "", "write a PNG of the page at each step to this `directory` (default: none)")
 	chromium := flag.String("chromium", "chromium", "the Chromium `binary`")
 	flag.Parse()
-	if err := run(*chromium, *screenshot); err != nil {
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "browsertest: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	if err := run(*chromium, *screenshots); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		os.Exit(1)
 	}
 	fmt.Println("PASS")
 }
 
-func run(chromium, screenshot string) error {
+// cleanups are the stops of what run started, run last first.
+type cleanups []func()
+
+func (c *cleanups) add(f func()) { *c = append(*c, f) }
+
+func (c *cleanups) run() {
+	for _, f := range slices.Backward(*c) {
+		f()
+	}
+}
+
+func run(chromium, screenshots string) error {
+	var stop cleanups
+	defer stop.run()
 	dir, err := os.MkdirTemp("", "chat-browsertest")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	stop.add(func() {
+		// Best effort: a leftover temporary directory harms nothing.
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "browsertest:", err)
+		}
+	})
+	if screenshots != "" {
+		if err := os.MkdirAll(screenshots, 0o755); err != nil {
+			return err
+		}
+	}
+	shot := func(p *page, name string) error {
+		if screenshots == "" {
+			return nil
+		}
+		file := filepath.Join(screenshots, name)
+		if err := p.screenshot(file); err != nil {
+			return err
+		}
+		fmt.Println("  screenshot:", file)
+		return nil
+	}
 
 	chat := filepath.Join(dir, "chat")
 	if out, err := exec.Command("go", "build", "-o", chat, "github.com/busline/bus/examples/chat").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 
-	redisURL, stopRedis, err := startRedis(dir)
+	rs, err := startRedis(dir)
 	if err != nil {
 		return err
 	}
-	defer stopRedis()
-	fmt.Println("redis-server at", redisURL)
+	stop.add(rs.stop)
+	fmt.Println("redis-server at", rs.url())
 
-	a, stopA, err := startChat(chat, "-redis", redisURL, "-name", "A")
+	a, stopA, err := startChat(chat, "-redis", rs.url(), "-name", "A")
 	if err != nil {
 		return err
 	}
-	defer stopA()
-	b, stopB, err := startChat(chat, "-redis", redisURL, "-name", "B")
+	stop.add(stopA)
+	b, stopB, err := startChat(chat, "-redis", rs.url(), "-name", "B")
 	if err != nil {
 		return err
 	}
-	defer stopB()
+	stop.add(stopB)
 	fmt.Println("instance A at", a, "and B at", b)
 
 	br, err := startBrowser(chromium, dir)
 	if err != nil {
 		return err
 	}
-	defer br.close()
+	stop.add(br.close)
 
 	pageA, err := br.open(a + "/?rooms=lobby,dev&name=alice")
 	if err != nil {
@@ -102,13 +164,24 @@ func run(chromium, screenshot string) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range []*page{pageA, pageB} {
-		if err := p.waitFor(`document.body.dataset.ready === "true"`); err != nil {
-			return fmt.Errorf("page %s never connected its EventSource: %w", p.url, err)
+	pages := []*page{pageA, pageB}
+
+	// 1. Connected, and the empty state.
+	for _, p := range pages {
+		if err := p.waitFor(`document.body.dataset.ready === "true" && document.body.dataset.link === "connected"`,
+			"connected, the rooms shared through Redis", timeout); err != nil {
+			return err
+		}
+		if err := p.waitText("empty", "No messages yet in #lobby, #dev."); err != nil {
+			return err
 		}
 	}
-	fmt.Println("both pages follow lobby and dev")
+	fmt.Println("1. both pages follow lobby and dev, shared through Redis, and say \"No messages yet in #lobby, #dev\"")
+	if err := shot(pageB, "1-empty.png"); err != nil {
+		return err
+	}
 
+	// 2. Messages both ways.
 	var want []string
 	for i := range 10 {
 		room := []string{"lobby", "dev"}[i%2]
@@ -118,36 +191,119 @@ func run(chromium, screenshot string) error {
 		}
 		want = append(want, room+"|alice|"+text+"|A")
 	}
-	fmt.Println("alice sent 10 messages on A")
-
 	got, err := pageB.waitMessages(len(want))
 	if err != nil {
-		return fmt.Errorf("page B: %w", err)
+		return err
 	}
 	if err := sameOrderPerRoom(got, want); err != nil {
 		return fmt.Errorf("page B: %w", err)
 	}
-	fmt.Println("page B shows the 10 messages, each room in order, via A")
-
+	if err := pageB.waitFor(`document.getElementById("empty").hidden`, "the empty state hidden", timeout); err != nil {
+		return err
+	}
 	if err := pageB.send("lobby", "hi alice, bob here"); err != nil {
 		return err
 	}
 	gotA, err := pageA.waitMessages(len(want) + 1)
 	if err != nil {
-		return fmt.Errorf("page A: %w", err)
+		return err
 	}
 	if last := gotA[len(gotA)-1]; last != "lobby|bob|hi alice, bob here|B" {
 		return fmt.Errorf("page A's last message is %q, want bob's answer via B", last)
 	}
-	fmt.Println("page A shows bob's answer via B")
+	fmt.Println("2. page B shows alice's 10 messages, each room in order, via A; page A shows bob's answer via B")
+	if err := shot(pageB, "2-messages.png"); err != nil {
+		return err
+	}
 
-	if screenshot != "" {
-		if err := pageB.screenshot(screenshot); err != nil {
+	// 3. Redis goes away.
+	down := time.Now()
+	if err := rs.kill(); err != nil {
+		return err
+	}
+	for _, p := range pages {
+		if err := p.waitFor(`document.body.dataset.link === "down" && !document.getElementById("banner").hidden &&
+			document.getElementById("banner").textContent.includes("Redis unreachable since")`,
+			"the outage: Redis unreachable", timeout); err != nil {
 			return err
 		}
-		fmt.Println("screenshot of page B:", screenshot)
 	}
-	return nil
+	const held = "sent while Redis was away"
+	if err := pageA.send("lobby", held); err != nil {
+		return err
+	}
+	if _, err := pageA.waitMessages(len(want) + 2); err != nil {
+		return err
+	}
+	fmt.Printf("3. redis-server killed: both pages say \"Redis unreachable\" after %v; alice posted %q, shown on A\n",
+		time.Since(down).Round(100*time.Millisecond), held)
+	if err := shot(pageB, "3-down.png"); err != nil {
+		return err
+	}
+
+	// 4 and 5. Redis comes back.
+	time.Sleep(time.Until(down.Add(outage)))
+	if err := rs.restart(); err != nil {
+		return err
+	}
+	back := time.Now()
+	// A's bridge subscribes again before it sends what it held: the
+	// bridge waits ReconnectMax + 1 s (its ResumeDelay) for that.
+	if err := pageA.waitFor(`document.body.dataset.link === "resuming" && document.getElementById("banner").className === "resuming"`,
+		"Redis back, held messages being sent", recovery); err != nil {
+		return err
+	}
+	fmt.Println("4. redis-server back on the same port: page A says Redis is back and it is sending the held message")
+	if err := shot(pageA, "4-resuming.png"); err != nil {
+		return err
+	}
+	for _, p := range pages {
+		if err := p.waitFor(`document.body.dataset.link === "connected" &&
+			[...document.querySelectorAll("#messages li.note")].some((li) => li.textContent.includes("You may have missed messages"))`,
+			`Redis back and a note "You may have missed messages"`, recovery); err != nil {
+			return err
+		}
+	}
+	gotB, err := pageB.waitMessagesFor(len(want)+2, recovery)
+	if err != nil {
+		return err
+	}
+	if last := gotB[len(gotB)-1]; last != "lobby|alice|"+held+"|A" {
+		return fmt.Errorf("page B's last message is %q, want alice's message held during the outage", last)
+	}
+	fmt.Printf("5. both pages say Redis is back and \"You may have missed messages\"; "+
+		"B shows the held message %v after the restart\n", time.Since(back).Round(100*time.Millisecond))
+	if err := shot(pageB, "5-back.png"); err != nil {
+		return err
+	}
+
+	// 6. A bad room name: the server's answer is shown.
+	if err := pageB.follow("lobby, bad.room"); err != nil {
+		return err
+	}
+	const refusal = `bad room name "bad.room": want 1 to 32 of a-z 0-9 _ -, starting with a letter or digit`
+	if err := pageB.waitFor(fmt.Sprintf(`document.body.dataset.error === %q && document.getElementById("status").textContent === "cannot follow: " + %[1]q &&
+		document.getElementById("empty").textContent.includes(%[1]q) && document.getElementById("send").disabled`, refusal), "the server's refusal of bad.room", timeout); err != nil {
+		return err
+	}
+	fmt.Printf("6. rooms \"lobby, bad.room\": page B shows the server's answer %q and cannot send\n", refusal)
+	if err := shot(pageB, "6-bad-room.png"); err != nil {
+		return err
+	}
+
+	// 7. An empty room.
+	if err := pageB.follow("quiet"); err != nil {
+		return err
+	}
+	if err := pageB.waitFor(`document.body.dataset.ready === "true" && document.body.dataset.error === undefined`,
+		"following quiet", timeout); err != nil {
+		return err
+	}
+	if err := pageB.waitText("empty", "No messages yet in #quiet."); err != nil {
+		return err
+	}
+	fmt.Println(`7. room "quiet": page B says "No messages yet in #quiet"`)
+	return shot(pageB, "7-empty-room.png")
 }
 
 // sameOrderPerRoom checks that got holds the messages of want, in the same
@@ -174,48 +330,134 @@ func sameOrderPerRoom(got, want []string) error {
 	return nil
 }
 
-// freePort returns a free 127.0.0.1 port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// waitExit waits for cmd to exit, killing it if it has not after grace.
+func waitExit(cmd *exec.Cmd, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		// The exit status of a process being stopped tells nothing.
+		_ = cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		if err := cmd.Process.Kill(); err != nil {
+			fmt.Fprintf(os.Stderr, "browsertest: killing %s: %v\n", cmd.Path, err)
+		}
+		<-done
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// startRedis starts a redis-server on a free loopback port, without
-// persistence, and waits until it answers.
-func startRedis(dir string) (url string, stop func(), err error) {
-	port, err := freePort()
+// redisServer is a redis-server on a loopback port, without persistence,
+// that can be killed and started again on the same port.
+type redisServer struct {
+	dir  string
+	port int
+	cmd  *exec.Cmd // nil while killed
+}
+
+// startRedis starts a redis-server on a free loopback port.
+func startRedis(dir string) (*redisServer, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no", "--dir", dir)
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return nil, err
+	}
+	rs := &redisServer{dir: dir, port: port}
+	return rs, rs.start()
+}
+
+func (rs *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d", rs.port) }
+
+// start starts the server and waits until it answers PING.
+func (rs *redisServer) start() error {
+	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(rs.port),
+		"--save", "", "--appendonly", "no", "--dir", rs.dir)
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("redis-server: %w", err)
+		return fmt.Errorf("redis-server: %w", err)
 	}
-	stop = func() { cmd.Process.Kill(); cmd.Wait() }
+	exited := make(chan struct{})
+	go func() {
+		// An early exit (port taken) shows as no answer to PING.
+		_ = cmd.Wait()
+		close(exited)
+	}()
 	deadline := time.Now().Add(timeout)
 	for {
-		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(port), "PING").Output()
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(rs.port), "PING").Output()
 		if err == nil && strings.TrimSpace(string(out)) == "PONG" {
-			return fmt.Sprintf("redis://127.0.0.1:%d", port), stop, nil
+			rs.cmd = cmd
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server on port %d exited at start", rs.port)
+		default:
 		}
 		if time.Now().After(deadline) {
-			stop()
-			return "", nil, errors.New("redis-server did not answer PING")
+			if err := cmd.Process.Kill(); err != nil {
+				return fmt.Errorf("redis-server did not answer PING; killing it: %w", err)
+			}
+			<-exited
+			return fmt.Errorf("redis-server did not answer PING in %v", timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
+// kill stops the server with SIGKILL, as in a crash, and waits for its end.
+func (rs *redisServer) kill() error {
+	if rs.cmd == nil {
+		return nil
+	}
+	cmd := rs.cmd
+	rs.cmd = nil
+	if err := cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("killing redis-server: %w", err)
+	}
+	// Reaped by the goroutine of start: wait for the port to be free.
+	deadline := time.Now().Add(timeout)
+	for {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", rs.port))
+		if err == nil {
+			return l.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("port %d still busy %v after killing redis-server", rs.port, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// restart starts the server again on its port, retrying for a while if the
+// port is busy.
+func (rs *redisServer) restart() error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := rs.start()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// stop is kill for the cleanups: its error is printed.
+func (rs *redisServer) stop() {
+	if err := rs.kill(); err != nil {
+		fmt.Fprintln(os.Stderr, "browsertest:", err)
+	}
+}
+
 // startChat starts an instance of the chat on a free port and returns its
-// base URL, read from the line it prints.
+// base URL, read from the line it prints. stop interrupts it as Ctrl-C
+// does, and kills it if it has not exited 10 s later.
 func startChat(bin string, args ...string) (base string, stop func(), err error) {
 	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = os.Stderr // the instance's log: the bridge's reports
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", nil, err
@@ -223,13 +465,21 @@ func startChat(bin string, args ...string) (base string, stop func(), err error)
 	if err := cmd.Start(); err != nil {
 		return "", nil, err
 	}
-	stop = func() { cmd.Process.Signal(syscall.SIGINT); cmd.Wait() }
+	stop = func() {
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			fmt.Fprintf(os.Stderr, "browsertest: interrupting chat %v: %v\n", args, err)
+		}
+		waitExit(cmd, 10*time.Second)
+	}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		stop()
 		return "", nil, fmt.Errorf("chat %v: %w", args, err)
 	}
-	go io.Copy(io.Discard, out)
+	go func() {
+		// Nothing more is expected on stdout; a read error ends the copy.
+		_, _ = io.Copy(io.Discard, out)
+	}()
 	base = regexp.MustCompile(`http://[0-9.:]+`).FindString(line)
 	if base == "" {
 		stop()
@@ -265,7 +515,7 @@ func startBrowser(bin, dir string) (*browser, error) {
 	}
 	fromR, fromW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, toR.Close(), toW.Close())
 	}
 	cmd := exec.Command(bin,
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -273,19 +523,26 @@ func startBrowser(bin, dir string) (*browser, error) {
 		"--window-size=1000,700", "--remote-debugging-pipe", "--user-data-dir="+filepath.Join(dir, "profile"),
 		"about:blank")
 	cmd.ExtraFiles = []*os.File{toR, fromW} // fds 3 and 4
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w (Debian: apt-get install chromium)", bin, err)
+	err = cmd.Start()
+	// Chromium has its own copies of its ends of the pipes now.
+	if cerr := errors.Join(toR.Close(), fromW.Close()); err == nil && cerr != nil {
+		err = cerr
 	}
-	toR.Close()
-	fromW.Close()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("starting %s: %w (Debian: apt-get install chromium)", bin, err), toW.Close(), fromR.Close())
+	}
 	br := &browser{cmd: cmd, in: toW, waiting: map[int]chan response{}}
 	go br.read(fromR)
 	return br, nil
 }
 
-// read dispatches the answers of calls; it ignores events.
-func (br *browser) read(r io.ReadCloser) {
-	defer r.Close()
+// read dispatches the answers of calls; it ignores events. It returns
+// when Chromium closes its end of the pipe.
+func (br *browser) read(r *os.File) {
+	defer func() {
+		// The pipe is done with either way.
+		_ = r.Close()
+	}()
 	rd := bufio.NewReader(r)
 	for {
 		msg, err := rd.ReadBytes(0)
@@ -339,21 +596,19 @@ func (br *browser) call(sessionID, method string, params, out any) error {
 		}
 		return nil
 	case <-time.After(timeout):
-		return fmt.Errorf("%s: no answer", method)
+		return fmt.Errorf("%s: no answer in %v", method, timeout)
 	}
 }
 
+// close asks Chromium to close and kills it if it has not within 5 s.
 func (br *browser) close() {
-	br.call("", "Browser.close", map[string]any{}, nil)
-	br.in.Close()
-	done := make(chan struct{})
-	go func() { br.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		br.cmd.Process.Kill()
-		<-done
+	if err := br.call("", "Browser.close", map[string]any{}, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "browsertest: closing Chromium:", err)
 	}
+	if err := br.in.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "browsertest:", err)
+	}
+	waitExit(br.cmd, 5*time.Second)
 }
 
 // page is a tab of the browser.
@@ -405,19 +660,56 @@ func (p *page) eval(expr string, out any) error {
 	return json.Unmarshal(r.Result.Value, out)
 }
 
-// waitFor waits until a JavaScript condition is true in the page.
-func (p *page) waitFor(cond string) error {
-	deadline := time.Now().Add(timeout)
+// shows describes what the page shows, for failure messages.
+const shows = `JSON.stringify({
+	data: {...document.body.dataset},
+	status: document.getElementById("status").textContent,
+	header: document.getElementById("link").textContent,
+	banner: document.getElementById("banner").hidden ? "(hidden)" : document.getElementById("banner").textContent,
+	list: [...document.querySelectorAll("#messages li:not([hidden])")].slice(-4).map((li) => li.textContent),
+})`
+
+// waitFor waits until a JavaScript condition is true in the page, at most
+// d; what says what the condition means, for the failure message, which
+// also says what the page shows.
+func (p *page) waitFor(cond, what string, d time.Duration) error {
+	deadline := time.Now().Add(d)
 	for {
 		var ok bool
-		if err := p.eval("!!("+cond+")", &ok); err == nil && ok {
+		err := p.eval("!!("+cond+")", &ok)
+		if err == nil && ok {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: still false after %v", cond, timeout)
+			var state string
+			if serr := p.eval(shows, &state); serr != nil {
+				state = serr.Error()
+			}
+			if err != nil {
+				state += "; " + err.Error()
+			}
+			return fmt.Errorf("page %s: waited %v for %s; it shows %s", p.url, d, what, state)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitText waits until the element id is visible with the text want.
+func (p *page) waitText(id, want string) error {
+	cond := fmt.Sprintf(`(() => { const e = document.getElementById(%q); return !e.hidden && e.textContent.startsWith(%q); })()`, id, want)
+	return p.waitFor(cond, fmt.Sprintf("#%s saying %q", id, want), timeout)
+}
+
+// follow types rooms into the page's rooms field and clicks Follow.
+func (p *page) follow(rooms string) error {
+	if err := p.br.call(p.sessionID, "Page.bringToFront", map[string]any{}, nil); err != nil {
+		return err
+	}
+	r, err := json.Marshal(rooms)
+	if err != nil {
+		return err
+	}
+	return p.eval(fmt.Sprintf(`document.getElementById("rooms").value = %s; document.getElementById("follow").click()`, r), nil)
 }
 
 // send types text into the page's form for room and clicks Send, then waits
@@ -427,8 +719,14 @@ func (p *page) send(room, text string) error {
 	if err := p.br.call(p.sessionID, "Page.bringToFront", map[string]any{}, nil); err != nil {
 		return err
 	}
-	r, _ := json.Marshal(room)
-	t, _ := json.Marshal(text)
+	r, err := json.Marshal(room)
+	if err != nil {
+		return err
+	}
+	t, err := json.Marshal(text)
+	if err != nil {
+		return err
+	}
 	expr := fmt.Sprintf(`(async () => {
 		const text = document.getElementById("text");
 		document.getElementById("room").value = %s;
@@ -442,7 +740,11 @@ func (p *page) send(room, text string) error {
 		return err
 	}
 	if !sent {
-		return fmt.Errorf("page %s: %q was not accepted (status: see the page)", p.url, text)
+		var state string
+		if err := p.eval(shows, &state); err != nil {
+			state = err.Error()
+		}
+		return fmt.Errorf("page %s: %q was not accepted; the page shows %s", p.url, text, state)
 	}
 	return nil
 }
@@ -450,10 +752,15 @@ func (p *page) send(room, text string) error {
 // waitMessages waits until the page shows n messages and returns them as
 // "room|from|text|instance".
 func (p *page) waitMessages(n int) ([]string, error) {
+	return p.waitMessagesFor(n, timeout)
+}
+
+// waitMessagesFor is waitMessages, waiting at most d.
+func (p *page) waitMessagesFor(n int, d time.Duration) ([]string, error) {
 	const list = `[...document.querySelectorAll("#messages li.msg")].map((li) =>
 		[li.dataset.room, li.querySelector(".from").textContent, li.querySelector(".text").textContent,
 		 li.querySelector(".meta").textContent.replace(/.* via /, "")].join("|"))`
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(d)
 	for {
 		var got []string
 		if err := p.eval(list, &got); err != nil {
@@ -461,7 +768,7 @@ func (p *page) waitMessages(n int) ([]string, error) {
 		}
 		if len(got) >= n || time.Now().After(deadline) {
 			if len(got) != n {
-				return got, fmt.Errorf("%d messages shown, want %d: %q", len(got), n, got)
+				return got, fmt.Errorf("page %s: %d messages shown after %v, want %d: %q", p.url, len(got), d, n, got)
 			}
 			return got, nil
 		}
