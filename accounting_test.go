@@ -188,7 +188,7 @@ func TestStatsPublishedCountsSuccess(t *testing.T) {
 	mustPublish(t, b, "q", 2)
 	short, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
 	defer cancel()
-	if err := b.Publish(short, "q", 3); !errors.Is(err, context.DeadlineExceeded) {
+	if err := publishWithin(t, b, short, "q", 3); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Publish into a full queue = %v, want DeadlineExceeded", err)
 	}
 	if err := b.Publish(ctx, "a..b", nil); err == nil {

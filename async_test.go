@@ -73,11 +73,11 @@ func TestOverflowPolicies(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustPublish(t, b, "q", 1)
-			<-g.entered // the worker holds event 1: the queue is empty
+			waitFor(t, g.entered, "handler entered") // the worker holds event 1: the queue is empty
 			failed := 0
 			for i := 2; i <= 11; i++ {
 				ctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
-				err := b.Publish(ctx, "q", i)
+				err := publishWithin(t, b, ctx, "q", i)
 				cancel()
 				if err != nil {
 					if !errors.Is(err, context.DeadlineExceeded) {
@@ -90,7 +90,7 @@ func TestOverflowPolicies(t *testing.T) {
 				t.Errorf("stats while held: %+v", st)
 			}
 			g.open()
-			if err := s.UnsubscribeWait(ctx); err != nil {
+			if err := s.UnsubscribeWait(bounded(t)); err != nil {
 				t.Fatal(err)
 			}
 			if got := g.events(); !slices.Equal(got, tc.wantHandled) {
@@ -154,8 +154,8 @@ func TestAsyncOrderAndConcurrency(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
-	if err := s.UnsubscribeWait(ctx); err != nil {
+	waitGroup(t, &wg, "wg")
+	if err := s.UnsubscribeWait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if bad.Load() != 0 || n.Load() != publishers*events {
@@ -175,7 +175,7 @@ func TestPublishDoesNotWaitForAsyncHandler(t *testing.T) {
 		mustPublish(t, b, "t", 2) // returns while the handler is held
 	})
 	g.open()
-	if err := b.Close(ctx); err != nil {
+	if err := b.Close(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if got := g.events(); !slices.Equal(got, []int{1, 2}) {
@@ -210,7 +210,7 @@ func TestBlockSelfPublishDetected(t *testing.T) {
 	if len(errsSeen) != 1 || !errors.Is(errsSeen[0], ErrWouldDeadlock) {
 		t.Fatalf("errors %v, want one ErrWouldDeadlock", errsSeen)
 	}
-	if err := s.UnsubscribeWait(ctx); err != nil {
+	if err := s.UnsubscribeWait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.Dropped != 1 || st.Delivered != 2 {
@@ -247,13 +247,16 @@ func TestAsyncHandlerReentrancy(t *testing.T) {
 			}
 			close(ready)
 			mustPublish(t, b, "t", nil)
-			within(t, 5*time.Second, func() {
-				if err := <-result; err != nil {
+			select {
+			case err := <-result:
+				if err != nil {
 					t.Error(err)
 				}
-				<-self.Done()
-			})
-			_ = b.Close(ctx)
+			case <-time.After(waitLimit):
+				t.Fatal("the handler did not run")
+			}
+			waitFor(t, self.Done(), "Done")
+			_ = b.Close(bounded(t))
 		})
 	}
 }
@@ -268,7 +271,7 @@ func TestCloseDrainsAndReportsLoss(t *testing.T) {
 		for i := range 100 {
 			mustPublish(t, b, "t", i)
 		}
-		if err := b.Close(ctx); err != nil {
+		if err := b.Close(bounded(t)); err != nil {
 			t.Fatal(err)
 		}
 		if n.Load() != 100 {
@@ -289,7 +292,7 @@ func TestCloseDrainsAndReportsLoss(t *testing.T) {
 		for i := 1; i <= 50; i++ {
 			mustPublish(t, b, "t", i)
 		}
-		<-g.entered
+		waitFor(t, g.entered, "handler entered")
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		defer cancel()
 		err = b.Close(cctx)
@@ -297,7 +300,7 @@ func TestCloseDrainsAndReportsLoss(t *testing.T) {
 			t.Fatalf("Close = %v, want 49 not delivered and DeadlineExceeded", err)
 		}
 		g.open()
-		<-s.Done()
+		waitFor(t, s.Done(), "Done")
 		if got := g.events(); !slices.Equal(got, []int{1}) {
 			t.Fatalf("handled %v after the deadline, want only the event under way", got)
 		}
@@ -316,7 +319,7 @@ func TestUnsubscribeWaitAndTrack(t *testing.T) {
 			t.Fatal(err)
 		}
 		go b.Publish(ctx, "t", 1)
-		<-g.entered
+		waitFor(t, g.entered, "handler entered")
 		short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 		if err := s.UnsubscribeWait(short); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("%+v: UnsubscribeWait with the handler held = %v", opts, err)
@@ -328,14 +331,14 @@ func TestUnsubscribeWaitAndTrack(t *testing.T) {
 		default:
 		}
 		g.open()
-		if err := s.UnsubscribeWait(ctx); err != nil {
+		if err := s.UnsubscribeWait(bounded(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Untracked synchronous: Done closes at Unsubscribe.
 	s := mustSubscribe(t, b, "t", func(context.Context, Event) {})
 	s.Unsubscribe()
-	<-s.Done()
+	waitFor(t, s.Done(), "Done")
 }
 
 func TestOnceExactlyOnce(t *testing.T) {
@@ -354,12 +357,12 @@ func TestOnceExactlyOnce(t *testing.T) {
 				}
 			})
 		}
-		wg.Wait()
-		<-s.Done()
+		waitGroup(t, &wg, "wg")
+		waitFor(t, s.Done(), "Done")
 		if n.Load() != 1 || s.Active() {
 			t.Fatalf("%+v: %d deliveries, active=%v; want exactly 1", opts, n.Load(), s.Active())
 		}
-		_ = b.Close(ctx)
+		_ = b.Close(bounded(t))
 	}
 }
 
@@ -401,7 +404,7 @@ func TestQueueGroupExactlyOnce(t *testing.T) {
 				return
 			}
 			time.Sleep(50 * time.Microsecond)
-			if err := s.UnsubscribeWait(ctx); err != nil {
+			if err := s.UnsubscribeWait(bounded(t)); err != nil {
 				t.Error(err)
 			}
 		}
@@ -416,10 +419,10 @@ func TestQueueGroupExactlyOnce(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "wg")
 	stop.Store(true)
-	churn.Wait()
-	if err := b.Close(ctx); err != nil {
+	waitGroup(t, &churn, "churn")
+	if err := b.Close(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	var dropped uint64
@@ -498,7 +501,7 @@ func TestAsyncPanicKeepsWorker(t *testing.T) {
 	for i := range 10 {
 		mustPublish(t, b, "t", i)
 	}
-	if err := s.UnsubscribeWait(ctx); err != nil {
+	if err := s.UnsubscribeWait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if n.Load() != 5 || s.Stats().Panics != 5 || len(errs()) != 5 || !errors.Is(errs()[0], ErrHandlerPanic) {
@@ -515,7 +518,7 @@ func TestSlowSubscriberReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustPublish(t, b, "t", 1)
-	<-g.entered
+	waitFor(t, g.entered, "handler entered")
 	deadline := time.Now().Add(5 * time.Second)
 	for i := 2; time.Now().Before(deadline); i++ {
 		mustPublish(t, b, "t", i)
@@ -531,7 +534,7 @@ func TestSlowSubscriberReported(t *testing.T) {
 				t.Fatalf("slow report %v lacks where or pattern", slow)
 			}
 			g.open()
-			_ = b.Close(ctx)
+			_ = b.Close(bounded(t))
 			return
 		}
 		time.Sleep(time.Millisecond)
@@ -555,7 +558,7 @@ func TestStatsCounters(t *testing.T) {
 	}
 	mustPublish(t, b, "a.b", "boom")
 	mustPublish(t, b, "a.c", nil)
-	if err := async1.UnsubscribeWait(ctx); err != nil {
+	if err := async1.UnsubscribeWait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	st := b.Stats()
@@ -605,7 +608,7 @@ func TestAsyncStress(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "wg")
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := b.Close(cctx); err != nil {
@@ -626,19 +629,23 @@ func TestAsyncAllocs(t *testing.T) {
 	}
 	p := &payload{}
 	want := int64(0)
+	deadline := time.Now().Add(waitLimit)
 	allocs := testing.AllocsPerRun(50, func() {
 		for range 100 {
 			_ = b.Publish(ctx, "t", p)
 		}
 		want += 100
 		for n.Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d events handled after %v", n.Load(), want, waitLimit)
+			}
 			time.Sleep(10 * time.Microsecond)
 		}
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocs per 100 async publishes, want 0", allocs)
 	}
-	_ = b.Close(ctx)
+	_ = b.Close(bounded(t))
 }
 
 // TestGroupSkipsFullMember: a member whose queue is full is passed over in
@@ -678,7 +685,7 @@ func TestGroupSkipsFullMember(t *testing.T) {
 		t.Fatalf("the member with room got %d of 10", got)
 	}
 	g.open()
-	if err := b.Close(ctx); err != nil {
+	if err := b.Close(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -695,7 +702,7 @@ func TestSubscribeTypedWith(t *testing.T) {
 		mustPublish(t, b, "n", i)
 	}
 	mustPublish(t, b, "n", "five")
-	if err := s.UnsubscribeWait(ctx); err != nil {
+	if err := s.UnsubscribeWait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if sum.Load() != 10 || len(errs()) != 1 || !errors.Is(errs()[0], ErrPayloadType) {
@@ -703,5 +710,98 @@ func TestSubscribeTypedWith(t *testing.T) {
 	}
 	if !strings.Contains(s.Where(), "async_test.go") {
 		t.Fatalf("Where() = %q", s.Where())
+	}
+}
+
+// TestHighWater: HighWater is the deepest the queue has been, not its depth
+// at the last publish.
+func TestHighWater(t *testing.T) {
+	b := New(nil)
+	g := newGate()
+	s, err := b.SubscribeWith("q", g.handle, &SubscribeOptions{Queue: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, b, "q", 1)
+	waitFor(t, g.entered, "handler entered")
+	for i := 2; i <= 6; i++ {
+		mustPublish(t, b, "q", i)
+	}
+	g.open()
+	eventually(t, "queue drained", func() bool { return len(g.events()) == 6 })
+	mustPublish(t, b, "q", 7) // depth 1 now
+	eventually(t, "last event handled", func() bool { return len(g.events()) == 7 })
+	if st := s.Stats(); st.HighWater != 5 || st.Queued != 0 {
+		t.Fatalf("stats %+v, want HighWater 5 with the queue empty", st)
+	}
+	if err := s.UnsubscribeWait(bounded(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOnceWhileHandlerRuns: a publish that arrives while a Once
+// subscription's handler runs its one event does not call it again.
+func TestOnceWhileHandlerRuns(t *testing.T) {
+	b := New(nil)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var got []any
+	s, err := b.SubscribeWith("t", func(ctx context.Context, e Event) {
+		mu.Lock()
+		got = append(got, e.Payload)
+		first := len(got) == 1
+		mu.Unlock()
+		if first { // holds only the first call: a second one returns at once
+			close(entered)
+			<-release
+		}
+	}, &SubscribeOptions{Once: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- b.Publish(ctx, "t", 1) }()
+	waitFor(t, entered, "handler entered")
+	mustPublish(t, b, "t", 2) // the Once subscription is taken: not for this one
+	close(release)
+	waitFor(t, first, "first Publish")
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(got, []any{1}) {
+		t.Fatalf("handler got %v, want only [1]", got)
+	}
+	waitFor(t, s.Done(), "Done")
+}
+
+// TestBlockHonoursContext: a Block publish into a full queue returns ctx's
+// error soon after ctx ends, counting the event as dropped.
+func TestBlockHonoursContext(t *testing.T) {
+	b := New(nil)
+	g := newGate()
+	s, err := b.SubscribeWith("q", g.handle, &SubscribeOptions{Queue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, b, "q", 1)
+	waitFor(t, g.entered, "handler entered")
+	mustPublish(t, b, "q", 2)
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	result := make(chan error, 1)
+	go func() { result <- b.Publish(short, "q", 3) }()
+	select {
+	case err := <-result:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Publish = %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatalf("a Block publish whose ctx ended is still waiting after %v", waitLimit)
+	}
+	if st := s.Stats(); st.Dropped != 1 {
+		t.Errorf("stats %+v, want 1 dropped", st)
+	}
+	g.open()
+	if err := s.UnsubscribeWait(bounded(t)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -61,13 +61,15 @@ func within(t *testing.T, d time.Duration, f func()) {
 }
 
 // TestPatternTable is the pattern table of the README and the package
-// documentation, checked.
+// documentation, checked through Subscribe and through CompilePattern,
+// which must mean the same.
 func TestPatternTable(t *testing.T) {
 	for _, tc := range []struct {
 		pattern string
 		match   []string
 		noMatch []string
 	}{
+		{"orders", []string{"orders"}, []string{"orders.eu", "ordersx", "order", "x.orders"}},
 		{"orders.created", []string{"orders.created"}, []string{"orders", "orders.created.eu", "orders.Created"}},
 		{"orders.*", []string{"orders.created", "orders.paid"}, []string{"orders", "orders.created.eu"}},
 		{"orders.**", []string{"orders.created", "orders.created.eu"}, []string{"orders", "shipping.created"}},
@@ -92,6 +94,20 @@ func TestPatternTable(t *testing.T) {
 			}
 			if !slices.Equal(got, tc.match) {
 				t.Errorf("pattern %q received %q, want %q", tc.pattern, got, tc.match)
+			}
+			match, err := CompilePattern(tc.pattern, '.')
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, topic := range tc.match {
+				if !match(topic) {
+					t.Errorf("CompilePattern(%q) does not match %q", tc.pattern, topic)
+				}
+			}
+			for _, topic := range tc.noMatch {
+				if match(topic) {
+					t.Errorf("CompilePattern(%q) matches %q", tc.pattern, topic)
+				}
 			}
 		})
 	}
@@ -270,7 +286,7 @@ func TestPublishOrderPerPublisher(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "wg")
 	if bad.Load() != 0 {
 		t.Fatalf("%d events out of publish order", bad.Load())
 	}
@@ -286,7 +302,7 @@ func TestClose(t *testing.T) {
 	var n int
 	s := mustSubscribe(t, b, "a.*", func(context.Context, Event) { n++ })
 	mustPublish(t, b, "a.b", nil)
-	if err := b.Close(ctx); err != nil {
+	if err := b.Close(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Publish(ctx, "a.b", nil); !errors.Is(err, ErrClosed) {
@@ -295,7 +311,7 @@ func TestClose(t *testing.T) {
 	if _, err := b.Subscribe("a.b", func(context.Context, Event) {}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
 	}
-	if err := b.Close(ctx); !errors.Is(err, ErrClosed) {
+	if err := b.Close(bounded(t)); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Close = %v, want ErrClosed", err)
 	}
 	if s.Active() || n != 1 || b.NumPat() != 0 {
@@ -454,9 +470,9 @@ func TestConcurrentChurn(t *testing.T) {
 			}
 		})
 	}
-	churners.Wait()
+	waitGroup(t, &churners, "churners")
 	stop.Store(true)
-	publishers.Wait()
+	waitGroup(t, &publishers, "publishers")
 	if v := violations.Load(); v != 0 {
 		t.Fatalf("%d deliveries by publishes that started after Unsubscribe returned", v)
 	}
@@ -476,7 +492,7 @@ func TestNumSubGroupsAndClose(t *testing.T) {
 	if n, err := b.NumSub("jobs.x"); err != nil || n != 2 {
 		t.Fatalf("NumSub = %d, %v; want 2 (the group counts once)", n, err)
 	}
-	_ = b.Close(ctx)
+	_ = b.Close(bounded(t))
 	if _, err := b.NumSub("jobs.x"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("NumSub after Close = %v", err)
 	}
@@ -513,5 +529,29 @@ func eventually(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("%s: not true after %v", what, waitLimit)
 		}
 		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// waitGroup fails the test if wg is not done within waitLimit.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	waitFor(t, done, what)
+}
+
+// publishWithin is Publish for a publish that may wait on a full Block
+// queue: it fails the test if Publish has not returned within waitLimit,
+// as it would if Block ignored ctx.
+func publishWithin(t testing.TB, b *Bus, c context.Context, topic string, payload any) error {
+	t.Helper()
+	result := make(chan error, 1)
+	go func() { result <- b.Publish(c, topic, payload) }()
+	select {
+	case err := <-result:
+		return err
+	case <-time.After(waitLimit):
+		t.Fatalf("Publish(%q) still waiting after %v: does Block honour ctx?", topic, waitLimit)
+		return nil
 	}
 }

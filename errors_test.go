@@ -44,7 +44,7 @@ func TestErrorMessages(t *testing.T) {
 		{typedNilErr, ErrNilHandler, `bus: subscribe "a": nil handler`},
 		{optErr, ErrInvalidOption, "bus: subscribe: negative queue capacity -1: invalid option"},
 		{syncDropErr, ErrInvalidOption, "bus: subscribe: overflow policy DropNewest without a queue (SubscribeOptions.Queue is 0): invalid option"},
-		{b.Publish(cancelled, "held", 3), context.Canceled, `bus: publish "held": queue of "held" full: context canceled`},
+		{publishWithin(t, b, cancelled, "held", 3), context.Canceled, `bus: publish "held": queue of "held" full: context canceled`},
 		{(&DeliveryError{Topic: "t", Pattern: "p", Err: ErrDropped, Count: 1}), ErrDropped, `bus: events dropped: topic "t", pattern "p": 1 event`},
 		{(&DeliveryError{Topic: "t", Pattern: "p", Err: ErrDropped, Count: 2}), ErrDropped, `bus: events dropped: topic "t", pattern "p": 2 events`},
 	} {

@@ -154,6 +154,7 @@ func FuzzMatch(f *testing.F) {
 		{"**.b", "b"}, {"a.**.b", "a.b"}, {"a.**.b", "a.x.y.b"}, {"**.**", "a"}, {"a*.b", "ab.b"},
 		{"{a.b,c}.d", "a.b.d"}, {"[!a].x", "b.x"}, {"a\\.b", "a.b"}, {"?", "é"}, {"a.b*", "a.b"},
 		{"**b", "a.b"}, {"*.**.*", "a.b"}, {"{**.,}b", "a.b"},
+		{"orders", "orders.eu"}, {"orders.eu", "orders"}, {"a.b", "a.bc"}, // a literal is no prefix
 	}
 	for _, s := range seeds {
 		f.Add(s[0], s[1])
