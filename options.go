@@ -1,6 +1,55 @@
 package bus
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
+
+// Options configures a Bus. The zero value (and a nil *Options) means the
+// defaults documented on each field.
+type Options struct {
+	// Separator separates the segments of topics and patterns. Zero means
+	// DefaultSeparator ('.'). It must be an ASCII punctuation character
+	// other than the glob metacharacters * ? [ ] { } \ and , ! -; New
+	// panics otherwise.
+	Separator rune
+
+	// OnError receives what goes wrong during delivery, when no caller is
+	// there to get an error: recovered handler panics and payload type
+	// mismatches as *DeliveryError. It is called on the goroutine where the
+	// problem happened, possibly concurrently, and must not block for
+	// long. Nil means the errors are written with the log package, so that
+	// nothing is lost silently.
+	OnError func(err error)
+
+	// MatchCacheSize is the number of slots of the match cache, which maps
+	// recently published topics to their subscribers so that a steady
+	// stream of publishes costs one hash and no lock. Zero means 4096; the
+	// size is rounded up to a power of two. A negative size disables the
+	// cache: every publish then walks the index under read locks, and
+	// publishes that match wildcard subscriptions allocate.
+	MatchCacheSize int
+
+	// Stats turns on the counters that cost something on the publish
+	// path: Stats.Published, and Delivered for synchronous subscriptions.
+	// They are striped, so parallel publishers still scale; a publish
+	// pays a few nanoseconds for them. Drops, panics, queue depths and
+	// asynchronous deliveries are always counted.
+	Stats bool
+
+	// SlowAfter is how long the queue of an asynchronous subscription may
+	// stay full before it is reported to OnError as a slow subscriber
+	// (ErrSlowSubscriber, with where it was subscribed), once per spell.
+	// Zero means one second; negative turns the report off.
+	SlowAfter time.Duration
+
+	// DropReportInterval is the shortest time between two reports of
+	// dropped events (ErrDropped) for one subscription; the drops in
+	// between are counted and reported together. Zero means one second.
+	DropReportInterval time.Duration
+}
+
+const defaultMatchCacheSize = 4096
 
 // Overflow says what an asynchronous subscription does with an event that
 // finds its queue full.
