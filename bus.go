@@ -314,29 +314,6 @@ func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscripti
 	return s, out, nil
 }
 
-// addWorker registers s and starts its worker, unless the bus is closed.
-func (b *Bus) addWorker(s *Subscription) error {
-	b.workersMu.Lock()
-	defer b.workersMu.Unlock()
-	if b.closed.Load() {
-		return errClosed(fmt.Sprintf("subscribe %q", s.pat.text))
-	}
-	b.workers[s] = struct{}{}
-	go s.work()
-	return nil
-}
-
-// workerDone is deferred by the worker of s when it exits.
-func (b *Bus) workerDone(s *Subscription) {
-	b.workersMu.Lock()
-	delete(b.workers, s)
-	b.workersMu.Unlock()
-	if s.out != nil {
-		close(s.out)
-	}
-	s.closeDone()
-}
-
 // Close ends the bus: Publish and Subscribe fail with ErrClosed from the
 // moment it starts, every subscription is unsubscribed, and the events
 // already in asynchronous queues are handled until ctx ends. Close then
