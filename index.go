@@ -60,33 +60,6 @@ type matchSet struct {
 	kind  subsKind
 }
 
-// subsKind says which delivery path a list of subscriptions needs.
-type subsKind uint8
-
-const (
-	noneFast subsKind = iota // empty, or no plain synchronous subscription
-	someFast                 // plain synchronous subscriptions and others
-	allFast                  // only plain synchronous subscriptions, at least one
-)
-
-// kindOf classifies subs; plain synchronous subscriptions are the ones
-// PublishEvent calls in line.
-func kindOf(subs []*Subscription) subsKind {
-	n := 0
-	for _, s := range subs {
-		if s.fast {
-			n++
-		}
-	}
-	switch {
-	case n == 0:
-		return noneFast
-	case n == len(subs):
-		return allFast
-	}
-	return someFast
-}
-
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
 
 // valid reports whether m, possibly nil, is the match set of topic at the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -231,77 +230,4 @@ func (s *Subscription) Stats() SubscriptionStats {
 		st.Capacity = len(s.q.buf)
 	}
 	return st
-}
-
-// offer delivers *e to s, or queues it, as s is set up to. With skipIfFull,
-// a full queue answers full instead of applying the overflow policy.
-func (s *Subscription) offer(ctx context.Context, e *Event, skipIfFull bool) (offerResult, error) {
-	if !s.active.Load() {
-		return gone, nil
-	}
-	if s.opts.Once && !s.fired.CompareAndSwap(false, true) {
-		return gone, nil
-	}
-	var res offerResult
-	var err error
-	if s.q != nil {
-		res, err = s.q.push(ctx, e, s, skipIfFull)
-	} else {
-		res = s.callSync(ctx, e)
-	}
-	if s.opts.Once {
-		if res == full {
-			s.fired.Store(false) // not taken: another publisher may have it
-		} else {
-			s.end(false) // the queue keeps its one event: it is drained, not discarded
-		}
-	}
-	return res, err
-}
-
-// callSync calls the handler of a synchronous subscription that is not
-// plain: it tracks running calls, counts, and recovers a panic itself so
-// that it reports this subscription even when it is a group member.
-func (s *Subscription) callSync(ctx context.Context, e *Event) offerResult {
-	if s.opts.Track {
-		s.running.Add(1)
-		defer s.leave()
-	}
-	if !s.active.Load() {
-		return gone
-	}
-	defer s.recoverSync(e)
-	s.handler(ctx, *e)
-	s.countDelivered(1)
-	return accepted
-}
-
-// leave ends a tracked call, closing done if it was the last one of an
-// unsubscribed subscription. Unsubscribe and leave each write their own
-// variable before reading the other's, so one of them sees both done.
-func (s *Subscription) leave() {
-	if s.running.Add(-1) == 0 && !s.active.Load() {
-		s.closeDone()
-	}
-}
-
-func (s *Subscription) recoverSync(e *Event) {
-	if r := recover(); r != nil {
-		s.countDelivered(1)
-		s.bus.reportPanic(s, e.Topic, r)
-	}
-}
-
-func (s *Subscription) countDelivered(n uint64) {
-	if s.delivered.stripes != nil {
-		s.delivered.add(n)
-		s.bus.delivered.add(n)
-	}
-}
-
-// reportPanic counts and reports a recovered panic of s's handler.
-func (b *Bus) reportPanic(s *Subscription, topic string, r any) {
-	s.panics.Add(1)
-	b.panics.add(1)
-	b.report(&DeliveryError{Topic: topic, Pattern: s.pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
 }

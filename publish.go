@@ -1,0 +1,318 @@
+package bus
+
+import (
+	"context"
+	"runtime/debug"
+)
+
+// The synchronous delivery path: everything a Publish does on the
+// publisher's goroutine, from the match set to the handlers, the queues
+// and the groups, and back with an error.
+
+// subsKind says which delivery path a list of subscriptions needs.
+type subsKind uint8
+
+const (
+	noneFast subsKind = iota // empty, or no plain synchronous subscription
+	someFast                 // plain synchronous subscriptions and others
+	allFast                  // only plain synchronous subscriptions, at least one
+)
+
+// kindOf classifies subs; plain synchronous subscriptions are the ones
+// PublishEvent calls in line.
+func kindOf(subs []*Subscription) subsKind {
+	n := 0
+	for _, s := range subs {
+		if s.fast {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return noneFast
+	case n == len(subs):
+		return allFast
+	}
+	return someFast
+}
+
+// Publish sends payload to every subscription whose pattern matches topic
+// and returns once every matching synchronous handler has returned and
+// every matching asynchronous subscription has queued the event.
+//
+// Synchronous handlers run on the calling goroutine, one after the other in
+// the order their subscriptions were made, each once however many ways its
+// pattern matches; a queue group counts as one subscription. A panicking
+// handler is recovered and reported to Options.OnError; the other handlers
+// still run and Publish does not panic. Handlers may call Publish,
+// Subscribe, Unsubscribe and Close.
+//
+// Publish blocks only on a full queue with the Block policy, until there is
+// room or ctx ends: it then still delivers to the other subscriptions and
+// returns an error wrapping ctx's error (see Block). It returns a
+// [*SyntaxError] wrapping ErrInvalidTopic for an invalid topic, and an
+// error wrapping ErrClosed once the bus is closed, delivering nothing then.
+// A topic with no subscribers is not an error. Publish passes ctx to the
+// handlers, asynchronous ones included, which may find it ended: an
+// asynchronous handler that must outlive its publisher's context should use
+// context.WithoutCancel.
+//
+// Once a topic is in the match cache, Publish takes no lock and allocates
+// nothing: a pointer payload travels in the interface without an
+// allocation (a non-pointer value may allocate when converted to any).
+func (b *Bus) Publish(ctx context.Context, topic string, payload any) error {
+	return b.PublishEvent(ctx, Event{Topic: topic, Payload: payload})
+}
+
+// PublishEvent is Publish for an event that carries Meta, such as one a
+// bridge imports. It behaves exactly as Publish(ctx, e.Topic, e.Payload)
+// and passes e to the handlers as it is.
+func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
+	// This is lookup and deliverFrom written out: the calls would cost a
+	// quarter of a cached publish. Close needs no check here: it bumps the
+	// generations, so after it every publish takes lookupSlow, which
+	// checks.
+	h := hashString(b.seed, e.Topic)
+	st := b.stripeOf(h)
+	gen := st.gen.Load()
+	var subs []*Subscription
+	var kind subsKind
+	slot := h & b.cacheMask
+	if slot >= uint64(len(b.cache)) {
+		// Only the zero Bus has no cache slot. The check costs nothing:
+		// it stands in for the bounds check of the index below.
+		panic(notCreated)
+	}
+	if m := b.cache[slot].Load(); m.valid(e.Topic, gen) {
+		subs, kind = m.subs, m.kind
+	} else {
+		var err error
+		if subs, err = b.lookupSlow(e.Topic, h, st, gen); err != nil {
+			return err
+		}
+		kind = kindOf(subs)
+	}
+	switch kind {
+	case noneFast:
+		// Asynchronous subscriptions, groups and the like (or none at
+		// all): each recovers its own handler's panics.
+		var firstErr error
+		for _, s := range subs {
+			if err := b.deliverSlow(ctx, s, &e); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if b.stats && firstErr == nil {
+			b.published.add(1)
+		}
+		return firstErr
+	case someFast:
+		return b.publishMixed(ctx, &e, subs)
+	}
+	// The common case: plain synchronous handlers only (so no Stats
+	// either, which makes every subscription slow).
+	i := 0
+	closed := false
+	defer func() {
+		if r := recover(); r != nil {
+			b.recovered(ctx, &e, subs, i, r)
+		}
+	}()
+	for ; i < len(subs); i++ {
+		if s := subs[i]; s.active.Load() {
+			s.handler(ctx, e)
+		} else if b.closed.Load() {
+			closed = true // Close overtook this publish
+		}
+	}
+	if closed {
+		return errClosed("publish")
+	}
+	return nil
+}
+
+// publishMixed is the rest of PublishEvent when subs mixes plain
+// synchronous subscriptions with others.
+func (b *Bus) publishMixed(ctx context.Context, e *Event, subs []*Subscription) error {
+	var firstErr error
+	i := 0
+	defer func() {
+		if r := recover(); r != nil {
+			b.recovered(ctx, e, subs, i, r)
+		}
+	}()
+	for ; i < len(subs); i++ {
+		s := subs[i]
+		if s.fast {
+			if s.active.Load() {
+				s.handler(ctx, *e)
+			} else if b.closed.Load() && firstErr == nil {
+				firstErr = errClosed("publish") // Close overtook this publish
+			}
+		} else if err := b.deliverSlow(ctx, s, e); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if b.stats && firstErr == nil {
+		b.published.add(1)
+	}
+	return firstErr
+}
+
+// deliverSlow delivers to anything but a plain synchronous subscription.
+// A subscription found gone because Close overtook the publish makes an
+// error wrapping ErrClosed.
+func (b *Bus) deliverSlow(ctx context.Context, s *Subscription, e *Event) error {
+	var res offerResult
+	var err error
+	switch {
+	case s.members != nil:
+		return b.deliverGroup(ctx, s, e)
+	case s.q != nil && !s.opts.Once:
+		if !s.active.Load() {
+			res = gone
+			break
+		}
+		res, err = s.q.push(ctx, e, s, false)
+	default:
+		res, err = s.offer(ctx, e, false)
+	}
+	if res == gone && err == nil && b.closed.Load() {
+		return errClosed("publish")
+	}
+	return err
+}
+
+// offer delivers *e to s, or queues it, as s is set up to. With skipIfFull,
+// a full queue answers full instead of applying the overflow policy.
+func (s *Subscription) offer(ctx context.Context, e *Event, skipIfFull bool) (offerResult, error) {
+	if !s.active.Load() {
+		return gone, nil
+	}
+	if s.opts.Once && !s.fired.CompareAndSwap(false, true) {
+		return gone, nil
+	}
+	var res offerResult
+	var err error
+	if s.q != nil {
+		res, err = s.q.push(ctx, e, s, skipIfFull)
+	} else {
+		res = s.callSync(ctx, e)
+	}
+	if s.opts.Once {
+		if res == full {
+			s.fired.Store(false) // not taken: another publisher may have it
+		} else {
+			s.end(false) // the queue keeps its one event: it is drained, not discarded
+		}
+	}
+	return res, err
+}
+
+// callSync calls the handler of a synchronous subscription that is not
+// plain: it tracks running calls, counts, and recovers a panic itself so
+// that it reports this subscription even when it is a group member.
+func (s *Subscription) callSync(ctx context.Context, e *Event) offerResult {
+	if s.opts.Track {
+		s.running.Add(1)
+		defer s.leave()
+	}
+	if !s.active.Load() {
+		return gone
+	}
+	defer s.recoverSync(e)
+	s.handler(ctx, *e)
+	s.countDelivered(1)
+	return accepted
+}
+
+// leave ends a tracked call, closing done if it was the last one of an
+// unsubscribed subscription. Unsubscribe and leave each write their own
+// variable before reading the other's, so one of them sees both done.
+func (s *Subscription) leave() {
+	if s.running.Add(-1) == 0 && !s.active.Load() {
+		s.closeDone()
+	}
+}
+
+func (s *Subscription) recoverSync(e *Event) {
+	if r := recover(); r != nil {
+		s.countDelivered(1)
+		s.bus.reportPanic(s, e.Topic, r)
+	}
+}
+
+func (s *Subscription) countDelivered(n uint64) {
+	if s.delivered.stripes != nil {
+		s.delivered.add(n)
+		s.bus.delivered.add(n)
+	}
+}
+
+// recovered reports the panic r of subs[i]'s handler, recovered by
+// PublishEvent, and delivers to the rest of subs.
+func (b *Bus) recovered(ctx context.Context, e *Event, subs []*Subscription, i int, r any) {
+	b.reportPanic(subs[i], e.Topic, r)
+	for j := i + 1; j < len(subs); {
+		j = b.deliverFrom(ctx, e, subs, j)
+	}
+}
+
+// deliverFrom delivers *e to subs[i:], calling the handler of every active
+// subscription in order, and returns len(subs), or the index after a
+// subscription whose handler panicked. The caller calls it again from there
+// until it gets len(subs).
+//
+// A recover costs a deferred call, and a defer inside a loop is not
+// open-coded by the compiler: it would cost a heap-allocated defer record
+// per handler. So deliverFrom defers once for the whole loop. The event
+// travels by pointer so that the arguments fit the registers of the calling
+// convention.
+func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i int) (next int) {
+	defer b.recoverHandler(e, subs, &i, &next)
+	for ; i < len(subs); i++ {
+		s := subs[i]
+		if s.fast {
+			if s.active.Load() {
+				s.handler(ctx, *e)
+			}
+		} else if err := b.deliverSlow(ctx, s, e); err != nil {
+			// After a panic Publish has no way left to return it.
+			b.report(err)
+		}
+	}
+	return i
+}
+
+// recoverHandler is deferred by deliverFrom: it recovers a handler panic,
+// reports it, and makes deliverFrom return the index after the culprit.
+func (b *Bus) recoverHandler(e *Event, subs []*Subscription, i, next *int) {
+	if r := recover(); r != nil {
+		b.reportPanic(subs[*i], e.Topic, r)
+		*next = *i + 1
+	}
+}
+
+// reportPanic counts and reports a recovered panic of s's handler.
+func (b *Bus) reportPanic(s *Subscription, topic string, r any) {
+	s.panics.Add(1)
+	b.panics.add(1)
+	b.report(&DeliveryError{Topic: topic, Pattern: s.pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
+}
+
+// report hands err to Options.OnError. A panic in OnError itself is
+// swallowed: it must not kill the publisher, and there is nowhere left to
+// report it.
+func (b *Bus) report(err error) {
+	defer func() { _ = recover() }()
+	b.onError(err)
+}
+
+// reportAll reports the non-nil errors of reports.
+func (b *Bus) reportAll(reports ...*DeliveryError) {
+	for _, r := range reports {
+		if r != nil {
+			b.report(r)
+		}
+	}
+}
