@@ -57,7 +57,7 @@ type matchSet struct {
 	topic string
 	gen   uint64          // of the topic's stripe when it was computed
 	subs  []*Subscription // in subscription order, each once
-	kind  subsKind
+	path  deliveryPath
 }
 
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
@@ -117,7 +117,7 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 	}
 	subs = collapseGroups(subs)
 	if b.cacheOn {
-		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, kind: kindOf(subs)}
+		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, path: pathOf(subs)}
 		b.cache[h&b.cacheMask].Store(m)
 	}
 	return subs, nil

@@ -9,31 +9,33 @@ import (
 // publisher's goroutine, from the match set to the handlers, the queues
 // and the groups, and back with an error.
 
-// subsKind says which delivery path a list of subscriptions needs.
-type subsKind uint8
+// deliveryPath says how PublishEvent delivers to a match set. Plain
+// synchronous subscriptions (Subscription.inline) are called in line, in
+// one loop with one deferred recover; every other kind goes through
+// deliverSlow.
+type deliveryPath uint8
 
 const (
-	noneFast subsKind = iota // empty, or no plain synchronous subscription
-	someFast                 // plain synchronous subscriptions and others
-	allFast                  // only plain synchronous subscriptions, at least one
+	slowPath   deliveryPath = iota // no subscription called in line (or none at all)
+	mixedPath                      // some called in line, some through deliverSlow
+	inlinePath                     // every one called in line, at least one
 )
 
-// kindOf classifies subs; plain synchronous subscriptions are the ones
-// PublishEvent calls in line.
-func kindOf(subs []*Subscription) subsKind {
+// pathOf says which path subs needs.
+func pathOf(subs []*Subscription) deliveryPath {
 	n := 0
 	for _, s := range subs {
-		if s.fast {
+		if s.inline {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		return noneFast
+		return slowPath
 	case n == len(subs):
-		return allFast
+		return inlinePath
 	}
-	return someFast
+	return mixedPath
 }
 
 // Publish sends payload to every subscription whose pattern matches topic
@@ -76,7 +78,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	st := b.stripeOf(h)
 	gen := st.gen.Load()
 	var subs []*Subscription
-	var kind subsKind
+	var path deliveryPath
 	slot := h & b.cacheMask
 	if slot >= uint64(len(b.cache)) {
 		// Only the zero Bus has no cache slot. The check costs nothing:
@@ -84,16 +86,16 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 		panic(notCreated)
 	}
 	if m := b.cache[slot].Load(); m.valid(e.Topic, gen) {
-		subs, kind = m.subs, m.kind
+		subs, path = m.subs, m.path
 	} else {
 		var err error
 		if subs, err = b.lookupSlow(e.Topic, h, st, gen); err != nil {
 			return err
 		}
-		kind = kindOf(subs)
+		path = pathOf(subs)
 	}
-	switch kind {
-	case noneFast:
+	switch path {
+	case slowPath:
 		// Asynchronous subscriptions, groups and the like (or none at
 		// all): each recovers its own handler's panics.
 		var firstErr error
@@ -106,7 +108,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 			b.published.add(1)
 		}
 		return firstErr
-	case someFast:
+	case mixedPath:
 		return b.publishMixed(ctx, &e, subs)
 	}
 	// The common case: plain synchronous handlers only (so no Stats
@@ -143,7 +145,7 @@ func (b *Bus) publishMixed(ctx context.Context, e *Event, subs []*Subscription) 
 	}()
 	for ; i < len(subs); i++ {
 		s := subs[i]
-		if s.fast {
+		if s.inline {
 			if s.active.Load() {
 				s.handler(ctx, *e)
 			} else if b.closed.Load() && firstErr == nil {
@@ -272,7 +274,7 @@ func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i
 	defer b.recoverHandler(e, subs, &i, &next)
 	for ; i < len(subs); i++ {
 		s := subs[i]
-		if s.fast {
+		if s.inline {
 			if s.active.Load() {
 				s.handler(ctx, *e)
 			}

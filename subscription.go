@@ -12,17 +12,17 @@ import (
 // its variants. Its methods are safe for concurrent use, also from inside
 // its own handler.
 type Subscription struct {
-	// handler, active and fast are read by every delivery: they come first.
+	// handler, active and inline are read by every delivery: they come first.
 	handler Handler
 	active  atomic.Bool // true from Subscribe until Unsubscribe or Close
-	// fast marks a plain synchronous subscription, which Publish calls in
+	// inline marks a plain synchronous subscription, which Publish calls in
 	// line; every other kind goes through deliverSlow.
-	fast bool
-	bus  *Bus
-	id   uint64 // subscription order
-	pat  pattern
-	opts SubscribeOptions
-	pc   [1]uintptr // the caller of Subscribe, for reports
+	inline bool
+	bus    *Bus
+	id     uint64 // subscription order
+	pat    pattern
+	opts   SubscribeOptions
+	pc     [1]uintptr // the caller of Subscribe, for reports
 
 	q        *queue        // asynchronous subscriptions
 	out      chan Event    // SubscribeChan: the channel, closed by the worker
@@ -67,7 +67,7 @@ func (b *Bus) newSubscription(text string, h Handler, opts *SubscribeOptions) (*
 		return nil, err
 	}
 	s := &Subscription{handler: h, bus: b, id: b.nextID.Add(1), pat: p, opts: o, done: make(chan struct{})}
-	s.fast = o.Queue == 0 && !o.Once && !o.Track && o.Group == "" && !b.stats
+	s.inline = o.Queue == 0 && !o.Once && !o.Track && o.Group == "" && !b.stats
 	if o.Queue > 0 {
 		s.q = newQueue(o.Queue)
 	}
