@@ -219,7 +219,7 @@ func TestMirrorBothWays(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "the publishers")
 
 	for _, c := range []struct {
 		name          string

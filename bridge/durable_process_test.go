@@ -94,10 +94,10 @@ func startImporter(t *testing.T, srv *redistest.Server, d bridge.Delivery, log *
 	im := &importer{cmd: cmd, stdin: stdin, done: make(chan struct{})}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-im.done
-		_ = cmd.Wait()
+		recv(t, im.done, "the killed importer's output to end")
+		_ = waitCmd(t, cmd, "the killed importer to exit")
 	})
-	ready := make(chan bool, 1)
+	ready := make(chan bool, 2)
 	go func() {
 		defer close(im.done)
 		lines := bufio.NewScanner(stdout)
@@ -112,13 +112,8 @@ func startImporter(t *testing.T, srv *redistest.Server, d bridge.Delivery, log *
 		}
 		ready <- false
 	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("importer exited before it was ready")
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("importer not ready in time")
+	if !recv(t, ready, "the importer to be ready") {
+		t.Fatal("importer exited before it was ready")
 	}
 	return im
 }
@@ -164,8 +159,8 @@ func testImporterKilled(t *testing.T, d bridge.Delivery) {
 	if err := first.cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
-	<-first.done
-	_ = first.cmd.Wait()
+	recv(t, first.done, "the killed importer's output to end")
+	_ = waitCmd(t, first.cmd, "the killed importer to exit")
 	before := log.snapshot()
 
 	// What Redis holds as not yet handled, right after the kill: the
@@ -193,12 +188,12 @@ func testImporterKilled(t *testing.T, d bridge.Delivery) {
 	t.Logf("killed after %d events handled (%d distinct); %d pending", log.total.Load(), len(before), pendingN)
 
 	second := startImporter(t, srv, d, log)
-	<-published
+	recv(t, published, "the exporter to publish everything")
 	eventually(t, func() bool { return log.distinct() == n }, "every event handled: %d of %d", log.distinct, func() int { return n })
 	time.Sleep(300 * time.Millisecond) // room for a late duplicate to show
 	_ = second.stdin.Close()           // a graceful stop
-	<-second.done
-	if err := second.cmd.Wait(); err != nil {
+	recv(t, second.done, "the second importer's output to end")
+	if err := waitCmd(t, second.cmd, "the second importer to stop"); err != nil {
 		t.Fatalf("second importer: %v", err)
 	}
 

@@ -106,7 +106,11 @@ func TestOutboxWakesOncePerBurst(t *testing.T) {
 	if len(o.wake) != 1 {
 		t.Fatalf("wake has %d tokens, want 1", len(o.wake))
 	}
-	<-o.wake
+	select {
+	case <-o.wake:
+	default:
+		t.Fatal("no wake token to take")
+	}
 	o.take(nil, 100, 0)
 	o.push(item("a", "p", 0))
 	if len(o.wake) != 1 {
@@ -189,7 +193,16 @@ func TestImportQueueOrderAndFairness(t *testing.T) {
 		}()
 	}
 	q.close()
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the workers did not return after close")
+	}
 	for _, topic := range []string{"a", "b", "c"} {
 		if len(got[topic]) != 100 {
 			t.Fatalf("%s: %d events", topic, len(got[topic]))
@@ -238,7 +251,9 @@ func TestOptionsValidation(t *testing.T) {
 		if br, err := New(b, rdb, &c.opts); !errors.Is(err, ErrInvalidOptions) {
 			t.Errorf("%s: New returned %v, want ErrInvalidOptions", c.name, err)
 			if br != nil {
-				_ = br.Close(context.Background())
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_ = br.Close(ctx)
+				cancel()
 			}
 		}
 	}

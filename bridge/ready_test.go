@@ -148,7 +148,7 @@ func TestNewOnClosedBus(t *testing.T) {
 			}
 			br, err := bridge.New(b, rdb, &bridge.Options{Routes: tc.routes, OnError: func(error) {}})
 			if err == nil {
-				_ = br.Close(context.Background())
+				_ = closeBridge(br)
 				t.Fatal("New accepted a closed bus")
 			}
 			if !errors.Is(err, bus.ErrClosed) || err.Error() != "bridge: new: the bus is closed" {

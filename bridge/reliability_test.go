@@ -26,11 +26,11 @@ func TestSlowSubscriberDoesNotStallOtherTopics(t *testing.T) {
 	a := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "**", Direction: bridge.Export}))
 	b := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "**", Direction: bridge.Import}))
 
-	release := make(chan struct{})
+	release := newGate(t)
 	var slow []int
 	var slowMu sync.Mutex
 	if _, err := b.bus.Subscribe("slow", func(_ context.Context, e bus.Event) {
-		<-release
+		release.wait()
 		slowMu.Lock()
 		slow = append(slow, atoi(t, e.Payload))
 		slowMu.Unlock()
@@ -58,7 +58,7 @@ func TestSlowSubscriberDoesNotStallOtherTopics(t *testing.T) {
 		}
 		last[e.Topic] = i
 	}
-	close(release)
+	release.open()
 	eventually(t, func() bool {
 		slowMu.Lock()
 		defer slowMu.Unlock()
@@ -99,10 +99,10 @@ func TestImportQueueDrops(t *testing.T) {
 	opts.ImportTopicQueueSize = 10
 	b := newInstance(t, srv.Client(t), opts)
 
-	release := make(chan struct{})
+	release := newGate(t)
 	var delivered atomic.Int64
 	if _, err := b.bus.Subscribe("blocked", func(context.Context, bus.Event) {
-		<-release
+		release.wait()
 		delivered.Add(1)
 	}); err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestImportQueueDrops(t *testing.T) {
 		publish(t, a.bus, "blocked", strconv.Itoa(i))
 	}
 	eventually(t, func() bool { return b.bridge.Stats().Received == n }, "messages read")
-	close(release)
+	release.open()
 	eventually(t, func() bool {
 		s := b.bridge.Stats()
 		return s.ImportDepth == 0 && uint64(delivered.Load())+s.ImportDropped == n
@@ -404,7 +404,7 @@ func TestSourceRestartWithSameID(t *testing.T) {
 			publish(t, a.bus, "r.x", strconv.Itoa(run*3+i))
 		}
 		rec.waitFor(t, run*3+3)
-		if err := a.bridge.Close(context.Background()); err != nil {
+		if err := closeBridge(a.bridge); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -95,7 +95,7 @@ func TestACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	t.Cleanup(func() { _ = closeBridge(c) })
 	rctx, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
 	if err := c.Ready(rctx); !errors.Is(err, bridge.ErrSubscribe) || !strings.Contains(err.Error(), "NOPERM") {
@@ -114,7 +114,7 @@ func TestACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	t.Cleanup(func() { _ = closeBridge(d) })
 	if err := d.Ready(rctx); !errors.Is(err, bridge.ErrSubscribe) || !strings.Contains(err.Error(), "NOPERM") {
 		t.Errorf("Ready with an unlisted pattern: %v, want ErrSubscribe with NOPERM", err)
 	}
@@ -137,10 +137,13 @@ func TestSigning(t *testing.T) {
 		return o
 	}
 	// Capture what travels on Redis with a plain subscriber.
+	// Its reads are bounded by spyCtx.
 	ctx := context.Background()
+	spyCtx, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
 	spy := srv.Client(t).PSubscribe(ctx, "app:sec.*")
 	defer spy.Close()
-	if _, err := spy.Receive(ctx); err != nil { // the confirmation
+	if _, err := spy.Receive(spyCtx); err != nil { // the confirmation
 		t.Fatal(err)
 	}
 
@@ -151,7 +154,7 @@ func TestSigning(t *testing.T) {
 	if e := rec.waitFor(t, 1)[0]; e.Payload != "signed" {
 		t.Fatalf("got %+v", e)
 	}
-	msg, err := spy.ReceiveMessage(ctx)
+	msg, err := spy.ReceiveMessage(spyCtx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,17 +146,18 @@ func testGroupRestart(t *testing.T, graceful bool) {
 
 	bus1 := newBus()
 	first := make(chan string, 1000)
-	block := make(chan struct{})
+	block := newGate(t)
 	if _, err := bus1.Subscribe("tasks", func(_ context.Context, e bus.Event) {
 		p := e.Payload.(string)
 		first <- p
 		if p == "5" {
-			<-block
+			block.wait()
 		}
 	}); err != nil {
 		t.Fatal(err)
 	}
 	w1 := newInstanceOn(t, bus1, srv.Client(t), opts("run1"))
+	t.Cleanup(block.open) // before w1's Close, if the test fails first
 	eventually(t, func() bool { return len(first) == 6 }, "first member blocked at event 5")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -168,8 +169,8 @@ func testGroupRestart(t *testing.T, graceful bool) {
 	closed := make(chan error, 1)
 	go func() { closed <- w1.bridge.Close(ctx) }()
 	time.Sleep(50 * time.Millisecond)
-	close(block)
-	if err := <-closed; err != nil {
+	block.open()
+	if err := recv(t, closed, "Close of the first member"); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	// The rest of the batch stays delivered to w and unacknowledged, and

@@ -391,7 +391,7 @@ func TestStreamOptions(t *testing.T) {
 			br, err := bridge.New(bus.New(nil), rdb, tc.opts)
 			if !errors.Is(err, bridge.ErrInvalidOptions) {
 				if br != nil {
-					_ = br.Close(context.Background())
+					_ = closeBridge(br)
 				}
 				t.Fatalf("New: %v, want ErrInvalidOptions", err)
 			}
