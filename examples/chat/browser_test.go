@@ -50,6 +50,9 @@ func TestBrowser(t *testing.T) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
+	// Its temporary files (the chat's build, Chromium's profile) go in
+	// dir, removed even when the program is killed.
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
