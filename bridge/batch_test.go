@@ -62,7 +62,7 @@ func TestBatchRoundTrip(t *testing.T) {
 					t.Errorf("flags %#02x", msg[3])
 				}
 				var got []envelope
-				n, err := decodeMessage(envTestChannel, msg, key, 0, func(i int, env envelope) {
+				n, err := decodeMessageSafe(t, envTestChannel, msg, key, 0, func(i int, env envelope) {
 					if i != len(got) {
 						t.Errorf("event %d delivered as %d", len(got), i)
 					}
@@ -79,17 +79,17 @@ func TestBatchRoundTrip(t *testing.T) {
 					t.Fatalf("re-encoded differently")
 				}
 				// decodeEnvelope reads one event, never a batch.
-				if _, err := decodeEnvelope(envTestChannel, msg, key, 0); !errors.Is(err, ErrMalformed) {
+				if _, err := decodeEnvelopeSafe(t, envTestChannel, msg, key, 0); !errors.Is(err, ErrMalformed) {
 					t.Errorf("decodeEnvelope of a batch: %v, want ErrMalformed", err)
 				}
-				if _, err := decodeMessage(envTestChannel, msg, key, len(msg)-1, nil); !errors.Is(err, ErrTooLarge) {
+				if _, err := decodeMessageSafe(t, envTestChannel, msg, key, len(msg)-1, nil); !errors.Is(err, ErrTooLarge) {
 					t.Errorf("maxBytes len-1: %v, want ErrTooLarge", err)
 				}
 				if key != nil {
-					if _, err := decodeMessage(envTestChannel+"x", msg, key, 0, nil); !errors.Is(err, ErrSignature) {
+					if _, err := decodeMessageSafe(t, envTestChannel+"x", msg, key, 0, nil); !errors.Is(err, ErrSignature) {
 						t.Errorf("other channel: %v, want ErrSignature", err)
 					}
-					if _, err := decodeMessage(envTestChannel, msg, envTestOther, 0, nil); !errors.Is(err, ErrSignature) {
+					if _, err := decodeMessageSafe(t, envTestChannel, msg, envTestOther, 0, nil); !errors.Is(err, ErrSignature) {
 						t.Errorf("other key: %v, want ErrSignature", err)
 					}
 				}
@@ -104,7 +104,7 @@ func TestDecodeMessagePlain(t *testing.T) {
 	for _, s := range envSamples() {
 		msg := appendEnvelope(nil, envTestChannel, &s.env, envTestKey)
 		var got []envelope
-		n, err := decodeMessage(envTestChannel, msg, envTestKey, 0, func(i int, env envelope) { got = append(got, env) })
+		n, err := decodeMessageSafe(t, envTestChannel, msg, envTestKey, 0, func(i int, env envelope) { got = append(got, env) })
 		if err != nil || n != 1 || len(got) != 1 || !reflect.DeepEqual(got[0], s.env) {
 			t.Errorf("%s: %d events %+v, %v", s.name, n, got, err)
 		}
@@ -123,7 +123,7 @@ func TestBatchMalformed(t *testing.T) {
 		valid   = head + src + seq1 + count2 + events2
 		huge10  = "ffffffffffffffffff01" // 1<<64 - 1
 	)
-	if n, err := decodeMessage("c", envRaw(t, valid), nil, 0, func(int, envelope) {}); err != nil || n != 2 {
+	if n, err := decodeMessageSafe(t, "c", envRaw(t, valid), nil, 0, func(int, envelope) {}); err != nil || n != 2 {
 		t.Fatalf("the base message must be valid: %d, %v", n, err)
 	}
 	for _, tc := range []struct {
@@ -154,7 +154,7 @@ func TestBatchMalformed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := envRaw(t, tc.hex)
 			called := 0
-			n, err := decodeMessage("c", msg, nil, 0, func(int, envelope) { called++ })
+			n, err := decodeMessageSafe(t, "c", msg, nil, 0, func(int, envelope) { called++ })
 			if !errors.Is(err, ErrMalformed) || n != 0 {
 				t.Fatalf("decode(% x) = %d, %v; want ErrMalformed", msg, n, err)
 			}
@@ -177,7 +177,7 @@ func TestBatchAltered(t *testing.T) {
 		for _, mask := range []byte{0x01, 0x80, 0xff} {
 			bad := bytes.Clone(msg)
 			bad[i] ^= mask
-			_, err := decodeMessage(envTestChannel, bad, envTestKey, 0, func(int, envelope) {
+			_, err := decodeMessageSafe(t, envTestChannel, bad, envTestKey, 0, func(int, envelope) {
 				t.Fatalf("byte %d ^ %#02x: an event was delivered", i, mask)
 			})
 			if want := alteredError(i, bad); !errors.Is(err, want) {
@@ -239,7 +239,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			key = envTestKey
 		}
 		var got []envelope
-		n, err := decodeMessage(channel, msg, key, 0, func(i int, env envelope) {
+		n, err := decodeMessageSafe(t, channel, msg, key, 0, func(i int, env envelope) {
 			if i != len(got) {
 				t.Fatalf("event %d delivered as %d", len(got), i)
 			}

@@ -34,12 +34,12 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		if keyed {
 			key = envTestKey
 		}
-		env, err := decodeEnvelope(channel, msg, key, 0)
+		env, err := decodeEnvelopeSafe(t, channel, msg, key, 0)
 		if (err == errNotEnvelope) != !isEnvelope(msg) {
 			t.Fatalf("isEnvelope = %v but decode error = %v", isEnvelope(msg), err)
 		}
 		if len(msg) > 1 { // maxBytes 0 means no limit
-			if _, err := decodeEnvelope(channel, msg, key, len(msg)-1); !errors.Is(err, ErrTooLarge) {
+			if _, err := decodeEnvelopeSafe(t, channel, msg, key, len(msg)-1); !errors.Is(err, ErrTooLarge) {
 				t.Fatalf("maxBytes len-1: %v, want ErrTooLarge", err)
 			}
 		}
@@ -98,7 +98,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		if len(msg) != envelopeLen(&env, keyed) {
 			t.Fatalf("len %d, envelopeLen %d", len(msg), envelopeLen(&env, keyed))
 		}
-		got, err := decodeEnvelope(channel, msg, key, 0)
+		got, err := decodeEnvelopeSafe(t, channel, msg, key, 0)
 		if err != nil {
 			t.Fatalf("decode: %v\n% x", err, msg)
 		}
@@ -106,7 +106,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			t.Fatalf("decoded %+v, want %+v", got, env)
 		}
 		if keyed {
-			if _, err := decodeEnvelope(channel+"x", msg, key, 0); !errors.Is(err, ErrSignature) {
+			if _, err := decodeEnvelopeSafe(t, channel+"x", msg, key, 0); !errors.Is(err, ErrSignature) {
 				t.Fatalf("other channel: %v, want ErrSignature", err)
 			}
 		}

@@ -80,7 +80,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 					t.Fatal("appending to a non-empty dst changed the encoding")
 				}
 
-				got, err := decodeEnvelope(envTestChannel, msg, key, 0)
+				got, err := decodeEnvelopeSafe(t, envTestChannel, msg, key, 0)
 				if err != nil {
 					t.Fatalf("decode: %v", err)
 				}
@@ -98,12 +98,12 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 					t.Error("payload does not alias the message")
 				}
 				// A limit of exactly the message's length is fine.
-				if _, err := decodeEnvelope(envTestChannel, msg, key, len(msg)); err != nil {
+				if _, err := decodeEnvelopeSafe(t, envTestChannel, msg, key, len(msg)); err != nil {
 					t.Errorf("decode with maxBytes = len: %v", err)
 				}
 				// Without a key, a signed message is read unchecked.
 				if key != nil {
-					got, err := decodeEnvelope(envTestChannel, msg, nil, 0)
+					got, err := decodeEnvelopeSafe(t, envTestChannel, msg, nil, 0)
 					if err != nil || !reflect.DeepEqual(got, want) {
 						t.Fatalf("signed message decoded without key: %v", err)
 					}
@@ -164,7 +164,7 @@ func TestEnvelopeMACLongChannel(t *testing.T) {
 		if !bytes.Equal(msg[len(body):], h.Sum(nil)) {
 			t.Fatalf("channel of %d bytes: MAC differs from crypto/hmac", n)
 		}
-		if _, err := decodeEnvelope(ch, msg, key, 0); err != nil {
+		if _, err := decodeEnvelopeSafe(t, ch, msg, key, 0); err != nil {
 			t.Fatalf("channel of %d bytes: %v", n, err)
 		}
 	}
@@ -180,7 +180,7 @@ func TestEnvelopeNotEnvelope(t *testing.T) {
 			if isEnvelope([]byte(msg)) {
 				t.Errorf("isEnvelope(%q) = true", msg)
 			}
-			_, err := decodeEnvelope("ch", []byte(msg), key, 0)
+			_, err := decodeEnvelopeSafe(t, "ch", []byte(msg), key, 0)
 			if err != errNotEnvelope {
 				t.Errorf("decode(%q, key=%v) = %v, want errNotEnvelope", msg, key != nil, err)
 			}
@@ -200,7 +200,7 @@ func TestEnvelopeTruncated(t *testing.T) {
 				cut := bytes.Clone(msg[:n]) // exact length: out-of-range reads would panic
 				// Decoded without a key, every truncation is malformed
 				// (or too short to carry the magic at all).
-				_, err := decodeEnvelope(envTestChannel, cut, nil, 0)
+				_, err := decodeEnvelopeSafe(t, envTestChannel, cut, nil, 0)
 				switch {
 				case n < 2 && err != errNotEnvelope:
 					t.Fatalf("%s signed=%v: cut at %d: %v, want errNotEnvelope", tc.name, sign, n, err)
@@ -211,7 +211,7 @@ func TestEnvelopeTruncated(t *testing.T) {
 				// flags byte, a truncated signed message is a bad
 				// signature.
 				if sign {
-					_, err = decodeEnvelope(envTestChannel, cut, key, 0)
+					_, err = decodeEnvelopeSafe(t, envTestChannel, cut, key, 0)
 					switch {
 					case n < 2 && err != errNotEnvelope:
 						t.Fatalf("%s keyed: cut at %d: %v, want errNotEnvelope", tc.name, n, err)
@@ -248,7 +248,7 @@ func TestEnvelopeMalformed(t *testing.T) {
 		hdrAB    = "01610162"             // "a" = "b"
 		huge10   = "ffffffffffffffffff01" // 1<<64 - 1
 	)
-	if _, err := decodeEnvelope("c", envRaw(t, valid), nil, 0); err != nil {
+	if _, err := decodeEnvelopeSafe(t, "c", envRaw(t, valid), nil, 0); err != nil {
 		t.Fatalf("the base message must be valid: %v", err)
 	}
 	for _, tc := range []struct {
@@ -292,7 +292,7 @@ func TestEnvelopeMalformed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := envRaw(t, tc.hex)
-			env, err := decodeEnvelope("c", msg, nil, 0)
+			env, err := decodeEnvelopeSafe(t, "c", msg, nil, 0)
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("decode(% x) = %+v, %v; want ErrMalformed", msg, env, err)
 			}
@@ -323,7 +323,7 @@ func TestEnvelopeTooLarge(t *testing.T) {
 		{[]byte("short raw"), 10, errNotEnvelope},
 		{msg[:50], 40, ErrTooLarge}, // size is checked before anything else
 	} {
-		_, err := decodeEnvelope("c", tc.msg, nil, tc.maxBytes)
+		_, err := decodeEnvelopeSafe(t, "c", tc.msg, nil, tc.maxBytes)
 		if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
 			t.Errorf("decode(%d bytes, maxBytes %d) = %v, want %v", len(tc.msg), tc.maxBytes, err, tc.want)
 		}
@@ -334,7 +334,7 @@ func TestEnvelopeSignature(t *testing.T) {
 	for _, tc := range envSamples()[:9] {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := appendEnvelope(nil, envTestChannel, &tc.env, envTestKey)
-			if _, err := decodeEnvelope(envTestChannel, msg, envTestKey, 0); err != nil {
+			if _, err := decodeEnvelopeSafe(t, envTestChannel, msg, envTestKey, 0); err != nil {
 				t.Fatalf("genuine message: %v", err)
 			}
 			for _, c := range []struct {
@@ -348,7 +348,7 @@ func TestEnvelopeSignature(t *testing.T) {
 				{"wrong key", envTestChannel, envTestOther},
 				{"key prefix", envTestChannel, envTestKey[:len(envTestKey)-1]},
 			} {
-				if _, err := decodeEnvelope(c.channel, msg, c.key, 0); !errors.Is(err, ErrSignature) {
+				if _, err := decodeEnvelopeSafe(t, c.channel, msg, c.key, 0); !errors.Is(err, ErrSignature) {
 					t.Errorf("%s: %v, want ErrSignature", c.name, err)
 				}
 			}
@@ -361,7 +361,7 @@ func TestEnvelopeSignature(t *testing.T) {
 				for _, mask := range []byte{0x01, 0x80, 0xff} {
 					bad := bytes.Clone(msg)
 					bad[i] ^= mask
-					_, err := decodeEnvelope(envTestChannel, bad, envTestKey, 0)
+					_, err := decodeEnvelopeSafe(t, envTestChannel, bad, envTestKey, 0)
 					if want := alteredError(i, bad); !errors.Is(err, want) {
 						t.Fatalf("byte %d ^ %#02x: %v, want %v", i, mask, err, want)
 					}
@@ -369,22 +369,22 @@ func TestEnvelopeSignature(t *testing.T) {
 			}
 
 			// Extra bytes appended, and the MAC moved: bad signature.
-			if _, err := decodeEnvelope(envTestChannel, append(bytes.Clone(msg), 0), envTestKey, 0); !errors.Is(err, ErrSignature) {
+			if _, err := decodeEnvelopeSafe(t, envTestChannel, append(bytes.Clone(msg), 0), envTestKey, 0); !errors.Is(err, ErrSignature) {
 				t.Errorf("appended byte: %v, want ErrSignature", err)
 			}
 
 			// Unsigned message where a key is configured.
 			plain := appendEnvelope(nil, envTestChannel, &tc.env, nil)
-			if _, err := decodeEnvelope(envTestChannel, plain, envTestKey, 0); !errors.Is(err, ErrSignature) {
+			if _, err := decodeEnvelopeSafe(t, envTestChannel, plain, envTestKey, 0); !errors.Is(err, ErrSignature) {
 				t.Errorf("unsigned message with a key: %v, want ErrSignature", err)
 			}
 			// An unsigned message with the signed flag and a made-up MAC.
 			forged := append(bytes.Clone(plain), make([]byte, envMACLen)...)
 			forged[3] |= flagSigned
-			if _, err := decodeEnvelope(envTestChannel, forged, nil, 0); err != nil {
+			if _, err := decodeEnvelopeSafe(t, envTestChannel, forged, nil, 0); err != nil {
 				t.Fatalf("forged message must be well-formed for this test: %v", err)
 			}
-			if _, err := decodeEnvelope(envTestChannel, forged, envTestKey, 0); !errors.Is(err, ErrSignature) {
+			if _, err := decodeEnvelopeSafe(t, envTestChannel, forged, envTestKey, 0); !errors.Is(err, ErrSignature) {
 				t.Errorf("forged MAC: %v, want ErrSignature", err)
 			}
 		})
@@ -423,7 +423,7 @@ func TestEnvelopeKeyAlternation(t *testing.T) {
 			t.Fatalf("round %d: MAC with key %d differs from crypto/hmac", i, i%len(keys))
 		}
 		for j, other := range keys {
-			_, err := decodeEnvelope("c", msg, other, 0)
+			_, err := decodeEnvelopeSafe(t, "c", msg, other, 0)
 			if (j == i%len(keys)) != (err == nil) {
 				t.Fatalf("round %d: signed with key %d, decoded with key %d: %v", i, i%len(keys), j, err)
 			}
@@ -458,7 +458,7 @@ func TestEnvelopeValidate(t *testing.T) {
 			// every receiver rejects the result: the limits are the
 			// same on both sides.
 			msg := appendEnvelope(nil, "c", &tc.env, nil)
-			if _, err := decodeEnvelope("c", msg, nil, 0); !errors.Is(err, ErrMalformed) {
+			if _, err := decodeEnvelopeSafe(t, "c", msg, nil, 0); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("decode of an invalid envelope = %v, want ErrMalformed", err)
 			}
 		})

@@ -114,7 +114,7 @@ func checkLayout(t *testing.T, f *flusher, coalesce int, key []byte) {
 			}
 		}
 		got := 0
-		_, err := decodeMessage(first.channel, msg, key, 0, func(i int, env envelope) {
+		_, err := decodeMessageSafe(t, first.channel, msg, key, 0, func(i int, env envelope) {
 			it := &f.batch[idx[i]]
 			if env.Source != "inst" || env.Seq != it.seq || env.Time != it.at || string(env.Payload) != string(it.payload) ||
 				len(env.Headers) != len(it.headers) {
