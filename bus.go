@@ -280,13 +280,18 @@ func errClosed(op string) error { return errorf(ErrClosed, "%s", op) }
 // queue group counts as one. It returns a [*SyntaxError] for an invalid
 // topic and an error wrapping ErrClosed once the bus is closed.
 func (b *Bus) NumSub(topic string) (int, error) {
-	subs, err := b.lookup(topic)
+	subs, groups, err := b.lookup(topic)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, s := range subs {
 		if s.active.Load() {
+			n++
+		}
+	}
+	for _, g := range groups {
+		if g.active() {
 			n++
 		}
 	}

@@ -60,7 +60,8 @@
 // publisher's goroutine, and Publish returns when all have returned.
 //
 //   - Every matching subscription gets the event once, however many ways its
-//     pattern matches, in the order the subscriptions were made.
+//     pattern matches, in the order the subscriptions were made; queue
+//     groups (one member each) come after the other subscriptions.
 //   - Per subscription, the events of one publishing goroutine arrive in
 //     publish order.
 //   - Handlers may publish, subscribe and unsubscribe, themselves included,

@@ -1,21 +1,34 @@
 package bus
 
-import "context"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // Queue groups.
 //
-// Members of a group are ordinary subscriptions in the index. When a match
-// set is computed, the members it holds are replaced by one stand-in per
-// group, at the place of the group's first member, listing the members
-// that match that topic. Delivering to the stand-in picks one member round
-// robin. A member joining or leaving bumps a generation like any
-// subscription change, so the stand-ins are rebuilt; and a member that
-// leaves between being picked and being given the event answers gone, so
-// the next member gets it: an event is neither lost nor delivered twice.
+// Members of a group are ordinary subscriptions in the index. A match set
+// keeps them apart from the other subscriptions, as data: one groupMatch
+// per group, in the order of the group's first member, listing the members
+// that match that topic (nats-server's sublist result keeps plain and queue
+// subscribers in separate slices the same way). Delivering to a group picks
+// one member round robin. A member joining or leaving bumps a generation
+// like any subscription change, so the groupMatches are rebuilt; and a
+// member that leaves between being picked and being given the event
+// answers gone, so the next member gets it: an event is neither lost nor
+// delivered twice.
 
-// collapseGroups returns subs with the members of each queue group
-// replaced by a stand-in, or subs itself when it holds no group member.
-func collapseGroups(subs []*Subscription) []*Subscription {
+// groupMatch is what one queue group holds in a match set.
+type groupMatch struct {
+	name    string
+	members []*Subscription // the members that match the topic, in subscription order
+	rr      atomic.Uint64   // picks the member to try first
+}
+
+// splitGroups returns the subscriptions of subs that belong to no queue
+// group, in order, and the groups of the others. It returns subs itself,
+// and no groups, when subs holds no group member.
+func splitGroups(subs []*Subscription) ([]*Subscription, []*groupMatch) {
 	grouped := false
 	for _, s := range subs {
 		if s.opts.Group != "" {
@@ -24,32 +37,46 @@ func collapseGroups(subs []*Subscription) []*Subscription {
 		}
 	}
 	if !grouped {
-		return subs
+		return subs, nil
 	}
-	out := make([]*Subscription, 0, len(subs))
-	stand := make(map[string]*Subscription)
+	plain := make([]*Subscription, 0, len(subs))
+	var groups []*groupMatch
 	for _, s := range subs {
 		name := s.opts.Group
 		if name == "" {
-			out = append(out, s)
+			plain = append(plain, s)
 			continue
 		}
-		g := stand[name]
+		var g *groupMatch
+		for _, c := range groups {
+			if c.name == name {
+				g = c
+				break
+			}
+		}
 		if g == nil {
-			g = &Subscription{bus: s.bus, pat: pattern{text: "group " + name}}
-			g.active.Store(true)
-			stand[name] = g
-			out = append(out, g)
+			g = &groupMatch{name: name}
+			groups = append(groups, g)
 		}
 		g.members = append(g.members, s)
 	}
-	return out
+	return plain, groups
 }
 
-// deliverGroup gives *e to one member of the group stand-in g: the next one
-// round robin that is active and has room, or, when all queues are full,
-// the first active one, whose overflow policy then applies.
-func (b *Bus) deliverGroup(ctx context.Context, g *Subscription, e *Event) error {
+// active reports whether some member of g still takes events.
+func (g *groupMatch) active() bool {
+	for _, m := range g.members {
+		if m.active.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// deliverGroup gives *e to one member of g: the next one round robin that
+// is active and has room, or, when all queues are full, the first active
+// one, whose overflow policy then applies.
+func (b *Bus) deliverGroup(ctx context.Context, g *groupMatch, e *Event) error {
 	n := uint64(len(g.members))
 	for {
 		start := g.rr.Add(1)
@@ -80,4 +107,16 @@ func (b *Bus) deliverGroup(ctx context.Context, g *Subscription, e *Event) error
 		}
 		// The fallback left meanwhile: look again.
 	}
+}
+
+// deliverGroups delivers *e to each of groups, after the other
+// subscriptions, and returns the first error, or firstErr if there was one
+// already.
+func (b *Bus) deliverGroups(ctx context.Context, e *Event, groups []*groupMatch, firstErr error) error {
+	for _, g := range groups {
+		if err := b.deliverGroup(ctx, g, e); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
 }

@@ -120,3 +120,24 @@ func entered(g *gate) bool {
 		return false
 	}
 }
+
+// TestGroupsAfterPlainSubscriptions: a publish reaches the subscriptions
+// outside groups first, in subscription order, then each group, in the
+// order of its first member.
+func TestGroupsAfterPlainSubscriptions(t *testing.T) {
+	b := New(nil)
+	var got []string
+	record := func(name string) Handler { return func(context.Context, Event) { got = append(got, name) } }
+	for _, s := range []struct{ name, group string }{{"g2", "second"}, {"a", ""}, {"g1", "first"}, {"b", ""}} {
+		if _, err := b.SubscribeWith("t.*", record(s.name), &SubscribeOptions{Group: s.group}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // computed, then from the match cache
+		got = got[:0]
+		mustPublish(t, b, "t.x", nil)
+		if want := []string{"a", "b", "g2", "g1"}; !slices.Equal(got, want) {
+			t.Fatalf("delivered to %q, want %q", got, want)
+		}
+	}
+}

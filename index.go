@@ -56,8 +56,11 @@ type stripe struct {
 type matchSet struct {
 	topic string
 	gen   uint64          // of the topic's stripe when it was computed
-	subs  []*Subscription // in subscription order, each once
-	path  deliveryPath
+	subs  []*Subscription // in subscription order, each once; no group member
+	// groups are the queue groups with members among the matches, in the
+	// order of their first member; Publish delivers to them last.
+	groups []*groupMatch
+	path   deliveryPath
 }
 
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
@@ -69,12 +72,13 @@ func (m *matchSet) valid(topic string, gen uint64) bool {
 }
 
 // lookup returns the subscriptions that match topic, in subscription order,
-// each once. The slice must not be modified. It may hold subscriptions that
+// each once, apart from the members of queue groups, which come as groups.
+// The slices must not be modified. It may hold subscriptions that
 // have been unsubscribed since: callers check Subscription.active.
 //
 // PublishEvent has its own copy of the cache hit path; everything else is
 // in lookupSlow.
-func (b *Bus) lookup(topic string) ([]*Subscription, error) {
+func (b *Bus) lookup(topic string) ([]*Subscription, []*groupMatch, error) {
 	b.mustBeNew()
 	h := hashString(b.seed, topic)
 	st := b.stripeOf(h)
@@ -82,20 +86,20 @@ func (b *Bus) lookup(topic string) ([]*Subscription, error) {
 	// computed while a change is under way is stamped stale.
 	gen := st.gen.Load()
 	if m := b.cache[h&b.cacheMask].Load(); m.valid(topic, gen) {
-		return m.subs, nil
+		return m.subs, m.groups, nil
 	}
 	return b.lookupSlow(topic, h, st, gen)
 }
 
 // lookupSlow computes what lookup did not find in the cache and caches it.
-func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Subscription, error) {
+func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Subscription, []*groupMatch, error) {
 	if b.closed.Load() {
-		return nil, errClosed("publish")
+		return nil, nil, errClosed("publish")
 	}
 	// Only topics that passed validation enter the cache, so a hit needs
 	// no validation.
 	if err := validate(topic, b.sep, false); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st.mu.RLock()
 	subs := st.m[topic]
@@ -115,12 +119,12 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 		slices.SortFunc(merged, func(x, y *Subscription) int { return cmp.Compare(x.id, y.id) })
 		subs = slices.Clip(slices.Compact(merged))
 	}
-	subs = collapseGroups(subs)
+	subs, groups := splitGroups(subs)
 	if b.cacheOn {
-		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, path: pathOf(subs)}
+		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups)}
 		b.cache[h&b.cacheMask].Store(m)
 	}
-	return subs, nil
+	return subs, groups, nil
 }
 
 // bumpAll turns every cached match set stale, after a change to the tree.

@@ -17,12 +17,12 @@ type deliveryPath uint8
 
 const (
 	slowPath   deliveryPath = iota // no subscription called in line (or none at all)
-	mixedPath                      // some called in line, some through deliverSlow
-	inlinePath                     // every one called in line, at least one
+	mixedPath                      // some called in line, the others (and groups) not
+	inlinePath                     // every one called in line, at least one, and no group
 )
 
-// pathOf says which path subs needs.
-func pathOf(subs []*Subscription) deliveryPath {
+// pathOf says which path a match set needs.
+func pathOf(subs []*Subscription, groups []*groupMatch) deliveryPath {
 	n := 0
 	for _, s := range subs {
 		if s.inline {
@@ -32,7 +32,7 @@ func pathOf(subs []*Subscription) deliveryPath {
 	switch {
 	case n == 0:
 		return slowPath
-	case n == len(subs):
+	case n == len(subs) && len(groups) == 0:
 		return inlinePath
 	}
 	return mixedPath
@@ -44,7 +44,8 @@ func pathOf(subs []*Subscription) deliveryPath {
 //
 // Synchronous handlers run on the calling goroutine, one after the other in
 // the order their subscriptions were made, each once however many ways its
-// pattern matches; a queue group counts as one subscription. A panicking
+// pattern matches; queue groups come last, each counting as one
+// subscription, in the order of their first members. A panicking
 // handler is recovered and reported to Options.OnError; the other handlers
 // still run and Publish does not panic. Handlers may call Publish,
 // Subscribe, Unsubscribe and Close.
@@ -78,6 +79,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	st := b.stripeOf(h)
 	gen := st.gen.Load()
 	var subs []*Subscription
+	var groups []*groupMatch
 	var path deliveryPath
 	slot := h & b.cacheMask
 	if slot >= uint64(len(b.cache)) {
@@ -86,33 +88,43 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 		panic(notCreated)
 	}
 	if m := b.cache[slot].Load(); m.valid(e.Topic, gen) {
-		subs, path = m.subs, m.path
+		subs, groups, path = m.subs, m.groups, m.path
 	} else {
 		var err error
-		if subs, err = b.lookupSlow(e.Topic, h, st, gen); err != nil {
+		if subs, groups, err = b.lookupSlow(e.Topic, h, st, gen); err != nil {
 			return err
 		}
-		path = pathOf(subs)
+		path = pathOf(subs, groups)
 	}
 	switch path {
 	case slowPath:
-		// Asynchronous subscriptions, groups and the like (or none at
-		// all): each recovers its own handler's panics.
+		// Asynchronous subscriptions, Once, Track and the like (or none
+		// at all): each recovers its own handler's panics.
 		var firstErr error
 		for _, s := range subs {
 			if err := b.deliverSlow(ctx, s, &e); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		}
+		if groups != nil {
+			firstErr = b.deliverGroups(ctx, &e, groups, firstErr)
+		}
 		if b.stats && firstErr == nil {
 			b.published.add(1)
 		}
 		return firstErr
 	case mixedPath:
-		return b.publishMixed(ctx, &e, subs)
+		firstErr := b.deliverMixed(ctx, &e, subs)
+		if groups != nil {
+			firstErr = b.deliverGroups(ctx, &e, groups, firstErr)
+		}
+		if b.stats && firstErr == nil {
+			b.published.add(1)
+		}
+		return firstErr
 	}
-	// The common case: plain synchronous handlers only (so no Stats
-	// either, which makes every subscription slow).
+	// The common case: plain synchronous handlers only (so no groups and
+	// no Stats either, which makes every subscription slow).
 	i := 0
 	closed := false
 	defer func() {
@@ -133,10 +145,10 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	return nil
 }
 
-// publishMixed is the rest of PublishEvent when subs mixes plain
-// synchronous subscriptions with others.
-func (b *Bus) publishMixed(ctx context.Context, e *Event, subs []*Subscription) error {
-	var firstErr error
+// deliverMixed is PublishEvent's loop over subs when it mixes plain
+// synchronous subscriptions with others. After a recovered panic it still
+// returns the first error met.
+func (b *Bus) deliverMixed(ctx context.Context, e *Event, subs []*Subscription) (firstErr error) {
 	i := 0
 	defer func() {
 		if r := recover(); r != nil {
@@ -155,9 +167,6 @@ func (b *Bus) publishMixed(ctx context.Context, e *Event, subs []*Subscription) 
 			firstErr = err
 		}
 	}
-	if b.stats && firstErr == nil {
-		b.published.add(1)
-	}
 	return firstErr
 }
 
@@ -168,8 +177,6 @@ func (b *Bus) deliverSlow(ctx context.Context, s *Subscription, e *Event) error 
 	var res offerResult
 	var err error
 	switch {
-	case s.members != nil:
-		return b.deliverGroup(ctx, s, e)
 	case s.q != nil && !s.opts.Once:
 		if !s.active.Load() {
 			res = gone

@@ -29,11 +29,6 @@ type Subscription struct {
 	stop     chan struct{} // SubscribeChan: closed when the reader is gone
 	stopOnce sync.Once
 	workerID atomic.Uint64 // goroutine ID of the worker, once started
-	// members is set on the stand-in that a match set holds for a queue
-	// group: the members that match its topic, in subscription order; rr
-	// picks the next one.
-	members []*Subscription
-	rr      atomic.Uint64
 
 	running   atomic.Int64 // synchronous calls under way, with Track
 	fired     atomic.Bool  // Once: the event has been taken
