@@ -238,3 +238,24 @@ func BenchmarkPublishStats(b *testing.B) {
 		_ = bus.Publish(ctx, "orders.eu.created", p)
 	}
 }
+
+// BenchmarkPublishGroup publishes to a topic that a queue group of
+// synchronous members and one plain subscription share.
+func BenchmarkPublishGroup(b *testing.B) {
+	for _, members := range []int{1, 3} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			bus := New(nil)
+			mustSubscribe(b, bus, "orders.eu.created", nopSink)
+			for range members {
+				if _, err := bus.SubscribeWith("orders.*.created", nopSink, &SubscribeOptions{Group: "workers"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			p := &payload{}
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = bus.Publish(ctx, "orders.eu.created", p)
+			}
+		})
+	}
+}
