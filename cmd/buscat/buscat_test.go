@@ -220,7 +220,8 @@ func payloadString(t *testing.T, l line) string {
 }
 
 // TestPubSub publishes with `buscat pub` in every mode and checks what
-// `buscat sub` prints.
+// `buscat sub` prints: raw messages by default (and with -raw, a no-op kept
+// for compatibility), envelopes with -envelope.
 func TestPubSub(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	url := srv.URL()
@@ -236,19 +237,24 @@ func TestPubSub(t *testing.T) {
 		payload  string // payloadString
 		envelope bool
 	}{
-		{"json", []string{"orders.created", `{"id": 42}`}, "", "orders.created", encJSON, bridge.ContentTypeJSON, `{"id":42}`, true},
-		{"json array", []string{"orders.batch", `[1, 2]`}, "", "orders.batch", encJSON, bridge.ContentTypeJSON, `[1,2]`, true},
-		{"text", []string{"orders.note", "paid in full"}, "", "orders.note", encText, bridge.ContentTypeText, "paid in full", true},
-		{"number as text", []string{"orders.count", "42"}, "", "orders.count", encText, bridge.ContentTypeText, "42", true},
-		{"forced json", []string{"-type", "json", "orders.count", "42"}, "", "orders.count", encJSON, bridge.ContentTypeJSON, "42", true},
-		{"forced bytes", []string{"-type", "bytes", "orders.b", "abc"}, "", "orders.b", encText, bridge.ContentTypeBytes, "abc", true},
-		{"binary from stdin", []string{"orders.bin"}, "\x00\x01\xff", "orders.bin", encBase64, bridge.ContentTypeBytes, "\x00\x01\xff", true},
-		{"zero bytes from stdin", []string{"orders.bin"}, "\x00\x00", "orders.bin", encBase64, bridge.ContentTypeBytes, "\x00\x00", true},
-		{"text from stdin", []string{"notifications"}, "multi\nline\n", "notifications", encText, bridge.ContentTypeText, "multi\nline\n", true},
-		{"deep topic", []string{"orders.eu.paid", "x"}, "", "orders.eu.paid", encText, bridge.ContentTypeText, "x", true},
-		{"raw text", []string{"-raw", "notifications", "hi"}, "", "notifications", encText, "", "hi", false},
-		{"raw json", []string{"notifications", "-raw", `{"a":1}`}, "", "notifications", encJSON, "", `{"a":1}`, false},
-		{"raw binary", []string{"-raw", "orders.bin"}, "\xb5", "orders.bin", encBase64, "", "\xb5", false},
+		{"json", []string{"-envelope", "orders.created", `{"id": 42}`}, "", "orders.created", encJSON, bridge.ContentTypeJSON, `{"id":42}`, true},
+		{"json array", []string{"orders.batch", "-envelope", `[1, 2]`}, "", "orders.batch", encJSON, bridge.ContentTypeJSON, `[1,2]`, true},
+		{"text", []string{"-envelope", "orders.note", "paid in full"}, "", "orders.note", encText, bridge.ContentTypeText, "paid in full", true},
+		{"number as text", []string{"-envelope", "orders.count", "42"}, "", "orders.count", encText, bridge.ContentTypeText, "42", true},
+		{"forced json", []string{"-envelope", "-type", "json", "orders.count", "42"}, "", "orders.count", encJSON, bridge.ContentTypeJSON, "42", true},
+		{"forced bytes", []string{"-envelope", "-type", "bytes", "orders.b", "abc"}, "", "orders.b", encText, bridge.ContentTypeBytes, "abc", true},
+		{"forced auto", []string{"-envelope", "-type", "auto", "orders.b", "abc"}, "", "orders.b", encText, bridge.ContentTypeText, "abc", true},
+		{"binary from stdin", []string{"-envelope", "orders.bin"}, "\x00\x01\xff", "orders.bin", encBase64, bridge.ContentTypeBytes, "\x00\x01\xff", true},
+		{"zero bytes from stdin", []string{"-envelope", "orders.bin"}, "\x00\x00", "orders.bin", encBase64, bridge.ContentTypeBytes, "\x00\x00", true},
+		{"text from stdin", []string{"-envelope", "notifications"}, "multi\nline\n", "notifications", encText, bridge.ContentTypeText, "multi\nline\n", true},
+		{"deep topic", []string{"-envelope", "orders.eu.paid", "x"}, "", "orders.eu.paid", encText, bridge.ContentTypeText, "x", true},
+		{"raw text", []string{"notifications", "hi"}, "", "notifications", encText, "", "hi", false},
+		{"raw json", []string{"notifications", `{"a":1}`}, "", "notifications", encJSON, "", `{"a":1}`, false},
+		{"raw number", []string{"orders.count", "42"}, "", "orders.count", encText, "", "42", false},
+		{"raw binary", []string{"orders.bin"}, "\xb5", "orders.bin", encBase64, "", "\xb5", false},
+		{"raw text from stdin", []string{"notifications"}, "multi\nline\n", "notifications", encText, "", "multi\nline\n", false},
+		{"-raw, a no-op", []string{"-raw", "notifications", "hi"}, "", "notifications", encText, "", "hi", false},
+		{"-raw after the topic", []string{"notifications", "-raw", `{"a":1}`}, "", "notifications", encJSON, "", `{"a":1}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := mustBuscat(t, url, tc.stdin, append([]string{"pub"}, tc.args...)...)
@@ -312,21 +318,81 @@ func TestRedisCLI(t *testing.T) {
 }
 
 // TestSubRaw checks that sub -raw does not decode envelopes: it prints the
-// envelope's bytes.
+// envelope's bytes, and a raw message as it is.
 func TestSubRaw(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	sub := startSub(t, srv.URL(), "-raw", "x")
-	mustBuscat(t, srv.URL(), "", "pub", "x", "hi")
+	mustBuscat(t, srv.URL(), "", "pub", "-envelope", "x", "hi")
 	l := sub.event(t)
 	got := payloadString(t, l)
-	if l.Encoding != encBase64 || !strings.HasPrefix(got, "\xb5\x1e\x01") || !strings.HasSuffix(got, "hi") || l.Source != bridge.RawSource {
+	if l.Encoding != encBase64 || !strings.HasPrefix(got, envelopeMagic) || !strings.HasSuffix(got, "hi") || l.Source != bridge.RawSource {
 		t.Errorf("sub -raw printed %+v (payload %q), want the envelope in base64", l, got)
+	}
+	mustBuscat(t, srv.URL(), "", "pub", "x", "hi")
+	if l := sub.event(t); l.Encoding != encText || payloadString(t, l) != "hi" || l.Source != bridge.RawSource {
+		t.Errorf("sub -raw printed %+v for a raw message, want the text hi", l)
 	}
 	stopSub(t, sub)
 }
 
+// envelopeMagic is how a Busline envelope starts.
+const envelopeMagic = "\xb5\x1e\x01"
+
+// TestPubPlainClient checks what a plain Redis client subscribed to the
+// channel receives from pub: the payload's bytes exactly by default (and
+// with -raw), each line's with -lines; a Busline envelope with -envelope.
+func TestPubPlainClient(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	ctx := context.Background()
+	plain := srv.Client(t).Subscribe(ctx, "notifications")
+	defer plain.Close()
+	if _, err := plain.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := plain.Channel()
+	for _, tc := range []struct {
+		name     string
+		args     []string // pub's
+		stdin    string
+		want     []string // the messages, exactly
+		envelope bool     // want[i] is the end of an envelope
+	}{
+		{"text", []string{"notifications", "héllo ✓"}, "", []string{"héllo ✓"}, false},
+		{"json", []string{"notifications", `{"id": 42}`}, "", []string{`{"id": 42}`}, false},
+		{"binary from stdin", []string{"notifications"}, "\x00\xb5\xff\n", []string{"\x00\xb5\xff\n"}, false},
+		{"empty argument", []string{"notifications", ""}, "", []string{""}, false},
+		{"-raw", []string{"-raw", "notifications", "hi"}, "", []string{"hi"}, false},
+		{"lines", []string{"-lines", "notifications"}, "one\r\ntwo\n\nfour", []string{"one", "two", "", "four"}, false},
+		{"envelope", []string{"-envelope", "notifications", "hi"}, "", []string{"hi"}, true},
+		{"envelope lines", []string{"-envelope", "-lines", "notifications"}, "a\nb\n", []string{"a", "b"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustBuscat(t, srv.URL(), tc.stdin, append([]string{"pub"}, tc.args...)...)
+			if want := strings.Repeat("(integer) 1\n", len(tc.want)); r.stdout != want || r.stderr != "" {
+				t.Errorf("pub printed %q, %q; want %q and nothing on stderr", r.stdout, r.stderr, want)
+			}
+			for _, want := range tc.want {
+				var got string
+				select {
+				case m := <-msgs:
+					got = m.Payload
+				case <-time.After(waitTimeout):
+					t.Fatalf("the plain client received nothing, want %q", want)
+				}
+				switch {
+				case tc.envelope && (!strings.HasPrefix(got, envelopeMagic) || !strings.HasSuffix(got, want)):
+					t.Errorf("the plain client received %q, want an envelope of %q", got, want)
+				case !tc.envelope && got != want:
+					t.Errorf("the plain client received %q, want exactly %q", got, want)
+				}
+			}
+		})
+	}
+}
+
 // TestOrder publishes many events in one pub, one per line, and checks that
-// sub prints them all in order with consecutive sequence numbers.
+// sub prints them all in order: raw, and enveloped with consecutive
+// sequence numbers from one source.
 func TestOrder(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	sub := startSub(t, srv.URL(), "seq.*")
@@ -335,28 +401,41 @@ func TestOrder(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&in, "event %d\n", i)
 	}
-	r := mustBuscat(t, srv.URL(), in.String(), "pub", "-lines", "seq.test")
-	if want := strings.Repeat("(integer) 1\n", n); r.stdout != want {
-		t.Errorf("pub -lines printed %d lines (%.40q...), want %d times (integer) 1", strings.Count(r.stdout, "\n"), r.stdout, n)
-	}
-	var source string
-	for i := range n {
-		l := sub.event(t)
-		if got, want := payloadString(t, l), "event "+strconv.Itoa(i); got != want || l.Seq != uint64(i+1) {
-			t.Fatalf("event %d: %q seq %d, want %q seq %d", i, got, l.Seq, want, i+1)
+	for _, envelope := range []bool{false, true} {
+		args := []string{"pub", "-lines", "seq.test"}
+		if envelope {
+			args = append(args, "-envelope")
 		}
-		if i == 0 {
-			source = l.Source
-		} else if l.Source != source {
-			t.Fatalf("event %d from %q, the first from %q", i, l.Source, source)
+		r := mustBuscat(t, srv.URL(), in.String(), args...)
+		if want := strings.Repeat("(integer) 1\n", n); r.stdout != want {
+			t.Errorf("buscat %v printed %d lines (%.40q...), want %d times (integer) 1", args, strings.Count(r.stdout, "\n"), r.stdout, n)
+		}
+		var source string
+		for i := range n {
+			l := sub.event(t)
+			if got, want := payloadString(t, l), "event "+strconv.Itoa(i); got != want {
+				t.Fatalf("buscat %v: event %d: %q, want %q", args, i, got, want)
+			}
+			switch {
+			case !envelope && (l.Source != bridge.RawSource || l.Seq != 0):
+				t.Fatalf("buscat %v: event %d from %q seq %d, want %q seq 0", args, i, l.Source, l.Seq, bridge.RawSource)
+			case envelope && l.Seq != uint64(i+1):
+				t.Fatalf("buscat %v: event %d: seq %d, want %d", args, i, l.Seq, i+1)
+			case envelope && i == 0:
+				source = l.Source
+			case envelope && l.Source != source:
+				t.Fatalf("buscat %v: event %d from %q, the first from %q", args, i, l.Source, source)
+			}
 		}
 	}
 	stopSub(t, sub)
 }
 
 // TestInterop checks buscat against a service's bridge: what the service
-// publishes on its bus reaches sub, and what pub sends reaches the service's
-// subscribers as a remote event with the payload type the codec gives.
+// publishes on its bus reaches sub; what pub sends by default reaches the
+// service's raw Text route as a string from "redis"; what pub -envelope
+// sends reaches its enveloped route as a remote event from buscat's bridge,
+// with a content type and the payload type the codec gives.
 func TestInterop(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	ctx := context.Background()
@@ -366,16 +445,31 @@ func TestInterop(t *testing.T) {
 		ID int `json:"id"`
 	}
 	got := make(chan bus.Event, 10)
-	if _, err := b.Subscribe("orders.*", func(_ context.Context, e bus.Event) {
-		if e.Remote() {
-			got <- e
+	for _, p := range []string{"orders.*", "notifications"} {
+		if _, err := b.Subscribe(p, func(_ context.Context, e bus.Event) {
+			if e.Remote() {
+				got <- e
+			}
+		}); err != nil {
+			t.Fatal(err)
 		}
-	}); err != nil {
-		t.Fatal(err)
+	}
+	received := func(what string) bus.Event {
+		t.Helper()
+		select {
+		case e := <-got:
+			return e
+		case <-time.After(waitTimeout):
+			t.Fatalf("the service did not receive %s", what)
+		}
+		return bus.Event{}
 	}
 	// The bridge's default prefix, empty, is buscat's.
 	br, err := bridge.New(b, srv.Client(t), &bridge.Options{
-		Routes: []bridge.Route{{Pattern: "orders.*", Codec: bridge.JSON[*order]()}},
+		Routes: []bridge.Route{
+			{Pattern: "orders.*", Codec: bridge.JSON[*order]()},
+			{Pattern: "notifications", Raw: true, Codec: bridge.Text()},
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +479,7 @@ func TestInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sub := startSub(t, srv.URL(), "orders.*")
+	sub := startSub(t, srv.URL(), "orders.*", "notifications")
 	if err := b.Publish(ctx, "orders.created", &order{ID: 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -394,20 +488,33 @@ func TestInterop(t *testing.T) {
 		t.Errorf("sub printed %+v, want orders.created {\"id\":7} from %s seq 1", l, br.InstanceID())
 	}
 
-	if r := mustBuscat(t, srv.URL(), "", "pub", "orders.paid", `{"id": 8}`); r.stdout != "(integer) 2\n" {
+	// Raw, the default: the text route gets the string.
+	if r := mustBuscat(t, srv.URL(), "", "pub", "notifications", "hi from buscat"); r.stdout != "(integer) 2\n" {
 		t.Errorf("pub printed %q, want (integer) 2: the service and sub", r.stdout)
 	}
-	select {
-	case e := <-got:
-		if o, ok := e.Payload.(*order); !ok || o.ID != 8 || e.Topic != "orders.paid" || e.Meta.Seq != 1 {
-			t.Errorf("service received %+v (payload %#v), want *order{ID: 8} on orders.paid", e, e.Payload)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("the service did not receive buscat pub's event")
+	if e := received("buscat pub's raw event"); e.Payload != "hi from buscat" || e.Topic != "notifications" ||
+		e.Meta.Source != bridge.RawSource || e.Meta.Seq != 0 || e.Meta.ContentType != "" {
+		t.Errorf("service received %+v (payload %#v, meta %+v), want the string \"hi from buscat\" on notifications from %q", e, e.Payload, e.Meta, bridge.RawSource)
 	}
-	// sub printed it too.
-	if l := sub.event(t); l.Topic != "orders.paid" || string(l.Payload) != `{"id":8}` {
+	if l := sub.event(t); l.Topic != "notifications" || l.Source != bridge.RawSource || payloadString(t, l) != "hi from buscat" {
 		t.Errorf("sub printed %+v", l)
+	}
+
+	// -envelope: the enveloped route gets buscat's event, from buscat's
+	// bridge, whose instance ID sub prints from the same envelope.
+	if r := mustBuscat(t, srv.URL(), "", "pub", "-envelope", "orders.paid", `{"id": 8}`); r.stdout != "(integer) 2\n" {
+		t.Errorf("pub -envelope printed %q, want (integer) 2: the service and sub", r.stdout)
+	}
+	e := received("buscat pub -envelope's event")
+	if o, ok := e.Payload.(*order); !ok || o.ID != 8 || e.Topic != "orders.paid" || e.Meta.Seq != 1 || e.Meta.ContentType != bridge.ContentTypeJSON {
+		t.Errorf("service received %+v (payload %#v, meta %+v), want *order{ID: 8} on orders.paid, seq 1, %s", e, e.Payload, e.Meta, bridge.ContentTypeJSON)
+	}
+	l = sub.event(t)
+	if l.Topic != "orders.paid" || string(l.Payload) != `{"id":8}` {
+		t.Errorf("sub printed %+v", l)
+	}
+	if src := e.Meta.Source; src == "" || src == bridge.RawSource || src == br.InstanceID() || src != l.Source {
+		t.Errorf("service received the event from %q, sub from %q; want buscat's instance ID in both", src, l.Source)
 	}
 	stopSub(t, sub)
 }
@@ -539,8 +646,12 @@ func TestErrors(t *testing.T) {
 		{"pub without topic", srv.URL(), []string{"pub"}, "", exitUsage, "pub: no topic"},
 		{"pub bad topic", srv.URL(), []string{"pub", "orders.*", "x"}, "", exitUsage, `invalid topic "orders.*"`},
 		{"pub too many", srv.URL(), []string{"pub", "t", "a", "b"}, "", exitUsage, "3 arguments"},
-		{"pub bad type", srv.URL(), []string{"pub", "-type", "xml", "t", "x"}, "", exitUsage, `bad -type "xml"`},
-		{"pub bad json", srv.URL(), []string{"pub", "-type", "json", "t", "{"}, "", exitUsage, "not valid JSON"},
+		{"pub bad type", srv.URL(), []string{"pub", "-envelope", "-type", "xml", "t", "x"}, "", exitUsage, `bad -type "xml"`},
+		{"pub bad json", srv.URL(), []string{"pub", "-envelope", "-type", "json", "t", "{"}, "", exitUsage, "not valid JSON"},
+		{"pub -type without -envelope", srv.URL(), []string{"pub", "-type", "json", "t", "{}"}, "", exitUsage, "pub: -type json needs -envelope"},
+		{"pub -type auto without -envelope", srv.URL(), []string{"pub", "t", "x", "-type", "auto"}, "", exitUsage, "pub: -type auto needs -envelope"},
+		{"pub -type with -raw", srv.URL(), []string{"pub", "-raw", "-type", "text", "t", "x"}, "", exitUsage, "pub: -type text needs -envelope"},
+		{"pub -raw -envelope", srv.URL(), []string{"pub", "-raw", "-envelope", "t", "x"}, "", exitUsage, "pub: -raw and -envelope contradict"},
 		{"pub empty stdin", srv.URL(), []string{"pub", "t"}, "", exitRuntime, "pub: stdin is empty: nothing to publish"},
 		{"pub -lines empty stdin", srv.URL(), []string{"pub", "-lines", "t"}, "", exitRuntime, "pub: stdin is empty: nothing to publish"},
 		{"pub -lines no line", srv.URL(), []string{"pub", "-lines", "t", ""}, "", exitRuntime, "pub: -lines: the payload has no line"},
@@ -607,7 +718,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("buscat %v: status %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
 		}
 		intro, _, _ := strings.Cut(r.stdout, "usage:")
-		for _, want := range []string{"PREFIX+T", "empty by default", "Plain Redis clients", "pub -raw"} {
+		for _, want := range []string{"PREFIX+T", "empty by default", "Plain Redis clients", "payload's bytes exactly", "pub -envelope"} {
 			if !strings.Contains(intro, want) {
 				t.Errorf("buscat %v: the help does not say %q before the usage:\n%s", args, want, intro)
 			}
@@ -618,7 +729,8 @@ func TestHelp(t *testing.T) {
 // TestDefaultPrefix checks that with the default prefix, empty, a topic is
 // the Redis channel of its name: buscat sub notifications prints what
 // redis-cli PUBLISH notifications sends, and redis-cli SUBSCRIBE
-// notifications prints what buscat pub -raw notifications sends.
+// notifications prints what buscat pub notifications sends: the text
+// exactly, with no flag.
 func TestDefaultPrefix(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	sub := startSub(t, srv.URL(), "notifications")
@@ -650,15 +762,16 @@ func TestDefaultPrefix(t *testing.T) {
 			t.Fatalf("redis-cli SUBSCRIBE printed %q, want %q", lines.Text(), want)
 		}
 	}
-	if r := mustBuscat(t, srv.URL(), "", "pub", "-raw", "notifications", "hello from buscat"); r.stdout != "(integer) 2\n" {
+	const hello = `héllo from buscat: {"a": 1} ✓`
+	if r := mustBuscat(t, srv.URL(), "", "pub", "notifications", hello); r.stdout != "(integer) 2\n" {
 		t.Errorf("pub printed %q, want (integer) 2: sub and redis-cli", r.stdout)
 	}
-	for _, want := range []string{"message", "notifications", "hello from buscat"} {
+	for _, want := range []string{"message", "notifications", hello} {
 		if !lines.Scan() || lines.Text() != want {
 			t.Fatalf("redis-cli SUBSCRIBE printed %q, want %q", lines.Text(), want)
 		}
 	}
-	if l := sub.event(t); payloadString(t, l) != "hello from buscat" {
+	if l := sub.event(t); l.Source != bridge.RawSource || payloadString(t, l) != hello {
 		t.Errorf("sub printed %+v", l)
 	}
 	stopSub(t, sub)
@@ -679,9 +792,14 @@ func TestPubReceivers(t *testing.T) {
 	}{
 		{"nobody", 0, []string{"pub", "r.t", "x"}, "", 1},
 		{"one", 1, []string{"pub", "r.t", "x"}, "", 1},
-		{"two raw", 2, []string{"pub", "-raw", "r.t", "x"}, "", 1},
+		{"two", 2, []string{"pub", "r.t", "x"}, "", 1},
+		{"two -raw", 2, []string{"pub", "-raw", "r.t", "x"}, "", 1},
 		{"lines", 2, []string{"pub", "-lines", "r.t"}, "a\nb\nc\n", 3},
 		{"empty argument", 1, []string{"pub", "r.t", ""}, "", 1},
+		{"nobody enveloped", 0, []string{"pub", "-envelope", "r.t", "x"}, "", 1},
+		{"two enveloped", 2, []string{"pub", "-envelope", "r.t", "x"}, "", 1},
+		{"lines enveloped", 2, []string{"pub", "-envelope", "-lines", "r.t"}, "a\nb\nc\n", 3},
+		{"empty argument enveloped", 1, []string{"pub", "-envelope", "r.t", ""}, "", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var subs []*subProc
@@ -721,7 +839,7 @@ func TestPrefixWarning(t *testing.T) {
 	if _, err := plain.Receive(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := mustBuscat(t, srv.URL(), "", "-prefix", "app:", "pub", "-raw", "app:notifications", "doubled")
+	r := mustBuscat(t, srv.URL(), "", "-prefix", "app:", "pub", "app:notifications", "doubled")
 	want := `buscat: warning: topic "app:notifications" starts with the prefix "app:", which buscat adds, making it "app:app:notifications" on Redis; did you mean topic "notifications"?` + "\n"
 	if r.stderr != want || r.stdout != "(integer) 1\n" {
 		t.Errorf("pub printed %q, %q; want (integer) 1 and the warning %q", r.stdout, r.stderr, want)

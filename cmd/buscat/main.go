@@ -5,9 +5,10 @@
 // Topic T is the Redis channel PREFIX+T, where PREFIX (-prefix) is empty by
 // default, as bridge.Options.Prefix is: give buscat the prefix of the
 // bridges it talks to. Plain Redis clients (redis-cli, redis-py) take part
-// too: sub prints what they publish as it is, and pub -raw sends them the
-// payload as it is; without -raw, pub sends Busline's binary envelope,
-// which bridges decode and plain clients see as bytes.
+// as they are: sub prints what they publish, and pub sends the payload's
+// bytes exactly, as redis-cli PUBLISH does. pub -envelope sends Busline's
+// binary envelope instead, which bridges decode (source, sequence number,
+// content type) and plain clients see as binary bytes.
 //
 // Usage:
 //
@@ -21,9 +22,12 @@
 //	              rediss:// for TLS, redis://user:password@host:port/db for ACL users
 //	-prefix P     channel prefix of the bridged topics (default empty): with
 //	              -prefix app:, topic "orders.created" is channel "app:orders.created"
-//	-raw          raw messages (payload bytes, no envelope), as a bridge's raw
-//	              routes and plain Redis clients send them
-//	-type T       pub: the payload's content type: auto (default), text, json, bytes
+//	-envelope     pub: send Busline envelopes, as a bridge's enveloped routes
+//	              do, instead of the payload's bytes alone
+//	-type T       pub -envelope: the envelope's content type: auto (default),
+//	              text, json, bytes
+//	-raw          sub: do not decode envelopes, print them as their bytes;
+//	              pub: accepted and changes nothing (raw is the default)
 //	-lines        pub: publish each line of the payload as its own event
 //	-json         stats: print JSON instead of a table
 //	-h            print this help
@@ -61,13 +65,21 @@
 // # pub
 //
 // buscat pub publishes PAYLOAD, or all of stdin, to TOPIC as one event;
-// with -lines, each line of it as an event of its own, in order. Without
-// -raw the event is enveloped like a bridge's, with a content type chosen by
-// -type: auto picks json for a JSON object or array, text for valid UTF-8
-// without control characters other than tab and newlines, bytes otherwise.
-// Bridges with an enveloped route for the topic deliver it with this
-// buscat's instance ID as its source. With -raw the message is the
-// payload's bytes exactly.
+// with -lines, each line of it as an event of its own, in order.
+//
+// By default the message is the payload's bytes exactly, with no envelope,
+// as redis-cli PUBLISH sends it: plain Redis clients get the text, and
+// bridges deliver it as an event of source "redis" (bridge.RawSource), with
+// the payload type of the route's codec (a string with bridge.Text). -raw,
+// which used to select this, is still accepted and changes nothing.
+//
+// With -envelope the event is enveloped like a bridge's: bridges deliver it
+// with this buscat's instance ID as its source, sequence numbers from 1
+// and a content type chosen by -type: auto picks json for a JSON object or
+// array, text for valid UTF-8 without control characters other than tab
+// and newlines, bytes otherwise. Plain Redis clients see it as binary
+// bytes. -type without -envelope is a usage error, as raw messages carry
+// no content type, and so is -envelope with -raw.
 //
 // Once Redis has taken every event, pub prints, for each event in order,
 // the number of clients that received it, as redis-cli PUBLISH does:
@@ -91,8 +103,8 @@
 // 0 on success, also for sub stopped by SIGINT (Ctrl-C) or SIGTERM; 1 for
 // errors at run time, such as an unreachable Redis, a refused command or an
 // empty stdin for pub; 2 for usage errors: an unknown command or flag, a
-// bad URL, topic or pattern, a missing argument. Errors are one line on
-// stderr.
+// bad URL, topic or pattern, a missing argument, -type without -envelope.
+// Errors are one line on stderr.
 package main
 
 import (
@@ -134,11 +146,13 @@ func usagef(format string, args ...any) error {
 type config struct {
 	url    string
 	prefix string
-	raw    bool
+	raw    bool // sub: print envelopes undecoded; pub: the default anyway
 
-	typ   string // pub
-	lines bool   // pub
-	json  bool   // stats
+	envelope bool   // pub
+	typ      string // pub -envelope
+	typeSet  bool   // pub: -type was given
+	lines    bool   // pub
+	json     bool   // stats
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -146,9 +160,10 @@ type config struct {
 
 const usageText = `buscat: a terminal client for the Redis channels of Busline bridges.
 Topic T is the Redis channel PREFIX+T; -prefix is empty by default, as in package
-bridge. Plain Redis clients (redis-cli, redis-py): sub prints what they publish as
-it is; pub -raw sends them the payload as it is (without -raw they get Busline's
-binary envelope, which bridges decode).
+bridge. Plain Redis clients (redis-cli, redis-py) take part as they are: sub prints
+what they publish, and pub sends the payload's bytes exactly, as redis-cli PUBLISH
+does. pub -envelope sends Busline's binary envelope instead (source, sequence number,
+content type from -type), which bridges decode and plain clients see as bytes.
 
 usage: buscat [flags] sub PATTERN...       print events as JSON lines until Ctrl-C
        buscat [flags] pub TOPIC [PAYLOAD]  publish an event (PAYLOAD from stdin when omitted),
@@ -203,6 +218,7 @@ func dispatch(ctx context.Context, cfg *config, args []string) error {
 	if err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) { cfg.typeSet = cfg.typeSet || f.Name == "type" })
 	if len(pos) == 0 {
 		return usagef("no command: want sub, pub or stats")
 	}
@@ -225,8 +241,9 @@ func (cfg *config) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("buscat", flag.ContinueOnError)
 	fs.StringVar(&cfg.url, "url", cfg.url, "Redis `URL` (also $REDIS_URL)")
 	fs.StringVar(&cfg.prefix, "prefix", cfg.prefix, "channel `prefix` of the bridged topics: topic T is channel prefix+T")
-	fs.BoolVar(&cfg.raw, "raw", false, "raw messages: payload bytes, no envelope, as plain Redis clients send and expect")
-	fs.StringVar(&cfg.typ, "type", cfg.typ, "pub: content `type` of the payload: auto, text, json or bytes")
+	fs.BoolVar(&cfg.envelope, "envelope", false, "pub: send Busline envelopes (source, sequence, content type) instead of the payload's bytes alone")
+	fs.StringVar(&cfg.typ, "type", cfg.typ, "pub -envelope: the envelope's content `type`: auto, text, json or bytes")
+	fs.BoolVar(&cfg.raw, "raw", false, "sub: print envelopes as their bytes, undecoded; pub: no effect, raw is the default")
 	fs.BoolVar(&cfg.lines, "lines", false, "pub: publish each line of the payload as an event")
 	fs.BoolVar(&cfg.json, "json", false, "stats: print JSON instead of a table")
 	// The flag package would print the usage on every error; buscat prints

@@ -18,10 +18,12 @@ import (
 
 // pub publishes one event to topic, or one per line with -lines: the
 // payload is args[1], or stdin when it is omitted. It goes through a bus and
-// a bridge with one export route, so an enveloped event is exactly what a
-// service's bridge would send, with a source ID and a sequence number.
-// Once Redis has taken every event, it prints each event's number of
-// receivers, as redis-cli PUBLISH does.
+// a bridge with one export route: raw by default, so that the message is
+// the payload's bytes exactly, as redis-cli PUBLISH sends them; enveloped
+// with -envelope, so that the event is exactly what a service's bridge
+// would send, with a source ID and a sequence number. Once Redis has taken
+// every event, it prints each event's number of receivers, as redis-cli
+// PUBLISH does.
 func pub(ctx context.Context, cfg *config, args []string) (err error) {
 	switch {
 	case len(args) == 0:
@@ -32,6 +34,15 @@ func pub(ctx context.Context, cfg *config, args []string) (err error) {
 	topic := args[0]
 	if err := bus.ValidateTopic(topic, bus.DefaultSeparator); err != nil {
 		return usagef("pub: %v", err)
+	}
+	switch {
+	case cfg.envelope && cfg.raw:
+		return usagef("pub: -raw and -envelope contradict each other: raw, the default, sends the payload's bytes alone; -envelope wraps them in a Busline envelope")
+	case cfg.typeSet && !cfg.envelope:
+		// Raw messages carry no content type: an ignored -type would be
+		// a silent surprise, and so would an implied -envelope, which
+		// plain Redis clients see as binary bytes.
+		return usagef("pub: -type %s needs -envelope: the content type travels in the envelope, and raw messages (the default) have none", cfg.typ)
 	}
 	switch cfg.typ {
 	case "auto", "text", "json", "bytes":
@@ -80,7 +91,7 @@ func pub(ctx context.Context, cfg *config, args []string) (err error) {
 	)
 	br, err := bridge.New(b, rdb, &bridge.Options{
 		Prefix: cfg.prefix,
-		Routes: []bridge.Route{{Pattern: topic, Direction: bridge.Export, Raw: cfg.raw, Codec: wireCodec{}}},
+		Routes: []bridge.Route{{Pattern: topic, Direction: bridge.Export, Raw: !cfg.envelope, Codec: wireCodec{}}},
 		OnError: func(err error) {
 			mu.Lock()
 			if firstErr == nil {
@@ -209,13 +220,13 @@ func split(payload []byte, lines bool) [][]byte {
 	return out
 }
 
-// newMessage returns data with the content type -type asks for; auto means
-// json for a JSON object or array, text for printable UTF-8 (see
-// printable), bytes otherwise. A raw message has none: raw routes send bytes
-// only.
+// newMessage returns data with the content type -type asks for when it is
+// to be enveloped; auto means json for a JSON object or array, text for
+// printable UTF-8 (see printable), bytes otherwise. A raw message, the
+// default, has none: raw routes send bytes only.
 func newMessage(data []byte, cfg *config) (message, error) {
 	m := message{data: data}
-	if cfg.raw {
+	if !cfg.envelope {
 		return m, nil
 	}
 	typ := cfg.typ
