@@ -16,7 +16,7 @@
 // "chat.lobby" on each instance's bus; a bridge mirrors "chat.*" to the Redis
 // channels -prefix + "chat.*" (with the default empty prefix, channel
 // "chat.lobby"), as JSON in envelopes. So `buscat sub 'chat.*'` shows the
-// conversation, and `buscat pub chat.lobby '{"from":"cli","text":"hi"}'`
+// conversation, and `buscat pub -envelope chat.lobby '{"from":"cli","text":"hi"}'`
 // posts to it. The page shows whether Redis is reachable and says when
 // messages may have been missed (a reconnect, a gap reported by the bridge).
 //

@@ -355,7 +355,7 @@ func writeSSE(w io.Writer, e sse) error {
 }
 
 // fromEvent returns the message of a room event. A message published by
-// another program, such as `buscat pub chat.lobby '{"from":"cli","text":"hi"}'`,
+// another program, such as `buscat pub -envelope chat.lobby '{"from":"cli","text":"hi"}'`,
 // may lack fields this program sets: they are filled in from the event, on a
 // copy, since payloads are shared by every subscriber. It returns nil for a
 // payload that is not a *Message.
