@@ -115,6 +115,13 @@ func (l *errLog) count(target error) int {
 	return n
 }
 
+// all returns what was reported so far.
+func (l *errLog) all() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.errs)
+}
+
 func (l *errLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
