@@ -59,7 +59,9 @@ type Options struct {
 }
 
 // Server is a redis-server process owned by a test. Create it with [Start]
-// (or get one from [Cluster.Node]); the zero Server is not usable.
+// (or get one from [Cluster.Node], [Sentinel.Nodes] or [Sentinel.Sentinels]:
+// a sentinel is a redis-server in sentinel mode); the zero Server is not
+// usable.
 //
 // Addr, URL, TLSConfig, CertFiles, ClientOptions, Client and CLI are safe
 // for concurrent use, also while the server is killed or frozen (CLI then
@@ -76,6 +78,14 @@ type Server struct {
 	outPath string
 	port    int
 	tls     *tlsFiles // nil without TLS
+
+	// Set before the first start by the helpers of this package, for
+	// cluster nodes, replicas and sentinels; changed afterwards only by
+	// the test's goroutine while the process is killed
+	// (Sentinel.RestartAsReplica).
+	extraConf []string // extra redis.conf lines, written after the generated ones
+	sentinel  bool     // a sentinel: no data directives in redis.conf
+	ready     string   // log line that says the process is ready; "" means readyMsg
 
 	mu   sync.Mutex    // protects cmd and done
 	cmd  *exec.Cmd     // running process, nil after Kill
@@ -127,7 +137,7 @@ func lookPath(t testing.TB) string {
 // running in parallel may each start servers.
 func Start(t testing.TB, opts *Options) *Server {
 	t.Helper()
-	bin := lookPath(t)
+	lookPath(t)
 	s := &Server{t: t, dir: t.TempDir()}
 	if opts != nil {
 		s.opts = *opts
@@ -149,7 +159,20 @@ func Start(t testing.TB, opts *Options) *Server {
 		}
 	}
 	t.Cleanup(s.Kill)
+	launch(t, s, "redis-server", nil)
+	return s
+}
 
+// launch starts s on a free port and blocks until it is ready. For each
+// port it tries, it sets s.port, calls prepare (when not nil: it may choose
+// more ports or edit s.opts), writes redis.conf and starts the process; a
+// port that another process took in between makes it try another. It calls
+// t.Fatalf, naming what it was starting and with the tail of the log, when
+// the process does not come up. The caller has registered s.Kill as a
+// cleanup.
+func launch(t testing.TB, s *Server, what string, prepare func() error) {
+	t.Helper()
+	bin := lookPath(t)
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
 		port, err := freePort()
@@ -157,19 +180,23 @@ func Start(t testing.TB, opts *Options) *Server {
 			t.Fatalf("redistest: finding a free port: %v", err)
 		}
 		s.port = port
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				t.Fatalf("redistest: starting %s: %v", what, err)
+			}
+		}
 		if err := s.writeConfig(); err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
 		lastErr = s.start(bin, startTimeout)
 		if lastErr == nil {
-			return s
+			return
 		}
 		if !errors.Is(lastErr, errPortBusy) {
 			break // not a port collision: retrying would fail the same way
 		}
 	}
-	t.Fatalf("redistest: starting redis-server: %v\n%s", lastErr, s.logTail())
-	return nil
+	t.Fatalf("redistest: starting %s: %v\n%s", what, lastErr, s.logTail())
 }
 
 // Addr returns the server's address, "127.0.0.1:PORT". The port stays the
@@ -288,6 +315,14 @@ func (s *Server) Kill() {
 	<-done
 }
 
+// running reports whether the process was started and not killed since (it
+// may be frozen, or have died by itself).
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
 // Freeze stops the server's process with SIGSTOP and returns at once: its
 // connections stay open but nothing answers, as with a half-open
 // connection or a stalled host, so clients see timeouts rather than errors.
@@ -403,7 +438,7 @@ func (s *Server) waitReady(done <-chan struct{}, logStart int64, timeout time.Du
 		default:
 		}
 		if !ready {
-			ready = strings.Contains(readFrom(s.logPath, logStart), "Ready to accept connections")
+			ready = strings.Contains(readFrom(s.logPath, logStart), s.readyLine())
 		}
 		if ready {
 			if pingErr = s.ping(); pingErr == nil {
@@ -418,6 +453,18 @@ func (s *Server) waitReady(done <-chan struct{}, logStart int64, timeout time.Du
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// readyMsg is what redis-server logs once it accepts connections; a
+// sentinel logs no such line, and is ready once it logs that it monitors its
+// master.
+const readyMsg = "Ready to accept connections"
+
+func (s *Server) readyLine() string {
+	if s.ready != "" {
+		return s.ready
+	}
+	return readyMsg
 }
 
 // ping sends an inline PING and accepts any reply but -LOADING: +PONG, or
@@ -467,12 +514,14 @@ func (s *Server) writeConfig() error {
 	line("dir %s", quote(s.dir))
 	line("logfile %s", quote(s.logPath))
 	line("loglevel notice")
-	line(`save ""`)
-	if s.opts.AppendOnly {
-		line("appendonly yes")
-		line("appendfsync always") // a Kill loses nothing that was acknowledged
-	} else {
-		line("appendonly no")
+	if !s.sentinel {
+		line(`save ""`)
+		if s.opts.AppendOnly {
+			line("appendonly yes")
+			line("appendfsync always") // a Kill loses nothing that was acknowledged
+		} else {
+			line("appendonly no")
+		}
 	}
 	if s.tls != nil {
 		line("port 0")
@@ -490,6 +539,9 @@ func (s *Server) writeConfig() error {
 	}
 	if len(s.opts.ACL) > 0 {
 		line("aclfile %s", quote(filepath.Join(s.dir, "users.acl")))
+	}
+	for _, l := range s.extraConf {
+		line("%s", l)
 	}
 	s.conf = filepath.Join(s.dir, "redis.conf")
 	if err := os.WriteFile(s.conf, []byte(b.String()), 0o600); err != nil {
