@@ -15,8 +15,17 @@
 // append-only file (Options.AppendOnly) included, and can make it fail the
 // ways a production server fails: [Server.Kill] is a crash, [Server.Freeze]
 // a stalled host, and [Server.Restart] brings it back on the same port with
-// the same data directory. [StartCluster] forms a Redis Cluster of such
-// servers.
+// the same data directory.
+//
+// Servers also come in groups, for code that must survive the failure of a
+// master. [StartCluster] forms a Redis Cluster of masters;
+// [StartClusterWith] one whose masters have replicas, so that a test can
+// kill a master and wait for its replica's promotion ([Cluster.WaitMaster])
+// or hand its slots over gracefully ([Cluster.Failover]). [StartSentinel]
+// starts a master, its replicas and the Redis Sentinel processes that fail
+// it over, for clients made with go-redis's NewFailoverClient
+// ([Sentinel.FailoverOptions], [Sentinel.WaitFailover]). Each measures how
+// long the failover took, so that a test can report it.
 //
 // The test owns the processes: they are never daemonized, each runs in a
 // process group of its own, and a t.Cleanup kills it with SIGKILL and reaps
@@ -29,7 +38,9 @@
 //
 // redis-server and redis-cli of Redis 7.0 or later on PATH (Debian and
 // Ubuntu: apt-get install redis-server redis-tools; macOS: brew install
-// redis), on Linux or another Unix system. In Busline's repository,
+// redis), on Linux or another Unix system. Sentinels run as redis-server
+// in sentinel mode (redis-server sentinel.conf --sentinel, what the
+// redis-sentinel command runs), so they need nothing more. In Busline's repository,
 // `bash scripts/test.sh` installs them. A missing redis-server fails the
 // test with a message saying what to install, rather than skipping it: an
 // integration test that silently does not run proves nothing. A test that

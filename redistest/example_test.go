@@ -117,6 +117,64 @@ func ExampleServer_Restart() {
 	// after restart: kept
 }
 
+// A cluster of three masters with a replica each: fail the master of a
+// key's slot over to its replica, gracefully, and the cluster client follows
+// the MOVED reply to the new master, losing nothing.
+func ExampleCluster_Failover() {
+	exampleTest(func(t testing.TB) {
+		c := redistest.StartClusterWith(t, &redistest.ClusterOptions{
+			ReplicasPerMaster: 1,
+			NodeTimeout:       2 * time.Second, // a killed master is replaced within seconds
+		})
+		cc := c.Client(t)
+		ctx := context.Background()
+		if err := cc.Set(ctx, "order:42", "paid", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+
+		slot := redistest.KeySlot("order:42")
+		master := c.MasterOf(slot)
+		replica := c.ReplicasOf(master)[0]
+		c.Failover(replica) // CLUSTER FAILOVER on the replica; blocks until done
+		fmt.Println("the replica took over:", c.MasterOf(slot) == replica)
+
+		v, err := cc.Get(ctx, "order:42").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("order:42 is", v)
+	})
+	// Output:
+	// the replica took over: true
+	// order:42 is paid
+}
+
+// A master, a replica and three sentinels: kill the master with SIGKILL,
+// and the failover client writes to the promoted replica once the
+// sentinels have switched to it, a few seconds later.
+func ExampleStartSentinel() {
+	exampleTest(func(t testing.TB) {
+		d := redistest.StartSentinel(t, nil) // 1 master, 1 replica, 3 sentinels
+		rdb := d.Client(t)                   // redis.NewFailoverClient(d.FailoverOptions())
+		ctx := context.Background()
+		if err := rdb.Set(ctx, "k", "v1", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+
+		old := d.KillMaster()
+		m, _ := d.WaitFailover(old) // also returns how long the failover took
+		fmt.Println("a replica was promoted:", m != old && m == d.Master())
+
+		if err := rdb.Set(ctx, "k", "v2", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("written again through", d.MasterName())
+	})
+	// Output:
+	// a replica was promoted: true
+	// written again through mymaster
+}
+
 // exampleTest runs body as go test runs a test function, with a stand-in
 // for its *testing.T: examples cannot get a real one.
 func exampleTest(body func(t testing.TB)) {

@@ -431,6 +431,8 @@ func TestMissingBinaries(t *testing.T) {
 		{"Start without redis-server", func(tb testing.TB) { Start(tb, nil) }, "redis-server"},
 		{"Start without redis-cli", func(tb testing.TB) { Start(tb, nil) }, "redis-cli"},
 		{"StartCluster without redis-server", func(tb testing.TB) { StartCluster(tb, 3) }, "redis-server"},
+		{"StartClusterWith without redis-cli", func(tb testing.TB) { StartClusterWith(tb, &ClusterOptions{ReplicasPerMaster: 1}) }, "redis-cli"},
+		{"StartSentinel without redis-server", func(tb testing.TB) { StartSentinel(tb, nil) }, "redis-server"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A PATH holding only the other binary.
