@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +73,60 @@ func (r *recorder) waitFor(t testing.TB, n int) []bus.Event {
 	t.Helper()
 	eventually(t, func() bool { return r.len() >= n }, "waiting for %d events, have %d", n, r.len)
 	return r.snapshot()
+}
+
+// waitOrdered waits, as waitFor, until the recorder holds at least n
+// events and returns them, but checks at every poll that each topic's
+// events so far carry the numbers 0, 1, 2... in order (see seqOf), and
+// fails at once on the first one out of place. Events delivered out of
+// order are often followed by events dropped as duplicates, which never
+// arrive: waiting for them would fail only after waitTimeout, or, in a test
+// whose handler blocks, not at all.
+func (r *recorder) waitOrdered(t testing.TB, n int) []bus.Event {
+	t.Helper()
+	var events []bus.Event
+	eventually(t, func() bool {
+		events = r.snapshot()
+		if err := inOrderPerTopic(events); err != nil {
+			t.Fatalf("after %d of %d events: %v", len(events), n, err)
+		}
+		return len(events) >= n
+	}, "waiting for %d events in order, have %d", n, r.len)
+	return events
+}
+
+// inOrderPerTopic checks that the events of each topic carry the numbers
+// 0, 1, 2... in order.
+func inOrderPerTopic(events []bus.Event) error {
+	next := map[string]int{}
+	for i, e := range events {
+		got, ok := seqOf(e.Payload)
+		if !ok {
+			return fmt.Errorf("event %d on %s: payload %#v has no number", i, e.Topic, e.Payload)
+		}
+		if want := next[e.Topic]; got != want {
+			return fmt.Errorf("event %d on %s carries %d, want %d: order per topic lost", i, e.Topic, got, want)
+		}
+		next[e.Topic]++
+	}
+	return nil
+}
+
+// seqOf returns the number a test payload ends with: "7", "busy-7",
+// "answer 7" and "orders.created-7" carry 7.
+func seqOf(payload any) (int, bool) {
+	var s string
+	switch p := payload.(type) {
+	case string:
+		s = p
+	case []byte:
+		s = string(p)
+	default:
+		return 0, false
+	}
+	head := strings.TrimRightFunc(s, func(r rune) bool { return '0' <= r && r <= '9' })
+	n, err := strconv.Atoi(s[len(head):])
+	return n, err == nil
 }
 
 // eventually polls cond until it holds or waitTimeout passes.
@@ -237,7 +292,7 @@ func TestMirrorBothWays(t *testing.T) {
 		{"a", recA, a, b, "orders.created", "orders.paid.eu"},
 		{"b", recB, b, a, "orders.paid.eu", "orders.created"},
 	} {
-		events := c.rec.waitFor(t, 2*n)
+		events := c.rec.waitOrdered(t, 2*n)
 		var local, remote []string
 		for _, e := range events {
 			switch {

@@ -131,7 +131,7 @@ func exchange(t *testing.T, from, to *instance, topic string, n int) {
 	for i := range n {
 		publish(t, from.bus, topic, strconv.Itoa(i))
 	}
-	events := rec.waitFor(t, n)
+	events := rec.waitOrdered(t, n)
 	for i, e := range events {
 		if !e.Remote() || e.Meta.Source != from.bridge.InstanceID() {
 			t.Fatalf("%s: event %d not from %s: %+v", topic, i, from.bridge.InstanceID(), e)
@@ -336,7 +336,7 @@ func testClusterPartitions(t *testing.T, c *redistest.Cluster) {
 			publish(t, a.bus, fmt.Sprintf("sensor.t%d", k), strconv.Itoa(i))
 		}
 	}
-	events := rec.waitFor(t, topics*perTopic)
+	events := rec.waitOrdered(t, topics*perTopic)
 	next := map[string]int{}
 	for _, e := range events {
 		if got := atoi(t, e.Payload); got != next[e.Topic] {

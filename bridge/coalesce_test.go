@@ -77,7 +77,7 @@ func TestCoalesce(t *testing.T) {
 				}
 			}
 
-			busy := recBusy.waitFor(t, n)
+			busy := recBusy.waitOrdered(t, n)
 			for i, e := range busy {
 				if want := fmt.Sprintf("busy-%d", i); e.Payload != want {
 					t.Fatalf("busy event %d: %v, want %q", i, e.Payload, want)
@@ -92,7 +92,7 @@ func TestCoalesce(t *testing.T) {
 					t.Fatalf("busy event %d: time %v before the previous one's %v", i, e.Meta.Time, busy[i-1].Meta.Time)
 				}
 			}
-			for i, e := range recQuiet.waitFor(t, quiet) {
+			for i, e := range recQuiet.waitOrdered(t, quiet) {
 				if want := fmt.Sprintf("quiet-%d", i); e.Payload != want || e.Meta.Seq != uint64(i+1) {
 					t.Fatalf("quiet event %d: %v seq %d, want %q seq %d", i, e.Payload, e.Meta.Seq, want, i+1)
 				}
@@ -178,7 +178,7 @@ func TestCoalesceGroups(t *testing.T) {
 				}
 			}
 			for topic, rec := range recs {
-				for i, e := range rec.waitFor(t, rounds) {
+				for i, e := range rec.waitOrdered(t, rounds) {
 					if want := fmt.Sprintf("%s-%d", topic, i); string(payloadBytes(e.Payload)) != want {
 						t.Fatalf("%s: event %d is %v, want %q", topic, i, e.Payload, want)
 					}

@@ -50,7 +50,7 @@ func TestTwoProcesses(t *testing.T) {
 	for i := range n {
 		publish(t, parent.bus, "proc.parent", strconv.Itoa(i))
 	}
-	events := answers.waitFor(t, n)
+	events := answers.waitOrdered(t, n)
 	for i, e := range events {
 		if want := fmt.Sprintf("answer %d", i); e.Payload != want || !e.Remote() {
 			t.Fatalf("answer %d: %v (remote %v), want %q", i, e.Payload, e.Remote(), want)

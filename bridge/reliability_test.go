@@ -49,7 +49,7 @@ func TestSlowSubscriberDoesNotStallOtherTopics(t *testing.T) {
 		}
 	}
 	// Every other topic arrives while "slow" is blocked.
-	fast.waitFor(t, topics*perTopic)
+	fast.waitOrdered(t, topics*perTopic)
 	last := map[string]int{}
 	for _, e := range fast.snapshot() {
 		i := atoi(t, e.Payload)
@@ -348,7 +348,7 @@ func TestCloseFlushes(t *testing.T) {
 	if s := a.Stats(); s.Exported != n || s.OutboxDepth != 0 {
 		t.Errorf("after Close: exported %d, depth %d", s.Exported, s.OutboxDepth)
 	}
-	rec.waitFor(t, n)
+	rec.waitOrdered(t, n)
 	if err := a.Close(ctx); !errors.Is(err, bridge.ErrClosed) {
 		t.Errorf("second Close: %v", err)
 	}

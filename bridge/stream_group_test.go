@@ -93,7 +93,7 @@ func TestGroupClaimsFromDeadConsumer(t *testing.T) {
 	rec := record(t, wbus, "jobs")
 	w := newInstanceOn(t, wbus, srv.Client(t), durableOptions("w",
 		bridge.Route{Pattern: "jobs", Delivery: bridge.Group, Direction: bridge.Import, Group: "workers"}))
-	rec.waitFor(t, n)
+	rec.waitOrdered(t, n)
 	eventually(t, func() bool { return rdb.XPending(context.Background(), key, "workers").Val().Count == 0 }, "pending entries acknowledged")
 	time.Sleep(200 * time.Millisecond)
 	if got := payloads(t, rec.snapshot()); !slices.Equal(got, seqStrings(0, n)) {
