@@ -75,6 +75,9 @@ func TestSubscribeChanUnsubscribeAccounts(t *testing.T) {
 		var de *DeliveryError
 		if errors.As(err, &de) && errors.Is(err, ErrDropped) {
 			reported += de.Count
+			if de.Topic != "c" {
+				t.Errorf("drop report names topic %q, want c: %v", de.Topic, err)
+			}
 		}
 	}
 	if reported != st.Dropped {

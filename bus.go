@@ -142,8 +142,12 @@ func (b *Bus) SubscribeWith(pattern string, h Handler, opts *SubscribeOptions) (
 // channel (64 when zero); the other options apply as for SubscribeWith.
 //
 // The reader must keep reading, or the queue fills up and its overflow
-// policy applies. On Unsubscribe the events still queued are discarded and
-// counted as dropped; on Close they are delivered until Close's deadline.
+// policy applies. On Unsubscribe the events not yet taken by the reader are
+// discarded, counted as dropped and reported (ErrDropped), even after Once
+// or Close ended the subscription, so that a reader that has stopped
+// reading does not keep the goroutine waiting; on Close they are delivered
+// until Close's deadline, and the ones left then are in Close's count. With
+// Once, the one event reaches the channel before it closes.
 func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscription, <-chan Event, error) {
 	var o SubscribeOptions
 	if opts != nil {
@@ -174,7 +178,10 @@ func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscripti
 // ends first, the events not yet started are discarded and counted as
 // dropped, and Close returns an error wrapping ctx's error that says how
 // many; a handler still running then is not interrupted, and its goroutine
-// exits when it returns.
+// exits when it returns. A Block publisher waiting for room when Close
+// starts gets an error wrapping ErrClosed, and its event counts as dropped
+// (it was never queued, so it is not in Close's count); so does a Publish
+// under way that Close keeps from reaching a subscription.
 //
 // Close may be called from a handler; called from an asynchronous one, it
 // cannot wait for that handler's own goroutine, which exits after the

@@ -62,7 +62,10 @@ type wrapError struct {
 	err error
 }
 
+// Error returns the message, with one "bus: " prefix.
 func (e *wrapError) Error() string { return e.msg }
+
+// Unwrap returns the wrapped error, so that errors.Is sees the sentinel.
 func (e *wrapError) Unwrap() error { return e.err }
 
 // errorf returns an error wrapping err whose message is "bus: ", the

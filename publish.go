@@ -54,7 +54,8 @@ func pathOf(subs []*Subscription, groups []*groupMatch) deliveryPath {
 // room or ctx ends: it then still delivers to the other subscriptions and
 // returns an error wrapping ctx's error (see Block). It returns a
 // [*SyntaxError] wrapping ErrInvalidTopic for an invalid topic, and an
-// error wrapping ErrClosed once the bus is closed, delivering nothing then.
+// error wrapping ErrClosed once the bus is closed, delivering nothing then,
+// or when Close, starting during the Publish, kept it from a subscription.
 // A topic with no subscribers is not an error. Publish passes ctx to the
 // handlers, asynchronous ones included, which may find it ended: an
 // asynchronous handler that must outlive its publisher's context should use

@@ -54,6 +54,9 @@ type queue struct {
 	unreported uint64
 	lastReport time.Time
 	lastTopic  string
+	// batchTopic is the topic of the last event of the worker's batch: the
+	// one a report names when discardAll finds only the batch to drop.
+	batchTopic string
 
 	wake chan struct{} // capacity 1
 
@@ -292,6 +295,7 @@ func (q *queue) take(s *Subscription, batch []queued) int {
 		q.head = q.next(q.head)
 	}
 	q.n -= k
+	q.batchTopic = batch[k-1].e.Topic
 	// Waiting publishers are woken once half the queue is free rather
 	// than after every batch: they then wait (and pay for a wake-up) once
 	// per half queue instead of once per batch.
@@ -361,7 +365,10 @@ func (q *queue) discardAll(s *Subscription) uint64 {
 	// Only the first discard counts the rest of the worker's batch: the
 	// worker stops at its next claim, and a second discard (Close after
 	// Unsubscribe) must not count the same events again.
-	if left := q.left.Or(discardBit); left&discardBit == 0 {
+	if left := q.left.Or(discardBit); left&discardBit == 0 && left > 0 {
+		if n == 0 {
+			q.lastTopic = q.batchTopic
+		}
 		n += uint64(left)
 	}
 	q.countDropLocked(s, n)

@@ -19,8 +19,11 @@ type Stats struct {
 	Delivered uint64
 	// Dropped counts events that a subscription did not get because its
 	// queue was full (DropNewest, DropOldest, a Block publish whose ctx
-	// ended, a publish that would have deadlocked), or because Close ran
-	// out of time before they were handled.
+	// ended or whose queue closed while it waited, a publish that would
+	// have deadlocked), because Close ran out of time before they were
+	// handled, or because the Unsubscribe of a SubscribeChan subscription
+	// discarded them. Every event offered to a subscription is either
+	// delivered or counted here.
 	Dropped uint64
 	// Panics counts recovered handler panics.
 	Panics uint64
@@ -32,10 +35,13 @@ type Stats struct {
 
 // SubscriptionStats are the counters of one subscription.
 type SubscriptionStats struct {
-	// Delivered counts handler calls that returned or panicked. For a
-	// synchronous subscription it is counted only with Options.Stats.
+	// Delivered counts handler calls that returned or panicked; for
+	// SubscribeChan, the events the reader received. For a synchronous
+	// subscription it is counted only with Options.Stats.
 	Delivered uint64
-	// Dropped counts events lost to a full queue or to Close's deadline.
+	// Dropped counts the events of this subscription counted in
+	// Stats.Dropped. Where Delivered is counted, Delivered + Dropped is
+	// the number of events offered to the subscription.
 	Dropped uint64
 	// Panics counts recovered panics of the handler.
 	Panics uint64

@@ -124,8 +124,10 @@ func (s *Subscription) Where() string {
 // subscription; one already under way skips it unless it had already
 // decided to deliver. An asynchronous subscription still handles the events
 // already in its queue, then its goroutine ends; the channel of
-// SubscribeChan is closed instead, discarding (and counting) what was
-// queued. Done tells when all of that is over.
+// SubscribeChan is closed instead, discarding (and counting) what the
+// reader had not taken. A Block publisher waiting for room in the queue
+// gives up: its event counts as dropped and is reported (ErrDropped). Done
+// tells when all of that is over.
 //
 // Unsubscribe is idempotent and may be called from any handler, the
 // subscription's own included.
