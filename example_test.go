@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/busline/bus"
 )
@@ -133,7 +134,12 @@ func ExampleBus_SubscribeWith() {
 	for _, to := range []string{"ann@example.com", "bob@example.com"} {
 		b.Publish(ctx, "emails.send", to)
 	}
-	sub.UnsubscribeWait(ctx)
+	// Wait for the queue to drain, but not forever.
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := sub.UnsubscribeWait(wctx); err != nil {
+		fmt.Println(err)
+	}
 	fmt.Println("delivered:", sub.Stats().Delivered)
 	// Output:
 	// sending ann@example.com
@@ -149,9 +155,17 @@ func ExampleBus_SubscribeChan() {
 	_, ch, _ := b.SubscribeChan("ticks.*", nil)
 	b.Publish(ctx, "ticks.a", 1)
 	b.Publish(ctx, "ticks.b", 2)
-	go b.Close(ctx) // drains the queue into the channel, then closes it
+	// Close drains the queue into the channel, then closes it; by its
+	// deadline at the latest.
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close(cctx) }()
 	for e := range ch {
 		fmt.Println(e.Topic, e.Payload)
+	}
+	if err := <-closed; err != nil {
+		fmt.Println(err)
 	}
 	// Output:
 	// ticks.a 1
