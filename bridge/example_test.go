@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"time"
 	"strings"
+	"time"
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
