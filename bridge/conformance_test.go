@@ -15,132 +15,121 @@ import (
 // The conformance suite holds every transport of the bridge to the same
 // promises, as watermill's pubsub/tests runs one suite against every
 // backend: testTransport is one test body, TestConformance runs it on
-// classic pub/sub, sharded pub/sub on a Redis Cluster, Stream and Group
-// routes. What a transport does differently is in its transportCase,
-// with the reason.
+// classic pub/sub, sharded pub/sub on a Redis Cluster, and Stream and
+// Group routes on one server and on a cluster. What a transport does
+// differently is in transportCase, with the reason.
 
-// transportCase is one transport, as the conformance suite sees it.
+// transportCase is one transport on one kind of Redis, as the
+// conformance suite sees it.
 type transportCase struct {
-	name string
-	// client returns a new client for the transport's Redis, closed at
-	// cleanup.
-	client func(t *testing.T) redis.UniversalClient
-	// route returns the route of an exact topic for the instance id.
-	route func(id, topic string, d bridge.Direction) bridge.Route
-	// inject writes msg on topic as a plain Redis client would.
-	inject func(t *testing.T, prefix, topic, msg string)
-	// pauseWrites holds every write command on every node for d (CLIENT
-	// PAUSE WRITE), so that exports pile up in the outbox and go out
-	// together: coalesced into batches on pub/sub, pipelined XADDs on
-	// streams.
-	pauseWrites func(t *testing.T, d time.Duration)
-	// entries returns the number of entries Redis keeps for topic, or -1
-	// when it keeps none (pub/sub forgets every message at once).
-	entries func(t *testing.T, prefix, topic string) int64
-	// coalesces is set when exports that wait together travel as batches,
-	// fewer messages than events: pub/sub messages do; a stream entry is
-	// always one event, so that other clients can read it.
-	coalesces bool
+	name     string
+	delivery bridge.Delivery
+	// group names the consumer group of a Group route for the instance
+	// id; nil for other routes.
+	group func(id string) string
+	// redis is where it runs.
+	redis *confRedis
 }
 
-// TestConformance runs the conformance suite on every transport.
+// confRedis is a Redis the suite runs on: one server, or a cluster.
+type confRedis struct {
+	// client returns a new client, closed at cleanup.
+	client func(t *testing.T) redis.UniversalClient
+	// nodes returns a client per node, closed at cleanup.
+	nodes   func(t *testing.T) []*redis.Client
+	cluster bool
+}
+
+// route returns the route of an exact topic for the instance id.
+func (tc *transportCase) route(id, topic string, d bridge.Direction) bridge.Route {
+	r := bridge.Route{Pattern: topic, Direction: d, Delivery: tc.delivery}
+	if tc.group != nil {
+		r.Group = tc.group(id)
+	}
+	return r
+}
+
+// inject writes msg on topic as a plain Redis client would: PUBLISH, or
+// on a cluster SPUBLISH, for pub/sub; XADD for durable routes.
+func (tc *transportCase) inject(t *testing.T, prefix, topic, msg string) {
+	t.Helper()
+	ctx := context.Background()
+	rdb := tc.redis.client(t)
+	var err error
+	switch {
+	case tc.delivery != bridge.PubSub:
+		err = rdb.XAdd(ctx, &redis.XAddArgs{Stream: bridge.StreamKey(prefix, topic), Values: []any{"topic", topic, "data", msg}}).Err()
+	case tc.redis.cluster:
+		err = rdb.SPublish(ctx, bridge.ShardChannel(prefix, topic, 0), msg).Err()
+	default:
+		err = rdb.Publish(ctx, prefix+topic, msg).Err()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// entries returns the number of entries Redis keeps for topic, or -1 when
+// it keeps none: pub/sub forgets every message at once.
+func (tc *transportCase) entries(t *testing.T, prefix, topic string) int64 {
+	t.Helper()
+	if tc.delivery == bridge.PubSub {
+		return -1
+	}
+	n, err := tc.redis.client(t).XLen(context.Background(), bridge.StreamKey(prefix, topic)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// coalesces reports whether exports that wait together travel as
+// batches, fewer messages than events: pub/sub messages do; a stream entry
+// is always one event, so that other clients can read it.
+func (tc *transportCase) coalesces() bool { return tc.delivery == bridge.PubSub }
+
+// pauseWrites holds every write command on every node for d (CLIENT PAUSE
+// WRITE), so that exports pile up in the outbox and go out together:
+// coalesced into batches on pub/sub, pipelined XADDs on streams.
+func (tc *transportCase) pauseWrites(t *testing.T, d time.Duration) {
+	t.Helper()
+	for _, rdb := range tc.redis.nodes(t) {
+		pause(t, rdb, d)
+	}
+}
+
+// TestConformance runs the conformance suite on every transport, on one
+// server and on a cluster of three masters.
 func TestConformance(t *testing.T) {
 	srv := redistest.Start(t, nil)
-	single := func(t *testing.T) redis.UniversalClient { return srv.Client(t) }
-	pauseSingle := func(t *testing.T, d time.Duration) { pause(t, srv.Client(t), d) }
-	xadd := func(t *testing.T, prefix, topic, msg string) {
-		t.Helper()
-		err := srv.Client(t).XAdd(context.Background(), &redis.XAddArgs{
-			Stream: bridge.StreamKey(prefix, topic), Values: []any{"topic", topic, "data", msg}}).Err()
-		if err != nil {
-			t.Fatal(err)
-		}
+	single := &confRedis{
+		client: func(t *testing.T) redis.UniversalClient { return srv.Client(t) },
+		nodes:  func(t *testing.T) []*redis.Client { return []*redis.Client{srv.Client(t)} },
 	}
-	xlen := func(t *testing.T, prefix, topic string) int64 {
-		t.Helper()
-		n, err := srv.Client(t).XLen(context.Background(), bridge.StreamKey(prefix, topic)).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
+	c := redistest.StartCluster(t, 3)
+	cluster := &confRedis{
+		client:  func(t *testing.T) redis.UniversalClient { return c.Client(t) },
+		nodes:   func(t *testing.T) []*redis.Client { return nodeClients(t, c) },
+		cluster: true,
 	}
-	none := func(*testing.T, string, string) int64 { return -1 }
-
+	// A group hands each event to one of its members: were both
+	// instances in one group, each would get a share of the other's
+	// events. Each instance is the only member of a group of its own, so
+	// that it gets every event, as separate services each with its own
+	// group do. In its group it reads its own entries back, as a Stream
+	// route does, and drops them as echoes.
+	ownGroup := func(id string) string { return "g-" + id }
 	for _, tc := range []transportCase{
-		{
-			name:   "pubsub",
-			client: single,
-			route: func(_, topic string, d bridge.Direction) bridge.Route {
-				return bridge.Route{Pattern: topic, Direction: d}
-			},
-			inject: func(t *testing.T, prefix, topic, msg string) {
-				t.Helper()
-				if err := srv.Client(t).Publish(context.Background(), prefix+topic, msg).Err(); err != nil {
-					t.Fatal(err)
-				}
-			},
-			pauseWrites: pauseSingle,
-			entries:     none,
-			coalesces:   true,
-		},
-		{
-			// Exact topics on a cluster client travel by sharded
-			// pub/sub (SSUBSCRIBE, SPUBLISH) on the node of their
-			// slot. The cluster starts only when this case runs.
-			name: "sharded",
-			route: func(_, topic string, d bridge.Direction) bridge.Route {
-				return bridge.Route{Pattern: topic, Direction: d}
-			},
-			entries:   none,
-			coalesces: true,
-		},
-		{
-			name:   "stream",
-			client: single,
-			route: func(_, topic string, d bridge.Direction) bridge.Route {
-				return bridge.Route{Pattern: topic, Direction: d, Delivery: bridge.Stream}
-			},
-			inject:      xadd,
-			pauseWrites: pauseSingle,
-			entries:     xlen,
-		},
-		{
-			// A group hands each event to one of its members: were
-			// both instances in one group, each would get a share of
-			// the other's events. Each instance is the only member of
-			// a group of its own, so that it gets every event, as
-			// separate services each with its own group do. In its
-			// group it reads its own entries back, as a Stream route
-			// does, and drops them as echoes.
-			name:   "group",
-			client: single,
-			route: func(id, topic string, d bridge.Direction) bridge.Route {
-				return bridge.Route{Pattern: topic, Direction: d, Delivery: bridge.Group, Group: "g-" + id}
-			},
-			inject:      xadd,
-			pauseWrites: pauseSingle,
-			entries:     xlen,
-		},
+		{name: "pubsub", delivery: bridge.PubSub, redis: single},
+		// Exact topics on a cluster client travel by sharded pub/sub
+		// (SSUBSCRIBE, SPUBLISH) on the node of their slot.
+		{name: "sharded", delivery: bridge.PubSub, redis: cluster},
+		{name: "stream", delivery: bridge.Stream, redis: single},
+		{name: "group", delivery: bridge.Group, group: ownGroup, redis: single},
+		{name: "stream-cluster", delivery: bridge.Stream, redis: cluster},
+		{name: "group-cluster", delivery: bridge.Group, group: ownGroup, redis: cluster},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "sharded" {
-				c := redistest.StartCluster(t, 3)
-				tc.client = func(t *testing.T) redis.UniversalClient { return c.Client(t) }
-				tc.inject = func(t *testing.T, prefix, topic, msg string) {
-					t.Helper()
-					err := c.Client(t).SPublish(context.Background(), bridge.ShardChannel(prefix, topic, 0), msg).Err()
-					if err != nil {
-						t.Fatal(err)
-					}
-				}
-				tc.pauseWrites = func(t *testing.T, d time.Duration) {
-					for i := range c.Len() {
-						pause(t, c.Node(i).Client(t), d)
-					}
-				}
-			}
-			testTransport(t, tc)
-		})
+		t.Run(tc.name, func(t *testing.T) { testTransport(t, &tc) })
 	}
 }
 
@@ -166,7 +155,7 @@ var confTopics = []string{confAX, confAY, confBX, confBY, confClose, confForeign
 
 // confInstance starts an instance of the suite: id, on prefix, mirroring
 // every topic of the suite in direction d, with the given signing key.
-func confInstance(t *testing.T, tc transportCase, prefix, id string, d bridge.Direction, key string) *instance {
+func confInstance(t *testing.T, tc *transportCase, prefix, id string, d bridge.Direction, key string) *instance {
 	t.Helper()
 	var routes []bridge.Route
 	for _, topic := range confTopics {
@@ -178,12 +167,12 @@ func confInstance(t *testing.T, tc transportCase, prefix, id string, d bridge.Di
 		opts.SigningKey = []byte(key)
 	}
 	b := newBus()
-	return newInstanceOn(t, b, tc.client(t), opts)
+	return newInstanceOn(t, b, tc.redis.client(t), opts)
 }
 
 // testTransport is the conformance suite: what every transport promises.
-func testTransport(t *testing.T, tc transportCase) {
-	prefix := tc.name + ":" // the transports share a server
+func testTransport(t *testing.T, tc *transportCase) {
+	prefix := tc.name + ":" // the transports share their servers
 	a := confInstance(t, tc, prefix, "a", bridge.Both, "")
 	b := confInstance(t, tc, prefix, "b", bridge.Both, "")
 	ownA, fromB := record(t, a.bus, "conf.a.*"), record(t, a.bus, "conf.b.*")
@@ -249,8 +238,11 @@ func testTransport(t *testing.T, tc transportCase) {
 			t.Errorf("%s: exported %d, imported %d, echoes %d, received %d; want %d, %d, %d, %d",
 				id, s.Exported, s.Imported, s.EchoesDropped, s.Received, 2*n, 2*n, 2*n, 4*n)
 		}
-		if batched := s.ExportMessages < s.Exported; batched != tc.coalesces {
+		switch batched := s.ExportMessages < s.Exported; {
+		case tc.coalesces() && !batched:
 			t.Errorf("%s: %d events exported in %d messages, though they waited together", id, s.Exported, s.ExportMessages)
+		case !tc.coalesces() && batched:
+			t.Errorf("%s: %d events exported in %d messages: a stream entry carries one event", id, s.Exported, s.ExportMessages)
 		}
 		if s.ExportRejected+s.EncodeErrors+s.OutboxDropped+s.Duplicates+s.Gaps+s.DecodeErrors+s.ImportDropped != 0 {
 			t.Errorf("%s: losses or rejections: %+v\n%s", id, s, c.in.errs)
@@ -310,7 +302,7 @@ func testTransport(t *testing.T, tc transportCase) {
 // what a sender with the same key signed, and rejects, counts and reports
 // the rest: an envelope signed with another key, an unsigned envelope and
 // a message without an envelope.
-func testTransportSigning(t *testing.T, tc transportCase) {
+func testTransportSigning(t *testing.T, tc *transportCase) {
 	prefix, key := tc.name+"-signed:", "shared key"
 	from := confInstance(t, tc, prefix, "from", bridge.Export, key)
 	to := confInstance(t, tc, prefix, "to", bridge.Import, key)
