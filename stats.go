@@ -10,8 +10,9 @@ import (
 type Stats struct {
 	// Published counts the calls of Publish and PublishEvent that
 	// returned nil: a publish that returned an error (a bad topic, a
-	// closed bus, a Block wait whose ctx ended) is not counted. Counted
-	// only with Options.Stats; zero otherwise.
+	// closed bus, a Block wait whose ctx ended) is not counted. The
+	// publishes of dead letters count too (each also in DeadLettered).
+	// Counted only with Options.Stats; zero otherwise.
 	Published uint64
 	// Delivered counts the events whose handling ended in the handler,
 	// over all subscriptions: the handler call returned (with an error or
