@@ -15,8 +15,10 @@ type Options struct {
 	Separator rune
 
 	// OnError receives what goes wrong during delivery, when no caller is
-	// there to get an error: recovered handler panics and payload type
-	// mismatches as *DeliveryError. It is called on the goroutine where the
+	// there to get an error: recovered handler panics, errors returned by
+	// HandlerFuncs (every failed attempt, and the dead letter or the
+	// abandonment that ends a retried event), drops and payload type
+	// mismatches, as *DeliveryError. It is called on the goroutine where the
 	// problem happened, possibly concurrently, and must not block for
 	// long. Nil means the errors are written with the log package, so that
 	// nothing is lost silently.

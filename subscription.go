@@ -139,7 +139,8 @@ func (s *Subscription) Where() string {
 // Once it returns, no Publish that starts afterwards delivers to the
 // subscription; one already under way skips it unless it had already
 // decided to deliver. An asynchronous subscription still handles the events
-// already in its queue, then its goroutine ends; the channel of
+// already in its queue, with their retries if it has a RetryPolicy, then its
+// goroutine ends; the channel of
 // SubscribeChan is closed instead, discarding (and counting) what the
 // reader had not taken. A Block publisher waiting for room in the queue
 // gives up: its event counts as dropped and is reported (ErrDropped). Done
