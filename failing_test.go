@@ -831,3 +831,87 @@ func TestFuncAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCloseDuringPublishNotSilent: publishes racing Close either reach the
+// subscription or fail with ErrClosed; none returns nil having reached no
+// one. With the cache off every publish looks the index up, where the
+// race was: a publish that checked closed before Close emptied the index
+// found no subscriber and returned nil.
+func TestCloseDuringPublishNotSilent(t *testing.T) {
+	for round := range 50 {
+		b := New(&Options{MatchCacheSize: -1})
+		var handled atomic.Int64
+		mustSubscribe(t, b, "t", func(context.Context, Event) { handled.Add(1) })
+		var ok atomic.Int64
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					err := b.Publish(ctx, "t", nil)
+					if err != nil {
+						if !errors.Is(err, ErrClosed) {
+							t.Errorf("Publish = %v", err)
+						}
+						return
+					}
+					ok.Add(1)
+				}
+			})
+		}
+		for handled.Load() < int64(10+round) {
+			time.Sleep(time.Microsecond)
+		}
+		if err := b.Close(bounded(t)); err != nil {
+			t.Fatal(err)
+		}
+		waitGroup(t, &wg, "publishers")
+		if ok.Load() != handled.Load() {
+			t.Fatalf("round %d: %d publishes returned nil, %d handled", round, ok.Load(), handled.Load())
+		}
+	}
+}
+
+// TestOnceTakenThenEnded: a Once subscription whose event a publisher has
+// taken when Close or Unsubscribe ends it, before it is delivered, counts
+// that event as dropped: another publish that found it taken returned nil,
+// so handled + dropped must still be 1.
+func TestOnceTakenThenEnded(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		queue int
+		end   func(*Bus, *Subscription)
+	}{
+		{"sync/Unsubscribe", 0, func(_ *Bus, s *Subscription) { s.Unsubscribe() }},
+		{"sync/Close", 0, func(b *Bus, _ *Subscription) { _ = b.Close(ctx) }},
+		{"async/Close", 4, func(b *Bus, _ *Subscription) { _ = b.Close(ctx) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, errs := collectErrors()
+			b := New(opts)
+			var handled atomic.Int64
+			s, err := b.SubscribeWith("o", func(context.Context, Event) { handled.Add(1) }, &SubscribeOptions{Once: true, Queue: tc.queue})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var other error
+			testHookOnceTaken = func() {
+				testHookOnceTaken = nil
+				other = b.Publish(ctx, "o", 2) // finds the event taken
+				tc.end(b, s)
+			}
+			defer func() { testHookOnceTaken = nil }()
+			first := b.Publish(ctx, "o", 1)
+			if other != nil {
+				t.Fatalf("the publish that found the event taken = %v, want nil", other)
+			}
+			waitFor(t, s.Done(), "Done")
+			if got := uint64(handled.Load()) + s.Stats().Dropped; got != 1 {
+				t.Fatalf("first publish %v; handled + dropped = %d, want 1", first, got)
+			}
+			if len(deliveryErrors(errs(), ErrDropped)) != 1 {
+				t.Fatalf("reports %v, want the drop", errs())
+			}
+			_ = b.Close(bounded(t))
+		})
+	}
+}

@@ -93,9 +93,6 @@ func (b *Bus) lookup(topic string) ([]*Subscription, []*groupMatch, error) {
 
 // lookupSlow computes what lookup did not find in the cache and caches it.
 func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Subscription, []*groupMatch, error) {
-	if b.closed.Load() {
-		return nil, nil, errClosed("publish")
-	}
 	// Only topics that passed validation enter the cache, so a hit needs
 	// no validation.
 	if err := validate(topic, b.sep, false); err != nil {
@@ -111,6 +108,13 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 		wild = b.tree.matchLocked(topic, b.sep, wild)
 	}
 	b.tree.mu.RUnlock()
+	// Checked after reading the index, not before: Close sets closed
+	// before it empties the index, so an index found emptied by Close is
+	// seen here. Checked first, a publish could find no subscriber left
+	// and return nil for an event that reached no one.
+	if b.closed.Load() {
+		return nil, nil, errClosed("publish")
+	}
 	if len(wild) > 0 {
 		// Merge: subscription order, and each subscription once even if
 		// several paths of the tree matched it.

@@ -199,8 +199,13 @@ func (s *Subscription) offer(ctx context.Context, e *Event, skipIfFull bool) (of
 	if !s.active.Load() {
 		return gone, nil
 	}
-	if s.opts.Once && !s.fired.CompareAndSwap(false, true) {
-		return gone, nil
+	if s.opts.Once {
+		if !s.fired.CompareAndSwap(false, true) {
+			return gone, nil
+		}
+		if testHookOnceTaken != nil {
+			testHookOnceTaken()
+		}
 	}
 	var res offerResult
 	var err error
@@ -210,14 +215,31 @@ func (s *Subscription) offer(ctx context.Context, e *Event, skipIfFull bool) (of
 		res = s.callSync(ctx, e)
 	}
 	if s.opts.Once {
-		if res == full {
+		switch res {
+		case full:
 			s.fired.Store(false) // not taken: another publisher may have it
-		} else {
+		case gone:
+			s.end(false)
+			if s.opts.Group != "" {
+				break // the group gives the event to another member
+			}
+			// Taken, then found ended by Close or Unsubscribe: the one
+			// event is lost, and the publishers that found it taken were
+			// told nothing, so it counts as dropped.
+			s.dropped.Add(1)
+			s.bus.dropped.add(1)
+			s.bus.report(&DeliveryError{Topic: e.Topic, Pattern: s.pat.text, Err: ErrDropped, Count: 1, Where: s.Where(),
+				Detail: "the Once subscription ended while its event was being delivered"})
+		default:
 			s.end(false) // the queue keeps its one event: it is drained, not discarded
 		}
 	}
 	return res, err
 }
+
+// testHookOnceTaken, when set by a test, runs after a publisher has taken
+// the event of a Once subscription and before it delivers it.
+var testHookOnceTaken func()
 
 // callSync calls the handler of a synchronous subscription that is not
 // plain: it tracks running calls, counts, and recovers a panic itself so
