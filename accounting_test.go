@@ -32,8 +32,11 @@ func blockedSender(t *testing.T, b *Bus, n int) (*Subscription, <-chan Event) {
 	case <-time.After(waitLimit):
 		t.Fatal("no event on the channel")
 	}
-	// The worker has taken the whole batch and waits on the second send.
-	eventually(t, "the worker takes its batch", func() bool { return s.Stats().Queued == 0 })
+	// The worker has claimed the second event (whether the rest are in its
+	// batch or still queued) and waits to hand it over.
+	eventually(t, "the worker claims the second event", func() bool {
+		return s.Stats().Queued+int(s.q.left.Load()&^discardBit) == n-2
+	})
 	return s, ch
 }
 
@@ -64,8 +67,10 @@ func TestSubscribeChanUnsubscribeAccounts(t *testing.T) {
 	b := New(opts)
 	s, ch := blockedSender(t, b, 5)
 	s.Unsubscribe()
-	received := 1 + drain(t, ch)
+	// The worker ends without the reader: read only after Done, so that
+	// the send it was waiting in cannot succeed after all.
 	waitFor(t, s.Done(), "Done after Unsubscribe")
+	received := 1 + drain(t, ch)
 	st := s.Stats()
 	if st.Delivered != uint64(received) || uint64(received)+st.Dropped != 5 {
 		t.Fatalf("received %d, stats %+v: want delivered == received and received + dropped == 5", received, st)
@@ -203,5 +208,30 @@ func TestStatsPublishedCountsSuccess(t *testing.T) {
 	g.open()
 	if err := s.UnsubscribeWait(bounded(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A handler that closes the bus keeps the publish from the subscriptions
+// after it, and Publish says so: on the inline path (only synchronous
+// subscriptions) and on the mixed one (an asynchronous subscription
+// first).
+func TestCloseFromHandlerOvertakesPublish(t *testing.T) {
+	for _, mixed := range []bool{false, true} {
+		b := New(nil)
+		if mixed {
+			if _, err := b.SubscribeWith("t", func(context.Context, Event) {}, &SubscribeOptions{Queue: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.Subscribe("t", func(context.Context, Event) { _ = b.Close(bounded(t)) }); err != nil {
+			t.Fatal(err)
+		}
+		called := false
+		if _, err := b.Subscribe("t", func(context.Context, Event) { called = true }); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Publish(ctx, "t", nil); !errors.Is(err, ErrClosed) || called {
+			t.Errorf("mixed=%v: Publish = %v, later handler called %v; want ErrClosed and not called", mixed, err, called)
+		}
 	}
 }
