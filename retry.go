@@ -49,11 +49,12 @@ const (
 	// HeaderDeadLetterTime is when the last attempt failed, in RFC 3339
 	// with nanoseconds, UTC.
 	HeaderDeadLetterTime = "deadletter-time"
-	// HeaderDeadLetterSource and HeaderDeadLetterSeq are the Meta.Source
-	// and Meta.Seq of the failed event, present when it came from
-	// another instance.
+	// HeaderDeadLetterSource is the Meta.Source of the failed event,
+	// present when it came from another instance through a bridge.
 	HeaderDeadLetterSource = "deadletter-source"
-	HeaderDeadLetterSeq    = "deadletter-seq"
+	// HeaderDeadLetterSeq is the Meta.Seq of the failed event, in
+	// decimal, present with HeaderDeadLetterSource.
+	HeaderDeadLetterSeq = "deadletter-seq"
 )
 
 // Defaults of RetryPolicy.
