@@ -52,6 +52,9 @@ type Bus struct {
 
 	workersMu sync.Mutex                 // protects workers
 	workers   map[*Subscription]struct{} // asynchronous subscriptions whose worker runs
+
+	groupsMu  sync.Mutex                // protects groupNext
+	groupNext map[string]*atomic.Uint64 // queue group name -> its round-robin counter (group.go)
 }
 
 // New returns a Bus configured by opts; nil opts means the defaults. New

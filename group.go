@@ -22,7 +22,29 @@ import (
 type groupMatch struct {
 	name    string
 	members []*Subscription // the members that match the topic, in subscription order
-	rr      atomic.Uint64   // picks the member to try first
+	// rr picks the member to try first. It is the group's counter, not the
+	// match set's: match sets are rebuilt whenever a subscription changes
+	// (or a cache slot is reused, or the cache is off), and a counter of
+	// their own would start again at every rebuild, sending every event to
+	// the same member.
+	rr *atomic.Uint64
+}
+
+// groupCounter returns the round-robin counter of the queue group name,
+// making it on first use. Counters live as long as the bus: one per group
+// name ever used.
+func (b *Bus) groupCounter(name string) *atomic.Uint64 {
+	b.groupsMu.Lock()
+	defer b.groupsMu.Unlock()
+	c := b.groupNext[name]
+	if c == nil {
+		if b.groupNext == nil {
+			b.groupNext = make(map[string]*atomic.Uint64)
+		}
+		c = new(atomic.Uint64)
+		b.groupNext[name] = c
+	}
+	return c
 }
 
 // splitGroups returns the subscriptions of subs that belong to no queue
@@ -55,7 +77,7 @@ func splitGroups(subs []*Subscription) ([]*Subscription, []*groupMatch) {
 			}
 		}
 		if g == nil {
-			g = &groupMatch{name: name}
+			g = &groupMatch{name: name, rr: s.groupNext}
 			groups = append(groups, g)
 		}
 		g.members = append(g.members, s)

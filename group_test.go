@@ -10,33 +10,54 @@ import (
 )
 
 // TestGroupRoundRobin: synchronous members of a group take turns, each
-// getting every third event, in a fixed rotation.
+// getting every third event, in a fixed rotation: with the match cache,
+// without it (every publish rebuilds its match set), and while other
+// subscriptions change between publishes (each change rebuilds it too).
 func TestGroupRoundRobin(t *testing.T) {
-	b := New(nil)
-	var mu sync.Mutex
-	var order []int
-	for m := range 3 {
-		if _, err := b.SubscribeWith("jobs", func(context.Context, Event) {
-			mu.Lock()
-			order = append(order, m)
-			mu.Unlock()
-		}, &SubscribeOptions{Group: "w"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 12 {
-		mustPublish(t, b, "jobs", i)
-	}
-	if len(order) != 12 {
-		t.Fatalf("%d deliveries, want 12: %v", len(order), order)
-	}
-	for i := range order {
-		if i >= 3 && order[i] != order[i-3] {
-			t.Fatalf("deliveries %v are not a rotation of the three members", order)
-		}
-	}
-	if first := slices.Sorted(slices.Values(order[:3])); !slices.Equal(first, []int{0, 1, 2}) {
-		t.Fatalf("deliveries %v: some member skipped", order)
+	for _, tc := range []struct {
+		name  string
+		opts  *Options
+		churn bool
+	}{
+		{"cached", nil, false},
+		{"no cache", &Options{MatchCacheSize: -1}, false},
+		{"subscriptions changing", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(tc.opts)
+			var mu sync.Mutex
+			var order []int
+			for m := range 3 {
+				if _, err := b.SubscribeWith("jobs", func(context.Context, Event) {
+					mu.Lock()
+					order = append(order, m)
+					mu.Unlock()
+				}, &SubscribeOptions{Group: "w"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 12 {
+				if tc.churn {
+					s, err := b.Subscribe("other.*", func(context.Context, Event) {})
+					if err != nil {
+						t.Fatal(err)
+					}
+					s.Unsubscribe()
+				}
+				mustPublish(t, b, "jobs", i)
+			}
+			if len(order) != 12 {
+				t.Fatalf("%d deliveries, want 12: %v", len(order), order)
+			}
+			for i := range order {
+				if i >= 3 && order[i] != order[i-3] {
+					t.Fatalf("deliveries %v are not a rotation of the three members", order)
+				}
+			}
+			if first := slices.Sorted(slices.Values(order[:3])); !slices.Equal(first, []int{0, 1, 2}) {
+				t.Fatalf("deliveries %v: some member skipped", order)
+			}
+		})
 	}
 }
 

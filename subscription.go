@@ -30,6 +30,8 @@ type Subscription struct {
 	stopOnce sync.Once
 	workerID atomic.Uint64 // goroutine ID of the worker, once started
 
+	groupNext *atomic.Uint64 // queue groups: the group's round-robin counter, shared by its members
+
 	running   atomic.Int64 // synchronous calls under way, with Track
 	fired     atomic.Bool  // Once: the event has been taken
 	done      chan struct{}
@@ -77,6 +79,9 @@ func (b *Bus) newSubscription(text string, h Handler, fn HandlerFunc, opts *Subs
 	s := &Subscription{handler: h, bus: b, id: b.nextID.Add(1), pat: p, opts: o, done: make(chan struct{})}
 	if err := s.wrap(fn); err != nil {
 		return nil, err
+	}
+	if o.Group != "" {
+		s.groupNext = b.groupCounter(o.Group)
 	}
 	s.inline = o.Queue == 0 && !o.Once && !o.Track && o.Group == "" && !b.stats && s.fn == nil
 	if o.Queue > 0 {
