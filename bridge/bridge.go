@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/plural"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -491,7 +492,7 @@ func (br *Bridge) Close(ctx context.Context) error {
 	br.deliverCancel()
 	br.rep.flush()
 	if unsent > 0 {
-		return fmt.Errorf("%w: %s dropped: %w", ErrNotSent, plural(unsent, "export"), ctx.Err())
+		return fmt.Errorf("%w: %s dropped: %w", ErrNotSent, plural.Of(unsent, "export"), ctx.Err())
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -376,7 +377,7 @@ func (s *shardSet) stop(l *shardLoop, archive map[seqKey]seqState) {
 	delete(s.loops, l)
 	s.wakeLocked()
 	br.mu.Unlock()
-	if len(archive)+len(l.rl.seqs) > maxSeqChannels {
+	if len(archive)+len(l.rl.seqs) > wire.MaxSeqChannels {
 		clear(archive) // bounded memory; tracking starts over
 	}
 	for k, v := range l.rl.seqs {

@@ -58,7 +58,7 @@
 // envelope with a magic prefix no text publisher produces by accident
 // (0xB5 0x1E), a version, the source instance ID, a per-source, per-channel
 // sequence number, a timestamp, the content type, optional headers, the
-// payload and optionally an HMAC: the format is specified in envelope.go.
+// payload and optionally an HMAC: the format is specified in internal/wire (wire.go).
 // Exports of one channel that wait in the outbox together are coalesced into
 // one batch message (up to Options.CoalesceBytes, 64 KiB by default), each
 // event keeping its own sequence number, time, content type, headers and

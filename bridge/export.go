@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/wire"
+
 	bus "github.com/busline/bus"
 	"github.com/redis/go-redis/v9"
 )
@@ -75,9 +77,9 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it exportItem, ok bool) {
 			it.contentType = e.Meta.ContentType
 		}
 	}
-	if !r.Raw && (len(it.headers) > 0 || len(it.contentType) > maxTypeLen) {
-		env := envelope{Source: br.id, ContentType: it.contentType, Headers: it.headers}
-		if err := env.validate(); err != nil {
+	if !r.Raw && (len(it.headers) > 0 || len(it.contentType) > wire.MaxTypeLen) {
+		env := wire.Envelope{Source: br.id, ContentType: it.contentType, Headers: it.headers}
+		if err := env.Validate(); err != nil {
 			br.c.encodeErrors.Add(1)
 			br.rep.drop(ErrEncode, 1, chain(ErrEncode, fmt.Sprintf("topic %q", e.Topic), err))
 			return it, false
@@ -243,12 +245,12 @@ type flusher struct {
 	br      *Bridge
 	back    backoff
 	batch   []exportItem
-	pending []int      // indexes in batch of the exports not sent yet
-	msgs    [][]byte   // the messages of pending, one per command
-	runs    []run      // the exports of each message
-	arena   []byte     // where the envelopes of msgs are laid out
-	spans   []span     // where each message lies in arena
-	envs    []envelope // the events of the batch being laid out
+	pending []int           // indexes in batch of the exports not sent yet
+	msgs    [][]byte        // the messages of pending, one per command
+	runs    []run           // the exports of each message
+	arena   []byte          // where the envelopes of msgs are laid out
+	spans   []span          // where each message lies in arena
+	envs    []wire.Envelope // the events of the batch being laid out
 
 	// What group uses: the group of each channel, the first position of
 	// each group, the group of each export, a copy of the segment.
@@ -435,8 +437,8 @@ func (f *flusher) shrink() {
 }
 
 // envelopeOf returns the envelope of enveloped export it.
-func (br *Bridge) envelopeOf(it *exportItem) envelope {
-	return envelope{
+func (br *Bridge) envelopeOf(it *exportItem) wire.Envelope {
+	return wire.Envelope{
 		Source:      br.id,
 		Seq:         it.seq,
 		Time:        it.at,
@@ -471,11 +473,11 @@ func (f *flusher) build(remember bool) {
 			for _, i := range f.pending[j : j+n] {
 				f.envs = append(f.envs, br.envelopeOf(&f.batch[i]))
 			}
-			f.arena = appendBatch(f.arena, it.channel, f.envs, br.key)
+			f.arena = wire.AppendBatch(f.arena, it.channel, f.envs, br.key)
 			clear(f.envs) // let the payloads be collected
 		default:
 			env := br.envelopeOf(it)
-			f.arena = appendEnvelope(f.arena, it.channel, &env, br.key)
+			f.arena = wire.AppendEnvelope(f.arena, it.channel, &env, br.key)
 		}
 		// Offsets rather than slices, since arena may move while it
 		// grows.
@@ -574,24 +576,21 @@ func (f *flusher) groupSegment(seg []int) {
 // one, fit in one message of at most limit bytes: a run of enveloped
 // exports to the same channel with consecutive sequence numbers, none
 // remembered for echo suppression (its echo must be recognisable by its
-// bytes), at most maxBatchEvents. A run of one is sent as a plain
+// bytes), at most wire.MaxBatchEvents. A run of one is sent as a plain
 // envelope.
 func (f *flusher) coalesce(j, limit int) int {
 	br := f.br
 	first := &f.batch[f.pending[j]]
 	env := br.envelopeOf(first)
-	size := batchHeaderLen(br.id, first.seq, maxBatchEvents) + batchEventLen(&env)
-	if len(br.key) > 0 {
-		size += envMACLen
-	}
+	size := wire.BatchOverhead(br.id, first.seq, len(br.key) > 0) + wire.BatchEventLen(&env)
 	n := 1
-	for ; j+n < len(f.pending) && n < maxBatchEvents; n++ {
+	for ; j+n < len(f.pending) && n < wire.MaxBatchEvents; n++ {
 		it := &f.batch[f.pending[j+n]]
 		if it.raw || it.echo || it.seq != first.seq+uint64(n) || it.channel != first.channel {
 			break
 		}
 		env := br.envelopeOf(it)
-		if size += batchEventLen(&env); size > limit {
+		if size += wire.BatchEventLen(&env); size > limit {
 			break
 		}
 	}
@@ -611,7 +610,7 @@ func (br *Bridge) layEnvelopes(arena []byte, spans []span, batch []exportItem) (
 		}
 		env := br.envelopeOf(it)
 		start := len(arena)
-		arena = appendEnvelope(arena, it.channel, &env, br.key)
+		arena = wire.AppendEnvelope(arena, it.channel, &env, br.key)
 		spans[i] = span{start, len(arena)}
 	}
 	return arena, spans

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/busline/bus/bridge/internal/wire"
 )
 
 // TestFlusherLayout checks the messages the flusher makes of random
@@ -114,7 +116,7 @@ func checkLayout(t *testing.T, f *flusher, coalesce int, key []byte) {
 			}
 		}
 		got := 0
-		_, err := decodeMessageSafe(t, first.channel, msg, key, 0, func(i int, env envelope) {
+		_, err := wire.DecodeMessage(first.channel, msg, key, 0, func(i int, env wire.Envelope) {
 			it := &f.batch[idx[i]]
 			if env.Source != "inst" || env.Seq != it.seq || env.Time != it.at || string(env.Payload) != string(it.payload) ||
 				len(env.Headers) != len(it.headers) {

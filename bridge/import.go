@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -320,14 +321,14 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 	}
 	data := []byte(m.Payload)
 
-	if !r.Raw && isEnvelope(data) {
+	if !r.Raw && wire.IsEnvelope(data) {
 		// A batch counts as one message received until it is decoded,
 		// then as one per event, each of which is accounted for below.
 		// The events of a batch get their own copies of their payloads:
 		// the codec owns what it decodes and may keep it, and one kept
 		// payload must not keep the whole batch in memory.
-		batch := len(data) > 3 && data[3]&flagBatch != 0
-		_, err := decodeMessage(m.Channel, data, br.key, br.cfg.MaxMessageBytes, func(i int, env envelope) {
+		batch := wire.IsBatch(data)
+		_, err := wire.DecodeMessage(m.Channel, data, br.key, br.cfg.MaxMessageBytes, func(i int, env wire.Envelope) {
 			if i > 0 {
 				c.received.Add(1)
 			}
@@ -365,7 +366,7 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 // acceptEnvelope checks one event of an enveloped message received on
 // channel, of topic, imported by route r, and queues it, with a copy of its
 // payload if copyPayload is set.
-func (rl *readLoop) acceptEnvelope(env *envelope, channel, topic string, r *route, copyPayload bool) {
+func (rl *readLoop) acceptEnvelope(env *wire.Envelope, channel, topic string, r *route, copyPayload bool) {
 	br := rl.br
 	c := &br.c
 	if env.Source == br.id {
@@ -410,7 +411,7 @@ func (rl *readLoop) sequence(source, channel string, seq uint64, t int64) bool {
 	last, known := rl.seqs[k]
 	switch {
 	case !known:
-		if len(rl.seqs) >= maxSeqChannels {
+		if len(rl.seqs) >= wire.MaxSeqChannels {
 			clear(rl.seqs) // bounded memory; tracking starts over
 		}
 	case seq == last.seq+1:

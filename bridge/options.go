@@ -196,7 +196,7 @@ type Options struct {
 	// are waiting together (up to 32 times BatchSize taken from the
 	// outbox at once, grouped by channel, each channel's exports in
 	// order): under load one PUBLISH then carries many events (a batch,
-	// see the wire format in envelope.go), which is what lets the bridge
+	// see the wire format in internal/wire), which is what lets the bridge
 	// keep up with a burst, since Redis and go-redis cost far more per
 	// message than per byte. Each event keeps its own sequence number,
 	// time, content type, headers and payload, and receivers deliver

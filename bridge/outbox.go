@@ -3,6 +3,8 @@ package bridge
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/busline/bus/bridge/internal/wire"
 )
 
 // exportItem is one export waiting to be sent.
@@ -19,11 +21,6 @@ type exportItem struct {
 
 func (it *exportItem) size() int { return len(it.channel) + len(it.payload) }
 
-// maxSeqChannels bounds the per-channel sequence counters. When a bridge
-// has exported to more channels, it forgets them all and numbers from 1
-// again: receivers take a 1 for a restart of the source, not a gap.
-const maxSeqChannels = 1 << 16
-
 // outbox is the bounded FIFO of exports waiting for the flusher. Publishers
 // push without ever waiting for Redis; the flusher takes batches.
 type outbox struct {
@@ -39,7 +36,7 @@ type outbox struct {
 	q      fifo[exportItem]
 	bytes  int
 	closed bool
-	seqs   map[string]uint64
+	seqs   wire.Counter // numbers the enveloped exports
 }
 
 func newOutbox(maxEvents, maxBytes int, policy Overflow) *outbox {
@@ -48,7 +45,6 @@ func newOutbox(maxEvents, maxBytes int, policy Overflow) *outbox {
 		maxBytes:  maxBytes,
 		policy:    policy,
 		wake:      make(chan struct{}, 1),
-		seqs:      map[string]uint64{},
 	}
 }
 
@@ -76,13 +72,7 @@ func (o *outbox) push(it exportItem) (dropped int, ok bool) {
 		dropped++
 	}
 	if !it.raw {
-		if len(o.seqs) >= maxSeqChannels {
-			if _, known := o.seqs[it.channel]; !known {
-				clear(o.seqs)
-			}
-		}
-		o.seqs[it.channel]++
-		it.seq = o.seqs[it.channel]
+		it.seq = o.seqs.Next(it.channel)
 	}
 	o.q.push(it)
 	o.bytes += size

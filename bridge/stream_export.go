@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -245,7 +246,7 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 		channel := br.cfg.Prefix + topic
 		// No key: only the fields are needed, and they are ours if the
 		// source is.
-		env, err := decodeEnvelope(channel, []byte(data), nil, 0)
+		env, err := wire.DecodeEnvelope(channel, []byte(data), nil, 0)
 		if err == nil && env.Source == br.id {
 			ours[mark{channel, env.Seq, env.Time}] = true
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/wire"
+
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
@@ -54,7 +56,7 @@ func TestDropApplied(t *testing.T) {
 		}
 	}
 	// Another writer's entry with the fifth's channel, number and time.
-	other := appendEnvelope(nil, "app:t", &envelope{Source: "y", Seq: 5, Time: now + 4, Payload: []byte{4}}, nil)
+	other := wire.AppendEnvelope(nil, "app:t", &wire.Envelope{Source: "y", Seq: 5, Time: now + 4, Payload: []byte{4}}, nil)
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: x.r.key, Values: []any{"topic", "t", "data", other}}).Err(); err != nil {
 		t.Fatal(err)
 	}

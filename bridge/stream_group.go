@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/plural"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -176,7 +177,7 @@ func (sr *streamReader) ack(ctx context.Context) bool {
 	br, st, r := sr.br, sr.st, sr.r
 	n, err := br.rdb.XAck(ctx, r.key, r.group, sr.unacked...).Result()
 	if err != nil {
-		err = fmt.Errorf("%w: XACK %q group %q, %s: %w", ErrAck, r.key, r.group, plural(uint64(len(sr.unacked)), "entry"), err)
+		err = fmt.Errorf("%w: XACK %q group %q, %s: %w", ErrAck, r.key, r.group, plural.Of(uint64(len(sr.unacked)), "entry"), err)
 		br.rep.report(err)
 		if isRefusal(err) {
 			sr.unacked = sr.unacked[:0]

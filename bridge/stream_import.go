@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -209,8 +210,8 @@ func (sr *streamReader) handle(m redis.XMessage) bool {
 	channel := br.cfg.Prefix + topic // what envelopes are numbered and signed for
 	msg := []byte(data)
 	var it importItem
-	if !r.Raw && isEnvelope(msg) {
-		env, err := decodeEnvelope(channel, msg, br.key, br.cfg.MaxMessageBytes)
+	if !r.Raw && wire.IsEnvelope(msg) {
+		env, err := wire.DecodeEnvelope(channel, msg, br.key, br.cfg.MaxMessageBytes)
 		if err != nil {
 			if errors.Is(err, ErrSignature) {
 				c.signatureRejected.Add(1)
