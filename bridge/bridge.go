@@ -130,7 +130,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		key:       cfg.SigningKey,
 		exact:     map[string]bool{},
 		rep:       newReporter(cfg.OnError),
-		out:       newOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.Overflow),
+		out:       newOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.OutboxPolicy),
 		drain:     make(chan struct{}),
 		subDone:   make(chan struct{}),
 		flushDone: make(chan struct{}),

@@ -108,7 +108,7 @@
 // Exports never wait for Redis: the local subscription of an export route
 // encodes the payload on the publisher's goroutine and appends it to a
 // bounded outbox (Options.OutboxMaxEvents, OutboxMaxBytes, OutboxMaxAge;
-// the Overflow policy is DropOldest by default, or DropNewest). One flusher
+// the OutboxPolicy is OutboxDropOldest by default, or OutboxDropNewest). One flusher
 // goroutine sends the outbox in pipelines of up to Options.BatchSize
 // PUBLISH commands per round trip, in order per channel: it takes up to
 // 32 times BatchSize exports at once, groups those of enveloped routes by

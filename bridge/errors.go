@@ -81,7 +81,7 @@ var (
 	ErrRedisDown = errors.New("bridge: redis unreachable, exports held in outbox")
 
 	// ErrOutboxFull is reported, with a count, for events dropped because
-	// the outbox was full (see Options.Overflow).
+	// the outbox was full (see Options.OutboxPolicy).
 	ErrOutboxFull = errors.New("bridge: outbox full, events dropped")
 
 	// ErrExpired is reported, with a count, for exports dropped because

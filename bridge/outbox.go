@@ -25,7 +25,7 @@ func (it *exportItem) size() int { return len(it.channel) + len(it.payload) }
 // push without ever waiting for Redis; the flusher takes batches.
 type outbox struct {
 	maxEvents, maxBytes int
-	policy              Overflow
+	policy              OutboxPolicy
 
 	// wake has room for one token: push leaves one when the outbox goes
 	// from empty to non-empty, so the flusher sleeps while it is empty
@@ -39,7 +39,7 @@ type outbox struct {
 	seqs   wire.Counter // numbers the enveloped exports
 }
 
-func newOutbox(maxEvents, maxBytes int, policy Overflow) *outbox {
+func newOutbox(maxEvents, maxBytes int, policy OutboxPolicy) *outbox {
 	return &outbox{
 		maxEvents: maxEvents,
 		maxBytes:  maxBytes,
@@ -49,8 +49,8 @@ func newOutbox(maxEvents, maxBytes int, policy Overflow) *outbox {
 }
 
 // push appends it, numbering it if it is enveloped, and returns how many
-// exports were dropped to make room (DropOldest) or instead of it
-// (DropNewest, or an export bigger than the outbox). ok is false when the
+// exports were dropped to make room (OutboxDropOldest) or instead of it
+// (OutboxDropNewest, or an export bigger than the outbox). ok is false when the
 // outbox is closed: nothing was queued or dropped.
 func (o *outbox) push(it exportItem) (dropped int, ok bool) {
 	size := it.size()
@@ -64,7 +64,7 @@ func (o *outbox) push(it exportItem) (dropped int, ok bool) {
 		return 1, true
 	}
 	for o.q.len() >= o.maxEvents || o.bytes+size > o.maxBytes {
-		if o.policy == DropNewest {
+		if o.policy == OutboxDropNewest {
 			o.mu.Unlock()
 			return dropped + 1, true
 		}

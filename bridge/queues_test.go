@@ -23,18 +23,18 @@ func TestOutboxPolicies(t *testing.T) {
 		name           string
 		maxEvents      int
 		maxBytes       int
-		policy         Overflow
+		policy         OutboxPolicy
 		push           []string
 		wantKept       []string
 		wantDropped    int
 		wantBytesAfter int
 	}{
-		{"drop oldest by count", 3, 1 << 20, DropOldest, []string{"a", "b", "c", "d", "e"}, []string{"c", "d", "e"}, 2, 3 * 2},
-		{"drop newest by count", 3, 1 << 20, DropNewest, []string{"a", "b", "c", "d", "e"}, []string{"a", "b", "c"}, 2, 3 * 2},
+		{"drop oldest by count", 3, 1 << 20, OutboxDropOldest, []string{"a", "b", "c", "d", "e"}, []string{"c", "d", "e"}, 2, 3 * 2},
+		{"drop newest by count", 3, 1 << 20, OutboxDropNewest, []string{"a", "b", "c", "d", "e"}, []string{"a", "b", "c"}, 2, 3 * 2},
 		// Each item is 1 byte of channel plus its payload.
-		{"drop oldest by bytes", 100, 10, DropOldest, []string{"aaaa", "bbbb", "cc"}, []string{"bbbb", "cc"}, 1, 5 + 3},
-		{"drop newest by bytes", 100, 10, DropNewest, []string{"aaaa", "bbbb", "cc"}, []string{"aaaa", "bbbb"}, 1, 10},
-		{"bigger than the outbox", 100, 10, DropOldest, []string{"a", "0123456789"}, []string{"a"}, 1, 2},
+		{"drop oldest by bytes", 100, 10, OutboxDropOldest, []string{"aaaa", "bbbb", "cc"}, []string{"bbbb", "cc"}, 1, 5 + 3},
+		{"drop newest by bytes", 100, 10, OutboxDropNewest, []string{"aaaa", "bbbb", "cc"}, []string{"aaaa", "bbbb"}, 1, 10},
+		{"bigger than the outbox", 100, 10, OutboxDropOldest, []string{"a", "0123456789"}, []string{"a"}, 1, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := newOutbox(c.maxEvents, c.maxBytes, c.policy)
@@ -68,7 +68,7 @@ func TestOutboxPolicies(t *testing.T) {
 }
 
 func TestOutboxSequenceAndExpiry(t *testing.T) {
-	o := newOutbox(100, 1<<20, DropOldest)
+	o := newOutbox(100, 1<<20, OutboxDropOldest)
 	for i, ch := range []string{"a", "b", "a", "a", "b"} {
 		o.push(item(ch, "p", int64(i)))
 	}
@@ -99,7 +99,7 @@ func TestOutboxSequenceAndExpiry(t *testing.T) {
 }
 
 func TestOutboxWakesOncePerBurst(t *testing.T) {
-	o := newOutbox(100, 1<<20, DropOldest)
+	o := newOutbox(100, 1<<20, OutboxDropOldest)
 	for range 10 {
 		o.push(item("a", "p", 0))
 	}
@@ -245,7 +245,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"bad direction", Options{Routes: []Route{{Pattern: "a", Direction: 7}}}},
 		{"long instance ID", Options{InstanceID: strings.Repeat("x", 256)}},
 		{"negative size", Options{OutboxMaxEvents: -1}},
-		{"bad overflow", Options{Overflow: 9}},
+		{"bad outbox policy", Options{OutboxPolicy: 9}},
 	} {
 		// New fails before it uses the client: nothing is dialled.
 		if br, err := New(b, rdb, &c.opts); !errors.Is(err, ErrInvalidOptions) {
@@ -261,7 +261,7 @@ func TestOptionsValidation(t *testing.T) {
 		t.Errorf("nil client: %v", err)
 	}
 	cfg, err := newConfig(nil)
-	if err != nil || len(cfg.InstanceID) != 16 || cfg.OutboxMaxEvents != 100000 || cfg.Overflow != DropOldest {
+	if err != nil || len(cfg.InstanceID) != 16 || cfg.OutboxMaxEvents != 100000 || cfg.OutboxPolicy != OutboxDropOldest {
 		t.Errorf("defaults: %+v, %v", cfg, err)
 	}
 }

@@ -45,7 +45,7 @@ func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
 	return &streamExport{
 		br:   br,
 		r:    r,
-		out:  newOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.Overflow),
+		out:  newOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.OutboxPolicy),
 		back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax},
 	}
 }
