@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/queue"
+
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge/internal/plural"
 	"github.com/redis/go-redis/v9"
@@ -43,13 +45,13 @@ type Bridge struct {
 
 	c    counters
 	rep  *reporter
-	out  *outbox
-	inq  *importQueue
-	echo *echoMemory // nil when no route needs echo suppression by content
+	out  *queue.Outbox
+	inq  *queue.Topics[importItem]
+	echo *queue.Echo // nil when no route needs echo suppression by content
 
 	// inflight and inflightBytes describe the batch the flusher is
 	// sending, for Stats.
-	inflight inflight
+	inflight queue.Inflight
 
 	closing   atomic.Bool // exports are refused from now on
 	localSubs []*bus.Subscription
@@ -130,7 +132,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		key:       cfg.SigningKey,
 		exact:     map[string]bool{},
 		rep:       newReporter(cfg.OnError),
-		out:       newOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.OutboxPolicy),
+		out:       queue.NewOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.OutboxPolicy == OutboxDropNewest),
 		drain:     make(chan struct{}),
 		subDone:   make(chan struct{}),
 		flushDone: make(chan struct{}),
@@ -141,9 +143,9 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		return nil, err
 	}
 	br.shards.finish()
-	br.inq = newImportQueue(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, br.importDropped)
+	br.inq = queue.NewTopics[importItem](cfg.ImportQueueSize, cfg.ImportTopicQueueSize, br.importDropped)
 	if br.needsEchoMemory() {
-		br.echo = newEchoMemory(cfg.EchoWindow, cfg.EchoMemory)
+		br.echo = queue.NewEcho(cfg.EchoWindow, cfg.EchoMemory)
 	}
 
 	for _, r := range br.exports {
@@ -168,7 +170,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 			br.workers.Add(1)
 			go func() {
 				defer br.workers.Done()
-				br.inq.work(br.deliver)
+				br.inq.Work(br.deliver)
 			}()
 		}
 	}
@@ -389,8 +391,8 @@ func (br *Bridge) setStateLocked(ready bool, err error) {
 // a few atomic loads and two short lock acquisitions.
 func (br *Bridge) Stats() Stats {
 	c := &br.c
-	n, bytes := br.out.depth()
-	sending, sendingBytes := br.inflight.load()
+	n, bytes := br.out.Depth()
+	sending, sendingBytes := br.inflight.Load()
 	s := Stats{
 		Exported:          c.exported.Load(),
 		ExportMessages:    c.exportMessages.Load(),
@@ -410,7 +412,7 @@ func (br *Bridge) Stats() Stats {
 		DecodeErrors:      c.decodeErrors.Load(),
 		SignatureRejected: c.signatureRejected.Load(),
 		ImportDropped:     c.importDropped.Load(),
-		ImportDepth:       br.inq.depth(),
+		ImportDepth:       br.inq.Depth(),
 		Gaps:              c.gaps.Load(),
 		GapEvents:         c.gapEvents.Load(),
 		Reconnects:        c.reconnects.Load(),
@@ -460,7 +462,7 @@ func (br *Bridge) Close(ctx context.Context) error {
 	}
 	<-br.subDone
 	br.shards.wait()
-	br.inq.close()
+	br.inq.Close()
 
 	// Exports: flush until done or ctx ends.
 	close(br.drain)
@@ -472,7 +474,7 @@ func (br *Bridge) Close(ctx context.Context) error {
 	}
 	br.flushCancel()
 	// flushLeft was written before flushDone was closed.
-	unsent := uint64(br.out.close() + br.flushLeft)
+	unsent := uint64(br.out.Close() + br.flushLeft)
 	unsent += uint64(br.waitStreams(ctx))
 	br.c.outboxUnsent.Add(unsent)
 
@@ -485,7 +487,7 @@ func (br *Bridge) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		br.inq.abort()
+		br.inq.Abort()
 		br.deliverCancel()
 		<-done
 	}

@@ -9,7 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/busline/bus/bridge/internal/wire"
+	"github.com/busline/bus/bridge/internal/seq"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -218,12 +219,12 @@ func (s *shardSet) run() {
 	br := s.br
 	ctx := br.subCtx
 	current := map[string]*shardLoop{} // by plan key
-	archive := map[seqKey]seqState{}   // sequences of stopped loops
+	var archive seq.Tracker            // sequences of stopped loops
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	first := true
 	defer func() {
 		for _, l := range current {
-			s.stop(l, archive)
+			s.stop(l, &archive)
 		}
 	}()
 	for {
@@ -241,7 +242,7 @@ func (s *shardSet) run() {
 		back.reset()
 		for key, l := range current {
 			if _, keep := plan[key]; !keep || l.moved.Load() {
-				s.stop(l, archive)
+				s.stop(l, &archive)
 				delete(current, key)
 			}
 		}
@@ -255,7 +256,7 @@ func (s *shardSet) run() {
 			if _, ok := current[key]; ok {
 				continue
 			}
-			l := s.newLoop(g, archive)
+			l := s.newLoop(g, &archive)
 			current[key] = l
 			br.mu.Lock()
 			s.loops[l] = true
@@ -344,27 +345,22 @@ type shardLoop struct {
 
 // newLoop makes the loop of group g, resuming the sequences of its channels
 // from archive.
-func (s *shardSet) newLoop(g shardGroup, archive map[seqKey]seqState) *shardLoop {
+func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
 	l := &shardLoop{set: s, group: g, done: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancel(s.br.subCtx)
-	l.rl = readLoop{br: s.br, seqs: map[seqKey]seqState{}, shard: l}
+	l.rl = readLoop{br: s.br, shard: l}
 	mine := map[string]bool{}
 	for _, chans := range g.slots {
 		for _, ch := range chans {
 			mine[ch] = true
 		}
 	}
-	for k, v := range archive {
-		if mine[k.channel] {
-			l.rl.seqs[k] = v
-			delete(archive, k)
-		}
-	}
+	archive.MoveChannels(&l.rl.seqs, func(ch string) bool { return mine[ch] })
 	return l
 }
 
 // stop ends loop l, waits for it, and keeps its sequences in archive.
-func (s *shardSet) stop(l *shardLoop, archive map[seqKey]seqState) {
+func (s *shardSet) stop(l *shardLoop, archive *seq.Tracker) {
 	br := s.br
 	l.cancel()
 	br.mu.Lock()
@@ -377,12 +373,7 @@ func (s *shardSet) stop(l *shardLoop, archive map[seqKey]seqState) {
 	delete(s.loops, l)
 	s.wakeLocked()
 	br.mu.Unlock()
-	if len(archive)+len(l.rl.seqs) > wire.MaxSeqChannels {
-		clear(archive) // bounded memory; tracking starts over
-	}
-	for k, v := range l.rl.seqs {
-		archive[k] = v
-	}
+	l.rl.seqs.MoveTo(archive)
 }
 
 // loop runs connections until the loop is stopped or its slots move.

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/queue"
+
 	"github.com/busline/bus/bridge/internal/wire"
 
 	bus "github.com/busline/bus"
@@ -47,7 +49,7 @@ func (br *Bridge) exportHandler(r *route, send func(bus.Event)) bus.Handler {
 // encodeExport turns e into the item an export route queues, counting and
 // reporting what cannot be exported; ok is false then. Pub/sub and durable
 // exports share it. It runs on the publisher's goroutine.
-func (br *Bridge) encodeExport(r *route, e bus.Event) (it exportItem, ok bool) {
+func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool) {
 	if br.closing.Load() {
 		br.c.outboxUnsent.Add(1)
 		return it, false
@@ -63,22 +65,22 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it exportItem, ok bool) {
 		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %d-byte payload over MaxMessageBytes", ErrEncode, e.Topic, len(data)))
 		return it, false
 	}
-	it = exportItem{
-		channel:     r.channel(br.cfg.Prefix, e.Topic),
-		payload:     data,
-		contentType: contentType,
-		at:          time.Now().UnixNano(),
-		raw:         r.Raw,
+	it = queue.Export{
+		Channel:     r.channel(br.cfg.Prefix, e.Topic),
+		Payload:     data,
+		ContentType: contentType,
+		At:          time.Now().UnixNano(),
+		Raw:         r.Raw,
 	}
 	if e.Meta != nil {
-		it.headers = e.Meta.Headers
+		it.Headers = e.Meta.Headers
 		if e.Meta.ContentType != "" && contentType == ContentTypeBytes {
 			// The publisher knows better what its bytes are.
-			it.contentType = e.Meta.ContentType
+			it.ContentType = e.Meta.ContentType
 		}
 	}
-	if !r.Raw && (len(it.headers) > 0 || len(it.contentType) > wire.MaxTypeLen) {
-		env := wire.Envelope{Source: br.id, ContentType: it.contentType, Headers: it.headers}
+	if !r.Raw && (len(it.Headers) > 0 || len(it.ContentType) > wire.MaxTypeLen) {
+		env := wire.Envelope{Source: br.id, ContentType: it.ContentType, Headers: it.Headers}
 		if err := env.Validate(); err != nil {
 			br.c.encodeErrors.Add(1)
 			br.rep.drop(ErrEncode, 1, chain(ErrEncode, fmt.Sprintf("topic %q", e.Topic), err))
@@ -95,10 +97,10 @@ func (br *Bridge) export(r *route, e bus.Event) {
 	}
 	if br.echo != nil {
 		if ir := br.importRoute(e.Topic); ir != nil && (r.Raw || ir.Raw) {
-			it.echo = true
+			it.Echo = true
 		}
 	}
-	dropped, ok := br.out.push(it)
+	dropped, ok := br.out.Push(it)
 	if !ok {
 		br.c.outboxUnsent.Add(1)
 		return
@@ -184,13 +186,13 @@ func (br *Bridge) flushTake() int {
 // takes them from out into *batch, take at a time and in order; and
 // hands each batch to send. It returns once drain is closed and out is
 // empty, when stop ends, or when send reports that Close gave up.
-func (br *Bridge) runFlusher(out *outbox, batch *[]exportItem, take int, drain <-chan struct{}, stop context.Context, send func() bool) {
+func (br *Bridge) runFlusher(out *queue.Outbox, batch *[]queue.Export, take int, drain <-chan struct{}, stop context.Context, send func() bool) {
 	tick := time.NewTicker(housekeeping)
 	defer tick.Stop()
 	draining := false
 	for {
 		select {
-		case <-out.wake:
+		case <-out.Wake():
 		case <-tick.C:
 			br.expireOutbox(out)
 			br.rep.flush()
@@ -202,7 +204,7 @@ func (br *Bridge) runFlusher(out *outbox, batch *[]exportItem, take int, drain <
 		}
 		for {
 			var expired int
-			*batch, expired = out.take(*batch, take, br.cutoff())
+			*batch, expired = out.Take(*batch, take, br.cutoff())
 			br.expired(expired)
 			if len(*batch) == 0 {
 				break
@@ -227,9 +229,9 @@ func (br *Bridge) cutoff() int64 {
 }
 
 // expireOutbox drops the exports of out older than OutboxMaxAge.
-func (br *Bridge) expireOutbox(out *outbox) {
+func (br *Bridge) expireOutbox(out *queue.Outbox) {
 	if c := br.cutoff(); c != 0 {
-		br.expired(out.expire(c))
+		br.expired(out.Expire(c))
 	}
 }
 
@@ -244,7 +246,7 @@ func (br *Bridge) expired(n int) {
 type flusher struct {
 	br      *Bridge
 	back    backoff
-	batch   []exportItem
+	batch   []queue.Export
 	pending []int           // indexes in batch of the exports not sent yet
 	msgs    [][]byte        // the messages of pending, one per command
 	runs    []run           // the exports of each message
@@ -271,9 +273,9 @@ type run struct{ start, n int }
 // stop (Close gave up), after recording what was left in br.flushLeft.
 func (f *flusher) send() bool {
 	br := f.br
-	br.inflight.set(f.batch)
+	br.inflight.Set(f.batch)
 	defer func() {
-		br.inflight.reset()
+		br.inflight.Reset()
 		f.done()
 	}()
 
@@ -342,7 +344,7 @@ func (f *flusher) send() bool {
 		if c := br.cutoff(); c != 0 {
 			keep, expired := f.pending[:0], 0
 			for _, i := range f.pending {
-				if f.batch[i].at < c {
+				if f.batch[i].At < c {
 					expired++
 				} else {
 					keep = append(keep, i)
@@ -365,7 +367,7 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 	br := f.br
 	cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k, msg := range msgs {
-			switch ch := f.batch[f.pending[runs[k].start]].channel; {
+			switch ch := f.batch[f.pending[runs[k].start]].Channel; {
 			case br.shards == nil:
 				p.Publish(ctx, ch, msg)
 			case br.shards.spublish(ch):
@@ -398,7 +400,7 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 			br.c.exportMessages.Add(1)
 		case errors.As(cerr, &rerr) && !transientReply(cerr):
 			br.c.exportRejected.Add(n)
-			br.rep.drop(ErrPublish, n, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[f.pending[r.start]].channel, cerr))
+			br.rep.drop(ErrPublish, n, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[f.pending[r.start]].Channel, cerr))
 		default:
 			*keep = append(*keep, f.pending[r.start:r.start+r.n]...)
 			if down == nil {
@@ -437,14 +439,14 @@ func (f *flusher) shrink() {
 }
 
 // envelopeOf returns the envelope of enveloped export it.
-func (br *Bridge) envelopeOf(it *exportItem) wire.Envelope {
+func (br *Bridge) envelopeOf(it *queue.Export) wire.Envelope {
 	return wire.Envelope{
 		Source:      br.id,
-		Seq:         it.seq,
-		Time:        it.at,
-		ContentType: it.contentType,
-		Headers:     it.headers,
-		Payload:     it.payload,
+		Seq:         it.Seq,
+		Time:        it.At,
+		ContentType: it.ContentType,
+		Headers:     it.Headers,
+		Payload:     it.Payload,
 	}
 }
 
@@ -462,22 +464,22 @@ func (f *flusher) build(remember bool) {
 	for j := 0; j < len(f.pending); {
 		it := &f.batch[f.pending[j]]
 		n := 1
-		if limit > 0 && !it.raw && !it.echo {
+		if limit > 0 && !it.Raw && !it.Echo {
 			n = f.coalesce(j, limit)
 		}
 		start := len(f.arena)
 		switch {
-		case it.raw:
+		case it.Raw:
 		case n > 1:
 			f.envs = f.envs[:0]
 			for _, i := range f.pending[j : j+n] {
 				f.envs = append(f.envs, br.envelopeOf(&f.batch[i]))
 			}
-			f.arena = wire.AppendBatch(f.arena, it.channel, f.envs, br.key)
+			f.arena = wire.AppendBatch(f.arena, it.Channel, f.envs, br.key)
 			clear(f.envs) // let the payloads be collected
 		default:
 			env := br.envelopeOf(it)
-			f.arena = wire.AppendEnvelope(f.arena, it.channel, &env, br.key)
+			f.arena = wire.AppendEnvelope(f.arena, it.Channel, &env, br.key)
 		}
 		// Offsets rather than slices, since arena may move while it
 		// grows.
@@ -489,14 +491,14 @@ func (f *flusher) build(remember bool) {
 	now := time.Now()
 	for k, r := range f.runs {
 		it := &f.batch[f.pending[r.start]]
-		msg := it.payload
-		if !it.raw {
+		msg := it.Payload
+		if !it.Raw {
 			s := f.spans[k]
 			msg = f.arena[s.start:s.end:s.end]
 		}
 		f.msgs = append(f.msgs, msg)
-		if remember && it.echo {
-			br.echo.remember(it.channel, msg, now)
+		if remember && it.Echo {
+			br.echo.Remember(it.Channel, msg, now)
 		}
 	}
 }
@@ -511,12 +513,12 @@ func (f *flusher) build(remember bool) {
 func (f *flusher) group() {
 	p := f.pending
 	for lo := 0; lo < len(p); {
-		if it := &f.batch[p[lo]]; it.raw || it.echo {
+		if it := &f.batch[p[lo]]; it.Raw || it.Echo {
 			lo++
 			continue
 		}
 		hi := lo + 1
-		for hi < len(p) && !f.batch[p[hi]].raw && !f.batch[p[hi]].echo {
+		for hi < len(p) && !f.batch[p[hi]].Raw && !f.batch[p[hi]].Echo {
 			hi++
 		}
 		f.groupSegment(p[lo:hi])
@@ -529,10 +531,10 @@ func (f *flusher) groupSegment(seg []int) {
 	if len(seg) < 3 {
 		return // already grouped
 	}
-	first := f.batch[seg[0]].channel
+	first := f.batch[seg[0]].Channel
 	one := true
 	for _, i := range seg[1:] {
-		if f.batch[i].channel != first {
+		if f.batch[i].Channel != first {
 			one = false
 			break
 		}
@@ -546,7 +548,7 @@ func (f *flusher) groupSegment(seg []int) {
 	clear(f.groupOf)
 	f.starts, f.groups = f.starts[:0], f.groups[:0]
 	for _, i := range seg {
-		ch := f.batch[i].channel
+		ch := f.batch[i].Channel
 		g, ok := f.groupOf[ch]
 		if !ok {
 			g = len(f.starts)
@@ -582,11 +584,11 @@ func (f *flusher) coalesce(j, limit int) int {
 	br := f.br
 	first := &f.batch[f.pending[j]]
 	env := br.envelopeOf(first)
-	size := wire.BatchOverhead(br.id, first.seq, len(br.key) > 0) + wire.BatchEventLen(&env)
+	size := wire.BatchOverhead(br.id, first.Seq, len(br.key) > 0) + wire.BatchEventLen(&env)
 	n := 1
 	for ; j+n < len(f.pending) && n < wire.MaxBatchEvents; n++ {
 		it := &f.batch[f.pending[j+n]]
-		if it.raw || it.echo || it.seq != first.seq+uint64(n) || it.channel != first.channel {
+		if it.Raw || it.Echo || it.Seq != first.Seq+uint64(n) || it.Channel != first.Channel {
 			break
 		}
 		env := br.envelopeOf(it)
@@ -601,16 +603,16 @@ func (f *flusher) coalesce(j, limit int) int {
 // is not raw, and to spans where each lies in arena (a zero span for a raw
 // item). Offsets rather than slices, since arena may move while it grows.
 // Durable routes use it: their entries are never coalesced.
-func (br *Bridge) layEnvelopes(arena []byte, spans []span, batch []exportItem) ([]byte, []span) {
+func (br *Bridge) layEnvelopes(arena []byte, spans []span, batch []queue.Export) ([]byte, []span) {
 	for i := range batch {
 		spans = append(spans, span{})
 		it := &batch[i]
-		if it.raw {
+		if it.Raw {
 			continue
 		}
 		env := br.envelopeOf(it)
 		start := len(arena)
-		arena = wire.AppendEnvelope(arena, it.channel, &env, br.key)
+		arena = wire.AppendEnvelope(arena, it.Channel, &env, br.key)
 		spans[i] = span{start, len(arena)}
 	}
 	return arena, spans

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/seq"
+
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
@@ -35,7 +37,7 @@ var errPongTimeout = errors.New("no answer to PING in time")
 // subscriptions of the new connection are confirmed.
 func (br *Bridge) subscribeLoop() {
 	defer close(br.subDone)
-	rl := readLoop{br: br, seqs: map[seqKey]seqState{}}
+	rl := readLoop{br: br}
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	first := true
 	for {
@@ -82,16 +84,11 @@ func (br *Bridge) subscribeLoop() {
 	}
 }
 
-// seqKey identifies a sequence of events: one source on one channel.
-type seqKey struct {
-	source, channel string
-}
-
 // readLoop holds the state of the read loop that survives reconnects.
 type readLoop struct {
 	br   *Bridge
-	seqs map[seqKey]seqState // last event seen of each sequence
-	ping uint64              // number of the last PING sent
+	seqs seq.Tracker // last event seen of each sequence
+	ping uint64      // number of the last PING sent
 	// shard is the sharded subscription this loop reads (SSUBSCRIBE, on a
 	// cluster: see cluster.go), or nil for the classic connection.
 	shard *shardLoop
@@ -356,7 +353,7 @@ func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
 		br.rep.drop(ErrSignature, 1, fmt.Errorf("%w: unsigned message without envelope on %q", ErrSignature, m.Channel))
 		return
 	}
-	if br.echo != nil && br.echo.consume(m.Channel, data, time.Now()) {
+	if br.echo != nil && br.echo.Consume(m.Channel, data, time.Now()) {
 		c.echoes.Add(1)
 		return
 	}
@@ -397,45 +394,30 @@ func (rl *readLoop) acceptEnvelope(env *wire.Envelope, channel, topic string, r 
 }
 
 // sequence checks seq, the sequence number of source's event on channel
-// sent at time t, against the last one seen and reports whether the event
-// is new. A gap is counted and reported. A number seen already is a
-// duplicate, except a 1 sent later than the last event: the source started
-// numbering again (it restarted with the same ID, or forgot its counters).
-// Zero means the sender does not number its events.
+// sent at time t, and reports whether the event is new (see
+// seq.Tracker.Check). A gap is counted and reported.
 func (rl *readLoop) sequence(source, channel string, seq uint64, t int64) bool {
-	if seq == 0 {
-		return true
-	}
-	br := rl.br
-	k := seqKey{source, channel}
-	last, known := rl.seqs[k]
-	switch {
-	case !known:
-		if len(rl.seqs) >= wire.MaxSeqChannels {
-			clear(rl.seqs) // bounded memory; tracking starts over
-		}
-	case seq == last.seq+1:
-	case seq > last.seq+1:
-		gap := &GapError{Source: source, Channel: channel, Expected: last.seq + 1, Got: seq}
+	isNew, missing := rl.seqs.Check(source, channel, seq, t)
+	if missing != 0 {
+		br := rl.br
+		gap := &GapError{Source: source, Channel: channel, Expected: missing, Got: seq}
 		br.c.gaps.Add(1)
 		br.c.gapEvents.Add(gap.Missing())
 		br.rep.report(gap)
-	case seq == 1 && t > last.time:
-	default:
-		return false
 	}
-	rl.seqs[k] = seqState{seq, t}
-	return true
+	return isNew
 }
 
-// seqState is the last event seen of a sequence.
-type seqState struct {
-	seq  uint64
-	time int64
+// importItem is one imported event waiting to be published locally.
+type importItem struct {
+	topic   string
+	route   *route
+	payload []byte
+	meta    *bus.Meta
 }
 
 func (rl *readLoop) enqueue(it importItem) {
-	if !rl.br.inq.push(it) {
+	if !rl.br.inq.Push(it.topic, it) {
 		rl.br.importDropped(1)
 	}
 }

@@ -283,7 +283,7 @@ func (br *Bridge) waitStreams(ctx context.Context) int {
 	st.flushCancel()
 	n := int(st.flushLeft.Load())
 	for _, x := range st.exports {
-		n += x.out.close()
+		n += x.out.Close()
 	}
 	return n
 }
@@ -301,8 +301,8 @@ func (br *Bridge) streamStats(s *Stats) {
 	s.StreamResumes = st.resumes.Load()
 	s.StreamTrimmed = st.trimmed.Load()
 	for _, x := range st.exports {
-		n, bytes := x.out.depth()
-		sending, sendingBytes := x.inflight.load()
+		n, bytes := x.out.Depth()
+		sending, sendingBytes := x.inflight.Load()
 		s.OutboxDepth += n + sending
 		s.OutboxBytes += bytes + sendingBytes
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/busline/bus/bridge/internal/queue"
+
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
@@ -30,12 +32,12 @@ const (
 type streamExport struct {
 	br  *Bridge
 	r   *streamRoute
-	out *outbox
+	out *queue.Outbox
 
-	inflight inflight // the batch being sent, for Stats
+	inflight queue.Inflight // the batch being sent, for Stats
 
 	back  backoff
-	batch []exportItem
+	batch []queue.Export
 	arena []byte
 	spans []span
 	args  []redis.XAddArgs
@@ -45,7 +47,7 @@ func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
 	return &streamExport{
 		br:   br,
 		r:    r,
-		out:  newOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.OutboxPolicy),
+		out:  queue.NewOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.OutboxPolicy == OutboxDropNewest),
 		back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax},
 	}
 }
@@ -67,7 +69,7 @@ func (x *streamExport) export(e bus.Event) {
 	if !ok {
 		return
 	}
-	dropped, ok := x.out.push(it)
+	dropped, ok := x.out.Push(it)
 	if !ok {
 		br.c.outboxUnsent.Add(1)
 		return
@@ -98,9 +100,9 @@ func (x *streamExport) flushLoop() {
 func (x *streamExport) send() bool {
 	br, st := x.br, x.br.st
 	x.build()
-	x.inflight.set(x.batch)
+	x.inflight.Set(x.batch)
 	defer func() {
-		x.inflight.reset()
+		x.inflight.Reset()
 		clear(x.batch)
 		clear(x.args)
 	}()
@@ -171,7 +173,7 @@ func (x *streamExport) send() bool {
 		if c := br.cutoff(); c != 0 {
 			keep, expired := pending[:0], 0
 			for _, i := range pending {
-				if x.batch[i].at < c {
+				if x.batch[i].At < c {
 					expired++
 				} else {
 					keep = append(keep, i)
@@ -195,10 +197,10 @@ func (x *streamExport) build() {
 	x.args = x.args[:0]
 	for i := range x.batch {
 		it := &x.batch[i]
-		topic := strings.TrimPrefix(it.channel, br.cfg.Prefix)
+		topic := strings.TrimPrefix(it.Channel, br.cfg.Prefix)
 		var values []any
-		if it.raw {
-			values = []any{fieldTopic, topic, fieldData, it.payload, fieldSource, br.id}
+		if it.Raw {
+			values = []any{fieldTopic, topic, fieldData, it.Payload, fieldSource, br.id}
 		} else {
 			values = []any{fieldTopic, topic, fieldData, x.arena[spans[i].start:spans[i].end:spans[i].end]}
 		}
@@ -221,7 +223,7 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 	br, st := x.br, x.br.st
 	enveloped := 0
 	for _, i := range pending {
-		if !x.batch[i].raw {
+		if !x.batch[i].Raw {
 			enveloped++
 		}
 	}
@@ -254,7 +256,7 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 	keep := pending[:0]
 	for _, i := range pending {
 		it := &x.batch[i]
-		if !it.raw && ours[mark{it.channel, it.seq, it.at}] {
+		if !it.Raw && ours[mark{it.Channel, it.Seq, it.At}] {
 			br.c.exported.Add(1)
 			br.c.exportMessages.Add(1)
 			st.exported.Add(1)

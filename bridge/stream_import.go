@@ -38,7 +38,7 @@ type streamReader struct {
 // run reads until Close.
 func (sr *streamReader) run() {
 	sr.back = backoff{min: sr.br.cfg.ReconnectMin, max: sr.br.cfg.ReconnectMax}
-	sr.seq = readLoop{br: sr.br, seqs: map[seqKey]seqState{}}
+	sr.seq = readLoop{br: sr.br}
 	if sr.r.Delivery == Group {
 		sr.runGroup()
 	} else {
