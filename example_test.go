@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/busline/bus"
@@ -18,19 +19,27 @@ type Order struct {
 func Example() {
 	ctx := context.Background()
 	b := bus.New(nil)
-	defer b.Close(ctx)
+	defer func() {
+		if err := b.Close(ctx); err != nil { // says how many queued events it could not deliver
+			log.Print(err)
+		}
+	}()
 
 	sub, err := b.Subscribe("orders.*", func(ctx context.Context, e bus.Event) {
 		fmt.Printf("%s: %v\n", e.Topic, e.Payload)
 	})
 	if err != nil {
-		panic(err)
+		log.Fatal(err) // a bad pattern, or a closed bus
 	}
-	b.Publish(ctx, "orders.created", "order 42")
-	b.Publish(ctx, "orders.paid", "order 42")
-	b.Publish(ctx, "users.created", "ignored: no subscriber")
+	for _, topic := range []string{"orders.created", "orders.paid", "users.created"} {
+		if err := b.Publish(ctx, topic, "order 42"); err != nil {
+			log.Fatal(err) // a bad topic, a closed bus, or ctx's error
+		}
+	}
 	sub.Unsubscribe()
-	b.Publish(ctx, "orders.created", "ignored: unsubscribed")
+	if err := b.Publish(ctx, "orders.created", "ignored: unsubscribed"); err != nil {
+		log.Fatal(err)
+	}
 	// Output:
 	// orders.created: order 42
 	// orders.paid: order 42
@@ -42,12 +51,17 @@ func Example_patterns() {
 	ctx := context.Background()
 	b := bus.New(nil)
 	for _, pattern := range []string{"orders.*", "orders.**", "**.failed", "orders.{created,paid}", "user.[0-9]"} {
-		b.Subscribe(pattern, func(ctx context.Context, e bus.Event) {
+		_, err := b.Subscribe(pattern, func(ctx context.Context, e bus.Event) {
 			fmt.Printf("%-22s <- %s\n", pattern, e.Topic)
 		})
+		if err != nil {
+			log.Fatal(err)
+		}
 	}
 	for _, topic := range []string{"orders.created", "orders.eu.failed", "failed", "user.7", "user.10"} {
-		b.Publish(ctx, topic, nil)
+		if err := b.Publish(ctx, topic, nil); err != nil {
+			log.Fatal(err)
+		}
 	}
 	// Output:
 	// orders.*               <- orders.created
@@ -64,11 +78,17 @@ func Example_patterns() {
 func ExampleSubscribeTyped() {
 	ctx := context.Background()
 	b := bus.New(&bus.Options{OnError: func(err error) { fmt.Println("error:", err) }})
-	bus.SubscribeTyped(b, "orders.created", func(ctx context.Context, e bus.Event, o *Order) {
+	_, err := bus.SubscribeTyped(b, "orders.created", func(ctx context.Context, e bus.Event, o *Order) {
 		fmt.Printf("order %d, total %.2f\n", o.ID, o.Total)
 	})
-	b.Publish(ctx, "orders.created", &Order{ID: 42, Total: 9.5})
-	b.Publish(ctx, "orders.created", "not an order")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, payload := range []any{&Order{ID: 42, Total: 9.5}, "not an order"} {
+		if err := b.Publish(ctx, "orders.created", payload); err != nil {
+			log.Fatal(err)
+		}
+	}
 	// Output:
 	// order 42, total 9.50
 	// error: bus: payload type mismatch: topic "orders.created", pattern "orders.created": want *bus_test.Order, got string
@@ -84,8 +104,12 @@ func ExampleOptions_onError() {
 			fmt.Printf("recovered %q on %s (pattern %s)\n", de.Value, de.Topic, de.Pattern)
 		}
 	}})
-	b.Subscribe("jobs.*", func(ctx context.Context, e bus.Event) { panic("broken handler") })
-	b.Subscribe("jobs.run", func(ctx context.Context, e bus.Event) { fmt.Println("still delivered") })
+	if _, err := b.Subscribe("jobs.*", func(ctx context.Context, e bus.Event) { panic("broken handler") }); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := b.Subscribe("jobs.run", func(ctx context.Context, e bus.Event) { fmt.Println("still delivered") }); err != nil {
+		log.Fatal(err)
+	}
 	err := b.Publish(ctx, "jobs.run", nil)
 	fmt.Println("Publish returned", err)
 	// Output:
@@ -111,10 +135,15 @@ func ExampleSyntaxError() {
 func ExampleBus_NumSub() {
 	b := bus.New(nil)
 	nop := func(context.Context, bus.Event) {}
-	b.Subscribe("orders.created", nop)
-	b.Subscribe("orders.*", nop)
-	b.Subscribe("**", nop)
-	n, _ := b.NumSub("orders.created")
+	for _, pattern := range []string{"orders.created", "orders.*", "**"} {
+		if _, err := b.Subscribe(pattern, nop); err != nil {
+			log.Fatal(err)
+		}
+	}
+	n, err := b.NumSub("orders.created")
+	if err != nil {
+		log.Fatal(err)
+	}
 	fmt.Println(n, b.NumPat(), b.Patterns(), b.Topics())
 	// Output:
 	// 3 2 [** orders.*] [orders.created]
@@ -125,14 +154,24 @@ func ExampleBus_NumSub() {
 func ExampleBus_SubscribeWith() {
 	ctx := context.Background()
 	b := bus.New(nil)
-	defer b.Close(ctx)
+	defer func() {
+		if err := b.Close(ctx); err != nil {
+			log.Print(err)
+		}
+	}()
 
-	sub, _ := b.SubscribeWith("emails.send", func(ctx context.Context, e bus.Event) {
+	sub, err := b.SubscribeWith("emails.send", func(ctx context.Context, e bus.Event) {
 		fmt.Println("sending", e.Payload) // a slow call would not hold Publish up
 	}, &bus.SubscribeOptions{Queue: 128, Overflow: bus.Block})
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	for _, to := range []string{"ann@example.com", "bob@example.com"} {
-		b.Publish(ctx, "emails.send", to)
+		// With Block, a full queue makes Publish wait, until ctx ends.
+		if err := b.Publish(ctx, "emails.send", to); err != nil {
+			log.Fatal(err)
+		}
 	}
 	// Wait for the queue to drain, but not forever.
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -152,9 +191,15 @@ func ExampleBus_SubscribeWith() {
 func ExampleBus_SubscribeChan() {
 	ctx := context.Background()
 	b := bus.New(nil)
-	_, ch, _ := b.SubscribeChan("ticks.*", nil)
-	b.Publish(ctx, "ticks.a", 1)
-	b.Publish(ctx, "ticks.b", 2)
+	_, ch, err := b.SubscribeChan("ticks.*", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i, topic := range []string{"ticks.a", "ticks.b"} {
+		if err := b.Publish(ctx, topic, i+1); err != nil {
+			log.Fatal(err)
+		}
+	}
 	// Close drains the queue into the channel, then closes it; by its
 	// deadline at the latest.
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -179,11 +224,16 @@ func ExampleSubscribeOptions_group() {
 	b := bus.New(nil)
 	counts := make([]int, 3)
 	for i := range counts {
-		b.SubscribeWith("jobs.*", func(ctx context.Context, e bus.Event) { counts[i]++ },
+		_, err := b.SubscribeWith("jobs.*", func(ctx context.Context, e bus.Event) { counts[i]++ },
 			&bus.SubscribeOptions{Group: "workers"})
+		if err != nil {
+			log.Fatal(err)
+		}
 	}
 	for range 300 {
-		b.Publish(ctx, "jobs.resize", nil)
+		if err := b.Publish(ctx, "jobs.resize", nil); err != nil {
+			log.Fatal(err)
+		}
 	}
 	fmt.Println(counts, counts[0]+counts[1]+counts[2])
 	// Output:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"strings"
+	"time"
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
@@ -89,13 +90,18 @@ func ExampleText() {
 }
 
 // Two instances mirror "orders.**" through Redis. (Not run: it needs a
-// Redis server.)
+// Redis server; examples/minimal is the complete program, tested.)
 func ExampleNew() {
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", Protocol: 3})
-	defer rdb.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close() // the bridge never closes your client
 
 	b := bus.New(nil)
+	defer func() {
+		if err := b.Close(ctx); err != nil {
+			log.Print(err)
+		}
+	}()
 	br, err := bridge.New(b, rdb, &bridge.Options{
 		Prefix: "app:",
 		Routes: []bridge.Route{{Pattern: "orders.**"}},
@@ -103,14 +109,25 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer br.Close(ctx)
-	if err := br.Ready(ctx); err != nil {
-		log.Fatal(err)
+	defer func() {
+		if err := br.Close(ctx); err != nil { // says what it could not send
+			log.Print(err)
+		}
+	}()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := br.Ready(rctx); err != nil {
+		log.Fatal(err) // "cannot connect ..." with a wrong address
 	}
-	b.Subscribe("orders.**", func(_ context.Context, e bus.Event) {
+	_, err = b.Subscribe("orders.**", func(_ context.Context, e bus.Event) {
 		if e.Remote() {
 			fmt.Printf("%s from %s: %v\n", e.Topic, e.Meta.Source, e.Payload)
 		}
 	})
-	b.Publish(ctx, "orders.created", "order 1") // also sent to the other instances
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := b.Publish(ctx, "orders.created", "order 1"); err != nil { // also sent to the other instances
+		log.Fatal(err)
+	}
 }
