@@ -100,7 +100,7 @@ func (br *Bridge) export(r *route, e bus.Event) {
 			it.Echo = true
 		}
 	}
-	dropped, ok := br.out.Push(it)
+	dropped, ok := br.pub.out.Push(it)
 	if !ok {
 		br.c.outboxUnsent.Add(1)
 		return
@@ -161,12 +161,66 @@ const housekeeping = 500 * time.Millisecond
 // the price is the flusher's memory during a burst (see shrink).
 const coalesceWindow = 32
 
+// publisher is the transport of the pub/sub exports (those of sharded
+// routes included): one outbox, which the publishers' goroutines fill,
+// and one flusher goroutine that sends it with PUBLISH or SPUBLISH. Every
+// Bridge has one.
+type publisher struct {
+	br       *Bridge
+	out      *queue.Outbox
+	inflight queue.Inflight  // the batch the flusher is sending, for Stats
+	ctx      context.Context // the flusher's; cancelled when Close gives up
+	cancel   context.CancelFunc
+	drain    chan struct{} // closed by stop: flush what is left, then exit
+	done     chan struct{} // closed when the flusher returns
+	left     int           // exports of the batch the flusher gave up on; written before done is closed
+}
+
+func newPublisher(br *Bridge) *publisher {
+	cfg := &br.cfg
+	p := &publisher{
+		br:    br,
+		out:   queue.NewOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.OutboxPolicy == OutboxDropNewest),
+		drain: make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p
+}
+
+func (p *publisher) start() { go p.flushLoop() }
+
+func (p *publisher) ready() (bool, error) { return true, nil }
+
+func (p *publisher) stop(context.Context) { close(p.drain) }
+
+// wait waits until the outbox is flushed, or ctx ends: then the flusher
+// gives up, and what it held and what the outbox holds are unsent.
+func (p *publisher) wait(ctx context.Context) int {
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.cancel()
+		<-p.done
+	}
+	p.cancel()
+	return p.out.Close() + p.left
+}
+
+func (p *publisher) stats(s *Stats) {
+	n, bytes := p.out.Depth()
+	sending, sendingBytes := p.inflight.Load()
+	s.OutboxDepth += n + sending
+	s.OutboxBytes += bytes + sendingBytes
+}
+
 // flushLoop is the flusher goroutine: it sends the outbox to Redis in
 // pipelined batches, in order per channel (see group), until Close.
-func (br *Bridge) flushLoop() {
-	defer close(br.flushDone)
-	f := flusher{br: br, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
-	br.runFlusher(br.out, &f.batch, br.flushTake(), br.drain, br.flushCtx, f.send)
+func (p *publisher) flushLoop() {
+	defer close(p.done)
+	br := p.br
+	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
+	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.ctx, f.send)
 }
 
 // flushTake returns how many exports the pub/sub flusher takes from the
@@ -245,6 +299,7 @@ func (br *Bridge) expired(n int) {
 // flusher holds the flusher goroutine's reusable memory.
 type flusher struct {
 	br      *Bridge
+	p       *publisher
 	back    backoff
 	batch   []queue.Export
 	pending []int           // indexes in batch of the exports not sent yet
@@ -270,12 +325,12 @@ type run struct{ start, n int }
 
 // send publishes the batch, retrying what failed for lack of Redis until
 // it is sent, refused or stale. It returns false when the flusher must
-// stop (Close gave up), after recording what was left in br.flushLeft.
+// stop (Close gave up), after recording what was left in p.left.
 func (f *flusher) send() bool {
-	br := f.br
-	br.inflight.Set(f.batch)
+	br, p := f.br, f.p
+	p.inflight.Set(f.batch)
 	defer func() {
-		br.inflight.Reset()
+		p.inflight.Reset()
 		f.done()
 	}()
 
@@ -286,10 +341,10 @@ func (f *flusher) send() bool {
 	if br.cfg.CoalesceBytes > 0 {
 		f.group()
 	}
-	down := false
+	o := outage{br: br, out: p.out, back: &f.back}
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
-		ctx := br.flushCtx
+		ctx := p.ctx
 		// What failed for lack of Redis is kept, in order; once a
 		// pipeline failed that way, the later pipelines of the batch
 		// are not sent but kept too. Appending pending[r.start:] to
@@ -316,47 +371,75 @@ func (f *flusher) send() bool {
 		// Redis is unreachable: hold the batch (and, behind it, the
 		// outbox) until it answers again.
 		if ctx.Err() != nil {
-			br.flushLeft = len(f.pending)
+			p.left = len(f.pending)
 			return false
 		}
-		if !down {
-			down = true
-			br.c.exportOutages.Add(1)
-			br.rep.report(fmt.Errorf("%w: %w", ErrRedisDown, err))
-		}
-		for {
-			if !sleep(ctx, f.back.next()) {
-				br.flushLeft = len(f.pending)
-				return false
-			}
-			br.expireOutbox(br.out)
-			br.rep.flush()
-			if br.rdb.Ping(ctx).Err() == nil {
-				break
-			}
+		if !o.wait(ctx, err) {
+			p.left = len(f.pending)
+			return false
 		}
 		if d := br.cfg.ResumeDelay; d > 0 && !sleep(ctx, d) {
-			br.flushLeft = len(f.pending)
+			p.left = len(f.pending)
 			return false
 		}
-		// Exports that went stale while Redis was away are dropped, in
-		// the batch as in the outbox.
-		if c := br.cutoff(); c != 0 {
-			keep, expired := f.pending[:0], 0
-			for _, i := range f.pending {
-				if f.batch[i].At < c {
-					expired++
-				} else {
-					keep = append(keep, i)
-				}
-			}
-			f.pending = keep
-			br.expired(expired)
-			if len(f.pending) == 0 {
-				return true
-			}
+		if f.pending = br.dropStale(f.batch, f.pending); len(f.pending) == 0 {
+			return true
 		}
 	}
+}
+
+// outage holds an exporter (a flusher of the pub/sub outbox, or of a
+// durable route's) through an outage of Redis, for one batch. Both run
+// the same loop: report the outage once, back off, expire the outbox
+// while waiting, ping until Redis answers; then the exporter drops the
+// exports of its batch that went stale (dropStale).
+type outage struct {
+	br   *Bridge
+	out  *queue.Outbox // the exporter's outbox
+	back *backoff      // the exporter's; reset by the exporter once it sends again
+	down bool          // reported for this batch
+}
+
+// wait reports the outage, err being why the batch could not be sent,
+// unless reported already for this batch, and waits until Redis answers
+// a PING. It returns false if ctx ended first.
+func (o *outage) wait(ctx context.Context, err error) bool {
+	br := o.br
+	if !o.down {
+		o.down = true
+		br.c.exportOutages.Add(1)
+		br.rep.report(fmt.Errorf("%w: %w", ErrRedisDown, err))
+	}
+	for {
+		if !sleep(ctx, o.back.next()) {
+			return false
+		}
+		br.expireOutbox(o.out)
+		br.rep.flush()
+		if br.rdb.Ping(ctx).Err() == nil {
+			return true
+		}
+	}
+}
+
+// dropStale returns pending, indexes in batch, without the exports that
+// went stale while Redis was away, which it counts and reports: they are
+// dropped in the batch as in the outbox.
+func (br *Bridge) dropStale(batch []queue.Export, pending []int) []int {
+	c := br.cutoff()
+	if c == 0 {
+		return pending
+	}
+	keep, expired := pending[:0], 0
+	for _, i := range pending {
+		if batch[i].At < c {
+			expired++
+		} else {
+			keep = append(keep, i)
+		}
+	}
+	br.expired(expired)
+	return keep
 }
 
 // publish sends msgs, the messages of runs, in one pipeline and accounts
@@ -367,14 +450,7 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 	br := f.br
 	cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k, msg := range msgs {
-			switch ch := f.batch[f.pending[runs[k].start]].Channel; {
-			case br.shards == nil:
-				p.Publish(ctx, ch, msg)
-			case br.shards.spublish(ch):
-				p.SPublish(ctx, ch, msg)
-			default:
-				_ = p.Process(ctx, br.shards.publish(ctx, ch, msg))
-			}
+			br.shards.publish(ctx, p, f.batch[f.pending[runs[k].start]].Channel, msg)
 		}
 		return nil
 	})

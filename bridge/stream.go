@@ -110,7 +110,6 @@ type streams struct {
 	mu      sync.Mutex // protects the fields below
 	waiting int        // readers that have not found their start yet
 	err     error      // why the last attempt to start a reader failed
-	changed chan struct{}
 }
 
 // addStreamRoute takes the durable route rt, the i-th of Options.Routes,
@@ -128,7 +127,6 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 			cp:       br.cfg.Checkpointer,
 			consumer: br.cfg.Consumer,
 			drain:    make(chan struct{}),
-			changed:  make(chan struct{}),
 		}
 		if st.cp == nil {
 			st.cp = RedisCheckpointer(br.rdb, br.cfg.Prefix+"checkpoint:"+br.cfg.InstanceID)
@@ -172,13 +170,9 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 // or the route's Pattern) under prefix: prefix + "stream:" + name.
 func StreamKey(prefix, name string) string { return prefix + "stream:" + name }
 
-// startStreams starts the goroutines of the durable routes. It is called
-// by New once the bridge is otherwise running.
-func (br *Bridge) startStreams() {
-	st := br.st
-	if st == nil {
-		return
-	}
+// start starts the goroutines of the durable routes. It is called by New
+// once the bridge is otherwise running.
+func (st *streams) start() {
 	st.ctx, st.cancel = context.WithCancel(context.Background())
 	st.flushCtx, st.flushCancel = context.WithCancel(context.Background())
 	st.waiting = len(st.readers)
@@ -198,34 +192,12 @@ func (br *Bridge) startStreams() {
 	}
 }
 
-// streamsReady waits until every durable import route knows where it
-// starts reading, so that events exported after that reach it.
-func (br *Bridge) streamsReady(ctx context.Context) error {
-	st := br.st
-	if st == nil {
-		return nil
-	}
-	for {
-		st.mu.Lock()
-		waiting, err, changed := st.waiting, st.err, st.changed
-		st.mu.Unlock()
-		br.mu.Lock()
-		closed := br.closed
-		br.mu.Unlock()
-		switch {
-		case closed:
-			return ErrClosed
-		case waiting == 0:
-			return nil
-		case err != nil:
-			return err
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return br.notReady(ctx)
-		}
-	}
+// ready reports whether every durable import route knows where it starts
+// reading, so that events exported after that reach it.
+func (st *streams) ready() (bool, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.waiting == 0, st.err
 }
 
 // setStart records that a reader found its start (err nil) or failed to
@@ -238,36 +210,24 @@ func (st *streams) setStart(started bool, err error) {
 	} else {
 		st.err = err
 	}
-	close(st.changed)
-	st.changed = make(chan struct{})
 	st.mu.Unlock()
+	st.br.changed.notify()
 }
 
-// stopStreams makes the readers stop after the entry each is handling and
-// makes later exports of durable routes fail. ctx is Close's.
-func (br *Bridge) stopStreams(ctx context.Context) {
-	st := br.st
-	if st == nil {
-		return
-	}
+// stop makes the readers stop after the entry each is handling and makes
+// later exports of durable routes fail. ctx is Close's.
+func (st *streams) stop(ctx context.Context) {
 	st.closeCtx = ctx
 	st.cancel()
-	st.mu.Lock()
-	close(st.changed) // wake Ready
-	st.changed = make(chan struct{})
-	st.mu.Unlock()
 	close(st.drain)
 }
 
-// waitStreams waits until the durable routes' goroutines have returned:
+// wait waits until the durable routes' goroutines have returned:
 // readers after saving their position or acknowledging what they handled,
 // flushers after sending what their outboxes held. If ctx ends first, it
 // makes them give up. It returns the number of exports not sent.
-func (br *Bridge) waitStreams(ctx context.Context) int {
-	st := br.st
-	if st == nil {
-		return 0
-	}
+func (st *streams) wait(ctx context.Context) int {
+	br := st.br
 	done := make(chan struct{})
 	go func() {
 		st.wg.Wait()
@@ -288,12 +248,8 @@ func (br *Bridge) waitStreams(ctx context.Context) int {
 	return n
 }
 
-// streamStats adds the durable routes' counters to s.
-func (br *Bridge) streamStats(s *Stats) {
-	st := br.st
-	if st == nil {
-		return
-	}
+// stats adds the durable routes' counters to s.
+func (st *streams) stats(s *Stats) {
 	s.StreamExported = st.exported.Load()
 	s.StreamImported = st.imported.Load()
 	s.StreamAcked = st.acked.Load()

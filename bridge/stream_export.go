@@ -111,7 +111,7 @@ func (x *streamExport) send() bool {
 	for i := range pending {
 		pending[i] = i
 	}
-	down := false
+	o := outage{br: br, out: x.out, back: &x.back}
 	for {
 		ctx := st.flushCtx
 		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -148,42 +148,19 @@ func (x *streamExport) send() bool {
 			st.flushLeft.Add(int64(len(pending)))
 			return false
 		}
-		if !down {
-			down = true
-			br.c.exportOutages.Add(1)
-			br.rep.report(fmt.Errorf("%w: %w", ErrRedisDown, err))
+		if !o.wait(ctx, err) {
+			st.flushLeft.Add(int64(len(pending)))
+			return false
 		}
 		// A stream keeps what it is given: unlike pub/sub, there is no
-		// need to wait for the readers before sending again.
-		for {
-			if !sleep(ctx, x.back.next()) {
-				st.flushLeft.Add(int64(len(pending)))
-				return false
-			}
-			x.br.expireOutbox(x.out)
-			br.rep.flush()
-			if br.rdb.Ping(ctx).Err() == nil {
-				break
-			}
-		}
+		// need to wait for the readers (ResumeDelay) before sending
+		// again.
 		pending = x.dropApplied(ctx, pending)
 		if len(pending) == 0 {
 			return true
 		}
-		if c := br.cutoff(); c != 0 {
-			keep, expired := pending[:0], 0
-			for _, i := range pending {
-				if x.batch[i].At < c {
-					expired++
-				} else {
-					keep = append(keep, i)
-				}
-			}
-			pending = keep
-			br.expired(expired)
-			if len(pending) == 0 {
-				return true
-			}
+		if pending = br.dropStale(x.batch, pending); len(pending) == 0 {
+			return true
 		}
 	}
 }

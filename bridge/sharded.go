@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/busline/bus/bridge/internal/seq"
@@ -41,13 +42,18 @@ import (
 // of) its slots.
 var errSlotMoved = errors.New("slot moved to another node")
 
-// shardSet holds the sharded routes of a bridge on a cluster. It is nil on
-// other clients.
+// shardSet holds the sharded routes of a bridge: on a cluster, unless
+// Options.ClassicPubSub, the exact routes' channels (with their partition
+// tags), the channels exported with SPUBLISH, and the transport of the
+// imported ones, which the Bridge runs when there are any. On other
+// clients it holds nothing and says so (sharded, publish).
 type shardSet struct {
 	br         *Bridge
-	cc         *redis.ClusterClient
-	classic    bool // Options.ClassicPubSub: no sharded routes
+	cc         *redis.ClusterClient // nil: not a cluster
+	classic    bool                 // Options.ClassicPubSub: no sharded routes
 	partitions int
+	ctx        context.Context // the loops'; cancelled by stop
+	cancel     context.CancelFunc
 
 	// Set up by New, read-only afterwards.
 	exports  map[string]bool           // channels exported with SPUBLISH
@@ -57,9 +63,10 @@ type shardSet struct {
 	regroup chan struct{} // a loop found its slots moved; room for one token
 	done    chan struct{} // closed when the manager has stopped its loops
 
-	// Protected by br.mu: the current loops, for Ready and Close.
-	loops   map[*shardLoop]bool
-	planned bool // the loops of the current plan are running
+	mu      sync.Mutex          // protects the fields below and those of the loops that say so
+	loops   map[*shardLoop]bool // the current loops, for Ready and Close
+	planned bool                // the loops of the current plan are running
+	stopped bool
 }
 
 // shardedChannel is what an imported sharded channel carries.
@@ -68,14 +75,10 @@ type shardedChannel struct {
 	route *route // the first import route matching topic
 }
 
-// newShardSet returns the shard set of a bridge on rdb, or nil when rdb is
-// not a cluster client.
+// newShardSet returns the shard set of a bridge on rdb.
 func newShardSet(br *Bridge, rdb redis.UniversalClient) *shardSet {
-	cc, ok := rdb.(*redis.ClusterClient)
-	if !ok {
-		return nil
-	}
-	return &shardSet{
+	cc, _ := rdb.(*redis.ClusterClient)
+	s := &shardSet{
 		br:         br,
 		cc:         cc,
 		classic:    br.cfg.ClassicPubSub,
@@ -87,6 +90,8 @@ func newShardSet(br *Bridge, rdb redis.UniversalClient) *shardSet {
 		done:       make(chan struct{}),
 		loops:      map[*shardLoop]bool{},
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
 }
 
 // finish records the sharded channels once every route is compiled. An
@@ -128,87 +133,72 @@ func (s *shardSet) finish() {
 	}
 }
 
-// start starts the manager of the sharded subscriptions, if there are
-// any. s may be nil.
-func (s *shardSet) start() {
-	if s == nil {
-		return
-	}
-	if len(s.slots) == 0 {
-		close(s.done)
-		return
-	}
-	go s.run()
+// importing reports whether the set has sharded channels to import: then
+// the Bridge runs it as a transport.
+func (s *shardSet) importing() bool { return len(s.slots) > 0 }
+
+// start starts the manager of the sharded subscriptions.
+func (s *shardSet) start() { go s.run() }
+
+func (s *shardSet) stop(context.Context) {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.cancel()
 }
 
-// wait waits until the manager and its loops have returned; Close calls it
-// after cancelling the subscription context. s may be nil.
-func (s *shardSet) wait() {
-	if s != nil {
-		<-s.done
-	}
+// wait waits until the manager and its loops have returned.
+func (s *shardSet) wait(context.Context) int {
+	<-s.done
+	return 0
 }
 
-// sharded reports whether exact routes use sharded pub/sub. s may be nil.
-func (s *shardSet) sharded() bool { return s != nil && !s.classic }
+func (s *shardSet) stats(*Stats) {}
+
+// sharded reports whether exact routes use sharded pub/sub.
+func (s *shardSet) sharded() bool { return s.cc != nil && !s.classic }
 
 // channel returns the channel of an exact route's topic.
 func (s *shardSet) channel(topic string) string {
 	return ShardChannel(s.br.cfg.Prefix, topic, s.partitions)
 }
 
-// publish returns a PUBLISH of msg on channel that a cluster pipeline sends
-// to the node serving the channel's slot: go-redis spreads keyless
+// publish adds to p the command that publishes msg on channel: SPUBLISH
+// for a sharded channel; on a cluster, a PUBLISH that the pipeline sends
+// to the node serving the channel's slot (go-redis spreads keyless
 // commands over the nodes in turn, which would reorder the messages of a
 // channel, since the nodes forward them to each other's subscribers
-// independently.
-func (s *shardSet) publish(ctx context.Context, channel string, msg []byte) redis.Cmder {
-	cmd := redis.NewIntCmd(ctx, "publish", channel, msg)
-	cmd.SetFirstKeyPos(1)
-	return cmd
+// independently); otherwise a plain PUBLISH. The flusher calls it for
+// every message.
+func (s *shardSet) publish(ctx context.Context, p redis.Pipeliner, channel string, msg []byte) {
+	switch {
+	case s.cc == nil:
+		p.Publish(ctx, channel, msg)
+	case s.exports[channel]:
+		p.SPublish(ctx, channel, msg)
+	default:
+		cmd := redis.NewIntCmd(ctx, "publish", channel, msg)
+		cmd.SetFirstKeyPos(1)
+		_ = p.Process(ctx, cmd)
+	}
 }
 
-// spublish reports whether channel is exported with SPUBLISH. It is called
-// by the flusher for every export; s may be nil.
-func (s *shardSet) spublish(channel string) bool {
-	return s != nil && s.exports[channel] // nil map when not sharded
-}
-
-// readyLocked reports whether every sharded subscription is confirmed.
-func (s *shardSet) readyLocked() bool {
-	if s == nil || len(s.slots) == 0 {
-		return true
-	}
-	if !s.planned {
-		return false
-	}
+// ready reports whether every sharded subscription is confirmed, and if
+// not, the refusal of one, if any.
+func (s *shardSet) ready() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok := s.planned
+	var err error
 	for l := range s.loops {
 		if !l.ready {
-			return false
+			ok = false
+		}
+		if err == nil && l.err != nil {
+			err = l.err
 		}
 	}
-	return true
-}
-
-// errLocked returns the refusal of a sharded subscription, if any.
-func (s *shardSet) errLocked() error {
-	if s == nil {
-		return nil
-	}
-	for l := range s.loops {
-		if l.err != nil {
-			return l.err
-		}
-	}
-	return nil
-}
-
-// wakeLocked wakes the callers of Ready after a change of the sharded
-// subscriptions' state.
-func (s *shardSet) wakeLocked() {
-	br := s.br
-	close(br.changed)
-	br.changed = make(chan struct{})
+	return ok, err
 }
 
 // run is the manager goroutine: it groups the imported slots by node,
@@ -217,14 +207,14 @@ func (s *shardSet) wakeLocked() {
 func (s *shardSet) run() {
 	defer close(s.done)
 	br := s.br
-	ctx := br.subCtx
+	ctx := s.ctx
 	current := map[string]*shardLoop{} // by plan key
 	var archive seq.Tracker            // sequences of stopped loops
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	first := true
 	defer func() {
 		for _, l := range current {
-			s.stop(l, &archive)
+			s.stopLoop(l, &archive)
 		}
 	}()
 	for {
@@ -242,14 +232,14 @@ func (s *shardSet) run() {
 		back.reset()
 		for key, l := range current {
 			if _, keep := plan[key]; !keep || l.moved.Load() {
-				s.stop(l, &archive)
+				s.stopLoop(l, &archive)
 				delete(current, key)
 			}
 		}
-		br.mu.Lock()
-		closed := br.closed
-		br.mu.Unlock()
-		if closed {
+		s.mu.Lock()
+		stopped := s.stopped
+		s.mu.Unlock()
+		if stopped {
 			return
 		}
 		for key, g := range plan {
@@ -258,15 +248,15 @@ func (s *shardSet) run() {
 			}
 			l := s.newLoop(g, &archive)
 			current[key] = l
-			br.mu.Lock()
+			s.mu.Lock()
 			s.loops[l] = true
-			br.mu.Unlock()
+			s.mu.Unlock()
 			go l.loop(first)
 		}
-		br.mu.Lock()
+		s.mu.Lock()
 		s.planned = true
-		s.wakeLocked()
-		br.mu.Unlock()
+		s.mu.Unlock()
+		br.changed.notify()
 		first = false
 
 		select {
@@ -337,7 +327,7 @@ type shardLoop struct {
 	done   chan struct{}
 	moved  atomic.Bool // the loop found its slots moved and waits to be replaced
 
-	// Protected by br.mu.
+	// Protected by set.mu.
 	ps    *redis.PubSub
 	ready bool  // every SSUBSCRIBE of the current connection confirmed
 	err   error // the last refusal, until the next confirmation
@@ -347,33 +337,32 @@ type shardLoop struct {
 // from archive.
 func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
 	l := &shardLoop{set: s, group: g, done: make(chan struct{})}
-	l.ctx, l.cancel = context.WithCancel(s.br.subCtx)
-	l.rl = readLoop{br: s.br, shard: l}
+	l.ctx, l.cancel = context.WithCancel(s.ctx)
+	l.rl = readLoop{br: s.br, ctx: s.ctx, sub: l, in: ingest{br: s.br, emit: s.br.enqueue}}
 	mine := map[string]bool{}
 	for _, chans := range g.slots {
 		for _, ch := range chans {
 			mine[ch] = true
 		}
 	}
-	archive.MoveChannels(&l.rl.seqs, func(ch string) bool { return mine[ch] })
+	archive.MoveChannels(&l.rl.in.seqs, func(ch string) bool { return mine[ch] })
 	return l
 }
 
-// stop ends loop l, waits for it, and keeps its sequences in archive.
-func (s *shardSet) stop(l *shardLoop, archive *seq.Tracker) {
-	br := s.br
+// stopLoop ends loop l, waits for it, and keeps its sequences in archive.
+func (s *shardSet) stopLoop(l *shardLoop, archive *seq.Tracker) {
 	l.cancel()
-	br.mu.Lock()
+	s.mu.Lock()
 	if l.ps != nil {
 		_ = l.ps.Close() // ends the read in progress
 	}
-	br.mu.Unlock()
+	s.mu.Unlock()
 	<-l.done
-	br.mu.Lock()
+	s.mu.Lock()
 	delete(s.loops, l)
-	s.wakeLocked()
-	br.mu.Unlock()
-	l.rl.seqs.MoveTo(archive)
+	s.mu.Unlock()
+	s.br.changed.notify()
+	l.rl.in.seqs.MoveTo(archive)
 }
 
 // loop runs connections until the loop is stopped or its slots move.
@@ -387,26 +376,26 @@ func (l *shardLoop) loop(first bool) {
 		// No channels yet: the first SSubscribe, of the first slot,
 		// makes the connection, to the node go-redis sees serving it.
 		ps := l.set.cc.SSubscribe(l.ctx)
-		br.mu.Lock()
-		if br.closed || l.ctx.Err() != nil {
-			br.mu.Unlock()
+		l.set.mu.Lock()
+		if l.set.stopped || l.ctx.Err() != nil {
+			l.set.mu.Unlock()
 			_ = ps.Close()
 			return
 		}
 		l.ps = ps
-		br.mu.Unlock()
+		l.set.mu.Unlock()
 
 		connected, confirmed, err := l.rl.run(ps, first)
 		_ = ps.Close()
 		moved := errors.Is(err, errSlotMoved) || isMoved(err)
-		br.mu.Lock()
+		l.set.mu.Lock()
 		l.ps = nil
 		l.ready = false
 		if errors.Is(err, ErrSubscribe) && !moved && !transientReply(err) {
 			l.err = err
 		}
-		l.set.wakeLocked()
-		br.mu.Unlock()
+		l.set.mu.Unlock()
+		br.changed.notify()
 		if l.ctx.Err() != nil {
 			return
 		}
@@ -454,17 +443,30 @@ func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) (map[string
 	return pending, nil
 }
 
-// setReady records that every subscription of the current connection is
+// confirmed records that every subscription of the current connection is
 // confirmed.
-func (l *shardLoop) setReady() {
-	br := l.set.br
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	if br.closed {
-		return
+func (l *shardLoop) confirmed() {
+	l.set.mu.Lock()
+	if !l.set.stopped {
+		l.ready, l.err = true, nil
 	}
-	l.ready, l.err = true, nil
-	l.set.wakeLocked()
+	l.set.mu.Unlock()
+	l.set.br.changed.notify()
+}
+
+func (l *shardLoop) refused(err error) error {
+	return fmt.Errorf("%w: node %s: %w", ErrSubscribe, l.group.addr, err)
+}
+
+// route returns the topic and route of a sharded channel: one
+// subscription per channel, of an exact route.
+func (l *shardLoop) route(m *redis.Message) (string, *route, bool) {
+	sc, ok := l.set.channels[m.Channel]
+	if !ok {
+		l.set.br.c.filtered.Add(1)
+		return "", nil, false
+	}
+	return sc.topic, sc.route, true
 }
 
 // isMoved reports whether err is a MOVED or ASK redirection.
