@@ -57,11 +57,10 @@ type Bridge struct {
 	closing   atomic.Bool // exports are refused from now on
 	localSubs []*bus.Subscription
 
-	// deliverCtx is passed to local handlers of imported events; it is
+	// deliver runs the import workers; its context is passed to local
+	// handlers of imported events (those of stream readers too), and
 	// cancelled when Close gives up delivering them.
-	deliverCtx    context.Context
-	deliverCancel context.CancelFunc
-	workers       sync.WaitGroup
+	deliver *group
 
 	changed signal // notified when a transport's readiness or closed changes
 
@@ -148,7 +147,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 
 	br.reportWidened()
 
-	br.deliverCtx, br.deliverCancel = context.WithCancel(context.Background())
+	br.deliver = newGroup(context.Background())
 	// Close stops the durable routes first (their readers publish
 	// locally until then), then the subscriptions, then the publisher.
 	if br.st != nil {
@@ -163,11 +162,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 	br.transports = append(br.transports, br.pub)
 	if len(br.imports) > 0 {
 		for range cfg.ImportWorkers {
-			br.workers.Add(1)
-			go func() {
-				defer br.workers.Done()
-				br.inq.Work(br.deliver)
-			}()
+			br.deliver.run(func() { br.inq.Work(br.deliverItem) })
 		}
 	}
 	for _, t := range br.transports {
@@ -453,20 +448,8 @@ func (br *Bridge) Close(ctx context.Context) error {
 	br.inq.Close() // nothing pushes any more
 	br.c.outboxUnsent.Add(unsent)
 
-	// Deliver what was imported, unless ctx ended.
-	done := make(chan struct{})
-	go func() {
-		br.workers.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		br.inq.Abort()
-		br.deliverCancel()
-		<-done
-	}
-	br.deliverCancel()
+	// Deliver what was imported, unless ctx ends: then drop the rest.
+	br.deliver.wait(ctx, br.inq.Abort)
 	br.rep.flush()
 	if unsent > 0 {
 		return fmt.Errorf("%w: %s dropped: %w", ErrNotSent, plural.Of(unsent, "export"), ctx.Err())

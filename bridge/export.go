@@ -100,7 +100,13 @@ func (br *Bridge) export(r *route, e bus.Event) {
 			it.Echo = true
 		}
 	}
-	dropped, ok := br.pub.out.Push(it)
+	br.push(br.pub.out, it)
+}
+
+// push queues it in out, counting what the outbox refused (closed) or
+// dropped to make room (full).
+func (br *Bridge) push(out *queue.Outbox, it queue.Export) {
+	dropped, ok := out.Push(it)
 	if !ok {
 		br.c.outboxUnsent.Add(1)
 		return
@@ -168,12 +174,10 @@ const coalesceWindow = 32
 type publisher struct {
 	br       *Bridge
 	out      *queue.Outbox
-	inflight queue.Inflight  // the batch the flusher is sending, for Stats
-	ctx      context.Context // the flusher's; cancelled when Close gives up
-	cancel   context.CancelFunc
-	drain    chan struct{} // closed by stop: flush what is left, then exit
-	done     chan struct{} // closed when the flusher returns
-	left     int           // exports of the batch the flusher gave up on; written before done is closed
+	inflight queue.Inflight // the batch the flusher is sending, for Stats
+	g        *group         // the flusher; its context is cancelled when Close gives up
+	drain    chan struct{}  // closed by stop: flush what is left, then exit
+	left     int            // exports of the batch the flusher gave up on; written before it returns
 }
 
 func newPublisher(br *Bridge) *publisher {
@@ -182,13 +186,12 @@ func newPublisher(br *Bridge) *publisher {
 		br:    br,
 		out:   queue.NewOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.OutboxPolicy == OutboxDropNewest),
 		drain: make(chan struct{}),
-		done:  make(chan struct{}),
+		g:     newGroup(context.Background()),
 	}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
 	return p
 }
 
-func (p *publisher) start() { go p.flushLoop() }
+func (p *publisher) start() { p.g.run(p.flushLoop) }
 
 func (p *publisher) ready() (bool, error) { return true, nil }
 
@@ -197,13 +200,7 @@ func (p *publisher) stop(context.Context) { close(p.drain) }
 // wait waits until the outbox is flushed, or ctx ends: then the flusher
 // gives up, and what it held and what the outbox holds are unsent.
 func (p *publisher) wait(ctx context.Context) int {
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		p.cancel()
-		<-p.done
-	}
-	p.cancel()
+	p.g.wait(ctx, nil)
 	return p.out.Close() + p.left
 }
 
@@ -217,10 +214,9 @@ func (p *publisher) stats(s *Stats) {
 // flushLoop is the flusher goroutine: it sends the outbox to Redis in
 // pipelined batches, in order per channel (see group), until Close.
 func (p *publisher) flushLoop() {
-	defer close(p.done)
 	br := p.br
 	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
-	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.ctx, f.send)
+	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.g.ctx, f.send)
 }
 
 // flushTake returns how many exports the pub/sub flusher takes from the
@@ -344,7 +340,7 @@ func (f *flusher) send() bool {
 	o := outage{br: br, out: p.out, back: &f.back}
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
-		ctx := p.ctx
+		ctx := p.g.ctx
 		// What failed for lack of Redis is kept, in order; once a
 		// pipeline failed that way, the later pipelines of the batch
 		// are not sent but kept too. Appending pending[r.start:] to

@@ -190,9 +190,9 @@ func (br *Bridge) importDropped(n int) {
 	br.rep.drop(ErrImportFull, uint64(n), nil)
 }
 
-// deliver publishes one imported event on the local bus. It runs on an
+// deliverItem publishes one imported event on the local bus. It runs on an
 // import worker.
-func (br *Bridge) deliver(it *importItem) {
+func (br *Bridge) deliverItem(it *importItem) {
 	if _, err := br.publishLocal(it, "", ""); err != nil {
 		br.c.importDropped.Add(1)
 		br.rep.drop(ErrImportFull, 1, busError(fmt.Sprintf("bridge: publish %q on the bus", it.topic), err))

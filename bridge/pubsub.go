@@ -16,10 +16,8 @@ import (
 // route is not durable and not sharded. Their exports go through the
 // publisher.
 type pubsubTransport struct {
-	br     *Bridge
-	ctx    context.Context // the connection's; cancelled by stop
-	cancel context.CancelFunc
-	done   chan struct{} // closed when loop returns
+	br *Bridge
+	g  *group // loop; its context is the connection's, cancelled by stop
 
 	mu      sync.Mutex // protects the fields below
 	ps      *redis.PubSub
@@ -29,12 +27,10 @@ type pubsubTransport struct {
 }
 
 func newPubsubTransport(br *Bridge) *pubsubTransport {
-	t := &pubsubTransport{br: br, done: make(chan struct{})}
-	t.ctx, t.cancel = context.WithCancel(context.Background())
-	return t
+	return &pubsubTransport{br: br, g: newGroup(context.Background())}
 }
 
-func (t *pubsubTransport) start() { go t.loop() }
+func (t *pubsubTransport) start() { t.g.run(t.loop) }
 
 func (t *pubsubTransport) ready() (bool, error) {
 	t.mu.Lock()
@@ -47,14 +43,14 @@ func (t *pubsubTransport) stop(context.Context) {
 	t.stopped = true
 	ps := t.ps
 	t.mu.Unlock()
-	t.cancel()
+	t.g.cancel()
 	if ps != nil {
 		_ = ps.Close() // ends the read in progress
 	}
 }
 
-func (t *pubsubTransport) wait(context.Context) int {
-	<-t.done
+func (t *pubsubTransport) wait(ctx context.Context) int {
+	t.g.wait(ctx, nil) // stopped already: giving up changes nothing
 	return 0
 }
 
@@ -76,13 +72,13 @@ func (t *pubsubTransport) setState(ok bool, err error) {
 // bridge, not go-redis, decides when to reconnect and knows when the
 // subscriptions of the new connection are confirmed.
 func (t *pubsubTransport) loop() {
-	defer close(t.done)
 	br := t.br
-	rl := readLoop{br: br, ctx: t.ctx, sub: t, in: ingest{br: br, emit: br.enqueue}}
+	ctx := t.g.ctx
+	rl := readLoop{br: br, ctx: ctx, sub: t, in: ingest{br: br, emit: br.enqueue}}
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	first := true
 	for {
-		ps := br.rdb.Subscribe(t.ctx)
+		ps := br.rdb.Subscribe(ctx)
 		t.mu.Lock()
 		if t.stopped {
 			t.mu.Unlock()
@@ -102,7 +98,7 @@ func (t *pubsubTransport) loop() {
 			subErr = err
 		}
 		t.setState(false, subErr)
-		if t.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
 		if confirmed {
@@ -117,7 +113,7 @@ func (t *pubsubTransport) loop() {
 		default:
 			br.reportLast(fmt.Errorf("%w: %w", ErrDisconnected, err))
 		}
-		if !sleep(t.ctx, back.next()) {
+		if !sleep(ctx, back.next()) {
 			return
 		}
 	}

@@ -52,8 +52,7 @@ type shardSet struct {
 	cc         *redis.ClusterClient // nil: not a cluster
 	classic    bool                 // Options.ClassicPubSub: no sharded routes
 	partitions int
-	ctx        context.Context // the loops'; cancelled by stop
-	cancel     context.CancelFunc
+	g          *group // the manager (run); its context is that of every loop
 
 	// Set up by New, read-only afterwards.
 	exports  map[string]bool           // channels exported with SPUBLISH
@@ -61,7 +60,6 @@ type shardSet struct {
 	slots    map[int][]string          // imported channels by slot, sorted
 
 	regroup chan struct{} // a loop found its slots moved; room for one token
-	done    chan struct{} // closed when the manager has stopped its loops
 
 	mu      sync.Mutex          // protects the fields below and those of the loops that say so
 	loops   map[*shardLoop]bool // the current loops, for Ready and Close
@@ -87,10 +85,9 @@ func newShardSet(br *Bridge, rdb redis.UniversalClient) *shardSet {
 		channels:   map[string]shardedChannel{},
 		slots:      map[int][]string{},
 		regroup:    make(chan struct{}, 1),
-		done:       make(chan struct{}),
 		loops:      map[*shardLoop]bool{},
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.g = newGroup(context.Background())
 	return s
 }
 
@@ -138,18 +135,18 @@ func (s *shardSet) finish() {
 func (s *shardSet) importing() bool { return len(s.slots) > 0 }
 
 // start starts the manager of the sharded subscriptions.
-func (s *shardSet) start() { go s.run() }
+func (s *shardSet) start() { s.g.run(s.run) }
 
 func (s *shardSet) stop(context.Context) {
 	s.mu.Lock()
 	s.stopped = true
 	s.mu.Unlock()
-	s.cancel()
+	s.g.cancel()
 }
 
 // wait waits until the manager and its loops have returned.
-func (s *shardSet) wait(context.Context) int {
-	<-s.done
+func (s *shardSet) wait(ctx context.Context) int {
+	s.g.wait(ctx, nil) // stopped already: giving up changes nothing
 	return 0
 }
 
@@ -205,9 +202,8 @@ func (s *shardSet) ready() (bool, error) {
 // runs a loop per node and replaces the loops whose slots moved, until the
 // bridge's subscription context ends.
 func (s *shardSet) run() {
-	defer close(s.done)
 	br := s.br
-	ctx := s.ctx
+	ctx := s.g.ctx
 	current := map[string]*shardLoop{} // by plan key
 	var archive seq.Tracker            // sequences of stopped loops
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
@@ -251,7 +247,8 @@ func (s *shardSet) run() {
 			s.mu.Lock()
 			s.loops[l] = true
 			s.mu.Unlock()
-			go l.loop(first)
+			firstPlan := first // first changes below; the loop keeps this plan's
+			l.g.run(func() { l.loop(firstPlan) })
 		}
 		s.mu.Lock()
 		s.planned = true
@@ -319,13 +316,11 @@ func (s *shardSet) plan(ctx context.Context) (map[string]shardGroup, error) {
 // connection, and makes a new connection when it fails, like the classic
 // subscribeLoop.
 type shardLoop struct {
-	set    *shardSet
-	group  shardGroup
-	rl     readLoop
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	moved  atomic.Bool // the loop found its slots moved and waits to be replaced
+	set   *shardSet
+	group shardGroup
+	rl    readLoop
+	g     *group      // the loop's goroutine; a child of the manager's
+	moved atomic.Bool // the loop found its slots moved and waits to be replaced
 
 	// Protected by set.mu.
 	ps    *redis.PubSub
@@ -336,9 +331,8 @@ type shardLoop struct {
 // newLoop makes the loop of group g, resuming the sequences of its channels
 // from archive.
 func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
-	l := &shardLoop{set: s, group: g, done: make(chan struct{})}
-	l.ctx, l.cancel = context.WithCancel(s.ctx)
-	l.rl = readLoop{br: s.br, ctx: s.ctx, sub: l, in: ingest{br: s.br, emit: s.br.enqueue}}
+	l := &shardLoop{set: s, group: g, g: newGroup(s.g.ctx)}
+	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: ingest{br: s.br, emit: s.br.enqueue}}
 	mine := map[string]bool{}
 	for _, chans := range g.slots {
 		for _, ch := range chans {
@@ -351,13 +345,13 @@ func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
 
 // stopLoop ends loop l, waits for it, and keeps its sequences in archive.
 func (s *shardSet) stopLoop(l *shardLoop, archive *seq.Tracker) {
-	l.cancel()
+	l.g.cancel()
 	s.mu.Lock()
 	if l.ps != nil {
 		_ = l.ps.Close() // ends the read in progress
 	}
 	s.mu.Unlock()
-	<-l.done
+	l.g.wait(context.Background(), nil)
 	s.mu.Lock()
 	delete(s.loops, l)
 	s.mu.Unlock()
@@ -369,15 +363,14 @@ func (s *shardSet) stopLoop(l *shardLoop, archive *seq.Tracker) {
 // first says whether this loop belongs to the bridge's first plan: a loop
 // started by a rebuild reports a possible gap when it is confirmed.
 func (l *shardLoop) loop(first bool) {
-	defer close(l.done)
 	br := l.set.br
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	for {
 		// No channels yet: the first SSubscribe, of the first slot,
 		// makes the connection, to the node go-redis sees serving it.
-		ps := l.set.cc.SSubscribe(l.ctx)
+		ps := l.set.cc.SSubscribe(l.g.ctx)
 		l.set.mu.Lock()
-		if l.set.stopped || l.ctx.Err() != nil {
+		if l.set.stopped || l.g.ctx.Err() != nil {
 			l.set.mu.Unlock()
 			_ = ps.Close()
 			return
@@ -396,7 +389,7 @@ func (l *shardLoop) loop(first bool) {
 		}
 		l.set.mu.Unlock()
 		br.changed.notify()
-		if l.ctx.Err() != nil {
+		if l.g.ctx.Err() != nil {
 			return
 		}
 		if confirmed {
@@ -413,7 +406,7 @@ func (l *shardLoop) loop(first bool) {
 			}
 			// Wait for the manager to stop this loop: until then, keep
 			// the slots' sequences here.
-			<-l.ctx.Done()
+			<-l.g.ctx.Done()
 			return
 		case errors.Is(err, ErrSubscribe) && !transientReply(err):
 			br.reportLast(err) // it names the node
@@ -422,7 +415,7 @@ func (l *shardLoop) loop(first bool) {
 		default:
 			br.reportLast(chain(ErrDisconnected, "node "+l.group.addr, err))
 		}
-		if !sleep(l.ctx, back.next()) {
+		if !sleep(l.g.ctx, back.next()) {
 			return
 		}
 	}
@@ -499,6 +492,53 @@ func transientReply(err error) bool {
 // ShardChannels returns the channels the bridge subscribes to with
 // SSUBSCRIBE, sorted: those of its exact import routes when it runs on a
 // *redis.ClusterClient (see ShardChannel), none otherwise.
+//
+// # Redis Cluster
+//
+// On a *redis.ClusterClient, exact-topic routes use sharded pub/sub (Redis
+// 7): exports are sent with SPUBLISH, which go-redis pipelines to the node
+// serving each channel's hash slot, and imports subscribe with SSUBSCRIBE
+// on that node. A message then travels to its node only, instead of being
+// forwarded to every node of the cluster as PUBLISH is. The bridge groups
+// the imported channels by slot (one SSUBSCRIBE may name the channels of
+// one slot only) and the slots by node: it holds one connection per node
+// that serves one of its channels, each with the liveness probe,
+// reconnects and gap reports described under Reliability. When a node
+// stops serving a slot (resharding, failover), Redis ends the
+// subscriptions of its channels with an unsolicited SUNSUBSCRIBE, or
+// answers MOVED: the bridge reloads the cluster's layout and rebuilds the
+// subscriptions of the nodes concerned by itself (Stats.ShardRebuilds),
+// reporting ErrDisconnected and then ErrPossibleGap. Error replies a
+// cluster gives while it reconfigures (MOVED, ASK, TRYAGAIN, CLUSTERDOWN,
+// LOADING, MASTERDOWN) make exports wait and retry, never drop.
+//
+// Without partitions the sharded channel of a topic is Prefix + topic, in
+// the slot of its own name, so that N topics use up to N slots. With
+// Options.Partitions = P the channel carries a partition tag,
+//
+//	Prefix + "{" + p + "}." + topic   with p = FNV-1a-32(topic) mod P
+//
+// (see [ShardChannel], [Partition] and [HashSlot]): Redis hashes only the
+// tag, so any number of topics spread evenly over at most P slots, and
+// over at most one connection per node. Every instance sharing the topics,
+// and every non-Go client of a raw sharded route, must use the same
+// Prefix and P, and SPUBLISH and SSUBSCRIBE:
+//
+//	redis-cli -c SPUBLISH 'app:{2}.orders.created' hi   # P = 16
+//
+// Pattern routes cannot be sharded (Redis has no sharded PSUBSCRIBE): on a
+// cluster they keep classic PSUBSCRIBE and PUBLISH, without partition tags.
+// The bridge sends the PUBLISHes of a channel through one node, the one
+// serving the slot of its name, so that they keep their order. Sharded and
+// classic messages do not meet: SSUBSCRIBE does not see PUBLISH, nor
+// PSUBSCRIBE SPUBLISH. So on a cluster a topic must be routed the same way
+// by every instance: exactly everywhere, or by patterns everywhere. Set
+// Options.ClassicPubSub on every instance to use classic pub/sub for exact
+// routes too, as on a single server.
+//
+// An ACL user for a cluster also needs SPUBLISH, SSUBSCRIBE and PING, and
+// the commands go-redis uses to learn the cluster's layout (CLUSTER SLOTS
+// or SHARDS, COMMAND): [ClusterACLRules] lists them.
 func (br *Bridge) ShardChannels() []string {
 	if !br.shards.sharded() {
 		return nil

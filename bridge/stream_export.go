@@ -69,22 +69,14 @@ func (x *streamExport) export(e bus.Event) {
 	if !ok {
 		return
 	}
-	dropped, ok := x.out.Push(it)
-	if !ok {
-		br.c.outboxUnsent.Add(1)
-		return
-	}
-	if dropped > 0 {
-		br.c.outboxOverflow.Add(uint64(dropped))
-		br.rep.drop(ErrOutboxFull, uint64(dropped), nil)
-	}
+	br.push(x.out, it)
 }
 
 // flushLoop is the flusher goroutine of the route: it appends the outbox
 // to the stream in pipelined batches of XADD, in order, until Close.
 func (x *streamExport) flushLoop() {
 	st := x.br.st
-	x.br.runFlusher(x.out, &x.batch, x.br.cfg.BatchSize, st.drain, st.flushCtx, x.send)
+	x.br.runFlusher(x.out, &x.batch, x.br.cfg.BatchSize, st.drain, st.flushing.ctx, x.send)
 }
 
 // send appends the batch to the stream, retrying what failed for lack of
@@ -113,7 +105,7 @@ func (x *streamExport) send() bool {
 	}
 	o := outage{br: br, out: x.out, back: &x.back}
 	for {
-		ctx := st.flushCtx
+		ctx := st.flushing.ctx
 		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range pending {
 				p.XAdd(ctx, &x.args[i])

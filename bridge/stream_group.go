@@ -27,7 +27,7 @@ const maxClaimRounds = 16
 // After any failed read it re-reads its pending entries again.
 func (sr *streamReader) runGroup() {
 	br, st, r := sr.br, sr.st, sr.r
-	ctx := st.ctx
+	ctx := st.reading.ctx
 	defer func() {
 		if len(sr.unacked) > 0 {
 			sr.ack(st.closeCtx)
@@ -85,11 +85,7 @@ func (sr *streamReader) runGroup() {
 			}
 			continue
 		}
-		if failed {
-			failed = false
-			sr.back.reset()
-			st.resumes.Add(1)
-		}
+		sr.resumed(&failed)
 		var msgs []redis.XMessage
 		for _, s := range res {
 			msgs = append(msgs, s.Messages...)
@@ -119,7 +115,7 @@ func (sr *streamReader) runGroup() {
 func (sr *streamReader) createGroup(started *bool) bool {
 	br, st, r := sr.br, sr.st, sr.r
 	for {
-		err := br.rdb.XGroupCreateMkStream(st.ctx, r.key, r.group, "$").Err()
+		err := br.rdb.XGroupCreateMkStream(st.reading.ctx, r.key, r.group, "$").Err()
 		if err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			if !*started {
 				*started = true

@@ -48,10 +48,20 @@ func (sr *streamReader) run() {
 	}
 }
 
+// resumed records that a read succeeded; after failures (*failed), that
+// the route resumed (Stats.StreamResumes).
+func (sr *streamReader) resumed(failed *bool) {
+	if *failed {
+		*failed = false
+		sr.back.reset()
+		sr.st.resumes.Add(1)
+	}
+}
+
 // fail reports err and waits before the next attempt. It returns false
 // when the bridge is closing.
 func (sr *streamReader) fail(err error) bool {
-	ctx := sr.st.ctx
+	ctx := sr.st.reading.ctx
 	if ctx.Err() != nil {
 		return false
 	}
@@ -62,7 +72,7 @@ func (sr *streamReader) fail(err error) bool {
 // runStream reads a Stream route with XREAD from the last entry handled.
 func (sr *streamReader) runStream() {
 	br, st, key := sr.br, sr.st, sr.r.key
-	ctx := st.ctx
+	ctx := st.reading.ctx
 	pos, ok := sr.start()
 	if !ok {
 		return
@@ -90,11 +100,7 @@ func (sr *streamReader) runStream() {
 			}
 			continue
 		}
-		if failed {
-			failed = false
-			sr.back.reset()
-			st.resumes.Add(1)
-		}
+		sr.resumed(&failed)
 		stopped := false
 		for _, s := range res {
 			for _, m := range s.Messages {
@@ -127,7 +133,7 @@ func (sr *streamReader) runStream() {
 // closed first.
 func (sr *streamReader) start() (pos string, ok bool) {
 	br, st, key := sr.br, sr.st, sr.r.key
-	ctx := st.ctx
+	ctx := st.reading.ctx
 	for {
 		id, err := st.cp.Load(ctx, key)
 		if err == nil && id != "" {
