@@ -83,6 +83,9 @@ type route struct {
 	// channels caches the channels of exported topics; nil for an exact
 	// route.
 	channels *channelCache
+	// out is the outbox of an export route: the publisher's, or for a
+	// durable route its own (streamExport).
+	out *queue.Outbox
 }
 
 type globRoutes struct {
@@ -135,7 +138,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 	}
 
 	for _, r := range br.exports {
-		sub, err := b.Subscribe(r.Pattern, br.localHandler(r))
+		sub, err := b.Subscribe(r.Pattern, br.exportHandler(r))
 		if err != nil {
 			for _, s := range br.localSubs {
 				s.Unsubscribe()
@@ -207,6 +210,7 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		br.routes = append(br.routes, rt)
 		if r.Direction.exports() {
 			br.exports = append(br.exports, rt)
+			rt.out = br.pub.out // a durable route's own, set by addStreamRoute
 		}
 		if rt.durable() {
 			if err := br.addStreamRoute(i, rt); err != nil {

@@ -18,10 +18,10 @@ import (
 )
 
 // exportHandler returns the local subscription handler of export route r,
-// pub/sub or durable, which passes the events r must export to send. It
-// runs on the publisher's goroutine and never waits for Redis: send
-// encodes the payload and queues it in an outbox.
-func (br *Bridge) exportHandler(r *route, send func(bus.Event)) bus.Handler {
+// pub/sub or durable, which exports the events r must export. It runs on
+// the publisher's goroutine and never waits for Redis: export encodes the
+// payload and queues it in the route's outbox.
+func (br *Bridge) exportHandler(r *route) bus.Handler {
 	// The export routes before r: a topic they match is theirs to export,
 	// so that overlapping routes export an event once.
 	var earlier []*route
@@ -42,7 +42,7 @@ func (br *Bridge) exportHandler(r *route, send func(bus.Event)) bus.Handler {
 				return
 			}
 		}
-		send(e)
+		br.export(r, e)
 	}
 }
 
@@ -90,17 +90,20 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 	return it, true
 }
 
+// export encodes e and queues it in the outbox of r, marked for echo
+// suppression when it may come back without a recognisable envelope (a
+// durable route's raw entries say their source instead).
 func (br *Bridge) export(r *route, e bus.Event) {
 	it, ok := br.encodeExport(r, e)
 	if !ok {
 		return
 	}
-	if br.echo != nil {
+	if br.echo != nil && !r.durable() {
 		if ir := br.importRoute(e.Topic); ir != nil && (r.Raw || ir.Raw) {
 			it.Echo = true
 		}
 	}
-	br.push(br.pub.out, it)
+	br.push(r.out, it)
 }
 
 // push queues it in out, counting what the outbox refused (closed) or

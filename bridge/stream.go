@@ -288,7 +288,9 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 		sr.group = defaultGroup
 	}
 	if rt.Direction.exports() {
-		st.exports[rt] = newStreamExport(br, sr)
+		x := newStreamExport(br, sr)
+		st.exports[rt] = x
+		rt.out = x.out
 	}
 	if rt.Direction.imports() {
 		if st.keys[sr.key] {

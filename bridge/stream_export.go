@@ -8,7 +8,6 @@ import (
 
 	"github.com/busline/bus/bridge/internal/queue"
 
-	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
@@ -50,26 +49,6 @@ func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
 		out:  queue.NewOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.OutboxPolicy == OutboxDropNewest),
 		back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax},
 	}
-}
-
-// localHandler returns the handler New subscribes on the bus for export
-// route r: the pub/sub one, or that of a durable route.
-func (br *Bridge) localHandler(r *route) bus.Handler {
-	if !r.durable() {
-		return br.exportHandler(r, func(e bus.Event) { br.export(r, e) })
-	}
-	return br.exportHandler(r, br.st.exports[r].export)
-}
-
-// export encodes e and queues it; it runs on the publisher's goroutine and
-// never waits for Redis.
-func (x *streamExport) export(e bus.Event) {
-	br := x.br
-	it, ok := br.encodeExport(x.r.route, e)
-	if !ok {
-		return
-	}
-	br.push(x.out, it)
 }
 
 // flushLoop is the flusher goroutine of the route: it appends the outbox

@@ -15,6 +15,12 @@ import (
 // Each transport owns its goroutines and its lock. Methods are called by
 // the Bridge only: start once by New; ready and stats at any time, from
 // any goroutine; stop then wait once each by Close.
+//
+// Sending is not a method: not every transport exports (the subscription
+// transports only import), and an export must not pay for a dynamic
+// call and a lookup. Each export route holds the outbox of the transport
+// that sends it (route.out: the publisher's, or a durable route's own),
+// and the one export path (Bridge.export) pushes there.
 type transport interface {
 	// start starts the transport's goroutines.
 	start()
