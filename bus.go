@@ -43,6 +43,12 @@ type Bus struct {
 	delivered          counter
 	dropped            counter
 	panics             counter
+	failures           failureCounters // handler.go
+	middleware         []Middleware
+	// life ends when Close starts: it stops the waits between retries
+	// and the publishes of dead letters (retry.go).
+	life    context.Context
+	endLife context.CancelFunc
 
 	workersMu sync.Mutex                 // protects workers
 	workers   map[*Subscription]struct{} // asynchronous subscriptions whose worker runs
@@ -68,7 +74,14 @@ func New(opts *Options) *Bus {
 	b := &Bus{sep: byte(o.Separator), seed: rand.Uint64(), onError: o.OnError, stats: o.Stats,
 		slowAfter: o.SlowAfter, dropReportInterval: o.DropReportInterval,
 		published: newCounter(8), delivered: newCounter(8), dropped: newCounter(1), panics: newCounter(1),
-		workers: make(map[*Subscription]struct{})}
+		workers: make(map[*Subscription]struct{}), failures: newFailureCounters()}
+	for i, m := range o.Middleware {
+		if m == nil {
+			panic(fmt.Sprintf("bus: Options.Middleware[%d] is nil", i))
+		}
+	}
+	b.middleware = slices.Clone(o.Middleware)
+	b.life, b.endLife = context.WithCancel(context.Background())
 	if b.slowAfter == 0 {
 		b.slowAfter = time.Second
 	}
@@ -120,7 +133,7 @@ func (b *Bus) mustBeNew() {
 // Subscribe may be called from inside a handler; the subscription sees the
 // events published after Subscribe returns.
 func (b *Bus) Subscribe(pattern string, h Handler) (*Subscription, error) {
-	return b.subscribe(pattern, h, nil, 1)
+	return b.subscribe(pattern, h, nil, nil, 1)
 }
 
 // SubscribeWith is Subscribe with options: an asynchronous queue and its
@@ -132,7 +145,7 @@ func (b *Bus) Subscribe(pattern string, h Handler) (*Subscription, error) {
 // Unsubscribe or Close; its queue is allocated up front, and delivering
 // through it allocates nothing.
 func (b *Bus) SubscribeWith(pattern string, h Handler, opts *SubscribeOptions) (*Subscription, error) {
-	return b.subscribe(pattern, h, opts, 1)
+	return b.subscribe(pattern, h, nil, opts, 1)
 }
 
 // SubscribeChan is an asynchronous subscription that delivers to a channel
@@ -156,12 +169,17 @@ func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscripti
 	if o.Queue == 0 {
 		o.Queue = 64
 	}
+	if len(o.Middleware) > 0 || o.Retry != nil {
+		b.mustBeNew()
+		return nil, nil, errorf(ErrInvalidOption, "subscribe %q: SubscribeChan has no handler for middleware or retries", pattern)
+	}
 	// The worker sends to out itself (Subscription.send); the handler
 	// only stands for it where a handler is expected.
-	s, err := b.newSubscription(pattern, func(context.Context, Event) {}, &o)
+	s, err := b.newSubscription(pattern, func(context.Context, Event) {}, nil, &o)
 	if err != nil {
 		return nil, nil, err
 	}
+	s.fn = nil // the bus's middleware has no handler to wrap here
 	out := make(chan Event)
 	s.out, s.stop = out, make(chan struct{})
 	runtime.Callers(2, s.pc[:])
@@ -183,6 +201,13 @@ func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscripti
 // (it was never queued, so it is not in Close's count); so does a Publish
 // under way that Close keeps from reaching a subscription.
 //
+// Close stops retries (see RetryPolicy): an event waiting for its next
+// attempt is abandoned at once, and a queued event that fails while Close
+// drains is abandoned instead of retried, since its dead letter could not
+// be published any more. Close's error counts the abandoned events and
+// wraps ErrRetryAbandoned; Stats.Abandoned counts them too, including any
+// abandoned by a handler still running when Close returns.
+//
 // Close may be called from a handler; called from an asynchronous one, it
 // cannot wait for that handler's own goroutine, which exits after the
 // handler returns. Calling Close again returns an error wrapping ErrClosed.
@@ -191,6 +216,16 @@ func (b *Bus) Close(ctx context.Context) error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return errClosed("close")
 	}
+	// The workers are listed before retries are stopped, so that one
+	// that abandons an event and exits at once is still in Close's count;
+	// addWorker starts no worker once closed is set.
+	b.workersMu.Lock()
+	workers := make([]*Subscription, 0, len(b.workers))
+	for s := range b.workers {
+		workers = append(workers, s)
+	}
+	b.workersMu.Unlock()
+	b.endLife() // stops retries
 	var all []*Subscription
 	for i := range b.stripes {
 		st := &b.stripes[i]
@@ -217,27 +252,30 @@ func (b *Bus) Close(ctx context.Context) error {
 			s.teardown(false) // drained until ctx ends
 		}
 	}
-	b.workersMu.Lock()
-	workers := make([]*Subscription, 0, len(b.workers))
-	for s := range b.workers {
-		workers = append(workers, s)
-	}
-	b.workersMu.Unlock()
 	if len(workers) == 0 {
 		return nil
 	}
 	self := goid()
-	var lost uint64
+	var lost, abandoned uint64
 	for _, s := range workers {
 		if s.workerID.Load() == self {
 			continue // Close runs in this worker's handler
 		}
 		select {
 		case <-s.done:
+			abandoned += s.abandoned.Load()
 			continue
 		case <-ctx.Done():
 		}
 		lost += s.q.discardAll(s)
+		if s.retrying.Load() {
+			// Between two attempts, or publishing a dead letter: the
+			// worker gives up at once (endLife) and, its queue
+			// discarded, exits; waiting for it puts the abandoned event
+			// in the count.
+			<-s.done
+		}
+		abandoned += s.abandoned.Load()
 		if s.out != nil {
 			// The worker of a SubscribeChan subscription only ever waits
 			// for its reader: released, it exits at once, and the event
@@ -248,10 +286,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			lost += s.q.abandonedCount() - before
 		}
 	}
-	if lost > 0 || ctx.Err() != nil {
-		return errorf(context.Cause(ctx), "close: %s not delivered", plural(lost, "queued event"))
-	}
-	return nil
+	return closeError(ctx, lost, abandoned)
 }
 
 // Stats returns the counters of the bus. It sums striped counters and
@@ -260,6 +295,7 @@ func (b *Bus) Close(ctx context.Context) error {
 func (b *Bus) Stats() Stats {
 	b.mustBeNew()
 	st := Stats{Published: b.published.load(), Delivered: b.delivered.load(), Dropped: b.dropped.load(), Panics: b.panics.load()}
+	b.failures.load(&st)
 	for i := range b.stripes {
 		s := &b.stripes[i]
 		s.mu.RLock()

@@ -71,7 +71,7 @@
 //   - A panicking handler is recovered and reported to Options.OnError as a
 //     *DeliveryError with the topic, the pattern, the panic value and the
 //     stack; the other subscribers still get the event, and Publish returns
-//     normally.
+//     normally. So does a HandlerFunc that returns an error.
 //   - After Close, Publish and Subscribe fail with ErrClosed.
 //
 // The payload is shared by all subscribers: handlers must treat it as
@@ -105,6 +105,34 @@
 // goroutine has finished. Close(ctx) stops new publishes, lets the queues
 // drain until ctx ends, counts and returns what could not be delivered, and
 // joins the goroutines.
+//
+// # When handling fails
+//
+// A handler that can fail is a HandlerFunc, which returns an error:
+// SubscribeFunc, SubscribeFuncWith, SubscribeTypedFunc. Its error, like a
+// panic, is counted (Stats.Failed) and reported to Options.OnError as a
+// *DeliveryError that wraps ErrHandlerFailed and the error, with the topic,
+// the pattern, where the subscription was made and the attempt. Publish
+// does not return it: the other subscriptions got the event, and a
+// publisher retrying on error would give it to them again. A publisher
+// that needs to know, such as a bridge acknowledging a Redis entry, uses
+// WithFailureFunc.
+//
+// Middleware (func(next HandlerFunc) HandlerFunc) wraps the handlers of the
+// whole bus (Options.Middleware) or of one subscription
+// (SubscribeOptions.Middleware), for logging, metrics, tracing, timeouts.
+// Without any, Publish costs what it did.
+//
+// An asynchronous subscription with a RetryPolicy tries a failed event
+// again after a delay that grows exponentially, with jitter and a cap;
+// meanwhile its later events wait, so that order is kept, and its queue's
+// overflow policy protects publishers. After the last attempt the event is
+// published to a dead-letter topic ("deadletter.<topic>" unless the policy
+// names one), an ordinary topic that can be subscribed to and bridged,
+// with Meta.Headers saying what failed (HeaderDeadLetterTopic and the
+// others). Close stops retries and counts the events it abandoned. Every
+// event offered to a subscription ends in exactly one of Delivered,
+// DeadLettered, Abandoned and Dropped.
 //
 // # Queue groups and once-only subscriptions
 //

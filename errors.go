@@ -52,6 +52,16 @@ var (
 	// ErrInvalidOption is wrapped by the error of a subscription asked for
 	// with options out of range.
 	ErrInvalidOption = errors.New("bus: invalid option")
+
+	// ErrHandlerFailed is wrapped by the [*DeliveryError] that reports a
+	// [HandlerFunc] that returned an error; the error also wraps what the
+	// handler returned.
+	ErrHandlerFailed = errors.New("bus: handler failed")
+
+	// ErrRetryAbandoned is wrapped by the [*DeliveryError] that reports
+	// an event whose retries Close cut short, and by Close's error when it
+	// abandoned some.
+	ErrRetryAbandoned = errors.New("bus: retries abandoned")
 )
 
 // wrapError is an error of this package that wraps another, usually a
@@ -115,9 +125,11 @@ func syntaxError(sentinel error, input string, offset int, reason string) *Synta
 }
 
 // DeliveryError reports a problem that happened while an event was being
-// delivered to one subscription: a handler panic, a payload of the wrong
-// type, or (for asynchronous subscriptions) dropped events. The bus passes it
-// to [Options.OnError]; it never returns it from Publish.
+// delivered to one subscription: a handler panic, a handler that returned an
+// error, a payload of the wrong type, or (for asynchronous subscriptions)
+// dropped events. The bus passes it to [Options.OnError] (and, for a
+// handler that failed, to the function of [WithFailureFunc]); it never
+// returns it from Publish.
 type DeliveryError struct {
 	// Topic is the topic of the event concerned.
 	Topic string
@@ -137,16 +149,30 @@ type DeliveryError struct {
 	// Count is the number of events concerned, for ErrDropped.
 	Count uint64
 	// Where is "file:line" of the call that made the subscription, for
-	// ErrDropped and ErrSlowSubscriber.
+	// ErrDropped, ErrSlowSubscriber, ErrHandlerFailed, ErrRetryAbandoned,
+	// and ErrHandlerPanic when the handler is a HandlerFunc.
 	Where string
+	// Cause is the error the handler returned, when Err is
+	// ErrHandlerFailed; errors.Is and errors.As see it.
+	Cause error
+	// Attempt is the number of the attempt that failed, from 1, for the
+	// failures of a HandlerFunc and of a subscription with a RetryPolicy;
+	// zero otherwise.
+	Attempt int
 }
 
 // Error returns a one-line description naming the topic, the pattern and
 // the cause. The stack is not part of it.
 func (e *DeliveryError) Error() string {
 	msg := fmt.Sprintf("%v: topic %q, pattern %q", e.Err, e.Topic, e.Pattern)
+	if e.Attempt > 0 {
+		msg += fmt.Sprintf(": attempt %d", e.Attempt)
+	}
 	if e.Err == ErrHandlerPanic {
 		msg += fmt.Sprintf(": %v", e.Value)
+	}
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
 	}
 	if e.Count > 0 {
 		msg += ": " + plural(e.Count, "event")
@@ -160,5 +186,12 @@ func (e *DeliveryError) Error() string {
 	return msg
 }
 
-// Unwrap returns the cause, so that errors.Is(err, ErrHandlerPanic) works.
-func (e *DeliveryError) Unwrap() error { return e.Err }
+// Unwrap returns the sentinel and, for ErrHandlerFailed, the handler's
+// error, so that errors.Is(err, ErrHandlerPanic) works, and errors.Is and
+// errors.As find what a handler returned.
+func (e *DeliveryError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Cause}
+}

@@ -54,5 +54,6 @@ func (e Event) Remote() bool { return e.Meta != nil && e.Meta.Source != "" }
 // same handler when several goroutines publish at once: a handler that
 // touches shared state must synchronize. A handler may publish, subscribe and
 // unsubscribe (itself included): the bus holds no lock while it runs. A
-// panic in a handler is recovered and reported to Options.OnError.
+// panic in a handler is recovered and reported to Options.OnError. A
+// handler that can fail is a HandlerFunc.
 type Handler func(ctx context.Context, e Event)

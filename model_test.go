@@ -26,6 +26,12 @@ import (
 // deadline, Once, or Close with a random deadline, which may come while
 // publishers still run.
 //
+// In half the rounds handlers fail too: HandlerFunc subscriptions, some
+// asynchronous ones with a retry policy, fail some events once and some
+// always. Their events are then handled (the handler succeeded, or failed
+// with no retry policy), dead-lettered, abandoned by Close, or dropped,
+// and the same bounds hold for the sum.
+//
 // A logical clock orders what the test did: an event was surely offered to
 // a subscription if its Publish ran inside the subscription's life (after
 // Subscribe returned, before its end was asked for), and possibly offered
@@ -87,8 +93,56 @@ type modelSub struct {
 	explicitlyEnded bool
 	discarding      bool // ended by the Unsubscribe of a SubscribeChan
 
-	mu  sync.Mutex
-	got [][2]int // (publisher, seq) in handling order
+	failing  bool // a HandlerFunc that fails some events
+	retrying bool // ... with a retry policy
+
+	mu       sync.Mutex
+	got      [][2]int // (publisher, seq) in handling order
+	attempts map[[2]int]int
+}
+
+// fail is the HandlerFunc of a failing subscription: by the event and the
+// subscription, an event fails always, fails its first attempt, or
+// succeeds. What it records is what counts as handled: every call without
+// a retry policy, the successes with one.
+func (m *modelSub) fail(ctx context.Context, e Event) error {
+	v := e.Payload.([2]int)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.attempts == nil {
+		m.attempts = map[[2]int]int{}
+	}
+	m.attempts[v]++
+	var err error
+	switch (v[0]*31 + v[1]*7 + m.id) % 4 {
+	case 0:
+		err = errModel
+	case 1:
+		if m.attempts[v] == 1 {
+			err = errModel
+		}
+	}
+	if err == nil || !m.retrying {
+		m.got = append(m.got, v)
+	}
+	return err
+}
+
+var errModel = errors.New("model failure")
+
+// modelDeadLetter is the dead-letter topic of the model's retrying
+// subscriptions; in rounds where handlers fail, no pattern matches it
+// (modelPattern).
+const modelDeadLetter = "dl"
+
+// modelPattern returns p for the round: where handlers fail, "**" becomes
+// "{t,u}.**", which matches every topic of the model but not the dead
+// letters.
+func modelPattern(p string, failing bool) string {
+	if failing && p == "**" {
+		return "{t,u}.**"
+	}
+	return p
 }
 
 func (m *modelSub) record(e Event) {
@@ -112,6 +166,9 @@ func runModel(t *testing.T, seed uint64) bool {
 	var clock modelClock
 	withStats := rng.IntN(2) == 0
 	readersStop := rng.IntN(2) == 0 // some SubscribeChan readers stop reading
+	// Drawn apart, so that a round without failing handlers is the
+	// same for a seed as before they existed.
+	failing := rand.New(rand.NewPCG(seed, 2)).IntN(2) == 0 // some handlers fail
 	var errMu sync.Mutex
 	var reports []error
 	b := New(&Options{Stats: withStats, SlowAfter: -1, OnError: func(err error) {
@@ -126,13 +183,13 @@ func runModel(t *testing.T, seed uint64) bool {
 	ok := true
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Errorf("seed %d: "+format, append([]any{seed}, args...)...)
+		t.Errorf("seed %d (failing handlers: %v): "+format, append([]any{seed, failing}, args...)...)
 		ok = false
 	}
 
 	subscribe := func(r *rand.Rand) {
 		m := &modelSub{id: len(subs), endAsked: never, endReturned: never}
-		m.pattern = modelPatterns[r.IntN(len(modelPatterns))]
+		m.pattern = modelPattern(modelPatterns[r.IntN(len(modelPatterns))], failing)
 		kind := r.IntN(6)
 		switch kind {
 		case 0: // plain synchronous
@@ -155,7 +212,15 @@ func runModel(t *testing.T, seed uint64) bool {
 		if r.IntN(4) == 0 {
 			names := []string{"g1", "g2"}
 			m.opts.Group = names[r.IntN(2)]
-			m.pattern = modelGroups[m.opts.Group]
+			m.pattern = modelPattern(modelGroups[m.opts.Group], failing)
+		}
+		if failing && !m.isChan && r.IntN(2) == 0 {
+			m.failing = true
+			if m.opts.Queue > 0 && r.IntN(3) != 0 {
+				m.retrying = true
+				m.opts.Retry = &RetryPolicy{Attempts: 1 + r.IntN(3), Initial: time.Duration(10+r.IntN(100)) * time.Microsecond,
+					Max: 200 * time.Microsecond, Jitter: 0.5, DeadLetter: modelDeadLetter}
+			}
 		}
 		slow := r.IntN(3) == 0
 		var err error
@@ -179,6 +244,14 @@ func runModel(t *testing.T, seed uint64) bool {
 					}
 				}()
 			}
+		} else if m.failing {
+			m.s, err = b.SubscribeFuncWith(m.pattern, func(ctx context.Context, e Event) error {
+				err := m.fail(ctx, e)
+				if slow {
+					time.Sleep(20 * time.Microsecond)
+				}
+				return err
+			}, &m.opts)
 		} else {
 			m.s, err = b.SubscribeWith(m.pattern, func(ctx context.Context, e Event) {
 				m.record(e)
@@ -328,14 +401,26 @@ func runModel(t *testing.T, seed uint64) bool {
 		}
 	}
 
-	// Close's count.
-	var lost uint64
+	// Close's count: "N queued events not delivered", "M failed events
+	// abandoned between attempts", or both.
+	var lost, abandonedByClose uint64
 	if closeErr != nil {
-		if !errors.Is(closeErr, context.DeadlineExceeded) {
+		if !errors.Is(closeErr, context.DeadlineExceeded) && !errors.Is(closeErr, ErrRetryAbandoned) {
 			fail("Close = %v", closeErr)
 		}
-		if _, err := fmt.Sscanf(strings.TrimPrefix(closeErr.Error(), "bus: close: "), "%d", &lost); err != nil {
-			fail("Close's error %q has no count: %v", closeErr, err)
+		for part := range strings.SplitSeq(strings.TrimPrefix(closeErr.Error(), "bus: close: "), ", ") {
+			var n uint64
+			if _, err := fmt.Sscanf(part, "%d", &n); err != nil {
+				fail("Close's error %q has no count: %v", closeErr, err)
+			}
+			if strings.Contains(part, "abandoned") {
+				abandonedByClose = n
+			} else {
+				lost = n
+			}
+		}
+		if errors.Is(closeErr, ErrRetryAbandoned) != (abandonedByClose > 0) {
+			fail("Close = %v: ErrRetryAbandoned without a count, or the reverse", closeErr)
 		}
 	}
 
@@ -349,13 +434,22 @@ func runModel(t *testing.T, seed uint64) bool {
 		}
 		return iv
 	}
-	var sumDropped, sumDelivered uint64
+	var sumDropped, sumDelivered, sumFailed, sumDead, sumAbandoned uint64
 	deliveredCounted := true
 	groups := make(map[string][]*modelSub)
 	for _, m := range subs {
 		st := m.s.Stats()
 		sumDropped += st.Dropped
 		sumDelivered += st.Delivered
+		sumFailed += st.Failed
+		sumDead += st.DeadLettered
+		sumAbandoned += st.Abandoned
+		if !m.retrying && st.DeadLettered+st.Abandoned+st.Retried > 0 {
+			fail("sub %d without retries: %+v", m.id, st)
+		}
+		if !m.failing && st.Failed > 0 {
+			fail("sub %d never fails: %+v", m.id, st)
+		}
 		counted := m.opts.Queue > 0 || withStats
 		if !counted {
 			deliveredCounted = false
@@ -393,7 +487,8 @@ func runModel(t *testing.T, seed uint64) bool {
 				}
 			}
 		}
-		handled := uint64(len(m.got))
+		// Handled, or ended otherwise after failing: each event once.
+		handled := uint64(len(m.got)) + st.DeadLettered + st.Abandoned
 		if m.opts.Once {
 			if handled+st.Dropped > 1 {
 				fail("Once sub %d: %d handled, %d dropped", m.id, handled, st.Dropped)
@@ -411,7 +506,7 @@ func runModel(t *testing.T, seed uint64) bool {
 			if firstSure && handled+st.Dropped != 1 {
 				fail("Once sub %d (%+v chan=%v): offered an event, %d handled, %d dropped", m.id, m.opts, m.isChan, handled, st.Dropped)
 			}
-			if firstSure && closeErr == nil && !m.discarding && m.stops == 0 && handled != 1 {
+			if firstSure && closeErr == nil && !m.discarding && m.stops == 0 && handled != 1 && st.Dropped == 0 {
 				fail("Once sub %d (%+v chan=%v): offered an event and nothing discarded, but %d handled", m.id, m.opts, m.isChan, handled)
 			}
 			continue
@@ -447,7 +542,8 @@ func runModel(t *testing.T, seed uint64) bool {
 		seen := map[[2]int]bool{}
 		var total uint64
 		for _, m := range members {
-			total += uint64(len(m.got)) + m.s.Stats().Dropped
+			st := m.s.Stats()
+			total += uint64(len(m.got)) + st.Dropped + st.DeadLettered + st.Abandoned
 			for _, v := range m.got {
 				if seen[v] {
 					fail("group %s: event %v handled twice", name, v)
@@ -455,7 +551,7 @@ func runModel(t *testing.T, seed uint64) bool {
 				seen[v] = true
 			}
 		}
-		match, _ := CompilePattern(modelGroups[name], '.')
+		match, _ := CompilePattern(modelPattern(modelGroups[name], failing), '.')
 		surely, possibly := 0, 0
 		for p := range events {
 			for _, ev := range events[p] {
@@ -497,8 +593,8 @@ func runModel(t *testing.T, seed uint64) bool {
 	if deliveredCounted && bs.Delivered != sumDelivered {
 		fail("Stats.Delivered %d, subscriptions' sum %d", bs.Delivered, sumDelivered)
 	}
-	if withStats && bs.Published != okPublishes {
-		fail("Stats.Published %d, %d publishes returned nil", bs.Published, okPublishes)
+	if withStats && bs.Published != okPublishes+sumDead {
+		fail("Stats.Published %d, %d publishes returned nil, %d dead letters", bs.Published, okPublishes, sumDead)
 	}
 	if bs.Queued != 0 || bs.Subscriptions != 0 {
 		fail("after Close: %+v", bs)
@@ -506,15 +602,23 @@ func runModel(t *testing.T, seed uint64) bool {
 	if lost > sumDropped {
 		fail("Close counts %d not delivered, only %d dropped", lost, sumDropped)
 	}
+	if abandonedByClose > sumAbandoned {
+		fail("Close counts %d abandoned, the subscriptions %d", abandonedByClose, sumAbandoned)
+	}
+	if bs.Failed != sumFailed || bs.DeadLettered != sumDead || bs.Abandoned != sumAbandoned {
+		fail("bus %+v, subscriptions' sums: %d failed, %d dead-lettered, %d abandoned", bs, sumFailed, sumDead, sumAbandoned)
+	}
 	// Every drop report names a count, and the reports never exceed the
 	// drops.
 	errMu.Lock()
 	var reported uint64
 	for _, err := range reports {
 		var de *DeliveryError
-		if errors.As(err, &de) && errors.Is(err, ErrDropped) {
+		switch {
+		case errors.As(err, &de) && errors.Is(err, ErrDropped):
 			reported += de.Count
-		} else {
+		case failing && (errors.Is(err, errModel) && de != nil && de.Attempt > 0):
+		default:
 			fail("unexpected report %v", err)
 		}
 	}

@@ -15,8 +15,10 @@ type Options struct {
 	Separator rune
 
 	// OnError receives what goes wrong during delivery, when no caller is
-	// there to get an error: recovered handler panics and payload type
-	// mismatches as *DeliveryError. It is called on the goroutine where the
+	// there to get an error: recovered handler panics, errors returned by
+	// HandlerFuncs (every failed attempt, and the dead letter or the
+	// abandonment that ends a retried event), drops and payload type
+	// mismatches, as *DeliveryError. It is called on the goroutine where the
 	// problem happened, possibly concurrently, and must not block for
 	// long. Nil means the errors are written with the log package, so that
 	// nothing is lost silently.
@@ -47,6 +49,14 @@ type Options struct {
 	// dropped events (ErrDropped) for one subscription; the drops in
 	// between are counted and reported together. Zero means one second.
 	DropReportInterval time.Duration
+
+	// Middleware wraps the handler of every subscription made with a
+	// handler (not SubscribeChan), outside the subscription's own
+	// SubscribeOptions.Middleware; the first is the outermost. Nil means
+	// none, and then a plain synchronous subscription costs Publish
+	// nothing more than before; with some, every subscription goes
+	// through the slower path of HandlerFunc. New panics on a nil entry.
+	Middleware []Middleware
 }
 
 const defaultMatchCacheSize = 4096
@@ -124,6 +134,71 @@ type SubscribeOptions struct {
 	// publishers of the subscription share, which is why it is not the
 	// default. Asynchronous subscriptions always wait for their goroutine.
 	Track bool
+
+	// Middleware wraps this subscription's handler, inside the bus's
+	// Options.Middleware; the first is the outermost. A nil entry, or a
+	// middleware that returns a nil HandlerFunc, is rejected with
+	// ErrInvalidOption. SubscribeChan rejects any.
+	Middleware []Middleware
+
+	// Retry, when not nil, makes a failed event be tried again, with
+	// backoff, and published to a dead-letter topic after its last
+	// attempt: see RetryPolicy. Only an asynchronous subscription (Queue
+	// > 0) with a handler can retry: a synchronous one, or SubscribeChan,
+	// is rejected with ErrInvalidOption. SubscribeWith copies the policy.
+	Retry *RetryPolicy
+}
+
+// RetryPolicy says how an asynchronous subscription retries an event whose
+// handler failed (returned an error or panicked) and where the event goes
+// after its last attempt. The zero RetryPolicy means the defaults of each
+// field: three attempts, 100ms then 200ms apart, then the dead letter on
+// DeadLetterPrefix + separator + topic.
+//
+// The worker of the subscription waits between attempts: the
+// subscription's later events wait behind the failing one, so that its
+// events are still handled in order, and its queue fills meanwhile, with
+// the overflow policy applying to publishers as for a slow handler. Other
+// subscriptions and publishers with room in the queue are never delayed.
+//
+// Retries stop when the event's ctx (the publisher's) ends, and then the
+// event goes to the dead letter at once; publish with
+// context.WithoutCancel for work that must outlive its publisher. Close
+// stops them too: the event is then abandoned, counted in Stats.Abandoned
+// and in Close's error. Unsubscribe does not: the events already queued
+// are handled, retries included, before Done is closed.
+type RetryPolicy struct {
+	// Attempts is the number of handler calls an event gets, the first
+	// included. Zero means 3; 1 means no retry: a failed event goes
+	// straight to the dead letter.
+	Attempts int
+
+	// Initial is the delay before the second attempt. Zero means 100ms.
+	Initial time.Duration
+
+	// Max caps the delay between two attempts. Zero means 10 seconds;
+	// it must not be below Initial.
+	Max time.Duration
+
+	// Multiplier multiplies the delay after each attempt: the delay
+	// before attempt n+1 is min(Max, Initial × Multiplier^(n-1)). Zero
+	// means 2; it must be at least 1 (1 is a constant delay).
+	Multiplier float64
+
+	// Jitter, between 0 and 1, makes each delay a random one between
+	// (1-Jitter) and 1 times the computed delay, so that subscriptions
+	// failing together do not retry in lockstep; 0.2 is a common choice.
+	// Zero means no jitter.
+	Jitter float64
+
+	// DeadLetter is the topic where an event goes after its last failed
+	// attempt: it is published there with its payload and with Meta
+	// saying what failed (see HeaderDeadLetterTopic). It is an ordinary
+	// topic, which may have subscribers and be bridged. Empty means
+	// DeadLetterPrefix, the separator and the event's topic, such as
+	// "deadletter.orders.created". An event that is itself a dead letter
+	// is not dead-lettered again: its last failure is only reported.
+	DeadLetter string
 }
 
 func (o *SubscribeOptions) validate() error {
@@ -140,6 +215,22 @@ func (o *SubscribeOptions) validate() error {
 		// A synchronous subscription has no queue to overflow: accepting
 		// the policy would promise drops that never happen.
 		return errorf(ErrInvalidOption, "subscribe: overflow policy %v without a queue (SubscribeOptions.Queue is 0)", o.Overflow)
+	}
+	for i, m := range o.Middleware {
+		if m == nil {
+			return errorf(ErrInvalidOption, "subscribe: SubscribeOptions.Middleware[%d] is nil", i)
+		}
+	}
+	if o.Retry != nil {
+		if o.Queue == 0 {
+			// A synchronous subscription would retry on the publisher's
+			// goroutine, delaying every other subscriber and the
+			// publisher itself.
+			return errorf(ErrInvalidOption, "subscribe: retry policy without a queue (SubscribeOptions.Queue is 0)")
+		}
+		if err := o.Retry.validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -230,7 +230,12 @@ func (s *Subscription) callSync(ctx context.Context, e *Event) offerResult {
 	if !s.active.Load() {
 		return gone
 	}
-	defer s.recoverSync(e)
+	if s.fn != nil {
+		s.callFunc(ctx, e) // recovers and reports itself (handler.go)
+		s.countDelivered(1)
+		return accepted
+	}
+	defer s.recoverSync(ctx, e)
 	s.handler(ctx, *e)
 	s.countDelivered(1)
 	return accepted
@@ -245,10 +250,10 @@ func (s *Subscription) leave() {
 	}
 }
 
-func (s *Subscription) recoverSync(e *Event) {
+func (s *Subscription) recoverSync(ctx context.Context, e *Event) {
 	if r := recover(); r != nil {
 		s.countDelivered(1)
-		s.bus.reportPanic(s, e.Topic, r)
+		s.bus.reportPanic(ctx, s, e.Topic, r)
 	}
 }
 
@@ -262,7 +267,7 @@ func (s *Subscription) countDelivered(n uint64) {
 // recovered reports the panic r of subs[i]'s handler, recovered by
 // PublishEvent, and delivers to the rest of subs.
 func (b *Bus) recovered(ctx context.Context, e *Event, subs []*Subscription, i int, r any) {
-	b.reportPanic(subs[i], e.Topic, r)
+	b.reportPanic(ctx, subs[i], e.Topic, r)
 	for j := i + 1; j < len(subs); {
 		j = b.deliverFrom(ctx, e, subs, j)
 	}
@@ -279,7 +284,7 @@ func (b *Bus) recovered(ctx context.Context, e *Event, subs []*Subscription, i i
 // travels by pointer so that the arguments fit the registers of the calling
 // convention.
 func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i int) (next int) {
-	defer b.recoverHandler(e, subs, &i, &next)
+	defer b.recoverHandler(ctx, e, subs, &i, &next)
 	for ; i < len(subs); i++ {
 		s := subs[i]
 		if s.inline {
@@ -296,18 +301,22 @@ func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i
 
 // recoverHandler is deferred by deliverFrom: it recovers a handler panic,
 // reports it, and makes deliverFrom return the index after the culprit.
-func (b *Bus) recoverHandler(e *Event, subs []*Subscription, i, next *int) {
+func (b *Bus) recoverHandler(ctx context.Context, e *Event, subs []*Subscription, i, next *int) {
 	if r := recover(); r != nil {
-		b.reportPanic(subs[*i], e.Topic, r)
+		b.reportPanic(ctx, subs[*i], e.Topic, r)
 		*next = *i + 1
 	}
 }
 
-// reportPanic counts and reports a recovered panic of s's handler.
-func (b *Bus) reportPanic(s *Subscription, topic string, r any) {
+// reportPanic counts and reports a recovered panic of s's handler, also
+// to the function of WithFailureFunc in ctx.
+func (b *Bus) reportPanic(ctx context.Context, s *Subscription, topic string, r any) {
 	s.panics.Add(1)
 	b.panics.add(1)
-	b.report(&DeliveryError{Topic: topic, Pattern: s.pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()})
+	s.countFailed()
+	de := &DeliveryError{Topic: topic, Pattern: s.pat.text, Err: ErrHandlerPanic, Value: r, Stack: debug.Stack()}
+	b.report(de)
+	b.notifyFailure(ctx, de)
 }
 
 // report hands err to Options.OnError. A panic in OnError itself is

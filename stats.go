@@ -10,11 +10,14 @@ import (
 type Stats struct {
 	// Published counts the calls of Publish and PublishEvent that
 	// returned nil: a publish that returned an error (a bad topic, a
-	// closed bus, a Block wait whose ctx ended) is not counted. Counted
-	// only with Options.Stats; zero otherwise.
+	// closed bus, a Block wait whose ctx ended) is not counted. The
+	// publishes of dead letters count too (each also in DeadLettered).
+	// Counted only with Options.Stats; zero otherwise.
 	Published uint64
-	// Delivered counts handler calls that returned (or panicked), over
-	// all subscriptions. Synchronous deliveries are counted only with
+	// Delivered counts the events whose handling ended in the handler,
+	// over all subscriptions: the handler call returned (with an error or
+	// not) or panicked, as the last attempt for a subscription with a
+	// RetryPolicy. Synchronous deliveries are counted only with
 	// Options.Stats; asynchronous ones always.
 	Delivered uint64
 	// Dropped counts events that a subscription did not get because its
@@ -23,10 +26,24 @@ type Stats struct {
 	// have deadlocked), because Close ran out of time before they were
 	// handled, or because the Unsubscribe of a SubscribeChan subscription
 	// discarded them. Every event offered to a subscription is either
-	// delivered or counted here.
+	// delivered, dead-lettered, abandoned, or counted here.
 	Dropped uint64
 	// Panics counts recovered handler panics.
 	Panics uint64
+	// Failed counts handler calls that failed: a HandlerFunc that returned
+	// an error, and every recovered panic (also in Panics). With retries,
+	// each failed attempt counts.
+	Failed uint64
+	// Retried counts the attempts after the first made by subscriptions
+	// with a RetryPolicy.
+	Retried uint64
+	// DeadLettered counts the events that failed their last attempt and
+	// were published to their dead-letter topic. They are not in Delivered.
+	DeadLettered uint64
+	// Abandoned counts the events whose remaining attempts Close cut
+	// short (or whose dead letter it kept from being published). They are
+	// not in Delivered.
+	Abandoned uint64
 	// Subscriptions is the number of active subscriptions.
 	Subscriptions int
 	// Queued is the number of events waiting in asynchronous queues.
@@ -35,16 +52,22 @@ type Stats struct {
 
 // SubscriptionStats are the counters of one subscription.
 type SubscriptionStats struct {
-	// Delivered counts handler calls that returned or panicked; for
-	// SubscribeChan, the events the reader received. For a synchronous
-	// subscription it is counted only with Options.Stats.
+	// Delivered counts the events whose handling ended in the handler
+	// (it returned, with an error or not, or panicked, on the last attempt
+	// with a RetryPolicy); for SubscribeChan, the events the reader
+	// received. For a synchronous subscription it is counted only with
+	// Options.Stats.
 	Delivered uint64
 	// Dropped counts the events of this subscription counted in
-	// Stats.Dropped. Where Delivered is counted, Delivered + Dropped is
-	// the number of events offered to the subscription.
+	// Stats.Dropped. Where Delivered is counted, Delivered + DeadLettered
+	// + Abandoned + Dropped is the number of events offered to the
+	// subscription.
 	Dropped uint64
 	// Panics counts recovered panics of the handler.
 	Panics uint64
+	// Failed, Retried, DeadLettered and Abandoned count as their
+	// namesakes in Stats do, for this subscription.
+	Failed, Retried, DeadLettered, Abandoned uint64
 	// Queued is the number of events waiting in the queue now; HighWater
 	// the largest it has been. Both are zero for synchronous ones.
 	Queued, HighWater int

@@ -38,16 +38,29 @@ type Subscription struct {
 	delivered counter // handler calls, see SubscriptionStats
 	dropped   atomic.Uint64
 	panics    atomic.Uint64
+
+	// fn is the handler wrapped in its middleware, for a subscription made
+	// with a HandlerFunc or with middleware or a retry policy; nil for a
+	// plain Handler, which handler calls directly. See handler.go.
+	fn    HandlerFunc
+	retry *RetryPolicy // normalized copy of opts.Retry; nil without
+	// retrying is set while the worker waits between attempts or
+	// publishes a dead letter, so that Close waits for it (retry.go).
+	retrying     atomic.Bool
+	failed       atomic.Uint64
+	retried      atomic.Uint64
+	deadLettered atomic.Uint64
+	abandoned    atomic.Uint64
 }
 
 // newSubscription validates and builds a subscription; it does not enter
-// it in the index.
-func (b *Bus) newSubscription(text string, h Handler, opts *SubscribeOptions) (*Subscription, error) {
+// it in the index. One of h and fn is the handler, the other nil.
+func (b *Bus) newSubscription(text string, h Handler, fn HandlerFunc, opts *SubscribeOptions) (*Subscription, error) {
 	b.mustBeNew()
 	if b.closed.Load() {
 		return nil, errClosed(fmt.Sprintf("subscribe %q", text))
 	}
-	if h == nil {
+	if h == nil && fn == nil {
 		return nil, errorf(ErrNilHandler, "subscribe %q", text)
 	}
 	var o SubscribeOptions
@@ -62,7 +75,10 @@ func (b *Bus) newSubscription(text string, h Handler, opts *SubscribeOptions) (*
 		return nil, err
 	}
 	s := &Subscription{handler: h, bus: b, id: b.nextID.Add(1), pat: p, opts: o, done: make(chan struct{})}
-	s.inline = o.Queue == 0 && !o.Once && !o.Track && o.Group == "" && !b.stats
+	if err := s.wrap(fn); err != nil {
+		return nil, err
+	}
+	s.inline = o.Queue == 0 && !o.Once && !o.Track && o.Group == "" && !b.stats && s.fn == nil
 	if o.Queue > 0 {
 		s.q = newQueue(o.Queue)
 	}
@@ -74,8 +90,8 @@ func (b *Bus) newSubscription(text string, h Handler, opts *SubscribeOptions) (*
 
 // subscribe makes and enters a subscription; skip is the number of frames
 // between the user's call and subscribe, for Where.
-func (b *Bus) subscribe(text string, h Handler, opts *SubscribeOptions, skip int) (*Subscription, error) {
-	s, err := b.newSubscription(text, h, opts)
+func (b *Bus) subscribe(text string, h Handler, fn HandlerFunc, opts *SubscribeOptions, skip int) (*Subscription, error) {
+	s, err := b.newSubscription(text, h, fn, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +139,8 @@ func (s *Subscription) Where() string {
 // Once it returns, no Publish that starts afterwards delivers to the
 // subscription; one already under way skips it unless it had already
 // decided to deliver. An asynchronous subscription still handles the events
-// already in its queue, then its goroutine ends; the channel of
+// already in its queue, with their retries if it has a RetryPolicy, then its
+// goroutine ends; the channel of
 // SubscribeChan is closed instead, discarding (and counting) what the
 // reader had not taken. A Block publisher waiting for room in the queue
 // gives up: its event counts as dropped and is reported (ErrDropped). Done
@@ -221,7 +238,8 @@ func (s *Subscription) UnsubscribeWait(ctx context.Context) error {
 
 // Stats returns the counters of the subscription.
 func (s *Subscription) Stats() SubscriptionStats {
-	st := SubscriptionStats{Delivered: s.delivered.load(), Dropped: s.dropped.Load(), Panics: s.panics.Load()}
+	st := SubscriptionStats{Delivered: s.delivered.load(), Dropped: s.dropped.Load(), Panics: s.panics.Load(),
+		Failed: s.failed.Load(), Retried: s.retried.Load(), DeadLettered: s.deadLettered.Load(), Abandoned: s.abandoned.Load()}
 	if s.q != nil {
 		st.Queued, st.HighWater = s.q.depth()
 		st.Capacity = len(s.q.buf)

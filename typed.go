@@ -21,7 +21,7 @@ func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscrip
 	if h == nil {
 		return nil, errorf(ErrNilHandler, "subscribe %q", pattern)
 	}
-	return b.subscribe(pattern, typed(b, pattern, h), nil, 1)
+	return b.subscribe(pattern, typed(b, pattern, h), nil, nil, 1)
 }
 
 // SubscribeTypedWith is SubscribeTyped with the options of SubscribeWith:
@@ -31,7 +31,7 @@ func SubscribeTypedWith[T any](b *Bus, pattern string, h TypedHandler[T], opts *
 	if h == nil {
 		return nil, errorf(ErrNilHandler, "subscribe %q", pattern)
 	}
-	return b.subscribe(pattern, typed(b, pattern, h), opts, 1)
+	return b.subscribe(pattern, typed(b, pattern, h), nil, opts, 1)
 }
 
 // typed wraps h in a Handler that checks the payload's type.

@@ -34,19 +34,27 @@ func (s *Subscription) work() {
 func (s *Subscription) runBatch(batch []queued, i int) (next int) {
 	start := i
 	defer s.recoverBatch(batch, start, &i, &next)
-	lost := 0 // SubscribeChan events whose send stopReader cut short
+	// lost counts the events started but not delivered, counted
+	// elsewhere: SubscribeChan events whose send stopReader cut short, and
+	// events dead-lettered or abandoned after failing (retry.go).
+	lost := 0
 	for ; i < len(batch); i++ {
 		if !s.q.claim() {
 			s.countDelivered(uint64(i - start - lost))
 			return len(batch) // discarded by Close or Unsubscribe: counted there
 		}
-		if s.out != nil {
+		switch {
+		case s.out != nil:
 			if !s.send(batch[i].e) {
 				lost++
 			}
-			continue
+		case s.fn != nil:
+			if !s.handleQueued(&batch[i]) {
+				lost++
+			}
+		default:
+			s.handler(batch[i].ctx, batch[i].e)
 		}
-		s.handler(batch[i].ctx, batch[i].e)
 	}
 	s.countDelivered(uint64(i - start - lost))
 	return i
@@ -70,7 +78,7 @@ func (s *Subscription) send(e Event) bool {
 func (s *Subscription) recoverBatch(batch []queued, start int, i, next *int) {
 	if r := recover(); r != nil {
 		s.countDelivered(uint64(*i - start + 1))
-		s.bus.reportPanic(s, batch[*i].e.Topic, r)
+		s.bus.reportPanic(batch[*i].ctx, s, batch[*i].e.Topic, r)
 		*next = *i + 1
 	}
 }
