@@ -39,6 +39,33 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 // It returns an error wrapping ErrInvalidOptions for a route New would
 // reject. A rule holding a space cannot be written in an ACL file; use ACL
 // SETUSER for those.
+//
+// # Security
+//
+// The bridge works over TLS (a rediss:// URL and a tls.Config with client
+// certificates in redis.Options) and with an ACL user limited to the
+// prefix's channels. [ACLRules] returns the rules such a user needs:
+//
+//	ACL SETUSER app-bridge on >password resetchannels &app:* &app:orders.*
+//	    resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
+//
+// "&app:*" lets the user PUBLISH and SUBSCRIBE on every channel of the
+// prefix. PSUBSCRIBE is different: Redis 7 compares a PSUBSCRIBE pattern
+// literally with the channel rules, so "&app:*" allows PSUBSCRIBE "app:*"
+// but not PSUBSCRIBE "app:orders.*": every glob the bridge subscribes to
+// (see [RedisPattern] and [Bridge.RedisSubscriptions]) must appear verbatim.
+// A refused subscription makes Ready return an error wrapping [ErrSubscribe]
+// (NOPERM), and a refused export is counted in Stats.ExportRejected and
+// reported wrapping [ErrPublish].
+//
+// With Options.SigningKey, envelopes are signed with HMAC-SHA256 over the
+// channel and the message, and enveloped routes accept only envelopes signed
+// with the same key: unsigned, forged, altered or re-routed messages, and
+// messages without an envelope, are dropped, counted
+// (Stats.SignatureRejected) and reported wrapping [ErrSignature]. A bridge
+// without a key accepts signed envelopes unchecked, so that a key can be
+// rolled out to senders first. Raw routes are never signed: protect them
+// with ACLs.
 func ACLRules(opts *Options, sep rune) ([]string, error) {
 	var o Options
 	if opts != nil {

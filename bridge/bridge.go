@@ -12,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/queue"
+
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/plural"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -34,45 +37,35 @@ type Bridge struct {
 	// each with the matchers of the routes behind it.
 	exact map[string]bool
 	globs []globRoutes
-	// shards are the sharded routes on a cluster, nil otherwise
-	// (cluster.go).
+	// shards are the sharded routes (sharded.go): on a cluster, their
+	// channels and how to publish on them; a transport when it has
+	// channels to import.
 	shards *shardSet
-	// st holds the durable routes (stream.go), nil without any.
+	// st holds the durable routes (stream.go), nil without any; it is a
+	// transport when not nil.
 	st *streams
+	// pub is the transport of the pub/sub exports; transports are all
+	// the transports, pub included, in the order Close stops them.
+	pub        *publisher
+	transports []transport
 
 	c    counters
 	rep  *reporter
-	out  *outbox
-	inq  *importQueue
-	echo *echoMemory // nil when no route needs echo suppression by content
-
-	// inflight and inflightBytes describe the batch the flusher is
-	// sending, for Stats.
-	inflight inflight
+	inq  *queue.Topics[importItem]
+	echo *queue.Echo // nil when no route needs echo suppression by content
 
 	closing   atomic.Bool // exports are refused from now on
 	localSubs []*bus.Subscription
 
-	subCtx      context.Context // the pub/sub connection's; cancelled by Close
-	subCancel   context.CancelFunc
-	flushCtx    context.Context // the flusher's; cancelled when Close gives up
-	flushCancel context.CancelFunc
-	// deliverCtx is passed to local handlers of imported events; it is
+	// deliver runs the import workers; its context is passed to local
+	// handlers of imported events (those of stream readers too), and
 	// cancelled when Close gives up delivering them.
-	deliverCtx    context.Context
-	deliverCancel context.CancelFunc
-	drain         chan struct{} // closed by Close: flush what is left, then exit
-	subDone       chan struct{}
-	flushDone     chan struct{}
-	flushLeft     int // exports of the batch the flusher gave up on
-	workers       sync.WaitGroup
+	deliver *group
 
-	mu      sync.Mutex // protects the fields below
-	ps      *redis.PubSub
-	ready   bool
-	subErr  error
-	closed  bool
-	changed chan struct{} // closed and replaced when ready, subErr or closed change
+	changed signal // notified when a transport's readiness or closed changes
+
+	mu     sync.Mutex // protects the fields below
+	closed bool
 	// lastErr is the last failure reported by a connection or read loop
 	// (pub/sub, sharded, durable), for Ready's error when its context
 	// ends first.
@@ -90,6 +83,9 @@ type route struct {
 	// channels caches the channels of exported topics; nil for an exact
 	// route.
 	channels *channelCache
+	// out is the outbox of an export route: the publisher's, or for a
+	// durable route its own (streamExport).
+	out *queue.Outbox
 }
 
 type globRoutes struct {
@@ -122,31 +118,27 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		return nil, err
 	}
 	br := &Bridge{
-		bus:       b,
-		rdb:       rdb,
-		cfg:       cfg,
-		id:        cfg.InstanceID,
-		key:       cfg.SigningKey,
-		exact:     map[string]bool{},
-		rep:       newReporter(cfg.OnError),
-		out:       newOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.Overflow),
-		drain:     make(chan struct{}),
-		subDone:   make(chan struct{}),
-		flushDone: make(chan struct{}),
-		changed:   make(chan struct{}),
+		bus:   b,
+		rdb:   rdb,
+		cfg:   cfg,
+		id:    cfg.InstanceID,
+		key:   cfg.SigningKey,
+		exact: map[string]bool{},
+		rep:   newReporter(cfg.OnError),
 	}
+	br.pub = newPublisher(br)
 	br.shards = newShardSet(br, rdb)
 	if err := br.compileRoutes(b.Separator()); err != nil {
 		return nil, err
 	}
 	br.shards.finish()
-	br.inq = newImportQueue(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, br.importDropped)
+	br.inq = queue.NewTopics[importItem](cfg.ImportQueueSize, cfg.ImportTopicQueueSize, br.importDropped)
 	if br.needsEchoMemory() {
-		br.echo = newEchoMemory(cfg.EchoWindow, cfg.EchoMemory)
+		br.echo = queue.NewEcho(cfg.EchoWindow, cfg.EchoMemory)
 	}
 
 	for _, r := range br.exports {
-		sub, err := b.Subscribe(r.Pattern, br.localHandler(r))
+		sub, err := b.Subscribe(r.Pattern, br.exportHandler(r))
 		if err != nil {
 			for _, s := range br.localSubs {
 				s.Unsubscribe()
@@ -158,27 +150,27 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 
 	br.reportWidened()
 
-	br.subCtx, br.subCancel = context.WithCancel(context.Background())
-	br.flushCtx, br.flushCancel = context.WithCancel(context.Background())
-	br.deliverCtx, br.deliverCancel = context.WithCancel(context.Background())
-	go br.flushLoop()
-	if len(br.imports) > 0 {
-		for range cfg.ImportWorkers {
-			br.workers.Add(1)
-			go func() {
-				defer br.workers.Done()
-				br.inq.work(br.deliver)
-			}()
-		}
+	br.deliver = newGroup(context.Background())
+	// Close stops the durable routes first (their readers publish
+	// locally until then), then the subscriptions, then the publisher.
+	if br.st != nil {
+		br.transports = append(br.transports, br.st)
 	}
 	if len(br.exact) > 0 || len(br.globs) > 0 {
-		go br.subscribeLoop()
-	} else {
-		close(br.subDone)
-		br.ready = true
+		br.transports = append(br.transports, newPubsubTransport(br))
 	}
-	br.shards.start()
-	br.startStreams()
+	if br.shards.importing() {
+		br.transports = append(br.transports, br.shards)
+	}
+	br.transports = append(br.transports, br.pub)
+	if len(br.imports) > 0 {
+		for range cfg.ImportWorkers {
+			br.deliver.run(func() { br.inq.Work(br.deliverItem) })
+		}
+	}
+	for _, t := range br.transports {
+		t.start()
+	}
 	return br, nil
 }
 
@@ -218,6 +210,7 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		br.routes = append(br.routes, rt)
 		if r.Direction.exports() {
 			br.exports = append(br.exports, rt)
+			rt.out = br.pub.out // a durable route's own, set by addStreamRoute
 		}
 		if rt.durable() {
 			if err := br.addStreamRoute(i, rt); err != nil {
@@ -322,18 +315,25 @@ func (br *Bridge) RedisSubscriptions() (channels, patterns []string) {
 // waits again until the new connection is confirmed.
 func (br *Bridge) Ready(ctx context.Context) error {
 	for {
+		changed := br.changed.wait() // before looking, so that no change is missed
 		br.mu.Lock()
-		closed, ready, err, changed := br.closed, br.ready, br.subErr, br.changed
-		ready = ready && br.shards.readyLocked()
-		if err == nil {
-			err = br.shards.errLocked()
-		}
+		closed := br.closed
 		br.mu.Unlock()
+		ready := true
+		var err error
+		for _, t := range br.transports {
+			if ok, terr := t.ready(); !ok {
+				ready = false
+				if err == nil {
+					err = terr
+				}
+			}
+		}
 		switch {
 		case closed:
 			return ErrClosed
 		case ready:
-			return br.streamsReady(ctx)
+			return nil
 		case err != nil:
 			return err
 		}
@@ -377,26 +377,15 @@ func redisAddr(rdb redis.UniversalClient) string {
 	return ""
 }
 
-// setStateLocked changes the subscription state and wakes Ready.
-func (br *Bridge) setStateLocked(ready bool, err error) {
-	br.ready, br.subErr = ready, err
-	close(br.changed)
-	br.changed = make(chan struct{})
-}
-
 // Stats returns the bridge's counters. It is cheap enough to call often:
 // a few atomic loads and two short lock acquisitions.
 func (br *Bridge) Stats() Stats {
 	c := &br.c
-	n, bytes := br.out.depth()
-	sending, sendingBytes := br.inflight.load()
 	s := Stats{
 		Exported:          c.exported.Load(),
 		ExportMessages:    c.exportMessages.Load(),
 		ExportRejected:    c.exportRejected.Load(),
 		EncodeErrors:      c.encodeErrors.Load(),
-		OutboxDepth:       n + sending,
-		OutboxBytes:       bytes + sendingBytes,
 		OutboxOverflow:    c.outboxOverflow.Load(),
 		OutboxExpired:     c.outboxExpired.Load(),
 		OutboxUnsent:      c.outboxUnsent.Load(),
@@ -409,14 +398,16 @@ func (br *Bridge) Stats() Stats {
 		DecodeErrors:      c.decodeErrors.Load(),
 		SignatureRejected: c.signatureRejected.Load(),
 		ImportDropped:     c.importDropped.Load(),
-		ImportDepth:       br.inq.depth(),
+		ImportDepth:       br.inq.Depth(),
 		Gaps:              c.gaps.Load(),
 		GapEvents:         c.gapEvents.Load(),
 		Reconnects:        c.reconnects.Load(),
 		ExportOutages:     c.exportOutages.Load(),
 		ShardRebuilds:     c.shardRebuilds.Load(),
 	}
-	br.streamStats(&s)
+	for _, t := range br.transports {
+		t.stats(&s)
+	}
 	s.OutboxDropped = s.OutboxOverflow + s.OutboxExpired + s.OutboxUnsent
 	return s
 }
@@ -442,56 +433,30 @@ func (br *Bridge) Close(ctx context.Context) error {
 		return ErrClosed
 	}
 	br.closed = true
-	br.setStateLocked(false, nil)
-	ps := br.ps
 	br.mu.Unlock()
+	br.changed.notify()
 
 	br.closing.Store(true)
 	for _, s := range br.localSubs {
 		s.Unsubscribe()
 	}
-	br.stopStreams(ctx)
-
-	// Imports: close the connection, which also ends the read loop.
-	br.subCancel()
-	if ps != nil {
-		_ = ps.Close()
+	// Every transport stops reading and starts draining its exports at
+	// once; then each is waited for, flushing until done or ctx ends.
+	for _, t := range br.transports {
+		t.stop(ctx)
 	}
-	<-br.subDone
-	br.shards.wait()
-	br.inq.close()
-
-	// Exports: flush until done or ctx ends.
-	close(br.drain)
-	select {
-	case <-br.flushDone:
-	case <-ctx.Done():
-		br.flushCancel()
-		<-br.flushDone
+	var unsent uint64
+	for _, t := range br.transports {
+		unsent += uint64(t.wait(ctx))
 	}
-	br.flushCancel()
-	// flushLeft was written before flushDone was closed.
-	unsent := uint64(br.out.close() + br.flushLeft)
-	unsent += uint64(br.waitStreams(ctx))
+	br.inq.Close() // nothing pushes any more
 	br.c.outboxUnsent.Add(unsent)
 
-	// Deliver what was imported, unless ctx ended.
-	done := make(chan struct{})
-	go func() {
-		br.workers.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		br.inq.abort()
-		br.deliverCancel()
-		<-done
-	}
-	br.deliverCancel()
+	// Deliver what was imported, unless ctx ends: then drop the rest.
+	br.deliver.wait(ctx, br.inq.Abort)
 	br.rep.flush()
 	if unsent > 0 {
-		return fmt.Errorf("%w: %s dropped: %w", ErrNotSent, plural(unsent, "export"), ctx.Err())
+		return fmt.Errorf("%w: %s dropped: %w", ErrNotSent, plural.Of(unsent, "export"), ctx.Err())
 	}
 	return nil
 }

@@ -3,16 +3,34 @@ package bridge
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/busline/bus/bridge/internal/plural"
+	"github.com/busline/bus/bridge/internal/wire"
 )
 
 // Sentinel errors. Callers branch on them with errors.Is; the errors the
 // bridge returns or reports to Options.OnError wrap them with details.
-//
-// ErrMalformed, ErrSignature and ErrTooLarge, reported for bad envelopes,
-// are declared with the envelope format in envelope.go.
 var (
+	// ErrMalformed is wrapped by the errors reported for messages that
+	// start with the envelope magic but are not a valid envelope:
+	// truncated, an unknown version or flag, a field over its limit,
+	// non-canonical encoding or trailing bytes. The message is dropped.
+	ErrMalformed = wire.ErrMalformed
+
+	// ErrSignature is wrapped by the errors reported when
+	// Options.SigningKey is set and an envelope is unsigned, or its MAC
+	// does not match: forged, altered, signed with another key, or copied
+	// from another channel. The message is dropped. A bridge without a
+	// SigningKey accepts signed envelopes without checking them (it has
+	// nothing to check them with), so that signing can be rolled out
+	// senders first.
+	ErrSignature = wire.ErrSignature
+
+	// ErrTooLarge is wrapped by the errors reported for messages, sent or
+	// received, larger than Options.MaxMessageBytes.
+	ErrTooLarge = wire.ErrTooLarge
+
 	// ErrClosed is returned by the methods of a Bridge that has been
 	// closed.
 	ErrClosed = errors.New("bridge: closed")
@@ -63,7 +81,7 @@ var (
 	ErrRedisDown = errors.New("bridge: redis unreachable, exports held in outbox")
 
 	// ErrOutboxFull is reported, with a count, for events dropped because
-	// the outbox was full (see Options.Overflow).
+	// the outbox was full (see Options.OutboxPolicy).
 	ErrOutboxFull = errors.New("bridge: outbox full, events dropped")
 
 	// ErrExpired is reported, with a count, for exports dropped because
@@ -115,7 +133,7 @@ type GapError struct {
 // Error describes the gap in one line.
 func (e *GapError) Error() string {
 	return fmt.Sprintf("bridge: sequence gap from %q on %q: %s missing (expected %d, got %d)",
-		e.Source, e.Channel, plural(e.Missing(), "event"), e.Expected, e.Got)
+		e.Source, e.Channel, plural.Of(e.Missing(), "event"), e.Expected, e.Got)
 }
 
 // Unwrap returns ErrGap.
@@ -146,7 +164,7 @@ func (e *DropError) Error() string {
 	case ErrTrimmed:
 		noun = "entry"
 	}
-	return fmt.Sprintf("%v: %s", e.Err, plural(e.Count, noun))
+	return fmt.Sprintf("%v: %s", e.Err, plural.Of(e.Count, noun))
 }
 
 // Unwrap returns the reason.
@@ -231,16 +249,4 @@ func bare(err error) string {
 		s = strings.ReplaceAll(s, ": "+p, ": ")
 	}
 	return s
-}
-
-// plural returns n and noun, in the plural unless n is 1: "1 event",
-// "2 events", "0 entries".
-func plural(n uint64, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	if stem, ok := strings.CutSuffix(noun, "y"); ok {
-		noun = stem + "ie"
-	}
-	return strconv.FormatUint(n, 10) + " " + noun + "s"
 }

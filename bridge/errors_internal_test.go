@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/plural"
 )
 
 // prefixRE finds the package prefixes in a message: at its start and
@@ -31,7 +32,7 @@ func TestMessages(t *testing.T) {
 		{&DropError{Err: ErrEncode, Count: 2}, "bridge: encode: 2 events", []error{ErrEncode}},
 		{&DropError{Err: ErrMalformed, Count: 1}, "bridge: malformed envelope: 1 message", []error{ErrMalformed}},
 		{&DropError{Err: ErrTrimmed, Count: 2}, "bridge: pending stream entries trimmed: 2 entries", []error{ErrTrimmed}},
-		{fmt.Errorf("%w: %s dropped: %w", ErrNotSent, plural(1, "export"), context.DeadlineExceeded),
+		{fmt.Errorf("%w: %s dropped: %w", ErrNotSent, plural.Of(1, "export"), context.DeadlineExceeded),
 			"bridge: exports not sent before close: 1 export dropped: context deadline exceeded", []error{ErrNotSent, context.DeadlineExceeded}},
 		{chain(ErrInvalidOptions, "route 0", syntax),
 			`bridge: invalid options: route 0: invalid pattern "a..b" at offset 2: empty segment`, []error{ErrInvalidOptions, bus.ErrInvalidPattern}},
@@ -55,18 +56,6 @@ func TestMessages(t *testing.T) {
 			if !errors.Is(tc.err, target) {
 				t.Errorf("%q does not match %v", tc.err, target)
 			}
-		}
-	}
-	for _, tc := range []struct {
-		n    uint64
-		noun string
-		want string
-	}{
-		{0, "event", "0 events"}, {1, "event", "1 event"}, {2, "byte", "2 bytes"},
-		{1, "entry", "1 entry"}, {3, "entry", "3 entries"},
-	} {
-		if got := plural(tc.n, tc.noun); got != tc.want {
-			t.Errorf("plural(%d, %q) = %q, want %q", tc.n, tc.noun, got, tc.want)
 		}
 	}
 }

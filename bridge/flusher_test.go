@@ -7,6 +7,10 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/busline/bus/bridge/internal/queue"
+
+	"github.com/busline/bus/bridge/internal/wire"
 )
 
 // TestFlusherLayout checks the messages the flusher makes of random
@@ -34,7 +38,7 @@ func TestFlusherLayout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(len(tc.name))))
-			br := &Bridge{id: "inst", key: tc.key, echo: newEchoMemory(time.Minute, 1<<16)}
+			br := &Bridge{id: "inst", key: tc.key, echo: queue.NewEcho(time.Minute, 1<<16)}
 			br.cfg.CoalesceBytes = tc.coalesce
 			br.cfg.MaxMessageBytes = 1 << 20
 			msgs, exports := 0, 0
@@ -51,22 +55,22 @@ func TestFlusherLayout(t *testing.T) {
 				n := 1 + rng.IntN(600)
 				for i := range n {
 					ch := fmt.Sprintf("app:t%d", rng.IntN(tc.channels))
-					it := exportItem{channel: ch, payload: fmt.Appendf(nil, "%d-%d", round, i), at: int64(i + 1)}
+					it := queue.Export{Channel: ch, Payload: fmt.Appendf(nil, "%d-%d", round, i), At: int64(i + 1)}
 					switch {
 					case tc.rawEvery > 0 && i%tc.rawEvery == 0:
-						it.raw = true
+						it.Raw = true
 					case rng.IntN(50) == 0:
-						it.echo = true // enveloped, but its echo must be recognisable
+						it.Echo = true // enveloped, but its echo must be recognisable
 						fallthrough
 					default:
 						seqs[ch]++
 						if rng.IntN(30) == 0 {
 							seqs[ch]++ // one dropped or expired before sending
 						}
-						it.seq = seqs[ch]
+						it.Seq = seqs[ch]
 					}
-					if !it.raw && rng.IntN(10) == 0 {
-						it.headers = map[string]string{"h": "v"}
+					if !it.Raw && rng.IntN(10) == 0 {
+						it.Headers = map[string]string{"h": "v"}
 					}
 					f.batch = append(f.batch, it)
 				}
@@ -96,28 +100,28 @@ func checkLayout(t *testing.T, f *flusher, coalesce int, key []byte) {
 		first := &f.batch[f.pending[r.start]]
 		var idx []int
 		for _, i := range f.pending[r.start : r.start+r.n] {
-			if f.batch[i].channel != first.channel {
-				t.Fatalf("message %d mixes channels %q and %q", k, first.channel, f.batch[i].channel)
+			if f.batch[i].Channel != first.Channel {
+				t.Fatalf("message %d mixes channels %q and %q", k, first.Channel, f.batch[i].Channel)
 			}
 			idx = append(idx, i)
 		}
 		order = append(order, idx...)
-		if first.raw {
-			if r.n != 1 || string(msg) != string(first.payload) {
+		if first.Raw {
+			if r.n != 1 || string(msg) != string(first.Payload) {
 				t.Fatalf("raw message %d: %d exports, %q", k, r.n, msg)
 			}
 			continue
 		}
 		if r.n > 1 {
-			if first.echo || coalesce <= 0 || len(msg) > coalesce {
-				t.Fatalf("message %d coalesces %d exports: echo %v, coalesce %d, %d bytes", k, r.n, first.echo, coalesce, len(msg))
+			if first.Echo || coalesce <= 0 || len(msg) > coalesce {
+				t.Fatalf("message %d coalesces %d exports: echo %v, coalesce %d, %d bytes", k, r.n, first.Echo, coalesce, len(msg))
 			}
 		}
 		got := 0
-		_, err := decodeMessageSafe(t, first.channel, msg, key, 0, func(i int, env envelope) {
+		_, err := wire.DecodeMessage(first.Channel, msg, key, 0, func(i int, env wire.Envelope) {
 			it := &f.batch[idx[i]]
-			if env.Source != "inst" || env.Seq != it.seq || env.Time != it.at || string(env.Payload) != string(it.payload) ||
-				len(env.Headers) != len(it.headers) {
+			if env.Source != "inst" || env.Seq != it.Seq || env.Time != it.At || string(env.Payload) != string(it.Payload) ||
+				len(env.Headers) != len(it.Headers) {
 				t.Fatalf("message %d event %d: %+v, want %+v", k, i, env, *it)
 			}
 			got++
@@ -140,11 +144,11 @@ func checkLayout(t *testing.T, f *flusher, coalesce int, key []byte) {
 	last := map[string]int{}
 	for pos, i := range order {
 		it := &f.batch[i]
-		if p, ok := last[it.channel]; ok && p > i {
-			t.Fatalf("%s: export %d sent after %d", it.channel, i, p)
+		if p, ok := last[it.Channel]; ok && p > i {
+			t.Fatalf("%s: export %d sent after %d", it.Channel, i, p)
 		}
-		last[it.channel] = i
-		if it.raw || it.echo {
+		last[it.Channel] = i
+		if it.Raw || it.Echo {
 			for _, j := range order[:pos] {
 				if j > i {
 					t.Fatalf("export %d sent before the raw or echo export %d", j, i)
@@ -173,7 +177,7 @@ func TestFlusherShrinks(t *testing.T) {
 	fill := func(n, size int) {
 		f.batch = f.batch[:0]
 		for i := range n {
-			f.batch = append(f.batch, exportItem{channel: "c", payload: make([]byte, size), seq: uint64(i + 1)})
+			f.batch = append(f.batch, queue.Export{Channel: "c", Payload: make([]byte, size), Seq: uint64(i + 1)})
 		}
 		f.pending = f.pending[:0]
 		for i := range f.batch {

@@ -1,13 +1,11 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	bus "github.com/busline/bus"
@@ -27,73 +25,32 @@ var rawMeta = &bus.Meta{Source: RawSource}
 // not come back in time.
 var errPongTimeout = errors.New("no answer to PING in time")
 
-// subscribeLoop owns the pub/sub connection: it subscribes, reads until the
-// connection fails, and makes a new one after a jittered backoff, until
-// Close. A fresh *redis.PubSub is used for each connection, so that the
-// bridge, not go-redis, decides when to reconnect and knows when the
-// subscriptions of the new connection are confirmed.
-func (br *Bridge) subscribeLoop() {
-	defer close(br.subDone)
-	rl := readLoop{br: br, seqs: map[seqKey]seqState{}}
-	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
-	first := true
-	for {
-		ps := br.rdb.Subscribe(br.subCtx)
-		br.mu.Lock()
-		if br.closed {
-			br.mu.Unlock()
-			_ = ps.Close()
-			return
-		}
-		br.ps = ps
-		br.mu.Unlock()
-
-		connected, confirmed, err := rl.run(ps, first)
-		_ = ps.Close()
-		br.mu.Lock()
-		br.ps = nil
-		if !br.closed {
-			var subErr error
-			if errors.Is(err, ErrSubscribe) {
-				subErr = err
-			}
-			br.setStateLocked(false, subErr)
-		}
-		br.mu.Unlock()
-		if br.subCtx.Err() != nil {
-			return
-		}
-		if confirmed {
-			first = false
-			back.reset()
-		}
-		switch {
-		case errors.Is(err, ErrSubscribe):
-			br.reportLast(err)
-		case !connected:
-			br.reportLast(&connectError{addr: redisAddr(br.rdb), err: err})
-		default:
-			br.reportLast(fmt.Errorf("%w: %w", ErrDisconnected, err))
-		}
-		if !sleep(br.subCtx, back.next()) {
-			return
-		}
-	}
-}
-
-// seqKey identifies a sequence of events: one source on one channel.
-type seqKey struct {
-	source, channel string
-}
-
-// readLoop holds the state of the read loop that survives reconnects.
+// readLoop holds the state of a read loop that survives reconnects: that
+// of the classic connection (pubsubTransport) or of a node's sharded one
+// (shardLoop).
 type readLoop struct {
 	br   *Bridge
-	seqs map[seqKey]seqState // last event seen of each sequence
-	ping uint64              // number of the last PING sent
-	// shard is the sharded subscription this loop reads (SSUBSCRIBE, on a
-	// cluster: see cluster.go), or nil for the classic connection.
-	shard *shardLoop
+	ctx  context.Context // ends the loop
+	sub  subscriber
+	in   ingest // the ingest path, with the sequences seen
+	ping uint64 // number of the last PING sent
+}
+
+// subscriber is what a read loop reads for: the classic subscriptions or
+// those of one node on a cluster. Its methods run on the read loop.
+type subscriber interface {
+	// subscribe sends the subscriptions on ps and returns the
+	// confirmations to wait for, keyed by kind and name.
+	subscribe(ctx context.Context, ps *redis.PubSub) (pending map[string]bool, err error)
+	// confirmed records that every subscription is confirmed.
+	confirmed()
+	// refused wraps an error reply, a refused subscription, in
+	// ErrSubscribe.
+	refused(err error) error
+	// route returns the topic of m and the route that imports it, or
+	// false when m is not imported (counted as filtered or a duplicate
+	// copy).
+	route(m *redis.Message) (topic string, r *route, ok bool)
 }
 
 // run subscribes on ps and reads from it until it fails, answering for the
@@ -106,13 +63,8 @@ type readLoop struct {
 // whether every subscription was confirmed.
 func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool, err error) {
 	br := rl.br
-	ctx := br.subCtx
-	var pending map[string]bool
-	if rl.shard != nil {
-		pending, err = rl.shard.subscribe(ctx, ps)
-	} else {
-		pending, err = rl.subscribe(ctx, ps)
-	}
+	ctx := rl.ctx
+	pending, err := rl.sub.subscribe(ctx, ps)
 	if err != nil {
 		return false, false, err
 	}
@@ -149,10 +101,7 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 		case isRedisError(err):
 			// The only commands on this connection are SUBSCRIBE,
 			// PSUBSCRIBE and PING: an error reply is a refusal.
-			if rl.shard != nil {
-				return connected, confirmed, fmt.Errorf("%w: node %s: %w", ErrSubscribe, rl.shard.group.addr, err)
-			}
-			return connected, confirmed, fmt.Errorf("%w: %w", ErrSubscribe, err)
+			return connected, confirmed, rl.sub.refused(err)
 		default:
 			return connected, confirmed, err
 		}
@@ -169,15 +118,7 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 				delete(pending, m.Kind+" "+m.Channel)
 				if len(pending) == 0 && !confirmed {
 					confirmed = true
-					if rl.shard != nil {
-						rl.shard.setReady()
-					} else {
-						br.mu.Lock()
-						if !br.closed {
-							br.setStateLocked(true, nil)
-						}
-						br.mu.Unlock()
-					}
+					rl.sub.confirmed()
 					if !first {
 						br.c.reconnects.Add(1)
 						br.rep.report(ErrPossibleGap)
@@ -204,35 +145,6 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 	}
 }
 
-// subscribe sends the classic subscriptions, SUBSCRIBE for the exact
-// channels and PSUBSCRIBE for the globs, and returns the confirmations to
-// wait for, keyed by kind and name.
-func (rl *readLoop) subscribe(ctx context.Context, ps *redis.PubSub) (map[string]bool, error) {
-	br := rl.br
-	pending := map[string]bool{}
-	var channels []string
-	for ch := range br.exact {
-		channels = append(channels, ch)
-		pending["subscribe "+ch] = true
-	}
-	if len(channels) > 0 {
-		if err := ps.Subscribe(ctx, channels...); err != nil {
-			return nil, err
-		}
-	}
-	if len(br.globs) > 0 {
-		globs := make([]string, len(br.globs))
-		for i, g := range br.globs {
-			globs[i] = g.glob
-			pending["psubscribe "+g.glob] = true
-		}
-		if err := ps.PSubscribe(ctx, globs...); err != nil {
-			return nil, err
-		}
-	}
-	return pending, nil
-}
-
 // clockEvery is how many messages in a row the read loop handles between
 // two readings of the clock.
 const clockEvery = 64
@@ -250,192 +162,26 @@ func (rl *readLoop) handle(m *redis.Message) {
 	br := rl.br
 	c := &br.c
 	c.received.Add(1)
-	if rl.shard != nil {
-		// Sharded: one subscription per channel, of an exact route.
-		sc, ok := br.shards.channels[m.Channel]
-		if !ok {
-			c.filtered.Add(1)
-			return
-		}
-		rl.accept(m, sc.topic, sc.route)
-		return
-	}
-	topic, ok := strings.CutPrefix(m.Channel, br.cfg.Prefix)
+	topic, r, ok := rl.sub.route(m)
 	if !ok {
-		c.filtered.Add(1)
 		return
 	}
-
-	// Redis sends one copy of a message per matching subscription. The
-	// copy of the exact subscription is the one imported when there is
-	// one, otherwise that of the first glob, in sorted order, whose bus
-	// patterns match the topic: Redis sent that copy, since a glob
-	// matches at least what its patterns match.
-	if m.Pattern == "" {
-		if !br.exact[m.Channel] {
-			c.filtered.Add(1)
-			return
-		}
-	} else {
-		if br.exact[m.Channel] {
-			c.duplicateCopies.Add(1)
-			return
-		}
-		owner := ""
-	globs:
-		for _, g := range br.globs {
-			for _, match := range g.matches {
-				if match(topic) {
-					owner = g.glob
-					break globs
-				}
-			}
-		}
-		switch owner {
-		case "":
-			c.filtered.Add(1)
-			return
-		case m.Pattern:
-		default:
-			c.duplicateCopies.Add(1)
-			return
-		}
-	}
-	r := br.importRoute(topic)
-	if r == nil {
-		c.filtered.Add(1)
-		return
-	}
-	rl.accept(m, topic, r)
+	rl.in.accept(&inbound{channel: m.Channel, topic: topic, route: r, data: []byte(m.Payload)})
 }
 
-// accept checks the message of topic, imported by route r, and queues it.
-func (rl *readLoop) accept(m *redis.Message, topic string, r *route) {
-	br := rl.br
-	c := &br.c
-	if len(m.Payload) > br.cfg.MaxMessageBytes {
-		c.decodeErrors.Add(1)
-		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %d bytes on %q", ErrTooLarge, len(m.Payload), m.Channel))
-		return
-	}
-	data := []byte(m.Payload)
-
-	if !r.Raw && isEnvelope(data) {
-		// A batch counts as one message received until it is decoded,
-		// then as one per event, each of which is accounted for below.
-		// The events of a batch get their own copies of their payloads:
-		// the codec owns what it decodes and may keep it, and one kept
-		// payload must not keep the whole batch in memory.
-		batch := len(data) > 3 && data[3]&flagBatch != 0
-		_, err := decodeMessage(m.Channel, data, br.key, br.cfg.MaxMessageBytes, func(i int, env envelope) {
-			if i > 0 {
-				c.received.Add(1)
-			}
-			rl.acceptEnvelope(&env, m.Channel, topic, r, batch)
-		})
-		if err != nil {
-			// The error starts with its sentinel's message; signature
-			// errors name the channel already.
-			if errors.Is(err, ErrSignature) {
-				c.signatureRejected.Add(1)
-				br.rep.drop(ErrSignature, 1, err)
-			} else {
-				c.decodeErrors.Add(1)
-				br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w, on %q", err, m.Channel))
-			}
-		}
-		return
-	}
-
-	// No envelope: a raw route, or a foreign publisher on an enveloped
-	// one. With a signing key, an enveloped route accepts signed
-	// envelopes only, or anyone could bypass the signature.
-	if !r.Raw && br.key != nil {
-		c.signatureRejected.Add(1)
-		br.rep.drop(ErrSignature, 1, fmt.Errorf("%w: unsigned message without envelope on %q", ErrSignature, m.Channel))
-		return
-	}
-	if br.echo != nil && br.echo.consume(m.Channel, data, time.Now()) {
-		c.echoes.Add(1)
-		return
-	}
-	rl.enqueue(importItem{topic: topic, route: r, payload: data, meta: rawMeta})
+// importItem is one imported event waiting to be published locally.
+type importItem struct {
+	topic   string
+	route   *route
+	payload []byte
+	meta    *bus.Meta
 }
 
-// acceptEnvelope checks one event of an enveloped message received on
-// channel, of topic, imported by route r, and queues it, with a copy of its
-// payload if copyPayload is set.
-func (rl *readLoop) acceptEnvelope(env *envelope, channel, topic string, r *route, copyPayload bool) {
-	br := rl.br
-	c := &br.c
-	if env.Source == br.id {
-		c.echoes.Add(1)
-		return
-	}
-	if !rl.sequence(env.Source, channel, env.Seq, env.Time) {
-		c.dups.Add(1)
-		return
-	}
-	meta := &bus.Meta{
-		Source:      env.Source,
-		Seq:         env.Seq,
-		ContentType: env.ContentType,
-		Headers:     env.Headers,
-	}
-	if env.Time != 0 {
-		meta.Time = time.Unix(0, env.Time)
-	}
-	if meta.Source == "" {
-		meta.Source = RawSource // keep it Remote whatever the sender did
-	}
-	payload := env.Payload
-	if copyPayload {
-		payload = bytes.Clone(payload)
-	}
-	rl.enqueue(importItem{topic: topic, route: r, payload: payload, meta: meta})
-}
-
-// sequence checks seq, the sequence number of source's event on channel
-// sent at time t, against the last one seen and reports whether the event
-// is new. A gap is counted and reported. A number seen already is a
-// duplicate, except a 1 sent later than the last event: the source started
-// numbering again (it restarted with the same ID, or forgot its counters).
-// Zero means the sender does not number its events.
-func (rl *readLoop) sequence(source, channel string, seq uint64, t int64) bool {
-	if seq == 0 {
-		return true
-	}
-	br := rl.br
-	k := seqKey{source, channel}
-	last, known := rl.seqs[k]
-	switch {
-	case !known:
-		if len(rl.seqs) >= maxSeqChannels {
-			clear(rl.seqs) // bounded memory; tracking starts over
-		}
-	case seq == last.seq+1:
-	case seq > last.seq+1:
-		gap := &GapError{Source: source, Channel: channel, Expected: last.seq + 1, Got: seq}
-		br.c.gaps.Add(1)
-		br.c.gapEvents.Add(gap.Missing())
-		br.rep.report(gap)
-	case seq == 1 && t > last.time:
-	default:
-		return false
-	}
-	rl.seqs[k] = seqState{seq, t}
-	return true
-}
-
-// seqState is the last event seen of a sequence.
-type seqState struct {
-	seq  uint64
-	time int64
-}
-
-func (rl *readLoop) enqueue(it importItem) {
-	if !rl.br.inq.push(it) {
-		rl.br.importDropped(1)
+// enqueue queues an imported event for the import workers, which publish
+// it (deliver): the emit of pub/sub read loops' ingest.
+func (br *Bridge) enqueue(it importItem) {
+	if !br.inq.Push(it.topic, it) {
+		br.importDropped(1)
 	}
 }
 
@@ -444,30 +190,13 @@ func (br *Bridge) importDropped(n int) {
 	br.rep.drop(ErrImportFull, uint64(n), nil)
 }
 
-// deliver publishes one imported event on the local bus. It runs on an
+// deliverItem publishes one imported event on the local bus. It runs on an
 // import worker.
-func (br *Bridge) deliver(it *importItem) {
-	payload, err := it.route.codec.Decode(it.payload, it.meta.ContentType)
-	if err != nil {
-		br.c.decodeErrors.Add(1)
-		br.rep.drop(ErrDecode, 1, chain(ErrDecode, fmt.Sprintf("topic %q from %q", it.topic, it.meta.Source), err))
-		return
-	}
-	err = br.bus.PublishEvent(br.deliverCtx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
-	if errors.Is(err, bus.ErrInvalidTopic) {
-		// A foreign publisher used a channel whose topic the bus
-		// rejects. (Checked here rather than on the read loop, since
-		// PublishEvent checks anyway.)
-		br.c.decodeErrors.Add(1)
-		br.rep.drop(ErrMalformed, 1, chain(ErrMalformed, "", err))
-		return
-	}
-	if err != nil {
+func (br *Bridge) deliverItem(it *importItem) {
+	if _, err := br.publishLocal(it, "", ""); err != nil {
 		br.c.importDropped.Add(1)
 		br.rep.drop(ErrImportFull, 1, busError(fmt.Sprintf("bridge: publish %q on the bus", it.topic), err))
-		return
 	}
-	br.c.imported.Add(1)
 }
 
 // isRedisError reports whether err is an error reply from Redis. Its

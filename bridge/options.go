@@ -93,16 +93,19 @@ type Route struct {
 	Group string
 }
 
-// Overflow says what the outbox does with an export that does not fit.
-type Overflow uint8
+// OutboxPolicy says what the outbox does with an export that does not fit
+// (Options.OutboxPolicy). It is not bus.Overflow: the bus's queues block
+// by default, the outbox never blocks a publisher, and its zero value is
+// OutboxDropOldest.
+type OutboxPolicy uint8
 
 const (
-	// DropOldest (the zero value) evicts the oldest queued exports until
-	// the new one fits: after an outage the freshest events are sent.
-	// Receivers of enveloped routes see the evicted events as a gap.
-	DropOldest Overflow = iota
-	// DropNewest keeps what is queued and drops the new export.
-	DropNewest
+	// OutboxDropOldest (the zero value) evicts the oldest queued exports
+	// until the new one fits: after an outage the freshest events are
+	// sent. Receivers of enveloped routes see the evicted events as a gap.
+	OutboxDropOldest OutboxPolicy = iota
+	// OutboxDropNewest keeps what is queued and drops the new export.
+	OutboxDropNewest
 )
 
 // Options configures a Bridge. A nil *Options and the zero value of each
@@ -174,9 +177,10 @@ type Options struct {
 	// as stale. Zero means 5 minutes; negative means no limit.
 	OutboxMaxAge time.Duration
 
-	// Overflow is what happens to an export that does not fit in the
-	// outbox. The zero value is DropOldest.
-	Overflow Overflow
+	// OutboxPolicy is what happens to an export that does not fit in the
+	// outbox. The zero value is OutboxDropOldest. Dropped exports are
+	// counted in Stats.OutboxOverflow and reported as ErrOutboxFull.
+	OutboxPolicy OutboxPolicy
 
 	// BatchSize is the largest number of commands sent in one pipeline
 	// (one round trip): PUBLISH commands of pub/sub routes, XADD commands
@@ -196,7 +200,7 @@ type Options struct {
 	// are waiting together (up to 32 times BatchSize taken from the
 	// outbox at once, grouped by channel, each channel's exports in
 	// order): under load one PUBLISH then carries many events (a batch,
-	// see the wire format in envelope.go), which is what lets the bridge
+	// see the wire format in internal/wire), which is what lets the bridge
 	// keep up with a burst, since Redis and go-redis cost far more per
 	// message than per byte. Each event keeps its own sequence number,
 	// time, content type, headers and payload, and receivers deliver
@@ -349,8 +353,8 @@ func newConfig(opts *Options) (config, error) {
 			return c, fmt.Errorf("%w: negative %s", ErrInvalidOptions, n.name)
 		}
 	}
-	if o.Overflow > DropNewest {
-		return c, fmt.Errorf("%w: unknown Overflow %d", ErrInvalidOptions, o.Overflow)
+	if o.OutboxPolicy > OutboxDropNewest {
+		return c, fmt.Errorf("%w: unknown OutboxPolicy %d", ErrInvalidOptions, o.OutboxPolicy)
 	}
 	if err := checkPartitions(o); err != nil {
 		return c, err

@@ -270,7 +270,7 @@ func fastFailClient(t testing.TB, srv *redistest.Server) *redis.Client {
 }
 
 // TestOutboxOverflowShowsAsGap fills a small outbox while Redis is down:
-// the oldest exports are dropped (DropOldest), counted and reported by the
+// the oldest exports are dropped (OutboxDropOldest), counted and reported by the
 // sender, and the receiver reports exactly as many missing events from the
 // sequence numbers.
 func TestOutboxOverflowShowsAsGap(t *testing.T) {

@@ -11,6 +11,144 @@ import (
 
 // Delivery says how a Route carries events through Redis. The zero
 // Delivery is PubSub.
+//
+// # Durable routes
+//
+// Redis pub/sub forgets a message as soon as it has passed it on: an
+// instance that is restarting, or reconnecting, never gets what was
+// published meanwhile. A durable route keeps its events in a Redis stream
+// instead. Choose per route, with Route.Delivery:
+//
+//   - PubSub (the default): the fastest, and nothing is kept. For events
+//     whose loss an instance survives, because a later one supersedes
+//     them: cache invalidation, presence, live views. Losses are reported
+//     (ErrPossibleGap, *GapError).
+//   - Stream: every instance importing the route gets every event, also
+//     those exported while it was down or disconnected, as long as the
+//     stream still holds them (Route.MaxLen). For state every instance
+//     must see: replicated caches, projections, audit.
+//   - Group: each event is handled by one member of a consumer group
+//     (Route.Group), acknowledged once handled and taken over by another
+//     member if its consumer dies. For work that must happen once per
+//     group: sending an email, charging a card. Producers usually export
+//     such a route (Direction Export) and workers import it (Import).
+//
+// The stream of a durable route is the Redis key
+//
+//	Options.Prefix + "stream:" + Route.Stream   (Route.Stream defaults to Route.Pattern)
+//
+// One stream per route, not per topic: a pattern route then reads one key
+// with one XREAD, needs no registry to find the streams of new topics,
+// keeps one consumer group and one pending list per route, and keeps the
+// order of events across the route's topics. The price is that exporters
+// and importers meet only on the same stream name: the same Pattern, or
+// the same Route.Stream (an importer may use a narrower pattern with the
+// exporter's Stream: what it does not match is skipped, Stats.Filtered).
+// A bridge may have one durable import route per stream. Each entry
+// (XADD app:stream:orders.* * topic orders.created data ...) has the fields
+//
+//	topic   the bus topic (may be left out on a route with an exact topic)
+//	data    the envelope, or on a Raw route the payload bytes
+//	source  on Raw routes, the InstanceID of the bridge that wrote it
+//
+// Envelopes are numbered and signed as on pub/sub routes, for the channel
+// Prefix + topic. Other clients read and write the stream with the
+// ordinary commands: an entry without the envelope's magic is delivered
+// as raw bytes, as on pub/sub routes (unless a SigningKey is set):
+//
+//	redis-cli XADD 'app:stream:notes' '*' topic notes data hi
+//	redis-cli XREAD COUNT 10 STREAMS 'app:stream:notes' 0
+//
+// Exports of durable routes take the path of pub/sub exports, with an
+// outbox per route (the same limits and drop policy), sent as pipelined
+// XADD ... MAXLEN ~ Route.MaxLen, in batches of Options.BatchSize, in
+// order, and sent again as soon as Redis answers after an outage (no
+// ResumeDelay: a stream keeps what it is given). An event is durable once
+// Redis has answered its XADD (and as durable as Redis's appendfsync
+// makes it); until then it is in the process's memory. When a pipeline is
+// cut by a broken connection, Redis may have executed part of it: before
+// sending again, the exporter looks for its own enveloped entries among
+// the last ones of the stream and does not send those twice. A raw entry,
+// or one buried by then under many entries of other writers, may be added
+// twice (with the same envelope sequence number).
+//
+// A Stream route reads with XREAD BLOCK Options.StreamBlock COUNT
+// BatchSize from the ID of the last entry it handled, publishes the
+// entries on the local bus one after the other on its own goroutine, and
+// then saves that ID with Options.Checkpointer: by default in the Redis
+// hash Prefix + "checkpoint:" + InstanceID, one field per stream key (New
+// then requires an InstanceID that survives restarts). A route without a
+// checkpoint starts at the end of the stream and saves that position at
+// once; a Checkpointer that returns "0" makes it read the whole stream.
+// Delivery is at least once: a process that dies after publishing entries
+// and before saving delivers them again when it restarts. Within a run,
+// entries seen twice (a retried XADD) are dropped by sequence number
+// (Stats.Duplicates) and missing ones (trimmed before they were read) are
+// reported as a *GapError; handlers that must not see an event twice
+// across restarts can key on (Meta.Source, Event.Topic, Meta.Seq).
+//
+// A Group route creates its group at the end of the stream if it does not
+// exist (XGROUP CREATE ... $ MKSTREAM; create it beforehand with ID 0 to
+// have older entries handled), and reads as consumer Options.Consumer
+// (default InstanceID), a name that must stay the same across restarts:
+// a restarted member first reads back the entries delivered to it and
+// never acknowledged (XREADGROUP from ID 0), and does so again after any
+// failed read, since a read whose answer was lost delivered entries
+// nobody saw. It acknowledges a batch with one XACK once each of its
+// entries has been published on the local bus, that is once every
+// synchronous subscriber has returned: an asynchronous subscriber has only
+// queued the event by then, and loses it if the process dies before it
+// ran, so subscribe synchronously to a Group route's topics when that
+// matters. Every ClaimIdle/2 the member takes over (XAUTOCLAIM) the
+// entries that any consumer of the group has left unacknowledged for
+// Options.ClaimIdle, and handles them (Stats.StreamClaimed):
+// ClaimIdle must be longer than a member takes to handle a batch, or
+// entries of a slow member are handled twice. Delivery is at least once
+// here too: a member that dies between handling entries and acknowledging
+// them has them handled again, by itself after a restart or by another
+// member; and a retried XADD's copy of an event may go to another member,
+// since members see a share of each source's events, out of order after
+// a claim, and check no sequence numbers. Entries trimmed while pending
+// are lost, counted (Stats.StreamTrimmed) and reported (ErrTrimmed).
+// Redis keeps the consumers of a group until XGROUP DELCONSUMER; stable
+// names keep their number down. On a Group route with Direction Both, an
+// event is handled by the publisher's local subscribers and by one member
+// of the group (dropped as an echo when that is the publisher itself).
+//
+// Subscribe the local handlers of durable import routes before New: a
+// route starts publishing what the stream holds for it at once, and an
+// event published on the bus before anyone subscribed is gone, yet
+// recorded as handled.
+//
+// Durable routes share the echo rules (a bridge drops its own entries, by
+// the envelope's source or the source field, and never exports an
+// imported event), codecs, signatures, size limits and counters of pub/sub
+// routes: their events count in Exported, Received, Imported and the drop
+// counters, and in StreamExported, StreamImported, StreamAcked,
+// StreamClaimed and StreamResumes. A failed read, checkpoint or
+// acknowledgement is reported (ErrStreamRead, ErrCheckpoint, ErrAck) and
+// retried with backoff from the last position: a route survives Redis
+// restarting with its data (appendonly) without losing or skipping
+// anything. Ready also waits until every durable import route knows where
+// it starts. Close stops each route after the entry it is handling, saves
+// its position or acknowledges what it handled with Close's context, and
+// sends what the outboxes hold; it may wait StreamBlock for a read to
+// return. Durable routes use single-key commands only, and work on a
+// Redis Cluster too.
+//
+// An ACL user for durable routes needs the keys of the streams and of
+// the checkpoints, and the commands: XADD and PING to export; XREAD,
+// XREVRANGE, HGET and HSET for Stream routes with the default
+// Checkpointer; XGROUP CREATE, XREADGROUP, XACK and XAUTOCLAIM for Group
+// routes. For the prefix "app:":
+//
+//	ACL SETUSER app-bridge on >password resetkeys ~app:stream:* ~app:checkpoint:*
+//	    -@all +xadd +ping +xread +xrevrange +hget +hset
+//	    +xgroup|create +xreadgroup +xack +xautoclaim
+//
+// A refused XGROUP CREATE or checkpoint load makes Ready return an error
+// wrapping ErrSubscribe (NOPERM); a refused XADD is counted in
+// Stats.ExportRejected and reported wrapping ErrPublish.
 type Delivery uint8
 
 const (
@@ -96,21 +234,19 @@ type streams struct {
 
 	exported, imported, acked, claimed, resumes, trimmed atomic.Uint64
 
-	ctx    context.Context // the readers'; cancelled when Close starts
-	cancel context.CancelFunc
-	// closeCtx is Close's context, set before cancel is called: readers
-	// save their last position and acknowledge with it.
-	closeCtx    context.Context
-	flushCtx    context.Context // the flushers'; cancelled when Close gives up
-	flushCancel context.CancelFunc
-	drain       chan struct{} // closed by Close: flush what is left, then exit
-	wg          sync.WaitGroup
-	flushLeft   atomic.Int64 // exports of the batches flushers gave up on
+	// reading runs the readers: its context is cancelled when Close
+	// starts. flushing runs the flushers: its context is cancelled when
+	// Close gives up. Both are set by start.
+	reading, flushing *group
+	// closeCtx is Close's context, set before reading is cancelled:
+	// readers save their last position and acknowledge with it.
+	closeCtx  context.Context
+	drain     chan struct{} // closed by Close: flush what is left, then exit
+	flushLeft atomic.Int64  // exports of the batches flushers gave up on
 
 	mu      sync.Mutex // protects the fields below
 	waiting int        // readers that have not found their start yet
 	err     error      // why the last attempt to start a reader failed
-	changed chan struct{}
 }
 
 // addStreamRoute takes the durable route rt, the i-th of Options.Routes,
@@ -128,7 +264,6 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 			cp:       br.cfg.Checkpointer,
 			consumer: br.cfg.Consumer,
 			drain:    make(chan struct{}),
-			changed:  make(chan struct{}),
 		}
 		if st.cp == nil {
 			st.cp = RedisCheckpointer(br.rdb, br.cfg.Prefix+"checkpoint:"+br.cfg.InstanceID)
@@ -153,7 +288,9 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 		sr.group = defaultGroup
 	}
 	if rt.Direction.exports() {
-		st.exports[rt] = newStreamExport(br, sr)
+		x := newStreamExport(br, sr)
+		st.exports[rt] = x
+		rt.out = x.out
 	}
 	if rt.Direction.imports() {
 		if st.keys[sr.key] {
@@ -172,60 +309,28 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 // or the route's Pattern) under prefix: prefix + "stream:" + name.
 func StreamKey(prefix, name string) string { return prefix + "stream:" + name }
 
-// startStreams starts the goroutines of the durable routes. It is called
-// by New once the bridge is otherwise running.
-func (br *Bridge) startStreams() {
-	st := br.st
-	if st == nil {
-		return
-	}
-	st.ctx, st.cancel = context.WithCancel(context.Background())
-	st.flushCtx, st.flushCancel = context.WithCancel(context.Background())
+// start starts the goroutines of the durable routes. It is called by New
+// once the bridge is otherwise running.
+func (st *streams) start() {
+	st.reading = newGroup(context.Background())
+	st.flushing = newGroup(context.Background())
+	st.mu.Lock()
 	st.waiting = len(st.readers)
+	st.mu.Unlock()
 	for _, x := range st.exports {
-		st.wg.Add(1)
-		go func() {
-			defer st.wg.Done()
-			x.flushLoop()
-		}()
+		st.flushing.run(x.flushLoop)
 	}
 	for _, r := range st.readers {
-		st.wg.Add(1)
-		go func() {
-			defer st.wg.Done()
-			r.run()
-		}()
+		st.reading.run(r.run)
 	}
 }
 
-// streamsReady waits until every durable import route knows where it
-// starts reading, so that events exported after that reach it.
-func (br *Bridge) streamsReady(ctx context.Context) error {
-	st := br.st
-	if st == nil {
-		return nil
-	}
-	for {
-		st.mu.Lock()
-		waiting, err, changed := st.waiting, st.err, st.changed
-		st.mu.Unlock()
-		br.mu.Lock()
-		closed := br.closed
-		br.mu.Unlock()
-		switch {
-		case closed:
-			return ErrClosed
-		case waiting == 0:
-			return nil
-		case err != nil:
-			return err
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return br.notReady(ctx)
-		}
-	}
+// ready reports whether every durable import route knows where it starts
+// reading, so that events exported after that reach it.
+func (st *streams) ready() (bool, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.waiting == 0, st.err
 }
 
 // setStart records that a reader found its start (err nil) or failed to
@@ -238,62 +343,36 @@ func (st *streams) setStart(started bool, err error) {
 	} else {
 		st.err = err
 	}
-	close(st.changed)
-	st.changed = make(chan struct{})
 	st.mu.Unlock()
+	st.br.changed.notify()
 }
 
-// stopStreams makes the readers stop after the entry each is handling and
-// makes later exports of durable routes fail. ctx is Close's.
-func (br *Bridge) stopStreams(ctx context.Context) {
-	st := br.st
-	if st == nil {
-		return
-	}
+// stop makes the readers stop after the entry each is handling and makes
+// later exports of durable routes fail. ctx is Close's.
+func (st *streams) stop(ctx context.Context) {
 	st.closeCtx = ctx
-	st.cancel()
-	st.mu.Lock()
-	close(st.changed) // wake Ready
-	st.changed = make(chan struct{})
-	st.mu.Unlock()
+	st.reading.cancel()
 	close(st.drain)
 }
 
-// waitStreams waits until the durable routes' goroutines have returned:
+// wait waits until the durable routes' goroutines have returned:
 // readers after saving their position or acknowledging what they handled,
 // flushers after sending what their outboxes held. If ctx ends first, it
 // makes them give up. It returns the number of exports not sent.
-func (br *Bridge) waitStreams(ctx context.Context) int {
-	st := br.st
-	if st == nil {
-		return 0
-	}
-	done := make(chan struct{})
-	go func() {
-		st.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		st.flushCancel()
-		br.deliverCancel()
-		<-done
-	}
-	st.flushCancel()
+func (st *streams) wait(ctx context.Context) int {
+	st.flushing.wait(ctx, nil)
+	// A reader still publishing an entry locally when ctx ends is made
+	// to give up by cancelling the handlers' context.
+	st.reading.wait(ctx, st.br.deliver.cancel)
 	n := int(st.flushLeft.Load())
 	for _, x := range st.exports {
-		n += x.out.close()
+		n += x.out.Close()
 	}
 	return n
 }
 
-// streamStats adds the durable routes' counters to s.
-func (br *Bridge) streamStats(s *Stats) {
-	st := br.st
-	if st == nil {
-		return
-	}
+// stats adds the durable routes' counters to s.
+func (st *streams) stats(s *Stats) {
 	s.StreamExported = st.exported.Load()
 	s.StreamImported = st.imported.Load()
 	s.StreamAcked = st.acked.Load()
@@ -301,8 +380,8 @@ func (br *Bridge) streamStats(s *Stats) {
 	s.StreamResumes = st.resumes.Load()
 	s.StreamTrimmed = st.trimmed.Load()
 	for _, x := range st.exports {
-		n, bytes := x.out.depth()
-		sending, sendingBytes := x.inflight.load()
+		n, bytes := x.out.Depth()
+		sending, sendingBytes := x.inflight.Load()
 		s.OutboxDepth += n + sending
 		s.OutboxBytes += bytes + sendingBytes
 	}

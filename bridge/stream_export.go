@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 
-	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/queue"
+
+	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -29,12 +31,12 @@ const (
 type streamExport struct {
 	br  *Bridge
 	r   *streamRoute
-	out *outbox
+	out *queue.Outbox
 
-	inflight inflight // the batch being sent, for Stats
+	inflight queue.Inflight // the batch being sent, for Stats
 
 	back  backoff
-	batch []exportItem
+	batch []queue.Export
 	arena []byte
 	spans []span
 	args  []redis.XAddArgs
@@ -44,36 +46,8 @@ func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
 	return &streamExport{
 		br:   br,
 		r:    r,
-		out:  newOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.Overflow),
+		out:  queue.NewOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.OutboxPolicy == OutboxDropNewest),
 		back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax},
-	}
-}
-
-// localHandler returns the handler New subscribes on the bus for export
-// route r: the pub/sub one, or that of a durable route.
-func (br *Bridge) localHandler(r *route) bus.Handler {
-	if !r.durable() {
-		return br.exportHandler(r, func(e bus.Event) { br.export(r, e) })
-	}
-	return br.exportHandler(r, br.st.exports[r].export)
-}
-
-// export encodes e and queues it; it runs on the publisher's goroutine and
-// never waits for Redis.
-func (x *streamExport) export(e bus.Event) {
-	br := x.br
-	it, ok := br.encodeExport(x.r.route, e)
-	if !ok {
-		return
-	}
-	dropped, ok := x.out.push(it)
-	if !ok {
-		br.c.outboxUnsent.Add(1)
-		return
-	}
-	if dropped > 0 {
-		br.c.outboxOverflow.Add(uint64(dropped))
-		br.rep.drop(ErrOutboxFull, uint64(dropped), nil)
 	}
 }
 
@@ -81,7 +55,7 @@ func (x *streamExport) export(e bus.Event) {
 // to the stream in pipelined batches of XADD, in order, until Close.
 func (x *streamExport) flushLoop() {
 	st := x.br.st
-	x.br.runFlusher(x.out, &x.batch, x.br.cfg.BatchSize, st.drain, st.flushCtx, x.send)
+	x.br.runFlusher(x.out, &x.batch, x.br.cfg.BatchSize, st.drain, st.flushing.ctx, x.send)
 }
 
 // send appends the batch to the stream, retrying what failed for lack of
@@ -97,9 +71,9 @@ func (x *streamExport) flushLoop() {
 func (x *streamExport) send() bool {
 	br, st := x.br, x.br.st
 	x.build()
-	x.inflight.set(x.batch)
+	x.inflight.Set(x.batch)
 	defer func() {
-		x.inflight.reset()
+		x.inflight.Reset()
 		clear(x.batch)
 		clear(x.args)
 	}()
@@ -108,9 +82,9 @@ func (x *streamExport) send() bool {
 	for i := range pending {
 		pending[i] = i
 	}
-	down := false
+	o := outage{br: br, out: x.out, back: &x.back}
 	for {
-		ctx := st.flushCtx
+		ctx := st.flushing.ctx
 		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range pending {
 				p.XAdd(ctx, &x.args[i])
@@ -145,42 +119,19 @@ func (x *streamExport) send() bool {
 			st.flushLeft.Add(int64(len(pending)))
 			return false
 		}
-		if !down {
-			down = true
-			br.c.exportOutages.Add(1)
-			br.rep.report(fmt.Errorf("%w: %w", ErrRedisDown, err))
+		if !o.wait(ctx, err) {
+			st.flushLeft.Add(int64(len(pending)))
+			return false
 		}
 		// A stream keeps what it is given: unlike pub/sub, there is no
-		// need to wait for the readers before sending again.
-		for {
-			if !sleep(ctx, x.back.next()) {
-				st.flushLeft.Add(int64(len(pending)))
-				return false
-			}
-			x.br.expireOutbox(x.out)
-			br.rep.flush()
-			if br.rdb.Ping(ctx).Err() == nil {
-				break
-			}
-		}
+		// need to wait for the readers (ResumeDelay) before sending
+		// again.
 		pending = x.dropApplied(ctx, pending)
 		if len(pending) == 0 {
 			return true
 		}
-		if c := br.cutoff(); c != 0 {
-			keep, expired := pending[:0], 0
-			for _, i := range pending {
-				if x.batch[i].at < c {
-					expired++
-				} else {
-					keep = append(keep, i)
-				}
-			}
-			pending = keep
-			br.expired(expired)
-			if len(pending) == 0 {
-				return true
-			}
+		if pending = br.dropStale(x.batch, pending); len(pending) == 0 {
+			return true
 		}
 	}
 }
@@ -194,10 +145,10 @@ func (x *streamExport) build() {
 	x.args = x.args[:0]
 	for i := range x.batch {
 		it := &x.batch[i]
-		topic := strings.TrimPrefix(it.channel, br.cfg.Prefix)
+		topic := strings.TrimPrefix(it.Channel, br.cfg.Prefix)
 		var values []any
-		if it.raw {
-			values = []any{fieldTopic, topic, fieldData, it.payload, fieldSource, br.id}
+		if it.Raw {
+			values = []any{fieldTopic, topic, fieldData, it.Payload, fieldSource, br.id}
 		} else {
 			values = []any{fieldTopic, topic, fieldData, x.arena[spans[i].start:spans[i].end:spans[i].end]}
 		}
@@ -220,7 +171,7 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 	br, st := x.br, x.br.st
 	enveloped := 0
 	for _, i := range pending {
-		if !x.batch[i].raw {
+		if !x.batch[i].Raw {
 			enveloped++
 		}
 	}
@@ -245,7 +196,7 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 		channel := br.cfg.Prefix + topic
 		// No key: only the fields are needed, and they are ours if the
 		// source is.
-		env, err := decodeEnvelope(channel, []byte(data), nil, 0)
+		env, err := wire.DecodeEnvelope(channel, []byte(data), nil, 0)
 		if err == nil && env.Source == br.id {
 			ours[mark{channel, env.Seq, env.Time}] = true
 		}
@@ -253,7 +204,7 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 	keep := pending[:0]
 	for _, i := range pending {
 		it := &x.batch[i]
-		if !it.raw && ours[mark{it.channel, it.seq, it.at}] {
+		if !it.Raw && ours[mark{it.Channel, it.Seq, it.At}] {
 			br.c.exported.Add(1)
 			br.c.exportMessages.Add(1)
 			st.exported.Add(1)

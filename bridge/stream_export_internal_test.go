@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/queue"
+
+	"github.com/busline/bus/bridge/internal/wire"
+
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
@@ -36,12 +40,12 @@ func TestDropApplied(t *testing.T) {
 
 	now := time.Now().UnixNano()
 	for i := range 10 {
-		x.batch = append(x.batch, exportItem{channel: "app:t", payload: []byte{byte(i)}, seq: uint64(i + 1), at: now + int64(i)})
+		x.batch = append(x.batch, queue.Export{Channel: "app:t", Payload: []byte{byte(i)}, Seq: uint64(i + 1), At: now + int64(i)})
 	}
 	// The previous run's fifth event: same source and number, older.
-	old := exportItem{channel: "app:t", payload: []byte("old"), seq: 5, at: now - int64(time.Hour)}
+	old := queue.Export{Channel: "app:t", Payload: []byte("old"), Seq: 5, At: now - int64(time.Hour)}
 	saved := x.batch
-	x.batch = []exportItem{old}
+	x.batch = []queue.Export{old}
 	x.build()
 	if err := rdb.XAdd(ctx, &x.args[0]).Err(); err != nil {
 		t.Fatal(err)
@@ -54,7 +58,7 @@ func TestDropApplied(t *testing.T) {
 		}
 	}
 	// Another writer's entry with the fifth's channel, number and time.
-	other := appendEnvelope(nil, "app:t", &envelope{Source: "y", Seq: 5, Time: now + 4, Payload: []byte{4}}, nil)
+	other := wire.AppendEnvelope(nil, "app:t", &wire.Envelope{Source: "y", Seq: 5, Time: now + 4, Payload: []byte{4}}, nil)
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: x.r.key, Values: []any{"topic", "t", "data", other}}).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/busline/bus/bridge/internal/plural"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -26,7 +27,7 @@ const maxClaimRounds = 16
 // After any failed read it re-reads its pending entries again.
 func (sr *streamReader) runGroup() {
 	br, st, r := sr.br, sr.st, sr.r
-	ctx := st.ctx
+	ctx := st.reading.ctx
 	defer func() {
 		if len(sr.unacked) > 0 {
 			sr.ack(st.closeCtx)
@@ -84,11 +85,7 @@ func (sr *streamReader) runGroup() {
 			}
 			continue
 		}
-		if failed {
-			failed = false
-			sr.back.reset()
-			st.resumes.Add(1)
-		}
+		sr.resumed(&failed)
 		var msgs []redis.XMessage
 		for _, s := range res {
 			msgs = append(msgs, s.Messages...)
@@ -118,7 +115,7 @@ func (sr *streamReader) runGroup() {
 func (sr *streamReader) createGroup(started *bool) bool {
 	br, st, r := sr.br, sr.st, sr.r
 	for {
-		err := br.rdb.XGroupCreateMkStream(st.ctx, r.key, r.group, "$").Err()
+		err := br.rdb.XGroupCreateMkStream(st.reading.ctx, r.key, r.group, "$").Err()
 		if err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			if !*started {
 				*started = true
@@ -176,7 +173,7 @@ func (sr *streamReader) ack(ctx context.Context) bool {
 	br, st, r := sr.br, sr.st, sr.r
 	n, err := br.rdb.XAck(ctx, r.key, r.group, sr.unacked...).Result()
 	if err != nil {
-		err = fmt.Errorf("%w: XACK %q group %q, %s: %w", ErrAck, r.key, r.group, plural(uint64(len(sr.unacked)), "entry"), err)
+		err = fmt.Errorf("%w: XACK %q group %q, %s: %w", ErrAck, r.key, r.group, plural.Of(uint64(len(sr.unacked)), "entry"), err)
 		br.rep.report(err)
 		if isRefusal(err) {
 			sr.unacked = sr.unacked[:0]

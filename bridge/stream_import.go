@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
-	bus "github.com/busline/bus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -23,12 +21,17 @@ type streamReader struct {
 	br *Bridge
 	st *streams
 	r  *streamRoute
-	// seq drops the copies of an entry that a retried XADD pipeline
-	// added twice, and reports gaps, on Stream routes. Group members see
-	// a share of each source's events, out of order after a claim, so
-	// neither check applies to them.
-	seq  readLoop
+	// in is the ingest path: on Stream routes, its sequence checks drop
+	// the copies of an entry that a retried XADD pipeline added twice,
+	// and report gaps. Group members see a share of each source's
+	// events, out of order after a claim, so neither check applies to
+	// them.
+	in   ingest
 	back backoff
+	// got is the event of the entry being handled that in accepted, if
+	// any (has).
+	got importItem
+	has bool
 
 	// Group routes: IDs handled and not yet acknowledged.
 	unacked []string
@@ -37,7 +40,7 @@ type streamReader struct {
 // run reads until Close.
 func (sr *streamReader) run() {
 	sr.back = backoff{min: sr.br.cfg.ReconnectMin, max: sr.br.cfg.ReconnectMax}
-	sr.seq = readLoop{br: sr.br, seqs: map[seqKey]seqState{}}
+	sr.in = ingest{br: sr.br, noSeq: sr.r.Delivery == Group, emit: func(it importItem) { sr.got, sr.has = it, true }}
 	if sr.r.Delivery == Group {
 		sr.runGroup()
 	} else {
@@ -45,10 +48,20 @@ func (sr *streamReader) run() {
 	}
 }
 
+// resumed records that a read succeeded; after failures (*failed), that
+// the route resumed (Stats.StreamResumes).
+func (sr *streamReader) resumed(failed *bool) {
+	if *failed {
+		*failed = false
+		sr.back.reset()
+		sr.st.resumes.Add(1)
+	}
+}
+
 // fail reports err and waits before the next attempt. It returns false
 // when the bridge is closing.
 func (sr *streamReader) fail(err error) bool {
-	ctx := sr.st.ctx
+	ctx := sr.st.reading.ctx
 	if ctx.Err() != nil {
 		return false
 	}
@@ -59,7 +72,7 @@ func (sr *streamReader) fail(err error) bool {
 // runStream reads a Stream route with XREAD from the last entry handled.
 func (sr *streamReader) runStream() {
 	br, st, key := sr.br, sr.st, sr.r.key
-	ctx := st.ctx
+	ctx := st.reading.ctx
 	pos, ok := sr.start()
 	if !ok {
 		return
@@ -87,11 +100,7 @@ func (sr *streamReader) runStream() {
 			}
 			continue
 		}
-		if failed {
-			failed = false
-			sr.back.reset()
-			st.resumes.Add(1)
-		}
+		sr.resumed(&failed)
 		stopped := false
 		for _, s := range res {
 			for _, m := range s.Messages {
@@ -124,7 +133,7 @@ func (sr *streamReader) runStream() {
 // closed first.
 func (sr *streamReader) start() (pos string, ok bool) {
 	br, st, key := sr.br, sr.st, sr.r.key
-	ctx := st.ctx
+	ctx := st.reading.ctx
 	for {
 		id, err := st.cp.Load(ctx, key)
 		if err == nil && id != "" {
@@ -201,67 +210,23 @@ func (sr *streamReader) handle(m redis.XMessage) bool {
 		c.filtered.Add(1)
 		return true
 	}
-	if len(data) > br.cfg.MaxMessageBytes {
-		c.decodeErrors.Add(1)
-		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %d bytes in entry %s of %q", ErrTooLarge, len(data), m.ID, r.key))
+	src, _ := m.Values[fieldSource].(string)
+	sr.has = false
+	sr.in.accept(&inbound{
+		channel: br.cfg.Prefix + topic, // what envelopes are numbered and signed for
+		topic:   topic,
+		route:   r.route,
+		data:    []byte(data),
+		entry:   m.ID,
+		key:     r.key,
+		source:  src,
+	})
+	if !sr.has {
 		return true
 	}
-	channel := br.cfg.Prefix + topic // what envelopes are numbered and signed for
-	msg := []byte(data)
-	var it importItem
-	if !r.Raw && isEnvelope(msg) {
-		env, err := decodeEnvelope(channel, msg, br.key, br.cfg.MaxMessageBytes)
-		if err != nil {
-			if errors.Is(err, ErrSignature) {
-				c.signatureRejected.Add(1)
-				br.rep.drop(ErrSignature, 1, fmt.Errorf("%w, in entry %s of %q", err, m.ID, r.key))
-			} else {
-				c.decodeErrors.Add(1)
-				br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w, in entry %s of %q", err, m.ID, r.key))
-			}
-			return true
-		}
-		if env.Source == br.id {
-			c.echoes.Add(1)
-			return true
-		}
-		if r.Delivery == Stream && !sr.seq.sequence(env.Source, channel, env.Seq, env.Time) {
-			c.dups.Add(1)
-			return true
-		}
-		meta := &bus.Meta{Source: env.Source, Seq: env.Seq, ContentType: env.ContentType, Headers: env.Headers}
-		if env.Time != 0 {
-			meta.Time = time.Unix(0, env.Time)
-		}
-		if meta.Source == "" {
-			meta.Source = RawSource
-		}
-		it = importItem{topic: topic, route: r.route, payload: env.Payload, meta: meta}
-	} else {
-		if !r.Raw && br.key != nil {
-			c.signatureRejected.Add(1)
-			br.rep.drop(ErrSignature, 1, fmt.Errorf("%w: entry %s of %q has no envelope", ErrSignature, m.ID, r.key))
-			return true
-		}
-		if src, _ := m.Values[fieldSource].(string); src == br.id {
-			c.echoes.Add(1)
-			return true
-		}
-		it = importItem{topic: topic, route: r.route, payload: msg, meta: rawMeta}
-	}
-
-	payload, err := r.codec.Decode(it.payload, it.meta.ContentType)
-	if err != nil {
-		c.decodeErrors.Add(1)
-		br.rep.drop(ErrDecode, 1, chain(ErrDecode, fmt.Sprintf("topic %q from %q", topic, it.meta.Source), err))
-		return true
-	}
-	err = br.bus.PublishEvent(br.deliverCtx, bus.Event{Topic: topic, Payload: payload, Meta: it.meta})
-	if errors.Is(err, bus.ErrInvalidTopic) {
-		c.decodeErrors.Add(1)
-		br.rep.drop(ErrMalformed, 1, chain(ErrMalformed, fmt.Sprintf("entry %s of %q", m.ID, r.key), err))
-		return true
-	}
+	it := sr.got
+	sr.got = importItem{}
+	ok, err := br.publishLocal(&it, m.ID, r.key)
 	if err != nil {
 		// The bus is closed: nothing handled the entry, so it is not
 		// recorded as handled either.
@@ -269,7 +234,8 @@ func (sr *streamReader) handle(m redis.XMessage) bool {
 		br.rep.report(busError(fmt.Sprintf("bridge: publish %q on the bus", topic), err))
 		return false
 	}
-	c.imported.Add(1)
-	sr.st.imported.Add(1)
+	if ok {
+		sr.st.imported.Add(1)
+	}
 	return true
 }

@@ -1,4 +1,4 @@
-package bridge
+package wire
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 func FuzzDecodeEnvelope(f *testing.F) {
 	for _, s := range envSamples()[:9] {
 		for _, key := range [][]byte{nil, envTestKey} {
-			msg := appendEnvelope(nil, envTestChannel, &s.env, key)
+			msg := AppendEnvelope(nil, envTestChannel, &s.env, key)
 			f.Add(msg, envTestChannel, key != nil)
 			f.Add(msg, envTestChannel, key == nil)
 			f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
@@ -35,8 +35,8 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			key = envTestKey
 		}
 		env, err := decodeEnvelopeSafe(t, channel, msg, key, 0)
-		if (err == errNotEnvelope) != !isEnvelope(msg) {
-			t.Fatalf("isEnvelope = %v but decode error = %v", isEnvelope(msg), err)
+		if (err == ErrNotEnvelope) != !IsEnvelope(msg) {
+			t.Fatalf("isEnvelope = %v but decode error = %v", IsEnvelope(msg), err)
 		}
 		if len(msg) > 1 { // maxBytes 0 means no limit
 			if _, err := decodeEnvelopeSafe(t, channel, msg, key, len(msg)-1); !errors.Is(err, ErrTooLarge) {
@@ -44,26 +44,26 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			}
 		}
 		if err != nil {
-			if err != errNotEnvelope && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrSignature) {
+			if err != ErrNotEnvelope && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrSignature) {
 				t.Fatalf("undocumented error: %v", err)
 			}
 			return
 		}
-		if err := env.validate(); err != nil {
+		if err := env.Validate(); err != nil {
 			t.Fatalf("decoded an invalid envelope: %v", err)
 		}
 		signed := msg[3]&flagSigned != 0
 		if signed && key == nil {
 			// Read unchecked: compare with the unsigned encoding.
-			re := appendEnvelope(nil, channel, &env, nil)
-			want := bytes.Clone(msg[:len(msg)-envMACLen])
+			re := AppendEnvelope(nil, channel, &env, nil)
+			want := bytes.Clone(msg[:len(msg)-MACLen])
 			want[3] &^= flagSigned
 			if !bytes.Equal(re, want) {
 				t.Fatalf("re-encoded unsigned\n% x\nwant\n% x", re, want)
 			}
 			return
 		}
-		if re := appendEnvelope(nil, channel, &env, key); !bytes.Equal(re, msg) {
+		if re := AppendEnvelope(nil, channel, &env, key); !bytes.Equal(re, msg) {
 			t.Fatalf("re-encoded\n% x\nwant\n% x", re, msg)
 		}
 	})
@@ -80,21 +80,21 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 	f.Add("\xb5\x1e", ^uint64(0), int64(-1<<63), "\x00", "a", "", "b", "x", []byte{0xb5, 0x1e, 1, 0}, "c", true)
 	f.Fuzz(func(t *testing.T, source string, seq uint64, tm int64, ctype, k1, v1, k2, v2 string,
 		payload []byte, channel string, keyed bool) {
-		env := envelope{Source: source, Seq: seq, Time: tm, ContentType: ctype, Payload: payload}
+		env := Envelope{Source: source, Seq: seq, Time: tm, ContentType: ctype, Payload: payload}
 		if k1 != "" || k2 != "" {
 			env.Headers = map[string]string{k1: v1, k2: v2}
 		}
 		if len(payload) == 0 {
 			env.Payload = nil
 		}
-		if env.validate() != nil {
+		if env.Validate() != nil {
 			return
 		}
 		var key []byte
 		if keyed {
 			key = envTestKey
 		}
-		msg := appendEnvelope(nil, channel, &env, key)
+		msg := AppendEnvelope(nil, channel, &env, key)
 		if len(msg) != envelopeLen(&env, keyed) {
 			t.Fatalf("len %d, envelopeLen %d", len(msg), envelopeLen(&env, keyed))
 		}

@@ -1,21 +1,13 @@
-package bridge
-
-import (
-	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/binary"
-	"errors"
-	"fmt"
-	"hash"
-	"slices"
-	"sync"
-)
-
-// Wire format of an envelope, version 1.
+// Package wire is the bridge's wire format: the envelope that carries an
+// event's source, sequence number, time, content type, headers and payload
+// between bridges, batches of envelopes, and their HMAC signatures. It
+// knows nothing of Redis; it is fuzzed on its own.
+//
+// # Wire format of an envelope, version 1
 //
 // Messages of enveloped routes carry one envelope each, as the whole Redis
-// message, or a batch of events (see Batches below). All multi-byte integers are varints as in encoding/binary:
+// message, or a batch of events (see Batches below). All multi-byte
+// integers are varints as in encoding/binary:
 // "uvarint" is an unsigned LEB128 integer (1 to 10 bytes) that must use the
 // fewest bytes possible; "varint" is a zigzag-encoded signed integer stored as
 // a uvarint. Strings are raw bytes (UTF-8 is expected but not checked). The
@@ -97,44 +89,69 @@ import (
 // The events must fill the message exactly (up to the MAC). A single event
 // is always sent as a plain envelope, never as a batch of one, so the
 // encoding stays canonical.
+package wire
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"slices"
+	"sync"
+
+	"github.com/busline/bus/bridge/internal/intern"
+	"github.com/busline/bus/bridge/internal/plural"
+)
+
 const (
-	envMagic0    = 0xB5
-	envMagic1    = 0x1E
-	envVersion   = 1
-	envFixedLen  = 4 // magic, version, flags
-	flagSigned   = 1 << 0
-	flagHeaders  = 1 << 1
-	flagBatch    = 1 << 2
-	flagsKnown   = flagSigned | flagHeaders | flagBatch
-	envMACLen    = sha256.Size
+	envMagic0   = 0xB5
+	envMagic1   = 0x1E
+	envVersion  = 1
+	envFixedLen = 4 // magic, version, flags
+	flagSigned  = 1 << 0
+	flagHeaders = 1 << 1
+	flagBatch   = 1 << 2
+	flagsKnown  = flagSigned | flagHeaders | flagBatch
+	// MACLen is the length of the MAC that ends a signed message.
+	MACLen       = sha256.Size
 	maxSourceLen = 255
-	maxTypeLen   = 255
+	// MaxTypeLen is the longest content type an envelope carries.
+	MaxTypeLen   = 255
 	maxHeaders   = 64
 	maxHeaderKey = 255
 	maxHeaderVal = 4096
-	// maxBatchEvents is the most events one batch carries.
-	maxBatchEvents = 1 << 16
+	// MaxBatchEvents is the most events one batch carries.
+	MaxBatchEvents = 1 << 16
 )
 
-// envelope is the decoded form of an enveloped message. See the wire format
+// Envelope is the decoded form of an enveloped message. See the wire format
 // above for the limits of each field.
-type envelope struct {
+type Envelope struct {
 	Source      string            // instance ID of the sender, 1..255 bytes
 	Seq         uint64            // per-source sequence number
 	Time        int64             // Unix nanoseconds, when the event was exported
 	ContentType string            // what the sender's Codec returned, 0..255 bytes
 	Headers     map[string]string // optional: at most 64, key 1..255 bytes, value 0..4096 bytes
-	// Payload is the event's bytes. After decodeEnvelope it aliases the
+	// Payload is the event's bytes. After DecodeEnvelope it aliases the
 	// message passed in (capacity clipped to the payload, so appending to
 	// it copies): the message must not be modified while Payload is used.
 	// It is nil when the payload is empty.
 	Payload []byte
 }
 
+// Strings of imported envelopes, interned: see package intern.
+var sources, types intern.Table
+
+// The errors of decoding. Package bridge exports ErrMalformed, ErrSignature
+// and ErrTooLarge as its own (the same values), so their messages carry the
+// bridge's prefix.
 var (
-	// errNotEnvelope is returned by decodeEnvelope for a message without the
+	// ErrNotEnvelope is returned by DecodeEnvelope for a message without the
 	// magic prefix: the caller treats the message as raw bytes.
-	errNotEnvelope = errors.New("bridge: not an envelope")
+	ErrNotEnvelope = errors.New("bridge: not an envelope")
 
 	// ErrMalformed is wrapped by the errors reported for messages that
 	// start with the envelope magic but are not a valid envelope:
@@ -156,22 +173,28 @@ var (
 	ErrTooLarge = errors.New("bridge: message too large")
 )
 
-// isEnvelope reports whether msg starts with the envelope magic. It does not
+// IsEnvelope reports whether msg starts with the envelope magic. It does not
 // validate the rest.
-func isEnvelope(msg []byte) bool {
+func IsEnvelope(msg []byte) bool {
 	return len(msg) >= 2 && msg[0] == envMagic0 && msg[1] == envMagic1
 }
 
-// validate reports, wrapping ErrMalformed, a field of env over the limits
-// of the wire format. appendEnvelope does not check them (it cannot return an
+// IsBatch reports whether msg starts like a batch: the envelope magic and
+// the batch flag. It does not validate the rest; DecodeMessage does.
+func IsBatch(msg []byte) bool {
+	return IsEnvelope(msg) && len(msg) >= envFixedLen && msg[3]&flagBatch != 0
+}
+
+// Validate reports, wrapping ErrMalformed, a field of env over the limits
+// of the wire format. AppendEnvelope does not check them (it cannot return an
 // error): callers validate envelopes built from user input first, otherwise
 // the message they send is one every receiver rejects.
-func (env *envelope) validate() error {
+func (env *Envelope) Validate() error {
 	switch {
 	case len(env.Source) == 0 || len(env.Source) > maxSourceLen:
 		return fmt.Errorf("%w: source %q is %d bytes, want 1..%d", ErrMalformed, env.Source, len(env.Source), maxSourceLen)
-	case len(env.ContentType) > maxTypeLen:
-		return fmt.Errorf("%w: content type is %d bytes, limit %d", ErrMalformed, len(env.ContentType), maxTypeLen)
+	case len(env.ContentType) > MaxTypeLen:
+		return fmt.Errorf("%w: content type is %d bytes, limit %d", ErrMalformed, len(env.ContentType), MaxTypeLen)
 	case len(env.Headers) > maxHeaders:
 		return fmt.Errorf("%w: %d headers, limit %d", ErrMalformed, len(env.Headers), maxHeaders)
 	}
@@ -188,7 +211,7 @@ func (env *envelope) validate() error {
 
 // tailLen returns the length of the fields of env from its time through
 // its payload, which plain envelopes and the events of a batch share.
-func tailLen(env *envelope) int {
+func tailLen(env *Envelope) int {
 	n := uvarintLen(zigzag(env.Time)) +
 		uvarintLen(uint64(len(env.ContentType))) + len(env.ContentType) +
 		uvarintLen(uint64(len(env.Payload))) + len(env.Payload)
@@ -201,15 +224,15 @@ func tailLen(env *envelope) int {
 	return n
 }
 
-// appendEnvelope appends the encoding of env, published on channel, to dst
+// AppendEnvelope appends the encoding of env, published on channel, to dst
 // and returns the extended slice. With a non-empty key the message is signed
 // with HMAC-SHA256 over the channel name and every byte before the MAC; with
 // a nil or empty key it is unsigned (and channel is unused).
 //
 // It does not allocate when dst has room for the message,
 // with or without key, as long as successive calls use the same key. It
-// does not validate env (see validate). It is safe for concurrent use.
-func appendEnvelope(dst []byte, channel string, env *envelope, key []byte) []byte {
+// does not validate env (see Validate). It is safe for concurrent use.
+func AppendEnvelope(dst []byte, channel string, env *Envelope, key []byte) []byte {
 	start := len(dst)
 	var flags byte
 	if len(key) > 0 {
@@ -227,7 +250,7 @@ func appendEnvelope(dst []byte, channel string, env *envelope, key []byte) []byt
 }
 
 // appendTail appends the fields of env from its time through its payload.
-func appendTail(dst []byte, env *envelope) []byte {
+func appendTail(dst []byte, env *Envelope) []byte {
 	dst = binary.AppendVarint(dst, env.Time)
 	dst = binary.AppendUvarint(dst, uint64(len(env.ContentType)))
 	dst = append(dst, env.ContentType...)
@@ -261,16 +284,28 @@ func batchHeaderLen(source string, seq uint64, count int) int {
 		uvarintLen(seq) + uvarintLen(uint64(count))
 }
 
-// batchEventLen returns the length of env as an event of a batch.
-func batchEventLen(env *envelope) int { return 1 + tailLen(env) }
+// BatchOverhead returns the most bytes a batch of events of source,
+// numbered from seq, adds to the lengths of its events (BatchEventLen):
+// its header with the largest event count, and the MAC if signed. A batch
+// of events whose lengths add up to n is at most BatchOverhead + n bytes.
+func BatchOverhead(source string, seq uint64, signed bool) int {
+	n := batchHeaderLen(source, seq, MaxBatchEvents)
+	if signed {
+		n += MACLen
+	}
+	return n
+}
 
-// appendBatch appends the encoding of envs, published on channel, as one
+// BatchEventLen returns the length of env as an event of a batch.
+func BatchEventLen(env *Envelope) int { return 1 + tailLen(env) }
+
+// AppendBatch appends the encoding of envs, published on channel, as one
 // batch, signed if key is not empty, and returns the extended slice. envs
-// must hold 2..maxBatchEvents envelopes of one Source numbered from
+// must hold 2..MaxBatchEvents envelopes of one Source numbered from
 // envs[0].Seq (at least 1) up by one; their own Source and Seq are not
-// read. Like appendEnvelope it does not validate, does not allocate when
+// read. Like AppendEnvelope it does not validate, does not allocate when
 // dst has room, and is safe for concurrent use.
-func appendBatch(dst []byte, channel string, envs []envelope, key []byte) []byte {
+func AppendBatch(dst []byte, channel string, envs []Envelope, key []byte) []byte {
 	start := len(dst)
 	dst = appendBatchHeader(dst, envs[0].Source, envs[0].Seq, len(envs), len(key) > 0)
 	for i := range envs {
@@ -280,7 +315,7 @@ func appendBatch(dst []byte, channel string, envs []envelope, key []byte) []byte
 }
 
 // appendBatchHeader appends the fields of a batch before its events: count
-// events (2..maxBatchEvents) of source numbered from seq (at least 1),
+// events (2..MaxBatchEvents) of source numbered from seq (at least 1),
 // signed if signed is set. Append the events with appendBatchEvent, then
 // the MAC with appendMAC. It does not validate its arguments.
 func appendBatchHeader(dst []byte, source string, seq uint64, count int, signed bool) []byte {
@@ -297,7 +332,7 @@ func appendBatchHeader(dst []byte, source string, seq uint64, count int, signed 
 
 // appendBatchEvent appends env, whose Source and Seq are the batch's, as
 // the next event of a batch.
-func appendBatchEvent(dst []byte, env *envelope) []byte {
+func appendBatchEvent(dst []byte, env *Envelope) []byte {
 	var flags byte
 	if len(env.Headers) > 0 {
 		flags = flagHeaders
@@ -327,12 +362,12 @@ func appendHeaders(dst []byte, h map[string]string) []byte {
 	return dst
 }
 
-// decodeEnvelope decodes msg, received on channel, which must be a plain
-// envelope: a batch is ErrMalformed here (decodeMessage reads both). The
+// DecodeEnvelope decodes msg, received on channel, which must be a plain
+// envelope: a batch is ErrMalformed here (DecodeMessage reads both). The
 // checks come in this order, and the first that fails decides the error:
 //   - ErrTooLarge (wrapped) if maxBytes > 0 and msg is longer than maxBytes,
 //     whether or not msg is an envelope; maxBytes <= 0 means no limit;
-//   - errNotEnvelope if msg does not start with the magic, with or without
+//   - ErrNotEnvelope if msg does not start with the magic, with or without
 //     a key: the caller decides (it delivers raw bytes, or rejects them
 //     when it requires signatures);
 //   - ErrMalformed (wrapped) for a message too short for the version and
@@ -351,24 +386,24 @@ func appendHeaders(dst []byte, h map[string]string) []byte {
 // only when the message has headers; nothing is allocated before the whole
 // message has been validated. It never panics and is safe for concurrent
 // use.
-func decodeEnvelope(channel string, msg []byte, key []byte, maxBytes int) (envelope, error) {
+func DecodeEnvelope(channel string, msg []byte, key []byte, maxBytes int) (Envelope, error) {
 	body, flags, err := openMessage(channel, msg, key, maxBytes)
 	if err != nil {
-		return envelope{}, err
+		return Envelope{}, err
 	}
 	if flags&flagBatch != 0 {
-		return envelope{}, malformed(3, "a batch where one event is expected")
+		return Envelope{}, malformed(3, "a batch where one event is expected")
 	}
 	return parseSingle(body, flags)
 }
 
-// decodeMessage decodes msg, received on channel: a plain envelope or a
-// batch. It checks the whole message first, as decodeEnvelope does (same
+// DecodeMessage decodes msg, received on channel: a plain envelope or a
+// batch. It checks the whole message first, as DecodeEnvelope does (same
 // errors, in the same order), and only then calls fn for each of its
 // events in order, with i counting from 0; env.Payload aliases msg. It
 // returns the number of events, 0 with an error. It never panics and is
 // safe for concurrent use.
-func decodeMessage(channel string, msg []byte, key []byte, maxBytes int, fn func(i int, env envelope)) (int, error) {
+func DecodeMessage(channel string, msg []byte, key []byte, maxBytes int, fn func(i int, env Envelope)) (int, error) {
 	body, flags, err := openMessage(channel, msg, key, maxBytes)
 	if err != nil {
 		return 0, err
@@ -384,14 +419,14 @@ func decodeMessage(channel string, msg []byte, key []byte, maxBytes int, fn func
 	return parseBatch(body, flags, fn)
 }
 
-// openMessage makes the checks of decodeEnvelope that come before the
+// openMessage makes the checks of DecodeEnvelope that come before the
 // fields, the MAC included, and returns msg without its MAC and the flags.
 func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []byte, flags byte, err error) {
 	if maxBytes > 0 && len(msg) > maxBytes {
 		return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), maxBytes)
 	}
-	if !isEnvelope(msg) {
-		return nil, 0, errNotEnvelope
+	if !IsEnvelope(msg) {
+		return nil, 0, ErrNotEnvelope
 	}
 	if len(msg) < envFixedLen {
 		return nil, 0, malformed(len(msg), "truncated before the version and flags")
@@ -406,7 +441,7 @@ func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []b
 	signed := flags&flagSigned != 0
 	end := len(msg) // where the payload must end: before the MAC if signed
 	if signed {
-		end -= envMACLen
+		end -= MACLen
 	}
 	tooShort := end < envFixedLen // signed, and too short to hold the MAC
 
@@ -429,7 +464,7 @@ func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []b
 		}
 	}
 	if tooShort {
-		return nil, 0, malformed(len(msg), "signed, but too short to hold the %d-byte MAC", envMACLen)
+		return nil, 0, malformed(len(msg), "signed, but too short to hold the %d-byte MAC", MACLen)
 	}
 	if flags&flagBatch != 0 && flags&flagHeaders != 0 {
 		return nil, 0, malformed(3, "headers flag on a batch (headers are per event)")
@@ -438,34 +473,34 @@ func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []b
 }
 
 // parseSingle decodes the fields of a plain envelope, msg without its MAC.
-func parseSingle(msg []byte, flags byte) (envelope, error) {
+func parseSingle(msg []byte, flags byte) (Envelope, error) {
 	// First pass: validate everything and remember where the fields are,
 	// without allocating. The fields must fill msg exactly.
 	off := envFixedLen
 	src, off, err := readField(msg, off, 1, maxSourceLen, "source")
 	if err != nil {
-		return envelope{}, err
+		return Envelope{}, err
 	}
 	seq, off, err := readUvarint(msg, off, "sequence number", "")
 	if err != nil {
-		return envelope{}, err
+		return Envelope{}, err
 	}
 	t, off, err := parseTail(msg, off, flags&flagHeaders != 0)
 	if err != nil {
-		return envelope{}, err
+		return Envelope{}, err
 	}
 	if off != len(msg) {
-		return envelope{}, malformed(off, "%s after the payload", plural(uint64(len(msg)-off), "byte"))
+		return Envelope{}, malformed(off, "%s after the payload", plural.Of(uint64(len(msg)-off), "byte"))
 	}
 	// Second pass: build the result from validated bytes.
-	env := envelope{Source: sourceStrings.intern(src), Seq: seq}
+	env := Envelope{Source: sources.String(src), Seq: seq}
 	t.fill(&env)
 	return env, nil
 }
 
 // parseBatch decodes the fields of a batch, msg without its MAC, and calls
 // fn for each event once all of them are valid.
-func parseBatch(msg []byte, flags byte, fn func(i int, env envelope)) (int, error) {
+func parseBatch(msg []byte, flags byte, fn func(i int, env Envelope)) (int, error) {
 	off := envFixedLen
 	src, off, err := readField(msg, off, 1, maxSourceLen, "source")
 	if err != nil {
@@ -484,8 +519,8 @@ func parseBatch(msg []byte, flags byte, fn func(i int, env envelope)) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	if count < 2 || count > maxBatchEvents {
-		return 0, malformed(countOff, "event count %d, want 2..%d", count, maxBatchEvents)
+	if count < 2 || count > MaxBatchEvents {
+		return 0, malformed(countOff, "event count %d, want 2..%d", count, MaxBatchEvents)
 	}
 	if seq+count-1 < seq {
 		return 0, malformed(seqOff, "sequence numbers overflow 64 bits")
@@ -497,17 +532,17 @@ func parseBatch(msg []byte, flags byte, fn func(i int, env envelope)) (int, erro
 		}
 	}
 	if off != len(msg) {
-		return 0, malformed(off, "%s after the last event", plural(uint64(len(msg)-off), "byte"))
+		return 0, malformed(off, "%s after the last event", plural.Of(uint64(len(msg)-off), "byte"))
 	}
 
 	// Everything is valid: build the events.
-	source := sourceStrings.intern(src)
+	source := sources.String(src)
 	off = first
 	for i := range int(count) {
 		hasHeaders := msg[off]&flagHeaders != 0
 		var t tail
 		t, off, _ = parseTail(msg, off+1, hasHeaders)
-		env := envelope{Source: source, Seq: seq + uint64(i)}
+		env := Envelope{Source: source, Seq: seq + uint64(i)}
 		t.fill(&env)
 		fn(i, env)
 	}
@@ -546,7 +581,7 @@ func parseTail(msg []byte, off int, hasHeaders bool) (t tail, _ int, err error) 
 	if err != nil {
 		return t, off, err
 	}
-	t.ctype, off, err = readField(msg, off, 0, maxTypeLen, "content type")
+	t.ctype, off, err = readField(msg, off, 0, MaxTypeLen, "content type")
 	if err != nil {
 		return t, off, err
 	}
@@ -583,9 +618,9 @@ func parseTail(msg []byte, off int, hasHeaders bool) (t tail, _ int, err error) 
 }
 
 // fill sets the time, content type, headers and payload of env from t.
-func (t *tail) fill(env *envelope) {
+func (t *tail) fill(env *Envelope) {
 	env.Time = unzigzag(t.zt)
-	env.ContentType = contentTypeString(t.ctype)
+	env.ContentType = types.String(t.ctype)
 	if len(t.payload) > 0 {
 		env.Payload = t.payload[:len(t.payload):len(t.payload)]
 	}
@@ -656,7 +691,7 @@ func readField(b []byte, off, minLen, maxLen int, what string) ([]byte, int, err
 		return nil, lenOff, malformed(lenOff, "%s length %d, want %d..%d", what, n, minLen, maxLen)
 	}
 	if n > uint64(len(b)-off) { // compared as uint64: n may not fit an int
-		return nil, lenOff, malformed(lenOff, "%s length %d but only %s left", what, n, plural(uint64(len(b)-off), "byte"))
+		return nil, lenOff, malformed(lenOff, "%s length %d but only %s left", what, n, plural.Of(uint64(len(b)-off), "byte"))
 	}
 	end := off + int(n)
 	return b[off:end], end, nil
@@ -681,9 +716,9 @@ type macState struct {
 	key     []byte    // copy of the key h was built with
 	h       hash.Hash // hmac.New(sha256.New, key)
 	scratch [64]byte  // the channel's length prefix and name, written in chunks
-	// out is where decodeEnvelope computes the expected MAC: a local
+	// out is where DecodeEnvelope computes the expected MAC: a local
 	// array would escape to the heap through the hash.Hash call.
-	out [envMACLen]byte
+	out [MACLen]byte
 }
 
 // macPool holds *macState. A state for another key is dropped and a new

@@ -7,7 +7,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+
+	"github.com/busline/bus/bridge/internal/seq"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -39,13 +42,17 @@ import (
 // of) its slots.
 var errSlotMoved = errors.New("slot moved to another node")
 
-// shardSet holds the sharded routes of a bridge on a cluster. It is nil on
-// other clients.
+// shardSet holds the sharded routes of a bridge: on a cluster, unless
+// Options.ClassicPubSub, the exact routes' channels (with their partition
+// tags), the channels exported with SPUBLISH, and the transport of the
+// imported ones, which the Bridge runs when there are any. On other
+// clients it holds nothing and says so (sharded, publish).
 type shardSet struct {
 	br         *Bridge
-	cc         *redis.ClusterClient
-	classic    bool // Options.ClassicPubSub: no sharded routes
+	cc         *redis.ClusterClient // nil: not a cluster
+	classic    bool                 // Options.ClassicPubSub: no sharded routes
 	partitions int
+	g          *group // the manager (run); its context is that of every loop
 
 	// Set up by New, read-only afterwards.
 	exports  map[string]bool           // channels exported with SPUBLISH
@@ -53,11 +60,11 @@ type shardSet struct {
 	slots    map[int][]string          // imported channels by slot, sorted
 
 	regroup chan struct{} // a loop found its slots moved; room for one token
-	done    chan struct{} // closed when the manager has stopped its loops
 
-	// Protected by br.mu: the current loops, for Ready and Close.
-	loops   map[*shardLoop]bool
-	planned bool // the loops of the current plan are running
+	mu      sync.Mutex          // protects the fields below and those of the loops that say so
+	loops   map[*shardLoop]bool // the current loops, for Ready and Close
+	planned bool                // the loops of the current plan are running
+	stopped bool
 }
 
 // shardedChannel is what an imported sharded channel carries.
@@ -66,14 +73,10 @@ type shardedChannel struct {
 	route *route // the first import route matching topic
 }
 
-// newShardSet returns the shard set of a bridge on rdb, or nil when rdb is
-// not a cluster client.
+// newShardSet returns the shard set of a bridge on rdb.
 func newShardSet(br *Bridge, rdb redis.UniversalClient) *shardSet {
-	cc, ok := rdb.(*redis.ClusterClient)
-	if !ok {
-		return nil
-	}
-	return &shardSet{
+	cc, _ := rdb.(*redis.ClusterClient)
+	s := &shardSet{
 		br:         br,
 		cc:         cc,
 		classic:    br.cfg.ClassicPubSub,
@@ -82,9 +85,10 @@ func newShardSet(br *Bridge, rdb redis.UniversalClient) *shardSet {
 		channels:   map[string]shardedChannel{},
 		slots:      map[int][]string{},
 		regroup:    make(chan struct{}, 1),
-		done:       make(chan struct{}),
 		loops:      map[*shardLoop]bool{},
 	}
+	s.g = newGroup(context.Background())
+	return s
 }
 
 // finish records the sharded channels once every route is compiled. An
@@ -126,103 +130,87 @@ func (s *shardSet) finish() {
 	}
 }
 
-// start starts the manager of the sharded subscriptions, if there are
-// any. s may be nil.
-func (s *shardSet) start() {
-	if s == nil {
-		return
-	}
-	if len(s.slots) == 0 {
-		close(s.done)
-		return
-	}
-	go s.run()
+// importing reports whether the set has sharded channels to import: then
+// the Bridge runs it as a transport.
+func (s *shardSet) importing() bool { return len(s.slots) > 0 }
+
+// start starts the manager of the sharded subscriptions.
+func (s *shardSet) start() { s.g.run(s.run) }
+
+func (s *shardSet) stop(context.Context) {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.g.cancel()
 }
 
-// wait waits until the manager and its loops have returned; Close calls it
-// after cancelling the subscription context. s may be nil.
-func (s *shardSet) wait() {
-	if s != nil {
-		<-s.done
-	}
+// wait waits until the manager and its loops have returned.
+func (s *shardSet) wait(ctx context.Context) int {
+	s.g.wait(ctx, nil) // stopped already: giving up changes nothing
+	return 0
 }
 
-// sharded reports whether exact routes use sharded pub/sub. s may be nil.
-func (s *shardSet) sharded() bool { return s != nil && !s.classic }
+func (s *shardSet) stats(*Stats) {}
+
+// sharded reports whether exact routes use sharded pub/sub.
+func (s *shardSet) sharded() bool { return s.cc != nil && !s.classic }
 
 // channel returns the channel of an exact route's topic.
 func (s *shardSet) channel(topic string) string {
 	return ShardChannel(s.br.cfg.Prefix, topic, s.partitions)
 }
 
-// publish returns a PUBLISH of msg on channel that a cluster pipeline sends
-// to the node serving the channel's slot: go-redis spreads keyless
+// publish adds to p the command that publishes msg on channel: SPUBLISH
+// for a sharded channel; on a cluster, a PUBLISH that the pipeline sends
+// to the node serving the channel's slot (go-redis spreads keyless
 // commands over the nodes in turn, which would reorder the messages of a
 // channel, since the nodes forward them to each other's subscribers
-// independently.
-func (s *shardSet) publish(ctx context.Context, channel string, msg []byte) redis.Cmder {
-	cmd := redis.NewIntCmd(ctx, "publish", channel, msg)
-	cmd.SetFirstKeyPos(1)
-	return cmd
+// independently); otherwise a plain PUBLISH. The flusher calls it for
+// every message.
+func (s *shardSet) publish(ctx context.Context, p redis.Pipeliner, channel string, msg []byte) {
+	switch {
+	case s.cc == nil:
+		p.Publish(ctx, channel, msg)
+	case s.exports[channel]:
+		p.SPublish(ctx, channel, msg)
+	default:
+		cmd := redis.NewIntCmd(ctx, "publish", channel, msg)
+		cmd.SetFirstKeyPos(1)
+		_ = p.Process(ctx, cmd)
+	}
 }
 
-// spublish reports whether channel is exported with SPUBLISH. It is called
-// by the flusher for every export; s may be nil.
-func (s *shardSet) spublish(channel string) bool {
-	return s != nil && s.exports[channel] // nil map when not sharded
-}
-
-// readyLocked reports whether every sharded subscription is confirmed.
-func (s *shardSet) readyLocked() bool {
-	if s == nil || len(s.slots) == 0 {
-		return true
-	}
-	if !s.planned {
-		return false
-	}
+// ready reports whether every sharded subscription is confirmed, and if
+// not, the refusal of one, if any.
+func (s *shardSet) ready() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok := s.planned
+	var err error
 	for l := range s.loops {
 		if !l.ready {
-			return false
+			ok = false
+		}
+		if err == nil && l.err != nil {
+			err = l.err
 		}
 	}
-	return true
-}
-
-// errLocked returns the refusal of a sharded subscription, if any.
-func (s *shardSet) errLocked() error {
-	if s == nil {
-		return nil
-	}
-	for l := range s.loops {
-		if l.err != nil {
-			return l.err
-		}
-	}
-	return nil
-}
-
-// wakeLocked wakes the callers of Ready after a change of the sharded
-// subscriptions' state.
-func (s *shardSet) wakeLocked() {
-	br := s.br
-	close(br.changed)
-	br.changed = make(chan struct{})
+	return ok, err
 }
 
 // run is the manager goroutine: it groups the imported slots by node,
 // runs a loop per node and replaces the loops whose slots moved, until the
 // bridge's subscription context ends.
 func (s *shardSet) run() {
-	defer close(s.done)
 	br := s.br
-	ctx := br.subCtx
+	ctx := s.g.ctx
 	current := map[string]*shardLoop{} // by plan key
-	archive := map[seqKey]seqState{}   // sequences of stopped loops
+	var archive seq.Tracker            // sequences of stopped loops
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	first := true
 	defer func() {
 		for _, l := range current {
-			s.stop(l, archive)
+			s.stopLoop(l, &archive)
 		}
 	}()
 	for {
@@ -240,31 +228,32 @@ func (s *shardSet) run() {
 		back.reset()
 		for key, l := range current {
 			if _, keep := plan[key]; !keep || l.moved.Load() {
-				s.stop(l, archive)
+				s.stopLoop(l, &archive)
 				delete(current, key)
 			}
 		}
-		br.mu.Lock()
-		closed := br.closed
-		br.mu.Unlock()
-		if closed {
+		s.mu.Lock()
+		stopped := s.stopped
+		s.mu.Unlock()
+		if stopped {
 			return
 		}
 		for key, g := range plan {
 			if _, ok := current[key]; ok {
 				continue
 			}
-			l := s.newLoop(g, archive)
+			l := s.newLoop(g, &archive)
 			current[key] = l
-			br.mu.Lock()
+			s.mu.Lock()
 			s.loops[l] = true
-			br.mu.Unlock()
-			go l.loop(first)
+			s.mu.Unlock()
+			firstPlan := first // first changes below; the loop keeps this plan's
+			l.g.run(func() { l.loop(firstPlan) })
 		}
-		br.mu.Lock()
+		s.mu.Lock()
 		s.planned = true
-		s.wakeLocked()
-		br.mu.Unlock()
+		s.mu.Unlock()
+		br.changed.notify()
 		first = false
 
 		select {
@@ -327,15 +316,13 @@ func (s *shardSet) plan(ctx context.Context) (map[string]shardGroup, error) {
 // connection, and makes a new connection when it fails, like the classic
 // subscribeLoop.
 type shardLoop struct {
-	set    *shardSet
-	group  shardGroup
-	rl     readLoop
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	moved  atomic.Bool // the loop found its slots moved and waits to be replaced
+	set   *shardSet
+	group shardGroup
+	rl    readLoop
+	g     *group      // the loop's goroutine; a child of the manager's
+	moved atomic.Bool // the loop found its slots moved and waits to be replaced
 
-	// Protected by br.mu.
+	// Protected by set.mu.
 	ps    *redis.PubSub
 	ready bool  // every SSUBSCRIBE of the current connection confirmed
 	err   error // the last refusal, until the next confirmation
@@ -343,79 +330,66 @@ type shardLoop struct {
 
 // newLoop makes the loop of group g, resuming the sequences of its channels
 // from archive.
-func (s *shardSet) newLoop(g shardGroup, archive map[seqKey]seqState) *shardLoop {
-	l := &shardLoop{set: s, group: g, done: make(chan struct{})}
-	l.ctx, l.cancel = context.WithCancel(s.br.subCtx)
-	l.rl = readLoop{br: s.br, seqs: map[seqKey]seqState{}, shard: l}
+func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
+	l := &shardLoop{set: s, group: g, g: newGroup(s.g.ctx)}
+	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: ingest{br: s.br, emit: s.br.enqueue}}
 	mine := map[string]bool{}
 	for _, chans := range g.slots {
 		for _, ch := range chans {
 			mine[ch] = true
 		}
 	}
-	for k, v := range archive {
-		if mine[k.channel] {
-			l.rl.seqs[k] = v
-			delete(archive, k)
-		}
-	}
+	archive.MoveChannels(&l.rl.in.seqs, func(ch string) bool { return mine[ch] })
 	return l
 }
 
-// stop ends loop l, waits for it, and keeps its sequences in archive.
-func (s *shardSet) stop(l *shardLoop, archive map[seqKey]seqState) {
-	br := s.br
-	l.cancel()
-	br.mu.Lock()
+// stopLoop ends loop l, waits for it, and keeps its sequences in archive.
+func (s *shardSet) stopLoop(l *shardLoop, archive *seq.Tracker) {
+	l.g.cancel()
+	s.mu.Lock()
 	if l.ps != nil {
 		_ = l.ps.Close() // ends the read in progress
 	}
-	br.mu.Unlock()
-	<-l.done
-	br.mu.Lock()
+	s.mu.Unlock()
+	l.g.wait(context.Background(), nil)
+	s.mu.Lock()
 	delete(s.loops, l)
-	s.wakeLocked()
-	br.mu.Unlock()
-	if len(archive)+len(l.rl.seqs) > maxSeqChannels {
-		clear(archive) // bounded memory; tracking starts over
-	}
-	for k, v := range l.rl.seqs {
-		archive[k] = v
-	}
+	s.mu.Unlock()
+	s.br.changed.notify()
+	l.rl.in.seqs.MoveTo(archive)
 }
 
 // loop runs connections until the loop is stopped or its slots move.
 // first says whether this loop belongs to the bridge's first plan: a loop
 // started by a rebuild reports a possible gap when it is confirmed.
 func (l *shardLoop) loop(first bool) {
-	defer close(l.done)
 	br := l.set.br
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	for {
 		// No channels yet: the first SSubscribe, of the first slot,
 		// makes the connection, to the node go-redis sees serving it.
-		ps := l.set.cc.SSubscribe(l.ctx)
-		br.mu.Lock()
-		if br.closed || l.ctx.Err() != nil {
-			br.mu.Unlock()
+		ps := l.set.cc.SSubscribe(l.g.ctx)
+		l.set.mu.Lock()
+		if l.set.stopped || l.g.ctx.Err() != nil {
+			l.set.mu.Unlock()
 			_ = ps.Close()
 			return
 		}
 		l.ps = ps
-		br.mu.Unlock()
+		l.set.mu.Unlock()
 
 		connected, confirmed, err := l.rl.run(ps, first)
 		_ = ps.Close()
 		moved := errors.Is(err, errSlotMoved) || isMoved(err)
-		br.mu.Lock()
+		l.set.mu.Lock()
 		l.ps = nil
 		l.ready = false
 		if errors.Is(err, ErrSubscribe) && !moved && !transientReply(err) {
 			l.err = err
 		}
-		l.set.wakeLocked()
-		br.mu.Unlock()
-		if l.ctx.Err() != nil {
+		l.set.mu.Unlock()
+		br.changed.notify()
+		if l.g.ctx.Err() != nil {
 			return
 		}
 		if confirmed {
@@ -432,7 +406,7 @@ func (l *shardLoop) loop(first bool) {
 			}
 			// Wait for the manager to stop this loop: until then, keep
 			// the slots' sequences here.
-			<-l.ctx.Done()
+			<-l.g.ctx.Done()
 			return
 		case errors.Is(err, ErrSubscribe) && !transientReply(err):
 			br.reportLast(err) // it names the node
@@ -441,7 +415,7 @@ func (l *shardLoop) loop(first bool) {
 		default:
 			br.reportLast(chain(ErrDisconnected, "node "+l.group.addr, err))
 		}
-		if !sleep(l.ctx, back.next()) {
+		if !sleep(l.g.ctx, back.next()) {
 			return
 		}
 	}
@@ -462,17 +436,30 @@ func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) (map[string
 	return pending, nil
 }
 
-// setReady records that every subscription of the current connection is
+// confirmed records that every subscription of the current connection is
 // confirmed.
-func (l *shardLoop) setReady() {
-	br := l.set.br
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	if br.closed {
-		return
+func (l *shardLoop) confirmed() {
+	l.set.mu.Lock()
+	if !l.set.stopped {
+		l.ready, l.err = true, nil
 	}
-	l.ready, l.err = true, nil
-	l.set.wakeLocked()
+	l.set.mu.Unlock()
+	l.set.br.changed.notify()
+}
+
+func (l *shardLoop) refused(err error) error {
+	return fmt.Errorf("%w: node %s: %w", ErrSubscribe, l.group.addr, err)
+}
+
+// route returns the topic and route of a sharded channel: one
+// subscription per channel, of an exact route.
+func (l *shardLoop) route(m *redis.Message) (string, *route, bool) {
+	sc, ok := l.set.channels[m.Channel]
+	if !ok {
+		l.set.br.c.filtered.Add(1)
+		return "", nil, false
+	}
+	return sc.topic, sc.route, true
 }
 
 // isMoved reports whether err is a MOVED or ASK redirection.
@@ -505,6 +492,53 @@ func transientReply(err error) bool {
 // ShardChannels returns the channels the bridge subscribes to with
 // SSUBSCRIBE, sorted: those of its exact import routes when it runs on a
 // *redis.ClusterClient (see ShardChannel), none otherwise.
+//
+// # Redis Cluster
+//
+// On a *redis.ClusterClient, exact-topic routes use sharded pub/sub (Redis
+// 7): exports are sent with SPUBLISH, which go-redis pipelines to the node
+// serving each channel's hash slot, and imports subscribe with SSUBSCRIBE
+// on that node. A message then travels to its node only, instead of being
+// forwarded to every node of the cluster as PUBLISH is. The bridge groups
+// the imported channels by slot (one SSUBSCRIBE may name the channels of
+// one slot only) and the slots by node: it holds one connection per node
+// that serves one of its channels, each with the liveness probe,
+// reconnects and gap reports described under Reliability. When a node
+// stops serving a slot (resharding, failover), Redis ends the
+// subscriptions of its channels with an unsolicited SUNSUBSCRIBE, or
+// answers MOVED: the bridge reloads the cluster's layout and rebuilds the
+// subscriptions of the nodes concerned by itself (Stats.ShardRebuilds),
+// reporting ErrDisconnected and then ErrPossibleGap. Error replies a
+// cluster gives while it reconfigures (MOVED, ASK, TRYAGAIN, CLUSTERDOWN,
+// LOADING, MASTERDOWN) make exports wait and retry, never drop.
+//
+// Without partitions the sharded channel of a topic is Prefix + topic, in
+// the slot of its own name, so that N topics use up to N slots. With
+// Options.Partitions = P the channel carries a partition tag,
+//
+//	Prefix + "{" + p + "}." + topic   with p = FNV-1a-32(topic) mod P
+//
+// (see [ShardChannel], [Partition] and [HashSlot]): Redis hashes only the
+// tag, so any number of topics spread evenly over at most P slots, and
+// over at most one connection per node. Every instance sharing the topics,
+// and every non-Go client of a raw sharded route, must use the same
+// Prefix and P, and SPUBLISH and SSUBSCRIBE:
+//
+//	redis-cli -c SPUBLISH 'app:{2}.orders.created' hi   # P = 16
+//
+// Pattern routes cannot be sharded (Redis has no sharded PSUBSCRIBE): on a
+// cluster they keep classic PSUBSCRIBE and PUBLISH, without partition tags.
+// The bridge sends the PUBLISHes of a channel through one node, the one
+// serving the slot of its name, so that they keep their order. Sharded and
+// classic messages do not meet: SSUBSCRIBE does not see PUBLISH, nor
+// PSUBSCRIBE SPUBLISH. So on a cluster a topic must be routed the same way
+// by every instance: exactly everywhere, or by patterns everywhere. Set
+// Options.ClassicPubSub on every instance to use classic pub/sub for exact
+// routes too, as on a single server.
+//
+// An ACL user for a cluster also needs SPUBLISH, SSUBSCRIBE and PING, and
+// the commands go-redis uses to learn the cluster's layout (CLUSTER SLOTS
+// or SHARDS, COMMAND): [ClusterACLRules] lists them.
 func (br *Bridge) ShardChannels() []string {
 	if !br.shards.sharded() {
 		return nil

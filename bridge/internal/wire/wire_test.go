@@ -1,4 +1,4 @@
-package bridge
+package wire
 
 import (
 	"bytes"
@@ -13,6 +13,13 @@ import (
 	"testing"
 )
 
+// Content types of the samples: those of the bridge's codecs.
+const (
+	ctBytes = "application/octet-stream"
+	ctText  = "text/plain; charset=utf-8"
+	ctJSON  = "application/json"
+)
+
 var (
 	envTestKey   = []byte("0123456789abcdef0123456789abcdef")
 	envTestOther = []byte("another key, same length........")
@@ -23,7 +30,7 @@ const envTestChannel = "app:orders.created"
 // envSamples returns valid envelopes covering every field and flag.
 func envSamples() []struct {
 	name string
-	env  envelope
+	env  Envelope
 } {
 	full := make(map[string]string, maxHeaders)
 	for i := range maxHeaders {
@@ -32,23 +39,23 @@ func envSamples() []struct {
 	}
 	return []struct {
 		name string
-		env  envelope
+		env  Envelope
 	}{
-		{"minimal", envelope{Source: "a"}},
-		{"typical", envelope{Source: "instance-1", Seq: 42, Time: 1_700_000_000_123_456_789, ContentType: ContentTypeJSON, Payload: []byte(`{"id":7}`)}},
-		{"empty payload", envelope{Source: "i", Seq: 1, Time: 1, ContentType: "text/plain"}},
-		{"negative time", envelope{Source: "i", Seq: 1, Time: -1_000_000_007, Payload: []byte{0}}},
-		{"extreme numbers", envelope{Source: "i", Seq: ^uint64(0), Time: -1 << 63, Payload: []byte("x")}},
-		{"max int64 time", envelope{Source: "i", Seq: 1 << 63, Time: 1<<63 - 1, Payload: []byte("x")}},
-		{"one header", envelope{Source: "svc", Seq: 9, Time: 5, ContentType: ContentTypeBytes,
+		{"minimal", Envelope{Source: "a"}},
+		{"typical", Envelope{Source: "instance-1", Seq: 42, Time: 1_700_000_000_123_456_789, ContentType: ctJSON, Payload: []byte(`{"id":7}`)}},
+		{"empty payload", Envelope{Source: "i", Seq: 1, Time: 1, ContentType: "text/plain"}},
+		{"negative time", Envelope{Source: "i", Seq: 1, Time: -1_000_000_007, Payload: []byte{0}}},
+		{"extreme numbers", Envelope{Source: "i", Seq: ^uint64(0), Time: -1 << 63, Payload: []byte("x")}},
+		{"max int64 time", Envelope{Source: "i", Seq: 1 << 63, Time: 1<<63 - 1, Payload: []byte("x")}},
+		{"one header", Envelope{Source: "svc", Seq: 9, Time: 5, ContentType: ctBytes,
 			Headers: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 			Payload: []byte("payload")}},
-		{"several headers, empty value", envelope{Source: "svc", Seq: 10,
+		{"several headers, empty value", Envelope{Source: "svc", Seq: 10,
 			Headers: map[string]string{"b": "2", "a": "1", "c": "", "tracestate": "x=y"},
 			Payload: []byte("p")}},
-		{"binary payload looking like an envelope", envelope{Source: "s", Payload: []byte{envMagic0, envMagic1, 1, 0, 0xff}}},
-		{"max sizes", envelope{Source: strings.Repeat("s", maxSourceLen), Seq: 1<<64 - 2, Time: 1 << 62,
-			ContentType: strings.Repeat("t", maxTypeLen), Headers: full, Payload: bytes.Repeat([]byte{0xAB}, 1<<20)}},
+		{"binary payload looking like an envelope", Envelope{Source: "s", Payload: []byte{envMagic0, envMagic1, 1, 0, 0xff}}},
+		{"max sizes", Envelope{Source: strings.Repeat("s", maxSourceLen), Seq: 1<<64 - 2, Time: 1 << 62,
+			ContentType: strings.Repeat("t", MaxTypeLen), Headers: full, Payload: bytes.Repeat([]byte{0xAB}, 1<<20)}},
 	}
 }
 
@@ -57,25 +64,25 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		for _, key := range [][]byte{nil, envTestKey} {
 			t.Run(fmt.Sprintf("%s/signed=%v", tc.name, key != nil), func(t *testing.T) {
 				env := tc.env
-				if err := env.validate(); err != nil {
+				if err := env.Validate(); err != nil {
 					t.Fatalf("validate: %v", err)
 				}
-				msg := appendEnvelope(nil, envTestChannel, &env, key)
+				msg := AppendEnvelope(nil, envTestChannel, &env, key)
 				if got, want := len(msg), envelopeLen(&env, key != nil); got != want {
 					t.Errorf("len = %d, envelopeLen = %d", got, want)
 				}
-				if !isEnvelope(msg) {
+				if !IsEnvelope(msg) {
 					t.Fatal("isEnvelope = false")
 				}
 				// Deterministic despite map order.
 				for range 5 {
-					if again := appendEnvelope(nil, envTestChannel, &env, key); !bytes.Equal(again, msg) {
+					if again := AppendEnvelope(nil, envTestChannel, &env, key); !bytes.Equal(again, msg) {
 						t.Fatal("two encodings differ")
 					}
 				}
 				// Appending after existing bytes keeps them.
 				prefix := []byte("prefix")
-				both := appendEnvelope(prefix[:len(prefix):len(prefix)], envTestChannel, &env, key)
+				both := AppendEnvelope(prefix[:len(prefix):len(prefix)], envTestChannel, &env, key)
 				if !bytes.Equal(both[:6], prefix) || !bytes.Equal(both[6:], msg) {
 					t.Fatal("appending to a non-empty dst changed the encoding")
 				}
@@ -115,28 +122,28 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 
 func signedLen(key []byte) int {
 	if len(key) > 0 {
-		return envMACLen
+		return MACLen
 	}
 	return 0
 }
 
-// TestEnvelopeGolden pins the byte layout documented in envelope.go, so that
+// TestEnvelopeGolden pins the byte layout documented in wire.go, so that
 // a change to the format cannot go unnoticed by non-Go clients.
 func TestEnvelopeGolden(t *testing.T) {
-	env := envelope{Source: "a", Seq: 1, Time: 0, Payload: []byte("hi")}
-	got := appendEnvelope(nil, "ch", &env, nil)
+	env := Envelope{Source: "a", Seq: 1, Time: 0, Payload: []byte("hi")}
+	got := AppendEnvelope(nil, "ch", &env, nil)
 	want, _ := hex.DecodeString("b51e01000161010000026869")
 	if !bytes.Equal(got, want) {
 		t.Fatalf("unsigned = % x, want % x", got, want)
 	}
 
-	env = envelope{Source: "src", Seq: 300, Time: -2, ContentType: "t",
+	env = Envelope{Source: "src", Seq: 300, Time: -2, ContentType: "t",
 		Headers: map[string]string{"k2": "v", "k1": ""}, Payload: []byte{7}}
-	got = appendEnvelope(nil, "ch", &env, []byte("key"))
+	got = AppendEnvelope(nil, "ch", &env, []byte("key"))
 	body, _ := hex.DecodeString("b51e0103" + "03737263" + "ac02" + "03" + "0174" +
 		"02" + "026b3100" + "026b320176" + "0107")
-	if !bytes.Equal(got[:len(got)-envMACLen], body) {
-		t.Fatalf("signed body = % x, want % x", got[:len(got)-envMACLen], body)
+	if !bytes.Equal(got[:len(got)-MACLen], body) {
+		t.Fatalf("signed body = % x, want % x", got[:len(got)-MACLen], body)
 	}
 	// The MAC is plain HMAC-SHA256 over uvarint(len(channel)), channel, body.
 	h := hmac.New(sha256.New, []byte("key"))
@@ -152,11 +159,11 @@ func TestEnvelopeGolden(t *testing.T) {
 // key longer than a SHA-256 block.
 func TestEnvelopeMACLongChannel(t *testing.T) {
 	key := bytes.Repeat([]byte("K"), 100)
-	env := envelope{Source: "s", Payload: []byte("p")}
+	env := Envelope{Source: "s", Payload: []byte("p")}
 	for _, n := range []int{0, 1, 63, 64, 65, 127, 128, 129, 1000} {
 		ch := strings.Repeat("c", n)
-		msg := appendEnvelope(nil, ch, &env, key)
-		body := msg[:len(msg)-envMACLen]
+		msg := AppendEnvelope(nil, ch, &env, key)
+		body := msg[:len(msg)-MACLen]
 		h := hmac.New(sha256.New, key)
 		h.Write(binary.AppendUvarint(nil, uint64(n)))
 		h.Write([]byte(ch))
@@ -177,12 +184,12 @@ func TestEnvelopeNotEnvelope(t *testing.T) {
 		"\xef\xbb\xbf{}",
 	} {
 		for _, key := range [][]byte{nil, envTestKey} {
-			if isEnvelope([]byte(msg)) {
-				t.Errorf("isEnvelope(%q) = true", msg)
+			if IsEnvelope([]byte(msg)) {
+				t.Errorf("IsEnvelope(%q) = true", msg)
 			}
 			_, err := decodeEnvelopeSafe(t, "ch", []byte(msg), key, 0)
-			if err != errNotEnvelope {
-				t.Errorf("decode(%q, key=%v) = %v, want errNotEnvelope", msg, key != nil, err)
+			if err != ErrNotEnvelope {
+				t.Errorf("decode(%q, key=%v) = %v, want ErrNotEnvelope", msg, key != nil, err)
 			}
 		}
 	}
@@ -195,15 +202,15 @@ func TestEnvelopeTruncated(t *testing.T) {
 			if sign {
 				key = envTestKey
 			}
-			msg := appendEnvelope(nil, envTestChannel, &tc.env, key)
+			msg := AppendEnvelope(nil, envTestChannel, &tc.env, key)
 			for n := range len(msg) {
 				cut := bytes.Clone(msg[:n]) // exact length: out-of-range reads would panic
 				// Decoded without a key, every truncation is malformed
 				// (or too short to carry the magic at all).
 				_, err := decodeEnvelopeSafe(t, envTestChannel, cut, nil, 0)
 				switch {
-				case n < 2 && err != errNotEnvelope:
-					t.Fatalf("%s signed=%v: cut at %d: %v, want errNotEnvelope", tc.name, sign, n, err)
+				case n < 2 && err != ErrNotEnvelope:
+					t.Fatalf("%s signed=%v: cut at %d: %v, want ErrNotEnvelope", tc.name, sign, n, err)
 				case n >= 2 && !errors.Is(err, ErrMalformed):
 					t.Fatalf("%s signed=%v: cut at %d: %v, want ErrMalformed", tc.name, sign, n, err)
 				}
@@ -213,8 +220,8 @@ func TestEnvelopeTruncated(t *testing.T) {
 				if sign {
 					_, err = decodeEnvelopeSafe(t, envTestChannel, cut, key, 0)
 					switch {
-					case n < 2 && err != errNotEnvelope:
-						t.Fatalf("%s keyed: cut at %d: %v, want errNotEnvelope", tc.name, n, err)
+					case n < 2 && err != ErrNotEnvelope:
+						t.Fatalf("%s keyed: cut at %d: %v, want ErrNotEnvelope", tc.name, n, err)
 					case n >= 2 && n < envFixedLen && !errors.Is(err, ErrMalformed):
 						t.Fatalf("%s keyed: cut at %d: %v, want ErrMalformed", tc.name, n, err)
 					case n >= envFixedLen && !errors.Is(err, ErrSignature):
@@ -307,8 +314,8 @@ func TestEnvelopeMalformed(t *testing.T) {
 }
 
 func TestEnvelopeTooLarge(t *testing.T) {
-	env := envelope{Source: "s", Payload: bytes.Repeat([]byte("x"), 100)}
-	msg := appendEnvelope(nil, "c", &env, nil)
+	env := Envelope{Source: "s", Payload: bytes.Repeat([]byte("x"), 100)}
+	msg := AppendEnvelope(nil, "c", &env, nil)
 	for _, tc := range []struct {
 		msg      []byte
 		maxBytes int
@@ -320,7 +327,7 @@ func TestEnvelopeTooLarge(t *testing.T) {
 		{msg, len(msg) - 1, ErrTooLarge},
 		{msg, 1, ErrTooLarge},
 		{[]byte("a raw message that is long"), 10, ErrTooLarge},
-		{[]byte("short raw"), 10, errNotEnvelope},
+		{[]byte("short raw"), 10, ErrNotEnvelope},
 		{msg[:50], 40, ErrTooLarge}, // size is checked before anything else
 	} {
 		_, err := decodeEnvelopeSafe(t, "c", tc.msg, nil, tc.maxBytes)
@@ -333,7 +340,7 @@ func TestEnvelopeTooLarge(t *testing.T) {
 func TestEnvelopeSignature(t *testing.T) {
 	for _, tc := range envSamples()[:9] {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := appendEnvelope(nil, envTestChannel, &tc.env, envTestKey)
+			msg := AppendEnvelope(nil, envTestChannel, &tc.env, envTestKey)
 			if _, err := decodeEnvelopeSafe(t, envTestChannel, msg, envTestKey, 0); err != nil {
 				t.Fatalf("genuine message: %v", err)
 			}
@@ -374,12 +381,12 @@ func TestEnvelopeSignature(t *testing.T) {
 			}
 
 			// Unsigned message where a key is configured.
-			plain := appendEnvelope(nil, envTestChannel, &tc.env, nil)
+			plain := AppendEnvelope(nil, envTestChannel, &tc.env, nil)
 			if _, err := decodeEnvelopeSafe(t, envTestChannel, plain, envTestKey, 0); !errors.Is(err, ErrSignature) {
 				t.Errorf("unsigned message with a key: %v, want ErrSignature", err)
 			}
 			// An unsigned message with the signed flag and a made-up MAC.
-			forged := append(bytes.Clone(plain), make([]byte, envMACLen)...)
+			forged := append(bytes.Clone(plain), make([]byte, MACLen)...)
 			forged[3] |= flagSigned
 			if _, err := decodeEnvelopeSafe(t, envTestChannel, forged, nil, 0); err != nil {
 				t.Fatalf("forged message must be well-formed for this test: %v", err)
@@ -398,7 +405,7 @@ func TestEnvelopeSignature(t *testing.T) {
 func alteredError(i int, bad []byte) error {
 	switch {
 	case i < 2:
-		return errNotEnvelope
+		return ErrNotEnvelope
 	case i == 2:
 		return ErrMalformed
 	case i == 3 && (bad[3]&^flagsKnown != 0):
@@ -411,15 +418,15 @@ func alteredError(i int, bad []byte) error {
 // TestEnvelopeKeyAlternation checks that the pooled HMAC state is rebuilt
 // when the key changes, so a state built for one key never signs for another.
 func TestEnvelopeKeyAlternation(t *testing.T) {
-	env := envelope{Source: "s", Payload: []byte("p")}
+	env := Envelope{Source: "s", Payload: []byte("p")}
 	keys := [][]byte{envTestKey, envTestOther, []byte("k"), bytes.Repeat([]byte("L"), 200)}
 	for i := range 40 {
 		key := keys[i%len(keys)]
-		msg := appendEnvelope(nil, "c", &env, key)
+		msg := AppendEnvelope(nil, "c", &env, key)
 		h := hmac.New(sha256.New, key)
 		h.Write([]byte{1, 'c'})
-		h.Write(msg[:len(msg)-envMACLen])
-		if !bytes.Equal(msg[len(msg)-envMACLen:], h.Sum(nil)) {
+		h.Write(msg[:len(msg)-MACLen])
+		if !bytes.Equal(msg[len(msg)-MACLen:], h.Sum(nil)) {
 			t.Fatalf("round %d: MAC with key %d differs from crypto/hmac", i, i%len(keys))
 		}
 		for j, other := range keys {
@@ -434,30 +441,30 @@ func TestEnvelopeKeyAlternation(t *testing.T) {
 func TestEnvelopeValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		env  envelope
+		env  Envelope
 	}{
-		{"empty source", envelope{}},
-		{"long source", envelope{Source: strings.Repeat("s", maxSourceLen+1)}},
-		{"long content type", envelope{Source: "s", ContentType: strings.Repeat("t", maxTypeLen+1)}},
-		{"too many headers", envelope{Source: "s", Headers: func() map[string]string {
+		{"empty source", Envelope{}},
+		{"long source", Envelope{Source: strings.Repeat("s", maxSourceLen+1)}},
+		{"long content type", Envelope{Source: "s", ContentType: strings.Repeat("t", MaxTypeLen+1)}},
+		{"too many headers", Envelope{Source: "s", Headers: func() map[string]string {
 			h := map[string]string{}
 			for i := range maxHeaders + 1 {
 				h[fmt.Sprint(i)] = ""
 			}
 			return h
 		}()}},
-		{"empty header key", envelope{Source: "s", Headers: map[string]string{"": "v"}}},
-		{"long header key", envelope{Source: "s", Headers: map[string]string{strings.Repeat("k", maxHeaderKey+1): "v"}}},
-		{"long header value", envelope{Source: "s", Headers: map[string]string{"k": strings.Repeat("v", maxHeaderVal+1)}}},
+		{"empty header key", Envelope{Source: "s", Headers: map[string]string{"": "v"}}},
+		{"long header key", Envelope{Source: "s", Headers: map[string]string{strings.Repeat("k", maxHeaderKey+1): "v"}}},
+		{"long header value", Envelope{Source: "s", Headers: map[string]string{"k": strings.Repeat("v", maxHeaderVal+1)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.env.validate(); !errors.Is(err, ErrMalformed) {
+			if err := tc.env.Validate(); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("validate = %v, want ErrMalformed", err)
 			}
 			// appendEnvelope encodes it anyway (it cannot fail), and
 			// every receiver rejects the result: the limits are the
 			// same on both sides.
-			msg := appendEnvelope(nil, "c", &tc.env, nil)
+			msg := AppendEnvelope(nil, "c", &tc.env, nil)
 			if _, err := decodeEnvelopeSafe(t, "c", msg, nil, 0); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("decode of an invalid envelope = %v, want ErrMalformed", err)
 			}
@@ -469,14 +476,14 @@ func TestEnvelopeAlloc(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes allocations")
 	}
-	withHeaders := envelope{Source: "instance-1", Seq: 42, Time: 1_700_000_000_000_000_000, ContentType: ContentTypeJSON,
+	withHeaders := Envelope{Source: "instance-1", Seq: 42, Time: 1_700_000_000_000_000_000, ContentType: ctJSON,
 		Headers: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "a=b"},
 		Payload: []byte(`{"id":7,"total":12.5}`)}
 	plain := withHeaders
 	plain.Headers = nil
 	for _, tc := range []struct {
 		name string
-		env  *envelope
+		env  *Envelope
 		key  []byte
 	}{
 		{"plain", &plain, nil},
@@ -488,7 +495,7 @@ func TestEnvelopeAlloc(t *testing.T) {
 			buf := make([]byte, 0, envelopeLen(tc.env, tc.key != nil))
 			var msg []byte
 			if n := testing.AllocsPerRun(100, func() {
-				msg = appendEnvelope(buf[:0], envTestChannel, tc.env, tc.key)
+				msg = AppendEnvelope(buf[:0], envTestChannel, tc.env, tc.key)
 			}); n != 0 {
 				t.Errorf("appendEnvelope: %v allocs per run, want 0", n)
 			}
@@ -500,7 +507,7 @@ func TestEnvelopeAlloc(t *testing.T) {
 				want += 2 + 2*float64(len(tc.env.Headers))
 			}
 			if n := testing.AllocsPerRun(100, func() {
-				if _, err := decodeEnvelope(envTestChannel, msg, tc.key, 0); err != nil {
+				if _, err := DecodeEnvelope(envTestChannel, msg, tc.key, 0); err != nil {
 					t.Fatal(err)
 				}
 			}); n > want {
@@ -509,7 +516,7 @@ func TestEnvelopeAlloc(t *testing.T) {
 			// Raw messages are recognized without allocating.
 			raw := []byte(`{"raw":true}`)
 			if n := testing.AllocsPerRun(100, func() {
-				_, _ = decodeEnvelope(envTestChannel, raw, tc.key, 0)
+				_, _ = DecodeEnvelope(envTestChannel, raw, tc.key, 0)
 			}); n != 0 {
 				t.Errorf("decodeEnvelope of a raw message: %v allocs per run, want 0", n)
 			}
@@ -525,7 +532,7 @@ func BenchmarkEnvelopeEncode(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				buf = appendEnvelope(buf[:0], envTestChannel, &bc.env, bc.key)
+				buf = AppendEnvelope(buf[:0], envTestChannel, &bc.env, bc.key)
 			}
 		})
 	}
@@ -534,12 +541,12 @@ func BenchmarkEnvelopeEncode(b *testing.B) {
 func BenchmarkEnvelopeDecode(b *testing.B) {
 	for _, bc := range envBenchCases() {
 		b.Run(bc.name, func(b *testing.B) {
-			msg := appendEnvelope(nil, envTestChannel, &bc.env, bc.key)
+			msg := AppendEnvelope(nil, envTestChannel, &bc.env, bc.key)
 			b.SetBytes(int64(len(bc.env.Payload)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if _, err := decodeEnvelope(envTestChannel, msg, bc.key, 0); err != nil {
+				if _, err := DecodeEnvelope(envTestChannel, msg, bc.key, 0); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -549,12 +556,12 @@ func BenchmarkEnvelopeDecode(b *testing.B) {
 
 type envBenchCase struct {
 	name string
-	env  envelope
+	env  Envelope
 	key  []byte
 }
 
 func envBenchCases() []envBenchCase {
-	small := envelope{Source: "instance-1", Seq: 123456, Time: 1_700_000_000_000_000_000, ContentType: ContentTypeJSON,
+	small := Envelope{Source: "instance-1", Seq: 123456, Time: 1_700_000_000_000_000_000, ContentType: ctJSON,
 		Payload: []byte(`{"id":7,"total":12.5,"items":["a","b"]}`)}
 	traced := small
 	traced.Headers = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
@@ -573,26 +580,26 @@ func envBenchCases() []envBenchCase {
 // envelopeLen returns the exact length of the message appendEnvelope
 // produces for env, signed or not, computed field by field from the wire
 // format: the tests check the encoder against it and size buffers with it.
-func envelopeLen(env *envelope, signed bool) int {
+func envelopeLen(env *Envelope, signed bool) int {
 	n := envFixedLen +
 		uvarintLen(uint64(len(env.Source))) + len(env.Source) +
 		uvarintLen(env.Seq) +
 		tailLen(env)
 	if signed {
-		n += envMACLen
+		n += MACLen
 	}
 	return n
 }
 
 // batchLen returns the exact length of the message appendBatch produces
 // for envs, as envelopeLen does for appendEnvelope.
-func batchLen(envs []envelope, signed bool) int {
+func batchLen(envs []Envelope, signed bool) int {
 	n := batchHeaderLen(envs[0].Source, envs[0].Seq, len(envs))
 	for i := range envs {
-		n += batchEventLen(&envs[i])
+		n += BatchEventLen(&envs[i])
 	}
 	if signed {
-		n += envMACLen
+		n += MACLen
 	}
 	return n
 }

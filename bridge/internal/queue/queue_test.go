@@ -1,21 +1,16 @@
-package bridge
+package queue
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	bus "github.com/busline/bus"
-	"github.com/redis/go-redis/v9"
 )
 
-func item(ch string, payload string, at int64) exportItem {
-	return exportItem{channel: ch, payload: []byte(payload), at: at}
+func item(ch string, payload string, at int64) Export {
+	return Export{Channel: ch, Payload: []byte(payload), At: at}
 }
 
 func TestOutboxPolicies(t *testing.T) {
@@ -23,24 +18,24 @@ func TestOutboxPolicies(t *testing.T) {
 		name           string
 		maxEvents      int
 		maxBytes       int
-		policy         Overflow
+		dropNewest     bool
 		push           []string
 		wantKept       []string
 		wantDropped    int
 		wantBytesAfter int
 	}{
-		{"drop oldest by count", 3, 1 << 20, DropOldest, []string{"a", "b", "c", "d", "e"}, []string{"c", "d", "e"}, 2, 3 * 2},
-		{"drop newest by count", 3, 1 << 20, DropNewest, []string{"a", "b", "c", "d", "e"}, []string{"a", "b", "c"}, 2, 3 * 2},
+		{"drop oldest by count", 3, 1 << 20, false, []string{"a", "b", "c", "d", "e"}, []string{"c", "d", "e"}, 2, 3 * 2},
+		{"drop newest by count", 3, 1 << 20, true, []string{"a", "b", "c", "d", "e"}, []string{"a", "b", "c"}, 2, 3 * 2},
 		// Each item is 1 byte of channel plus its payload.
-		{"drop oldest by bytes", 100, 10, DropOldest, []string{"aaaa", "bbbb", "cc"}, []string{"bbbb", "cc"}, 1, 5 + 3},
-		{"drop newest by bytes", 100, 10, DropNewest, []string{"aaaa", "bbbb", "cc"}, []string{"aaaa", "bbbb"}, 1, 10},
-		{"bigger than the outbox", 100, 10, DropOldest, []string{"a", "0123456789"}, []string{"a"}, 1, 2},
+		{"drop oldest by bytes", 100, 10, false, []string{"aaaa", "bbbb", "cc"}, []string{"bbbb", "cc"}, 1, 5 + 3},
+		{"drop newest by bytes", 100, 10, true, []string{"aaaa", "bbbb", "cc"}, []string{"aaaa", "bbbb"}, 1, 10},
+		{"bigger than the outbox", 100, 10, false, []string{"a", "0123456789"}, []string{"a"}, 1, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			o := newOutbox(c.maxEvents, c.maxBytes, c.policy)
+			o := NewOutbox(c.maxEvents, c.maxBytes, c.dropNewest)
 			dropped := 0
 			for _, p := range c.push {
-				n, ok := o.push(item("x", p, 1))
+				n, ok := o.Push(item("x", p, 1))
 				if !ok {
 					t.Fatal("push refused")
 				}
@@ -49,18 +44,18 @@ func TestOutboxPolicies(t *testing.T) {
 			if dropped != c.wantDropped {
 				t.Errorf("dropped %d, want %d", dropped, c.wantDropped)
 			}
-			if _, b := o.depth(); b != c.wantBytesAfter {
+			if _, b := o.Depth(); b != c.wantBytesAfter {
 				t.Errorf("bytes %d, want %d", b, c.wantBytesAfter)
 			}
-			batch, _ := o.take(nil, 100, 0)
+			batch, _ := o.Take(nil, 100, 0)
 			var got []string
 			for _, it := range batch {
-				got = append(got, string(it.payload))
+				got = append(got, string(it.Payload))
 			}
 			if strings.Join(got, ",") != strings.Join(c.wantKept, ",") {
 				t.Errorf("kept %v, want %v", got, c.wantKept)
 			}
-			if n, b := o.depth(); n != 0 || b != 0 {
+			if n, b := o.Depth(); n != 0 || b != 0 {
 				t.Errorf("after take: depth %d, %d bytes", n, b)
 			}
 		})
@@ -68,40 +63,40 @@ func TestOutboxPolicies(t *testing.T) {
 }
 
 func TestOutboxSequenceAndExpiry(t *testing.T) {
-	o := newOutbox(100, 1<<20, DropOldest)
+	o := NewOutbox(100, 1<<20, false)
 	for i, ch := range []string{"a", "b", "a", "a", "b"} {
-		o.push(item(ch, "p", int64(i)))
+		o.Push(item(ch, "p", int64(i)))
 	}
-	o.push(exportItem{channel: "a", payload: []byte("raw"), raw: true, at: 10})
+	o.Push(Export{Channel: "a", Payload: []byte("raw"), Raw: true, At: 10})
 	// Exports made before time 2 are stale.
-	batch, expired := o.take(nil, 2, 2)
+	batch, expired := o.Take(nil, 2, 2)
 	if expired != 2 || len(batch) != 2 {
 		t.Fatalf("expired %d, batch %d; want 2, 2", expired, len(batch))
 	}
 	var seqs []string
 	for _, it := range batch {
-		seqs = append(seqs, fmt.Sprintf("%s%d", it.channel, it.seq))
+		seqs = append(seqs, fmt.Sprintf("%s%d", it.Channel, it.Seq))
 	}
-	batch, _ = o.take(batch, 10, 0)
+	batch, _ = o.Take(batch, 10, 0)
 	for _, it := range batch {
-		seqs = append(seqs, fmt.Sprintf("%s%d", it.channel, it.seq))
+		seqs = append(seqs, fmt.Sprintf("%s%d", it.Channel, it.Seq))
 	}
 	// Numbered per channel from 1; raw exports are not numbered.
 	if got := strings.Join(seqs, " "); got != "a2 a3 b2 a0" {
 		t.Errorf("sequence %q, want %q", got, "a2 a3 b2 a0")
 	}
-	if n := o.close(); n != 0 {
+	if n := o.Close(); n != 0 {
 		t.Errorf("close: %d left", n)
 	}
-	if _, ok := o.push(item("a", "late", 0)); ok {
+	if _, ok := o.Push(item("a", "late", 0)); ok {
 		t.Error("push after close accepted")
 	}
 }
 
 func TestOutboxWakesOncePerBurst(t *testing.T) {
-	o := newOutbox(100, 1<<20, DropOldest)
+	o := NewOutbox(100, 1<<20, false)
 	for range 10 {
-		o.push(item("a", "p", 0))
+		o.Push(item("a", "p", 0))
 	}
 	if len(o.wake) != 1 {
 		t.Fatalf("wake has %d tokens, want 1", len(o.wake))
@@ -111,19 +106,19 @@ func TestOutboxWakesOncePerBurst(t *testing.T) {
 	default:
 		t.Fatal("no wake token to take")
 	}
-	o.take(nil, 100, 0)
-	o.push(item("a", "p", 0))
+	o.Take(nil, 100, 0)
+	o.Push(item("a", "p", 0))
 	if len(o.wake) != 1 {
 		t.Fatal("no wake after the outbox emptied")
 	}
 }
 
-func TestEchoMemory(t *testing.T) {
+func TestEcho(t *testing.T) {
 	now := time.Unix(1000, 0)
-	m := newEchoMemory(time.Second, 3)
-	m.remember("ch", []byte("x"), now)
-	m.remember("ch", []byte("x"), now)
-	m.remember("ch", []byte("y"), now)
+	m := NewEcho(time.Second, 3)
+	m.Remember("ch", []byte("x"), now)
+	m.Remember("ch", []byte("x"), now)
+	m.Remember("ch", []byte("y"), now)
 	steps := []struct {
 		ch, payload string
 		at          time.Duration
@@ -136,11 +131,11 @@ func TestEchoMemory(t *testing.T) {
 		{"ch", "y", 2 * time.Second, false}, // expired
 	}
 	for i, s := range steps {
-		if got := m.consume(s.ch, []byte(s.payload), now.Add(s.at)); got != s.want {
+		if got := m.Consume(s.ch, []byte(s.payload), now.Add(s.at)); got != s.want {
 			t.Errorf("step %d (%s %s): %v, want %v", i, s.ch, s.payload, got, s.want)
 		}
 	}
-	if n := m.len(); n != 0 {
+	if n := m.Len(); n != 0 {
 		t.Errorf("%d entries left after expiry", n)
 	}
 	if len(m.count) != 0 {
@@ -149,33 +144,39 @@ func TestEchoMemory(t *testing.T) {
 
 	// The cap evicts the oldest; a consumed copy expiring does not take a
 	// live one with it.
-	m.remember("ch", []byte("a"), now)
-	m.consume("ch", []byte("a"), now)
-	m.remember("ch", []byte("a"), now.Add(500*time.Millisecond))
-	if !m.consume("ch", []byte("a"), now.Add(1200*time.Millisecond)) {
+	m.Remember("ch", []byte("a"), now)
+	m.Consume("ch", []byte("a"), now)
+	m.Remember("ch", []byte("a"), now.Add(500*time.Millisecond))
+	if !m.Consume("ch", []byte("a"), now.Add(1200*time.Millisecond)) {
 		t.Error("live copy lost when the consumed one expired")
 	}
 	for i := range 5 {
-		m.remember("ch", []byte{byte(i)}, now.Add(2*time.Second))
+		m.Remember("ch", []byte{byte(i)}, now.Add(2*time.Second))
 	}
-	if n := m.len(); n != 3 {
+	if n := m.Len(); n != 3 {
 		t.Errorf("%d entries, want the cap of 3", n)
 	}
-	if m.consume("ch", []byte{0}, now.Add(2*time.Second)) {
+	if m.Consume("ch", []byte{0}, now.Add(2*time.Second)) {
 		t.Error("evicted entry still consumed")
 	}
 }
 
-func TestImportQueueOrderAndFairness(t *testing.T) {
-	q := newImportQueue(1000, 100, func(int) {})
+// testItem is an imported event as the tests queue it.
+type testItem struct {
+	topic   string
+	payload []byte
+}
+
+func TestTopicsOrderAndFairness(t *testing.T) {
+	q := NewTopics[testItem](1000, 100, func(int) {})
 	for i := range 100 {
 		for _, topic := range []string{"a", "b", "c"} {
-			if !q.push(importItem{topic: topic, payload: []byte{byte(i)}}) {
+			if !q.Push(topic, testItem{topic: topic, payload: []byte{byte(i)}}) {
 				t.Fatal("push refused")
 			}
 		}
 	}
-	if q.push(importItem{topic: "a"}) {
+	if q.Push("a", testItem{topic: "a"}) {
 		t.Error("push over the per-topic cap accepted")
 	}
 	var mu sync.Mutex
@@ -185,14 +186,14 @@ func TestImportQueueOrderAndFairness(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			q.work(func(it *importItem) {
+			q.Work(func(it *testItem) {
 				mu.Lock()
 				got[it.topic] = append(got[it.topic], it.payload[0])
 				mu.Unlock()
 			})
 		}()
 	}
-	q.close()
+	q.Close()
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
@@ -213,56 +214,22 @@ func TestImportQueueOrderAndFairness(t *testing.T) {
 			}
 		}
 	}
-	if q.depth() != 0 {
-		t.Errorf("depth %d", q.depth())
+	if q.Depth() != 0 {
+		t.Errorf("depth %d", q.Depth())
 	}
 }
 
-func TestImportQueueAbort(t *testing.T) {
+func TestTopicsAbort(t *testing.T) {
 	var dropped int
-	q := newImportQueue(1000, 1000, func(n int) { dropped += n })
+	q := NewTopics[testItem](1000, 1000, func(n int) { dropped += n })
 	for i := range 10 {
-		q.push(importItem{topic: "t", payload: []byte{byte(i)}})
+		q.Push("t", testItem{topic: "t", payload: []byte{byte(i)}})
 	}
-	q.abort()
+	q.Abort()
 	delivered := 0
-	q.work(func(*importItem) { delivered++ })
-	if delivered != 0 || dropped != 10 || q.depth() != 0 {
-		t.Errorf("delivered %d, dropped %d, depth %d", delivered, dropped, q.depth())
-	}
-}
-
-func TestOptionsValidation(t *testing.T) {
-	b := bus.New(nil)
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	defer rdb.Close()
-	for _, c := range []struct {
-		name string
-		opts Options
-	}{
-		{"bad pattern", Options{Routes: []Route{{Pattern: "a.[b"}}}},
-		{"empty pattern", Options{Routes: []Route{{Pattern: ""}}}},
-		{"bad direction", Options{Routes: []Route{{Pattern: "a", Direction: 7}}}},
-		{"long instance ID", Options{InstanceID: strings.Repeat("x", 256)}},
-		{"negative size", Options{OutboxMaxEvents: -1}},
-		{"bad overflow", Options{Overflow: 9}},
-	} {
-		// New fails before it uses the client: nothing is dialled.
-		if br, err := New(b, rdb, &c.opts); !errors.Is(err, ErrInvalidOptions) {
-			t.Errorf("%s: New returned %v, want ErrInvalidOptions", c.name, err)
-			if br != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_ = br.Close(ctx)
-				cancel()
-			}
-		}
-	}
-	if _, err := New(b, nil, nil); !errors.Is(err, ErrInvalidOptions) {
-		t.Errorf("nil client: %v", err)
-	}
-	cfg, err := newConfig(nil)
-	if err != nil || len(cfg.InstanceID) != 16 || cfg.OutboxMaxEvents != 100000 || cfg.Overflow != DropOldest {
-		t.Errorf("defaults: %+v, %v", cfg, err)
+	q.Work(func(*testItem) { delivered++ })
+	if delivered != 0 || dropped != 10 || q.Depth() != 0 {
+		t.Errorf("delivered %d, dropped %d, depth %d", delivered, dropped, q.Depth())
 	}
 }
 

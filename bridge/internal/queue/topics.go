@@ -1,25 +1,15 @@
-package bridge
+package queue
 
 import (
 	"sync"
 	"sync/atomic"
-
-	bus "github.com/busline/bus"
 )
-
-// importItem is one imported event waiting to be published locally.
-type importItem struct {
-	topic   string
-	route   *route
-	payload []byte
-	meta    *bus.Meta
-}
 
 // importBatch is the most events a worker delivers from one topic before it
 // lets other topics go first.
 const importBatch = 64
 
-// importQueue hands imported events from the read loop to the workers that
+// Topics hands imported events (T) from the read loops to the workers that
 // publish them on the local bus. The read loop never waits: an event that
 // does not fit is dropped and counted, so the socket keeps being drained
 // whatever the subscribers do and Redis never disconnects us for a full
@@ -30,62 +20,67 @@ const importBatch = 64
 // subscriber that is slow on one topic holds up one worker, not the others.
 // Hashing topics onto a fixed set of worker queues was rejected: a slow
 // topic would stall every topic that hashes with it.
-type importQueue struct {
+//
+// All methods are safe for concurrent use.
+type Topics[T any] struct {
 	maxTotal, maxTopic int
 
 	mu     sync.Mutex // protects the fields below
 	cond   sync.Cond  // signalled when ready gains a topic or closed is set
-	topics map[string]*topicQueue
-	ready  []*topicQueue // topics with events and no worker, oldest first
+	topics map[string]*topicQueue[T]
+	ready  []*topicQueue[T] // topics with events and no worker, oldest first
 	rhead  int
 	total  int
 	idle   int  // topics kept in topics with no events, at most maxIdleTopics
 	closed bool // no more pushes; workers exit once everything is delivered
 	onDrop func(n int)
-	chunks chunkPool[importItem] // shared by the topics' fifos
+	chunks chunkPool[T] // shared by the topics' fifos
 
 	aborted atomic.Bool // workers drop what is left and exit
 }
 
-type topicQueue struct {
+type topicQueue[T any] struct {
 	topic string
-	items fifo[importItem]
+	items fifo[T]
 	busy  bool // a worker is delivering its events
 	ready bool // it is in the ready list
-	idle  bool // it has no events and is counted in importQueue.idle
+	idle  bool // it has no events and is counted in Topics.idle
 }
 
-// maxIdleTopics is how many topics without events an importQueue keeps:
+// maxIdleTopics is how many topics without events a Topics keeps:
 // dropping a topic's queue the moment it empties made a steady stream pay
 // a new queue for every batch. An idle topic holds no chunk of its fifo
 // (they go back to the shared pool as soon as they are empty), so one
 // costs about a hundred bytes.
 const maxIdleTopics = 4096
 
-// maxFreeChunks is how many empty fifo chunks an importQueue keeps for its
+// maxFreeChunks is how many empty fifo chunks a Topics keeps for its
 // topics: enough for as many topics with a few events waiting at once
 // (about 450 bytes each).
 const maxFreeChunks = 1024
 
-func newImportQueue(maxTotal, maxTopic int, onDrop func(int)) *importQueue {
-	q := &importQueue{maxTotal: maxTotal, maxTopic: maxTopic, topics: map[string]*topicQueue{}, onDrop: onDrop}
+// NewTopics returns a queue of at most maxTotal events, maxTopic per
+// topic. onDrop is called with the number of events Abort dropped.
+func NewTopics[T any](maxTotal, maxTopic int, onDrop func(int)) *Topics[T] {
+	q := &Topics[T]{maxTotal: maxTotal, maxTopic: maxTopic, topics: map[string]*topicQueue[T]{}, onDrop: onDrop}
 	q.cond.L = &q.mu
 	q.chunks.max = maxFreeChunks
 	return q
 }
 
-// push queues it and reports whether it fit.
-func (q *importQueue) push(it importItem) bool {
+// Push queues it, an event of topic, and reports whether it fit. It never
+// waits for the workers.
+func (q *Topics[T]) Push(topic string, it T) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed || q.total >= q.maxTotal {
 		return false
 	}
-	tq := q.topics[it.topic]
+	tq := q.topics[topic]
 	if tq == nil {
-		tq = &topicQueue{topic: it.topic}
+		tq = &topicQueue[T]{topic: topic}
 		tq.items.pool = &q.chunks
-		q.topics[it.topic] = tq
+		q.topics[topic] = tq
 	} else if tq.idle {
 		tq.idle = false
 		q.idle--
@@ -101,7 +96,7 @@ func (q *importQueue) push(it importItem) bool {
 	return true
 }
 
-func (q *importQueue) readyLocked(tq *topicQueue) {
+func (q *Topics[T]) readyLocked(tq *topicQueue[T]) {
 	tq.ready = true
 	if q.rhead > 0 && q.rhead >= len(q.ready)/2 {
 		n := copy(q.ready, q.ready[q.rhead:])
@@ -113,9 +108,11 @@ func (q *importQueue) readyLocked(tq *topicQueue) {
 	q.cond.Signal()
 }
 
-// work delivers events until the queue is closed and empty, or aborted.
-func (q *importQueue) work(deliver func(*importItem)) {
-	var batch []importItem
+// Work delivers events, calling deliver for each in the order of its
+// topic, until the queue is closed and empty, or aborted. Run it on each
+// worker goroutine.
+func (q *Topics[T]) Work(deliver func(*T)) {
+	var batch []T
 	q.mu.Lock()
 	for {
 		for q.rhead == len(q.ready) && !q.closed {
@@ -160,17 +157,17 @@ func (q *importQueue) work(deliver func(*importItem)) {
 	}
 }
 
-// close stops pushes; the workers deliver what is queued, then exit.
-func (q *importQueue) close() {
+// Close stops pushes; the workers deliver what is queued, then exit.
+func (q *Topics[T]) Close() {
 	q.mu.Lock()
 	q.closed = true
 	q.cond.Broadcast()
 	q.mu.Unlock()
 }
 
-// abort drops what is queued (reporting it to onDrop) and makes the
+// Abort drops what is queued (reporting it to onDrop) and makes the
 // workers exit after the event each is delivering.
-func (q *importQueue) abort() {
+func (q *Topics[T]) Abort() {
 	q.mu.Lock()
 	q.closed = true
 	q.aborted.Store(true)
@@ -180,7 +177,7 @@ func (q *importQueue) abort() {
 		if !tq.busy {
 			delete(q.topics, tq.topic)
 		}
-		tq.items = fifo[importItem]{pool: &q.chunks}
+		tq.items = fifo[T]{pool: &q.chunks}
 	}
 	q.total -= n
 	q.idle = 0 // the idle topics were not busy: all deleted
@@ -192,9 +189,9 @@ func (q *importQueue) abort() {
 	}
 }
 
-// depth returns the number of events waiting, those being delivered
+// Depth returns the number of events waiting, those being delivered
 // included.
-func (q *importQueue) depth() int {
+func (q *Topics[T]) Depth() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.total

@@ -1,4 +1,4 @@
-package bridge
+package wire
 
 import (
 	"bytes"
@@ -13,26 +13,26 @@ import (
 // one from the first's Seq, covering every field.
 func batchSamples() []struct {
 	name string
-	envs []envelope
+	envs []Envelope
 } {
-	var many []envelope
+	var many []Envelope
 	for i := range 1000 {
-		many = append(many, envelope{Source: "inst", Seq: uint64(7 + i), Time: int64(i) * 1000, ContentType: ContentTypeText,
+		many = append(many, Envelope{Source: "inst", Seq: uint64(7 + i), Time: int64(i) * 1000, ContentType: ctText,
 			Payload: fmt.Appendf(nil, "event %d", i)})
 	}
 	samples := []struct {
 		name string
-		envs []envelope
+		envs []Envelope
 	}{
-		{"two minimal", []envelope{{Source: "a", Seq: 1}, {Source: "a", Seq: 2}}},
-		{"headers on one", []envelope{
-			{Source: "svc", Seq: 41, Time: 5, ContentType: ContentTypeJSON, Payload: []byte(`{"id":1}`)},
-			{Source: "svc", Seq: 42, Time: -6, ContentType: ContentTypeJSON,
+		{"two minimal", []Envelope{{Source: "a", Seq: 1}, {Source: "a", Seq: 2}}},
+		{"headers on one", []Envelope{
+			{Source: "svc", Seq: 41, Time: 5, ContentType: ctJSON, Payload: []byte(`{"id":1}`)},
+			{Source: "svc", Seq: 42, Time: -6, ContentType: ctJSON,
 				Headers: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "a": ""},
 				Payload: []byte(`{"id":2}`)},
 			{Source: "svc", Seq: 43, Payload: []byte{envMagic0, envMagic1, 1, flagBatch}},
 		}},
-		{"last sequence numbers", []envelope{{Source: "s", Seq: ^uint64(0) - 1}, {Source: "s", Seq: ^uint64(0), Payload: []byte("x")}}},
+		{"last sequence numbers", []Envelope{{Source: "s", Seq: ^uint64(0) - 1}, {Source: "s", Seq: ^uint64(0), Payload: []byte("x")}}},
 		{"a thousand", many},
 	}
 	for _, s := range envSamples() {
@@ -44,8 +44,8 @@ func batchSamples() []struct {
 		next.Payload = []byte("next")
 		samples = append(samples, struct {
 			name string
-			envs []envelope
-		}{"plain sample " + s.name, []envelope{s.env, next}})
+			envs []Envelope
+		}{"plain sample " + s.name, []Envelope{s.env, next}})
 	}
 	return samples
 }
@@ -54,15 +54,15 @@ func TestBatchRoundTrip(t *testing.T) {
 	for _, tc := range batchSamples() {
 		for _, key := range [][]byte{nil, envTestKey} {
 			t.Run(fmt.Sprintf("%s/signed=%v", tc.name, key != nil), func(t *testing.T) {
-				msg := appendBatch(nil, envTestChannel, tc.envs, key)
+				msg := AppendBatch(nil, envTestChannel, tc.envs, key)
 				if got, want := len(msg), batchLen(tc.envs, key != nil); got != want {
 					t.Errorf("len = %d, batchLen = %d", got, want)
 				}
 				if msg[3]&flagBatch == 0 || (msg[3]&flagSigned != 0) != (key != nil) || msg[3]&flagHeaders != 0 {
 					t.Errorf("flags %#02x", msg[3])
 				}
-				var got []envelope
-				n, err := decodeMessageSafe(t, envTestChannel, msg, key, 0, func(i int, env envelope) {
+				var got []Envelope
+				n, err := decodeMessageSafe(t, envTestChannel, msg, key, 0, func(i int, env Envelope) {
 					if i != len(got) {
 						t.Errorf("event %d delivered as %d", len(got), i)
 					}
@@ -75,7 +75,7 @@ func TestBatchRoundTrip(t *testing.T) {
 					t.Fatalf("decoded %d events %+v\nwant %+v", n, got, tc.envs)
 				}
 				// Canonical: the decoded events encode to the same bytes.
-				if again := appendBatch(nil, envTestChannel, got, key); !bytes.Equal(again, msg) {
+				if again := AppendBatch(nil, envTestChannel, got, key); !bytes.Equal(again, msg) {
 					t.Fatalf("re-encoded differently")
 				}
 				// decodeEnvelope reads one event, never a batch.
@@ -102,9 +102,9 @@ func TestBatchRoundTrip(t *testing.T) {
 // as one event, as decodeEnvelope does.
 func TestDecodeMessagePlain(t *testing.T) {
 	for _, s := range envSamples() {
-		msg := appendEnvelope(nil, envTestChannel, &s.env, envTestKey)
-		var got []envelope
-		n, err := decodeMessageSafe(t, envTestChannel, msg, envTestKey, 0, func(i int, env envelope) { got = append(got, env) })
+		msg := AppendEnvelope(nil, envTestChannel, &s.env, envTestKey)
+		var got []Envelope
+		n, err := decodeMessageSafe(t, envTestChannel, msg, envTestKey, 0, func(i int, env Envelope) { got = append(got, env) })
 		if err != nil || n != 1 || len(got) != 1 || !reflect.DeepEqual(got[0], s.env) {
 			t.Errorf("%s: %d events %+v, %v", s.name, n, got, err)
 		}
@@ -123,7 +123,7 @@ func TestBatchMalformed(t *testing.T) {
 		valid   = head + src + seq1 + count2 + events2
 		huge10  = "ffffffffffffffffff01" // 1<<64 - 1
 	)
-	if n, err := decodeMessageSafe(t, "c", envRaw(t, valid), nil, 0, func(int, envelope) {}); err != nil || n != 2 {
+	if n, err := decodeMessageSafe(t, "c", envRaw(t, valid), nil, 0, func(int, Envelope) {}); err != nil || n != 2 {
 		t.Fatalf("the base message must be valid: %d, %v", n, err)
 	}
 	for _, tc := range []struct {
@@ -154,7 +154,7 @@ func TestBatchMalformed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := envRaw(t, tc.hex)
 			called := 0
-			n, err := decodeMessageSafe(t, "c", msg, nil, 0, func(int, envelope) { called++ })
+			n, err := decodeMessageSafe(t, "c", msg, nil, 0, func(int, Envelope) { called++ })
 			if !errors.Is(err, ErrMalformed) || n != 0 {
 				t.Fatalf("decode(% x) = %d, %v; want ErrMalformed", msg, n, err)
 			}
@@ -172,12 +172,12 @@ func TestBatchMalformed(t *testing.T) {
 // rejected, as for plain envelopes.
 func TestBatchAltered(t *testing.T) {
 	envs := batchSamples()[1].envs
-	msg := appendBatch(nil, envTestChannel, envs, envTestKey)
+	msg := AppendBatch(nil, envTestChannel, envs, envTestKey)
 	for i := range msg {
 		for _, mask := range []byte{0x01, 0x80, 0xff} {
 			bad := bytes.Clone(msg)
 			bad[i] ^= mask
-			_, err := decodeMessageSafe(t, envTestChannel, bad, envTestKey, 0, func(int, envelope) {
+			_, err := decodeMessageSafe(t, envTestChannel, bad, envTestKey, 0, func(int, Envelope) {
 				t.Fatalf("byte %d ^ %#02x: an event was delivered", i, mask)
 			})
 			if want := alteredError(i, bad); !errors.Is(err, want) {
@@ -196,7 +196,7 @@ func TestBatchAlloc(t *testing.T) {
 		buf := make([]byte, 0, batchLen(envs, key != nil))
 		var msg []byte
 		if n := testing.AllocsPerRun(20, func() {
-			msg = appendBatch(buf[:0], envTestChannel, envs, key)
+			msg = AppendBatch(buf[:0], envTestChannel, envs, key)
 		}); n != 0 {
 			t.Errorf("appendBatch signed=%v: %v allocs per run, want 0", key != nil, n)
 		}
@@ -204,7 +204,7 @@ func TestBatchAlloc(t *testing.T) {
 		// content types are interned.
 		events := 0
 		if n := testing.AllocsPerRun(20, func() {
-			if _, err := decodeMessage(envTestChannel, msg, key, 0, func(int, envelope) { events++ }); err != nil {
+			if _, err := DecodeMessage(envTestChannel, msg, key, 0, func(int, Envelope) { events++ }); err != nil {
 				t.Fatal(err)
 			}
 		}); n > 1 {
@@ -223,14 +223,14 @@ func TestBatchAlloc(t *testing.T) {
 func FuzzDecodeMessage(f *testing.F) {
 	for _, s := range batchSamples()[:3] {
 		for _, key := range [][]byte{nil, envTestKey} {
-			msg := appendBatch(nil, envTestChannel, s.envs, key)
+			msg := AppendBatch(nil, envTestChannel, s.envs, key)
 			f.Add(msg, envTestChannel, key != nil)
 			f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
 			f.Add(append(bytes.Clone(msg), 0), envTestChannel, key != nil)
 		}
 	}
 	for _, s := range envSamples()[:3] {
-		f.Add(appendEnvelope(nil, "c", &s.env, nil), "c", false)
+		f.Add(AppendEnvelope(nil, "c", &s.env, nil), "c", false)
 	}
 	f.Add([]byte("\xb5\x1e\x01\x04\x01a\x01\x02\x00\x00\x00\x00\x00\x00\x00\x02hi"), "c", false)
 	f.Fuzz(func(t *testing.T, msg []byte, channel string, keyed bool) {
@@ -238,15 +238,15 @@ func FuzzDecodeMessage(f *testing.F) {
 		if keyed {
 			key = envTestKey
 		}
-		var got []envelope
-		n, err := decodeMessageSafe(t, channel, msg, key, 0, func(i int, env envelope) {
+		var got []Envelope
+		n, err := decodeMessageSafe(t, channel, msg, key, 0, func(i int, env Envelope) {
 			if i != len(got) {
 				t.Fatalf("event %d delivered as %d", len(got), i)
 			}
 			got = append(got, env)
 		})
 		if err != nil {
-			if err != errNotEnvelope && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrSignature) {
+			if err != ErrNotEnvelope && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrSignature) {
 				t.Fatalf("undocumented error: %v", err)
 			}
 			if n != 0 || len(got) != 0 {
@@ -258,7 +258,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("returned %d, delivered %d", n, len(got))
 		}
 		for i := range got {
-			if err := got[i].validate(); err != nil {
+			if err := got[i].Validate(); err != nil {
 				t.Fatalf("event %d invalid: %v", i, err)
 			}
 		}
@@ -267,19 +267,19 @@ func FuzzDecodeMessage(f *testing.F) {
 		want := msg
 		if signed && key == nil {
 			// Read unchecked: compare with the unsigned encoding.
-			want = bytes.Clone(msg[:len(msg)-envMACLen])
+			want = bytes.Clone(msg[:len(msg)-MACLen])
 			want[3] &^= flagSigned
 		}
 		var re []byte
 		if msg[3]&flagBatch == 0 {
-			re = appendEnvelope(nil, channel, &got[0], encKey)
+			re = AppendEnvelope(nil, channel, &got[0], encKey)
 		} else {
 			for i := range got {
 				if got[i].Seq != got[0].Seq+uint64(i) || got[i].Source != got[0].Source {
 					t.Fatalf("event %d: source %q seq %d after %q %d", i, got[i].Source, got[i].Seq, got[0].Source, got[0].Seq)
 				}
 			}
-			re = appendBatch(nil, channel, got, encKey)
+			re = AppendBatch(nil, channel, got, encKey)
 		}
 		if !bytes.Equal(re, want) {
 			t.Fatalf("re-encoded\n% x\nwant\n% x", re, want)

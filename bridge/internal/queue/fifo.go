@@ -1,4 +1,4 @@
-package bridge
+package queue
 
 // The chunks of a fifo hold from minChunk to chunkSize items: each new
 // chunk is as big as the queue already is, within those bounds, so that a

@@ -1,4 +1,4 @@
-package bridge
+package wire
 
 import (
 	"bytes"
@@ -20,35 +20,35 @@ var errDecoderPanicked = errors.New("the decoder panicked")
 // lose every other test's result. Here it fails t, naming the input, and
 // is returned as errDecoderPanicked, so that the test goes on to its
 // other inputs.
-func decodeEnvelopeSafe(t testing.TB, channel string, msg, key []byte, maxBytes int) (env envelope, err error) {
+func decodeEnvelopeSafe(t testing.TB, channel string, msg, key []byte, maxBytes int) (env Envelope, err error) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			t.Errorf("decodeEnvelope(channel %q, % x, keyed %v, maxBytes %d) panicked: %v", channel, msg, key != nil, maxBytes, r)
-			env, err = envelope{}, errDecoderPanicked
+			t.Errorf("DecodeEnvelope(channel %q, % x, keyed %v, maxBytes %d) panicked: %v", channel, msg, key != nil, maxBytes, r)
+			env, err = Envelope{}, errDecoderPanicked
 		}
 	}()
-	return decodeEnvelope(channel, msg, key, maxBytes)
+	return DecodeEnvelope(channel, msg, key, maxBytes)
 }
 
 // decodeMessageSafe is decodeMessage run under recover, as
 // decodeEnvelopeSafe is decodeEnvelope.
-func decodeMessageSafe(t testing.TB, channel string, msg, key []byte, maxBytes int, fn func(i int, env envelope)) (n int, err error) {
+func decodeMessageSafe(t testing.TB, channel string, msg, key []byte, maxBytes int, fn func(i int, env Envelope)) (n int, err error) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			t.Errorf("decodeMessage(channel %q, % x, keyed %v, maxBytes %d) panicked: %v", channel, msg, key != nil, maxBytes, r)
+			t.Errorf("DecodeMessage(channel %q, % x, keyed %v, maxBytes %d) panicked: %v", channel, msg, key != nil, maxBytes, r)
 			n, err = 0, errDecoderPanicked
 		}
 	}()
 	if fn == nil {
-		fn = func(int, envelope) {}
+		fn = func(int, Envelope) {}
 	}
-	return decodeMessage(channel, msg, key, maxBytes, fn)
+	return DecodeMessage(channel, msg, key, maxBytes, fn)
 }
 
 // wirePart is one field of an encoded message, as the wire format in
-// envelope.go lists them.
+// wire.go lists them.
 type wirePart struct {
 	field string
 	bytes []byte
@@ -64,7 +64,7 @@ func uv(v uint64) []byte { return binary.AppendUvarint(nil, v) }
 
 // plainParts lays out env as an unsigned plain envelope, field by field,
 // from the wire format's table rather than from appendEnvelope.
-func plainParts(env *envelope) []wirePart {
+func plainParts(env *Envelope) []wirePart {
 	flags := byte(0)
 	if len(env.Headers) > 0 {
 		flags |= flagHeaders
@@ -81,7 +81,7 @@ func plainParts(env *envelope) []wirePart {
 }
 
 // batchParts lays out envs as an unsigned batch, field by field.
-func batchParts(envs []envelope) []wirePart {
+func batchParts(envs []Envelope) []wirePart {
 	parts := []wirePart{
 		{field: "magic", bytes: []byte{envMagic0, envMagic1}},
 		{field: "version", bytes: []byte{envVersion}},
@@ -105,7 +105,7 @@ func batchParts(envs []envelope) []wirePart {
 
 // tailParts lays out the fields of env from its time through its payload,
 // their names prefixed with prefix.
-func tailParts(prefix string, env *envelope) []wirePart {
+func tailParts(prefix string, env *Envelope) []wirePart {
 	p := func(field string, b []byte) wirePart { return wirePart{field: prefix + field, bytes: b} }
 	l := func(of string, n int) wirePart {
 		return wirePart{field: prefix + of + " length", bytes: uv(uint64(n)), length: true, lengthOf: prefix + of}
@@ -156,9 +156,9 @@ func join(parts []wirePart, i int, with []byte) []byte {
 // the test binary.
 func TestDecodeFieldByField(t *testing.T) {
 	headers := map[string]string{"traceparent": "00-4bf9-01", "a": ""}
-	env := envelope{Source: "inst", Seq: 300, Time: -7, ContentType: ContentTypeJSON, Headers: headers, Payload: []byte(`{"id":7}`)}
-	envs := []envelope{
-		{Source: "inst", Seq: 41, Time: 5, ContentType: ContentTypeText, Payload: []byte("one")},
+	env := Envelope{Source: "inst", Seq: 300, Time: -7, ContentType: ctJSON, Headers: headers, Payload: []byte(`{"id":7}`)}
+	envs := []Envelope{
+		{Source: "inst", Seq: 41, Time: 5, ContentType: ctText, Payload: []byte("one")},
 		{Source: "inst", Seq: 42, Time: 6, Headers: headers, Payload: []byte("two")},
 	}
 	for _, tc := range []struct {
@@ -166,8 +166,8 @@ func TestDecodeFieldByField(t *testing.T) {
 		parts []wirePart
 		want  []byte // what the encoder writes
 	}{
-		{"plain", plainParts(&env), appendEnvelope(nil, "c", &env, nil)},
-		{"batch", batchParts(envs), appendBatch(nil, "c", envs, nil)},
+		{"plain", plainParts(&env), AppendEnvelope(nil, "c", &env, nil)},
+		{"batch", batchParts(envs), AppendBatch(nil, "c", envs, nil)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := join(tc.parts, -1, nil)
@@ -182,7 +182,7 @@ func TestDecodeFieldByField(t *testing.T) {
 				t.Helper()
 				broken++
 				called := 0
-				_, err := decodeMessageSafe(t, "c", bad, nil, 0, func(int, envelope) { called++ })
+				_, err := decodeMessageSafe(t, "c", bad, nil, 0, func(int, Envelope) { called++ })
 				switch {
 				case errors.Is(err, errDecoderPanicked):
 					return // reported
@@ -215,7 +215,7 @@ func TestDecodeFieldByField(t *testing.T) {
 					if p.lengthOf == "" { // a count
 						limit := uint64(maxHeaders)
 						if name == "event count" {
-							limit = maxBatchEvents
+							limit = MaxBatchEvents
 						}
 						malformed(p.field+" over its limit", join(tc.parts, i, uv(limit+1)), name)
 					} else {

@@ -1,4 +1,4 @@
-package bridge
+package queue
 
 import (
 	"hash/maphash"
@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// echoMemory remembers the raw messages this bridge sent on channels it
+// Echo remembers the raw messages this bridge sent on channels it
 // also imports, so that their echo can be dropped: a raw message carries
 // no source ID. It is a FIFO of (channel, payload) hashes with an expiry
 // and a cap; a message that arrives and matches a remembered one consumes
@@ -15,7 +15,9 @@ import (
 // A foreign message identical to one of ours, arriving before our echo,
 // is taken for the echo and dropped; our echo is then delivered in its
 // place. Counts stay right; only the two identical messages swap.
-type echoMemory struct {
+//
+// All methods are safe for concurrent use.
+type Echo struct {
 	seed   maphash.Seed
 	window time.Duration
 	max    int
@@ -40,8 +42,10 @@ type echoCount struct {
 	live, consumed int
 }
 
-func newEchoMemory(window time.Duration, max int) *echoMemory {
-	return &echoMemory{
+// NewEcho returns an echo memory that keeps at most max messages, each for
+// window.
+func NewEcho(window time.Duration, max int) *Echo {
+	return &Echo{
 		seed:   maphash.MakeSeed(),
 		window: window,
 		max:    max,
@@ -49,7 +53,7 @@ func newEchoMemory(window time.Duration, max int) *echoMemory {
 	}
 }
 
-func (m *echoMemory) key(channel string, payload []byte) uint64 {
+func (m *Echo) key(channel string, payload []byte) uint64 {
 	var h maphash.Hash
 	h.SetSeed(m.seed)
 	h.WriteString(channel)
@@ -58,8 +62,8 @@ func (m *echoMemory) key(channel string, payload []byte) uint64 {
 	return h.Sum64()
 }
 
-// remember records a message about to be sent.
-func (m *echoMemory) remember(channel string, payload []byte, now time.Time) {
+// Remember records a message about to be sent on channel.
+func (m *Echo) Remember(channel string, payload []byte, now time.Time) {
 	k := m.key(channel, payload)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -80,9 +84,9 @@ func (m *echoMemory) remember(channel string, payload []byte, now time.Time) {
 	c.live++
 }
 
-// consume reports whether a received message is the echo of one we sent,
-// and forgets that one if so.
-func (m *echoMemory) consume(channel string, payload []byte, now time.Time) bool {
+// Consume reports whether a message received on channel is the echo of
+// one we sent, and forgets that one if so.
+func (m *Echo) Consume(channel string, payload []byte, now time.Time) bool {
 	k := m.key(channel, payload)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -96,13 +100,13 @@ func (m *echoMemory) consume(channel string, payload []byte, now time.Time) bool
 	return true
 }
 
-func (m *echoMemory) expireLocked(now int64) {
+func (m *Echo) expireLocked(now int64) {
 	for m.n > 0 && m.fifo[m.head].expires <= now {
 		m.popLocked()
 	}
 }
 
-func (m *echoMemory) popLocked() {
+func (m *Echo) popLocked() {
 	e := m.fifo[m.head]
 	m.head = (m.head + 1) % len(m.fifo)
 	m.n--
@@ -117,7 +121,7 @@ func (m *echoMemory) popLocked() {
 	}
 }
 
-func (m *echoMemory) growLocked() {
+func (m *Echo) growLocked() {
 	size := 2 * len(m.fifo)
 	if size == 0 {
 		size = 64
@@ -132,8 +136,8 @@ func (m *echoMemory) growLocked() {
 	m.fifo, m.head = fifo, 0
 }
 
-// len returns the number of remembered messages, for tests.
-func (m *echoMemory) len() int {
+// Len returns the number of remembered messages.
+func (m *Echo) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.n

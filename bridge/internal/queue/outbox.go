@@ -1,0 +1,186 @@
+// Package queue holds the bridge's queues: the outbox of exports waiting
+// for a flusher, the per-topic queues of imported events waiting for the
+// import workers, and the memory of sent raw messages whose echo must be
+// dropped. Each owns its lock; fifo, the chunked queue under the first
+// two, is not safe for concurrent use and is guarded by its owner's lock.
+package queue
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/busline/bus/bridge/internal/wire"
+)
+
+// Export is one export waiting to be sent.
+type Export struct {
+	Channel     string
+	Payload     []byte
+	ContentType string
+	Headers     map[string]string
+	At          int64  // unix nanoseconds, when it was exported
+	Seq         uint64 // per (source, channel), set by Outbox.Push; 0 on raw routes
+	Raw         bool
+	Echo        bool // remember it for echo suppression when it is sent
+}
+
+// Size is what it counts for in an outbox's byte bound.
+func (it *Export) Size() int { return len(it.Channel) + len(it.Payload) }
+
+// Outbox is the bounded FIFO of exports waiting for a flusher. Publishers
+// push without ever waiting for Redis; the flusher takes batches. It
+// numbers the enveloped exports as they are pushed, so that their numbers
+// follow the order in which they are sent. All methods are safe for
+// concurrent use.
+type Outbox struct {
+	maxEvents, maxBytes int
+	dropNewest          bool // when full, drop the new export rather than the oldest
+
+	// wake has room for one token: push leaves one when the outbox goes
+	// from empty to non-empty, so the flusher sleeps while it is empty
+	// and wakes once per burst.
+	wake chan struct{}
+
+	mu     sync.Mutex // protects the fields below
+	q      fifo[Export]
+	bytes  int
+	closed bool
+	seqs   wire.Counter // numbers the enveloped exports
+}
+
+// NewOutbox returns an outbox of at most maxEvents exports and maxBytes
+// bytes (Export.Size). When full, it drops the oldest exports to make
+// room, or with dropNewest the new export.
+func NewOutbox(maxEvents, maxBytes int, dropNewest bool) *Outbox {
+	return &Outbox{
+		maxEvents:  maxEvents,
+		maxBytes:   maxBytes,
+		dropNewest: dropNewest,
+		wake:       make(chan struct{}, 1),
+	}
+}
+
+// Wake returns the channel on which the outbox leaves a token when it goes
+// from empty to non-empty: the flusher waits on it while the outbox is
+// empty.
+func (o *Outbox) Wake() <-chan struct{} { return o.wake }
+
+// Push appends it, numbering it (Seq) if it is not raw, and returns how
+// many exports were dropped to make room (oldest first) or instead of it
+// (dropNewest, or an export bigger than the outbox). ok is false when the
+// outbox is closed: nothing was queued or dropped. It never blocks on
+// anything but the outbox's lock.
+func (o *Outbox) Push(it Export) (dropped int, ok bool) {
+	size := it.Size()
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return 0, false
+	}
+	if size > o.maxBytes {
+		o.mu.Unlock()
+		return 1, true
+	}
+	for o.q.len() >= o.maxEvents || o.bytes+size > o.maxBytes {
+		if o.dropNewest {
+			o.mu.Unlock()
+			return dropped + 1, true
+		}
+		o.popLocked()
+		dropped++
+	}
+	if !it.Raw {
+		it.Seq = o.seqs.Next(it.Channel)
+	}
+	o.q.push(it)
+	o.bytes += size
+	wasEmpty := o.q.len() == 1
+	o.mu.Unlock()
+	if wasEmpty {
+		select {
+		case o.wake <- struct{}{}:
+		default:
+		}
+	}
+	return dropped, true
+}
+
+// Take moves up to max exports into batch (reusing its memory), after
+// dropping the ones exported before cutoff (unix nanoseconds; 0 for none).
+func (o *Outbox) Take(batch []Export, max int, cutoff int64) (_ []Export, expired int) {
+	batch = batch[:0]
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for o.q.len() > 0 && o.q.front().At < cutoff {
+		o.popLocked()
+		expired++
+	}
+	for o.q.len() > 0 && len(batch) < max {
+		batch = append(batch, o.popLocked())
+	}
+	return batch, expired
+}
+
+// Expire drops the exports made before cutoff and returns how many.
+func (o *Outbox) Expire(cutoff int64) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for o.q.len() > 0 && o.q.front().At < cutoff {
+		o.popLocked()
+		n++
+	}
+	return n
+}
+
+// Close makes later pushes fail and empties the outbox, returning how
+// many exports it held.
+func (o *Outbox) Close() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.q.len()
+	for o.q.len() > 0 {
+		o.popLocked()
+	}
+	o.closed = true
+	return n
+}
+
+// Depth returns the number of exports and bytes queued.
+func (o *Outbox) Depth() (n, bytes int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.q.len(), o.bytes
+}
+
+// Inflight describes the batch a flusher is sending, which Stats counts
+// with what still waits in its outbox. Its zero value is nothing being
+// sent. It is safe for concurrent use.
+type Inflight struct{ events, bytes atomic.Int64 }
+
+// Set records batch as being sent.
+func (in *Inflight) Set(batch []Export) {
+	size := 0
+	for i := range batch {
+		size += batch[i].Size()
+	}
+	in.events.Store(int64(len(batch)))
+	in.bytes.Store(int64(size))
+}
+
+// Reset records that nothing is being sent.
+func (in *Inflight) Reset() {
+	in.events.Store(0)
+	in.bytes.Store(0)
+}
+
+// Load returns the exports and bytes being sent.
+func (in *Inflight) Load() (n, bytes int) {
+	return int(in.events.Load()), int(in.bytes.Load())
+}
+
+func (o *Outbox) popLocked() Export {
+	it := o.q.pop()
+	o.bytes -= it.Size()
+	return it
+}
