@@ -272,9 +272,9 @@ func (b *Bus) Close(ctx context.Context) error {
 		}
 		lost += s.q.discardAll(s)
 		if s.retrying.Load() {
-			// Between two attempts, or publishing a dead letter: the
-			// worker gives up at once (endLife) and, its queue
-			// discarded, exits; waiting for it puts the abandoned event
+			// Between two attempts: the worker gives up at once
+			// (endLife) and, its queue discarded, exits without calling
+			// a handler again; waiting for it puts the abandoned event
 			// in the count.
 			<-s.done
 		}

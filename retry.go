@@ -151,27 +151,28 @@ func (s *Subscription) handleQueued(q *queued) bool {
 }
 
 // pause waits d, and reports false if Close started or ctx ended first.
-// retrying is set first and life checked after, so that Close, which ends
-// life before it looks at retrying, either waits for this worker or is
-// seen here.
+//
+// retrying is set before life is checked, and Close ends life before it
+// looks at retrying: so either Close sees retrying and waits for this
+// worker, or the check after the wait sees that Close started. Close
+// waits so only once its ctx has ended and it has discarded the queue: the
+// worker then abandons the event and exits without calling a handler
+// again, so the wait is short.
 func (s *Subscription) pause(ctx context.Context, d time.Duration) bool {
 	s.retrying.Store(true)
 	defer s.retrying.Store(false)
-	life := s.bus.life.Done()
+	life := s.bus.life
+	if life.Err() != nil {
+		return false
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-life:
-		return false
-	default:
-	}
-	select {
 	case <-t.C:
-		return true
-	case <-life:
+	case <-life.Done():
 	case <-ctx.Done():
 	}
-	return false
+	return life.Err() == nil && ctx.Err() == nil
 }
 
 // abandon counts and reports q as abandoned after the failure de.
@@ -219,9 +220,7 @@ func (s *Subscription) deadLetter(q *queued, de *DeliveryError) bool {
 	// a Block subscriber of the dead-letter topic could hold the worker.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(q.ctx))
 	stop := context.AfterFunc(b.life, cancel)
-	s.retrying.Store(true)
 	err := b.PublishEvent(ctx, e)
-	s.retrying.Store(false)
 	stop()
 	cancel()
 

@@ -46,8 +46,8 @@ type Subscription struct {
 	// plain Handler, which handler calls directly. See handler.go.
 	fn    HandlerFunc
 	retry *RetryPolicy // normalized copy of opts.Retry; nil without
-	// retrying is set while the worker waits between attempts or
-	// publishes a dead letter, so that Close waits for it (retry.go).
+	// retrying is set while the worker waits between attempts, so that
+	// Close waits for it to abandon the event (retry.go).
 	retrying     atomic.Bool
 	failed       atomic.Uint64
 	retried      atomic.Uint64
