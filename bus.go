@@ -326,6 +326,9 @@ func errClosed(op string) error { return errorf(ErrClosed, "%s", op) }
 // queue group counts as one. It returns a [*SyntaxError] for an invalid
 // topic and an error wrapping ErrClosed once the bus is closed.
 func (b *Bus) NumSub(topic string) (int, error) {
+	if b.closed.Load() {
+		return 0, errClosed(fmt.Sprintf("numsub %q", topic)) // not lookup's "publish"
+	}
 	subs, groups, err := b.lookup(topic)
 	if err != nil {
 		return 0, err

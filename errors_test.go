@@ -32,6 +32,7 @@ func TestErrorMessages(t *testing.T) {
 	_, typedNilErr := SubscribeTyped[int](b, "a", nil)
 	_, optErr := b.SubscribeWith("a", func(context.Context, Event) {}, &SubscribeOptions{Queue: -1})
 	_, syncDropErr := b.SubscribeWith("a", func(context.Context, Event) {}, &SubscribeOptions{Overflow: DropNewest})
+	_, numSubErr := closed.NumSub("a")
 	for _, tc := range []struct {
 		err      error
 		sentinel error
@@ -40,6 +41,7 @@ func TestErrorMessages(t *testing.T) {
 		{closed.Publish(ctx, "a", nil), ErrClosed, "bus: publish: closed"},
 		{subErr, ErrClosed, `bus: subscribe "a": closed`},
 		{closed.Close(ctx), ErrClosed, "bus: close: closed"},
+		{numSubErr, ErrClosed, `bus: numsub "a": closed`},
 		{nilErr, ErrNilHandler, `bus: subscribe "a": nil handler`},
 		{typedNilErr, ErrNilHandler, `bus: subscribe "a": nil handler`},
 		{optErr, ErrInvalidOption, "bus: subscribe: negative queue capacity -1: invalid option"},
