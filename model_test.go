@@ -50,7 +50,7 @@ func TestModelAccounting(t *testing.T) {
 			seed, _ = strconv.ParseUint(s, 10, 64)
 		}
 		if !runModel(t, seed) {
-			t.Fatalf("round %d failed; rerun with seed %d", rounds, seed)
+			t.Fatalf("round %d failed; rerun with BUS_MODEL_SEED=%d (the seed fixes the operations, not the interleaving: run it a few times)", rounds, seed)
 		}
 		if rounds >= 200 {
 			break
