@@ -164,6 +164,11 @@ func (b *Bus) SubscribeWith(pattern string, h Handler, opts *SubscribeOptions) (
 // reading does not keep the goroutine waiting; on Close they are delivered
 // until Close's deadline, and the ones left then are in Close's count. With
 // Once, the one event reaches the channel before it closes.
+//
+// The reader itself must not call Close without a deadline while events
+// are queued for it: Close waits for the channel's worker, which waits for
+// the reader to take the next event (give Close a context that ends, or
+// Unsubscribe first).
 func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscription, <-chan Event, error) {
 	var o SubscribeOptions
 	if opts != nil {
