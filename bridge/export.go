@@ -220,6 +220,66 @@ func (br *Bridge) expired(n int) {
 	}
 }
 
+// A caller makes an exporter's calls to Redis on a goroutine of its own,
+// so that the exporter can stop waiting for one when its context ends.
+// go-redis does not interrupt a read when the context of the call is
+// cancelled (only a deadline reaches the socket, and only with
+// ContextTimeoutEnabled): a call to a frozen or silently unreachable
+// server would hold the exporter, and Close, until the client's
+// ReadTimeout and its retries, about 10 s with the defaults. With a
+// caller, Close returns when its context ends and counts the call's
+// exports as not sent, whatever Redis later makes of them.
+//
+// The call given up on goes on until go-redis returns (one read timeout:
+// its retries stop, since their context is cancelled); then the caller's
+// goroutine returns, if close was called. Once do gave up, the exporter
+// must not touch what the call uses. One exporter goroutine uses a
+// caller: do is not safe for concurrent use.
+type caller struct {
+	calls chan func()
+	done  chan struct{}
+}
+
+// newCaller starts a caller's goroutine; close stops it.
+func newCaller() *caller {
+	c := &caller{calls: make(chan func()), done: make(chan struct{}, 1)}
+	go func() {
+		for f := range c.calls {
+			f()
+			c.done <- struct{}{}
+		}
+	}()
+	return c
+}
+
+// do runs f on the caller's goroutine and waits until it returns, or until
+// ctx ends: then do returns false at once, leaving f to go on alone. It
+// does not start f if ctx has ended already.
+func (c *caller) do(ctx context.Context, f func()) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case c.calls <- f: // never waits: the last call has returned
+	case <-ctx.Done():
+		return false
+	}
+	select {
+	case <-c.done:
+		return true
+	case <-ctx.Done():
+		select {
+		case <-c.done: // returned meanwhile: its result counts
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// close lets the caller's goroutine return once its call, if any, has.
+func (c *caller) close() { close(c.calls) }
+
 // span locates a message in the flusher's arena.
 type span struct{ start, end int }
 
@@ -231,6 +291,7 @@ type span struct{ start, end int }
 type outage struct {
 	br   *Bridge
 	out  *queue.Outbox // the exporter's outbox
+	call *caller       // the exporter's, for the pings
 	back *backoff      // the exporter's; reset by the exporter once it sends again
 	down bool          // reported for this batch
 }
@@ -251,7 +312,11 @@ func (o *outage) wait(ctx context.Context, err error) bool {
 		}
 		br.expireOutbox(o.out)
 		br.rep.flush()
-		if br.rdb.Ping(ctx).Err() == nil {
+		var err error
+		if !o.call.do(ctx, func() { err = br.rdb.Ping(ctx).Err() }) {
+			return false
+		}
+		if err == nil {
 			return true
 		}
 	}

@@ -69,7 +69,9 @@ func (p *publisher) stats(s *Stats) {
 // pipelined batches, in order per channel (see group), until Close.
 func (p *publisher) flushLoop() {
 	br := p.br
-	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}}
+	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}, call: newCaller()}
+	defer f.call.close()
+	f.pipe = f.pipeline
 	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.g.ctx, f.send)
 }
 
@@ -89,6 +91,7 @@ type flusher struct {
 	br      *Bridge
 	p       *publisher
 	back    backoff
+	call    *caller // makes the pipelines and pings, so that Close need not wait for them
 	batch   []queue.Export
 	pending []int           // indexes in batch of the exports not sent yet
 	msgs    [][]byte        // the messages of pending, one per command
@@ -103,6 +106,15 @@ type flusher struct {
 	starts  []int
 	groups  []int
 	seg     []int
+
+	// The pipeline call on the caller's goroutine (pipeline, made once
+	// into pipe): its context, messages and runs, and its results.
+	pipe  func()
+	pctx  context.Context
+	pmsgs [][]byte
+	pruns []run
+	pcmds []redis.Cmder
+	perr  error
 }
 
 // run is the exports one message carries: pending[start : start+n].
@@ -114,9 +126,13 @@ type run struct{ start, n int }
 func (f *flusher) send() bool {
 	br, p := f.br, f.p
 	p.inflight.Set(f.batch)
+	abandoned := false
 	defer func() {
 		p.inflight.Reset()
-		f.done()
+		if !abandoned {
+			// A pipeline given up on may still read the batch.
+			f.done()
+		}
 	}()
 
 	f.pending = f.pending[:0]
@@ -126,7 +142,7 @@ func (f *flusher) send() bool {
 	if br.cfg.CoalesceBytes > 0 {
 		f.group()
 	}
-	o := outage{br: br, out: p.out, back: &f.back}
+	o := outage{br: br, out: p.out, back: &f.back, call: f.call}
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
 		ctx := p.g.ctx
@@ -145,7 +161,15 @@ func (f *flusher) send() bool {
 				}
 				continue
 			}
-			err = f.publish(ctx, f.msgs[k0:k0+len(runs)], runs, &keep)
+			var ok bool
+			ok, err = f.publish(ctx, f.msgs[k0:k0+len(runs)], runs, &keep)
+			if !ok {
+				// Close gave up while Redis had the pipeline: it and
+				// every later one are not sent.
+				abandoned = true
+				p.left = len(keep) + len(f.pending) - runs[0].start
+				return false
+			}
 		}
 		f.pending = keep
 		if len(f.pending) == 0 {
@@ -176,15 +200,16 @@ func (f *flusher) send() bool {
 // publish sends msgs, the messages of runs, in one pipeline and accounts
 // for each: exported, rejected by Redis (counted and reported), or, when
 // Redis could not be reached, appended to *keep. It returns the error of
-// the first message not sent for lack of Redis, or nil.
-func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *[]int) error {
+// the first message not sent for lack of Redis, or nil. It returns
+// ok false, having counted nothing, if ctx ended before Redis answered.
+func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *[]int) (ok bool, down error) {
 	br := f.br
-	cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for k, msg := range msgs {
-			br.shards.publish(ctx, p, f.batch[f.pending[runs[k].start]].Channel, msg)
-		}
-		return nil
-	})
+	f.pctx, f.pmsgs, f.pruns = ctx, msgs, runs
+	if !f.call.do(ctx, f.pipe) {
+		return false, nil
+	}
+	cmds, err := f.pcmds, f.perr
+	f.pcmds, f.perr, f.pmsgs, f.pruns = nil, nil, nil, nil
 	if err == nil {
 		n := 0
 		for _, r := range runs {
@@ -192,9 +217,8 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 		}
 		br.c.exported.Add(uint64(n))
 		br.c.exportMessages.Add(uint64(len(msgs)))
-		return nil
+		return true, nil
 	}
-	var down error
 	for k, r := range runs {
 		cerr := err
 		if k < len(cmds) {
@@ -215,7 +239,18 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 			}
 		}
 	}
-	return down
+	return true, down
+}
+
+// pipeline sends pmsgs in one pipeline, on the caller's goroutine.
+func (f *flusher) pipeline() {
+	br, ctx, msgs, runs := f.br, f.pctx, f.pmsgs, f.pruns
+	f.pcmds, f.perr = br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, msg := range msgs {
+			br.shards.publish(ctx, p, f.batch[f.pending[runs[k].start]].Channel, msg)
+		}
+		return nil
+	})
 }
 
 // keptArena is the most arena memory the flusher keeps between batches

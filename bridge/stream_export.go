@@ -36,6 +36,7 @@ type streamExport struct {
 	inflight queue.Inflight // the batch being sent, for Stats
 
 	back  backoff
+	call  *caller // makes the pipelines and reads, so that Close need not wait for them
 	batch []queue.Export
 	arena []byte
 	spans []span
@@ -55,6 +56,8 @@ func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
 // to the stream in pipelined batches of XADD, in order, until Close.
 func (x *streamExport) flushLoop() {
 	st := x.br.st
+	x.call = newCaller()
+	defer x.call.close()
 	x.br.runFlusher(x.out, &x.batch, x.br.cfg.BatchSize, st.drain, st.flushing.ctx, x.send)
 }
 
@@ -72,25 +75,38 @@ func (x *streamExport) send() bool {
 	br, st := x.br, x.br.st
 	x.build()
 	x.inflight.Set(x.batch)
+	abandoned := false
 	defer func() {
 		x.inflight.Reset()
-		clear(x.batch)
-		clear(x.args)
+		if !abandoned {
+			// A pipeline given up on may still read the batch.
+			clear(x.batch)
+			clear(x.args)
+		}
 	}()
 
 	pending := make([]int, len(x.batch))
 	for i := range pending {
 		pending[i] = i
 	}
-	o := outage{br: br, out: x.out, back: &x.back}
+	o := outage{br: br, out: x.out, back: &x.back, call: x.call}
 	for {
 		ctx := st.flushing.ctx
-		cmds, err := br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, i := range pending {
-				p.XAdd(ctx, &x.args[i])
-			}
-			return nil
-		})
+		var cmds []redis.Cmder
+		var err error
+		if !x.call.do(ctx, func() {
+			cmds, err = br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, i := range pending {
+					p.XAdd(ctx, &x.args[i])
+				}
+				return nil
+			})
+		}) {
+			// Close gave up while Redis had the pipeline.
+			abandoned = true
+			st.flushLeft.Add(int64(len(pending)))
+			return false
+		}
 		keep := pending[:0]
 		for j, i := range pending {
 			cerr := err
@@ -180,9 +196,12 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 	}
 	// Other writers may have added entries since: look a little further
 	// back than the batch.
-	last, err := br.rdb.XRevRangeN(ctx, x.r.key, "+", "-", int64(2*len(pending)+64)).Result()
-	if err != nil {
-		return pending
+	var last []redis.XMessage
+	var err error
+	if !x.call.do(ctx, func() {
+		last, err = br.rdb.XRevRangeN(ctx, x.r.key, "+", "-", int64(2*len(pending)+64)).Result()
+	}) || err != nil {
+		return pending // if Close gave up, the next pipeline sees it
 	}
 	type mark struct {
 		channel string
