@@ -154,17 +154,47 @@ type DropError struct {
 	Count uint64
 }
 
-// Error describes the drops in one line, such as "bridge: outbox full,
-// events dropped: 3 events" or "bridge: malformed envelope: 1 message".
+// Error describes the drops in one line: the reason, how many of what
+// went where, and the counter of Stats that counts them, such as "bridge:
+// outbox full: 3 events dropped (see Stats.OutboxOverflow)". For the
+// reasons whose first drop is reported with its details (a Codec's error,
+// a malformed envelope, a refused PUBLISH), a DropError counts the drops
+// held back since that report: "bridge: encode: 1 more event not exported
+// (see Stats.EncodeErrors)".
 func (e *DropError) Error() string {
-	noun := "event"
-	switch e.Err {
-	case ErrMalformed, ErrSignature, ErrTooLarge:
-		noun = "message" // dropped before they were events
-	case ErrTrimmed:
-		noun = "entry"
+	d, ok := dropKinds[e.Err]
+	if !ok {
+		return fmt.Sprintf("%v: %s dropped", e.Err, plural.Of(e.Count, "event"))
 	}
-	return fmt.Sprintf("%v: %s", e.Err, plural.Of(e.Count, noun))
+	what := plural.Of(e.Count, d.noun)
+	if d.more {
+		// "1 more event": the count follows a report with details.
+		n, noun, _ := strings.Cut(what, " ")
+		what = n + " more " + noun
+	}
+	return fmt.Sprintf("%s: %s %s (see Stats.%s)", d.reason, what, d.fate, d.stat)
+}
+
+// dropKind says how a DropError of one reason reads.
+type dropKind struct {
+	reason string // the sentinel's message, or a shorter one
+	noun   string // what was dropped: event, message (not yet an event), entry
+	fate   string // what became of them
+	stat   string // the field of Stats that counts them
+	more   bool   // the first drop is reported with its details
+}
+
+var dropKinds = map[error]dropKind{
+	ErrOutboxFull: {"bridge: outbox full", "event", "dropped", "OutboxOverflow", false},
+	ErrExpired:    {"bridge: outbox events expired", "event", "not exported, older than Options.OutboxMaxAge", "OutboxExpired", false},
+	ErrImportFull: {"bridge: import queue full", "event", "not delivered", "ImportDropped", false},
+	ErrEncode:     {"bridge: encode", "event", "not exported", "EncodeErrors", true},
+	ErrPublish:    {"bridge: publish refused", "event", "not exported", "ExportRejected", true},
+	ErrDecode:     {"bridge: decode", "event", "not delivered", "DecodeErrors", true},
+	ErrMalformed:  {"bridge: malformed envelope", "message", "dropped", "DecodeErrors", true},
+	ErrTooLarge:   {"bridge: message too large", "message", "dropped", "DecodeErrors", true},
+	ErrSignature:  {"bridge: bad envelope signature", "message", "dropped", "SignatureRejected", true},
+	ErrTrimmed:    {"bridge: pending stream entries trimmed", "entry", "lost", "StreamTrimmed", false},
 }
 
 // Unwrap returns the reason.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/plural"
 	"github.com/busline/bus/bridge/internal/seq"
 	"github.com/busline/bus/bridge/internal/wire"
 )
@@ -68,7 +69,7 @@ func (in *ingest) accept(m *inbound) {
 	r := m.route
 	if len(m.data) > br.cfg.MaxMessageBytes {
 		c.decodeErrors.Add(1)
-		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %d bytes %s", ErrTooLarge, len(m.data), m.where()))
+		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %s %s", ErrTooLarge, plural.Of(uint64(len(m.data)), "byte"), m.where()))
 		return
 	}
 	if !r.Raw && wire.IsEnvelope(m.data) {

@@ -192,18 +192,18 @@ func IsBatch(msg []byte) bool {
 func (env *Envelope) Validate() error {
 	switch {
 	case len(env.Source) == 0 || len(env.Source) > maxSourceLen:
-		return fmt.Errorf("%w: source %q is %d bytes, want 1..%d", ErrMalformed, env.Source, len(env.Source), maxSourceLen)
+		return fmt.Errorf("%w: source %q is %s, want 1..%d", ErrMalformed, env.Source, plural.Of(uint64(len(env.Source)), "byte"), maxSourceLen)
 	case len(env.ContentType) > MaxTypeLen:
-		return fmt.Errorf("%w: content type is %d bytes, limit %d", ErrMalformed, len(env.ContentType), MaxTypeLen)
+		return fmt.Errorf("%w: content type is %s, limit %d", ErrMalformed, plural.Of(uint64(len(env.ContentType)), "byte"), MaxTypeLen)
 	case len(env.Headers) > maxHeaders:
-		return fmt.Errorf("%w: %d headers, limit %d", ErrMalformed, len(env.Headers), maxHeaders)
+		return fmt.Errorf("%w: %s, limit %d", ErrMalformed, plural.Of(uint64(len(env.Headers)), "header"), maxHeaders)
 	}
 	for k, v := range env.Headers {
 		if len(k) == 0 || len(k) > maxHeaderKey {
-			return fmt.Errorf("%w: header key %.40q is %d bytes, want 1..%d", ErrMalformed, k, len(k), maxHeaderKey)
+			return fmt.Errorf("%w: header key %.40q is %s, want 1..%d", ErrMalformed, k, plural.Of(uint64(len(k)), "byte"), maxHeaderKey)
 		}
 		if len(v) > maxHeaderVal {
-			return fmt.Errorf("%w: header %.40q value is %d bytes, limit %d", ErrMalformed, k, len(v), maxHeaderVal)
+			return fmt.Errorf("%w: header %.40q value is %s, limit %d", ErrMalformed, k, plural.Of(uint64(len(v)), "byte"), maxHeaderVal)
 		}
 	}
 	return nil
@@ -423,7 +423,7 @@ func DecodeMessage(channel string, msg []byte, key []byte, maxBytes int, fn func
 // fields, the MAC included, and returns msg without its MAC and the flags.
 func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []byte, flags byte, err error) {
 	if maxBytes > 0 && len(msg) > maxBytes {
-		return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(msg), maxBytes)
+		return nil, 0, fmt.Errorf("%w: %s, limit %d", ErrTooLarge, plural.Of(uint64(len(msg)), "byte"), maxBytes)
 	}
 	if !IsEnvelope(msg) {
 		return nil, 0, ErrNotEnvelope
@@ -454,7 +454,7 @@ func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []b
 			return nil, 0, fmt.Errorf("%w: unsigned envelope on %q", ErrSignature, channel)
 		}
 		if tooShort {
-			return nil, 0, fmt.Errorf("%w: %d bytes, too short to carry a MAC, on %q", ErrSignature, len(msg), channel)
+			return nil, 0, fmt.Errorf("%w: %s, too short to carry a MAC, on %q", ErrSignature, plural.Of(uint64(len(msg)), "byte"), channel)
 		}
 		m := getMAC(key)
 		ok := hmac.Equal(m.sum(m.out[:0], channel, msg[:end]), msg[end:])
