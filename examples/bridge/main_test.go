@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,44 +52,19 @@ func TestDemo(t *testing.T) {
 
 // participant is a running chat participant.
 type participant struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string // stdout
-	stderr bytes.Buffer
-	done   chan struct{} // closed at the end of stdout
+	*progtest.Proc
+	stdin io.WriteCloser
 }
 
 // join starts a chat participant and waits for its banner.
 func join(t *testing.T, url, name string) *participant {
 	t.Helper()
-	p := &participant{lines: make(chan string, 100), done: make(chan struct{})}
-	p.cmd = exec.Command(program.Path(t), "-redis", url, "-name", name)
-	p.cmd.Stderr = &p.stderr
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := p.cmd.StdoutPipe()
+	cmd := exec.Command(program.Path(t), "-redis", url, "-name", name)
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			<-p.done
-			p.cmd.Wait()
-		}
-	})
+	p := &participant{Proc: progtest.Start(t, cmd), stdin: stdin}
 	if got, want := p.next(t), "chatting as "+name+"; type lines, Ctrl-D or Ctrl-C to quit"; got != want {
 		t.Fatalf("%s printed %q, want %q", name, got, want)
 	}
@@ -102,28 +74,18 @@ func join(t *testing.T, url, name string) *participant {
 // next returns the next line the participant prints.
 func (p *participant) next(t *testing.T) string {
 	t.Helper()
-	select {
-	case l := <-p.lines:
-		return l
-	case <-p.done:
-		err := p.cmd.Wait()
-		t.Fatalf("exited (%v) before printing the line expected (stderr %q)", err, p.stderr.String())
-	case <-time.After(waitTimeout):
-		t.Fatal("no line in time")
-	}
-	return ""
+	return p.Next(t, waitTimeout)
 }
 
 // end waits for the participant to exit and checks that it exited with
 // status 0, saying nothing more.
 func (p *participant) end(t *testing.T) {
 	t.Helper()
-	<-p.done
-	if err := p.cmd.Wait(); err != nil || p.stderr.Len() != 0 {
-		t.Errorf("%v: %v, stderr %q", p.cmd.Args, err, p.stderr.String())
+	if err := p.Wait(); err != nil || p.Stderr() != "" {
+		t.Errorf("%v: %v, stderr %q", p.Cmd.Args, err, p.Stderr())
 	}
-	for len(p.lines) > 0 {
-		t.Errorf("printed %q more", <-p.lines)
+	for l := range p.Lines() {
+		t.Errorf("printed %q more", l)
 	}
 }
 
@@ -147,7 +109,7 @@ func TestChat(t *testing.T) {
 	}
 	alice.stdin.Close() // Ctrl-D
 	alice.end(t)
-	if err := bob.cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := bob.Interrupt(); err != nil {
 		t.Fatal(err)
 	}
 	bob.end(t)
@@ -156,12 +118,7 @@ func TestChat(t *testing.T) {
 // TestErrors checks the exit statuses: 2 for bad flags, 1 for an
 // unreachable Redis, with one line on stderr.
 func TestErrors(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := l.Addr().String()
-	l.Close()
+	refused := progtest.RefusedAddr(t)
 	for _, tc := range []struct {
 		args   []string
 		status int

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -42,48 +41,28 @@ func TestREADME(t *testing.T) {
 
 // instance is one running process of the program.
 type instance struct {
-	cmd   *exec.Cmd
-	lines chan string // stdout
-	ready chan string // the "ready:" line of stderr
-	errs  bytes.Buffer
+	*progtest.Proc
+	ready chan string     // the "ready:" line of stderr
+	errs  progtest.Buffer // the rest of stderr
 }
 
 func start(t *testing.T, url string) *instance {
 	t.Helper()
-	in := &instance{lines: make(chan string, 64), ready: make(chan string, 1)}
-	in.cmd = exec.Command(program.Path(t))
-	in.cmd.Env = append(os.Environ(), "REDIS_URL="+url)
-	stdout, err := in.cmd.StdoutPipe()
+	in := &instance{ready: make(chan string, 1)}
+	cmd := exec.Command(program.Path(t))
+	cmd.Env = append(os.Environ(), "REDIS_URL="+url)
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr, err := in.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if in.cmd.ProcessState == nil {
-			in.cmd.Process.Kill()
-			in.cmd.Wait()
-		}
-	})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			in.lines <- sc.Text()
-		}
-		close(in.lines)
-	}()
+	in.Proc = progtest.Start(t, cmd)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "ready:") {
 				in.ready <- sc.Text()
 			} else {
-				in.errs.WriteString(sc.Text() + "\n")
+				in.errs.Write([]byte(sc.Text() + "\n"))
 			}
 		}
 		close(in.ready)
@@ -96,7 +75,7 @@ func (in *instance) waitReady(t *testing.T) {
 	select {
 	case _, ok := <-in.ready:
 		if !ok {
-			t.Fatalf("the program ended before it was ready: %v\n%s", in.cmd.Wait(), in.errs.String())
+			t.Fatalf("the program ended before it was ready: %v\n%s", in.Wait(), in.errs.String())
 		}
 	case <-time.After(waitTimeout):
 		t.Fatalf("no ready line after %v", waitTimeout)
@@ -113,9 +92,9 @@ func (in *instance) collect(t *testing.T, remote bool) []string {
 	deadline := time.After(waitTimeout)
 	for local < 3 || (remote && others < 3) {
 		select {
-		case l, ok := <-in.lines:
+		case l, ok := <-in.Lines():
 			if !ok {
-				t.Fatalf("the program ended: %v; output %q\nstderr:\n%s", in.cmd.Wait(), got, in.errs.String())
+				t.Fatalf("the program ended: %v; output %q\nstderr:\n%s", in.Wait(), got, in.errs.String())
 			}
 			got = append(got, l)
 			m := orderLine.FindStringSubmatch(l)
@@ -137,12 +116,12 @@ func (in *instance) collect(t *testing.T, remote bool) []string {
 // stop sends Ctrl-C and requires a clean exit.
 func (in *instance) stop(t *testing.T) {
 	t.Helper()
-	if err := in.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := in.Interrupt(); err != nil {
 		t.Fatal(err)
 	}
-	for range in.lines { // drain to the end
+	for range in.Lines() { // drain to the end
 	}
-	if err := in.cmd.Wait(); err != nil {
+	if err := in.Wait(); err != nil {
 		t.Errorf("exit after Ctrl-C: %v\nstderr:\n%s", err, in.errs.String())
 	}
 }
@@ -169,12 +148,7 @@ func TestTwoInstances(t *testing.T) {
 // TestNoRedis checks that a wrong address fails within Ready's timeout,
 // with the reason.
 func TestNoRedis(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there any more
+	addr := progtest.RefusedAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, program.Path(t))

@@ -6,14 +6,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -129,7 +127,7 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestFlagErrors(t *testing.T) {
-	refused := refusedAddr(t)
+	refused := progtest.RefusedAddr(t)
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -164,7 +162,7 @@ func TestFlagErrors(t *testing.T) {
 // TestExitStatus checks what main makes of run's errors: one line on
 // stderr, status 2 for usage errors and 1 for runtime errors.
 func TestExitStatus(t *testing.T) {
-	refused := refusedAddr(t)
+	refused := progtest.RefusedAddr(t)
 	for _, tc := range []struct {
 		args   []string
 		status int
@@ -306,7 +304,7 @@ type procLine struct {
 type sessionProc struct {
 	line   string // the README command
 	cmd    *exec.Cmd
-	stderr syncBuffer
+	stderr progtest.Buffer
 	unread []string      // lines printed and not matched yet
 	done   chan struct{} // closed when stdout is at EOF
 }
@@ -461,25 +459,6 @@ func (s *session) stop() {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use: the stderr of a
-// process, read while the process writes it.
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestTwoProcesses runs a listener process and a publisher process
 // against one redis-server, with plain Redis clients on the channel: a
 // go-redis subscriber and redis-cli SUBSCRIBE see the publisher's messages
@@ -502,15 +481,12 @@ func TestTwoProcesses(t *testing.T) {
 			args := func(role string) []string {
 				return append(slices.Clone(tc.flags), "-redis", srv.URL(), "-role", role)
 			}
-			listener := exec.Command(built(t), args("listener")...)
-			var stderr bytes.Buffer
-			listener.Stderr = &stderr
-			lines := startLines(t, listener)
+			lines := progtest.Start(t, exec.Command(built(t), args("listener")...))
 			how := ""
 			if tc.envelope {
 				how = ", enveloped"
 			}
-			if want := "listener ready on Redis channel " + tc.channel + how + " (Ctrl-C to stop)"; lines.next(t) != want {
+			if want := "listener ready on Redis channel " + tc.channel + how + " (Ctrl-C to stop)"; lines.Next(t, waitTimeout) != want {
 				t.Fatalf("first line is not %q", want)
 			}
 
@@ -523,13 +499,13 @@ func TestTwoProcesses(t *testing.T) {
 			if _, err := plain.Receive(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			var cli *lineReader
+			var cli *progtest.Proc
 			subscribers := 2 // the listener and go-redis
 			if !tc.envelope {
 				_, port, _ := strings.Cut(srv.Addr(), ":")
-				cli = startLines(t, exec.Command("redis-cli", "-h", "127.0.0.1", "-p", port, "SUBSCRIBE", tc.channel))
+				cli = progtest.Start(t, exec.Command("redis-cli", "-h", "127.0.0.1", "-p", port, "SUBSCRIBE", tc.channel))
 				for _, want := range []string{"subscribe", tc.channel, "1"} {
-					if got := cli.next(t); got != want {
+					if got := cli.Next(t, waitTimeout); got != want {
 						t.Fatalf("redis-cli SUBSCRIBE printed %q, want %q", got, want)
 					}
 				}
@@ -547,7 +523,7 @@ func TestTwoProcesses(t *testing.T) {
 				t.Errorf("publisher printed:\n%s\nwant:\n%s", out, wantPub)
 			}
 			for _, msg := range messages {
-				if got, want := lines.next(t), "listener received on notifications: "+msg; got != want {
+				if got, want := lines.Next(t, waitTimeout), "listener received on notifications: "+msg; got != want {
 					t.Fatalf("listener printed %q, want %q", got, want)
 				}
 			}
@@ -555,7 +531,7 @@ func TestTwoProcesses(t *testing.T) {
 			if cli != nil {
 				for _, msg := range messages {
 					for _, want := range []string{"message", tc.channel, msg} {
-						if got := cli.next(t); got != want {
+						if got := cli.Next(t, waitTimeout); got != want {
 							t.Fatalf("redis-cli SUBSCRIBE printed %q, want %q", got, want)
 						}
 					}
@@ -571,18 +547,18 @@ func TestTwoProcesses(t *testing.T) {
 			if strings.TrimSpace(n) != strconv.Itoa(subscribers) {
 				t.Errorf("redis-cli PUBLISH reached %q subscribers, want %d", n, subscribers)
 			}
-			if got, want := lines.next(t), "listener received on notifications: hi"; got != want {
+			if got, want := lines.Next(t, waitTimeout), "listener received on notifications: hi"; got != want {
 				t.Fatalf("listener printed %q, want %q", got, want)
 			}
 
-			if err := listener.Process.Signal(syscall.SIGINT); err != nil {
+			if err := lines.Interrupt(); err != nil {
 				t.Fatal(err)
 			}
-			if err := lines.wait(); err != nil {
-				t.Fatalf("listener after SIGINT: %v (stderr %q)", err, stderr.String())
+			if err := lines.Wait(); err != nil {
+				t.Fatalf("listener after SIGINT: %v (stderr %q)", err, lines.Stderr())
 			}
-			if stderr.Len() != 0 {
-				t.Errorf("listener stderr: %q", stderr.String())
+			if lines.Stderr() != "" {
+				t.Errorf("listener stderr: %q", lines.Stderr())
 			}
 		})
 	}
@@ -656,45 +632,39 @@ r.publish('notifications', 'hi from redis-py')
 func TestRedisPy(t *testing.T) {
 	py := needPython(t)
 	srv := redistest.Start(t, nil)
-	listener := exec.Command(built(t), "-redis", srv.URL(), "-role", "listener")
-	var stderr bytes.Buffer
-	listener.Stderr = &stderr
-	lines := startLines(t, listener)
-	if got := lines.next(t); !strings.HasPrefix(got, "listener ready") {
+	lines := progtest.Start(t, exec.Command(built(t), "-redis", srv.URL(), "-role", "listener"))
+	if got := lines.Next(t, waitTimeout); !strings.HasPrefix(got, "listener ready") {
 		t.Fatalf("listener printed %q", got)
 	}
 
 	host, port, _ := strings.Cut(srv.Addr(), ":")
-	notifier := exec.Command(py, "-c", pythonNotifier, host, port, strconv.Itoa(len(messages)))
-	var pyStderr bytes.Buffer
-	notifier.Stderr = &pyStderr
-	pyLines := startLines(t, notifier)
-	if got := pyLines.next(t); got != "ready" {
-		t.Fatalf("redis-py printed %q (stderr %q)", got, pyStderr.String())
+	pyLines := progtest.Start(t, exec.Command(py, "-c", pythonNotifier, host, port, strconv.Itoa(len(messages))))
+	if got := pyLines.Next(t, waitTimeout); got != "ready" {
+		t.Fatalf("redis-py printed %q (stderr %q)", got, pyLines.Stderr())
 	}
 
 	if out, err := exec.Command(built(t), "-redis", srv.URL(), "-role", "publisher").CombinedOutput(); err != nil {
 		t.Fatalf("publisher: %v: %s", err, out)
 	}
 	for _, msg := range messages {
-		if got, want := pyLines.next(t), "received on notifications: "+msg; got != want {
+		if got, want := pyLines.Next(t, waitTimeout), "received on notifications: "+msg; got != want {
 			t.Errorf("redis-py printed %q, want %q", got, want)
 		}
 	}
-	if err := pyLines.wait(); err != nil {
-		t.Fatalf("redis-py: %v (stderr %q)", err, pyStderr.String())
+	if err := pyLines.Wait(); err != nil {
+		t.Fatalf("redis-py: %v (stderr %q)", err, pyLines.Stderr())
 	}
 	for _, want := range append(messages, "hi from redis-py") {
-		if got := lines.next(t); got != "listener received on notifications: "+want {
+		if got := lines.Next(t, waitTimeout); got != "listener received on notifications: "+want {
 			t.Errorf("listener printed %q, want the notification %q", got, want)
 		}
 	}
 
-	if err := listener.Process.Signal(syscall.SIGINT); err != nil {
+	if err := lines.Interrupt(); err != nil {
 		t.Fatal(err)
 	}
-	if err := lines.wait(); err != nil || stderr.Len() != 0 {
-		t.Errorf("listener after SIGINT: %v, stderr %q", err, stderr.String())
+	if err := lines.Wait(); err != nil || lines.Stderr() != "" {
+		t.Errorf("listener after SIGINT: %v, stderr %q", err, lines.Stderr())
 	}
 }
 
@@ -713,76 +683,4 @@ func needPython(t *testing.T) string {
 	}
 	t.Skip("no python3 with redis-py (apt-get install python3-redis)")
 	return ""
-}
-
-// lineReader reads the stdout of a running command line by line.
-type lineReader struct {
-	cmd   *exec.Cmd
-	lines chan string
-	done  chan struct{} // closed when stdout is at EOF
-}
-
-// startLines starts cmd and reads its stdout. The process is killed at the
-// end of the test if it is still running.
-func startLines(t *testing.T, cmd *exec.Cmd) *lineReader {
-	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &lineReader{cmd: cmd, lines: make(chan string, 100), done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			r.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			r.wait()
-		}
-	})
-	return r
-}
-
-// next returns the next line, failing the test if none comes in time.
-func (r *lineReader) next(t *testing.T) string {
-	t.Helper()
-	select {
-	case l := <-r.lines:
-		return l
-	case <-r.done:
-		select {
-		case l := <-r.lines:
-			return l
-		default:
-		}
-		t.Fatal("the program exited before printing the line expected")
-	case <-time.After(waitTimeout):
-		t.Fatal("no line in time")
-	}
-	return ""
-}
-
-// wait waits for the end of stdout and of the process.
-func (r *lineReader) wait() error {
-	<-r.done
-	return r.cmd.Wait()
-}
-
-// refusedAddr returns a loopback address where nothing listens.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }

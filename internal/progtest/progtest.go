@@ -1,7 +1,8 @@
 // Package progtest serves tests that run their package's program as a
 // separate process, as a user would: it builds the program once, on first
-// use, and at the end of the tests checks that no goroutine leaked and
-// removes the build.
+// use, runs processes whose output the test reads line by line with
+// bounded waits ([Start]), and at the end of the tests checks that no
+// goroutine leaked and removes the build.
 package progtest
 
 import (

@@ -1,18 +1,23 @@
 package progtest
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	// Main itself exits the process: it is exercised by the packages that
-	// use it (cmd/buscat, examples). Here, the build.
-	os.Exit(m.Run())
+	// use it (cmd/buscat, examples). Here, the build and Start.
+	goleak.VerifyTestMain(m)
 }
 
 func TestPath(t *testing.T) {
@@ -61,4 +66,77 @@ func (f *fatalTB) Helper() {}
 func (f *fatalTB) Fatal(args ...any) {
 	f.msg = fmt.Sprint(args...)
 	runtime.Goexit()
+}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// fatalOf calls fn with a fatalTB on a goroutine of its own and returns
+// what it passed to Fatal or Fatalf, "" when fn returned.
+func fatalOf(t *testing.T, fn func(tb testing.TB)) string {
+	ft := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(ft)
+	}()
+	<-done
+	return ft.msg
+}
+
+func TestStart(t *testing.T) {
+	p := Start(t, exec.Command("sh", "-c", "echo one; echo two; echo oops >&2; exit 3"))
+	for _, want := range []string{"one", "two"} {
+		if got := p.Next(t, 10*time.Second); got != want {
+			t.Fatalf("Next = %q, want %q", got, want)
+		}
+	}
+	msg := fatalOf(t, func(tb testing.TB) { p.Next(tb, 10*time.Second) })
+	if !strings.Contains(msg, "exited (exit status 3) before printing the line expected") || !strings.Contains(msg, `stderr "oops\n"`) {
+		t.Errorf("Next after the end: failure %q lacks the exit status or stderr", msg)
+	}
+	var exit *exec.ExitError
+	if err := p.Wait(); !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Errorf("Wait = %v, want exit status 3", err)
+	}
+	if err := p.Wait(); !errors.As(err, &exit) {
+		t.Errorf("second Wait = %v, want the same exit error", err)
+	}
+}
+
+func TestStartNoLine(t *testing.T) {
+	p := Start(t, exec.Command("sleep", "30")) // killed at cleanup
+	msg := fatalOf(t, func(tb testing.TB) { p.Next(tb, 50*time.Millisecond) })
+	if !strings.Contains(msg, "no line in 50ms") {
+		t.Errorf("Next with no line: failure %q", msg)
+	}
+}
+
+func TestInterrupt(t *testing.T) {
+	// The shell loops until SIGINT, which its trap turns into a clean
+	// exit.
+	p := Start(t, exec.Command("sh", "-c", `trap 'echo bye; exit 0' INT; echo ready; while :; do sleep 0.01; done`))
+	if got := p.Next(t, 10*time.Second); got != "ready" {
+		t.Fatalf("Next = %q, want ready", got)
+	}
+	if err := p.Interrupt(); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Next(t, 10*time.Second); got != "bye" {
+		t.Errorf("after SIGINT: %q, want bye", got)
+	}
+	if err := p.Wait(); err != nil || p.Stderr() != "" {
+		t.Errorf("after SIGINT: %v, stderr %q", err, p.Stderr())
+	}
+}
+
+func TestRefusedAddr(t *testing.T) {
+	addr := RefusedAddr(t)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s accepted a connection", addr)
+	}
 }
