@@ -362,6 +362,19 @@ func (br *Bridge) reportLast(err error) {
 	br.rep.report(err)
 }
 
+// reportAttempt keeps err, a failed attempt of a pub/sub connection loop,
+// for Ready, and reports it, or a summary of the attempts, as f says: the
+// first failure and each change of cause, then at most one summary per
+// Options.ReconnectMax.
+func (br *Bridge) reportAttempt(f *failures, err error) {
+	br.mu.Lock()
+	br.lastErr = err
+	br.mu.Unlock()
+	if rep := f.failed(err, time.Now()); rep != nil {
+		br.rep.report(rep)
+	}
+}
+
 // redisAddr returns the address of the server behind rdb for messages, or
 // "" when rdb does not say (a Sentinel failover client says
 // "FailoverClient").

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/busline/bus/bridge/internal/plural"
 	"github.com/busline/bus/bridge/internal/wire"
@@ -52,6 +53,14 @@ var (
 	// ErrDisconnected is reported when the pub/sub connection is lost:
 	// a read error or a liveness probe whose answer did not come back in
 	// time. The bridge reconnects by itself.
+	//
+	// While the attempts to reconnect keep failing, OnError is not told
+	// of each: it gets the first failure since the connection last
+	// worked, each failure whose cause differs from the one reported
+	// before, and otherwise at most one summary per Options.ReconnectMax,
+	// such as "bridge: still cannot connect to redis at 127.0.0.1:6380
+	// after 12 attempts in 31s: dial tcp ...", which wraps the last
+	// failure. Ready's error carries the last failure, reported or not.
 	ErrDisconnected = errors.New("bridge: pub/sub connection lost")
 
 	// ErrConnect is reported when the bridge cannot make its pub/sub
@@ -59,8 +68,9 @@ var (
 	// address, port, password or TLS setting), or did not answer. The
 	// report names the address and the cause, such as "bridge: cannot
 	// connect to redis at 127.0.0.1:6380: dial tcp 127.0.0.1:6380:
-	// connect: connection refused". The bridge keeps trying with backoff;
-	// Ready's error carries the last such report. Since there is no
+	// connect: connection refused". The bridge keeps trying with backoff,
+	// and reports the repeated failures in summaries (see
+	// ErrDisconnected); Ready's error carries the last one. Since there is no
 	// connection either way, a report wrapping ErrConnect also matches
 	// ErrDisconnected.
 	ErrConnect = errors.New("bridge: cannot connect to redis")
@@ -215,6 +225,39 @@ func (e *connectError) Error() string {
 }
 
 func (e *connectError) Unwrap() []error { return []error{ErrConnect, ErrDisconnected, e.err} }
+
+// repeatedError is the report of a connection failure that keeps
+// happening: a loop reports its first failure and each change of cause,
+// then, while the same cause repeats, at most one repeatedError per
+// Options.ReconnectMax (see failures). It says how many attempts failed
+// since the last success and over how long, and wraps the last failure.
+type repeatedError struct {
+	err      error // the last failure
+	attempts int   // failed attempts since the last success
+	span     time.Duration
+}
+
+func (e *repeatedError) Error() string {
+	after := plural.Of(uint64(e.attempts), "attempt") + " in " + roundSpan(e.span)
+	if ce, ok := e.err.(*connectError); ok {
+		at := ""
+		if ce.addr != "" {
+			at = " at " + ce.addr
+		}
+		return fmt.Sprintf("%v%s after %s: %v", "bridge: still cannot connect to redis", at, after, ce.err)
+	}
+	return "bridge: still failing after " + after + ": " + bare(e.err)
+}
+
+func (e *repeatedError) Unwrap() error { return e.err }
+
+// roundSpan says d to the second, or to the millisecond under a second.
+func roundSpan(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
 
 // notReadyError is the error of a Ready whose context ended first: it
 // wraps the context's error and the last error the bridge reported about

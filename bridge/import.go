@@ -53,6 +53,66 @@ type subscriber interface {
 	route(m *redis.Message) (topic string, r *route, ok bool)
 }
 
+// failures keeps a connection loop's reports short while it keeps
+// failing: every reconnect attempt fails the same way while Redis is down
+// or refuses the login, and one report per attempt (several a second at
+// first) would bury everything else. The loop reports its first failure
+// since the last success, then a failure whose cause differs from the
+// last reported one, and otherwise at most one summary (a repeatedError)
+// per interval, Options.ReconnectMax. Ready still carries the last
+// failure, reported or not (Bridge.reportAttempt). A loop owns one; it is
+// not safe for concurrent use.
+type failures struct {
+	every    time.Duration
+	n        int       // failed attempts since the last success
+	since    time.Time // when the first of them failed
+	cause    string    // the cause last reported (causeKey)
+	reported time.Time // when
+}
+
+// failed records a failed attempt, err, and returns what to report: err,
+// a summary of the attempts, or nil.
+func (f *failures) failed(err error, now time.Time) error {
+	if f.n == 0 {
+		f.since = now
+	}
+	f.n++
+	cause := causeKey(err)
+	switch {
+	case f.n == 1 || cause != f.cause:
+		f.cause, f.reported = cause, now
+		return err
+	case now.Sub(f.reported) < f.every:
+		return nil
+	default:
+		f.reported = now
+		return &repeatedError{err: err, attempts: f.n, span: now.Sub(f.since)}
+	}
+}
+
+// succeeded ends the run of failures: the next one is reported.
+func (f *failures) succeeded() { f.n, f.cause = 0, "" }
+
+// causeKey returns what identifies the cause of a failure of a connection
+// loop, for failures to tell a new cause from the same one again: the
+// kind (connect, refused or lost) and the message, without the local and
+// remote addresses of a network error (the local port changes with every
+// connection).
+func causeKey(err error) string {
+	kind := "lost: "
+	switch {
+	case errors.Is(err, ErrSubscribe):
+		kind = "refused: "
+	case errors.Is(err, ErrConnect):
+		kind = "connect: "
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return fmt.Sprintf("%s%s %s: %v", kind, op.Op, op.Net, op.Err)
+	}
+	return kind + err.Error()
+}
+
 // run subscribes on ps and reads from it until it fails, answering for the
 // liveness of the connection: a PING goes out every PingInterval, and its
 // answer must arrive within PingTimeout (any message arriving counts as a

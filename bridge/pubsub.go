@@ -76,6 +76,7 @@ func (t *pubsubTransport) loop() {
 	ctx := t.g.ctx
 	rl := readLoop{br: br, ctx: ctx, sub: t, in: ingest{br: br, emit: br.enqueue}}
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
+	fails := failures{every: br.cfg.ReconnectMax}
 	first := true
 	for {
 		ps := br.rdb.Subscribe(ctx)
@@ -104,14 +105,15 @@ func (t *pubsubTransport) loop() {
 		if confirmed {
 			first = false
 			back.reset()
+			fails.succeeded()
 		}
 		switch {
 		case errors.Is(err, ErrSubscribe):
-			br.reportLast(err)
+			br.reportAttempt(&fails, err)
 		case !connected:
-			br.reportLast(&connectError{addr: redisAddr(br.rdb), err: err})
+			br.reportAttempt(&fails, &connectError{addr: redisAddr(br.rdb), err: err})
 		default:
-			br.reportLast(fmt.Errorf("%w: %w", ErrDisconnected, err))
+			br.reportAttempt(&fails, fmt.Errorf("%w: %w", ErrDisconnected, err))
 		}
 		if !sleep(ctx, back.next()) {
 			return

@@ -1,9 +1,12 @@
 package bridge_test
 
 import (
+	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/redistest"
@@ -54,5 +57,66 @@ func TestDropReportsSayWhat(t *testing.T) {
 				t.Errorf("first report %q: want the details of the drop", first)
 			}
 		})
+	}
+}
+
+// TestOutageReportsOnce kills the redis-server under a bridge: every
+// reconnect attempt fails, several a second at first, and OnError must not
+// get one identical report per attempt. It gets the lost connection, the
+// first failure to connect (a new cause), and then at most one summary
+// per ReconnectMax, which says how many attempts failed; Ready carries the
+// last failure meanwhile. Once Redis is back and the bridge resubscribed,
+// a new outage is reported again from its start.
+func TestOutageReportsOnce(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	log := &errLog{}
+	opts := testOptions(log, bridge.Route{Pattern: "orders.*"})
+	opts.ReconnectMin, opts.ReconnectMax = 5*time.Millisecond, 300*time.Millisecond
+	in := newInstance(t, srv.Client(t), opts)
+
+	for round := range 2 {
+		mark := len(log.all())
+		srv.Kill()
+		eventually(t, func() bool { return log.count(bridge.ErrConnect) > 0 }, "a report of the failure to connect")
+		start := time.Now()
+		time.Sleep(4 * opts.ReconnectMax) // many attempts: a dozen with this backoff
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := in.bridge.Ready(ctx)
+		cancel()
+		if !errors.Is(err, bridge.ErrConnect) || !strings.Contains(err.Error(), "last error: cannot connect to redis at "+srv.Addr()) {
+			t.Errorf("round %d: Ready = %v; want the last failure to connect", round, err)
+		}
+		elapsed := time.Since(start)
+		var got []string
+		for _, err := range log.all()[mark:] {
+			if errors.Is(err, bridge.ErrDisconnected) {
+				got = append(got, err.Error())
+			}
+		}
+		if len(got) < 3 {
+			t.Fatalf("round %d: reports %q; want the lost connection, the failure to connect, then a summary", round, got)
+		}
+		if !strings.Contains(got[0], "pub/sub connection lost") {
+			t.Errorf("round %d: first report %q; want the lost connection", round, got[0])
+		}
+		if want := "bridge: cannot connect to redis at " + srv.Addr() + ": "; !strings.HasPrefix(got[1], want) {
+			t.Errorf("round %d: second report %q; want it to start with %q", round, got[1], want)
+		}
+		summary := regexp.MustCompile(`^bridge: still cannot connect to redis at ` + regexp.QuoteMeta(srv.Addr()) + ` after \d+ attempts in \d+(\.\d+)?m?s: dial tcp `)
+		for _, r := range got[2:] {
+			if !summary.MatchString(r) {
+				t.Errorf("round %d: report %q is not a summary", round, r)
+			}
+		}
+		// The first summary comes once ReconnectMax has passed since the
+		// report of the failure to connect, then one per ReconnectMax at
+		// most.
+		if limit := 1 + int(elapsed/opts.ReconnectMax); len(got)-2 > limit {
+			t.Errorf("round %d: %d summaries in %v, want at most %d:\n%s", round, len(got)-2, elapsed, limit, strings.Join(got, "\n"))
+		}
+		t.Logf("round %d: %d reports in %v:\n%s", round, len(got), elapsed, strings.Join(got, "\n"))
+		srv.Restart()
+		eventually(t, func() bool { return log.count(bridge.ErrPossibleGap) > round }, "the resubscription")
+		ready(t, in.bridge)
 	}
 }

@@ -207,6 +207,7 @@ func (s *shardSet) run() {
 	current := map[string]*shardLoop{} // by plan key
 	var archive seq.Tracker            // sequences of stopped loops
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
+	fails := failures{every: br.cfg.ReconnectMax}
 	first := true
 	defer func() {
 		for _, l := range current {
@@ -219,13 +220,14 @@ func (s *shardSet) run() {
 			if ctx.Err() != nil {
 				return
 			}
-			br.reportLast(&connectError{addr: strings.Join(s.cc.Options().Addrs, ","), err: fmt.Errorf("cluster topology: %w", err)})
+			br.reportAttempt(&fails, &connectError{addr: strings.Join(s.cc.Options().Addrs, ","), err: fmt.Errorf("cluster topology: %w", err)})
 			if !sleep(ctx, back.next()) {
 				return
 			}
 			continue
 		}
 		back.reset()
+		fails.succeeded()
 		for key, l := range current {
 			if _, keep := plan[key]; !keep || l.moved.Load() {
 				s.stopLoop(l, &archive)
@@ -365,6 +367,7 @@ func (s *shardSet) stopLoop(l *shardLoop, archive *seq.Tracker) {
 func (l *shardLoop) loop(first bool) {
 	br := l.set.br
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
+	fails := failures{every: br.cfg.ReconnectMax}
 	for {
 		// No channels yet: the first SSubscribe, of the first slot,
 		// makes the connection, to the node go-redis sees serving it.
@@ -395,29 +398,44 @@ func (l *shardLoop) loop(first bool) {
 		if confirmed {
 			first = false
 			back.reset()
+			fails.succeeded()
 		}
 		switch {
 		case moved:
 			br.rep.report(chain(ErrDisconnected, "node "+l.group.addr, err))
 			l.moved.Store(true)
-			select {
-			case l.set.regroup <- struct{}{}:
-			default:
-			}
+			l.set.askRegroup()
 			// Wait for the manager to stop this loop: until then, keep
 			// the slots' sequences here.
 			<-l.g.ctx.Done()
 			return
 		case errors.Is(err, ErrSubscribe) && !transientReply(err):
-			br.reportLast(err) // it names the node
+			br.reportAttempt(&fails, err) // it names the node
 		case !connected:
-			br.reportLast(&connectError{addr: l.group.addr, err: err})
+			br.reportAttempt(&fails, &connectError{addr: l.group.addr, err: err})
 		default:
-			br.reportLast(chain(ErrDisconnected, "node "+l.group.addr, err))
+			br.reportAttempt(&fails, chain(ErrDisconnected, "node "+l.group.addr, err))
+		}
+		if !errors.Is(err, ErrSubscribe) || transientReply(err) {
+			// The node may be gone for good, its replica promoted:
+			// go-redis would keep dialling it from its cached layout
+			// until its periodic reload (a minute), so the manager
+			// reloads the layout now, and moves the loop if the slots
+			// have a new master.
+			l.set.askRegroup()
 		}
 		if !sleep(l.g.ctx, back.next()) {
 			return
 		}
+	}
+}
+
+// askRegroup asks the manager to reload the cluster's layout and to group
+// the slots again; a request already waiting covers this one.
+func (s *shardSet) askRegroup() {
+	select {
+	case s.regroup <- struct{}{}:
+	default:
 	}
 }
 
