@@ -199,18 +199,12 @@ func (c *Cluster) attachReplica(ctx context.Context, i, m int) error {
 	if err != nil {
 		return fmt.Errorf("CLUSTER MEET on node %d (%s): %w", i, c.nodes[i].Addr(), err)
 	}
-	for {
-		// Unknown node until the handshake with m is done.
-		err = rdb.ClusterReplicate(ctx, c.ids[m]).Err()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("CLUSTER REPLICATE %s (node %d) on node %d (%s): %w", c.ids[m], m, i, c.nodes[i].Addr(), err)
-		case <-time.After(20 * time.Millisecond):
-		}
+	// Unknown node until the handshake with m is done.
+	err = poll(ctx, 20*time.Millisecond, func() error { return rdb.ClusterReplicate(ctx, c.ids[m]).Err() })
+	if err != nil {
+		return fmt.Errorf("CLUSTER REPLICATE %s (node %d) on node %d (%s): %w", c.ids[m], m, i, c.nodes[i].Addr(), err)
 	}
+	return nil
 }
 
 // startNode starts one cluster-enabled server with the extra arguments
@@ -220,10 +214,7 @@ func (c *Cluster) attachReplica(ctx context.Context, i, m int) error {
 // may be taken or above 65535 for a port from the ephemeral range.
 func startNode(t testing.TB, args []string) (*Server, int) {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir()}
-	s.logPath = filepath.Join(s.dir, "redis.log")
-	s.outPath = filepath.Join(s.dir, "redis.out")
-	t.Cleanup(s.Kill)
+	s := newServer(t)
 	var busPort int
 	launch(t, s, "a cluster node", func() error {
 		var err error
@@ -306,17 +297,10 @@ func (c *Cluster) WaitOK() {
 
 // waitStable polls until stable says the cluster is, or ctx ends.
 func (c *Cluster) waitStable(ctx context.Context) error {
-	for {
-		err := c.stable(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster not stable in time: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := poll(ctx, 50*time.Millisecond, func() error { return c.stable(ctx) }); err != nil {
+		return fmt.Errorf("cluster not stable in time: %w", err)
 	}
+	return nil
 }
 
 // stable says why the cluster is not stable (see WaitOK), or nil.
@@ -433,20 +417,28 @@ func (c *Cluster) masterOf(ctx context.Context, slot int) (*Server, int) {
 	if slot < 0 || slot >= numSlots {
 		return nil, -1
 	}
+	view, ok := c.firstView(ctx)
+	if !ok {
+		return nil, -1
+	}
+	if n := view.owner(slot); n != nil {
+		return c.server(n.id)
+	}
+	return nil, -1
+}
+
+// firstView returns the CLUSTER NODES view of the first running node that
+// answers, or false when none does.
+func (c *Cluster) firstView(ctx context.Context) (clusterView, bool) {
 	for i, s := range c.nodes {
 		if !s.running() {
 			continue
 		}
-		view, _, err := c.view(ctx, i)
-		if err != nil {
-			continue
+		if view, _, err := c.view(ctx, i); err == nil {
+			return view, true
 		}
-		if n := view.owner(slot); n != nil {
-			return c.server(n.id)
-		}
-		return nil, -1
 	}
-	return nil, -1
+	return nil, false
 }
 
 // ReplicasOf returns the replicas of master, in node order, according to
@@ -460,23 +452,17 @@ func (c *Cluster) ReplicasOf(master *Server) []*Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	for i, s := range c.nodes {
-		if !s.running() {
-			continue
-		}
-		view, _, err := c.view(ctx, i)
-		if err != nil {
-			continue
-		}
-		var rs []*Server
-		for j, rid := range c.ids {
-			if n := view.byID(rid); n != nil && n.replica() && n.masterID == id {
-				rs = append(rs, c.nodes[j])
-			}
-		}
-		return rs
+	view, ok := c.firstView(ctx)
+	if !ok {
+		return nil
 	}
-	return nil
+	var rs []*Server
+	for j, rid := range c.ids {
+		if n := view.byID(rid); n != nil && n.replica() && n.masterID == id {
+			rs = append(rs, c.nodes[j])
+		}
+	}
+	return rs
 }
 
 // WaitMaster blocks until a master other than old serves hash slot slot:
@@ -506,24 +492,25 @@ func (c *Cluster) WaitMaster(slot int, old *Server) (*Server, time.Duration) {
 	replicas := c.ReplicasOf(old) // before the failover changes them
 	ctx, cancel := context.WithTimeout(context.Background(), 3*c.nodeTimeout+10*time.Second)
 	defer cancel()
-	for {
-		m, err := c.agreedMaster(ctx, slot, old)
-		if err == nil && m != old {
-			return m, time.Since(start)
+	var m *Server
+	err := poll(ctx, 20*time.Millisecond, func() error {
+		var err error
+		if m, err = c.agreedMaster(ctx, slot, old); err != nil {
+			return err
 		}
-		if err == nil {
-			err = fmt.Errorf("node %s still serves it", old.Addr())
+		if m == old {
+			return fmt.Errorf("node %s still serves it", old.Addr())
 		}
-		select {
-		case <-ctx.Done():
-			var logs strings.Builder
-			for _, r := range replicas {
-				fmt.Fprintf(&logs, "\n--- replica %s ---\n%s", r.Addr(), r.logTail())
-			}
-			c.t.Fatalf("redistest: WaitMaster(%d): no new master after %v: %v%s", slot, time.Since(start).Round(time.Millisecond), err, logs.String())
-		case <-time.After(20 * time.Millisecond):
+		return nil
+	})
+	if err != nil {
+		var logs strings.Builder
+		for _, r := range replicas {
+			fmt.Fprintf(&logs, "\n--- replica %s ---\n%s", r.Addr(), r.logTail())
 		}
+		c.t.Fatalf("redistest: WaitMaster(%d): no new master after %v: %v%s", slot, time.Since(start).Round(time.Millisecond), err, logs.String())
 	}
+	return m, time.Since(start)
 }
 
 // agreedMaster returns the master every running node but skip names for
@@ -610,20 +597,20 @@ func (c *Cluster) Failover(replica *Server) time.Duration {
 	if err := c.admin[i].ClusterFailover(ctx).Err(); err != nil {
 		c.t.Fatalf("redistest: CLUSTER FAILOVER on node %d (%s): %v", i, replica.Addr(), err)
 	}
-	for {
+	err = poll(ctx, 10*time.Millisecond, func() error {
 		m, err := c.agreedMaster(ctx, slot, nil)
-		if err == nil && m == replica {
-			return time.Since(start)
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			err = fmt.Errorf("slot %d still on %s", slot, m.Addr())
+		if m != replica {
+			return fmt.Errorf("slot %d still on %s", slot, m.Addr())
 		}
-		select {
-		case <-ctx.Done():
-			c.t.Fatalf("redistest: Failover to node %d (%s) not complete after %v: %v\n%s", i, replica.Addr(), time.Since(start).Round(time.Millisecond), err, replica.logTail())
-		case <-time.After(10 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatalf("redistest: Failover to node %d (%s) not complete after %v: %v\n%s", i, replica.Addr(), time.Since(start).Round(time.Millisecond), err, replica.logTail())
 	}
+	return time.Since(start)
 }
 
 // server returns the node with the given ID and its index, or nil and -1.

@@ -138,14 +138,12 @@ func lookPath(t testing.TB) string {
 func Start(t testing.TB, opts *Options) *Server {
 	t.Helper()
 	lookPath(t)
-	s := &Server{t: t, dir: t.TempDir()}
+	s := newServer(t)
 	if opts != nil {
 		s.opts = *opts
 		s.opts.ACL = append([]string(nil), opts.ACL...)
 		s.opts.Args = append([]string(nil), opts.Args...)
 	}
-	s.logPath = filepath.Join(s.dir, "redis.log")
-	s.outPath = filepath.Join(s.dir, "redis.out")
 	if s.opts.TLS {
 		tf, err := writeTLSFiles(s.dir)
 		if err != nil {
@@ -158,9 +156,36 @@ func Start(t testing.TB, opts *Options) *Server {
 			t.Fatalf("redistest: %v", err)
 		}
 	}
-	t.Cleanup(s.Kill)
 	launch(t, s, "redis-server", nil)
 	return s
+}
+
+// newServer returns a server of t, not started, with its directory (a
+// t.TempDir) and log paths set, and registers its Kill as a cleanup, which
+// launch requires.
+func newServer(t testing.TB) *Server {
+	s := &Server{t: t, dir: t.TempDir()}
+	s.logPath = filepath.Join(s.dir, "redis.log")
+	s.outPath = filepath.Join(s.dir, "redis.out")
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// poll calls try until it returns nil, every interval, and returns nil;
+// when ctx ends first, it returns try's last error. try gets no context of
+// its own: it uses the caller's ctx, which bounds each call too.
+func poll(ctx context.Context, interval time.Duration, try func() error) error {
+	for {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(interval):
+		}
+	}
 }
 
 // launch starts s on a free port and blocks until it is ready. For each

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -184,16 +183,13 @@ var dataNodeConf = []string{"repl-diskless-sync-delay 0"}
 // reconfigures the node sticks across Restart.
 func startDataNode(t testing.TB, master *Server) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir()}
-	s.logPath = filepath.Join(s.dir, "redis.log")
-	s.outPath = filepath.Join(s.dir, "redis.out")
+	s := newServer(t)
 	s.extraConf = slices.Clone(dataNodeConf)
 	what := "a master"
 	if master != nil {
 		what = "a replica"
 		s.extraConf = append(s.extraConf, fmt.Sprintf("replicaof 127.0.0.1 %d", master.port))
 	}
-	t.Cleanup(s.Kill)
 	launch(t, s, what, nil)
 	return s
 }
@@ -202,12 +198,10 @@ func startDataNode(t testing.TB, master *Server) *Server {
 // appended to its configuration.
 func startSentinelNode(t testing.TB, conf []string) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir(), sentinel: true, extraConf: conf}
-	s.logPath = filepath.Join(s.dir, "redis.log")
-	s.outPath = filepath.Join(s.dir, "redis.out")
+	s := newServer(t)
+	s.sentinel, s.extraConf = true, conf
 	s.opts.Args = []string{"--sentinel"}
 	s.ready = "+monitor master" // a sentinel logs no "Ready to accept connections"
-	t.Cleanup(s.Kill)
 	launch(t, s, "a sentinel", nil)
 	return s
 }
@@ -314,20 +308,21 @@ func (d *Sentinel) WaitFailover(old *Server) (*Server, time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.downAfter+2*d.failoverTimeout+10*time.Second)
 	defer cancel()
-	for {
-		m, err := d.agreedMaster(ctx)
-		if err == nil && m != old && m.running() {
-			return m, time.Since(start)
+	var m *Server
+	err := poll(ctx, 20*time.Millisecond, func() error {
+		var err error
+		if m, err = d.agreedMaster(ctx); err != nil {
+			return err
 		}
-		if err == nil {
-			err = fmt.Errorf("the sentinels name %s", m.Addr())
+		if m == old || !m.running() {
+			return fmt.Errorf("the sentinels name %s", m.Addr())
 		}
-		select {
-		case <-ctx.Done():
-			d.t.Fatalf("redistest: WaitFailover: no failover after %v: %v\n%s", time.Since(start).Round(time.Millisecond), err, d.sentinelLogs())
-		case <-time.After(20 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		d.t.Fatalf("redistest: WaitFailover: no failover after %v: %v\n%s", time.Since(start).Round(time.Millisecond), err, d.sentinelLogs())
 	}
+	return m, time.Since(start)
 }
 
 // Failover asks the first running sentinel for a failover (SENTINEL
@@ -425,17 +420,11 @@ func (d *Sentinel) WaitOK() {
 }
 
 func (d *Sentinel) waitStable(ctx context.Context) error {
-	for {
-		err := d.stable(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("sentinel deployment not stable in time: %w\n%s", err, d.sentinelLogs())
-		case <-time.After(50 * time.Millisecond):
-		}
+	err := poll(ctx, 50*time.Millisecond, func() error { return d.stable(ctx) })
+	if err != nil {
+		return fmt.Errorf("sentinel deployment not stable in time: %w\n%s", err, d.sentinelLogs())
 	}
+	return nil
 }
 
 // stable says why the deployment is not stable (see WaitOK), or nil.
@@ -467,13 +456,10 @@ func (d *Sentinel) stable(ctx context.Context) error {
 			if r == m || !r.running() {
 				continue
 			}
-			k := slices.IndexFunc(replicas, func(e map[string]string) bool {
-				return net.JoinHostPort(e["ip"], e["port"]) == r.Addr()
-			})
-			if k < 0 {
+			e := entryOf(replicas, r)
+			if e == nil {
 				return fmt.Errorf("sentinel %d (%s) does not know replica %s yet", i, s.Addr(), r.Addr())
 			}
-			e := replicas[k]
 			if e["flags"] != "slave" || e["master-link-status"] != "ok" || e["master-port"] != strconv.Itoa(m.port) {
 				return fmt.Errorf("sentinel %d (%s) sees replica %s: flags %s, master %s:%s, link %s",
 					i, s.Addr(), r.Addr(), e["flags"], e["master-host"], e["master-port"], e["master-link-status"])
@@ -487,13 +473,11 @@ func (d *Sentinel) stable(ctx context.Context) error {
 			if j == i || !o.running() {
 				continue
 			}
-			k := slices.IndexFunc(others, func(e map[string]string) bool {
-				return net.JoinHostPort(e["ip"], e["port"]) == o.Addr()
-			})
-			if k < 0 {
+			e := entryOf(others, o)
+			if e == nil {
 				return fmt.Errorf("sentinel %d (%s) does not know sentinel %d (%s) yet", i, s.Addr(), j, o.Addr())
 			}
-			if f := others[k]["flags"]; f != "sentinel" {
+			if f := e["flags"]; f != "sentinel" {
 				return fmt.Errorf("sentinel %d (%s) flags sentinel %d (%s) %s", i, s.Addr(), j, o.Addr(), f)
 			}
 		}
@@ -562,6 +546,18 @@ func (d *Sentinel) masterAddr(ctx context.Context, i int) (string, error) {
 		return "", fmt.Errorf("sentinel %d (%s): SENTINEL GET-MASTER-ADDR-BY-NAME %s = %q", i, d.sentinels[i].Addr(), d.name, hp)
 	}
 	return net.JoinHostPort(hp[0], hp[1]), nil
+}
+
+// entryOf returns the entry for s in a reply of SENTINEL REPLICAS or
+// SENTINEL SENTINELS, the one whose ip and port are s's, or nil.
+func entryOf(entries []map[string]string, s *Server) map[string]string {
+	k := slices.IndexFunc(entries, func(e map[string]string) bool {
+		return net.JoinHostPort(e["ip"], e["port"]) == s.Addr()
+	})
+	if k < 0 {
+		return nil
+	}
+	return entries[k]
 }
 
 // node returns the data node listening on addr, or nil.
