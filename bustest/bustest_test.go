@@ -473,16 +473,7 @@ func TestAssertTopics(t *testing.T) {
 		{"none wanted", nil, "#1 \"orders.created\" and after it are extra\n\tgot  [orders.created orders.paid] (2 events)\n\twant [] (0 events)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBus(t)
-			var ok bool
-			f := run(t, func(tb testing.TB) {
-				rec := bustest.Record(tb, b, "orders.*")
-				for _, topic := range recorded {
-					publish(tb, b, topic, nil)
-				}
-				ok = rec.AssertTopics(tc.want...)
-			})
-			checkAssert(t, f, ok, tc.msg)
+			checkAssertAfter(t, recorded, tc.msg, func(rec *bustest.Recorder) bool { return rec.AssertTopics(tc.want...) })
 		})
 	}
 }
@@ -504,18 +495,25 @@ func TestAssertOrder(t *testing.T) {
 		{"once too often", []string{"orders.audit", "orders.audit", "orders.audit"}, "no \"orders.audit\" after \"orders.audit\" (#4)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBus(t)
-			var ok bool
-			f := run(t, func(tb testing.TB) {
-				rec := bustest.Record(tb, b, "orders.*")
-				for _, topic := range recorded {
-					publish(tb, b, topic, nil)
-				}
-				ok = rec.AssertOrder(tc.want...)
-			})
-			checkAssert(t, f, ok, tc.msg)
+			checkAssertAfter(t, recorded, tc.msg, func(rec *bustest.Recorder) bool { return rec.AssertOrder(tc.want...) })
 		})
 	}
+}
+
+// checkAssertAfter records "orders.*" with a fakeTB, publishes topics,
+// runs assert on the recorder and checks its outcome with checkAssert.
+func checkAssertAfter(t *testing.T, topics []string, msg string, assert func(rec *bustest.Recorder) bool) {
+	t.Helper()
+	b := newBus(t)
+	var ok bool
+	f := run(t, func(tb testing.TB) {
+		rec := bustest.Record(tb, b, "orders.*")
+		for _, topic := range topics {
+			publish(tb, b, topic, nil)
+		}
+		ok = assert(rec)
+	})
+	checkAssert(t, f, ok, msg)
 }
 
 // checkAssert checks the outcome of an assertion run with a fakeTB: it
