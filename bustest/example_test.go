@@ -3,7 +3,6 @@ package bustest_test
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
@@ -165,37 +164,15 @@ func ExampleRecorder_AssertNoMore() {
 }
 
 // exampleTest runs body as go test runs a test function, with a stand-in
-// for its *testing.T that prints failures: examples cannot get a real one.
+// for its *testing.T, and prints the failures it reported, each after
+// "FAIL: ", a Fatal last: examples cannot get a real one. Only the methods
+// of fakeTB are used; the nil testing.TB it embeds would panic.
 func exampleTest(body func(t testing.TB)) {
-	t := &exampleT{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		body(t)
-	}()
-	<-done
-	for i := len(t.cleanups) - 1; i >= 0; i-- {
-		t.cleanups[i]()
+	f := runFake(&fakeTB{}, body)
+	for _, msg := range f.errors {
+		fmt.Println("FAIL: " + msg)
 	}
-}
-
-// exampleT is the stand-in: only the methods below are used; the embedded
-// nil testing.TB provides the rest of the method set and would panic.
-type exampleT struct {
-	testing.TB
-	cleanups []func() // used by one goroutine at a time in these examples
-}
-
-func (t *exampleT) Helper()           {}
-func (t *exampleT) Cleanup(fn func()) { t.cleanups = append(t.cleanups, fn) }
-func (t *exampleT) Errorf(format string, args ...any) {
-	fmt.Printf("FAIL: "+format+"\n", args...)
-}
-func (t *exampleT) Fatalf(format string, args ...any) {
-	fmt.Printf("FAIL: "+format+"\n", args...)
-	runtime.Goexit()
-}
-func (t *exampleT) Fatal(args ...any) {
-	fmt.Println(append([]any{"FAIL:"}, args...)...)
-	runtime.Goexit()
+	if f.fatal != "" {
+		fmt.Println("FAIL: " + f.fatal)
+	}
 }

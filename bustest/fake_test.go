@@ -11,7 +11,8 @@ import (
 // fakeTB is a testing.TB that records Errorf and Fatalf instead of failing
 // the real test, so that the failure messages can be checked. Fatalf ends
 // the goroutine, as the real one does; cleanups are kept and run by run.
-// The methods it does not override go to the real test.
+// The methods it does not override go to the embedded TB: the real
+// test, or nil in examples, where calling one panics.
 type fakeTB struct {
 	testing.TB
 
@@ -36,6 +37,8 @@ func (f *fakeTB) Fatalf(format string, args ...any) {
 	runtime.Goexit()
 }
 
+func (f *fakeTB) Fatal(args ...any) { f.Fatalf("%s", fmt.Sprint(args...)) }
+
 func (f *fakeTB) Cleanup(fn func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -58,7 +61,12 @@ func (f *fakeTB) messages() string {
 // reverse order.
 func run(t *testing.T, body func(tb testing.TB)) *fakeTB {
 	t.Helper()
-	f := &fakeTB{TB: t}
+	return runFake(&fakeTB{TB: t}, body)
+}
+
+// runFake is run for a given fakeTB, which examples need: they have no
+// *testing.T.
+func runFake(f *fakeTB, body func(tb testing.TB)) *fakeTB {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
