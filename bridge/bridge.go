@@ -311,9 +311,21 @@ func (br *Bridge) RedisSubscriptions() (channels, patterns []string) {
 //	bridge: not ready: context deadline exceeded; last error: cannot connect to redis at 127.0.0.1:6380: dial tcp 127.0.0.1:6380: connect: connection refused
 //
 // errors.Is matches both (context.DeadlineExceeded and ErrConnect here).
-// Without import routes it returns nil at once. After a reconnect, Ready
-// waits again until the new connection is confirmed.
+// After a reconnect, Ready waits again until the new connection is
+// confirmed.
+//
+// A bridge with nothing to read from Redis (export routes only) has no
+// subscription to wait for: Ready then confirms that Redis answers a PING,
+// trying again with backoff until ctx ends, so that a wrong address or
+// password shows at start-up, in the same error as above ("last error:
+// cannot connect to redis at ..."), rather than as exports held in the
+// outbox later.
+//
+// Ready is safe for concurrent use; it blocks until one of these happens.
 func (br *Bridge) Ready(ctx context.Context) error {
+	if !br.reads() {
+		return br.ping(ctx)
+	}
 	for {
 		changed := br.changed.wait() // before looking, so that no change is missed
 		br.mu.Lock()
@@ -345,11 +357,57 @@ func (br *Bridge) Ready(ctx context.Context) error {
 	}
 }
 
+// reads reports whether the bridge reads from Redis: pub/sub or sharded
+// subscriptions, or durable import routes.
+func (br *Bridge) reads() bool {
+	return len(br.imports) > 0 || br.st != nil && len(br.st.readers) > 0
+}
+
+// ping is Ready for a bridge that reads nothing from Redis: it returns nil
+// once Redis answers a PING, trying again with backoff after each failure,
+// until ctx ends or the bridge is closed.
+func (br *Bridge) ping(ctx context.Context) error {
+	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
+	var last error
+	for {
+		changed := br.changed.wait() // Close notifies it
+		br.mu.Lock()
+		closed := br.closed
+		br.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		err := br.rdb.Ping(ctx).Err()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return br.notReadyWith(ctx, last)
+		}
+		last = &connectError{addr: redisAddr(br.rdb), err: err}
+		t := time.NewTimer(back.next())
+		select {
+		case <-t.C:
+		case <-changed:
+		case <-ctx.Done():
+			t.Stop()
+			return br.notReadyWith(ctx, last)
+		}
+		t.Stop()
+	}
+}
+
 // notReady returns the error of a Ready whose ctx ended.
-func (br *Bridge) notReady(ctx context.Context) error {
-	br.mu.Lock()
-	last := br.lastErr
-	br.mu.Unlock()
+func (br *Bridge) notReady(ctx context.Context) error { return br.notReadyWith(ctx, nil) }
+
+// notReadyWith returns the error of a Ready whose ctx ended, with last as
+// the reason, or if nil the last failure a connection loop reported.
+func (br *Bridge) notReadyWith(ctx context.Context, last error) error {
+	if last == nil {
+		br.mu.Lock()
+		last = br.lastErr
+		br.mu.Unlock()
+	}
 	return &notReadyError{ctxErr: ctx.Err(), last: last}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestDropReportsSayWhat checks the batched reports of drops: the first
@@ -118,5 +119,59 @@ func TestOutageReportsOnce(t *testing.T) {
 		srv.Restart()
 		eventually(t, func() bool { return log.count(bridge.ErrPossibleGap) > round }, "the resubscription")
 		ready(t, in.bridge)
+	}
+}
+
+// TestReadyExportOnly checks Ready on bridges that read nothing from
+// Redis, which have no subscription to wait for: Ready must still confirm
+// that Redis answers, and say why not, rather than return nil at once
+// with a wrong address or password.
+func TestReadyExportOnly(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	closed := closedAddr(t)
+	for _, route := range []bridge.Route{
+		{Pattern: "orders.*", Direction: bridge.Export},
+		{Pattern: "orders.*", Direction: bridge.Export, Delivery: bridge.Stream},
+	} {
+		for _, tc := range []struct {
+			name string
+			opts *redis.Options
+			want string // in Ready's error; "" for success
+		}{
+			{"redis up", srv.ClientOptions(), ""},
+			{"closed port", &redis.Options{Addr: closed}, "bridge: not ready: context deadline exceeded; last error: cannot connect to redis at " + closed + ": dial tcp " + closed + ": connect: connection refused"},
+			{"wrong password", func() *redis.Options {
+				o := srv.ClientOptions()
+				o.Username, o.Password = "nobody", "wrong"
+				return o
+			}(), "bridge: not ready: context deadline exceeded; last error: cannot connect to redis at " + srv.Addr() + ": WRONGPASS"},
+		} {
+			t.Run(route.Delivery.String()+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				rdb := redis.NewClient(tc.opts)
+				t.Cleanup(func() { _ = rdb.Close() })
+				b := newBus()
+				t.Cleanup(func() { _ = b.Close(context.Background()) })
+				br, err := bridge.New(b, rdb, testOptions(&errLog{}, route))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+				defer cancel()
+				err = br.Ready(ctx)
+				switch {
+				case tc.want == "" && err != nil:
+					t.Errorf("Ready: %v", err)
+				case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want) || !errors.Is(err, bridge.ErrConnect)):
+					t.Errorf("Ready = %v\nwant an error wrapping ErrConnect starting with %q", err, tc.want)
+				}
+				if err := closeBridge(br); err != nil {
+					t.Error(err)
+				}
+				if err := br.Ready(context.Background()); !errors.Is(err, bridge.ErrClosed) {
+					t.Errorf("Ready after Close = %v, want ErrClosed", err)
+				}
+			})
+		}
 	}
 }
