@@ -292,13 +292,15 @@ type outage struct {
 	br   *Bridge
 	out  *queue.Outbox // the exporter's outbox
 	call *caller       // the exporter's, for the pings
+	key  string        // on a cluster, a channel or key of the batch: its slot's master is pinged
 	back *backoff      // the exporter's; reset by the exporter once it sends again
 	down bool          // reported for this batch
 }
 
 // wait reports the outage, err being why the batch could not be sent,
 // unless reported already for this batch, and waits until Redis answers
-// a PING. It returns false if ctx ended first.
+// a PING: on a cluster, the master of o.key's slot. It returns false if
+// ctx ended first.
 func (o *outage) wait(ctx context.Context, err error) bool {
 	br := o.br
 	if !o.down {
@@ -307,19 +309,43 @@ func (o *outage) wait(ctx context.Context, err error) bool {
 		br.rep.report(fmt.Errorf("%w: %w", ErrRedisDown, err))
 	}
 	for {
+		if cc := br.shards.cc; cc != nil {
+			// A node that does not answer may be gone for good, its
+			// replica promoted: go-redis would keep sending its slots'
+			// commands there from its cached layout until its periodic
+			// reload (a minute). Reload it now (in the background, while
+			// the exporter backs off).
+			cc.ReloadState(ctx)
+		}
 		if !sleep(ctx, o.back.next()) {
 			return false
 		}
 		br.expireOutbox(o.out)
 		br.rep.flush()
 		var err error
-		if !o.call.do(ctx, func() { err = br.rdb.Ping(ctx).Err() }) {
+		if !o.call.do(ctx, func() { err = o.ping(ctx) }) {
 			return false
 		}
 		if err == nil {
 			return true
 		}
 	}
+}
+
+// ping sends a PING to Redis; on a cluster, to the master of o.key's slot
+// in go-redis's view of the layout (any node would answer a plain PING,
+// the dead master's slots not yet moved).
+func (o *outage) ping(ctx context.Context) error {
+	br := o.br
+	cc := br.shards.cc
+	if cc == nil || o.key == "" {
+		return br.rdb.Ping(ctx).Err()
+	}
+	node, err := cc.MasterForKey(ctx, o.key)
+	if err != nil {
+		return err
+	}
+	return node.Ping(ctx).Err()
 }
 
 // dropStale returns pending, indexes in batch, without the exports that

@@ -183,6 +183,7 @@ func (f *flusher) send() bool {
 			p.left = len(f.pending)
 			return false
 		}
+		o.key = f.batch[f.pending[0]].Channel
 		if !o.wait(ctx, err) {
 			p.left = len(f.pending)
 			return false

@@ -89,7 +89,7 @@ func (x *streamExport) send() bool {
 	for i := range pending {
 		pending[i] = i
 	}
-	o := outage{br: br, out: x.out, back: &x.back, call: x.call}
+	o := outage{br: br, out: x.out, back: &x.back, call: x.call, key: x.r.key}
 	for {
 		ctx := st.flushing.ctx
 		var cmds []redis.Cmder

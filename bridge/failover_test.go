@@ -1,0 +1,192 @@
+package bridge_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// recoveryBound is how soon after a replica's promotion routes must flow
+// again.
+const recoveryBound = 5 * time.Second
+
+// failoverOptions are the options the failover tests run with: the
+// defaults but for a backoff capped at one second and as long a
+// ResumeDelay, which let a bridge follow a failover within seconds (see
+// DESIGN.md, "Retries and failover").
+func failoverOptions(route bridge.Route) *bridge.Options {
+	return &bridge.Options{
+		Prefix:          "app:",
+		Routes:          []bridge.Route{route},
+		Partitions:      1, // every topic in one slot, on one master
+		ReconnectMin:    50 * time.Millisecond,
+		ReconnectMax:    time.Second,
+		ResumeDelay:     time.Second,
+		OutboxMaxEvents: 1 << 20,
+	}
+}
+
+// flow publishes numbered events on topic at one every millisecond or so
+// on a bus whose bridge exports them, and records when the receiving bus
+// gets each.
+type flow struct {
+	published atomic.Uint64
+	stop      chan struct{}
+	done      chan struct{}
+
+	mu       sync.Mutex
+	received []time.Time
+}
+
+func startFlow(t *testing.T, from, to *bus.Bus, topic string) *flow {
+	t.Helper()
+	f := &flow{stop: make(chan struct{}), done: make(chan struct{})}
+	if _, err := to.Subscribe(topic, func(context.Context, bus.Event) {
+		f.mu.Lock()
+		f.received = append(f.received, time.Now())
+		f.mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(f.done)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-f.stop:
+				return
+			case <-tick.C:
+			}
+			if err := from.Publish(context.Background(), topic, i); err != nil {
+				t.Error(err)
+				return
+			}
+			f.published.Add(1)
+		}
+	}()
+	t.Cleanup(f.end)
+	return f
+}
+
+// end stops publishing.
+func (f *flow) end() {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	<-f.done
+}
+
+func (f *flow) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.received)
+}
+
+// firstAfter waits until an event arrives after t0 and returns when.
+func (f *flow) firstAfter(t *testing.T, t0 time.Time) time.Time {
+	t.Helper()
+	var at time.Time
+	eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i := len(f.received) - 1; i >= 0 && f.received[i].After(t0); i-- {
+			at = f.received[i]
+		}
+		return !at.IsZero()
+	}, "an event after the failover")
+	return at
+}
+
+// checkFailoverAccounting stops the flow and checks that every event
+// published is accounted for: by the exporter, exported or dropped; by the
+// importer, imported or reported missing in a GapError.
+func checkFailoverAccounting(t *testing.T, f *flow, exp, imp *bridge.Bridge) {
+	t.Helper()
+	f.end()
+	published := f.published.Load()
+	eventually(t, func() bool {
+		s := exp.Stats()
+		return s.Exported+s.OutboxDropped+s.ExportRejected == published
+	}, "the exporter to account for %d events: %+v", published, func() any { return exp.Stats() })
+	eventually(t, func() bool {
+		s := imp.Stats()
+		return s.Imported+s.GapEvents >= published && s.ImportDepth == 0
+	}, "the importer to account for %d events", published)
+	e, i := exp.Stats(), imp.Stats()
+	t.Logf("published %d; exporter: exported %d, dropped %d, outages %d; importer: imported %d, missing %d in %d gaps, duplicates %d, rebuilds %d",
+		published, e.Exported, e.OutboxDropped, e.ExportOutages, i.Imported, i.GapEvents, i.Gaps, i.Duplicates, i.ShardRebuilds)
+	if i.Imported+i.GapEvents != published {
+		t.Errorf("published %d, imported %d + reported missing %d = %d", published, i.Imported, i.GapEvents, i.Imported+i.GapEvents)
+	}
+	if got := uint64(f.count()); got != i.Imported {
+		t.Errorf("the bus got %d events, the bridge imported %d", got, i.Imported)
+	}
+}
+
+// TestClusterKillMaster kills (SIGKILL) the master that serves a sharded
+// route's slot, in a cluster of three masters with a replica each and a
+// two-second node timeout: once the replica is promoted, the exports held
+// meanwhile must go to it and the SSUBSCRIBE import must move to it,
+// within recoveryBound, and every event be accounted for.
+func TestClusterKillMaster(t *testing.T) {
+	c := redistest.StartClusterWith(t, &redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, NodeTimeout: 2 * time.Second})
+	const topic = "fo.orders"
+	expBus, impBus := bus.New(nil), bus.New(nil)
+	exp := newBridge(t, expBus, c.Client(t), failoverOptions(bridge.Route{Pattern: topic, Direction: bridge.Export}))
+	imp := newBridge(t, impBus, c.Client(t), failoverOptions(bridge.Route{Pattern: topic, Direction: bridge.Import}))
+	ready(t, exp)
+	ready(t, imp)
+	chans := imp.ShardChannels()
+	if len(chans) != 1 {
+		t.Fatalf("ShardChannels = %q", chans)
+	}
+	slot := redistest.KeySlot(chans[0])
+	old := c.MasterOf(slot)
+
+	f := startFlow(t, expBus, impBus, topic)
+	eventually(t, func() bool { return f.count() > 200 }, "events to flow")
+	old.Kill()
+	_, took := c.WaitMaster(slot, old)
+	promoted := time.Now()
+	t.Logf("replica promoted %v after the kill", took)
+	at := f.firstAfter(t, promoted)
+	recovery := at.Sub(promoted)
+	t.Logf("flowing again %v after the promotion", recovery)
+	if recovery > recoveryBound {
+		t.Errorf("flowing again %v after the promotion, want at most %v", recovery, recoveryBound)
+	}
+	// Some more events after the recovery, so that every gap is seen.
+	n := f.count()
+	eventually(t, func() bool { return f.count() > n+200 }, "events to flow after the failover")
+	checkFailoverAccounting(t, f, exp, imp)
+}
+
+// newBridge makes a bridge from b to rdb, closed at cleanup, and closes b
+// after it.
+func newBridge(t *testing.T, b *bus.Bus, rdb redis.UniversalClient, opts *bridge.Options) *bridge.Bridge {
+	t.Helper()
+	errs := &errLog{}
+	opts.OnError = errs.add
+	br, err := bridge.New(b, rdb, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := closeBridge(br); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		_ = b.Close(context.Background())
+		t.Logf("reported: %v", errs)
+	})
+	return br
+}
