@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	bus "github.com/busline/bus"
@@ -39,13 +41,13 @@ type readLoop struct {
 // subscriber is what a read loop reads for: the classic subscriptions or
 // those of one node on a cluster. Its methods run on the read loop.
 type subscriber interface {
-	// subscribe sends the subscriptions on ps and returns the
-	// confirmations to wait for, keyed by kind and name.
-	subscribe(ctx context.Context, ps *redis.PubSub) (pending map[string]bool, err error)
+	// subscribe sends the subscriptions on ps and returns the commands
+	// sent, in order.
+	subscribe(ctx context.Context, ps *redis.PubSub) (sent []subCommand, err error)
 	// confirmed records that every subscription is confirmed.
 	confirmed()
-	// refused wraps an error reply, a refused subscription, in
-	// ErrSubscribe.
+	// refused wraps an error reply, a refused subscription (err names
+	// the command), in ErrSubscribe.
 	refused(err error) error
 	// route returns the topic of m and the route that imports it, or
 	// false when m is not imported (counted as filtered or a duplicate
@@ -124,11 +126,17 @@ func causeKey(err error) string {
 func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool, err error) {
 	br := rl.br
 	ctx := rl.ctx
-	pending, err := rl.sub.subscribe(ctx, ps)
+	sent, err := rl.sub.subscribe(ctx, ps)
 	if err != nil {
 		return false, false, err
 	}
 	connected = true
+	pending := map[string]bool{} // the confirmations to wait for, by kind and name
+	for _, c := range sent {
+		for _, a := range c.args {
+			pending[c.kind()+" "+a] = true
+		}
+	}
 
 	interval, timeout := br.cfg.PingInterval, br.cfg.PingTimeout
 	now := time.Now()
@@ -160,8 +168,9 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 		case isTimeout(err):
 		case isRedisError(err):
 			// The only commands on this connection are SUBSCRIBE,
-			// PSUBSCRIBE and PING: an error reply is a refusal.
-			return connected, confirmed, rl.sub.refused(err)
+			// PSUBSCRIBE (or SSUBSCRIBE) and PING: an error reply is a
+			// refusal.
+			return connected, confirmed, rl.sub.refused(fmt.Errorf("%s: %w", refusedCommand(sent, pending), err))
 		default:
 			return connected, confirmed, err
 		}
@@ -203,6 +212,46 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 			deadline = now.Add(timeout)
 		}
 	}
+}
+
+// subCommand is a subscription command a read loop sent: SUBSCRIBE,
+// PSUBSCRIBE or SSUBSCRIBE, and its channels or globs.
+type subCommand struct {
+	name string
+	args []string
+}
+
+// kind is the kind of the confirmations of c: "subscribe" for SUBSCRIBE.
+func (c subCommand) kind() string { return strings.ToLower(c.name) }
+
+// maxNamed is how many channels or globs a refusal names before "and N
+// more".
+const maxNamed = 3
+
+// refusedCommand says which command an error reply refused: the first
+// one sent, in order, with a subscription still pending (Redis answers in
+// order, and refuses a command whole), or PING when every subscription
+// was confirmed. It names at most maxNamed of its channels or globs:
+// `SUBSCRIBE "app:a", "app:b", "app:c" and 2 more`.
+func refusedCommand(sent []subCommand, pending map[string]bool) string {
+	for _, c := range sent {
+		if !slices.ContainsFunc(c.args, func(a string) bool { return pending[c.kind()+" "+a] }) {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString(c.name)
+		for i, a := range c.args[:min(len(c.args), maxNamed)] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, " %q", a)
+		}
+		if n := len(c.args) - maxNamed; n > 0 {
+			fmt.Fprintf(&b, " and %d more", n)
+		}
+		return b.String()
+	}
+	return "PING"
 }
 
 // clockEvery is how many messages in a row the read loop handles between

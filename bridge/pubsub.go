@@ -122,32 +122,25 @@ func (t *pubsubTransport) loop() {
 }
 
 // subscribe sends the classic subscriptions, SUBSCRIBE for the exact
-// channels and PSUBSCRIBE for the globs, and returns the confirmations to
-// wait for, keyed by kind and name.
-func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) (map[string]bool, error) {
+// channels (sorted) and PSUBSCRIBE for the globs, and returns the commands
+// sent.
+func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
 	br := t.br
-	pending := map[string]bool{}
-	var channels []string
-	for ch := range br.exact {
-		channels = append(channels, ch)
-		pending["subscribe "+ch] = true
-	}
+	var sent []subCommand
+	channels, globs := br.RedisSubscriptions()
 	if len(channels) > 0 {
 		if err := ps.Subscribe(ctx, channels...); err != nil {
 			return nil, err
 		}
+		sent = append(sent, subCommand{name: "SUBSCRIBE", args: channels})
 	}
-	if len(br.globs) > 0 {
-		globs := make([]string, len(br.globs))
-		for i, g := range br.globs {
-			globs[i] = g.glob
-			pending["psubscribe "+g.glob] = true
-		}
+	if len(globs) > 0 {
 		if err := ps.PSubscribe(ctx, globs...); err != nil {
 			return nil, err
 		}
+		sent = append(sent, subCommand{name: "PSUBSCRIBE", args: globs})
 	}
-	return pending, nil
+	return sent, nil
 }
 
 func (t *pubsubTransport) confirmed() { t.setState(true, nil) }

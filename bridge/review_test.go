@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -173,5 +174,59 @@ func TestReadyExportOnly(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSubscribeRefusalNamesWhat runs bridges as an ACL user who may use
+// the channels of "app:" only: Ready's error, and the report, must say
+// which command Redis refused and on what (a few names, then "and N
+// more"), not just NOPERM.
+func TestSubscribeRefusalNamesWhat(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	if _, err := srv.CLI("ACL", "SETUSER", "bridge", "on", ">s3cret", "resetchannels", "&app:*", "resetkeys", "-@all",
+		"+publish", "+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe", "+ping"); err != nil {
+		t.Fatal(err)
+	}
+	var five []bridge.Route
+	for i := range 5 {
+		five = append(five, bridge.Route{Pattern: fmt.Sprintf("alerts.%d", i), Direction: bridge.Import})
+	}
+	for _, tc := range []struct {
+		name   string
+		prefix string
+		routes []bridge.Route
+		want   string
+	}{
+		{"channels outside the rules", "other:", five,
+			`bridge: subscribe refused: SUBSCRIBE "other:alerts.0", "other:alerts.1", "other:alerts.2" and 2 more: NOPERM`},
+		{"a glob not listed", "app:", append(five[:1:1], bridge.Route{Pattern: "orders.*", Direction: bridge.Import}),
+			`bridge: subscribe refused: PSUBSCRIBE "app:orders.*": NOPERM`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := srv.ClientOptions()
+			o.Username, o.Password = "bridge", "s3cret"
+			rdb := redis.NewClient(o)
+			t.Cleanup(func() { _ = rdb.Close() })
+			log := &errLog{}
+			opts := testOptions(log, tc.routes...)
+			opts.Prefix = tc.prefix
+			b := newBus()
+			t.Cleanup(func() { _ = b.Close(context.Background()) })
+			br, err := bridge.New(b, rdb, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = closeBridge(br) })
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			err = br.Ready(ctx)
+			if !errors.Is(err, bridge.ErrSubscribe) || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("Ready = %v\nwant an error wrapping ErrSubscribe starting with %q", err, tc.want)
+			}
+			eventually(t, func() bool { return log.count(bridge.ErrSubscribe) > 0 }, "the report")
+			if first := log.all()[0].Error(); !strings.HasPrefix(first, tc.want) {
+				t.Errorf("report %q, want it to start with %q", first, tc.want)
+			}
+		})
 	}
 }

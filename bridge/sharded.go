@@ -440,18 +440,16 @@ func (s *shardSet) askRegroup() {
 }
 
 // subscribe sends one SSUBSCRIBE per slot of the loop's group and returns
-// the confirmations to wait for.
-func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) (map[string]bool, error) {
-	pending := map[string]bool{}
+// the commands sent.
+func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
+	sent := make([]subCommand, 0, len(l.group.slots))
 	for _, chans := range l.group.slots {
-		for _, ch := range chans {
-			pending["ssubscribe "+ch] = true
-		}
 		if err := ps.SSubscribe(ctx, chans...); err != nil {
 			return nil, err
 		}
+		sent = append(sent, subCommand{name: "SSUBSCRIBE", args: chans})
 	}
-	return pending, nil
+	return sent, nil
 }
 
 // confirmed records that every subscription of the current connection is
