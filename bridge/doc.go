@@ -4,19 +4,37 @@
 // *redis.Client (a single server, or Sentinel's failover client) or a
 // *redis.ClusterClient.
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", Protocol: 3})
+// In a function returning (err error), as in examples/minimal, the
+// complete program:
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}) // RESP3 by default in go-redis v9
+//	defer func() { err = errors.Join(err, rdb.Close()) }()          // the bridge never closes it
+//	// Close sends what the outbox holds: give it time of its own.
+//	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+//	defer cancelClose()
 //	b := bus.New(nil)
+//	defer func() { err = errors.Join(err, b.Close(closeCtx)) }()
 //	br, err := bridge.New(b, rdb, &bridge.Options{
 //		Prefix: "app:",
 //		Routes: []bridge.Route{
-//			{Pattern: "orders.**", Codec: bridge.JSON[*Order]()}, // both ways
+//			{Pattern: "orders.**", Codec: bridge.JSON[*Order]()},        // both ways
 //			{Pattern: "notifications", Raw: true, Codec: bridge.Text()}, // text, with any Redis client
 //		},
 //	})
-//	if err != nil { ... }
-//	defer br.Close(ctx)
-//	if err := br.Ready(ctx); err != nil { ... } // subscriptions confirmed
-//	b.Publish(ctx, "orders.created", &Order{ID: 1}) // local subscribers now, other instances soon
+//	if err != nil {
+//		return err // a bad route, a closed bus
+//	}
+//	defer func() { err = errors.Join(err, br.Close(closeCtx)) }() // before b.Close
+//
+//	readyCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+//	defer cancel()
+//	if err := br.Ready(readyCtx); err != nil {
+//		return err // "bridge: not ready: ...; last error: cannot connect to redis at ..."
+//	}
+//	// Local subscribers now, the other instances soon.
+//	if err := b.Publish(ctx, "orders.created", &Order{ID: 1}); err != nil {
+//		return err
+//	}
 //
 // # The model
 //
@@ -87,7 +105,8 @@
 //     (checkpoint or XACK) only after publishing it locally.
 //
 // Ready waits until every subscription is confirmed and every durable
-// reader knows where it starts. Close stops exporting, closes the
+// reader knows where it starts; a bridge that only exports waits for Redis
+// to answer a PING. Close stops exporting, closes the
 // connections, sends what the outboxes hold and delivers what was
 // imported, until its context ends (saying how many exports were not
 // sent), and joins every goroutine it started. It never closes the Redis

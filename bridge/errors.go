@@ -41,8 +41,12 @@ var (
 	ErrInvalidOptions = errors.New("bridge: invalid options")
 
 	// ErrSubscribe is wrapped by the error Ready returns, and reported,
-	// when Redis refuses a SUBSCRIBE or PSUBSCRIBE, typically with NOPERM
-	// because the ACL user may not use the channel or the literal pattern.
+	// when Redis refuses a SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE, typically
+	// with NOPERM because the ACL user may not use the channel or the
+	// literal pattern. The error names the command and its first channels
+	// or globs: "bridge: subscribe refused: PSUBSCRIBE "app:orders.*":
+	// NOPERM ...". Durable routes wrap it too, for a refused XREAD,
+	// XGROUP CREATE or checkpoint.
 	ErrSubscribe = errors.New("bridge: subscribe refused")
 
 	// ErrPublish is reported when Redis refuses an exported PUBLISH, such

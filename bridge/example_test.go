@@ -90,44 +90,44 @@ func ExampleText() {
 }
 
 // Two instances mirror "orders.**" through Redis. (Not run: it needs a
-// Redis server; examples/minimal is the complete program, tested.)
+// Redis server; examples/minimal is the complete program, tested.) run
+// returns every error, those of the deferred Close calls included.
 func ExampleNew() {
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	defer rdb.Close() // the bridge never closes your client
+	run := func(ctx context.Context) (err error) {
+		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+		defer func() { err = errors.Join(err, rdb.Close()) }() // the bridge never closes your client
 
-	b := bus.New(nil)
-	defer func() {
-		if err := b.Close(ctx); err != nil {
-			log.Print(err)
+		// The bridge's Close sends what the outbox holds, and says what
+		// it could not send: give it time of its own.
+		closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancelClose()
+		b := bus.New(nil)
+		defer func() { err = errors.Join(err, b.Close(closeCtx)) }()
+		br, err := bridge.New(b, rdb, &bridge.Options{
+			Prefix: "app:",
+			Routes: []bridge.Route{{Pattern: "orders.**"}},
+		})
+		if err != nil {
+			return err
 		}
-	}()
-	br, err := bridge.New(b, rdb, &bridge.Options{
-		Prefix: "app:",
-		Routes: []bridge.Route{{Pattern: "orders.**"}},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer func() {
-		if err := br.Close(ctx); err != nil { // says what it could not send
-			log.Print(err)
+		defer func() { err = errors.Join(err, br.Close(closeCtx)) }() // before b.Close
+
+		readyCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := br.Ready(readyCtx); err != nil {
+			return err // "... cannot connect to redis at ..." with a wrong address
 		}
-	}()
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := br.Ready(rctx); err != nil {
-		log.Fatal(err) // "cannot connect ..." with a wrong address
-	}
-	_, err = b.Subscribe("orders.**", func(_ context.Context, e bus.Event) {
-		if e.Remote() {
-			fmt.Printf("%s from %s: %v\n", e.Topic, e.Meta.Source, e.Payload)
+		_, err = b.Subscribe("orders.**", func(_ context.Context, e bus.Event) {
+			if e.Remote() {
+				fmt.Printf("%s from %s: %v\n", e.Topic, e.Meta.Source, e.Payload)
+			}
+		})
+		if err != nil {
+			return err
 		}
-	})
-	if err != nil {
-		log.Fatal(err)
+		return b.Publish(ctx, "orders.created", "order 1") // also sent to the other instances
 	}
-	if err := b.Publish(ctx, "orders.created", "order 1"); err != nil { // also sent to the other instances
+	if err := run(context.Background()); err != nil {
 		log.Fatal(err)
 	}
 }
