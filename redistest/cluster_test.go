@@ -2,13 +2,11 @@ package redistest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -113,9 +111,7 @@ func TestClusterNodeRestart(t *testing.T) {
 	}
 	pid := node.pid()
 	node.Kill()
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("after Kill, signal 0 to pid %d: %v, want ESRCH", pid, err)
-	}
+	checkReaped(t, "Kill", pid)
 	if err := cc.Set(ctx, key, "v", 0).Err(); err == nil {
 		t.Fatal("SET on a killed node's slot succeeded")
 	}
@@ -270,11 +266,7 @@ func TestClusterReplicas(t *testing.T) {
 	if len(pids) != 6 {
 		t.Fatalf("%d pids", len(pids))
 	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("after its test ended, signal 0 to node pid %d: %v, want ESRCH", pid, err)
-		}
-	}
+	checkReaped(t, "its test ended", pids...)
 }
 
 func testClusterLayout(t *testing.T, c *Cluster) {

@@ -96,10 +96,7 @@ func TestKillRestart(t *testing.T) {
 	}
 	pid := s.pid()
 	s.Kill()
-	// Reaped: no zombie, the pid is gone.
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("after Kill, signal 0 to pid %d: %v, want ESRCH", pid, err)
-	}
+	checkReaped(t, "Kill", pid)
 	if err := c.Ping(ctx).Err(); err == nil {
 		t.Fatal("PING succeeded after Kill")
 	}
@@ -403,6 +400,17 @@ func (s *Server) pid() int {
 	return s.cmd.Process.Pid
 }
 
+// checkReaped checks that the processes pids are gone, reaped (no
+// zombie), after what the message names.
+func checkReaped(t *testing.T, after string, pids ...int) {
+	t.Helper()
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("after %s, signal 0 to pid %d: %v, want ESRCH", after, pid, err)
+		}
+	}
+}
+
 // TestServerDiesWithItsTest checks the promise of the package: a server
 // started in a (sub)test is killed and reaped when that test ends.
 func TestServerDiesWithItsTest(t *testing.T) {
@@ -412,9 +420,7 @@ func TestServerDiesWithItsTest(t *testing.T) {
 		s := Start(t, nil)
 		pid, addr = s.pid(), s.Addr()
 	})
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Fatalf("after its test ended, signal 0 to the server's pid %d: %v, want ESRCH", pid, err)
-	}
+	checkReaped(t, "its test ended", pid)
 	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		conn.Close()
 		t.Fatalf("something still listens on %s after the test ended", addr)

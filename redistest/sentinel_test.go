@@ -2,11 +2,9 @@ package redistest
 
 import (
 	"context"
-	"errors"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -61,11 +59,7 @@ func TestSentinel(t *testing.T) {
 	if len(pids) != 5 {
 		t.Fatalf("%d pids", len(pids))
 	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("after its test ended, signal 0 to pid %d: %v, want ESRCH", pid, err)
-		}
-	}
+	checkReaped(t, "its test ended", pids...)
 }
 
 func testSentinelLayout(t *testing.T, d *Sentinel) {
