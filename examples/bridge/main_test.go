@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"os/exec"
 	"slices"
@@ -129,15 +128,11 @@ func TestErrors(t *testing.T) {
 		{[]string{"-redis", "redis://" + refused}, 1, "instance-a: cannot reach Redis at " + refused + ": dial tcp"},
 		{[]string{"-redis", "redis://" + refused, "-name", "alice"}, 1, "alice: cannot reach Redis at " + refused},
 	} {
-		cmd := exec.Command(program.Path(t), tc.args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != tc.status {
+		status, s, err := progtest.Run(exec.Command(program.Path(t), tc.args...))
+		if status != tc.status {
 			t.Errorf("%v: %v, want exit status %d", tc.args, err, tc.status)
 		}
-		if s := stderr.String(); strings.Count(s, "\n") != 1 || !strings.HasPrefix(s, "bridge: ") || !strings.Contains(s, tc.want) {
+		if strings.Count(s, "\n") != 1 || !strings.HasPrefix(s, "bridge: ") || !strings.Contains(s, tc.want) {
 			t.Errorf("%v: stderr %q, want one line saying %q", tc.args, s, tc.want)
 		}
 	}

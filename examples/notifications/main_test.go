@@ -170,16 +170,12 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"-role", "listener"}, 2},
 		{[]string{"-redis", "redis://" + refused, "-role", "listener"}, 1},
 	} {
-		cmd := exec.Command(built(t), tc.args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != tc.status {
+		status, stderr, err := progtest.Run(exec.Command(built(t), tc.args...))
+		if status != tc.status {
 			t.Errorf("%v: %v, want exit status %d", tc.args, err, tc.status)
 		}
-		if lines := strings.Count(stderr.String(), "\n"); lines != 1 || !strings.HasPrefix(stderr.String(), "notifications: ") {
-			t.Errorf("%v: stderr %q, want one line starting with \"notifications: \"", tc.args, stderr.String())
+		if lines := strings.Count(stderr, "\n"); lines != 1 || !strings.HasPrefix(stderr, "notifications: ") {
+			t.Errorf("%v: stderr %q, want one line starting with \"notifications: \"", tc.args, stderr)
 		}
 	}
 }

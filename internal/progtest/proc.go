@@ -133,6 +133,23 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
+// Run runs cmd to its end and returns its exit status (0 on success, -1
+// when it did not exit by itself: it could not start, or a signal killed
+// it), what it wrote on stderr, and the error of exec.Cmd.Run. stderr is
+// collected unless cmd.Stderr is set, and then "".
+func Run(cmd *exec.Cmd) (status int, stderr string, err error) {
+	var buf Buffer
+	if cmd.Stderr == nil {
+		cmd.Stderr = &buf
+	}
+	err = cmd.Run()
+	status = -1
+	if cmd.ProcessState != nil {
+		status = cmd.ProcessState.ExitCode()
+	}
+	return status, buf.String(), err
+}
+
 // RefusedAddr returns a loopback address, "127.0.0.1:PORT", where nothing
 // listens: a port just closed. A failure to listen fails t.
 func RefusedAddr(t testing.TB) string {

@@ -140,3 +140,23 @@ func TestRefusedAddr(t *testing.T) {
 		t.Fatalf("%s accepted a connection", addr)
 	}
 }
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		script string
+		status int
+		stderr string
+	}{
+		{"exit 0", 0, ""},
+		{"echo bad flag >&2; exit 2", 2, "bad flag\n"},
+		{"kill -9 $$", -1, ""},
+	} {
+		status, stderr, err := Run(exec.Command("sh", "-c", tc.script))
+		if status != tc.status || stderr != tc.stderr || (err == nil) != (tc.status == 0) {
+			t.Errorf("%q: status %d, stderr %q, err %v; want %d, %q", tc.script, status, stderr, err, tc.status, tc.stderr)
+		}
+	}
+	if status, _, err := Run(exec.Command("/nonexistent/program")); status != -1 || err == nil {
+		t.Errorf("a program that cannot start: status %d, err %v; want -1 and an error", status, err)
+	}
+}
