@@ -173,6 +173,42 @@ func TestClusterKillMaster(t *testing.T) {
 	checkFailoverAccounting(t, f, exp, imp)
 }
 
+// TestClusterKillMasterStream is TestClusterKillMaster for a durable
+// route: the master that holds the route's stream is killed, the stream
+// continues on the promoted replica (without what it had not replicated:
+// the reader reports those entries missing in a GapError), and the
+// exporter and the reader move to it within recoveryBound.
+func TestClusterKillMasterStream(t *testing.T) {
+	c := redistest.StartClusterWith(t, &redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, NodeTimeout: 2 * time.Second})
+	const topic = "fo.orders"
+	expBus, impBus := bus.New(nil), bus.New(nil)
+	exp := newBridge(t, expBus, c.Client(t), failoverOptions(bridge.Route{Pattern: topic, Direction: bridge.Export, Delivery: bridge.Stream}))
+	impOpts := failoverOptions(bridge.Route{Pattern: topic, Direction: bridge.Import, Delivery: bridge.Stream})
+	impOpts.InstanceID = "importer"
+	impOpts.StreamBlock = 200 * time.Millisecond
+	imp := newBridge(t, impBus, c.Client(t), impOpts)
+	ready(t, exp)
+	ready(t, imp)
+	slot := redistest.KeySlot(bridge.StreamKey("app:", topic))
+	old := c.MasterOf(slot)
+
+	f := startFlow(t, expBus, impBus, topic)
+	eventually(t, func() bool { return f.count() > 200 }, "events to flow")
+	old.Kill()
+	_, took := c.WaitMaster(slot, old)
+	promoted := time.Now()
+	t.Logf("replica promoted %v after the kill", took)
+	at := f.firstAfter(t, promoted)
+	recovery := at.Sub(promoted)
+	t.Logf("flowing again %v after the promotion", recovery)
+	if recovery > recoveryBound {
+		t.Errorf("flowing again %v after the promotion, want at most %v", recovery, recoveryBound)
+	}
+	n := f.count()
+	eventually(t, func() bool { return f.count() > n+200 }, "events to flow after the failover")
+	checkFailoverAccounting(t, f, exp, imp)
+}
+
 // TestSentinelKillMaster kills (SIGKILL) the master of a Sentinel
 // deployment (one replica, three sentinels) under bridges on go-redis
 // FailoverClients: once the sentinels have promoted the replica, exports

@@ -66,6 +66,12 @@ func (sr *streamReader) fail(err error) bool {
 		return false
 	}
 	sr.br.reportLast(err)
+	if cc := sr.br.shards.cc; cc != nil && !isRedisError(err) {
+		// The stream's master may be gone for good, its replica
+		// promoted: go-redis would keep reading from it, from its
+		// cached layout, until its periodic reload (a minute).
+		cc.ReloadState(ctx)
+	}
 	return sleep(ctx, sr.back.next())
 }
 
