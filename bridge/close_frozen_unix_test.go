@@ -29,6 +29,7 @@ func TestCloseFrozenRedis(t *testing.T) {
 	}{
 		{"pubsub", bridge.Route{Pattern: "frz.*", Direction: bridge.Export}},
 		{"stream", bridge.Route{Pattern: "frz.*", Direction: bridge.Export, Delivery: bridge.Stream}},
+		{"stream both ways", bridge.Route{Pattern: "frz.*", Delivery: bridge.Stream}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, nil)
@@ -39,6 +40,7 @@ func TestCloseFrozenRedis(t *testing.T) {
 			opts.OutboxMaxAge = -1
 			errs := &errLog{}
 			opts.OnError = errs.add
+			opts.InstanceID = "frozen"
 			br, err := bridge.New(b, srv.Client(t), opts)
 			if err != nil {
 				t.Fatal(err)

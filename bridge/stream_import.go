@@ -35,12 +35,21 @@ type streamReader struct {
 
 	// Group routes: IDs handled and not yet acknowledged.
 	unacked []string
+
+	// The reader's calls to Redis on Stream routes, so that Close need
+	// not wait for a frozen server (see caller): reads, and checkpoint
+	// saves, which have their own, since a read given up on may hold
+	// the first until its block and read timeouts end.
+	reads, saves *caller
 }
 
 // run reads until Close.
 func (sr *streamReader) run() {
 	sr.back = backoff{min: sr.br.cfg.ReconnectMin, max: sr.br.cfg.ReconnectMax}
 	sr.in = ingest{br: sr.br, noSeq: sr.r.Delivery == Group, emit: func(it importItem) { sr.got, sr.has = it, true }}
+	sr.reads, sr.saves = newCaller(), newCaller()
+	defer sr.reads.close()
+	defer sr.saves.close()
 	if sr.r.Delivery == Group {
 		sr.runGroup()
 	} else {
@@ -91,11 +100,16 @@ func (sr *streamReader) runStream() {
 	}()
 	failed := false
 	for ctx.Err() == nil {
-		res, err := br.rdb.XRead(ctx, &redis.XReadArgs{
+		args := &redis.XReadArgs{
 			Streams: []string{key, pos},
 			Count:   int64(br.cfg.BatchSize),
 			Block:   br.cfg.StreamBlock,
-		}).Result()
+		}
+		var res []redis.XStream
+		var err error
+		if !sr.reads.do(ctx, func() { res, err = br.rdb.XRead(ctx, args).Result() }) {
+			return // Close: what was handled is saved above
+		}
 		if errors.Is(err, redis.Nil) { // nothing new within StreamBlock
 			continue
 		}
@@ -174,7 +188,13 @@ func (sr *streamReader) start() (pos string, ok bool) {
 
 // save records pos as the route's checkpoint and reports whether it could.
 func (sr *streamReader) save(ctx context.Context, pos string) bool {
-	if err := sr.st.cp.Save(ctx, sr.r.key, pos); err != nil {
+	var err, saveErr error // saveErr is the call's: not read here if do gives up on it
+	if sr.saves.do(ctx, func() { saveErr = sr.st.cp.Save(ctx, sr.r.key, pos) }) {
+		err = saveErr
+	} else {
+		err = ctx.Err() // Close's context ended: saved or not, we cannot tell
+	}
+	if err != nil {
 		sr.br.rep.report(fmt.Errorf("%w: save %q at %s: %w", ErrCheckpoint, sr.r.key, pos, err))
 		return false
 	}
