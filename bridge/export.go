@@ -238,6 +238,7 @@ func (br *Bridge) expired(n int) {
 type caller struct {
 	calls chan func()
 	done  chan struct{}
+	owed  bool // a call given up on has not signalled done yet
 }
 
 // newCaller starts a caller's goroutine; close stops it.
@@ -254,16 +255,27 @@ func newCaller() *caller {
 
 // do runs f on the caller's goroutine and waits until it returns, or until
 // ctx ends: then do returns false at once, leaving f to go on alone. It
-// does not start f if ctx has ended already.
+// does not start f if ctx has ended already. A nil caller runs f on the
+// calling goroutine (for tests of an exporter's parts).
 func (c *caller) do(ctx context.Context, f func()) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	select {
-	case c.calls <- f: // never waits: the last call has returned
-	case <-ctx.Done():
-		return false
+	if c == nil {
+		f()
+		return true
 	}
+	if c.owed {
+		// The call given up on still runs: wait for it, so that its
+		// signal is not taken for that of f.
+		select {
+		case <-c.done:
+			c.owed = false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	c.calls <- f // never waits: the last call has returned
 	select {
 	case <-c.done:
 		return true
@@ -272,6 +284,7 @@ func (c *caller) do(ctx context.Context, f func()) bool {
 		case <-c.done: // returned meanwhile: its result counts
 			return true
 		default:
+			c.owed = true
 			return false
 		}
 	}
