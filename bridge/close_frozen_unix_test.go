@@ -30,6 +30,7 @@ func TestCloseFrozenRedis(t *testing.T) {
 		{"pubsub", bridge.Route{Pattern: "frz.*", Direction: bridge.Export}},
 		{"stream", bridge.Route{Pattern: "frz.*", Direction: bridge.Export, Delivery: bridge.Stream}},
 		{"stream both ways", bridge.Route{Pattern: "frz.*", Delivery: bridge.Stream}},
+		{"group both ways", bridge.Route{Pattern: "frz.*", Delivery: bridge.Group, Group: "frozen"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, nil)

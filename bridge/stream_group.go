@@ -59,13 +59,18 @@ func (sr *streamReader) runGroup() {
 		if pel != "" {
 			id, block = pel, -1 // -1: no BLOCK; pending entries are there or not
 		}
-		res, err := br.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		args := &redis.XReadGroupArgs{
 			Group:    r.group,
 			Consumer: st.consumer,
 			Streams:  []string{r.key, id},
 			Count:    int64(br.cfg.BatchSize),
 			Block:    block,
-		}).Result()
+		}
+		var res []redis.XStream
+		var err error
+		if !sr.reads.do(ctx, func() { res, err = br.rdb.XReadGroup(ctx, args).Result() }) {
+			return // Close, with Redis still to answer: the entries it reads stay pending
+		}
 		if errors.Is(err, redis.Nil) { // nothing new within the block time
 			continue
 		}
@@ -171,7 +176,13 @@ func (sr *streamReader) deliver(ctx context.Context, msgs []redis.XMessage, skip
 // forgotten, since retrying cannot help: they will be delivered again.
 func (sr *streamReader) ack(ctx context.Context) bool {
 	br, st, r := sr.br, sr.st, sr.r
-	n, err := br.rdb.XAck(ctx, r.key, r.group, sr.unacked...).Result()
+	var n int64
+	var err, ackErr error // n and ackErr are the call's: not read here if do gives up on it
+	if sr.saves.do(ctx, func() { n, ackErr = br.rdb.XAck(ctx, r.key, r.group, sr.unacked...).Result() }) {
+		err = ackErr
+	} else {
+		err = ctx.Err() // Close's context ended: acknowledged or not, we cannot tell
+	}
 	if err != nil {
 		err = fmt.Errorf("%w: XACK %q group %q, %s: %w", ErrAck, r.key, r.group, plural.Of(uint64(len(sr.unacked)), "entry"), err)
 		br.rep.report(err)
