@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,23 +10,9 @@ import (
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/progtest"
 	"github.com/redis/go-redis/v9"
 )
-
-// closedAddr returns a loopback address nothing listens on: a port that
-// was free a moment ago.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 // TestReadyWrongAddress starts bridges against an address nothing listens
 // on: Ready's error must say why it is not ready (the last connection
@@ -36,7 +21,7 @@ func closedAddr(t *testing.T) string {
 // connection never made. Each kind of import path is tried: classic
 // pub/sub, sharded pub/sub on a cluster client, and a durable route.
 func TestReadyWrongAddress(t *testing.T) {
-	addr := closedAddr(t)
+	addr := progtest.RefusedAddr(t)
 	for _, tc := range []struct {
 		name    string
 		client  func() redis.UniversalClient
@@ -108,7 +93,7 @@ func TestReadyWrongAddress(t *testing.T) {
 // connection attempt has failed: the context's error alone, with one
 // prefix.
 func TestReadyNoErrorYet(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t)})
+	rdb := redis.NewClient(&redis.Options{Addr: progtest.RefusedAddr(t)})
 	defer rdb.Close()
 	b := bus.New(nil)
 	defer b.Close(context.Background())
@@ -131,7 +116,7 @@ func TestReadyNoErrorYet(t *testing.T) {
 // TestNewOnClosedBus checks that New refuses a closed bus, with or
 // without routes, with an error wrapping bus.ErrClosed and one prefix.
 func TestNewOnClosedBus(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t)})
+	rdb := redis.NewClient(&redis.Options{Addr: progtest.RefusedAddr(t)})
 	defer rdb.Close()
 	for _, tc := range []struct {
 		name   string

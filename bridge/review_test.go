@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/progtest"
 	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -129,7 +130,7 @@ func TestOutageReportsOnce(t *testing.T) {
 // with a wrong address or password.
 func TestReadyExportOnly(t *testing.T) {
 	srv := redistest.Start(t, nil)
-	closed := closedAddr(t)
+	closed := progtest.RefusedAddr(t)
 	for _, route := range []bridge.Route{
 		{Pattern: "orders.*", Direction: bridge.Export},
 		{Pattern: "orders.*", Direction: bridge.Export, Delivery: bridge.Stream},

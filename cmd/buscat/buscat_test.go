@@ -627,7 +627,7 @@ func TestSIGINTWhileConnecting(t *testing.T) {
 // status 2 for usage errors and 1 for runtime errors.
 func TestErrors(t *testing.T) {
 	srv := redistest.Start(t, nil)
-	refused := refusedAddr(t)
+	refused := progtest.RefusedAddr(t)
 	for _, tc := range []struct {
 		name  string
 		url   string // REDIS_URL
@@ -871,18 +871,6 @@ func TestPrefixWarning(t *testing.T) {
 		}
 	}
 	stopSub(t, sub)
-}
-
-// refusedAddr returns a loopback address where nothing listens.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // TestStdoutFull checks that a line pub or sub cannot print is an error,
