@@ -43,7 +43,9 @@ type Notice struct {
 // the Notices of a Server:
 //
 //   - bridge.ErrDisconnected or ErrSubscribe (the pub/sub connection is lost
-//     or refused, and each failed attempt to make it again): StateDown;
+//     or refused, and the bridge's reports of failing to make it again:
+//     the first, each change of cause, one summary per ReconnectMax):
+//     StateDown;
 //   - bridge.ErrPossibleGap (subscribed again on a new connection): back to
 //     StateConnected, and a Notice for every room, since Redis pub/sub keeps
 //     nothing for absent subscribers;
