@@ -186,14 +186,7 @@ func TestBlockPublisherWhenCloseStarts(t *testing.T) {
 // its ctx returns an error and is not counted as published.
 func TestStatsPublishedCountsSuccess(t *testing.T) {
 	b := New(&Options{Stats: true, OnError: func(error) {}})
-	g := newGate()
-	s, err := b.SubscribeWith("q", g.handle, &SubscribeOptions{Queue: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustPublish(t, b, "q", 1)
-	waitFor(t, g.entered, "handler entered")
-	mustPublish(t, b, "q", 2)
+	s, g := fullQueue(t, b, "q")
 	short, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
 	defer cancel()
 	if err := publishWithin(t, b, short, "q", 3); !errors.Is(err, context.DeadlineExceeded) {

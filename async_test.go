@@ -36,6 +36,43 @@ func (g *gate) handle(ctx context.Context, e Event) {
 
 func (g *gate) open() { close(g.release) }
 
+// fullQueue subscribes a gate to topic with a Block queue of one and fills
+// it: the handler holds event 1 and event 2 waits in the queue, so the
+// next publish to topic finds the queue full.
+func fullQueue(t *testing.T, b *Bus, topic string) (*Subscription, *gate) {
+	t.Helper()
+	g := newGate()
+	s, err := b.SubscribeWith(topic, g.handle, &SubscribeOptions{Queue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, b, topic, 1)
+	waitFor(t, g.entered, "handler entered")
+	mustPublish(t, b, topic, 2)
+	return s, g
+}
+
+// asyncAllocs measures the allocations of 100 publishes of p to topic,
+// waiting each time until the asynchronous handler counting in n has
+// handled them all.
+func asyncAllocs(t *testing.T, b *Bus, topic string, p any, n *atomic.Int64) float64 {
+	t.Helper()
+	want := n.Load()
+	deadline := time.Now().Add(waitLimit)
+	return testing.AllocsPerRun(50, func() {
+		for range 100 {
+			_ = b.Publish(ctx, topic, p)
+		}
+		want += 100
+		for n.Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d events handled after %v", n.Load(), want, waitLimit)
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+	})
+}
+
 func (g *gate) events() []int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -628,21 +665,7 @@ func TestAsyncAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &payload{}
-	want := int64(0)
-	deadline := time.Now().Add(waitLimit)
-	allocs := testing.AllocsPerRun(50, func() {
-		for range 100 {
-			_ = b.Publish(ctx, "t", p)
-		}
-		want += 100
-		for n.Load() < want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d events handled after %v", n.Load(), want, waitLimit)
-			}
-			time.Sleep(10 * time.Microsecond)
-		}
-	})
-	if allocs != 0 {
+	if allocs := asyncAllocs(t, b, "t", p, &n); allocs != 0 {
 		t.Errorf("%v allocs per 100 async publishes, want 0", allocs)
 	}
 	_ = b.Close(bounded(t))
@@ -777,14 +800,7 @@ func TestOnceWhileHandlerRuns(t *testing.T) {
 // error soon after ctx ends, counting the event as dropped.
 func TestBlockHonoursContext(t *testing.T) {
 	b := New(nil)
-	g := newGate()
-	s, err := b.SubscribeWith("q", g.handle, &SubscribeOptions{Queue: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustPublish(t, b, "q", 1)
-	waitFor(t, g.entered, "handler entered")
-	mustPublish(t, b, "q", 2)
+	s, g := fullQueue(t, b, "q")
 	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 	defer cancel()
 	result := make(chan error, 1)

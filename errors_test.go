@@ -19,14 +19,7 @@ func TestErrorMessages(t *testing.T) {
 	b := New(&Options{OnError: func(error) {}})
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	g := newGate()
-	held, err := b.SubscribeWith("held", g.handle, &SubscribeOptions{Queue: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustPublish(t, b, "held", 1)
-	waitFor(t, g.entered, "handler entered")
-	mustPublish(t, b, "held", 2)
+	held, g := fullQueue(t, b, "held")
 	_, subErr := closed.Subscribe("a", func(context.Context, Event) {})
 	_, nilErr := b.Subscribe("a", nil)
 	_, typedNilErr := SubscribeTyped[int](b, "a", nil)

@@ -810,21 +810,7 @@ func TestFuncAllocs(t *testing.T) {
 			t.Errorf("%s: %v allocs per Publish, want 0", topic, allocs)
 		}
 	}
-	want := n.Load()
-	deadline := time.Now().Add(waitLimit)
-	allocs := testing.AllocsPerRun(50, func() {
-		for range 100 {
-			_ = b.Publish(ctx, "async", p)
-		}
-		want += 100
-		for n.Load() < want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d events handled after %v", n.Load(), want, waitLimit)
-			}
-			time.Sleep(10 * time.Microsecond)
-		}
-	})
-	if allocs != 0 {
+	if allocs := asyncAllocs(t, b, "async", p, &n); allocs != 0 {
 		t.Errorf("%v allocs per 100 async publishes to a HandlerFunc, want 0", allocs)
 	}
 	if err := b.Close(bounded(t)); err != nil {
