@@ -156,20 +156,11 @@ func TestClusterKillMaster(t *testing.T) {
 	old := c.MasterOf(slot)
 
 	f := startFlow(t, expBus, impBus, topic)
-	eventually(t, func() bool { return f.count() > 200 }, "events to flow")
-	old.Kill()
-	_, took := c.WaitMaster(slot, old)
-	promoted := time.Now()
-	t.Logf("replica promoted %v after the kill", took)
-	at := f.firstAfter(t, promoted)
-	recovery := at.Sub(promoted)
-	t.Logf("flowing again %v after the promotion", recovery)
-	if recovery > recoveryBound {
-		t.Errorf("flowing again %v after the promotion, want at most %v", recovery, recoveryBound)
-	}
-	// Some more events after the recovery, so that every gap is seen.
-	n := f.count()
-	eventually(t, func() bool { return f.count() > n+200 }, "events to flow after the failover")
+	failover(t, f, func() time.Duration {
+		old.Kill()
+		_, took := c.WaitMaster(slot, old)
+		return took
+	})
 	checkFailoverAccounting(t, f, exp, imp)
 }
 
@@ -193,19 +184,11 @@ func TestClusterKillMasterStream(t *testing.T) {
 	old := c.MasterOf(slot)
 
 	f := startFlow(t, expBus, impBus, topic)
-	eventually(t, func() bool { return f.count() > 200 }, "events to flow")
-	old.Kill()
-	_, took := c.WaitMaster(slot, old)
-	promoted := time.Now()
-	t.Logf("replica promoted %v after the kill", took)
-	at := f.firstAfter(t, promoted)
-	recovery := at.Sub(promoted)
-	t.Logf("flowing again %v after the promotion", recovery)
-	if recovery > recoveryBound {
-		t.Errorf("flowing again %v after the promotion, want at most %v", recovery, recoveryBound)
-	}
-	n := f.count()
-	eventually(t, func() bool { return f.count() > n+200 }, "events to flow after the failover")
+	failover(t, f, func() time.Duration {
+		old.Kill()
+		_, took := c.WaitMaster(slot, old)
+		return took
+	})
 	checkFailoverAccounting(t, f, exp, imp)
 }
 
@@ -244,25 +227,36 @@ func TestSentinelKillMaster(t *testing.T) {
 			ready(t, imp)
 
 			f := startFlow(t, expBus, impBus, topic)
-			eventually(t, func() bool { return f.count() > 200 }, "events to flow")
-			old := d.KillMaster()
-			if old == nil {
-				t.Fatal("no sentinel answered")
-			}
-			_, took := d.WaitFailover(old)
-			promoted := time.Now()
-			t.Logf("replica promoted %v after the kill", took)
-			at := f.firstAfter(t, promoted)
-			recovery := at.Sub(promoted)
-			t.Logf("flowing again %v after the promotion", recovery)
-			if recovery > recoveryBound {
-				t.Errorf("flowing again %v after the promotion, want at most %v", recovery, recoveryBound)
-			}
-			n := f.count()
-			eventually(t, func() bool { return f.count() > n+200 }, "events to flow after the failover")
+			failover(t, f, func() time.Duration {
+				old := d.KillMaster()
+				if old == nil {
+					t.Fatal("no sentinel answered")
+				}
+				_, took := d.WaitFailover(old)
+				return took
+			})
 			checkFailoverAccounting(t, f, exp, imp)
 		})
 	}
+}
+
+// failover waits for events to flow, runs kill (which kills a master,
+// waits for its replica's promotion and returns how long that took after
+// the kill), and requires events to flow again within recoveryBound of the
+// promotion; then it waits for more, so that every gap is seen.
+func failover(t *testing.T, f *flow, kill func() time.Duration) {
+	t.Helper()
+	eventually(t, func() bool { return f.count() > 200 }, "events to flow")
+	took := kill()
+	promoted := time.Now()
+	t.Logf("replica promoted %v after the kill", took)
+	recovery := f.firstAfter(t, promoted).Sub(promoted)
+	t.Logf("flowing again %v after the promotion", recovery)
+	if recovery > recoveryBound {
+		t.Errorf("flowing again %v after the promotion, want at most %v", recovery, recoveryBound)
+	}
+	n := f.count()
+	eventually(t, func() bool { return f.count() > n+200 }, "events to flow after the failover")
 }
 
 // newBridge makes a bridge from b to rdb, closed at cleanup, and closes b
