@@ -164,6 +164,48 @@ func TestClusterKillMaster(t *testing.T) {
 	checkFailoverAccounting(t, f, exp, imp)
 }
 
+// TestClusterKillMasterLoss forces what TestClusterKillMaster avoids:
+// after the kill, the exporter sends to the promoted replica as soon as it
+// answers (ResumeDelay of a millisecond), while the importer comes back
+// only after a reconnect backoff of six seconds, so the events sent in
+// between are lost to it (pub/sub keeps nothing). They must be reported
+// missing, with their count, in GapErrors once the source's next event
+// arrives: imported + reported missing == published, some missing.
+func TestClusterKillMasterLoss(t *testing.T) {
+	c := redistest.StartClusterWith(t, &redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, NodeTimeout: 2 * time.Second})
+	const topic = "fo.orders"
+	expBus, impBus := bus.New(nil), bus.New(nil)
+	expOpts := failoverOptions(bridge.Route{Pattern: topic, Direction: bridge.Export})
+	expOpts.ResumeDelay = time.Millisecond
+	impOpts := failoverOptions(bridge.Route{Pattern: topic, Direction: bridge.Import})
+	impOpts.ReconnectMin, impOpts.ReconnectMax = 6*time.Second, 6*time.Second
+	expOpts.Partitions, impOpts.Partitions = 1, 1
+	exp := newBridge(t, expBus, c.Client(t), expOpts)
+	imp, impErrs := newBridgeLog(t, impBus, c.Client(t), impOpts)
+	ready(t, exp)
+	ready(t, imp)
+	slot := redistest.KeySlot(imp.ShardChannels()[0])
+	old := c.MasterOf(slot)
+
+	f := startFlow(t, expBus, impBus, topic)
+	eventually(t, func() bool { return f.count() > 200 }, "events to flow")
+	old.Kill()
+	_, took := c.WaitMaster(slot, old)
+	promoted := time.Now()
+	t.Logf("replica promoted %v after the kill", took)
+	t.Logf("flowing again %v after the promotion", f.firstAfter(t, promoted).Sub(promoted))
+	n := f.count()
+	eventually(t, func() bool { return f.count() > n+200 }, "events to flow after the failover")
+	checkFailoverAccounting(t, f, exp, imp)
+	s := imp.Stats()
+	if s.GapEvents == 0 || s.Gaps == 0 {
+		t.Errorf("importer: %d events missing in %d gaps, want some: the exporter resumed before the importer", s.GapEvents, s.Gaps)
+	}
+	if impErrs.count(bridge.ErrGap) == 0 {
+		t.Errorf("no GapError reported; reported: %v", impErrs)
+	}
+}
+
 // TestClusterKillMasterStream is TestClusterKillMaster for a durable
 // route: the master that holds the route's stream is killed, the stream
 // continues on the promoted replica (without what it had not replicated:
@@ -263,6 +305,13 @@ func failover(t *testing.T, f *flow, kill func() time.Duration) {
 // after it.
 func newBridge(t *testing.T, b *bus.Bus, rdb redis.UniversalClient, opts *bridge.Options) *bridge.Bridge {
 	t.Helper()
+	br, _ := newBridgeLog(t, b, rdb, opts)
+	return br
+}
+
+// newBridgeLog is newBridge that also returns what the bridge reports.
+func newBridgeLog(t *testing.T, b *bus.Bus, rdb redis.UniversalClient, opts *bridge.Options) (*bridge.Bridge, *errLog) {
+	t.Helper()
 	errs := &errLog{}
 	opts.OnError = errs.add
 	br, err := bridge.New(b, rdb, opts)
@@ -276,5 +325,5 @@ func newBridge(t *testing.T, b *bus.Bus, rdb redis.UniversalClient, opts *bridge
 		_ = b.Close(context.Background())
 		t.Logf("reported: %v", errs)
 	})
-	return br
+	return br, errs
 }
