@@ -104,3 +104,50 @@ func TestCloseFrozenRedis(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseFrozenAtStart closes, with a 200 ms deadline, bridges whose
+// durable readers are still looking for their start on a frozen Redis
+// (loading the checkpoint, creating the group, claiming pending entries):
+// Close must return within the deadline and 100 ms more, without waiting
+// for go-redis's read timeout.
+func TestCloseFrozenAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		route bridge.Route
+	}{
+		{"stream", bridge.Route{Pattern: "frz.*", Direction: bridge.Import, Delivery: bridge.Stream}},
+		{"group", bridge.Route{Pattern: "frz.*", Direction: bridge.Import, Delivery: bridge.Group, Group: "frozen"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			rdb := srv.Client(t)
+			if err := rdb.Ping(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			thaw := srv.Freeze()
+			t.Cleanup(thaw)
+			b := bus.New(nil)
+			t.Cleanup(func() { _ = b.Close(context.Background()) })
+			opts := testOptions(nil, tc.route)
+			opts.OnError = (&errLog{}).add
+			opts.InstanceID = "frozen"
+			br, err := bridge.New(b, rdb, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = closeBridge(br) })
+			// Long enough for the reader to be inside its first call.
+			time.Sleep(300 * time.Millisecond)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err = br.Close(ctx)
+			took := time.Since(start)
+			t.Logf("Close took %v: %v", took, err)
+			if took > 300*time.Millisecond {
+				t.Errorf("Close took %v with a 200ms deadline and Redis frozen", took)
+			}
+		})
+	}
+}

@@ -119,8 +119,12 @@ func (sr *streamReader) runGroup() {
 // to have the first members read older entries.
 func (sr *streamReader) createGroup(started *bool) bool {
 	br, st, r := sr.br, sr.st, sr.r
+	ctx := st.reading.ctx
 	for {
-		err := br.rdb.XGroupCreateMkStream(st.reading.ctx, r.key, r.group, "$").Err()
+		var err error
+		if !sr.reads.do(ctx, func() { err = br.rdb.XGroupCreateMkStream(ctx, r.key, r.group, "$").Err() }) {
+			return false
+		}
 		if err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			if !*started {
 				*started = true
@@ -208,14 +212,22 @@ func (sr *streamReader) claim(ctx context.Context) bool {
 		if ctx.Err() != nil {
 			return true
 		}
-		msgs, next, deleted, err := br.rdb.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
-			Stream:   r.key,
-			Group:    r.group,
-			Consumer: st.consumer,
-			MinIdle:  br.cfg.ClaimIdle,
-			Start:    start,
-			Count:    int64(br.cfg.BatchSize),
-		}).Result()
+		var msgs []redis.XMessage
+		var next string
+		var deleted []string
+		var err error
+		if !sr.reads.do(ctx, func() {
+			msgs, next, deleted, err = br.rdb.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
+				Stream:   r.key,
+				Group:    r.group,
+				Consumer: st.consumer,
+				MinIdle:  br.cfg.ClaimIdle,
+				Start:    start,
+				Count:    int64(br.cfg.BatchSize),
+			}).Result()
+		}) {
+			return true // Close's context ended
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				br.rep.report(fmt.Errorf("%w: XAUTOCLAIM %q group %q: %w", ErrStreamRead, r.key, r.group, err))

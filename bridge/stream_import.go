@@ -150,31 +150,24 @@ func (sr *streamReader) runStream() {
 // start returns the position a Stream route reads from: its checkpoint,
 // or the current end of the stream, saved at once so that a crash before
 // the first entry does not move the start. ok is false when the bridge
-// closed first.
+// closed first. Its calls to Redis go through the reads caller, so that
+// Close need not wait for a frozen server.
 func (sr *streamReader) start() (pos string, ok bool) {
-	br, st, key := sr.br, sr.st, sr.r.key
+	st, key := sr.st, sr.r.key
 	ctx := st.reading.ctx
 	for {
-		id, err := st.cp.Load(ctx, key)
-		if err == nil && id != "" {
-			st.resumes.Add(1)
-			st.setStart(true, nil)
-			return id, true
+		var id string
+		var resumed bool
+		var err error
+		if !sr.reads.do(ctx, func() { id, resumed, err = sr.locate(ctx) }) {
+			return "", false
 		}
 		if err == nil {
-			var last []redis.XMessage
-			last, err = br.rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()
-			if err == nil {
-				id = "0-0"
-				if len(last) > 0 {
-					id = last[0].ID
-				}
-				err = st.cp.Save(ctx, key, id)
+			if resumed {
+				st.resumes.Add(1)
 			}
-			if err == nil {
-				st.setStart(true, nil)
-				return id, true
-			}
+			st.setStart(true, nil)
+			return id, true
 		}
 		err = fmt.Errorf("%w: load %q: %w", ErrCheckpoint, key, err)
 		if isRefusal(err) {
@@ -184,6 +177,25 @@ func (sr *streamReader) start() (pos string, ok bool) {
 			return "", false
 		}
 	}
+}
+
+// locate loads the route's checkpoint (resumed) or, if it has none,
+// saves the current end of the stream as the checkpoint and returns it.
+func (sr *streamReader) locate(ctx context.Context) (id string, resumed bool, err error) {
+	key := sr.r.key
+	id, err = sr.st.cp.Load(ctx, key)
+	if err != nil || id != "" {
+		return id, err == nil, err
+	}
+	last, err := sr.br.rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()
+	if err != nil {
+		return "", false, err
+	}
+	id = "0-0"
+	if len(last) > 0 {
+		id = last[0].ID
+	}
+	return id, false, sr.st.cp.Save(ctx, key, id)
 }
 
 // save records pos as the route's checkpoint and reports whether it could.
