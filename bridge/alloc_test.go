@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -85,5 +86,59 @@ func TestExportAllocs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBridgedEventAllocs is the allocation budget of one event crossing
+// the bridge through a real redis-server, one at a time, counted in the
+// whole process: the publisher's bus and codec, the flusher's pipeline,
+// go-redis on both sides (23 of them), the read loop, the ingest
+// path and the local publish. Going over it is a regression (the
+// flusher's outage state once escaped per batch, making it 32).
+func TestBridgedEventAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes what allocates")
+	}
+	const budget = 31
+	srv := redistest.Start(t, nil)
+	send, recv := bus.New(nil), bus.New(nil)
+	defer send.Close(context.Background())
+	defer recv.Close(context.Background())
+	got := make(chan struct{}, 1)
+	if _, err := recv.Subscribe("allocs.x", func(context.Context, bus.Event) { got <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	for b, d := range map[*bus.Bus]Direction{send: Export, recv: Import} {
+		br, err := New(b, srv.Client(t), &Options{Routes: []Route{{Pattern: "allocs.*", Direction: d}}, OnError: func(err error) { t.Error(err) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer br.Close(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := br.Ready(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	ctx, payload := context.Background(), []byte("a small payload")
+	deadline, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	roundTrip := func() {
+		if err := send.Publish(ctx, "allocs.x", payload); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-deadline.Done():
+			t.Fatal("the events did not all arrive within a minute")
+		}
+	}
+	for range 100 { // grow every buffer and pool first
+		roundTrip()
+	}
+	if n := testing.AllocsPerRun(2000, roundTrip); n > budget {
+		t.Errorf("%.1f allocations per bridged event, want at most %d", n, budget)
+	} else {
+		t.Logf("%.1f allocations per bridged event (budget %d)", n, budget)
 	}
 }

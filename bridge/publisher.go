@@ -92,6 +92,7 @@ type flusher struct {
 	p       *publisher
 	back    backoff
 	call    *caller // makes the pipelines and pings, so that Close need not wait for them
+	o       outage  // of the batch being sent: a field, as a local it would escape (its wait's ping closure) once per batch
 	batch   []queue.Export
 	pending []int           // indexes in batch of the exports not sent yet
 	msgs    [][]byte        // the messages of pending, one per command
@@ -142,7 +143,8 @@ func (f *flusher) send() bool {
 	if br.cfg.CoalesceBytes > 0 {
 		f.group()
 	}
-	o := outage{br: br, out: p.out, back: &f.back, call: f.call}
+	f.o = outage{br: br, out: p.out, back: &f.back, call: f.call}
+	o := &f.o
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
 		ctx := p.g.ctx
