@@ -188,7 +188,9 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		if err != nil {
 			return chain(ErrInvalidOptions, fmt.Sprintf("route %d", i), err)
 		}
-		if !isPattern && br.shards.sharded() {
+		if !isPattern && br.shards.sharded() && r.Delivery == PubSub {
+			// Durable routes' entries name the topic, not a channel:
+			// their channel stays Prefix + topic, partitioned or not.
 			name = br.shards.channel(r.Pattern)
 		}
 		rt := &route{Route: r, match: match, codec: r.Codec, redisName: name, isPattern: isPattern}
