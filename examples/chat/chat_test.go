@@ -12,20 +12,25 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/busline/bus"
+	"github.com/busline/bus/internal/progtest"
 	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 )
+
+// program is the chat built, for the tests that run it as a process; the
+// others call run.
+var program = progtest.New("chat")
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{})
-	goleak.VerifyTestMain(m)
+	progtest.Main(m, program) // goleak included
 }
 
 // waitTimeout bounds every wait; things normally happen in milliseconds.
@@ -432,7 +437,8 @@ func TestFlags(t *testing.T) {
 	}{
 		{[]string{"-port", "1"}, true, "-port"},
 		{[]string{"extra"}, true, `"extra"`},
-		{[]string{"-redis", "http://x"}, true, "bad -redis URL"},
+		{[]string{"-redis", "http://x"}, true, "-redis: bad Redis URL"},
+		{[]string{"-redis", "rediss://127.0.0.1:1?skip_verify=true"}, true, "skip_verify=true turns off"},
 		{[]string{"-redis", "redis://" + refused}, false, "cannot reach Redis at " + refused},
 		{[]string{"-addr", "256.0.0.1:0"}, false, "listen"},
 	} {
@@ -441,4 +447,13 @@ func TestFlags(t *testing.T) {
 			t.Errorf("run(%v) = %v, want an error saying %q (usage %v)", tc.args, err, tc.want, tc.usage)
 		}
 	}
+}
+
+// TestNoSecret checks that no password of -redis is printed, whatever is
+// wrong with it.
+func TestNoSecret(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	progtest.NoSecret(t, srv.Addr(), func(url string) *exec.Cmd {
+		return exec.Command(program.Path(t), "-addr", "127.0.0.1:0", "-redis", url)
+	})
 }

@@ -39,6 +39,7 @@ import (
 
 	"github.com/busline/bus"
 	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redisurl"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -91,8 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	var ropts *redis.Options
 	if *redisURL != "" {
 		var err error
-		if ropts, err = redis.ParseURL(*redisURL); err != nil {
-			return fmt.Errorf("%w: bad -redis URL: %v", errUsage, err)
+		// redisurl.Parse is redis.ParseURL with errors that never hold
+		// the password (go-redis's quote the URL), refusing skip_verify=true.
+		if ropts, err = redisurl.Parse(*redisURL); err != nil {
+			return fmt.Errorf("%w: -redis: %v", errUsage, err)
 		}
 	}
 	logger := log.New(stderr, "chat: ", 0)
