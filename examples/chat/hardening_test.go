@@ -138,7 +138,8 @@ func dialFrom(t *testing.T, ip string) *http.Client {
 }
 
 // tryStream opens a stream of the lobby and returns the status of the
-// answer and the function that closes it.
+// answer and the function that closes it. A refusal must say when to try
+// again and close the connection, which kept alive would hold buffers.
 func tryStream(t *testing.T, c *http.Client, base string) (int, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,8 +154,8 @@ func tryStream(t *testing.T, c *http.Client, base string) (int, func()) {
 	closeIt := func() { cancel(); resp.Body.Close() }
 	t.Cleanup(closeIt)
 	if resp.StatusCode != http.StatusOK {
-		if resp.Header.Get("Retry-After") == "" {
-			t.Errorf("%s without Retry-After", resp.Status)
+		if resp.Header.Get("Retry-After") == "" || !resp.Close {
+			t.Errorf("%s without Retry-After or Connection: close", resp.Status)
 		}
 		closeIt()
 	}

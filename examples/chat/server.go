@@ -301,6 +301,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	if status, err := s.reserveStream(client); err != nil {
 		w.Header().Set("Retry-After", "10")
+		// Close the connection too: kept alive, a refused client's would
+		// hold its buffers (about 20 KB) until the idle timeout.
+		w.Header().Set("Connection", "close")
 		httpError(w, status, "%v", err)
 		return
 	}
