@@ -42,7 +42,7 @@ type Options struct {
 
 	// MaxStreams caps the streams open at once, MaxStreamsPerClient
 	// those of one client IP address: each holds a goroutine, a queue and
-	// buffers (about 90 KB). Beyond them a stream is refused with 503 and
+	// buffers (about 50 KB). Beyond them a stream is refused with 503 and
 	// 429, with a Retry-After. Behind a reverse proxy every client has the
 	// proxy's address: raise MaxStreamsPerClient, or cap there. Zero means
 	// 1000 and 10.
