@@ -48,7 +48,7 @@ func ExampleACLRules() {
 	}
 	fmt.Println("ACL SETUSER app-bridge on >password " + strings.Join(rules, " "))
 	// Output:
-	// ACL SETUSER app-bridge on >password resetchannels &app:* &app:orders.* resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
+	// ACL SETUSER app-bridge on >password clearselectors resetchannels &app:* &app:orders.* resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
 }
 
 // A typed codec decodes into the Go type local publishers use.
