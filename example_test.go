@@ -239,3 +239,20 @@ func ExampleSubscribeOptions_group() {
 	// Output:
 	// [100 100 100] 300
 }
+
+// Subscriptions lists what a bus delivers to, for a monitoring page or a
+// metrics collector; SubscribeOptions.Name labels each one.
+func ExampleBus_Subscriptions() {
+	ctx := context.Background()
+	b := bus.New(nil)
+	defer b.Close(ctx)
+	_, _ = b.SubscribeWith("orders.*", func(context.Context, bus.Event) {}, &bus.SubscribeOptions{Name: "projection", Queue: 16, Overflow: bus.DropOldest})
+	_, _ = b.SubscribeWith("mail.send", func(context.Context, bus.Event) {}, &bus.SubscribeOptions{Name: "mailer"})
+	for _, s := range b.Subscriptions() {
+		st := s.Stats()
+		fmt.Printf("%-10s %-9s async=%-5v policy=%v capacity=%d\n", s.Name(), s.Pattern(), s.Async(), s.Overflow(), st.Capacity)
+	}
+	// Output:
+	// projection orders.*  async=true  policy=DropOldest capacity=16
+	// mailer     mail.send async=false policy=Block capacity=0
+}

@@ -157,6 +157,7 @@ func TestClusterBridge(t *testing.T) {
 	t.Run("RawInterop", func(t *testing.T) { testClusterRawInterop(t, c) })
 	t.Run("KeySlot", func(t *testing.T) { testClusterKeySlot(t, c) })
 	t.Run("ACL", func(t *testing.T) { testClusterACL(t, c) })
+	t.Run("Connections", func(t *testing.T) { testClusterConnections(t, c) })
 }
 
 // testClusterACL runs two bridges as an ACL user made, on every node, from

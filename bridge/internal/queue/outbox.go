@@ -21,7 +21,8 @@ type Export struct {
 	At          int64  // unix nanoseconds, when it was exported
 	Seq         uint64 // per (source, channel), set by Outbox.Push; 0 on raw routes
 	Raw         bool
-	Echo        bool // remember it for echo suppression when it is sent
+	Echo        bool  // remember it for echo suppression when it is sent
+	Route       int32 // the index of its route, for the route's counters
 }
 
 // Size is what it counts for in an outbox's byte bound.
