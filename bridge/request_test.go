@@ -356,3 +356,51 @@ func TestRequestHelperProcess(t *testing.T) {
 	fmt.Println("ready")
 	<-ctx.Done() // killed long before
 }
+
+// TestRequestGroupRoute: requests over a Group route reach one member of
+// the consumer group, which answers over pub/sub: each request gets one
+// reply, and none is late.
+func TestRequestGroupRoute(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	route := bridge.Route{Pattern: "rpc.work", Delivery: bridge.Group}
+	exportRoute, importRoute := route, route
+	exportRoute.Direction, importRoute.Direction = bridge.Export, bridge.Import
+	requester := newInstance(t, srv.Client(t), replyOptions("req", exportRoute))
+	var answered [2]atomic.Int64
+	for i, id := range []string{"w1", "w2"} {
+		w := newInstance(t, srv.Client(t), replyOptions(id, importRoute))
+		if _, err := w.bus.Subscribe("rpc.work", func(ctx context.Context, e bus.Event) {
+			answered[i].Add(1)
+			_ = w.bus.Reply(ctx, e, fmt.Sprint("re: ", e.Payload))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	const n = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			e, err := requester.bus.Request(ctx, "rpc.work", fmt.Sprint(i))
+			if err == nil && e.Payload != fmt.Sprint("re: ", i) {
+				err = fmt.Errorf("request %d: reply %v", i, e.Payload)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if a, b := answered[0].Load(), answered[1].Load(); a+b != n {
+		t.Errorf("the members answered %d and %d requests, want %d in all", a, b, n)
+	}
+	if late := requester.bus.Stats().LateReplies; late != 0 {
+		t.Errorf("LateReplies %d, want 0", late)
+	}
+}
