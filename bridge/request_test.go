@@ -404,3 +404,47 @@ func TestRequestGroupRoute(t *testing.T) {
 		t.Errorf("LateReplies %d, want 0", late)
 	}
 }
+
+// BenchmarkRequestBridged measures a request answered by another instance
+// through a real redis-server, one at a time (a round trip each) and from
+// parallel requesters.
+func BenchmarkRequestBridged(b *testing.B) {
+	srv := redistest.Start(b, nil)
+	requester := newInstance(b, srv.Client(b), replyOptions("req", bridge.Route{Pattern: "rpc.echo", Direction: bridge.Export}))
+	responder := newInstance(b, srv.Client(b), replyOptions("resp", bridge.Route{Pattern: "rpc.echo", Direction: bridge.Import}))
+	if _, err := responder.bus.Subscribe("rpc.echo", func(ctx context.Context, e bus.Event) {
+		_ = responder.bus.Reply(ctx, e, e.Payload)
+	}); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, parallel := range []bool{false, true} {
+		name := "serial"
+		if parallel {
+			name = "parallel"
+		}
+		b.Run(name, func(b *testing.B) {
+			request := func() {
+				rctx, cancel := context.WithTimeout(ctx, waitTimeout)
+				defer cancel()
+				if _, err := requester.bus.Request(rctx, "rpc.echo", "ping"); err != nil {
+					b.Error(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			if !parallel {
+				for b.Loop() {
+					request()
+				}
+				return
+			}
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					request()
+				}
+			})
+		})
+	}
+}
