@@ -36,7 +36,10 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 //     UNSUBSCRIBE, PUNSUBSCRIBE for pub/sub routes; XADD and XREVRANGE to
 //     export durably; XREAD (and HGET, HSET for checkpoints) for Stream
 //     imports; XGROUP CREATE, XREADGROUP, XACK and XAUTOCLAIM for Group
-//     imports; PING always.
+//     imports; PING always;
+//   - with Options.Replies, "&" + the glob of the reply channels,
+//     Prefix + "_INBOX." + InstanceID + ".*", which needs the InstanceID
+//     (ACLRules returns an error wrapping ErrInvalidOptions without one).
 //
 // On a Redis Cluster the user also needs the commands of sharded pub/sub and
 // those go-redis uses to learn the layout: see ClusterACLRules.
@@ -106,6 +109,13 @@ func ACLRules(opts *Options, sep rune) ([]string, error) {
 			streamImport = streamImport || r.Delivery == Stream && r.Direction.imports()
 			groupImport = groupImport || r.Delivery == Group && r.Direction.imports()
 		}
+	}
+	switch g, err := replyGlob(&o, sep); {
+	case err != nil:
+		return nil, err
+	case g != "":
+		pubsub = true
+		globs = append(globs, "&"+g)
 	}
 	rules := []string{"clearselectors", "resetchannels"}
 	if pubsub {

@@ -137,6 +137,9 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 	}
 	br.pub = newPublisher(br)
 	br.shards = newShardSet(br, rdb)
+	if err := br.addReplyRoutes(b.Separator()); err != nil {
+		return nil, err
+	}
 	if err := br.compileRoutes(b.Separator()); err != nil {
 		return nil, err
 	}

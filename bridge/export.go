@@ -71,9 +71,13 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 		At:          time.Now().UnixNano(),
 		Raw:         r.Raw,
 		Route:       r.index,
+		NoSeq:       r.reply,
 	}
 	if e.Meta != nil {
 		it.Headers = e.Meta.Headers
+		if e.Meta.ReplyTo != "" && br.cfg.Replies {
+			it.Headers = br.requestHeaders(e.Meta)
+		}
 		if e.Meta.ContentType != "" && contentType == ContentTypeBytes {
 			// The publisher knows better what its bytes are.
 			it.ContentType = e.Meta.ContentType

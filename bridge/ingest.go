@@ -157,6 +157,7 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope, copyPayload boo
 		Seq:         env.Seq,
 		ContentType: env.ContentType,
 		Headers:     env.Headers,
+		ReplyTo:     br.replyTopic(env.Headers),
 	}
 	if env.Time != 0 {
 		meta.Time = time.Unix(0, env.Time)

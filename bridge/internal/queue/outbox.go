@@ -23,6 +23,10 @@ type Export struct {
 	Raw         bool
 	Echo        bool  // remember it for echo suppression when it is sent
 	Route       int32 // the index of its route, for the route's counters
+	// NoSeq leaves an enveloped export unnumbered (Seq 0): a reply, the
+	// one message of a channel of its own, which would otherwise fill the
+	// sequence counters of sender and receivers with one-off channels.
+	NoSeq bool
 }
 
 // Size is what it counts for in an outbox's byte bound.
@@ -90,7 +94,7 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 		o.popLocked()
 		dropped++
 	}
-	if !it.Raw {
+	if !it.Raw && !it.NoSeq {
 		it.Seq = o.seqs.Next(it.Channel)
 	}
 	o.q.push(it)
