@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	redisURL := fs.String("redis", "", "Redis `URL` shared by the instances; empty: this instance alone")
 	prefix := fs.String("prefix", "", "Redis channel `prefix`: room R is channel prefix+\"chat.\"+R")
 	name := fs.String("name", "", "`name` of this instance in the messages posted on it (default: the address)")
+	mon := addMonitorFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -97,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	}
 	logger := log.New(stderr, "chat: ", 0)
 
-	b := bus.New(&bus.Options{OnError: func(err error) { logger.Print(err) }})
+	b := bus.New(&bus.Options{OnError: mon.onError(func(err error) { logger.Print(err) })})
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
@@ -146,14 +147,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 			// Every room, both ways, as JSON: subscribers on every
 			// instance get a *Message.
 			Routes: []bridge.Route{{Pattern: topicPrefix + "*", Codec: bridge.JSON[*Message]()}},
-			OnError: func(err error) {
+			OnError: mon.onError(func(err error) {
 				logger.Print(err)
 				lk.report(err)
-			},
+			}),
 		})
 		if err != nil {
 			return err
 		}
+		mon.addBridge(br)
 		defer func() {
 			closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
@@ -184,7 +186,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	if _, err := fmt.Fprintf(stdout, "chat instance %q on %s/?rooms=lobby (%s)\n", *name, url, shared); err != nil {
 		return fmt.Errorf("writing to stdout: %w", err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	handler, err := mon.handler(srv, b, l.Addr())
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan error, 1)
 	served = true
 	go func() { done <- hs.Serve(l) }()
