@@ -18,7 +18,6 @@ import (
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/monitor"
-	"github.com/busline/bus/redistest"
 )
 
 // chromiumTimeout bounds each run of Chromium.
@@ -41,19 +40,7 @@ func TestBrowser(t *testing.T) {
 	m := monitor.New(nil)
 	b := bus.New(&bus.Options{Stats: true, OnError: m.OnError(func(error) {}), DropReportInterval: time.Nanosecond})
 	m.SetBus(b)
-	rs := redistest.Start(t, nil)
-	br, err := bridge.New(b, rs.Client(t), &bridge.Options{Prefix: "app:", InstanceID: "instance-a",
-		Routes: []bridge.Route{{Pattern: "orders.*"}}, OnError: m.OnError(func(error) {})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close(ctx)
-	m.AddBridge(br)
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := br.Ready(rctx); err != nil {
-		t.Fatal(err)
-	}
+	startBridge(t, m, b, "instance-a")
 	release := make(chan struct{})
 	defer func() {
 		close(release)

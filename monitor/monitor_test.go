@@ -55,19 +55,7 @@ func TestEndpoints(t *testing.T) {
 	b := bus.New(&bus.Options{OnError: m.OnError(func(error) { passed.Add(1) }), DropReportInterval: time.Nanosecond})
 	defer b.Close(ctx)
 	m.SetBus(b)
-	rs := redistest.Start(t, nil)
-	br, err := bridge.New(b, rs.Client(t), &bridge.Options{Prefix: "mon:", InstanceID: "one",
-		Routes: []bridge.Route{{Pattern: "orders.*"}}, OnError: m.OnError(func(error) {})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer br.Close(ctx)
-	m.AddBridge(br)
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := br.Ready(rctx); err != nil {
-		t.Fatal(err)
-	}
+	rs := startBridge(t, m, b, "one")
 	srv := httptest.NewServer(m)
 	defer srv.Close()
 
@@ -150,6 +138,26 @@ func TestEndpoints(t *testing.T) {
 	if all.Stats.Bus == nil || len(all.Routes.Routes) != 1 || len(all.Subscriptions.Subscriptions) != 3 {
 		t.Errorf("all: %+v", all)
 	}
+}
+
+// startBridge starts a redis-server and a bridge of b with instance ID id
+// mirroring "orders.*" through it, shown by m and closed at cleanup.
+func startBridge(t *testing.T, m *monitor.Monitor, b *bus.Bus, id string) *redistest.Server {
+	t.Helper()
+	rs := redistest.Start(t, nil)
+	br, err := bridge.New(b, rs.Client(t), &bridge.Options{Prefix: "app:", InstanceID: id,
+		Routes: []bridge.Route{{Pattern: "orders.*"}}, OnError: m.OnError(func(error) {})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = br.Close(ctx) })
+	m.AddBridge(br)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := br.Ready(rctx); err != nil {
+		t.Fatal(err)
+	}
+	return rs
 }
 
 // TestPageAndMethods checks the static files, their headers, and what the
