@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/busline/bus"
@@ -255,4 +257,28 @@ func ExampleBus_Subscriptions() {
 	// Output:
 	// projection orders.*  async=true  policy=DropOldest capacity=16
 	// mailer     mail.send async=false policy=Block capacity=0
+}
+
+// LogTo logs every error the bus reports as a structured record: the
+// recommended production setting. (The time, and the "where" and
+// "error" attributes, which hold a path on this machine, are left out
+// here.)
+func ExampleLogTo() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey || a.Key == "where" || a.Key == "error" {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	ctx := context.Background()
+	b := bus.New(&bus.Options{OnError: bus.LogTo(logger)})
+	defer b.Close(ctx)
+	_, _ = b.SubscribeFunc("orders.*", func(context.Context, bus.Event) error {
+		return errors.New("payment service down")
+	})
+	_ = b.Publish(ctx, "orders.created", "order 42")
+	// Output:
+	// level=ERROR msg="bus: handler failed" topic=orders.created pattern=orders.* attempt=1 cause="payment service down"
 }

@@ -21,7 +21,8 @@ type Options struct {
 	// mismatches, as *DeliveryError. It is called on the goroutine where the
 	// problem happened, possibly concurrently, and must not block for
 	// long. Nil means the errors are written with the log package, so that
-	// nothing is lost silently.
+	// nothing is lost silently. In production, LogTo(logger) logs them as
+	// structured records at a level that says how bad each is.
 	OnError func(err error)
 
 	// MatchCacheSize is the number of slots of the match cache, which maps

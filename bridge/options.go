@@ -166,7 +166,8 @@ type Options struct {
 	// ErrPatternWidened. It is called from New, from the bridge's
 	// goroutines and from publishers' goroutines, possibly concurrently,
 	// and must not block for long. Nil means the errors are written with
-	// the log package.
+	// the log package. In production, LogTo(logger) logs them as
+	// structured records at a level that says how bad each is.
 	OnError func(error)
 
 	// OutboxMaxEvents caps the number of exports waiting to be sent.

@@ -98,6 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	fs.IntVar(&opts.MaxStreamsPerClient, "max-streams-per-client", 10, "open message streams at most from one IP address")
 	readTimeout := fs.Duration("read-timeout", 10*time.Second, "time a client has to send a request, body included")
 	signingKey := fs.String("signing-key", os.Getenv("CHAT_SIGNING_KEY"), "with -redis: `key` (16 bytes or more) signing the messages between instances, and refusing the others; prefer $CHAT_SIGNING_KEY, which ps does not show")
+	mon := addMonitorFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -128,7 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	}
 	logger := log.New(stderr, "chat: ", 0)
 
-	b := bus.New(&bus.Options{OnError: func(err error) { logger.Print(err) }})
+	b := bus.New(&bus.Options{OnError: mon.onError(func(err error) { logger.Print(err) })})
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
@@ -183,14 +184,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 			// them, which the pages note). Without, anyone who may
 			// PUBLISH on Redis can pass for any instance.
 			SigningKey: signingKeyBytes(*signingKey),
-			OnError: func(err error) {
+			OnError: mon.onError(func(err error) {
 				logger.Print(err)
 				lk.report(err)
-			},
+			}),
 		})
 		if err != nil {
 			return err
 		}
+		mon.addBridge(br)
 		defer func() {
 			closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
@@ -221,8 +223,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	if _, err := fmt.Fprintf(stdout, "chat instance %q on %s/?rooms=lobby (%s)\n", *name, url, shared); err != nil {
 		return fmt.Errorf("writing to stdout: %w", err)
 	}
+	handler, err := mon.handler(srv, b, l.Addr())
+	if err != nil {
+		return err
+	}
 	hs := &http.Server{
-		Handler: srv,
+		Handler: handler,
 		// A client that sends its request slowly holds a connection and a
 		// goroutine: cut it off. No WriteTimeout, which would end the
 		// streams; ReadTimeout does not, as net/http lifts the read

@@ -136,11 +136,19 @@ func NewServer(b *bus.Bus, name string, opts *Options) *Server {
 //
 // A request whose Host is not allowed (Options.AllowedHosts) gets 421.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.hostAllowed(r.Host) {
-		httpError(w, http.StatusMisdirectedRequest, "this chat does not answer for the host %q: see -allowed-hosts", r.Host)
-		return
-	}
-	s.handler.ServeHTTP(w, r)
+	s.guard(s.handler).ServeHTTP(w, r)
+}
+
+// guard returns h behind the Host check of ServeHTTP, for handlers mounted
+// beside the Server, such as the monitoring page.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hostAllowed(r.Host) {
+			httpError(w, http.StatusMisdirectedRequest, "this chat does not answer for the host %q: see -allowed-hosts", r.Host)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // hostAllowed reports whether host, a Host header ("name", "name:port",
