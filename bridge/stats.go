@@ -112,7 +112,7 @@ type Stats struct {
 	// and counts in StreamImported, once per delivery; StreamAcked
 	// counts only the entries handled.
 	StreamFailed, StreamRetried, StreamDeadLettered uint64
-	StreamRedelivered, StreamAbandoned             uint64
+	StreamRedelivered, StreamAbandoned              uint64
 }
 
 // counters are the atomic counters behind Stats.
