@@ -100,7 +100,9 @@ func TestDurableRetryThenSucceed(t *testing.T) {
 				eventually(t, func() bool { return w.bridge.Stats().StreamAcked == 1 }, "acknowledged")
 			default:
 				id := rdb.XRevRangeN(context.Background(), bridge.StreamKey("app:", "jobs"), "+", "-", 1).Val()[0].ID
-				eventually(t, func() bool { return rdb.HGet(context.Background(), "app:checkpoint:w", bridge.StreamKey("app:", "jobs")).Val() == id },
+				eventually(t, func() bool {
+					return rdb.HGet(context.Background(), "app:checkpoint:w", bridge.StreamKey("app:", "jobs")).Val() == id
+				},
 					"checkpoint at the entry")
 			}
 			time.Sleep(100 * time.Millisecond) // room for an extra attempt to show
