@@ -452,3 +452,46 @@ func TestDurableCloseDuringBackoff(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamRouteDeadLetter runs a Stream route over an entry whose
+// handler always fails, between two that succeed: after its attempts it is
+// written to the dead-letter stream, and only then does the checkpoint
+// move past it.
+func TestStreamRouteDeadLetter(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	key := bridge.StreamKey("app:", "jobs")
+	a := newInstance(t, srv.Client(t), durableOptions("a", jobsExport))
+	b := quietBus()
+	var calls attempts
+	if _, err := b.SubscribeFunc("jobs", func(_ context.Context, e bus.Event) error {
+		if calls.add(e.Payload.(string)); e.Payload == "poison" {
+			return errors.New("poisonous")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w := newInstanceOn(t, b, srv.Client(t), durableOptions("w", bridge.Route{Pattern: "jobs", Delivery: bridge.Stream,
+		Direction: bridge.Import, Raw: true, Codec: bridge.Text(), Retry: &bus.RetryPolicy{Attempts: 2, Initial: 10 * time.Millisecond}}))
+	for _, p := range []string{"a", "poison", "b"} {
+		publish(t, a.bus, "jobs", p)
+	}
+	eventually(t, func() bool { return calls.count("b") == 1 }, "the entry after the poison handled")
+	entries := rdb.XRange(ctx, key, "-", "+").Val()
+	eventually(t, func() bool { return rdb.HGet(ctx, "app:checkpoint:w", key).Val() == entries[2].ID }, "the checkpoint past every entry")
+	dead := deadEntries(t, rdb)
+	if len(dead) != 1 || dead[0].Values["data"] != "poison" || dead[0].Values[bridge.FieldDeadID] != entries[1].ID ||
+		dead[0].Values[bridge.FieldDeadDeliveries] != "1" || dead[0].Values[bridge.FieldDeadAttempts] != "2" ||
+		dead[0].Values[bridge.FieldDeadConsumer] != "w" || dead[0].Values[bridge.FieldDeadGroup] != nil {
+		t.Fatalf("dead letters: %v", dead)
+	}
+	if n := calls.count("poison"); n != 2 {
+		t.Errorf("%d attempts of the poison, want 2", n)
+	}
+	if s := w.bridge.Stats(); s.StreamDeadLettered != 1 || s.StreamFailed != 2 || s.StreamRetried != 1 || s.StreamImported != 3 {
+		t.Errorf("stats: %+v", s)
+	}
+	checkAccounting(t, w.bridge)
+}
