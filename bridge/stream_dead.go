@@ -85,15 +85,15 @@ func newRetryPolicy(p *bus.RetryPolicy) (retryPolicy, error) {
 	}
 	switch {
 	case p.DeadLetter != "":
-		return retryPolicy{}, errors.New("DeadLetter set: a durable route's dead letters go to its dead-letter stream")
+		return retryPolicy{}, errors.New("a dead-letter topic (DeadLetter) set: a durable route's dead letters go to its dead-letter stream")
 	case p.Attempts < 0 || p.Initial < 0 || p.Max < 0:
-		return retryPolicy{}, errors.New("negative Attempts, Initial or Max")
+		return retryPolicy{}, errors.New("negative attempts or delay")
 	case p.Max > 0 && p.Max < p.Initial:
-		return retryPolicy{}, fmt.Errorf("Max %v below Initial %v", p.Max, p.Initial)
+		return retryPolicy{}, fmt.Errorf("the longest delay (Max %v) is below the first (Initial %v)", p.Max, p.Initial)
 	case p.Multiplier != 0 && !(p.Multiplier >= 1 && p.Multiplier <= math.MaxFloat64):
-		return retryPolicy{}, fmt.Errorf("Multiplier %v: want at least 1", p.Multiplier)
+		return retryPolicy{}, fmt.Errorf("multiplier %v: want at least 1", p.Multiplier)
 	case !(p.Jitter >= 0 && p.Jitter <= 1):
-		return retryPolicy{}, fmt.Errorf("Jitter %v: want between 0 and 1", p.Jitter)
+		return retryPolicy{}, fmt.Errorf("jitter %v: want between 0 and 1", p.Jitter)
 	}
 	rp := retryPolicy{attempts: p.Attempts, initial: p.Initial, limit: p.Max, multiplier: p.Multiplier, jitter: p.Jitter}
 	setDefault(&rp.attempts, 3)

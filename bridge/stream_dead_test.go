@@ -289,7 +289,7 @@ func TestDeadLetterAccounting(t *testing.T) {
 	var members []*instance
 	for _, id := range []string{"w1", "w2"} {
 		b := quietBus()
-		b.SubscribeFunc("jobs", func(_ context.Context, e bus.Event) error {
+		if _, err := b.SubscribeFunc("jobs", func(_ context.Context, e bus.Event) error {
 			p := e.Payload.(string)
 			switch {
 			case strings.HasPrefix(p, "error"):
@@ -300,7 +300,9 @@ func TestDeadLetterAccounting(t *testing.T) {
 			c, _ := handled.LoadOrStore(p, new(atomic.Int64))
 			c.(*atomic.Int64).Add(1)
 			return nil
-		})
+		}); err != nil {
+			t.Fatal(err)
+		}
 		opts := durableOptions(id, route)
 		opts.ClaimIdle = 300 * time.Millisecond
 		opts.BatchSize = 16
