@@ -110,7 +110,8 @@ type Stats struct {
 	// abandoned (StreamAbandoned: left pending, or behind the checkpoint,
 	// for a later run). Each entry so counted was published on the bus
 	// and counts in StreamImported, once per delivery; StreamAcked
-	// counts only the entries handled.
+	// counts the entries handled (dropped ones, counted above, included),
+	// not the dead-lettered ones.
 	StreamFailed, StreamRetried, StreamDeadLettered uint64
 	StreamRedelivered, StreamAbandoned              uint64
 }
