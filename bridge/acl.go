@@ -30,13 +30,15 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 //     receive every other channel that glob matches (New reports such
 //     routes, wrapping ErrPatternWidened);
 //   - "resetkeys", then for durable routes "~" + the escaped prefix +
-//     "stream:*", and "~" + the escaped prefix + "checkpoint:*" when Stream
-//     routes import with the default Checkpointer;
+//     "stream:*", "~" + the escaped prefix + "checkpoint:*" when Stream
+//     routes import with the default Checkpointer, and "~" + the escaped
+//     prefix + "dead:*" for the dead-letter streams of durable imports;
 //   - the commands, from "-@all": PUBLISH, SUBSCRIBE, PSUBSCRIBE,
 //     UNSUBSCRIBE, PUNSUBSCRIBE for pub/sub routes; XADD and XREVRANGE to
 //     export durably; XREAD (and HGET, HSET for checkpoints) for Stream
 //     imports; XGROUP CREATE, XREADGROUP, XACK and XAUTOCLAIM for Group
-//     imports; PING always;
+//     imports; XADD for the dead letters of durable imports, with
+//     XPENDING, MULTI and EXEC for those of Group imports; PING always;
 //   - with Options.Replies, "&" + the glob of the reply channels,
 //     Prefix + "_INBOX." + InstanceID + ".*", which needs the InstanceID
 //     (ACLRules returns an error wrapping ErrInvalidOptions without one).
@@ -130,6 +132,9 @@ func ACLRules(opts *Options, sep rune) ([]string, error) {
 	if streamImport && o.Checkpointer == nil {
 		rules = append(rules, "~"+prefix("checkpoint:"))
 	}
+	if streamImport || groupImport {
+		rules = append(rules, "~"+prefix("dead:"))
+	}
 	rules = append(rules, "-@all")
 	add := func(cmds ...string) {
 		for _, c := range cmds {
@@ -152,6 +157,12 @@ func ACLRules(opts *Options, sep rune) ([]string, error) {
 	}
 	if groupImport {
 		add("+xgroup|create", "+xreadgroup", "+xack", "+xautoclaim")
+	}
+	if streamImport || groupImport {
+		add("+xadd") // dead letters
+	}
+	if groupImport {
+		add("+xpending", "+multi", "+exec")
 	}
 	add("+ping")
 	return rules, nil

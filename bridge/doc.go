@@ -102,7 +102,11 @@
 //     two seconds with its defaults) before the bridge sees an outage.
 //   - Durable routes deliver at least once: an event is kept once Redis
 //     has answered its XADD, and a reader records an entry as handled
-//     (checkpoint or XACK) only after publishing it locally.
+//     (checkpoint or XACK) only after publishing it locally and only if
+//     no synchronous subscriber failed; an entry whose handling keeps
+//     failing is retried (Route.Retry, Route.MaxDeliveries) and then
+//     moved to a dead-letter stream ([DeadKey]), never dropped unrecorded.
+//     See "When handling fails" in [Delivery].
 //
 // Ready waits until every subscription is confirmed and every durable
 // reader knows where it starts; a bridge that only exports waits for Redis

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -197,6 +198,18 @@ func (in *ingest) sequence(r *route, source, channel string, seq uint64, t int64
 // stream key). It returns the bus's error for anything else (the bus is
 // closed or its queue full), which the caller accounts for.
 func (br *Bridge) publishLocal(it *importItem, entry, key string) (bool, error) {
+	ok, err := br.publishLocalCtx(br.deliver.ctx, it, entry, key)
+	if ok {
+		br.c.imported.Add(1)
+		it.route.c.imported.Add(1)
+	}
+	return ok, err
+}
+
+// publishLocalCtx is publishLocal publishing with ctx, which derives from
+// br.deliver.ctx, and not counting the event as imported: a stream reader
+// that publishes an entry again after a failed handling counts it once.
+func (br *Bridge) publishLocalCtx(ctx context.Context, it *importItem, entry, key string) (bool, error) {
 	c := &br.c
 	payload, err := it.route.codec.Decode(it.payload, it.meta.ContentType)
 	if err != nil {
@@ -205,7 +218,7 @@ func (br *Bridge) publishLocal(it *importItem, entry, key string) (bool, error) 
 		br.rep.drop(ErrDecode, 1, chain(ErrDecode, fmt.Sprintf("topic %q from %q", it.topic, it.meta.Source), err))
 		return false, nil
 	}
-	err = br.bus.PublishEvent(br.deliver.ctx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
+	err = br.bus.PublishEvent(ctx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
 	if errors.Is(err, bus.ErrInvalidTopic) {
 		// A foreign publisher used a channel whose topic the bus
 		// rejects. (Checked here rather than on the read loop, since
@@ -222,7 +235,5 @@ func (br *Bridge) publishLocal(it *importItem, entry, key string) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	c.imported.Add(1)
-	it.route.c.imported.Add(1)
 	return true, nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log"
 	"time"
+
+	bus "github.com/busline/bus"
 )
 
 // Direction says which way a Route mirrors events. The zero Direction is
@@ -91,6 +93,33 @@ type Route struct {
 	// Group is the consumer group of a Group route. Empty means
 	// "busline". Ignored by other routes.
 	Group string
+
+	// Retry, on a durable import route, makes the reader publish an
+	// entry again on the local bus when its handling failed: a
+	// synchronous subscriber's HandlerFunc returned an error, or a
+	// synchronous handler panicked (see bus.WithFailureFunc). Attempts,
+	// Initial, Max, Multiplier and Jitter mean what they mean for a
+	// subscription, defaults included; the reader waits between attempts
+	// on its own goroutine, so the route's later entries wait too, and
+	// Close cuts the wait short (the entry is then left unacknowledged,
+	// or behind the checkpoint, counted in Stats.StreamAbandoned).
+	// DeadLetter must be empty: the dead letter of a durable route is its
+	// dead-letter stream (see DeadKey). Nil means one attempt per
+	// delivery. New copies the policy. Ignored by PubSub routes and
+	// export routes. See "When handling fails" in the documentation of
+	// Delivery.
+	Retry *bus.RetryPolicy
+
+	// MaxDeliveries, on a Group import route, is how many times an entry
+	// whose handling keeps failing is delivered to the group (the
+	// delivery count of XPENDING: the first read, a restarted member's
+	// re-read, every claim after ClaimIdle, by any member) before the
+	// member that failed it last moves it to the dead-letter stream and
+	// acknowledges it. Each delivery makes the attempts of Retry. Zero
+	// means 5; it must not be negative. Ignored by other routes: a
+	// Stream route dead-letters an entry after the last attempt of its
+	// one delivery.
+	MaxDeliveries int
 
 	// reply marks the route Options.Replies adds to export replies
 	// (replies.go): its exports are not numbered.

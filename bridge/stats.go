@@ -97,6 +97,23 @@ type Stats struct {
 	// trimmed or deleted from the stream before they were handled.
 	StreamExported, StreamImported, StreamAcked, StreamClaimed uint64
 	StreamResumes, StreamTrimmed                               uint64
+
+	// What failed handling of durable import routes became (see "When
+	// handling fails" in the documentation of Delivery). StreamFailed
+	// counts the attempts that failed: a synchronous subscriber returned
+	// an error or panicked. StreamRetried counts the attempts made after
+	// a failed one (Route.Retry). After the last attempt of a delivery,
+	// an entry is dead-lettered (StreamDeadLettered: written to the
+	// dead-letter stream, then acknowledged or passed by the checkpoint),
+	// left pending for another delivery on a Group route
+	// (StreamRedelivered), or, when Close cut its retries short,
+	// abandoned (StreamAbandoned: left pending, or behind the checkpoint,
+	// for a later run). Each entry so counted was published on the bus
+	// and counts in StreamImported, once per delivery; StreamAcked
+	// counts the entries handled (dropped ones, counted above, included),
+	// not the dead-lettered ones.
+	StreamFailed, StreamRetried, StreamDeadLettered uint64
+	StreamRedelivered, StreamAbandoned              uint64
 }
 
 // counters are the atomic counters behind Stats.

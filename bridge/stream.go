@@ -95,11 +95,12 @@ import (
 // never acknowledged (XREADGROUP from ID 0), and does so again after any
 // failed read, since a read whose answer was lost delivered entries
 // nobody saw. It acknowledges a batch with one XACK once each of its
-// entries has been published on the local bus, that is once every
-// synchronous subscriber has returned: an asynchronous subscriber has only
-// queued the event by then, and loses it if the process dies before it
-// ran, so subscribe synchronously to a Group route's topics when that
-// matters. Every ClaimIdle/2 the member takes over (XAUTOCLAIM) the
+// entries has been published on the local bus and handled, that is once
+// every synchronous subscriber has returned without failing (see "When
+// handling fails" below): an asynchronous subscriber has only queued the
+// event by then, and loses it if the process dies before it ran, so
+// subscribe synchronously to a Group route's topics when that matters.
+// Every ClaimIdle/2 the member takes over (XAUTOCLAIM) the
 // entries that any consumer of the group has left unacknowledged for
 // Options.ClaimIdle, and handles them (Stats.StreamClaimed):
 // ClaimIdle must be longer than a member takes to handle a batch, or
@@ -114,6 +115,62 @@ import (
 // names keep their number down. On a Group route with Direction Both, an
 // event is handled by the publisher's local subscribers and by one member
 // of the group (dropped as an echo when that is the publisher itself).
+//
+// # When handling fails
+//
+// A durable import route publishes each entry with a context of
+// bus.WithFailureFunc, and so learns whether a synchronous subscriber
+// failed: its HandlerFunc returned an error, or a handler panicked. Such
+// an entry is not recorded as handled. The reader publishes it again per
+// Route.Retry (nil: no second attempt), waiting between attempts on its
+// own goroutine; then:
+//
+//   - On a Group route, it leaves the entry pending, unacknowledged, so
+//     that a member (another, or itself) claims it once it has been idle
+//     for ClaimIdle and tries again. Once Redis has delivered it
+//     Route.MaxDeliveries times (default 5; the delivery count of XPENDING,
+//     which the first read, a restarted member's re-read and each claim
+//     raise), the member whose attempts failed last moves it to the
+//     dead-letter stream and acknowledges it, in one MULTI/EXEC (on a
+//     cluster, where the two keys may be on different nodes, one after the
+//     other). The wait between attempts counts in the time a member
+//     takes to handle a batch: keep ClaimIdle longer than the retries of
+//     an entry, or another member claims it while it is retried.
+//   - On a Stream route, it writes the entry to the dead-letter stream
+//     after the last attempt, and the checkpoint moves past it only then:
+//     until the dead letter is written (retried with backoff, reported as
+//     ErrDeadLetter), the route waits.
+//
+// Nothing is acknowledged, nor passed by a checkpoint, without being
+// handled or dead-lettered. The dead-letter stream is the key
+// DeadKey(Prefix, Route.Stream or Pattern), Prefix + "dead:" + name; each
+// entry there has the fields of the entry that failed (topic, data,
+// source) and FieldDeadError (the last failure), FieldDeadDeliveries,
+// FieldDeadAttempts, FieldDeadConsumer, FieldDeadGroup, FieldDeadStream
+// and FieldDeadID (where it came from) and FieldDeadTime, trimmed like
+// the route's stream (MaxLen). Each dead letter is reported
+// (ErrDeadLettered) and counted (Stats.StreamDeadLettered). buscat dead
+// lists and tails a dead-letter stream, and replays its entries: adds
+// them again to the stream they came from, where a Group route handles
+// them as new entries (a Stream route's importers drop an enveloped
+// replay as a duplicate of an event they saw in their current run).
+//
+// Close cuts a wait between attempts short: the entry is left pending,
+// or behind the checkpoint, for a later delivery, and counted in
+// Stats.StreamAbandoned.
+//
+// Success is judged by the synchronous subscribers only. An asynchronous
+// subscriber has only queued the entry's event when PublishEvent returns,
+// and the reader does not wait for it: its failures, reported later on
+// its own goroutine, do not stop the acknowledgement, and it retries and
+// dead-letters by itself with its own bus.RetryPolicy (to the dead-letter
+// topic, which a route may carry durably). Waiting would need the bus to
+// follow every queued copy of the event to its end, drops and Close's
+// discards included, on its hottest paths, and would hold the reader
+// behind the slowest subscriber; a handler whose failure must keep the
+// entry is one to subscribe synchronously. (A failure an asynchronous
+// subscriber reports before PublishEvent has returned counts: such an
+// entry is retried rather than acknowledged.)
 //
 // Subscribe the local handlers of durable import routes before New: a
 // route starts publishing what the stream holds for it at once, and an
@@ -136,15 +193,16 @@ import (
 // return. Durable routes use single-key commands only, and work on a
 // Redis Cluster too.
 //
-// An ACL user for durable routes needs the keys of the streams and of
-// the checkpoints, and the commands: XADD and PING to export; XREAD,
-// XREVRANGE, HGET and HSET for Stream routes with the default
-// Checkpointer; XGROUP CREATE, XREADGROUP, XACK and XAUTOCLAIM for Group
-// routes. For the prefix "app:":
+// An ACL user for durable routes needs the keys of the streams, of the
+// checkpoints and of the dead-letter streams, and the commands: XADD and
+// PING to export; XREAD, XREVRANGE, HGET and HSET for Stream routes with
+// the default Checkpointer; XGROUP CREATE, XREADGROUP, XACK, XAUTOCLAIM
+// and, for dead letters, XPENDING, MULTI and EXEC for Group routes; XADD
+// for the dead letters of both. For the prefix "app:":
 //
-//	ACL SETUSER app-bridge on >password resetkeys ~app:stream:* ~app:checkpoint:*
+//	ACL SETUSER app-bridge on >password resetkeys ~app:stream:* ~app:checkpoint:* ~app:dead:*
 //	    -@all +xadd +ping +xread +xrevrange +hget +hset
-//	    +xgroup|create +xreadgroup +xack +xautoclaim
+//	    +xgroup|create +xreadgroup +xack +xautoclaim +xpending +multi +exec
 //
 // A refused XGROUP CREATE or checkpoint load makes Ready return an error
 // wrapping ErrSubscribe (NOPERM); a refused XADD is counted in
@@ -205,6 +263,18 @@ var (
 	// that were trimmed from the stream (Route.MaxLen) or deleted while
 	// delivered and not yet acknowledged: they are lost.
 	ErrTrimmed = errors.New("bridge: pending stream entries trimmed")
+
+	// ErrDeadLettered is reported, with the entry, the stream and the
+	// last failure, for each entry a durable route moved to its
+	// dead-letter stream (see DeadKey).
+	ErrDeadLettered = errors.New("bridge: stream entry dead-lettered")
+
+	// ErrDeadLetter is reported when an entry could not be written to
+	// its dead-letter stream (or, on a Group route, acknowledged after
+	// it). A Group route leaves the entry pending, to be dead-lettered
+	// at its next delivery; a Stream route tries again with backoff, and
+	// its checkpoint stays behind the entry meanwhile.
+	ErrDeadLetter = errors.New("bridge: dead letter not written")
 )
 
 // Defaults of durable routes.
@@ -219,6 +289,11 @@ type streamRoute struct {
 	key    string // the Redis key of its stream
 	maxLen int64  // 0: no trimming
 	group  string // Group routes only
+	// Import routes: their dead-letter stream, how they retry, and how
+	// many deliveries a Group route's entry gets.
+	deadKey       string
+	retry         retryPolicy
+	maxDeliveries int64
 }
 
 // streams holds the durable routes of a Bridge, their goroutines and
@@ -233,6 +308,8 @@ type streams struct {
 	consumer string
 
 	exported, imported, acked, claimed, resumes, trimmed atomic.Uint64
+	// What failed handling became (stream_dead.go).
+	failed, retried, deadLettered, abandoned, redelivered atomic.Uint64
 
 	// reading runs the readers: its context is cancelled when Close
 	// starts. flushing runs the flushers: its context is cancelled when
@@ -277,7 +354,18 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 	if name == "" {
 		name = rt.Pattern
 	}
-	sr := &streamRoute{route: rt, key: StreamKey(br.cfg.Prefix, name), maxLen: rt.MaxLen, group: rt.Group}
+	sr := &streamRoute{route: rt, key: StreamKey(br.cfg.Prefix, name), maxLen: rt.MaxLen, group: rt.Group,
+		deadKey: DeadKey(br.cfg.Prefix, name), maxDeliveries: int64(rt.MaxDeliveries)}
+	var err error
+	if sr.retry, err = newRetryPolicy(rt.Retry); err != nil {
+		return fmt.Errorf("%w: route %d (%q): Retry: %w", ErrInvalidOptions, i, rt.Pattern, err)
+	}
+	switch {
+	case sr.maxDeliveries == 0:
+		sr.maxDeliveries = defaultMaxDeliveries
+	case sr.maxDeliveries < 0:
+		return fmt.Errorf("%w: route %d (%q): negative MaxDeliveries", ErrInvalidOptions, i, rt.Pattern)
+	}
 	switch {
 	case sr.maxLen == 0:
 		sr.maxLen = defaultMaxLen
@@ -379,6 +467,9 @@ func (st *streams) stats(s *Stats) {
 	s.StreamClaimed = st.claimed.Load()
 	s.StreamResumes = st.resumes.Load()
 	s.StreamTrimmed = st.trimmed.Load()
+	s.StreamFailed, s.StreamRetried = st.failed.Load(), st.retried.Load()
+	s.StreamDeadLettered, s.StreamAbandoned = st.deadLettered.Load(), st.abandoned.Load()
+	s.StreamRedelivered = st.redelivered.Load()
 	for _, x := range st.exports {
 		n, bytes := x.out.Depth()
 		sending, sendingBytes := x.inflight.Load()

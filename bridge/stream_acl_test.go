@@ -16,8 +16,8 @@ import (
 
 // durableACL are the rules the package documentation gives for durable
 // routes under the prefix "app:".
-const durableACL = "clearselectors resetchannels resetkeys ~app:stream:* ~app:checkpoint:* -@all " +
-	"+xadd +ping +xread +xrevrange +hget +hset +xgroup|create +xreadgroup +xack +xautoclaim"
+const durableACL = "clearselectors resetchannels resetkeys ~app:stream:* ~app:checkpoint:* ~app:dead:* -@all " +
+	"+xadd +ping +xread +xrevrange +hget +hset +xgroup|create +xreadgroup +xack +xautoclaim +xpending +multi +exec"
 
 // TestDurableACL runs an exporter, a Stream importer and a Group member as
 // an ACL user holding exactly the documented rules: every event arrives.

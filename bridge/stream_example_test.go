@@ -2,7 +2,10 @@ package bridge_test
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
+	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 )
 
@@ -27,4 +30,34 @@ func ExampleStreamKey() {
 	// orders.*     stream app:stream:orders.*
 	// emails.send  group  app:stream:emails.send
 	// audit.**     stream app:stream:audit
+}
+
+// A consumer-group route that retries a failed entry twice more, 200ms
+// then 400ms later, and moves it to its dead-letter stream once Redis has
+// delivered it three times (a claim after ClaimIdle is a delivery): keys
+// and the ACL rules its user needs.
+func ExampleDeadKey() {
+	opts := &bridge.Options{
+		Prefix: "app:",
+		Routes: []bridge.Route{{
+			Pattern:       "emails.send",
+			Delivery:      bridge.Group,
+			Direction:     bridge.Import,
+			Group:         "mailers",
+			Retry:         &bus.RetryPolicy{Attempts: 3, Initial: 200 * time.Millisecond, Jitter: 0.2},
+			MaxDeliveries: 3,
+		}},
+	}
+	fmt.Println("stream:", bridge.StreamKey(opts.Prefix, "emails.send"))
+	fmt.Println("dead letters:", bridge.DeadKey(opts.Prefix, "emails.send"))
+	rules, err := bridge.ACLRules(opts, bus.DefaultSeparator)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(strings.Join(rules, " "))
+	// Output:
+	// stream: app:stream:emails.send
+	// dead letters: app:dead:emails.send
+	// clearselectors resetchannels resetkeys ~app:stream:* ~app:dead:* -@all +xgroup|create +xreadgroup +xack +xautoclaim +xadd +xpending +multi +exec +ping
 }

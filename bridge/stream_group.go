@@ -147,8 +147,9 @@ func isNoGroup(err error) bool {
 	return isRefusal(err) && strings.HasPrefix(err.Error(), "NOGROUP")
 }
 
-// deliver publishes msgs on the local bus in order and records their IDs
-// for acknowledgement. With skipHandled, entries already handled and
+// deliver publishes msgs on the local bus in order and records the IDs of
+// those handled for acknowledgement; an entry whose handling failed is
+// dead-lettered or left pending (settleGroup). With skipHandled, entries already handled and
 // waiting for their acknowledgement are skipped: they come back when the
 // reader re-reads its pending entries. It stops early, leaving the rest
 // pending, when the bridge is closing, and returns false when the bus is
@@ -168,8 +169,14 @@ func (sr *streamReader) deliver(ctx context.Context, msgs []redis.XMessage, skip
 		if handled[m.ID] {
 			continue
 		}
-		if !sr.handle(m) {
+		switch sr.handle(m) {
+		case entryStopped:
 			return false
+		case entryAbandoned:
+			return true // pending still
+		case entryFailed:
+			sr.settleGroup(ctx, m)
+			continue
 		}
 		sr.unacked = append(sr.unacked, m.ID)
 	}
@@ -181,6 +188,9 @@ func (sr *streamReader) deliver(ctx context.Context, msgs []redis.XMessage, skip
 // forgotten, since retrying cannot help: they will be delivered again.
 func (sr *streamReader) ack(ctx context.Context) bool {
 	br, st, r := sr.br, sr.st, sr.r
+	if len(sr.unacked) == 0 {
+		return true // every entry failed, or was handled before
+	}
 	var n int64
 	var err, ackErr error // n and ackErr are the call's: not read here if do gives up on it
 	if sr.saves.do(ctx, func() { n, ackErr = br.rdb.XAck(ctx, r.key, r.group, sr.unacked...).Result() }) {

@@ -36,6 +36,11 @@ type streamReader struct {
 	// Group routes: IDs handled and not yet acknowledged.
 	unacked []string
 
+	// The last failure of the entry being handled and its number of
+	// attempts, for its dead letter (stream_dead.go).
+	lastErr  string
+	attempts int
+
 	// The reader's calls to Redis on Stream routes, so that Close need
 	// not wait for a frozen server (see caller): reads, and checkpoint
 	// saves, which have their own, since a read given up on may hold
@@ -125,14 +130,22 @@ func (sr *streamReader) runStream() {
 		}
 		sr.resumed(&failed)
 		stopped := false
+	entries:
 		for _, s := range res {
 			for _, m := range s.Messages {
 				if ctx.Err() != nil {
-					break
+					break entries
 				}
-				if !sr.handle(m) {
+				switch sr.handle(m) {
+				case entryStopped:
 					stopped = true
-					break
+					break entries
+				case entryAbandoned:
+					break entries // the checkpoint stays before it
+				case entryFailed:
+					if !sr.deadLetterStream(ctx, m) {
+						break entries
+					}
 				}
 				pos = m.ID
 			}
@@ -223,10 +236,29 @@ func isRefusal(err error) bool {
 	return errors.As(err, &rerr)
 }
 
+// entryOutcome is what became of an entry a reader handled.
+type entryOutcome uint8
+
+const (
+	// entryDone: handled, or dropped and counted. The reader records it
+	// (XACK, checkpoint).
+	entryDone entryOutcome = iota
+	// entryFailed: its handling failed at every attempt of this
+	// delivery (sr.lastErr says how). The reader dead-letters it, or
+	// leaves it pending.
+	entryFailed
+	// entryAbandoned: Close cut its retries short. It is left
+	// unrecorded, counted in Stats.StreamAbandoned.
+	entryAbandoned
+	// entryStopped: the bus is closed. It is left for a later run,
+	// uncounted.
+	entryStopped
+)
+
 // handle publishes the entry m on the local bus, or drops it, and counts
-// it. It returns false, without counting the entry, when the bus is
-// closed: the entry is left for a later run.
-func (sr *streamReader) handle(m redis.XMessage) bool {
+// it. When the bus is closed, it returns entryStopped without counting
+// the entry: the entry is left for a later run.
+func (sr *streamReader) handle(m redis.XMessage) entryOutcome {
 	br, r := sr.br, sr.r
 	c := &br.c
 	if m.Values == nil {
@@ -234,7 +266,7 @@ func (sr *streamReader) handle(m redis.XMessage) bool {
 		// the stream since.
 		sr.st.trimmed.Add(1)
 		br.rep.drop(ErrTrimmed, 1, nil)
-		return true
+		return entryDone
 	}
 	c.received.Add(1)
 	topic, _ := m.Values[fieldTopic].(string)
@@ -245,11 +277,11 @@ func (sr *streamReader) handle(m redis.XMessage) bool {
 	if topic == "" || !hasData {
 		c.decodeErrors.Add(1)
 		br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w: entry %s of %q has no %q or %q field", ErrMalformed, m.ID, r.key, fieldTopic, fieldData))
-		return true
+		return entryDone
 	}
 	if !r.match(topic) {
 		c.filtered.Add(1)
-		return true
+		return entryDone
 	}
 	src, _ := m.Values[fieldSource].(string)
 	sr.has = false
@@ -263,20 +295,9 @@ func (sr *streamReader) handle(m redis.XMessage) bool {
 		source:  src,
 	})
 	if !sr.has {
-		return true
+		return entryDone
 	}
 	it := sr.got
 	sr.got = importItem{}
-	ok, err := br.publishLocal(&it, m.ID, r.key)
-	if err != nil {
-		// The bus is closed: nothing handled the entry, so it is not
-		// recorded as handled either.
-		c.received.Add(^uint64(0))
-		br.rep.report(busError(fmt.Sprintf("bridge: publish %q on the bus", topic), err))
-		return false
-	}
-	if ok {
-		sr.st.imported.Add(1)
-	}
-	return true
+	return sr.publish(&it, m)
 }

@@ -386,6 +386,17 @@ func TestStreamOptions(t *testing.T) {
 		{"stream import without InstanceID", &bridge.Options{Routes: []bridge.Route{{Pattern: "a", Delivery: bridge.Stream}}}},
 		{"two import routes on one stream", &bridge.Options{InstanceID: "x", Routes: []bridge.Route{
 			{Pattern: "a.*", Delivery: bridge.Stream}, {Pattern: "a.b", Delivery: bridge.Group, Stream: "a.*"}}}},
+		{"negative MaxDeliveries", &bridge.Options{InstanceID: "x", Routes: []bridge.Route{{Pattern: "a", Delivery: bridge.Group, MaxDeliveries: -1}}}},
+		{"retry with a dead-letter topic", &bridge.Options{InstanceID: "x", Routes: []bridge.Route{
+			{Pattern: "a", Delivery: bridge.Group, Retry: &bus.RetryPolicy{DeadLetter: "dl"}}}}},
+		{"retry with negative attempts", &bridge.Options{InstanceID: "x", Routes: []bridge.Route{
+			{Pattern: "a", Delivery: bridge.Stream, Retry: &bus.RetryPolicy{Attempts: -1}}}}},
+		{"retry with Max below Initial", &bridge.Options{InstanceID: "x", Routes: []bridge.Route{
+			{Pattern: "a", Delivery: bridge.Group, Retry: &bus.RetryPolicy{Initial: time.Second, Max: time.Millisecond}}}}},
+		{"retry with a multiplier below 1", &bridge.Options{InstanceID: "x", Routes: []bridge.Route{
+			{Pattern: "a", Delivery: bridge.Group, Retry: &bus.RetryPolicy{Multiplier: 0.5}}}}},
+		{"retry with a jitter above 1", &bridge.Options{InstanceID: "x", Routes: []bridge.Route{
+			{Pattern: "a", Delivery: bridge.Group, Retry: &bus.RetryPolicy{Jitter: 2}}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			br, err := bridge.New(bus.New(nil), rdb, tc.opts)

@@ -247,6 +247,8 @@ func dispatch(ctx context.Context, cfg *config, args []string) error {
 		return pub(ctx, cfg, pos)
 	case "stats":
 		return stats(ctx, cfg, pos)
+	case "dead":
+		return dead(ctx, cfg, pos) // dead.go
 	case "help":
 		return printUsage(fs, cfg.stdout)
 	}
