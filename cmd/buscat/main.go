@@ -15,6 +15,9 @@
 //	buscat [flags] sub PATTERN...        print events as JSON lines until Ctrl-C
 //	buscat [flags] pub TOPIC [PAYLOAD]   publish one event (PAYLOAD from stdin when omitted)
 //	buscat [flags] stats                 channels of the prefix and their subscribers
+//	buscat [flags] dead list NAME        the dead letters of the durable route whose stream is NAME
+//	buscat [flags] dead tail NAME        its dead letters as they come, until Ctrl-C
+//	buscat [flags] dead replay NAME [ID...]  add them (or those IDs) again to the stream they came from
 //
 // Flags may come before or after the command:
 //
@@ -186,6 +189,12 @@ usage: buscat [flags] sub PATTERN...       print events as JSON lines until Ctrl
        buscat [flags] pub TOPIC [PAYLOAD]  publish an event (PAYLOAD from stdin when omitted),
                                            print its number of receivers: (integer) N
        buscat [flags] stats                channels of the prefix and their subscribers
+       buscat [flags] dead list NAME       dead letters of the durable route whose stream is NAME,
+                                           as JSON lines (the key PREFIX+"dead:"+NAME)
+       buscat [flags] dead tail NAME       the same, as they come, until Ctrl-C
+       buscat [flags] dead replay NAME [ID...]
+                                           add them (or those IDs) again to their stream and delete
+                                           them from the dead letters, printing ID -> STREAM NEWID
 
 flags (before or after the command):
 `
@@ -237,7 +246,7 @@ func dispatch(ctx context.Context, cfg *config, args []string) error {
 	}
 	fs.Visit(func(f *flag.Flag) { cfg.typeSet = cfg.typeSet || f.Name == "type" })
 	if len(pos) == 0 {
-		return usagef("no command: want sub, pub or stats")
+		return usagef("no command: want sub, pub, stats or dead")
 	}
 	cmd, pos := pos[0], pos[1:]
 	switch cmd {
@@ -252,7 +261,7 @@ func dispatch(ctx context.Context, cfg *config, args []string) error {
 	case "help":
 		return printUsage(fs, cfg.stdout)
 	}
-	return usagef("unknown command %q: want sub, pub or stats", cmd)
+	return usagef("unknown command %q: want sub, pub, stats or dead", cmd)
 }
 
 // flagSet returns the flags of every command, writing into cfg.
