@@ -194,7 +194,15 @@ func (br *Bridge) publishLocal(it *importItem, entry, key string) (bool, error) 
 		br.rep.drop(ErrDecode, 1, chain(ErrDecode, fmt.Sprintf("topic %q from %q", it.topic, it.meta.Source), err))
 		return false, nil
 	}
-	err = br.bus.PublishEvent(br.deliver.ctx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
+	ctx, e := br.deliver.ctx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta}
+	var done func(error)
+	if br.cfg.Hooks.Import != nil {
+		ctx, done = br.hookImport(ctx, it, e, entry, key)
+	}
+	err = br.bus.PublishEvent(ctx, e)
+	if done != nil {
+		done(err)
+	}
 	if errors.Is(err, bus.ErrInvalidTopic) {
 		// A foreign publisher used a channel whose topic the bus
 		// rejects. (Checked here rather than on the read loop, since
