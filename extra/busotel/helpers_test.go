@@ -69,7 +69,7 @@ func (tr *tracing) span(t testing.TB, name string, pick func(sdktrace.ReadOnlySp
 			names = append(names, s.Name())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no span %q in %v after %v: %q", name, waitTimeout, waitTimeout, names)
+			t.Fatalf("no span %q after %v: %q", name, waitTimeout, names)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
