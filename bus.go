@@ -55,6 +55,8 @@ type Bus struct {
 
 	groupsMu  sync.Mutex                // protects groupNext
 	groupNext map[string]*atomic.Uint64 // queue group name -> its round-robin counter (group.go)
+
+	req requests // request/reply (request.go)
 }
 
 // New returns a Bus configured by opts; nil opts means the defaults. New
@@ -304,6 +306,7 @@ func (b *Bus) Stats() Stats {
 	b.mustBeNew()
 	st := Stats{Published: b.published.load(), Delivered: b.delivered.load(), Dropped: b.dropped.load(), Panics: b.panics.load()}
 	b.failures.load(&st)
+	st.LateReplies = b.req.late.Load()
 	for i := range b.stripes {
 		s := &b.stripes[i]
 		s.mu.RLock()

@@ -143,6 +143,18 @@
 // SubscribeOptions.Once ends a subscription after exactly one event, however
 // many goroutines publish at once.
 //
+// # Request/reply
+//
+// Request publishes an event whose Meta.ReplyTo names a reply topic of the
+// bus's inbox and waits for the first reply, which a responder (any
+// subscription: synchronous, asynchronous, a queue group's member) sends
+// with Reply. A topic no subscription matches fails at once with
+// ErrNoResponders; a request nobody answers waits until its context ends
+// and returns its error. Replies after the first and replies to a request
+// that has returned are counted (Stats.LateReplies) and dropped. Across
+// instances, package bridge carries requests and replies (its
+// Options.Replies): the reply goes back to the requesting instance only.
+//
 // # Performance
 //
 // Plain-topic subscriptions live in a map split into stripes, patterns in a

@@ -62,6 +62,16 @@ var (
 	// an event whose retries Close cut short, and by Close's error when it
 	// abandoned some.
 	ErrRetryAbandoned = errors.New("bus: retries abandoned")
+
+	// ErrNoResponders is wrapped by the error of a Request to a topic that
+	// no subscription matches: nobody could answer, so Request returns at
+	// once instead of waiting for its context to end.
+	ErrNoResponders = errors.New("bus: no responders")
+
+	// ErrNotRequest is wrapped by the error of Reply for an event that
+	// carries no reply topic (Meta.ReplyTo): it was not published by
+	// Request.
+	ErrNotRequest = errors.New("bus: event is not a request")
 )
 
 // wrapError is an error of this package that wraps another, usually a

@@ -40,6 +40,10 @@ type Meta struct {
 	// Headers carry anything else, such as trace context
 	// ("traceparent"). The map must not be modified after publishing.
 	Headers map[string]string
+	// ReplyTo is the topic on which the publisher waits for a reply: it is
+	// set on the events of Request (and on requests a bridge imports from
+	// another instance), and empty otherwise. Answer with [Bus.Reply].
+	ReplyTo string
 }
 
 // Remote reports whether the event came from another instance through a

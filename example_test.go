@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/busline/bus"
@@ -238,4 +240,45 @@ func ExampleSubscribeOptions_group() {
 	fmt.Println(counts, counts[0]+counts[1]+counts[2])
 	// Output:
 	// [100 100 100] 300
+}
+
+// Subscriptions lists what a bus delivers to, for a monitoring page or a
+// metrics collector; SubscribeOptions.Name labels each one.
+func ExampleBus_Subscriptions() {
+	ctx := context.Background()
+	b := bus.New(nil)
+	defer b.Close(ctx)
+	_, _ = b.SubscribeWith("orders.*", func(context.Context, bus.Event) {}, &bus.SubscribeOptions{Name: "projection", Queue: 16, Overflow: bus.DropOldest})
+	_, _ = b.SubscribeWith("mail.send", func(context.Context, bus.Event) {}, &bus.SubscribeOptions{Name: "mailer"})
+	for _, s := range b.Subscriptions() {
+		st := s.Stats()
+		fmt.Printf("%-10s %-9s async=%-5v policy=%v capacity=%d\n", s.Name(), s.Pattern(), s.Async(), s.Overflow(), st.Capacity)
+	}
+	// Output:
+	// projection orders.*  async=true  policy=DropOldest capacity=16
+	// mailer     mail.send async=false policy=Block capacity=0
+}
+
+// LogTo logs every error the bus reports as a structured record: the
+// recommended production setting. (The time, and the "where" and
+// "error" attributes, which hold a path on this machine, are left out
+// here.)
+func ExampleLogTo() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey || a.Key == "where" || a.Key == "error" {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	ctx := context.Background()
+	b := bus.New(&bus.Options{OnError: bus.LogTo(logger)})
+	defer b.Close(ctx)
+	_, _ = b.SubscribeFunc("orders.*", func(context.Context, bus.Event) error {
+		return errors.New("payment service down")
+	})
+	_ = b.Publish(ctx, "orders.created", "order 42")
+	// Output:
+	// level=ERROR msg="bus: handler failed" topic=orders.created pattern=orders.* attempt=1 cause="payment service down"
 }

@@ -21,7 +21,8 @@ type Options struct {
 	// mismatches, as *DeliveryError. It is called on the goroutine where the
 	// problem happened, possibly concurrently, and must not block for
 	// long. Nil means the errors are written with the log package, so that
-	// nothing is lost silently.
+	// nothing is lost silently. In production, LogTo(logger) logs them as
+	// structured records at a level that says how bad each is.
 	OnError func(err error)
 
 	// MatchCacheSize is the number of slots of the match cache, which maps
@@ -140,6 +141,16 @@ type SubscribeOptions struct {
 	// middleware that returns a nil HandlerFunc, is rejected with
 	// ErrInvalidOption. SubscribeChan rejects any.
 	Middleware []Middleware
+
+	// Name is a label for monitoring: (*Subscription).Name returns it, and
+	// monitoring pages, logs and metrics show it, such as "mailer" or
+	// "orders projection". Collectors may use it as a metric label, so
+	// keep the names few and fixed — one per place in the code that
+	// subscribes, never derived from a topic, an ID or a user's input —
+	// or the number of series grows without bound. Empty means unnamed;
+	// several subscriptions may share a name. It changes nothing in
+	// delivery and costs nothing per event.
+	Name string
 
 	// Retry, when not nil, makes a failed event be tried again, with
 	// backoff, and published to a dead-letter topic after its last

@@ -137,7 +137,7 @@ func (s *Subscription) handleQueued(q *queued) bool {
 		}
 		d := p.delay(n)
 		r := *de // OnError may keep de: the last report is a copy
-		r.Detail = "retrying in " + d.String()
+		r.Detail = retryingDetail + d.String()
 		b.report(&r)
 		if !s.pause(q.ctx, d) {
 			if b.life.Err() != nil {
@@ -149,6 +149,10 @@ func (s *Subscription) handleQueued(q *queued) bool {
 		b.failures.retried.add(1)
 	}
 }
+
+// retryingDetail starts the Detail of the report of a failed attempt that
+// will be retried: LogTo logs it as a warning.
+const retryingDetail = "retrying in "
 
 // pause waits d, and reports false if Close started or ctx ended first.
 //

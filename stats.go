@@ -44,6 +44,11 @@ type Stats struct {
 	// short (or whose dead letter it kept from being published). They are
 	// not in Delivered.
 	Abandoned uint64
+	// LateReplies counts the replies that found no request waiting for
+	// them: every reply to a request after the first, and replies that
+	// came after their Request had returned (its context ended, or the bus
+	// closed). They are dropped, delivered to nobody. Always counted.
+	LateReplies uint64
 	// Subscriptions is the number of active subscriptions.
 	Subscriptions int
 	// Queued is the number of events waiting in asynchronous queues.

@@ -12,8 +12,13 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 
 // ACLRules returns the rules a Redis ACL user needs, beyond "on" and its
 // password, to run a bridge with opts on a bus whose separator is sep, in
-// the syntax of ACL SETUSER (one rule per string) and of ACL files:
+// the syntax of ACL SETUSER (one rule per string) and of ACL files. They
+// replace every permission of an existing user, so that applying them
+// again after a change of opts leaves exactly what the bridge needs:
 //
+//   - "clearselectors": the selectors of Redis 7 ("(~* +@all)", say) are
+//     permissions of their own, which the rules below would leave in place
+//     on an existing user;
 //   - "resetchannels", then for pub/sub routes "&" + the escaped prefix +
 //     "*": PUBLISH and SUBSCRIBE on every channel of the prefix, and
 //     nothing else;
@@ -31,7 +36,10 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 //     UNSUBSCRIBE, PUNSUBSCRIBE for pub/sub routes; XADD and XREVRANGE to
 //     export durably; XREAD (and HGET, HSET for checkpoints) for Stream
 //     imports; XGROUP CREATE, XREADGROUP, XACK and XAUTOCLAIM for Group
-//     imports; PING always.
+//     imports; PING always;
+//   - with Options.Replies, "&" + the glob of the reply channels,
+//     Prefix + "_INBOX." + InstanceID + ".*", which needs the InstanceID
+//     (ACLRules returns an error wrapping ErrInvalidOptions without one).
 //
 // On a Redis Cluster the user also needs the commands of sharded pub/sub and
 // those go-redis uses to learn the layout: see ClusterACLRules.
@@ -46,7 +54,7 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 // certificates in redis.Options) and with an ACL user limited to the
 // prefix's channels. [ACLRules] returns the rules such a user needs:
 //
-//	ACL SETUSER app-bridge on >password resetchannels &app:* &app:orders.*
+//	ACL SETUSER app-bridge on >password clearselectors resetchannels &app:* &app:orders.*
 //	    resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
 //
 // "&app:*" lets the user PUBLISH and SUBSCRIBE on every channel of the
@@ -102,7 +110,14 @@ func ACLRules(opts *Options, sep rune) ([]string, error) {
 			groupImport = groupImport || r.Delivery == Group && r.Direction.imports()
 		}
 	}
-	rules := []string{"resetchannels"}
+	switch g, err := replyGlob(&o, sep); {
+	case err != nil:
+		return nil, err
+	case g != "":
+		pubsub = true
+		globs = append(globs, "&"+g)
+	}
+	rules := []string{"clearselectors", "resetchannels"}
 	if pubsub {
 		rules = append(rules, all)
 		slices.Sort(globs)

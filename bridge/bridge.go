@@ -64,6 +64,8 @@ type Bridge struct {
 
 	changed signal // notified when a transport's readiness or closed changes
 
+	conns connSet // the connections that come and go (shard loops), for Connections
+
 	mu     sync.Mutex // protects the fields below
 	closed bool
 	// lastErr is the last failure reported by a connection or read loop
@@ -86,6 +88,13 @@ type route struct {
 	// out is the outbox of an export route: the publisher's, or for a
 	// durable route its own (streamExport).
 	out *queue.Outbox
+	// index is the route's position in Options.Routes and Bridge.routes;
+	// c its counters (introspect.go).
+	index int32
+	c     routeCounters
+	// readConn and sendConn are the states of a durable route's reader
+	// and exporter, nil when it has none and for pub/sub routes.
+	readConn, sendConn *conn
 }
 
 type globRoutes struct {
@@ -128,6 +137,9 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 	}
 	br.pub = newPublisher(br)
 	br.shards = newShardSet(br, rdb)
+	if err := br.addReplyRoutes(b.Separator()); err != nil {
+		return nil, err
+	}
 	if err := br.compileRoutes(b.Separator()); err != nil {
 		return nil, err
 	}
@@ -138,7 +150,9 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 	}
 
 	for _, r := range br.exports {
-		sub, err := b.Subscribe(r.Pattern, br.exportHandler(r))
+		// Named for monitoring: bus.Subscriptions lists it among the
+		// application's own.
+		sub, err := b.SubscribeWith(r.Pattern, br.exportHandler(r), &bus.SubscribeOptions{Name: "bridge export"})
 		if err != nil {
 			for _, s := range br.localSubs {
 				s.Unsubscribe()
@@ -188,10 +202,18 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		if err != nil {
 			return chain(ErrInvalidOptions, fmt.Sprintf("route %d", i), err)
 		}
-		if !isPattern && br.shards.sharded() {
+		if !isPattern && br.shards.sharded() && r.Delivery == PubSub {
+			// Durable routes' entries name the topic, not a channel:
+			// their channel stays Prefix + topic, partitioned or not.
 			name = br.shards.channel(r.Pattern)
 		}
-		rt := &route{Route: r, match: match, codec: r.Codec, redisName: name, isPattern: isPattern}
+		rt := &route{Route: r, match: match, codec: r.Codec, redisName: name, isPattern: isPattern, index: int32(i)}
+		if rt.durable() && r.Direction.imports() {
+			rt.readConn = newConn(ConnStreamReader, redisAddr(br.rdb), r.Pattern)
+		}
+		if rt.durable() && r.Direction.exports() {
+			rt.sendConn = newConn(ConnExporter, redisAddr(br.rdb), r.Pattern)
+		}
 		if isPattern {
 			_, rt.widened = redisGlob(br.cfg.Prefix, r.Pattern)
 			rt.channels = &channelCache{seed: maphash.MakeSeed()}

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/bustest"
 	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -155,6 +157,7 @@ func TestClusterBridge(t *testing.T) {
 	t.Run("RawInterop", func(t *testing.T) { testClusterRawInterop(t, c) })
 	t.Run("KeySlot", func(t *testing.T) { testClusterKeySlot(t, c) })
 	t.Run("ACL", func(t *testing.T) { testClusterACL(t, c) })
+	t.Run("Connections", func(t *testing.T) { testClusterConnections(t, c) })
 }
 
 // testClusterACL runs two bridges as an ACL user made, on every node, from
@@ -618,4 +621,50 @@ func TestClusterSlotMigration(t *testing.T) {
 	exchange(t, a, b, topic, 100)
 	exchange(t, b, a, topic, 100)
 	checkAccounting(t, b.bridge)
+}
+
+// TestClusterDurablePartitions runs durable routes on a cluster with
+// Options.Partitions set: partitions tag sharded channels only, so the
+// entries must still name their topic and reach the importer (every entry
+// was once filtered out, its topic read as "{0}.dp.orders").
+func TestClusterDurablePartitions(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	for _, tc := range []struct {
+		name       string
+		partitions int
+		route      bridge.Route
+	}{
+		{"stream", 1, bridge.Route{Pattern: "dp.orders", Delivery: bridge.Stream}},
+		{"stream 8 partitions", 8, bridge.Route{Pattern: "dp.orders", Delivery: bridge.Stream, Stream: "dp8"}},
+		{"group", 1, bridge.Route{Pattern: "dp.orders", Delivery: bridge.Group, Group: "dp", Stream: "dpg"}},
+		{"stream pattern", 1, bridge.Route{Pattern: "dp.*", Delivery: bridge.Stream, Stream: "dpp"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 50
+			newSide := func(d bridge.Direction, id string) (*bus.Bus, *bridge.Bridge) {
+				b := bus.New(nil)
+				r := tc.route
+				r.Direction = d
+				opts := testOptions(nil, r)
+				opts.Partitions = tc.partitions
+				opts.InstanceID = id
+				opts.StreamBlock = 100 * time.Millisecond
+				return b, newBridge(t, b, c.Client(t), opts)
+			}
+			expBus, exp := newSide(bridge.Export, "exp-"+tc.name)
+			impBus, imp := newSide(bridge.Import, "imp-"+tc.name)
+			ready(t, exp)
+			ready(t, imp)
+			rec := bustest.Record(t, impBus, "dp.*")
+			for i := range n {
+				if err := expBus.Publish(context.Background(), "dp.orders", i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rec.WaitN(n)
+			if s := imp.Stats(); s.Filtered != 0 || s.Imported != n {
+				t.Errorf("imported %d, filtered %d; want %d, 0", s.Imported, s.Filtered, n)
+			}
+		})
+	}
 }

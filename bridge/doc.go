@@ -112,6 +112,34 @@
 // sent), and joins every goroutine it started. It never closes the Redis
 // client.
 //
+// # Request/reply
+//
+// With Options.Replies, bus.Request works across instances. A request
+// exported by a route carries in the envelope header [ReplyHeader]
+// ("replyto") the Redis channel of its reply: Prefix + "_INBOX." +
+// InstanceID + "." + a part unique to the request. The importing bridge
+// sets Meta.ReplyTo from it, so that a local responder answers with
+// bus.Reply; the reply is exported on that channel, and the requesting
+// bridge, subscribed to its own reply channels (PSUBSCRIBE Prefix +
+// "_INBOX." + InstanceID + ".*"), imports it and hands it to the waiting
+// request. Every instance taking part sets Options.Replies, on top of the
+// routes that carry the requests (Export on the requesting side, Import on
+// the responding side, or Both). A responder in another language reads the
+// header and PUBLISHes its reply on that channel: an envelope, or raw bytes
+// (on a bridge without SigningKey), which the request receives as a
+// []byte with Meta.Source RawSource. Requests on a Raw route carry no
+// header, and cannot be answered.
+//
+// Across instances the requester cannot know whether anyone will answer:
+// the bridge's export subscription counts as a responder, so Request does
+// not fail with bus.ErrNoResponders, and a request that no instance
+// answers (none imports the topic, none has a responder, the responder
+// died) waits until its context ends. Requests over a Group route reach
+// one member of the group. Each reply is the one message of its channel:
+// it is sent unnumbered, so that it leaves no sequence state behind. The
+// ACL user of a requesting bridge needs the glob of its reply channels
+// ([ACLRules] adds it; it needs the InstanceID).
+//
 // Security: the bridge works over TLS and with an ACL user limited to the
 // prefix ([ACLRules], [ClusterACLRules]); with Options.SigningKey,
 // enveloped routes accept only envelopes signed with the same key

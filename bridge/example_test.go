@@ -48,7 +48,7 @@ func ExampleACLRules() {
 	}
 	fmt.Println("ACL SETUSER app-bridge on >password " + strings.Join(rules, " "))
 	// Output:
-	// ACL SETUSER app-bridge on >password resetchannels &app:* &app:orders.* resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
+	// ACL SETUSER app-bridge on >password clearselectors resetchannels &app:* &app:orders.* resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
 }
 
 // A typed codec decodes into the Go type local publishers use.
@@ -130,4 +130,42 @@ func ExampleNew() {
 	if err := run(context.Background()); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// Routes and Connections say, per route and per use of Redis, what a
+// monitoring page shows. Nothing listens on port 1 here, so nothing is
+// connected; a real bridge fills in the counters and the states.
+func ExampleBridge_Routes() {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer rdb.Close()
+	b := bus.New(nil)
+	defer b.Close(context.Background())
+	br, err := bridge.New(b, rdb, &bridge.Options{
+		Prefix:     "app:",
+		InstanceID: "example",
+		OnError:    func(error) {}, // the connection errors of this example
+		Routes: []bridge.Route{
+			{Pattern: "chat.*"},
+			{Pattern: "orders.created", Direction: bridge.Export},
+			{Pattern: "jobs", Delivery: bridge.Stream, Direction: bridge.Import},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer br.Close(context.Background())
+	for _, r := range br.Routes() {
+		fmt.Printf("route %d %-14s %-6v channel=%q glob=%v stream=%q exported=%d imported=%d\n",
+			r.Index, r.Pattern, r.Direction, r.Channel, r.Glob, r.Stream, r.Exported, r.Imported)
+	}
+	for _, c := range br.Connections() {
+		fmt.Printf("%-13v node=%s route=%q\n", c.Kind, c.Node, c.Route)
+	}
+	// Output:
+	// route 0 chat.*         both   channel="app:chat.*" glob=true stream="" exported=0 imported=0
+	// route 1 orders.created export channel="app:orders.created" glob=false stream="" exported=0 imported=0
+	// route 2 jobs           import channel="" glob=false stream="app:stream:jobs" exported=0 imported=0
+	// pubsub        node=127.0.0.1:1 route=""
+	// stream reader node=127.0.0.1:1 route="jobs"
+	// exporter      node=127.0.0.1:1 route=""
 }

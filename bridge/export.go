@@ -57,11 +57,13 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 	data, contentType, err := r.codec.Encode(e.Payload)
 	if err != nil {
 		br.c.encodeErrors.Add(1)
+		r.c.encodeErrors.Add(1)
 		br.rep.drop(ErrEncode, 1, chain(ErrEncode, fmt.Sprintf("topic %q", e.Topic), err))
 		return it, false
 	}
 	if len(data) > br.cfg.MaxMessageBytes {
 		br.c.encodeErrors.Add(1)
+		r.c.encodeErrors.Add(1)
 		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %d-byte payload over MaxMessageBytes", ErrEncode, e.Topic, len(data)))
 		return it, false
 	}
@@ -71,9 +73,14 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 		ContentType: contentType,
 		At:          time.Now().UnixNano(),
 		Raw:         r.Raw,
+		Route:       r.index,
+		NoSeq:       r.reply,
 	}
 	if e.Meta != nil {
 		it.Headers = e.Meta.Headers
+		if e.Meta.ReplyTo != "" && br.cfg.Replies {
+			it.Headers = br.requestHeaders(e.Meta)
+		}
 		if e.Meta.ContentType != "" && contentType == ContentTypeBytes {
 			// The publisher knows better what its bytes are.
 			it.ContentType = e.Meta.ContentType
@@ -83,6 +90,7 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 		env := wire.Envelope{Source: br.id, ContentType: it.ContentType, Headers: it.Headers}
 		if err := env.Validate(); err != nil {
 			br.c.encodeErrors.Add(1)
+			r.c.encodeErrors.Add(1)
 			br.rep.drop(ErrEncode, 1, chain(ErrEncode, fmt.Sprintf("topic %q", e.Topic), err))
 			return it, false
 		}
@@ -103,21 +111,24 @@ func (br *Bridge) export(r *route, e bus.Event) {
 			it.Echo = true
 		}
 	}
-	br.push(r.out, it)
+	if br.push(r.out, it) {
+		r.c.queued.Add(1)
+	}
 }
 
 // push queues it in out, counting what the outbox refused (closed) or
-// dropped to make room (full).
-func (br *Bridge) push(out *queue.Outbox, it queue.Export) {
+// dropped to make room (full), and reports whether out took it.
+func (br *Bridge) push(out *queue.Outbox, it queue.Export) bool {
 	dropped, ok := out.Push(it)
 	if !ok {
 		br.c.outboxUnsent.Add(1)
-		return
+		return false
 	}
 	if dropped > 0 {
 		br.c.outboxOverflow.Add(uint64(dropped))
 		br.rep.drop(ErrOutboxFull, uint64(dropped), nil)
 	}
+	return true
 }
 
 // channel returns the channel of topic: the route's one channel for an
@@ -311,6 +322,7 @@ type outage struct {
 	key  string        // on a cluster, a channel or key of the batch: its slot's master is pinged
 	back *backoff      // the exporter's; reset by the exporter once it sends again
 	down bool          // reported for this batch
+	conn *conn         // the exporter's state, for Connections
 }
 
 // wait reports the outage, err being why the batch could not be sent,
@@ -324,6 +336,7 @@ func (o *outage) wait(ctx context.Context, err error) bool {
 		br.c.exportOutages.Add(1)
 		br.rep.report(fmt.Errorf("%w: %w", ErrRedisDown, err))
 	}
+	o.conn.down(err)
 	for {
 		if cc := br.shards.cc; cc != nil {
 			// A node that does not answer may be gone for good, its
@@ -343,8 +356,10 @@ func (o *outage) wait(ctx context.Context, err error) bool {
 			return false
 		}
 		if err == nil {
+			o.conn.up()
 			return true
 		}
+		o.conn.down(err)
 	}
 }
 

@@ -234,6 +234,47 @@ func TestClusterKillMasterStream(t *testing.T) {
 	checkFailoverAccounting(t, f, exp, imp)
 }
 
+// TestClusterGracefulFailover moves the routes' slot to its replica with
+// CLUSTER FAILOVER, the graceful manual failover, on a sharded route and
+// a Stream route: routes must flow again within recoveryBound and every
+// event be accounted for.
+func TestClusterGracefulFailover(t *testing.T) {
+	c := redistest.StartClusterWith(t, &redistest.ClusterOptions{Masters: 3, ReplicasPerMaster: 1, NodeTimeout: 2 * time.Second})
+	for _, tc := range []struct {
+		name     string
+		delivery bridge.Delivery
+		topic    string
+	}{
+		{"sharded", bridge.PubSub, "gf.orders"},
+		{"stream", bridge.Stream, "gs.orders"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expBus, impBus := bus.New(nil), bus.New(nil)
+			expOpts := failoverOptions(bridge.Route{Pattern: tc.topic, Direction: bridge.Export, Delivery: tc.delivery})
+			impOpts := failoverOptions(bridge.Route{Pattern: tc.topic, Direction: bridge.Import, Delivery: tc.delivery})
+			expOpts.Partitions, impOpts.Partitions = 1, 1
+			impOpts.InstanceID = "importer-" + tc.name
+			impOpts.StreamBlock = 200 * time.Millisecond
+			exp := newBridge(t, expBus, c.Client(t), expOpts)
+			imp := newBridge(t, impBus, c.Client(t), impOpts)
+			ready(t, exp)
+			ready(t, imp)
+			key := bridge.StreamKey("app:", tc.topic)
+			if tc.delivery == bridge.PubSub {
+				key = imp.ShardChannels()[0]
+			}
+			slot := redistest.KeySlot(key)
+
+			f := startFlow(t, expBus, impBus, tc.topic)
+			failover(t, f, func() time.Duration {
+				return c.Failover(c.ReplicasOf(c.MasterOf(slot))[0])
+			})
+			checkFailoverAccounting(t, f, exp, imp)
+			c.WaitOK()
+		})
+	}
+}
+
 // TestSentinelKillMaster kills (SIGKILL) the master of a Sentinel
 // deployment (one replica, three sentinels) under bridges on go-redis
 // FailoverClients: once the sentinels have promoted the replica, exports

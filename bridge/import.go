@@ -291,6 +291,7 @@ type importItem struct {
 func (br *Bridge) enqueue(it importItem) {
 	if !br.inq.Push(it.topic, it) {
 		br.importDropped(1)
+		it.route.c.importDropped.Add(1)
 	}
 }
 
@@ -304,6 +305,7 @@ func (br *Bridge) importDropped(n int) {
 func (br *Bridge) deliverItem(it *importItem) {
 	if _, err := br.publishLocal(it, "", ""); err != nil {
 		br.c.importDropped.Add(1)
+		it.route.c.importDropped.Add(1)
 		br.rep.drop(ErrImportFull, 1, busError(fmt.Sprintf("bridge: publish %q on the bus", it.topic), err))
 	}
 }

@@ -69,6 +69,7 @@ func (in *ingest) accept(m *inbound) {
 	r := m.route
 	if len(m.data) > br.cfg.MaxMessageBytes {
 		c.decodeErrors.Add(1)
+		r.c.decodeErrors.Add(1)
 		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %s %s", ErrTooLarge, plural.Of(uint64(len(m.data)), "byte"), m.where()))
 		return
 	}
@@ -99,12 +100,15 @@ func (in *ingest) accept(m *inbound) {
 			switch {
 			case errors.Is(err, ErrSignature) && m.entry == "":
 				c.signatureRejected.Add(1)
+				r.c.signatureRejected.Add(1)
 				br.rep.drop(ErrSignature, 1, err)
 			case errors.Is(err, ErrSignature):
 				c.signatureRejected.Add(1)
+				r.c.signatureRejected.Add(1)
 				br.rep.drop(ErrSignature, 1, fmt.Errorf("%w, %s", err, m.where()))
 			default:
 				c.decodeErrors.Add(1)
+				r.c.decodeErrors.Add(1)
 				br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w, %s", err, m.where()))
 			}
 		}
@@ -116,6 +120,7 @@ func (in *ingest) accept(m *inbound) {
 	// envelopes only, or anyone could bypass the signature.
 	if !r.Raw && br.key != nil {
 		c.signatureRejected.Add(1)
+		r.c.signatureRejected.Add(1)
 		if m.entry != "" {
 			br.rep.drop(ErrSignature, 1, fmt.Errorf("%w: entry %s of %q has no envelope", ErrSignature, m.entry, m.key))
 		} else {
@@ -142,8 +147,9 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope, copyPayload boo
 		c.echoes.Add(1)
 		return
 	}
-	if !in.noSeq && !in.sequence(env.Source, m.channel, env.Seq, env.Time) {
+	if !in.noSeq && !in.sequence(m.route, env.Source, m.channel, env.Seq, env.Time) {
 		c.dups.Add(1)
+		m.route.c.duplicates.Add(1)
 		return
 	}
 	meta := &bus.Meta{
@@ -151,6 +157,7 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope, copyPayload boo
 		Seq:         env.Seq,
 		ContentType: env.ContentType,
 		Headers:     env.Headers,
+		ReplyTo:     br.replyTopic(env.Headers),
 	}
 	if env.Time != 0 {
 		meta.Time = time.Unix(0, env.Time)
@@ -167,14 +174,17 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope, copyPayload boo
 
 // sequence checks seq, the sequence number of source's event on channel
 // sent at time t, and reports whether the event is new (see
-// seq.Tracker.Check). A gap is counted and reported.
-func (in *ingest) sequence(source, channel string, seq uint64, t int64) bool {
+// seq.Tracker.Check). A gap is counted, for the bridge and for r, and
+// reported.
+func (in *ingest) sequence(r *route, source, channel string, seq uint64, t int64) bool {
 	isNew, missing := in.seqs.Check(source, channel, seq, t)
 	if missing != 0 {
 		br := in.br
 		gap := &GapError{Source: source, Channel: channel, Expected: missing, Got: seq}
 		br.c.gaps.Add(1)
 		br.c.gapEvents.Add(gap.Missing())
+		r.c.gaps.Add(1)
+		r.c.gapEvents.Add(gap.Missing())
 		br.rep.report(gap)
 	}
 	return isNew
@@ -191,6 +201,7 @@ func (br *Bridge) publishLocal(it *importItem, entry, key string) (bool, error) 
 	payload, err := it.route.codec.Decode(it.payload, it.meta.ContentType)
 	if err != nil {
 		c.decodeErrors.Add(1)
+		it.route.c.decodeErrors.Add(1)
 		br.rep.drop(ErrDecode, 1, chain(ErrDecode, fmt.Sprintf("topic %q from %q", it.topic, it.meta.Source), err))
 		return false, nil
 	}
@@ -212,6 +223,7 @@ func (br *Bridge) publishLocal(it *importItem, entry, key string) (bool, error) 
 			where = fmt.Sprintf("entry %s of %q", entry, key)
 		}
 		c.decodeErrors.Add(1)
+		it.route.c.decodeErrors.Add(1)
 		br.rep.drop(ErrMalformed, 1, chain(ErrMalformed, where, err))
 		return false, nil
 	}
@@ -219,5 +231,6 @@ func (br *Bridge) publishLocal(it *importItem, entry, key string) (bool, error) 
 		return false, err
 	}
 	c.imported.Add(1)
+	it.route.c.imported.Add(1)
 	return true, nil
 }

@@ -91,6 +91,10 @@ type Route struct {
 	// Group is the consumer group of a Group route. Empty means
 	// "busline". Ignored by other routes.
 	Group string
+
+	// reply marks the route Options.Replies adds to export replies
+	// (replies.go): its exports are not numbered.
+	reply bool
 }
 
 // OutboxPolicy says what the outbox does with an export that does not fit
@@ -162,7 +166,8 @@ type Options struct {
 	// ErrPatternWidened. It is called from New, from the bridge's
 	// goroutines and from publishers' goroutines, possibly concurrently,
 	// and must not block for long. Nil means the errors are written with
-	// the log package.
+	// the log package. In production, LogTo(logger) logs them as
+	// structured records at a level that says how bad each is.
 	OnError func(error)
 
 	// OutboxMaxEvents caps the number of exports waiting to be sent.
@@ -293,6 +298,21 @@ type Options struct {
 	// for new entries (XREAD BLOCK). Close may wait this long for a read
 	// to return. Zero means 1 second.
 	StreamBlock time.Duration
+
+	// Replies makes the bridge carry request/reply (bus.Request,
+	// bus.Reply) between instances: the requests it exports carry their
+	// reply channel in the envelope header ReplyHeader; the requests it
+	// imports get it back as Meta.ReplyTo, so that local responders can
+	// answer; it exports the replies of local responders to the
+	// requesting instance's channel; and it subscribes to its own reply
+	// channels, Prefix + "_INBOX." + InstanceID + ".*" (PSUBSCRIBE), to
+	// import the replies to this bus's requests. Every instance taking
+	// part, requesting or responding, sets it. See "Request/reply" in the
+	// package documentation. False means requests leave without a reply
+	// channel, and imported ones arrive without one (Reply returns an
+	// error wrapping bus.ErrNotRequest). InstanceID must then be a valid
+	// topic segment, as the default is.
+	Replies bool
 }
 
 // config is Options with the defaults applied.

@@ -32,6 +32,7 @@ type publisher struct {
 	g        *group         // the flusher; its context is cancelled when Close gives up
 	drain    chan struct{}  // closed by stop: flush what is left, then exit
 	left     int            // exports of the batch the flusher gave up on; written before it returns
+	conn     *conn          // the flusher's state, for Connections
 }
 
 func newPublisher(br *Bridge) *publisher {
@@ -41,6 +42,7 @@ func newPublisher(br *Bridge) *publisher {
 		out:   queue.NewOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.OutboxPolicy == OutboxDropNewest),
 		drain: make(chan struct{}),
 		g:     newGroup(context.Background()),
+		conn:  newConn(ConnExporter, redisAddr(br.rdb), ""),
 	}
 	return p
 }
@@ -143,7 +145,7 @@ func (f *flusher) send() bool {
 	if br.cfg.CoalesceBytes > 0 {
 		f.group()
 	}
-	f.o = outage{br: br, out: p.out, back: &f.back, call: f.call}
+	f.o = outage{br: br, out: p.out, back: &f.back, call: f.call, conn: p.conn}
 	o := &f.o
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
@@ -217,9 +219,11 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 		n := 0
 		for _, r := range runs {
 			n += r.n
+			br.countExported(f.batch, f.pending[r.start:r.start+r.n])
 		}
 		br.c.exported.Add(uint64(n))
 		br.c.exportMessages.Add(uint64(len(msgs)))
+		f.p.conn.up()
 		return true, nil
 	}
 	for k, r := range runs {
@@ -232,8 +236,12 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 		case cerr == nil:
 			br.c.exported.Add(n)
 			br.c.exportMessages.Add(1)
+			br.countExported(f.batch, f.pending[r.start:r.start+r.n])
 		case errors.As(cerr, &rerr) && !transientReply(cerr):
 			br.c.exportRejected.Add(n)
+			for _, i := range f.pending[r.start : r.start+r.n] {
+				br.routes[f.batch[i].Route].c.exportRejected.Add(1)
+			}
 			br.rep.drop(ErrPublish, n, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[f.pending[r.start]].Channel, cerr))
 		default:
 			*keep = append(*keep, f.pending[r.start:r.start+r.n]...)

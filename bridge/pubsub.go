@@ -18,6 +18,8 @@ import (
 type pubsubTransport struct {
 	br *Bridge
 	g  *group // loop; its context is the connection's, cancelled by stop
+	// conn is the connection's state, for Connections.
+	conn *conn
 
 	mu      sync.Mutex // protects the fields below
 	ps      *redis.PubSub
@@ -27,7 +29,7 @@ type pubsubTransport struct {
 }
 
 func newPubsubTransport(br *Bridge) *pubsubTransport {
-	return &pubsubTransport{br: br, g: newGroup(context.Background())}
+	return &pubsubTransport{br: br, g: newGroup(context.Background()), conn: br.conns.add(newConn(ConnPubSub, redisAddr(br.rdb), ""))}
 }
 
 func (t *pubsubTransport) start() { t.g.run(t.loop) }
@@ -102,6 +104,7 @@ func (t *pubsubTransport) loop() {
 		if ctx.Err() != nil {
 			return
 		}
+		t.conn.down(err)
 		if confirmed {
 			first = false
 			back.reset()
@@ -143,7 +146,10 @@ func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]su
 	return sent, nil
 }
 
-func (t *pubsubTransport) confirmed() { t.setState(true, nil) }
+func (t *pubsubTransport) confirmed() {
+	t.conn.up()
+	t.setState(true, nil)
+}
 
 func (t *pubsubTransport) refused(err error) error { return fmt.Errorf("%w: %w", ErrSubscribe, err) }
 

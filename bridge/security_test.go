@@ -58,7 +58,7 @@ func TestACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "resetchannels &app:* &app:orders.* resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping"
+	want := "clearselectors resetchannels &app:* &app:orders.* resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping"
 	if got := strings.Join(rules, " "); got != want {
 		t.Fatalf("ACLRules = %q, want %q", got, want)
 	}

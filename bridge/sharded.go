@@ -323,6 +323,7 @@ type shardLoop struct {
 	rl    readLoop
 	g     *group      // the loop's goroutine; a child of the manager's
 	moved atomic.Bool // the loop found its slots moved and waits to be replaced
+	conn  *conn       // the connection's state, for Connections
 
 	// Protected by set.mu.
 	ps    *redis.PubSub
@@ -333,7 +334,7 @@ type shardLoop struct {
 // newLoop makes the loop of group g, resuming the sequences of its channels
 // from archive.
 func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
-	l := &shardLoop{set: s, group: g, g: newGroup(s.g.ctx)}
+	l := &shardLoop{set: s, group: g, g: newGroup(s.g.ctx), conn: s.br.conns.add(newConn(ConnShard, g.addr, ""))}
 	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: ingest{br: s.br, emit: s.br.enqueue}}
 	mine := map[string]bool{}
 	for _, chans := range g.slots {
@@ -357,6 +358,7 @@ func (s *shardSet) stopLoop(l *shardLoop, archive *seq.Tracker) {
 	s.mu.Lock()
 	delete(s.loops, l)
 	s.mu.Unlock()
+	s.br.conns.remove(l.conn)
 	s.br.changed.notify()
 	l.rl.in.seqs.MoveTo(archive)
 }
@@ -395,6 +397,7 @@ func (l *shardLoop) loop(first bool) {
 		if l.g.ctx.Err() != nil {
 			return
 		}
+		l.conn.down(err)
 		if confirmed {
 			first = false
 			back.reset()
@@ -455,6 +458,7 @@ func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) ([]subComma
 // confirmed records that every subscription of the current connection is
 // confirmed.
 func (l *shardLoop) confirmed() {
+	l.conn.up()
 	l.set.mu.Lock()
 	if !l.set.stopped {
 		l.ready, l.err = true, nil

@@ -16,7 +16,7 @@ import (
 
 // durableACL are the rules the package documentation gives for durable
 // routes under the prefix "app:".
-const durableACL = "resetchannels resetkeys ~app:stream:* ~app:checkpoint:* -@all " +
+const durableACL = "clearselectors resetchannels resetkeys ~app:stream:* ~app:checkpoint:* -@all " +
 	"+xadd +ping +xread +xrevrange +hget +hset +xgroup|create +xreadgroup +xack +xautoclaim"
 
 // TestDurableACL runs an exporter, a Stream importer and a Group member as

@@ -89,7 +89,7 @@ func (x *streamExport) send() bool {
 	for i := range pending {
 		pending[i] = i
 	}
-	o := outage{br: br, out: x.out, back: &x.back, call: x.call, key: x.r.key}
+	o := outage{br: br, out: x.out, back: &x.back, call: x.call, key: x.r.key, conn: x.r.sendConn}
 	for {
 		ctx := st.flushing.ctx
 		var cmds []redis.Cmder
@@ -119,8 +119,11 @@ func (x *streamExport) send() bool {
 				br.c.exported.Add(1)
 				br.c.exportMessages.Add(1)
 				st.exported.Add(1)
+				x.r.c.exported.Add(1)
+				x.r.sendConn.up()
 			case errors.As(cerr, &rerr):
 				br.c.exportRejected.Add(1)
+				x.r.c.exportRejected.Add(1)
 				br.rep.drop(ErrPublish, 1, fmt.Errorf("%w: XADD %q: %w", ErrPublish, x.r.key, cerr))
 			default:
 				keep = append(keep, i)
@@ -227,6 +230,7 @@ func (x *streamExport) dropApplied(ctx context.Context, pending []int) []int {
 			br.c.exported.Add(1)
 			br.c.exportMessages.Add(1)
 			st.exported.Add(1)
+			x.r.c.exported.Add(1)
 			continue
 		}
 		keep = append(keep, i)

@@ -72,6 +72,7 @@ func (sr *streamReader) runGroup() {
 			return // Close, with Redis still to answer: the entries it reads stay pending
 		}
 		if errors.Is(err, redis.Nil) { // nothing new within the block time
+			sr.r.readConn.up() // Redis answered
 			continue
 		}
 		if err != nil {

@@ -60,6 +60,7 @@ func (sr *streamReader) run() {
 // resumed records that a read succeeded; after failures (*failed), that
 // the route resumed (Stats.StreamResumes).
 func (sr *streamReader) resumed(failed *bool) {
+	sr.r.readConn.up()
 	if *failed {
 		*failed = false
 		sr.back.reset()
@@ -75,6 +76,7 @@ func (sr *streamReader) fail(err error) bool {
 		return false
 	}
 	sr.br.reportLast(err)
+	sr.r.readConn.down(err)
 	if cc := sr.br.shards.cc; cc != nil && !isRedisError(err) {
 		// The stream's master may be gone for good, its replica
 		// promoted: go-redis would keep reading from it, from its
@@ -111,6 +113,7 @@ func (sr *streamReader) runStream() {
 			return // Close: what was handled is saved above
 		}
 		if errors.Is(err, redis.Nil) { // nothing new within StreamBlock
+			sr.r.readConn.up() // Redis answered
 			continue
 		}
 		if err != nil {

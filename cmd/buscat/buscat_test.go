@@ -656,8 +656,8 @@ func TestErrors(t *testing.T) {
 		{"pub -lines empty stdin", srv.URL(), []string{"pub", "-lines", "t"}, "", exitRuntime, "pub: stdin is empty: nothing to publish"},
 		{"pub -lines no line", srv.URL(), []string{"pub", "-lines", "t", ""}, "", exitRuntime, "pub: -lines: the payload has no line"},
 		{"stats argument", srv.URL(), []string{"stats", "x"}, "", exitUsage, `unexpected argument "x"`},
-		{"bad url flag", srv.URL(), []string{"-url", "http://127.0.0.1", "stats"}, "", exitUsage, `bad -url "http://127.0.0.1"`},
-		{"bad url env", "redis://[::1", []string{"stats"}, "", exitUsage, `bad -url "redis://[::1"`},
+		{"bad url flag", srv.URL(), []string{"-url", "http://127.0.0.1", "stats"}, "", exitUsage, `-url: bad Redis URL "http://127.0.0.1"`},
+		{"bad url env", "redis://[::1", []string{"stats"}, "", exitUsage, `-url: bad Redis URL: it does not parse as a URL`},
 		{"unreachable sub", "redis://" + refused, []string{"sub", "x"}, "", exitRuntime, "cannot reach Redis at " + refused},
 		{"unreachable pub", "", []string{"-url", "redis://" + refused, "pub", "x", "y"}, "", exitRuntime, "cannot reach Redis at " + refused},
 	} {

@@ -20,6 +20,15 @@
 //
 //	-url URL      Redis server (default $REDIS_URL, else redis://127.0.0.1:6379);
 //	              rediss:// for TLS, redis://user:password@host:port/db for ACL users
+//	-cacert FILE  rediss://: verify the server's certificate with the CA
+//	              certificates of FILE (PEM) instead of the system's
+//	-cert FILE    rediss://: present the client certificate of FILE (PEM),
+//	-key FILE     with its private key, for servers that require one
+//	              (tls-auth-clients yes): give both
+//	-insecure     rediss://: do not verify the server's certificate; also
+//	              needed to accept skip_verify=true in the URL. Anyone on the
+//	              network path can then pose as the server and read the
+//	              password: buscat warns on stderr
 //	-prefix P     channel prefix of the bridged topics (default empty): with
 //	              -prefix app:, topic "orders.created" is channel "app:orders.created"
 //	-envelope     pub: send Busline envelopes, as a bridge's enveloped routes
@@ -31,6 +40,11 @@
 //	-lines        pub: publish each line of the payload as its own event
 //	-json         stats: print JSON instead of a table
 //	-h            print this help
+//
+// buscat never prints a password: errors show the URL with its password
+// as "xxxxx" (and without its query), or no URL at all when it does not
+// parse. A URL with skip_verify=true is refused (exit status 2) unless
+// -insecure is given.
 //
 // A TOPIC or PATTERN that already starts with a non-empty prefix, as in
 // `buscat -prefix app: pub app:notifications`, gets a warning on stderr:
@@ -148,6 +162,9 @@ type config struct {
 	prefix string
 	raw    bool // sub: print envelopes undecoded; pub: the default anyway
 
+	cacert, cert, key string // TLS files
+	insecure          bool   // do not verify the server's certificate
+
 	envelope bool   // pub
 	typ      string // pub -envelope
 	typeSet  bool   // pub: -type was given
@@ -240,6 +257,10 @@ func dispatch(ctx context.Context, cfg *config, args []string) error {
 func (cfg *config) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("buscat", flag.ContinueOnError)
 	fs.StringVar(&cfg.url, "url", cfg.url, "Redis `URL` (also $REDIS_URL)")
+	fs.StringVar(&cfg.cacert, "cacert", "", "rediss://: verify the server's certificate with the CA certificates of `file` (PEM)")
+	fs.StringVar(&cfg.cert, "cert", "", "rediss://: present the client certificate of `file` (PEM), with -key")
+	fs.StringVar(&cfg.key, "key", "", "rediss://: the private key of -cert, in `file` (PEM)")
+	fs.BoolVar(&cfg.insecure, "insecure", false, "rediss://: do not verify the server's certificate (also needed for skip_verify=true in the URL)")
 	fs.StringVar(&cfg.prefix, "prefix", cfg.prefix, "channel `prefix` of the bridged topics: topic T is channel prefix+T")
 	fs.BoolVar(&cfg.envelope, "envelope", false, "pub: send Busline envelopes (source, sequence, content type) instead of the payload's bytes alone")
 	fs.StringVar(&cfg.typ, "type", cfg.typ, "pub -envelope: the envelope's content `type`: auto, text, json or bytes")

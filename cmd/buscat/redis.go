@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/busline/bus/internal/redisurl"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -16,12 +20,12 @@ const (
 	closeTimeout   = 10 * time.Second
 )
 
-// connect returns a client for cfg.url that has answered a PING. A URL
-// redis.ParseURL rejects is a usage error.
+// connect returns a client for cfg.url and the TLS flags that has
+// answered a PING. A bad URL or TLS flag is a usage error.
 func connect(ctx context.Context, cfg *config) (*redis.Client, error) {
-	opts, err := redis.ParseURL(cfg.url)
+	opts, err := clientOptions(cfg)
 	if err != nil {
-		return nil, usagef("bad -url %q: %v", cfg.url, err)
+		return nil, err
 	}
 	rdb := redis.NewClient(opts)
 	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
@@ -43,4 +47,50 @@ func connect(ctx context.Context, cfg *config) (*redis.Client, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("connecting to Redis at %s: %w", opts.Addr, ctx.Err())
 	}
+}
+
+// clientOptions returns the options of cfg.url with the TLS flags
+// applied; the errors are usage errors and never hold the password. It
+// warns on stderr when the server's certificate is not verified.
+func clientOptions(cfg *config) (*redis.Options, error) {
+	parse := redisurl.Parse // refuses skip_verify=true
+	if cfg.insecure {
+		parse = redisurl.ParseInsecure
+	}
+	opts, err := parse(cfg.url)
+	if err != nil {
+		return nil, usagef("-url: %v (-insecure accepts skip_verify=true)", err)
+	}
+	if opts.TLSConfig == nil {
+		if cfg.cacert != "" || cfg.cert != "" || cfg.key != "" || cfg.insecure {
+			return nil, usagef("-cacert, -cert, -key and -insecure need a rediss:// URL")
+		}
+		return opts, nil
+	}
+	if cfg.insecure {
+		opts.TLSConfig.InsecureSkipVerify = true
+		warn(cfg, "buscat: warning: -insecure: the server's TLS certificate is not verified: anyone on the network path can pose as the server and read what is sent, password included\n")
+	}
+	if cfg.cacert != "" {
+		pem, err := os.ReadFile(cfg.cacert)
+		if err != nil {
+			return nil, usagef("-cacert: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usagef("-cacert %s: no PEM certificate in it", cfg.cacert)
+		}
+		opts.TLSConfig.RootCAs = pool
+	}
+	switch {
+	case cfg.cert != "" && cfg.key != "":
+		cert, err := tls.LoadX509KeyPair(cfg.cert, cfg.key)
+		if err != nil {
+			return nil, usagef("-cert, -key: %v", err)
+		}
+		opts.TLSConfig.Certificates = []tls.Certificate{cert}
+	case cfg.cert != "" || cfg.key != "":
+		return nil, usagef("-cert and -key go together: give both")
+	}
+	return opts, nil
 }

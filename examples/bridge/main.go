@@ -34,6 +34,7 @@ import (
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redisurl"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -63,9 +64,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bridge: unexpected argument %q\n", fs.Arg(0))
 		os.Exit(2)
 	}
-	opts, err := redis.ParseURL(*url)
+	// redisurl.Parse is redis.ParseURL with errors that never hold the
+	// password (go-redis's quote the URL), refusing skip_verify=true.
+	opts, err := redisurl.Parse(*url)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bridge: bad -redis URL:", err)
+		fmt.Fprintln(os.Stderr, "bridge: -redis:", err)
 		os.Exit(2)
 	}
 	// go-redis logs every failed dial on its own; the errors that matter

@@ -123,7 +123,8 @@ func TestErrors(t *testing.T) {
 		status int
 		want   string // in stderr
 	}{
-		{[]string{"-redis", "http://x"}, 2, "bad -redis URL"},
+		{[]string{"-redis", "http://x"}, 2, "-redis: bad Redis URL"},
+		{[]string{"-redis", "rediss://127.0.0.1:1?skip_verify=true"}, 2, "skip_verify=true turns off"},
 		{[]string{"now"}, 2, `unexpected argument "now"`},
 		{[]string{"-redis", "redis://" + refused}, 1, "instance-a: cannot reach Redis at " + refused + ": dial tcp"},
 		{[]string{"-redis", "redis://" + refused, "-name", "alice"}, 1, "alice: cannot reach Redis at " + refused},
@@ -136,4 +137,14 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%v: stderr %q, want one line saying %q", tc.args, s, tc.want)
 		}
 	}
+}
+
+// TestNoSecret checks that no password of -redis is printed, whatever is
+// wrong with it, in the demo and in the chat.
+func TestNoSecret(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	progtest.NoSecret(t, srv.Addr(), func(url string) *exec.Cmd { return exec.Command(program.Path(t), "-redis", url) })
+	progtest.NoSecret(t, srv.Addr(), func(url string) *exec.Cmd {
+		return exec.Command(program.Path(t), "-redis", url, "-name", "alice")
+	})
 }

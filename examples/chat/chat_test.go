@@ -12,20 +12,25 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/busline/bus"
+	"github.com/busline/bus/internal/progtest"
 	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 )
+
+// program is the chat built, for the tests that run it as a process; the
+// others call run.
+var program = progtest.New("chat")
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{})
-	goleak.VerifyTestMain(m)
+	progtest.Main(m, program) // goleak included
 }
 
 // waitTimeout bounds every wait; things normally happen in milliseconds.
@@ -105,6 +110,7 @@ func client(t *testing.T) *http.Client {
 // sseEvent is one Server-Sent Event.
 type sseEvent struct {
 	id, event, data string
+	retry           string // a retry: field before or in the event
 }
 
 // stream is an open /events stream.
@@ -155,6 +161,8 @@ func openStream(t *testing.T, c *http.Client, base string, rooms ...string) *str
 				e.event = value
 			case "data":
 				e.data += value
+			case "retry":
+				e.retry = value
 			}
 		}
 	}()
@@ -318,7 +326,7 @@ func TestAlone(t *testing.T) {
 // source and the time of its event, and that other payloads are skipped.
 func TestForeignMessage(t *testing.T) {
 	b := bus.New(nil)
-	srv := httptest.NewServer(NewServer(b, "x"))
+	srv := httptest.NewServer(NewServer(b, "x", nil))
 	t.Cleanup(srv.Close) // after the stream's cleanup: Close waits for it
 	s := openStream(t, client(t), srv.URL, "lobby")
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -370,39 +378,66 @@ func TestShutdownEndsStreams(t *testing.T) {
 	}
 }
 
-// TestHTTP checks the page and the answers to bad requests.
+// TestHTTP checks the page and the answers to bad requests. POSTs are
+// sent as JSON unless the case sets another Content-Type.
 func TestHTTP(t *testing.T) {
-	srv := httptest.NewServer(NewServer(bus.New(nil), "x"))
+	srv := httptest.NewServer(NewServer(bus.New(nil), "x", nil))
 	defer srv.Close()
 	c := client(t)
 	long := strings.Repeat("x", maxText+1)
 	rooms17 := strings.Repeat("room=a&", 17)
+	asJSON := []string{"Content-Type", "application/json"}
 	for _, tc := range []struct {
 		method, path, body string
 		status             int
-		want               string // in the body
+		want               string   // in the body
+		header             []string // name, value, ...
 	}{
-		{"GET", "/", "", 200, "new EventSource("},
-		{"GET", "/other", "", 404, ""},
-		{"GET", "/instance", "", 200, `{"name":"x"}`},
-		{"GET", "/status", "", 200, `{"state":"alone","text":"This instance is alone`},
-		{"GET", "/events", "", 400, "no room"},
-		{"GET", "/events?room=Lobby", "", 400, `bad room name \"Lobby\": want 1 to 32 of a-z 0-9 _ -`},
-		{"GET", "/events?room=a.b", "", 400, "bad room name"},
-		{"GET", "/events?" + rooms17, "", 400, "17 rooms"},
-		{"POST", "/rooms/lobby/messages", `{"from":"a","text":"hi"}`, 202, `"text":"hi"`},
-		{"POST", "/rooms/lob%20by/messages", `{"text":"hi"}`, 400, "bad room name"},
-		{"POST", "/rooms/" + strings.Repeat("a", 33) + "/messages", `{"text":"hi"}`, 400, "bad room name"},
-		{"POST", "/rooms/lobby/messages", `{"text":"  "}`, 400, "empty text"},
-		{"POST", "/rooms/lobby/messages", `{"text":"` + long + `"}`, 400, "text over"},
-		{"POST", "/rooms/lobby/messages", `{"text":"hi","admin":true}`, 400, "unknown field"},
-		{"POST", "/rooms/lobby/messages", `text=hi`, 400, "bad body"},
-		{"POST", "/rooms/lobby/messages", `{"text":"` + strings.Repeat("x", maxBody) + `"}`, 400, "too large"},
-		{"GET", "/rooms/lobby/messages", "", 405, ""},
+		{"GET", "/", "", 200, "new EventSource(", nil},
+		{"GET", "/other", "", 404, "", nil},
+		{"GET", "/instance", "", 200, `{"name":"x"}`, nil},
+		{"GET", "/status", "", 200, `{"state":"alone","text":"This instance is alone`, nil},
+		{"GET", "/events", "", 400, "no room", nil},
+		{"GET", "/events?room=Lobby", "", 400, `bad room name \"Lobby\": want 1 to 32 of a-z 0-9 _ -`, nil},
+		{"GET", "/events?room=a.b", "", 400, "bad room name", nil},
+		{"GET", "/events?" + rooms17, "", 400, "17 rooms", nil},
+		{"POST", "/rooms/lobby/messages", `{"from":"a","text":"hi"}`, 202, `"text":"hi"`, nil},
+		{"POST", "/rooms/lob%20by/messages", `{"text":"hi"}`, 400, "bad room name", nil},
+		{"POST", "/rooms/" + strings.Repeat("a", 33) + "/messages", `{"text":"hi"}`, 400, "bad room name", nil},
+		{"POST", "/rooms/lobby/messages", `{"text":"  "}`, 400, "empty text", nil},
+		{"POST", "/rooms/lobby/messages", `{"text":"` + long + `"}`, 400, "text over", nil},
+		{"POST", "/rooms/lobby/messages", `{"text":"hi","admin":true}`, 400, "unknown field", nil},
+		{"POST", "/rooms/lobby/messages", `text=hi`, 400, "bad body", nil},
+		{"POST", "/rooms/lobby/messages", `{"text":"` + strings.Repeat("x", maxBody) + `"}`, 400, "too large", nil},
+		{"GET", "/rooms/lobby/messages", "", 405, "", nil},
+		{"POST", "/rooms/lobby/messages", `{"text":"a\u0000b"}`, 400, "text with control characters", nil},
+		{"POST", "/rooms/lobby/messages", `{"from":"a\nb","text":"hi"}`, 400, "name with control characters", nil},
+		{"POST", "/rooms/lobby/messages", `{"text":"two\nlines\tand a tab"}`, 202, `"text":"two\nlines\tand a tab"`, nil},
+		// A cross-origin form or fetch: browsers send text/plain without
+		// asking first.
+		{"POST", "/rooms/lobby/messages", `{"text":"hi"}`, 415, "want Content-Type: application/json", []string{"Content-Type", "text/plain"}},
+		{"POST", "/rooms/lobby/messages", `{"text":"hi"}`, 415, "want Content-Type: application/json", []string{"Content-Type", ""}},
+		{"POST", "/rooms/lobby/messages", `{"text":"hi"}`, 202, `"text":"hi"`, []string{"Content-Type", "application/json; charset=utf-8"}},
+		{"POST", "/rooms/lobby/messages", `{"text":"hi"}`, 403, "", append(asJSON, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")},
+		// DNS rebinding: a page of another domain that resolves here.
+		{"GET", "/", "", 421, `this chat does not answer for the host \"evil.example:80\"`, []string{"Host", "evil.example:80"}},
+		{"POST", "/rooms/lobby/messages", `{"text":"hi"}`, 421, "does not answer", append(asJSON, "Host", "evil.example")},
+		{"GET", "/status", "", 200, `"state":"alone"`, []string{"Host", "LocalHost.:8080"}},
+		{"GET", "/status", "", 200, `"state":"alone"`, []string{"Host", "[::1]:8080"}},
 	} {
 		req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if tc.method == "POST" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for i := 0; i < len(tc.header); i += 2 {
+			if tc.header[i] == "Host" {
+				req.Host = tc.header[i+1]
+			} else {
+				req.Header.Set(tc.header[i], tc.header[i+1])
+			}
 		}
 		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		resp, err := c.Do(req)
@@ -432,7 +467,8 @@ func TestFlags(t *testing.T) {
 	}{
 		{[]string{"-port", "1"}, true, "-port"},
 		{[]string{"extra"}, true, `"extra"`},
-		{[]string{"-redis", "http://x"}, true, "bad -redis URL"},
+		{[]string{"-redis", "http://x"}, true, "-redis: bad Redis URL"},
+		{[]string{"-redis", "rediss://127.0.0.1:1?skip_verify=true"}, true, "skip_verify=true turns off"},
 		{[]string{"-redis", "redis://" + refused}, false, "cannot reach Redis at " + refused},
 		{[]string{"-addr", "256.0.0.1:0"}, false, "listen"},
 	} {
@@ -441,4 +477,13 @@ func TestFlags(t *testing.T) {
 			t.Errorf("run(%v) = %v, want an error saying %q (usage %v)", tc.args, err, tc.want, tc.usage)
 		}
 	}
+}
+
+// TestNoSecret checks that no password of -redis is printed, whatever is
+// wrong with it.
+func TestNoSecret(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	progtest.NoSecret(t, srv.Addr(), func(url string) *exec.Cmd {
+		return exec.Command(program.Path(t), "-addr", "127.0.0.1:0", "-redis", url)
+	})
 }

@@ -20,6 +20,14 @@
 // posts to it. The page shows whether Redis is reachable and says when
 // messages may have been missed (a reconnect, a gap reported by the bridge).
 //
+// It is hardened as a program to copy: messages from Redis are checked
+// field by field (anyone who may PUBLISH there can write anything), the
+// streams are capped (-max-streams, -max-streams-per-client), slow clients
+// cut off (-read-timeout), posts must be JSON and same-origin, the Host
+// header must be allowed (-allowed-hosts, against DNS rebinding), and with
+// a -signing-key (better: $CHAT_SIGNING_KEY) only instances that have it
+// can post. The Redis URL's password is never printed.
+//
 // See README.md in this directory for the HTTP API and the browser test.
 package main
 
@@ -34,11 +42,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/busline/bus"
 	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redisurl"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -52,6 +63,8 @@ const (
 	// watchInterval is how often the link looks at the bridge's outbox
 	// while exports are held.
 	watchInterval = 250 * time.Millisecond
+	// idleTimeout closes kept-alive connections with no request.
+	idleTimeout = time.Minute
 )
 
 func main() {
@@ -79,6 +92,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	redisURL := fs.String("redis", "", "Redis `URL` shared by the instances; empty: this instance alone")
 	prefix := fs.String("prefix", "", "Redis channel `prefix`: room R is channel prefix+\"chat.\"+R")
 	name := fs.String("name", "", "`name` of this instance in the messages posted on it (default: the address)")
+	hosts := fs.String("allowed-hosts", "", "comma-separated `hosts` the pages may be opened as (default: localhost, 127.0.0.1, ::1 and the host of -addr)")
+	var opts Options
+	fs.IntVar(&opts.MaxStreams, "max-streams", 1000, "open message streams at most, in all")
+	fs.IntVar(&opts.MaxStreamsPerClient, "max-streams-per-client", 10, "open message streams at most from one IP address")
+	readTimeout := fs.Duration("read-timeout", 10*time.Second, "time a client has to send a request, body included")
+	signingKey := fs.String("signing-key", os.Getenv("CHAT_SIGNING_KEY"), "with -redis: `key` (16 bytes or more) signing the messages between instances, and refusing the others; prefer $CHAT_SIGNING_KEY, which ps does not show")
+	mon := addMonitorFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -88,16 +108,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
+	switch {
+	case len(*name) > maxName || !printable(*name, ""):
+		return fmt.Errorf("%w: -name: at most %d bytes, printable", errUsage, maxName)
+	case opts.MaxStreams < 1 || opts.MaxStreamsPerClient < 1:
+		return fmt.Errorf("%w: -max-streams and -max-streams-per-client must be 1 or more", errUsage)
+	case *readTimeout <= 0:
+		return fmt.Errorf("%w: -read-timeout must be positive", errUsage)
+	case *signingKey != "" && len(*signingKey) < 16:
+		return fmt.Errorf("%w: -signing-key: 16 bytes or more", errUsage)
+	}
 	var ropts *redis.Options
 	if *redisURL != "" {
 		var err error
-		if ropts, err = redis.ParseURL(*redisURL); err != nil {
-			return fmt.Errorf("%w: bad -redis URL: %v", errUsage, err)
+		// redisurl.Parse is redis.ParseURL with errors that never hold
+		// the password (go-redis's quote the URL), refusing skip_verify=true.
+		if ropts, err = redisurl.Parse(*redisURL); err != nil {
+			return fmt.Errorf("%w: -redis: %v", errUsage, err)
 		}
 	}
 	logger := log.New(stderr, "chat: ", 0)
 
-	b := bus.New(&bus.Options{OnError: func(err error) { logger.Print(err) }})
+	b := bus.New(&bus.Options{OnError: mon.onError(func(err error) { logger.Print(err) })})
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
@@ -123,7 +155,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	if *name == "" {
 		*name = l.Addr().String()
 	}
-	srv := NewServer(b, *name)
+	opts.AllowedHosts = allowedHosts(*hosts, l.Addr())
+	srv := NewServer(b, *name, &opts)
 
 	if ropts != nil {
 		rdb := redis.NewClient(ropts)
@@ -145,15 +178,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 			Prefix: *prefix,
 			// Every room, both ways, as JSON: subscribers on every
 			// instance get a *Message.
-			Routes: []bridge.Route{{Pattern: topicPrefix + "*", Codec: bridge.JSON[*Message]()}},
-			OnError: func(err error) {
+			Routes: []bridge.Route{{Pattern: topicPrefix + "*", Codec: newMessageCodec()}},
+			// With a key, only instances that have it can post: the
+			// bridge drops unsigned and forged messages (and reports
+			// them, which the pages note). Without, anyone who may
+			// PUBLISH on Redis can pass for any instance.
+			SigningKey: signingKeyBytes(*signingKey),
+			OnError: mon.onError(func(err error) {
 				logger.Print(err)
 				lk.report(err)
-			},
+			}),
 		})
 		if err != nil {
 			return err
 		}
+		mon.addBridge(br)
 		defer func() {
 			closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
@@ -184,7 +223,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 	if _, err := fmt.Fprintf(stdout, "chat instance %q on %s/?rooms=lobby (%s)\n", *name, url, shared); err != nil {
 		return fmt.Errorf("writing to stdout: %w", err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	handler, err := mon.handler(srv, b, l.Addr())
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler: handler,
+		// A client that sends its request slowly holds a connection and a
+		// goroutine: cut it off. No WriteTimeout, which would end the
+		// streams; ReadTimeout does not, as net/http lifts the read
+		// deadline once a request's body is read.
+		ReadHeaderTimeout: *readTimeout,
+		ReadTimeout:       *readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    16 << 10,
+	}
 	done := make(chan error, 1)
 	served = true
 	go func() { done <- hs.Serve(l) }()
@@ -210,6 +263,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 		return err
 	}
 	return nil
+}
+
+// allowedHosts returns the hosts of the -allowed-hosts flag, or when it is
+// empty the DefaultHosts and the host of the listening address (unless it
+// is all interfaces: then clients' names for the machine must be listed).
+func allowedHosts(flag string, listen net.Addr) []string {
+	if flag != "" {
+		return strings.Split(flag, ",")
+	}
+	hosts := DefaultHosts
+	if tcp, ok := listen.(*net.TCPAddr); ok && !tcp.IP.IsUnspecified() {
+		hosts = append(slices.Clip(hosts), tcp.IP.String())
+	}
+	return hosts
+}
+
+// signingKeyBytes returns key as bytes, nil when empty: the bridge takes
+// an empty but non-nil key as a key.
+func signingKeyBytes(key string) []byte {
+	if key == "" {
+		return nil
+	}
+	return []byte(key)
 }
 
 // quietLogger discards go-redis's internal log lines.

@@ -1,18 +1,19 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/busline/bus"
 )
@@ -26,30 +27,31 @@ var page []byte
 // Limits on what clients send.
 const (
 	maxBody     = 8 << 10 // bytes of a POST body
-	maxText     = 2000    // bytes of a message's text
-	maxFrom     = 40      // bytes of a sender's name
 	maxRooms    = 16      // rooms one stream follows
 	streamQueue = 256     // messages waiting for a slow stream before it is cut
 )
 
-// roomName is what a room may be called: one topic segment, so that
-// "chat."+room is a plain topic.
-var roomName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+// Options configures a Server. A nil *Options means all zero values.
+type Options struct {
+	// AllowedHosts are the host names (or IP addresses) that requests
+	// may give in their Host header, port aside; others get 421. Without
+	// the check, a web page of an attacker's domain that later resolves to
+	// this server's address (DNS rebinding) could read the rooms and post
+	// in them. Nil means DefaultHosts.
+	AllowedHosts []string
 
-// topicPrefix makes a room's topic: room "lobby" is topic "chat.lobby".
-const topicPrefix = "chat."
-
-// Message is a chat message: the payload of the events of the room topics,
-// published on the local bus as a *Message and carried between instances
-// as JSON by the bridge (bridge.JSON[*Message]).
-type Message struct {
-	ID   string    `json:"id"`   // unique: the posting instance and its counter
-	Room string    `json:"room"` // without "chat."
-	From string    `json:"from"`
-	Text string    `json:"text"`
-	Time time.Time `json:"time"`
-	Via  string    `json:"via"` // the instance it was posted on
+	// MaxStreams caps the streams open at once, MaxStreamsPerClient
+	// those of one client IP address: each holds a goroutine, a queue and
+	// buffers (about 50 KB). Beyond them a stream is refused with 503 and
+	// 429, with a Retry-After. Behind a reverse proxy every client has the
+	// proxy's address: raise MaxStreamsPerClient, or cap there. Zero means
+	// 1000 and 10.
+	MaxStreams, MaxStreamsPerClient int
 }
+
+// DefaultHosts are the names of this machine for itself: the hosts a
+// Server accepts when Options.AllowedHosts is nil.
+var DefaultHosts = []string{"localhost", "127.0.0.1", "::1"}
 
 // Server serves the chat: the page, the message stream of the rooms a
 // client follows (Server-Sent Events), and the posting of messages. Rooms
@@ -58,14 +60,19 @@ type Message struct {
 // Notify). Create it with NewServer; all methods are safe for concurrent
 // use.
 type Server struct {
-	bus  *bus.Bus
-	name string
-	mux  *http.ServeMux
-	seq  atomic.Uint64 // numbers the messages posted here
+	bus     *bus.Bus
+	name    string
+	hosts   map[string]bool // Options.AllowedHosts, lower case
+	handler http.Handler    // the routes, behind cross-origin protection
+	seq     atomic.Uint64   // numbers the messages posted here
 
-	mu        sync.Mutex // protects status and followers
+	maxStreams, maxPerClient int
+
+	mu        sync.Mutex // protects status, followers and clients
 	status    Status
 	followers map[*follower]struct{}
+	clients   map[string]int // open streams by client IP; their sum: streams
+	streams   int
 
 	done      chan struct{} // closed by Close: streams end
 	closeOnce sync.Once
@@ -74,28 +81,46 @@ type Server struct {
 var _ http.Handler = (*Server)(nil)
 
 // NewServer returns a Server for the rooms of b, calling itself name in the
-// messages posted on it. Its status is StateAlone until SetStatus says
-// otherwise.
-func NewServer(b *bus.Bus, name string) *Server {
-	s := &Server{
-		bus:       b,
-		name:      name,
-		mux:       http.NewServeMux(),
-		status:    Status{State: StateAlone, Text: "This instance is alone: no Redis, no other instances.", Since: time.Now().UTC()},
-		followers: map[*follower]struct{}{},
-		done:      make(chan struct{}),
+// messages posted on it, configured by opts (nil means the defaults). Its
+// status is StateAlone until SetStatus says otherwise.
+func NewServer(b *bus.Bus, name string, opts *Options) *Server {
+	var o Options
+	if opts != nil {
+		o = *opts
 	}
-	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	if o.AllowedHosts == nil {
+		o.AllowedHosts = DefaultHosts
+	}
+	s := &Server{
+		bus:          b,
+		name:         name,
+		hosts:        map[string]bool{},
+		maxStreams:   cmp.Or(o.MaxStreams, 1000),
+		maxPerClient: cmp.Or(o.MaxStreamsPerClient, 10),
+		status:       Status{State: StateAlone, Text: "This instance is alone: no Redis, no other instances.", Since: time.Now().UTC()},
+		followers:    map[*follower]struct{}{},
+		clients:      map[string]int{},
+		done:         make(chan struct{}),
+	}
+	for _, h := range o.AllowedHosts {
+		s.hosts[strings.ToLower(h)] = true
+	}
+	mux := http.NewServeMux()
+	// Browsers send cross-origin POSTs of forms and of text/plain without
+	// asking first: CrossOriginProtection refuses them (403) by their
+	// Sec-Fetch-Site and Origin headers, and post requires JSON too.
+	s.handler = http.NewCrossOriginProtection().Handler(mux)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		// An error means the client went away: nothing left to do.
 		_, _ = w.Write(page)
 	})
-	s.mux.HandleFunc("GET /events", s.stream)
-	s.mux.HandleFunc("POST /rooms/{room}/messages", s.post)
-	s.mux.HandleFunc("GET /instance", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /events", s.stream)
+	mux.HandleFunc("POST /rooms/{room}/messages", s.post)
+	mux.HandleFunc("GET /instance", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"name": s.name})
 	})
-	s.mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Status())
 	})
 	return s
@@ -108,8 +133,32 @@ func NewServer(b *bus.Bus, name string) *Server {
 //	GET  /status                    the Status, as JSON
 //	GET  /events?room=a&room=b      the messages of the rooms, as SSE
 //	POST /rooms/{room}/messages     {"from": "...", "text": "..."} posts a message
+//
+// A request whose Host is not allowed (Options.AllowedHosts) gets 421.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mux.ServeHTTP(w, r)
+	s.guard(s.handler).ServeHTTP(w, r)
+}
+
+// guard returns h behind the Host check of ServeHTTP, for handlers mounted
+// beside the Server, such as the monitoring page.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hostAllowed(r.Host) {
+			httpError(w, http.StatusMisdirectedRequest, "this chat does not answer for the host %q: see -allowed-hosts", r.Host)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// hostAllowed reports whether host, a Host header ("name", "name:port",
+// "[::1]:port"), names an allowed host.
+func (s *Server) hostAllowed(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	return s.hosts[strings.ToLower(host)]
 }
 
 // Close ends every message stream, so that http.Server.Shutdown does not
@@ -150,14 +199,6 @@ func (s *Server) Notify(n Notice) {
 	}
 }
 
-// checkRoom returns an error saying what is wrong with a room name, or nil.
-func checkRoom(room string) error {
-	if !roomName.MatchString(room) {
-		return fmt.Errorf("bad room name %q: want 1 to 32 of a-z 0-9 _ -, starting with a letter or digit", room)
-	}
-	return nil
-}
-
 // post publishes a message to a room. It answers 202 with the message once
 // the local bus has delivered it: local streams have it, and the bridge has
 // queued it for the other instances.
@@ -165,6 +206,13 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
 	if err := checkRoom(room); err != nil {
 		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	// A browser sends a cross-origin POST of text/plain without asking
+	// the server first (no CORS preflight); one of application/json it
+	// asks first, and this server answers no such preflight.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		httpError(w, http.StatusUnsupportedMediaType, "want Content-Type: application/json")
 		return
 	}
 	var in struct {
@@ -177,29 +225,23 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "bad body: want {\"from\": \"...\", \"text\": \"...\"}: %v", err)
 		return
 	}
-	in.From, in.Text = strings.TrimSpace(in.From), strings.TrimSpace(in.Text)
-	switch {
-	case in.Text == "":
-		httpError(w, http.StatusBadRequest, "empty text")
-		return
-	case len(in.Text) > maxText || len(in.From) > maxFrom:
-		httpError(w, http.StatusBadRequest, "text over %d bytes or name over %d bytes", maxText, maxFrom)
-		return
-	case !utf8.ValidString(in.Text) || !utf8.ValidString(in.From):
-		httpError(w, http.StatusBadRequest, "text and name must be UTF-8")
-		return
-	}
-	if in.From == "" {
-		in.From = "anonymous"
-	}
 	m := &Message{
-		ID:   fmt.Sprintf("%s-%d", s.name, s.seq.Add(1)),
 		Room: room,
-		From: in.From,
-		Text: in.Text,
+		From: strings.TrimSpace(in.From),
+		Text: strings.TrimSpace(in.Text),
 		Time: time.Now().UTC(),
 		Via:  s.name,
 	}
+	if m.From == "" {
+		m.From = "anonymous"
+	}
+	// The checks of messages from other instances, so that what this
+	// instance sends passes them there.
+	if err := m.check(); err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	m.ID = fmt.Sprintf("%s-%d", s.name, s.seq.Add(1))
 	if err := s.bus.Publish(r.Context(), topicPrefix+room, m); err != nil {
 		httpError(w, http.StatusServiceUnavailable, "publish: %v", err)
 		return
@@ -260,6 +302,20 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+
+	client, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		client = r.RemoteAddr
+	}
+	if status, err := s.reserveStream(client); err != nil {
+		w.Header().Set("Retry-After", "10")
+		// Close the connection too: kept alive, a refused client's would
+		// hold its buffers (about 20 KB) until the idle timeout.
+		w.Header().Set("Connection", "close")
+		httpError(w, status, "%v", err)
+		return
+	}
+	defer s.releaseStream(client)
 
 	f := &follower{rooms: map[string]bool{}, queue: make(chan sse, streamQueue), slow: make(chan struct{})}
 	handler := func(_ context.Context, e bus.Event) {
@@ -336,6 +392,33 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// reserveStream counts a stream of client, or returns the status and the
+// error to refuse it with: 503 when MaxStreams are open, 429 when
+// MaxStreamsPerClient of client are.
+func (s *Server) reserveStream(client string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.streams >= s.maxStreams:
+		return http.StatusServiceUnavailable, fmt.Errorf("%d streams open, the most this instance serves: try again later", s.streams)
+	case s.clients[client] >= s.maxPerClient:
+		return http.StatusTooManyRequests, fmt.Errorf("%d streams open from your address, the most it may have: close some", s.clients[client])
+	}
+	s.streams++
+	s.clients[client]++
+	return 0, nil
+}
+
+// releaseStream uncounts a stream of client.
+func (s *Server) releaseStream(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.streams--
+	if s.clients[client]--; s.clients[client] == 0 {
+		delete(s.clients, client)
+	}
+}
+
 // writeSSE writes one event. Its data is JSON, which has no raw newlines:
 // it fits on one "data:" line.
 func writeSSE(w io.Writer, e sse) error {
@@ -352,36 +435,6 @@ func writeSSE(w io.Writer, e sse) error {
 	}
 	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e.name, data)
 	return err
-}
-
-// fromEvent returns the message of a room event. A message published by
-// another program, such as `buscat pub -envelope chat.lobby '{"from":"cli","text":"hi"}'`,
-// may lack fields this program sets: they are filled in from the event, on a
-// copy, since payloads are shared by every subscriber. It returns nil for a
-// payload that is not a *Message.
-func fromEvent(e bus.Event) *Message {
-	m, ok := e.Payload.(*Message)
-	if !ok || m == nil {
-		return nil
-	}
-	if m.Room != "" && m.ID != "" && m.Via != "" && !m.Time.IsZero() {
-		return m
-	}
-	c := *m
-	c.Room = strings.TrimPrefix(e.Topic, topicPrefix)
-	if c.Via == "" && e.Meta != nil {
-		c.Via = e.Meta.Source
-	}
-	if c.ID == "" && e.Meta != nil {
-		c.ID = fmt.Sprintf("%s-%d", e.Meta.Source, e.Meta.Seq)
-	}
-	if c.Time.IsZero() && e.Meta != nil {
-		c.Time = e.Meta.Time
-	}
-	if c.From == "" {
-		c.From = "anonymous"
-	}
-	return &c
 }
 
 // httpError answers with status and a JSON error message.

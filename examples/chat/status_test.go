@@ -172,7 +172,7 @@ func TestPrefix(t *testing.T) {
 // TestLinkReports feeds the link errors as a bridge reports them and
 // checks what the streams following lobby and dev are sent.
 func TestLinkReports(t *testing.T) {
-	s := NewServer(bus.New(nil), "x")
+	s := NewServer(bus.New(nil), "x", nil)
 	hs := httptest.NewServer(s)
 	t.Cleanup(hs.Close)
 	c := client(t)

@@ -43,7 +43,8 @@ func run(ctx context.Context) (err error) {
 	}
 	opt, err := redis.ParseURL(url) // redis://user:password@host:port/db; rediss:// for TLS
 	if err != nil {
-		return err
+		// Its error quotes the URL, password included: print neither.
+		return errors.New("REDIS_URL is not a valid Redis URL (not shown: it may hold a password)")
 	}
 	// go-redis v9 speaks RESP3 (Protocol: 3) by default: nothing to set.
 	// The bridge never closes your client.

@@ -161,3 +161,14 @@ func TestNoRedis(t *testing.T) {
 		t.Errorf("output does not say why:\n%s", out)
 	}
 }
+
+// TestNoSecret checks that no password of REDIS_URL is printed, whatever
+// is wrong with it.
+func TestNoSecret(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	progtest.NoSecret(t, srv.Addr(), func(url string) *exec.Cmd {
+		cmd := exec.Command(program.Path(t))
+		cmd.Env = append(os.Environ(), "REDIS_URL="+url)
+		return cmd
+	})
+}

@@ -50,6 +50,7 @@ import (
 
 	"github.com/busline/bus"
 	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/internal/redisurl"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -137,9 +138,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *role != "listener" && *role != "publisher" {
 		return fmt.Errorf("%w: -role must be listener or publisher, not %q", errUsage, *role)
 	}
-	opts, err := redis.ParseURL(*redisURL)
+	// redisurl.Parse is redis.ParseURL with errors that never hold the
+	// password (go-redis's quote the URL), refusing skip_verify=true.
+	opts, err := redisurl.Parse(*redisURL)
 	if err != nil {
-		return fmt.Errorf("%w: bad -redis URL: %v", errUsage, err)
+		return fmt.Errorf("%w: -redis: %v", errUsage, err)
 	}
 	// ParseURL leaves Options.Protocol at 0, which go-redis v9 takes as
 	// RESP3; the bridge works with either protocol and needs nothing set.

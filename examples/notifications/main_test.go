@@ -139,7 +139,8 @@ func TestFlagErrors(t *testing.T) {
 		{"envelope without redis", []string{"-envelope"}, true, "-envelope needs -redis"},
 		{"bad role", []string{"-redis", "redis://127.0.0.1:1", "-role", "both"}, true, `not "both"`},
 		{"no role", []string{"-redis", "redis://127.0.0.1:1"}, true, "-role must be"},
-		{"bad url", []string{"-redis", "http://127.0.0.1", "-role", "listener"}, true, "bad -redis URL"},
+		{"bad url", []string{"-redis", "http://127.0.0.1", "-role", "listener"}, true, "-redis: bad Redis URL"},
+		{"skip_verify", []string{"-redis", "rediss://127.0.0.1:1?skip_verify=true", "-role", "listener"}, true, "skip_verify=true turns off"},
 		{"unknown flag", []string{"-verbose"}, true, "-verbose"},
 		{"extra argument", []string{"now"}, true, `"now"`},
 		{"unreachable", []string{"-redis", "redis://" + refused, "-role", "publisher"}, false, "cannot reach Redis at " + refused},
@@ -679,4 +680,15 @@ func needPython(t *testing.T) string {
 	}
 	t.Skip("no python3 with redis-py (apt-get install python3-redis)")
 	return ""
+}
+
+// TestNoSecret checks that no password of -redis is printed, whatever is
+// wrong with it, for either role.
+func TestNoSecret(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	for _, role := range []string{"listener", "publisher"} {
+		progtest.NoSecret(t, srv.Addr(), func(url string) *exec.Cmd {
+			return exec.Command(built(t), "-redis", url, "-role", role)
+		})
+	}
 }

@@ -160,3 +160,34 @@ func TestRun(t *testing.T) {
 		t.Errorf("a program that cannot start: status %d, err %v; want -1 and an error", status, err)
 	}
 }
+
+// errorfTB records Errorf.
+type errorfTB struct {
+	testing.TB
+	msgs []string
+}
+
+func (e *errorfTB) Helper() {}
+func (e *errorfTB) Errorf(format string, args ...any) {
+	e.msgs = append(e.msgs, fmt.Sprintf(format, args...))
+}
+
+// TestNoSecret checks that NoSecret fails a program that prints its URL
+// or exits 0, and passes one that does neither.
+func TestNoSecret(t *testing.T) {
+	for _, tc := range []struct {
+		script string
+		fail   bool
+	}{
+		{`echo "bad URL $1" >&2; exit 2`, true},
+		{`echo "bad URL $1"; exit 2`, true},
+		{`echo "bad URL" >&2; exit 0`, true},
+		{`echo "bad URL" >&2; exit 2`, false},
+	} {
+		rec := &errorfTB{TB: t}
+		NoSecret(rec, "127.0.0.1:1", func(url string) *exec.Cmd { return exec.Command("sh", "-c", tc.script, "sh", url) })
+		if failed := len(rec.msgs) > 0; failed != tc.fail {
+			t.Errorf("%q: failed %v (%q), want %v", tc.script, failed, rec.msgs, tc.fail)
+		}
+	}
+}

@@ -21,7 +21,12 @@ type Export struct {
 	At          int64  // unix nanoseconds, when it was exported
 	Seq         uint64 // per (source, channel), set by Outbox.Push; 0 on raw routes
 	Raw         bool
-	Echo        bool // remember it for echo suppression when it is sent
+	Echo        bool  // remember it for echo suppression when it is sent
+	Route       int32 // the index of its route, for the route's counters
+	// NoSeq leaves an enveloped export unnumbered (Seq 0): a reply, the
+	// one message of a channel of its own, which would otherwise fill the
+	// sequence counters of sender and receivers with one-off channels.
+	NoSeq bool
 }
 
 // Size is what it counts for in an outbox's byte bound.
@@ -89,7 +94,7 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 		o.popLocked()
 		dropped++
 	}
-	if !it.Raw {
+	if !it.Raw && !it.NoSeq {
 		it.Seq = o.seqs.Next(it.Channel)
 	}
 	o.q.push(it)
