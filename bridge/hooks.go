@@ -69,9 +69,7 @@ func (br *Bridge) hookInfo(r *route, topic, key string) HookInfo {
 	info := HookInfo{Pattern: r.Pattern, Delivery: r.Delivery, Raw: r.Raw, Destination: key}
 	if r.durable() {
 		if key == "" {
-			if x := br.st.exports[r]; x != nil {
-				info.Destination = x.r.key
-			}
+			info.Destination = br.streamKey(r)
 		}
 		if r.Delivery == Group {
 			info.Group = r.Group
