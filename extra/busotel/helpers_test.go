@@ -228,7 +228,7 @@ func (r *received) wait(t testing.TB, n int) []bus.Event {
 func subscribe(t testing.TB, in *instance, tr *tracing, pattern, name string) *received {
 	t.Helper()
 	r := &received{}
-	opts := &bus.SubscribeOptions{}
+	opts := &bus.SubscribeOptions{Name: name}
 	if tr != nil {
 		opts.Middleware = []bus.Middleware{tr.tel.Middleware(name)}
 	}

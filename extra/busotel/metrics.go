@@ -2,12 +2,16 @@ package busotel
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/embedded"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 )
 
@@ -45,13 +49,13 @@ func observe[S any](m metric.Meter, stats []stat[S], read func() S, extra []attr
 		}
 		observables[i] = insts[i]
 	}
-	// The attribute sets of each value, made once: a stat's values come
-	// in the same order at every reading.
+	// The attribute sets of each value, made once from a first reading:
+	// a stat's values come in the same order at every reading.
 	base := attrs(extra...)
 	sets := make([][]metric.ObserveOption, len(stats))
-	var zero S
+	sample := read()
 	for i, s := range stats {
-		for _, v := range s.values(&zero) {
+		for _, v := range s.values(&sample) {
 			sets[i] = append(sets[i], metric.WithAttributeSet(attribute.NewSet(append(append([]attribute.KeyValue(nil), base...), v.attrs...)...)))
 		}
 	}
@@ -94,6 +98,86 @@ var busStats = []stat[bus.Stats]{
 		values: func(s *bus.Stats) []value { return one(uint64(s.Queued)) }}, //nolint:gosec // never negative
 }
 
+// subscriptionStats are the instruments of ObserveBus per subscription
+// name: the sums of the named subscriptions' SubscriptionStats by name.
+var subscriptionStats = []struct {
+	name, unit, desc string
+	gauge            bool
+	get              func(*bus.SubscriptionStats) int
+}{
+	{"busline.subscription.delivered", "{event}", "Events whose handling ended in the subscriptions' handlers.", false,
+		func(s *bus.SubscriptionStats) int { return int(s.Delivered) }}, //nolint:gosec // counts fit
+	{"busline.subscription.dropped", "{event}", "Events the subscriptions did not get (full queue, Close).", false,
+		func(s *bus.SubscriptionStats) int { return int(s.Dropped) }}, //nolint:gosec // counts fit
+	{"busline.subscription.failed", "{call}", "Handler calls of the subscriptions that failed.", false,
+		func(s *bus.SubscriptionStats) int { return int(s.Failed) }}, //nolint:gosec // counts fit
+	{"busline.subscription.dead_lettered", "{event}", "Events of the subscriptions dead-lettered.", false,
+		func(s *bus.SubscriptionStats) int { return int(s.DeadLettered) }}, //nolint:gosec // counts fit
+	{"busline.subscription.queue.depth", "{event}", "Events waiting in the subscriptions' queues.", true,
+		func(s *bus.SubscriptionStats) int { return s.Queued }},
+	{"busline.subscription.queue.high_water", "{event}", "The largest the subscriptions' queues have been (summed by name).", true,
+		func(s *bus.SubscriptionStats) int { return s.HighWater }},
+}
+
+// observeSubscriptions registers the instruments of subscriptionStats over
+// the named subscriptions of b, summed by name: their number is the
+// number of names, which the code that subscribes fixes.
+func observeSubscriptions(m metric.Meter, b *bus.Bus, extra []attribute.KeyValue) (metric.Registration, error) {
+	insts := make([]metric.Int64Observable, len(subscriptionStats))
+	observables := make([]metric.Observable, len(subscriptionStats))
+	for i, s := range subscriptionStats {
+		var err error
+		if s.gauge {
+			insts[i], err = m.Int64ObservableUpDownCounter(s.name, metric.WithUnit(s.unit), metric.WithDescription(s.desc))
+		} else {
+			insts[i], err = m.Int64ObservableCounter(s.name, metric.WithUnit(s.unit), metric.WithDescription(s.desc))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("busotel: %w", err)
+		}
+		observables[i] = insts[i]
+	}
+	var mu sync.Mutex // protects sets: callbacks may run concurrently
+	sets := map[string]metric.ObserveOption{}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		sums := map[string][]int{}
+		var order []string
+		for _, sub := range b.Subscriptions() {
+			name := sub.Name()
+			if name == "" {
+				continue
+			}
+			sum := sums[name]
+			if sum == nil {
+				sum = make([]int, len(subscriptionStats))
+				sums[name] = sum
+				order = append(order, name)
+			}
+			st := sub.Stats()
+			for i, s := range subscriptionStats {
+				sum[i] += s.get(&st)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, name := range order {
+			set, ok := sets[name]
+			if !ok {
+				set = metric.WithAttributeSet(attribute.NewSet(attrs(append(slices.Clone(extra), semconv.MessagingDestinationSubscriptionName(name))...)...))
+				sets[name] = set
+			}
+			for i := range subscriptionStats {
+				o.ObserveInt64(insts[i], int64(sums[name][i]), set)
+			}
+		}
+		return nil
+	}, observables...)
+	if err != nil {
+		return nil, fmt.Errorf("busotel: %w", err)
+	}
+	return reg, nil
+}
+
 // ObserveBus registers instruments over b.Stats(), read once per
 // collection of the meter, with the attributes attrs (such as a name for b,
 // when one process has several buses) besides messaging.system:
@@ -102,11 +186,43 @@ var busStats = []stat[bus.Stats]{
 //	.dead_lettered, .abandoned (counters); busline.bus.subscriptions,
 //	busline.bus.queue.depth (gauges)
 //
+// and, per subscription name (SubscribeOptions.Name, in
+// messaging.destination.subscription.name; unnamed subscriptions are only
+// in the bus's totals, and subscriptions sharing a name are summed):
+//
+//	busline.subscription.delivered, .dropped, .failed, .dead_lettered
+//	(counters); busline.subscription.queue.depth, .queue.high_water (gauges)
+//
+// A subscription's counts leave the sums when it ends, so a name's
+// counters can go down: Prometheus's rate() takes that for a reset.
 // Published and the synchronous part of Delivered count only with
 // bus.Options.Stats. Unregister the registration when b is closed; a
 // closed bus keeps its last counts.
 func (t *Telemetry) ObserveBus(b *bus.Bus, attrs ...attribute.KeyValue) (metric.Registration, error) {
-	return observe(t.meter, busStats, b.Stats, attrs)
+	totals, err := observe(t.meter, busStats, b.Stats, attrs)
+	if err != nil {
+		return nil, err
+	}
+	subs, err := observeSubscriptions(t.meter, b, attrs)
+	if err != nil {
+		_ = totals.Unregister()
+		return nil, err
+	}
+	return registrations{rs: []metric.Registration{totals, subs}}, nil
+}
+
+// registrations unregisters several registrations as one.
+type registrations struct {
+	embedded.Registration
+	rs []metric.Registration
+}
+
+func (rs registrations) Unregister() error {
+	var errs []error
+	for _, r := range rs.rs {
+		errs = append(errs, r.Unregister())
+	}
+	return errors.Join(errs...)
 }
 
 var (
@@ -116,7 +232,9 @@ var (
 	opXREAD   = semconv.MessagingOperationName("xread")
 )
 
-func reason(r string) []attribute.KeyValue { return []attribute.KeyValue{attribute.String("busline.reason", r)} }
+func reason(r string) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("busline.reason", r)}
+}
 
 // bridgeStats are the instruments of ObserveBridge.
 var bridgeStats = []stat[bridge.Stats]{
@@ -180,6 +298,73 @@ var bridgeStats = []stat[bridge.Stats]{
 		values: func(s *bridge.Stats) []value { return one(s.StreamTrimmed) }},
 }
 
+// routeAttrs are the attributes of a route's values: its pattern, index
+// and delivery.
+func routeAttrs(r *bridge.RouteStats, kv ...attribute.KeyValue) []attribute.KeyValue {
+	return append([]attribute.KeyValue{attribute.String("busline.route", r.Pattern), attribute.Int("busline.route.index", r.Index),
+		attribute.String("busline.delivery", r.Delivery.String())}, kv...)
+}
+
+// perRoute returns one value per route, get's.
+func perRoute(rs *[]bridge.RouteStats, get func(*bridge.RouteStats) uint64, kv ...attribute.KeyValue) []value {
+	out := make([]value, len(*rs))
+	for i := range *rs {
+		r := &(*rs)[i]
+		out[i] = value{get(r), routeAttrs(r, kv...)}
+	}
+	return out
+}
+
+// routeStats are the instruments of ObserveBridge per route.
+var routeStats = []stat[[]bridge.RouteStats]{
+	{name: "busline.bridge.route.queued", unit: "{event}", desc: "Exports the route handed to its outbox.",
+		values: func(rs *[]bridge.RouteStats) []value {
+			return perRoute(rs, func(r *bridge.RouteStats) uint64 { return r.Queued })
+		}},
+	{name: "busline.bridge.route.exported", unit: "{event}", desc: "The route's events Redis accepted.",
+		values: func(rs *[]bridge.RouteStats) []value {
+			return perRoute(rs, func(r *bridge.RouteStats) uint64 { return r.Exported })
+		}},
+	{name: "busline.bridge.route.imported", unit: "{event}", desc: "The route's events published on the local bus.",
+		values: func(rs *[]bridge.RouteStats) []value {
+			return perRoute(rs, func(r *bridge.RouteStats) uint64 { return r.Imported })
+		}},
+	{name: "busline.bridge.route.errors", unit: "{event}",
+		desc: "The route's events lost, by reason: export_rejected, encode_error, decode_error, signature_rejected, import_dropped.",
+		values: func(rs *[]bridge.RouteStats) []value {
+			var out []value
+			for _, p := range []struct {
+				reason string
+				get    func(*bridge.RouteStats) uint64
+			}{
+				{"export_rejected", func(r *bridge.RouteStats) uint64 { return r.ExportRejected }},
+				{"encode_error", func(r *bridge.RouteStats) uint64 { return r.EncodeErrors }},
+				{"decode_error", func(r *bridge.RouteStats) uint64 { return r.DecodeErrors }},
+				{"signature_rejected", func(r *bridge.RouteStats) uint64 { return r.SignatureRejected }},
+				{"import_dropped", func(r *bridge.RouteStats) uint64 { return r.ImportDropped }},
+			} {
+				out = append(out, perRoute(rs, p.get, reason(p.reason)...)...)
+			}
+			return out
+		}},
+	{name: "busline.bridge.route.duplicates", unit: "{event}", desc: "The route's events received twice.",
+		values: func(rs *[]bridge.RouteStats) []value {
+			return perRoute(rs, func(r *bridge.RouteStats) uint64 { return r.Duplicates })
+		}},
+	{name: "busline.bridge.route.gaps", unit: "{gap}", desc: "Sequence gaps on the route's channels and streams.",
+		values: func(rs *[]bridge.RouteStats) []value {
+			return perRoute(rs, func(r *bridge.RouteStats) uint64 { return r.Gaps })
+		}},
+	{name: "busline.bridge.route.gap.events", unit: "{event}", desc: "Events missing in the route's gaps.",
+		values: func(rs *[]bridge.RouteStats) []value {
+			return perRoute(rs, func(r *bridge.RouteStats) uint64 { return r.GapEvents })
+		}},
+	{name: "busline.bridge.route.outbox.depth", unit: "{event}", desc: "What waits in a durable export route's own outbox (0 for pub/sub routes).", gauge: true,
+		values: func(rs *[]bridge.RouteStats) []value {
+			return perRoute(rs, func(r *bridge.RouteStats) uint64 { return uint64(r.OutboxDepth) }) //nolint:gosec // never negative
+		}},
+}
+
 // ObserveBridge registers instruments over br.Stats(), read once per
 // collection of the meter, with the attributes attrs besides
 // messaging.system (such as a name for br, when one process has several
@@ -194,7 +379,23 @@ var bridgeStats = []stat[bridge.Stats]{
 //	.stream.resumes, .stream.trimmed (counters);
 //	busline.bridge.outbox.depth, .outbox.size, .import.depth (gauges)
 //
+// and per route (br.Routes(), with busline.route = the route's pattern,
+// busline.route.index = its position in Options.Routes, and
+// busline.delivery):
+//
+//	busline.bridge.route.queued, .exported, .imported, .errors (reason),
+//	.duplicates, .gaps, .gap.events (counters); .outbox.depth (gauge)
+//
 // Unregister the registration when br is closed.
 func (t *Telemetry) ObserveBridge(br *bridge.Bridge, attrs ...attribute.KeyValue) (metric.Registration, error) {
-	return observe(t.meter, bridgeStats, br.Stats, attrs)
+	totals, err := observe(t.meter, bridgeStats, br.Stats, attrs)
+	if err != nil {
+		return nil, err
+	}
+	routes, err := observe(t.meter, routeStats, br.Routes, attrs)
+	if err != nil {
+		_ = totals.Unregister()
+		return nil, err
+	}
+	return registrations{rs: []metric.Registration{totals, routes}}, nil
 }

@@ -119,6 +119,14 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	subReg, err := tel.ObserveBus(b.bus, attribute.String("side", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = subReg.Unregister() })
+	if err != nil {
+		t.Fatal(err)
+	}
 	side := func(s string) attribute.KeyValue { return attribute.String("side", s) }
 	for _, in := range []struct {
 		br   *bridge.Bridge
@@ -157,6 +165,11 @@ func TestMetrics(t *testing.T) {
 		{"busline.bridge.import.dropped", []attribute.KeyValue{side("b"), attribute.String("busline.reason", "queue_full")}, 0},
 		{"busline.bridge.gaps", []attribute.KeyValue{side("b")}, 0},
 		{"busline.bridge.outbox.depth", []attribute.KeyValue{side("a")}, 0},
+		{"busline.bridge.route.exported", []attribute.KeyValue{side("a"), attribute.String("busline.route", "m.*"), attribute.Int("busline.route.index", 0)}, n},
+		{"busline.bridge.route.imported", []attribute.KeyValue{side("b"), attribute.String("busline.route", "m.*")}, n},
+		{"busline.bridge.route.errors", []attribute.KeyValue{side("b"), attribute.String("busline.reason", "decode_error")}, 0},
+		{"busline.subscription.delivered", []attribute.KeyValue{side("b"), attribute.String("messaging.destination.subscription.name", "billing")}, n},
+		{"busline.subscription.queue.depth", []attribute.KeyValue{side("b"), attribute.String("messaging.destination.subscription.name", "billing")}, 0},
 	} {
 		if got := m.value(c.name, c.attrs...); got != c.want {
 			t.Errorf("%s%v = %d, want %d", c.name, c.attrs, got, c.want)
@@ -173,7 +186,10 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.collect()
-	if mt, ok := m.find("busline.bus.published"); ok && len(mt.Data.(metricdata.Sum[int64]).DataPoints) > 0 {
-		t.Errorf("an unregistered bus still observed: %v", mt.Data)
+	mt, _ := m.find("busline.bus.published")
+	for _, dp := range mt.Data.(metricdata.Sum[int64]).DataPoints {
+		if has(dp.Attributes, []attribute.KeyValue{side("a")}) {
+			t.Errorf("an unregistered bus still observed: %v", dp)
+		}
 	}
 }

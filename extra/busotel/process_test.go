@@ -176,4 +176,3 @@ func (p *printer) OnEnd(s sdktrace.ReadOnlySpan) {
 
 func (p *printer) Shutdown(context.Context) error   { return nil }
 func (p *printer) ForceFlush(context.Context) error { return nil }
-

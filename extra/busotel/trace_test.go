@@ -301,4 +301,3 @@ func TestMiddlewareFailures(t *testing.T) {
 		})
 	}
 }
-
