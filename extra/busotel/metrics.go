@@ -32,12 +32,19 @@ type value struct {
 // one is the only value of a stat without attributes.
 func one(n uint64) []value { return []value{{n: n}} }
 
-// observe registers the stats with the meter, under the attributes extra,
-// read from read once per collection.
-func observe[S any](m metric.Meter, stats []stat[S], read func() S, extra []attribute.KeyValue) (metric.Registration, error) {
-	insts := make([]metric.Int64Observable, len(stats))
-	observables := make([]metric.Observable, len(stats))
-	for i, s := range stats {
+// instrument describes an observable instrument: a counter, or a gauge
+// (an observable up-down counter).
+type instrument struct {
+	name, unit, desc string
+	gauge            bool
+}
+
+// newInstruments makes the instruments of specs, returning them both as
+// what the callback observes and as what it registers for.
+func newInstruments(m metric.Meter, specs []instrument) ([]metric.Int64Observable, []metric.Observable, error) {
+	insts := make([]metric.Int64Observable, len(specs))
+	observables := make([]metric.Observable, len(specs))
+	for i, s := range specs {
 		var err error
 		if s.gauge {
 			insts[i], err = m.Int64ObservableUpDownCounter(s.name, metric.WithUnit(s.unit), metric.WithDescription(s.desc))
@@ -45,9 +52,23 @@ func observe[S any](m metric.Meter, stats []stat[S], read func() S, extra []attr
 			insts[i], err = m.Int64ObservableCounter(s.name, metric.WithUnit(s.unit), metric.WithDescription(s.desc))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("busotel: %w", err)
+			return nil, nil, fmt.Errorf("busotel: %w", err)
 		}
 		observables[i] = insts[i]
+	}
+	return insts, observables, nil
+}
+
+// observe registers the stats with the meter, under the attributes extra,
+// read from read once per collection.
+func observe[S any](m metric.Meter, stats []stat[S], read func() S, extra []attribute.KeyValue) (metric.Registration, error) {
+	specs := make([]instrument, len(stats))
+	for i, s := range stats {
+		specs[i] = instrument{s.name, s.unit, s.desc, s.gauge}
+	}
+	insts, observables, err := newInstruments(m, specs)
+	if err != nil {
+		return nil, err
 	}
 	// The attribute sets of each value, made once from a first reading:
 	// a stat's values come in the same order at every reading.
@@ -123,19 +144,13 @@ var subscriptionStats = []struct {
 // the named subscriptions of b, summed by name: their number is the
 // number of names, which the code that subscribes fixes.
 func observeSubscriptions(m metric.Meter, b *bus.Bus, extra []attribute.KeyValue) (metric.Registration, error) {
-	insts := make([]metric.Int64Observable, len(subscriptionStats))
-	observables := make([]metric.Observable, len(subscriptionStats))
+	specs := make([]instrument, len(subscriptionStats))
 	for i, s := range subscriptionStats {
-		var err error
-		if s.gauge {
-			insts[i], err = m.Int64ObservableUpDownCounter(s.name, metric.WithUnit(s.unit), metric.WithDescription(s.desc))
-		} else {
-			insts[i], err = m.Int64ObservableCounter(s.name, metric.WithUnit(s.unit), metric.WithDescription(s.desc))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("busotel: %w", err)
-		}
-		observables[i] = insts[i]
+		specs[i] = instrument{s.name, s.unit, s.desc, s.gauge}
+	}
+	insts, observables, err := newInstruments(m, specs)
+	if err != nil {
+		return nil, err
 	}
 	var mu sync.Mutex // protects sets: callbacks may run concurrently
 	sets := map[string]metric.ObserveOption{}

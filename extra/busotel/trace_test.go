@@ -115,8 +115,17 @@ func TestTraceCrossesRedis(t *testing.T) {
 			}
 			wantAttrs(t, process, want)
 			if tc.route.Delivery != bridge.PubSub {
-				if id, ok := attr(process, "busline.stream.entry_id"); !ok || id == "" {
+				id, ok := attr(process, "busline.stream.entry_id")
+				if !ok || id == "" {
 					t.Error("process span of a stream entry without busline.stream.entry_id")
+				}
+				if tc.route.Delivery == bridge.Stream {
+					// Closing before the checkpoint is saved reports
+					// the save failed.
+					cp := "app:checkpoint:" + b.bridge.InstanceID()
+					waitFor(t, "the checkpoint saved", func() bool {
+						return rdbB.HGet(context.Background(), cp, tc.dest).Val() == id
+					})
 				}
 			}
 
