@@ -28,7 +28,7 @@ func (br *Bridge) exportHandler(r *route) bus.Handler {
 		}
 		earlier = append(earlier, e)
 	}
-	return func(_ context.Context, e bus.Event) {
+	return func(ctx context.Context, e bus.Event) {
 		// An event that came from Redis is never sent back: instances
 		// mirroring the same topics would otherwise ping-pong.
 		if e.Remote() {
@@ -38,6 +38,9 @@ func (br *Bridge) exportHandler(r *route) bus.Handler {
 			if o.match(e.Topic) {
 				return
 			}
+		}
+		if br.cfg.Hooks.Export != nil {
+			e = br.hookExport(ctx, r, e)
 		}
 		br.export(r, e)
 	}

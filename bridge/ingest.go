@@ -218,7 +218,15 @@ func (br *Bridge) publishLocalCtx(ctx context.Context, it *importItem, entry, ke
 		br.rep.drop(ErrDecode, 1, chain(ErrDecode, fmt.Sprintf("topic %q from %q", it.topic, it.meta.Source), err))
 		return false, nil
 	}
-	err = br.bus.PublishEvent(ctx, bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta})
+	e := bus.Event{Topic: it.topic, Payload: payload, Meta: it.meta}
+	var done func(error)
+	if br.cfg.Hooks.Import != nil {
+		ctx, done = br.hookImport(ctx, it, e, entry, key)
+	}
+	err = br.bus.PublishEvent(ctx, e)
+	if done != nil {
+		done(err)
+	}
 	if errors.Is(err, bus.ErrInvalidTopic) {
 		// A foreign publisher used a channel whose topic the bus
 		// rejects. (Checked here rather than on the read loop, since

@@ -318,6 +318,11 @@ type Options struct {
 	// handle a batch. Zero means 30 seconds.
 	ClaimIdle time.Duration
 
+	// Hooks are called on the path of each exported and imported event,
+	// for tracing and metrics (see Hooks; extra/busotel sets them). The
+	// zero Hooks calls nothing.
+	Hooks Hooks
+
 	// StreamBlock is how long one read of a durable import route waits
 	// for new entries (XREAD BLOCK). Close may wait this long for a read
 	// to return. Zero means 1 second.
