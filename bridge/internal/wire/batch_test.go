@@ -131,7 +131,7 @@ func TestBatchMalformed(t *testing.T) {
 		inError   string
 	}{
 		{"headers flag on the batch", "b51e0106" + src + seq1 + count2 + events2, "headers flag on a batch"},
-		{"unknown flag with batch", "b51e010c" + src + seq1 + count2 + events2, "flags"},
+		{"unknown flag with batch", "b51e0114" + src + seq1 + count2 + events2, "flags"},
 		{"no source", head, "truncated source length"},
 		{"seq 0", head + src + "00" + count2 + events2, "numbered from 0"},
 		{"count 0", head + src + seq1 + "00", "event count 0"},

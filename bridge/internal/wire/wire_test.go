@@ -267,7 +267,7 @@ func TestEnvelopeMalformed(t *testing.T) {
 		{"version 255", "b51eff00", "version 255"},
 		{"magic only", "b51e", "truncated"},
 		{"no flags byte", "b51e01", "truncated"},
-		{"unknown flag", "b51e0108" + src + seqTime + noType + payload0, "flags"},
+		{"unknown flag", "b51e0110" + src + seqTime + noType + payload0, "flags"},
 		{"high flag", "b51e0180" + src + seqTime + noType + payload0, "flags"},
 		{"empty source", head + "00" + seqTime + noType + payload0, "source length 0"},
 		{"source 256", head + "8002" + strings.Repeat("61", 256) + seqTime + noType + payload0, "source length 256"},
@@ -585,6 +585,9 @@ func envelopeLen(env *Envelope, signed bool) int {
 		uvarintLen(uint64(len(env.Source))) + len(env.Source) +
 		uvarintLen(env.Seq) +
 		tailLen(env)
+	if env.Epoch != 0 {
+		n += epochLen
+	}
 	if signed {
 		n += MACLen
 	}
@@ -594,7 +597,7 @@ func envelopeLen(env *Envelope, signed bool) int {
 // batchLen returns the exact length of the message appendBatch produces
 // for envs, as envelopeLen does for appendEnvelope.
 func batchLen(envs []Envelope, signed bool) int {
-	n := batchHeaderLen(envs[0].Source, envs[0].Seq, len(envs))
+	n := batchHeaderLen(envs[0].Source, envs[0].Epoch, envs[0].Seq, len(envs))
 	for i := range envs {
 		n += BatchEventLen(&envs[i])
 	}
