@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -223,10 +224,14 @@ func TestBatchAlloc(t *testing.T) {
 func FuzzDecodeMessage(f *testing.F) {
 	for _, s := range batchSamples()[:3] {
 		for _, key := range [][]byte{nil, envTestKey} {
-			msg := AppendBatch(nil, envTestChannel, s.envs, key)
-			f.Add(msg, envTestChannel, key != nil)
-			f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
-			f.Add(append(bytes.Clone(msg), 0), envTestChannel, key != nil)
+			for _, epoch := range []uint64{0, 0x0123456789abcdef} {
+				envs := slices.Clone(s.envs)
+				envs[0].Epoch = epoch
+				msg := AppendBatch(nil, envTestChannel, envs, key)
+				f.Add(msg, envTestChannel, key != nil)
+				f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
+				f.Add(append(bytes.Clone(msg), 0), envTestChannel, key != nil)
+			}
 		}
 	}
 	for _, s := range envSamples()[:3] {
