@@ -171,14 +171,27 @@ func TestLongChannelsMemory(t *testing.T) {
 	channel := func(i int) string { return fmt.Sprintf("app:flood.%d%s", i, long) }
 	before := heapAfterGC()
 	flood(t, srv.Client(t), n, channel, func(i int) string { return forged(channel(i), 1, time.Now().UnixNano()) })
-	eventually(t, func() bool { return to.bridge.Stats().Received == uint64(n) },
-		"every message received: %d of %d", func() int { return int(to.bridge.Stats().Received) }, func() int { return n })
+	// Redis drops a subscriber that falls too far behind (its output
+	// buffer limit for pub/sub, 32 MB): on a loaded machine the flood
+	// may cost the receiver its connection and the rest of the flood,
+	// which changes nothing to what it must not keep.
+	var last uint64
+	eventually(t, func() bool {
+		s := to.bridge.Stats()
+		done := s.Received == uint64(n) || s.Reconnects > 0 && s.Received == last
+		last = s.Received
+		if !done {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return done
+	}, "every message received: %d of %d", func() int { return int(to.bridge.Stats().Received) }, func() int { return n })
 	checkAccounting(t, to.bridge)
+	n = int(to.bridge.Stats().Received)
 	after := heapAfterGC()
 	growth := int64(after) - int64(before)
 	t.Logf("%d messages on 8 KB channels: live heap %.1f MB before, %.1f MB after (%+.1f MB)",
 		n, float64(before)/(1<<20), float64(after)/(1<<20), float64(growth)/(1<<20))
-	if s := to.bridge.Stats(); s.DecodeErrors != uint64(n) || s.Imported != 0 {
+	if s := to.bridge.Stats(); s.DecodeErrors != uint64(n) || s.Imported != 0 || n == 0 {
 		t.Errorf("decode errors %d, imported %d; want %d, 0", s.DecodeErrors, s.Imported, n)
 	}
 	if growth > 16<<20 {
