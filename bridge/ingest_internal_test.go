@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"runtime"
 	"strings"
 	"testing"
@@ -22,26 +21,11 @@ func TestRejectionCost(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes what allocates")
 	}
-	// A client for a port nothing listens on: nothing arrives but what
-	// the test hands the read loop.
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
-	defer rdb.Close()
-	b := bus.New(nil)
-	br, err := New(b, rdb, &Options{
-		Prefix:       "app:",
-		Routes:       []Route{{Pattern: "in.*", Direction: Import}},
-		SigningKey:   []byte("k"),
-		ReconnectMin: time.Minute,
-		OnError:      func(error) {},
+	br := newOffline(t, bus.New(nil), &Options{
+		Prefix:     "app:",
+		Routes:     []Route{{Pattern: "in.*", Direction: Import}},
+		SigningKey: []byte("k"),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		_ = br.Close(ctx)
-	}()
 	var sub subscriber
 	for _, tr := range br.transports {
 		if p, ok := tr.(*pubsubTransport); ok {
