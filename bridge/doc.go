@@ -61,7 +61,10 @@
 // of the event's bus.Meta, the payload, and an HMAC with
 // Options.SigningKey. The whole message, envelope included, is at most
 // Options.MaxMessageBytes on both sides: a sender refuses what its
-// receivers would drop ([ErrTooLarge]).
+// receivers would drop ([ErrTooLarge]). Bridges from before epochs reject
+// every envelope of a bridge with them as malformed (an unknown flag,
+// Stats.DecodeErrors), while bridges with epochs read both: upgrade the
+// receivers first.
 // Exports of one channel waiting together travel as one batch message
 // (Options.CoalesceBytes). A message without an envelope comes from a
 // foreign publisher and is delivered as raw bytes. A Raw route sends the
