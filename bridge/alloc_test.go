@@ -11,6 +11,27 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// newOffline returns a bridge on b whose client connects to a port nothing
+// listens on, closed at cleanup: the flusher fails once and then waits a
+// minute (opts.ReconnectMin), allocating nothing while a test measures;
+// nothing arrives but what the test hands the read loops.
+func newOffline(t *testing.T, b *bus.Bus, opts *Options) *Bridge {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
+	opts.ReconnectMin = time.Minute
+	opts.OnError = func(error) {}
+	br, err := New(b, rdb, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_ = br.Close(ctx)
+		_ = rdb.Close()
+	})
+	return br
+}
+
 // TestExportAllocs is the allocation budget of a local Publish on an
 // exported topic: the bus boxes the payload (1) and the codec copies it
 // (1), since the bridge keeps it until the flusher sends it: the default
@@ -36,25 +57,8 @@ func TestExportAllocs(t *testing.T) {
 		{"raw text", Route{Pattern: "orders.*", Direction: Export, Raw: true, Codec: Text()}, "a small payload"},
 	} {
 		t.Run(rc.name, func(t *testing.T) {
-			// A client for a port nothing listens on: the flusher fails
-			// once and then waits a minute, allocating nothing while this
-			// test measures.
-			rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
-			defer rdb.Close()
 			b := bus.New(nil)
-			br, err := New(b, rdb, &Options{
-				Routes:       []Route{rc.route},
-				ReconnectMin: time.Minute,
-				OnError:      func(error) {},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-				defer cancel()
-				_ = br.Close(ctx)
-			}()
+			br := newOffline(t, b, &Options{Routes: []Route{rc.route}})
 			ctx := context.Background()
 			for _, tc := range []struct {
 				name   string

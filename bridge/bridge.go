@@ -28,6 +28,11 @@ type Bridge struct {
 	cfg config
 	id  string
 	key []byte
+	// epoch is drawn at random by New and sent in every envelope: the
+	// receivers tell this run of the instance from its earlier ones, whose
+	// recorded messages they reject (see seq.Tracker).
+	epoch uint64
+	sep   rune // the bus's separator, to check imported topics
 
 	routes  []*route
 	exports []*route // export routes, in Options.Routes order
@@ -132,9 +137,11 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		cfg:   cfg,
 		id:    cfg.InstanceID,
 		key:   cfg.SigningKey,
+		epoch: newEpoch(),
+		sep:   b.Separator(),
 		exact: map[string]bool{},
-		rep:   newReporter(cfg.OnError),
 	}
+	br.rep = newReporter(cfg.OnError, &br.c.reportsHeld)
 	br.pub = newPublisher(br)
 	br.shards = newShardSet(br, rdb)
 	if err := br.addReplyRoutes(b.Separator()); err != nil {
@@ -144,7 +151,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		return nil, err
 	}
 	br.shards.finish()
-	br.inq = queue.NewTopics[importItem](cfg.ImportQueueSize, cfg.ImportTopicQueueSize, br.importDropped)
+	br.inq = queue.NewTopics(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, cfg.ImportQueueBytes, (*importItem).size, br.importDropped)
 	if br.needsEchoMemory() {
 		br.echo = queue.NewEcho(cfg.EchoWindow, cfg.EchoMemory)
 	}
@@ -491,13 +498,15 @@ func (br *Bridge) Stats() Stats {
 		DecodeErrors:      c.decodeErrors.Load(),
 		SignatureRejected: c.signatureRejected.Load(),
 		ImportDropped:     c.importDropped.Load(),
-		ImportDepth:       br.inq.Depth(),
+		Replayed:          c.replayed.Load(),
+		ReportsHeld:       c.reportsHeld.Load(),
 		Gaps:              c.gaps.Load(),
 		GapEvents:         c.gapEvents.Load(),
 		Reconnects:        c.reconnects.Load(),
 		ExportOutages:     c.exportOutages.Load(),
 		ShardRebuilds:     c.shardRebuilds.Load(),
 	}
+	s.ImportDepth, s.ImportBytes = br.inq.Depth()
 	for _, t := range br.transports {
 		t.stats(&s)
 	}

@@ -349,7 +349,7 @@ func checkAccounting(t testing.TB, br *bridge.Bridge) {
 	eventually(t, func() bool { return br.Stats().ImportDepth == 0 }, "import queue to drain")
 	s := br.Stats()
 	sum := s.Imported + s.Filtered + s.DuplicateCopies + s.EchoesDropped + s.Duplicates +
-		s.DecodeErrors + s.SignatureRejected + s.ImportDropped
+		s.DecodeErrors + s.SignatureRejected + s.Replayed + s.ImportDropped
 	if sum != s.Received {
 		t.Errorf("received %d messages, counters add up to %d: %+v", s.Received, sum, s)
 	}

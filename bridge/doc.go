@@ -55,9 +55,16 @@
 // [Delivery] for the durable routes.
 //
 // On an enveloped route (the default) a message carries the event in a
-// compact binary envelope: the source instance ID, a sequence number per
-// source and channel, the export time, the content type, the headers of
-// the event's bus.Meta, the payload, and an HMAC with Options.SigningKey.
+// compact binary envelope: the source instance ID, the epoch of the
+// source's run (drawn at random when its bridge starts), a sequence number
+// per source and channel, the export time, the content type, the headers
+// of the event's bus.Meta, the payload, and an HMAC with
+// Options.SigningKey. The whole message, envelope included, is at most
+// Options.MaxMessageBytes on both sides: a sender refuses what its
+// receivers would drop ([ErrTooLarge]). Bridges from before epochs reject
+// every envelope of a bridge with them as malformed (an unknown flag,
+// Stats.DecodeErrors), while bridges with epochs read both: upgrade the
+// receivers first.
 // Exports of one channel waiting together travel as one batch message
 // (Options.CoalesceBytes). A message without an envelope comes from a
 // foreign publisher and is delivered as raw bytes. A Raw route sends the
@@ -76,7 +83,12 @@
 //     by remembering what it sent for Options.EchoWindow).
 //   - No duplicates: overlapping subscriptions deliver one Redis message
 //     once; an enveloped event seen twice (a retried pipeline, a replay) is
-//     dropped by its sequence number (Stats.Duplicates).
+//     dropped by its sequence number (Stats.Duplicates), a message of an
+//     earlier run of its source by its epoch (Stats.Replayed). The
+//     sequence bookkeeping of each side is bounded in bytes and forgets
+//     the channels least recently used, one at a time; an event on a
+//     channel forgotten is taken as new, so a duplicate may get through
+//     then, but a genuine event is never taken for a duplicate.
 //   - Order: the events of one topic from one source are delivered in the
 //     order they were published (on a Group route, an entry taken over
 //     from a dead member comes later); nothing is promised across topics.
@@ -85,13 +97,17 @@
 //     that a flusher sends in pipelines; while Redis is unreachable the
 //     outbox holds them and the flusher retries with backoff.
 //   - The read loops never wait for local subscribers: imported events go
-//     to bounded per-topic queues (Options.ImportQueueSize) that import
+//     to bounded per-topic queues (Options.ImportQueueSize,
+//     ImportTopicQueueSize, ImportQueueBytes) that import
 //     workers publish, in order per topic, so that Redis never disconnects
 //     a slow instance and a slow topic holds up no other.
 //   - Nothing is lost silently. Every export ends up Exported,
 //     ExportRejected, EncodeErrors or OutboxDropped; every message received
-//     ends up Imported or in exactly one drop counter (see [Stats]). Drops
-//     are reported to Options.OnError, batched as a *[DropError]. Pub/sub
+//     ends up Imported or in exactly one drop counter (see [Stats]). Drops,
+//     rejected messages and gaps are reported to Options.OnError at most
+//     once a second per reason, with details, the rest summed up in a
+//     *[DropError] (Stats.ReportsHeld counts them): a flood of forged
+//     messages costs a few calls a second. Pub/sub
 //     keeps nothing for absent subscribers: after a reconnect the bridge
 //     reports [ErrPossibleGap], and the enveloped events it missed as a
 //     *[GapError] once the source's next event arrives.
@@ -148,6 +164,43 @@
 // prefix ([ACLRules], [ClusterACLRules]); with Options.SigningKey,
 // enveloped routes accept only envelopes signed with the same key
 // ([ErrSignature]). Raw routes are never signed.
+//
+// # Signing and replays
+//
+// Anyone who can PUBLISH (or XADD) on the bridge's channels can send it
+// any bytes; with an ACL user per application, that is whoever holds the
+// application's credentials, or the network path when TLS is off. The
+// bridge rejects what it cannot use cheaply and without keeping state for
+// it: a channel whose topic the bus would refuse is dropped before
+// anything is remembered of it, sources and content types must be
+// printable ASCII, and every kind of rejection is counted and reported at
+// a bounded rate.
+//
+// A SigningKey proves that an envelope was made by a holder of the key
+// for the channel it arrives on, every byte of it (a batch included). It
+// does not hide anything: the payload, the headers and the source are in
+// clear (use TLS for confidentiality), and every instance holding the key
+// can impersonate every other. A recorded signed message stays validly
+// signed; the bridge rejects its replay when:
+//
+//   - it saw the event already (same source, channel and sequence number:
+//     Stats.Duplicates), as long as its bounded bookkeeping remembers the
+//     channel;
+//   - it is of an earlier run of its source, which has restarted since (a
+//     new epoch with a later time): Stats.Replayed, [ErrReplay];
+//   - on a pub/sub route, it was sent longer ago than
+//     Options.ReplayWindow, or that far ahead (Stats.Replayed): on by
+//     default with a SigningKey, which needs the instances' clocks to
+//     agree to well within it.
+//
+// What is left: within the window, a message can be replayed once to a
+// receiver that has not seen its event, such as one started since, or
+// one that forgot the channel; durable routes have no window (their
+// entries are read long after they were written), so a fresh reader of a
+// stream accepts a replayed entry of a source it has not seen, and Group
+// routes check neither sequence nor epoch. A message can also be
+// suppressed or delayed by whoever controls Redis; the receiver reports
+// the gap once the source's next event arrives.
 //
 // How the bridge is built (its transports, who owns which goroutine and
 // lock, the path of an export and of an import) is in DESIGN.md beside

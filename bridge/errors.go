@@ -29,8 +29,26 @@ var (
 	ErrSignature = wire.ErrSignature
 
 	// ErrTooLarge is wrapped by the errors reported for messages, sent or
-	// received, larger than Options.MaxMessageBytes.
+	// received, larger than Options.MaxMessageBytes: the whole message,
+	// envelope and batch included. A receiver drops a bigger message
+	// (Stats.DecodeErrors); a sender refuses an export whose message
+	// would be bigger, so that no receiver with the same options drops it
+	// (Stats.EncodeErrors; the report wraps ErrEncode too). The sender
+	// counts an envelope's sequence number at its longest, so it may
+	// refuse a message up to 9 bytes shorter than the limit.
 	ErrTooLarge = wire.ErrTooLarge
+
+	// ErrReplay is wrapped by the reports of enveloped events dropped as
+	// replays (Stats.Replayed): a message of an earlier run of its source
+	// (its epoch is not the source's current one, and it is not later
+	// than the source's latest event), or, on a pub/sub route, one sent
+	// longer ago than Options.ReplayWindow, or that much later than now.
+	ErrReplay = errors.New("bridge: replayed envelope")
+
+	// ErrDuplicate is wrapped by the reports of enveloped events received
+	// twice (Stats.Duplicates): a retried pipeline, or a replay. The copy
+	// is dropped.
+	ErrDuplicate = errors.New("bridge: duplicate event")
 
 	// ErrClosed is returned by the methods of a Bridge that has been
 	// closed.
@@ -87,7 +105,10 @@ var (
 	ErrPossibleGap = errors.New("bridge: possible gap after reconnect")
 
 	// ErrGap is wrapped by the *GapError reported when the sequence
-	// numbers of a source's events on a channel skip.
+	// numbers of a source's events on a channel skip. Like drops, gaps
+	// are reported at most once a second with their details; the gaps in
+	// between are summed up in a *DropError whose Count is the number of
+	// events they miss.
 	ErrGap = errors.New("bridge: sequence gap")
 
 	// ErrRedisDown is reported when exporting fails because Redis cannot
@@ -158,7 +179,11 @@ func (e *GapError) Missing() uint64 { return e.Got - e.Expected }
 
 // DropError reports that Count events were dropped for the reason Err.
 // Drops are reported in batches so that a burst of drops does not flood
-// Options.OnError.
+// Options.OnError: for each reason, at most one report a second, the
+// drops in between summed up in one DropError. So are the messages the
+// bridge rejects (malformed, too large, badly signed, replayed, duplicate,
+// on a bad topic) and the gaps (whose Count is the events missing): a
+// flood of forged messages costs OnError a few calls a second.
 type DropError struct {
 	// Err is the reason: ErrOutboxFull, ErrExpired, ErrImportFull, or
 	// another sentinel of this package.
@@ -208,6 +233,9 @@ var dropKinds = map[error]dropKind{
 	ErrMalformed:  {"bridge: malformed envelope", "message", "dropped", "DecodeErrors", true},
 	ErrTooLarge:   {"bridge: message too large", "message", "dropped", "DecodeErrors", true},
 	ErrSignature:  {"bridge: bad envelope signature", "message", "dropped", "SignatureRejected", true},
+	ErrReplay:     {"bridge: replayed envelope", "event", "dropped", "Replayed", true},
+	ErrDuplicate:  {"bridge: duplicate event", "event", "dropped", "Duplicates", true},
+	ErrGap:        {"bridge: sequence gap", "event", "missing", "GapEvents", true},
 	ErrTrimmed:    {"bridge: pending stream entries trimmed", "entry", "lost", "StreamTrimmed", false},
 }
 

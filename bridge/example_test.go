@@ -169,3 +169,21 @@ func ExampleBridge_Routes() {
 	// stream reader node=127.0.0.1:1 route="jobs"
 	// exporter      node=127.0.0.1:1 route=""
 }
+
+// How OnError hears of a flood: the first report of each reason in a
+// second comes with its details, the rest are summed up in a DropError
+// (and counted in Stats.ReportsHeld). A handler can tell replays, gaps
+// and duplicates apart with errors.Is.
+func ExampleDropError() {
+	for _, err := range []error{
+		&bridge.DropError{Err: bridge.ErrGap, Count: 99998},
+		&bridge.DropError{Err: bridge.ErrReplay, Count: 12},
+		&bridge.DropError{Err: bridge.ErrDuplicate, Count: 1},
+	} {
+		fmt.Println(err, errors.Is(err, bridge.ErrReplay))
+	}
+	// Output:
+	// bridge: sequence gap: 99998 more events missing (see Stats.GapEvents) false
+	// bridge: replayed envelope: 12 more events dropped (see Stats.Replayed) true
+	// bridge: duplicate event: 1 more event dropped (see Stats.Duplicates) false
+}

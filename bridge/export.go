@@ -2,16 +2,18 @@ package bridge
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"sync/atomic"
 	"time"
 
-	"github.com/busline/bus/bridge/internal/queue"
-
-	"github.com/busline/bus/bridge/internal/wire"
-
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/plural"
+	"github.com/busline/bus/bridge/internal/queue"
+	"github.com/busline/bus/bridge/internal/wire"
 )
 
 // exportHandler returns the local subscription handler of export route r,
@@ -61,17 +63,10 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 		br.rep.drop(ErrEncode, 1, chain(ErrEncode, fmt.Sprintf("topic %q", e.Topic), err))
 		return it, false
 	}
-	if len(data) > br.cfg.MaxMessageBytes {
-		br.c.encodeErrors.Add(1)
-		r.c.encodeErrors.Add(1)
-		br.rep.drop(ErrEncode, 1, fmt.Errorf("%w: topic %q: %d-byte payload over MaxMessageBytes", ErrEncode, e.Topic, len(data)))
-		return it, false
-	}
 	it = queue.Export{
 		Channel:     r.channel(br.cfg.Prefix, e.Topic),
 		Payload:     data,
 		ContentType: contentType,
-		At:          time.Now().UnixNano(),
 		Raw:         r.Raw,
 		Route:       r.index,
 		NoSeq:       r.reply,
@@ -86,7 +81,7 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 			it.ContentType = e.Meta.ContentType
 		}
 	}
-	if !r.Raw && (len(it.Headers) > 0 || len(it.ContentType) > wire.MaxTypeLen) {
+	if !r.Raw && (len(it.Headers) > 0 || len(it.ContentType) > wire.MaxTypeLen || !wire.Printable(it.ContentType)) {
 		env := wire.Envelope{Source: br.id, ContentType: it.ContentType, Headers: it.Headers}
 		if err := env.Validate(); err != nil {
 			br.c.encodeErrors.Add(1)
@@ -95,7 +90,51 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 			return it, false
 		}
 	}
+	if n := br.messageLen(&it); n > br.cfg.MaxMessageBytes {
+		br.c.encodeErrors.Add(1)
+		r.c.encodeErrors.Add(1)
+		br.rep.drop(ErrEncode, 1, &wrapped{
+			msg:  fmt.Sprintf("bridge: encode: topic %q: message too large: %s, limit %d (Options.MaxMessageBytes)", e.Topic, plural.Of(uint64(n), "byte"), br.cfg.MaxMessageBytes),
+			errs: []error{ErrEncode, ErrTooLarge},
+		})
+		return it, false
+	}
 	return it, true
+}
+
+// messageLen returns the length of the message it makes alone, as a
+// receiver checks it against MaxMessageBytes: the payload of a raw
+// export, the whole envelope (signature included) of an enveloped one,
+// its sequence number counted at its longest since the outbox has not
+// numbered it yet. A batch is never longer than MaxMessageBytes either
+// (see flusher.build), so what passes here reaches every receiver with
+// the same options.
+func (br *Bridge) messageLen(it *queue.Export) int {
+	if it.Raw {
+		return len(it.Payload)
+	}
+	env := br.envelopeOf(it)
+	env.Seq = math.MaxUint64
+	return wire.EnvelopeLen(&env, len(br.key) > 0)
+}
+
+// newEpoch draws the epoch of a Bridge: random, never 0 (which means none).
+func newEpoch() uint64 {
+	for {
+		var b [8]byte
+		_, _ = crand.Read(b[:]) // crypto/rand.Read never fails
+		if e := binary.BigEndian.Uint64(b[:]); e != 0 {
+			return e
+		}
+	}
+}
+
+// newOutbox returns an outbox with the options' bounds.
+func (br *Bridge) newOutbox() *queue.Outbox {
+	cfg := &br.cfg
+	out := queue.NewOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.OutboxPolicy == OutboxDropNewest)
+	out.SetSeqBudget(seqBudget)
+	return out
 }
 
 // export encodes e and queues it in the outbox of r, marked for echo
@@ -403,6 +442,7 @@ func (br *Bridge) dropStale(batch []queue.Export, pending []int) []int {
 func (br *Bridge) envelopeOf(it *queue.Export) wire.Envelope {
 	return wire.Envelope{
 		Source:      br.id,
+		Epoch:       br.epoch,
 		Seq:         it.Seq,
 		Time:        it.At,
 		ContentType: it.ContentType,

@@ -176,7 +176,7 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
-			rl.handle(m)
+			rl.handle(m, now)
 		case *redis.Subscription:
 			switch m.Kind {
 			case "sunsubscribe":
@@ -263,11 +263,11 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// handle takes one message from Redis to the import queue. It runs on the
-// read loop and must stay quick: decoding the payload into a Go value is
-// left to the workers. It checks the envelope here, in arrival order, for
-// echoes, gaps and duplicates.
-func (rl *readLoop) handle(m *redis.Message) {
+// handle takes one message from Redis, received about now, to the import
+// queue. It runs on the read loop and must stay quick: decoding the
+// payload into a Go value is left to the workers. It checks the envelope
+// here, in arrival order, for echoes, replays, gaps and duplicates.
+func (rl *readLoop) handle(m *redis.Message, now time.Time) {
 	br := rl.br
 	c := &br.c
 	c.received.Add(1)
@@ -275,7 +275,7 @@ func (rl *readLoop) handle(m *redis.Message) {
 	if !ok {
 		return
 	}
-	rl.in.accept(&inbound{channel: m.Channel, topic: topic, route: r, data: []byte(m.Payload)})
+	rl.in.accept(&inbound{channel: m.Channel, topic: topic, route: r, data: readOnly(m.Payload), now: now.UnixNano()})
 }
 
 // importItem is one imported event waiting to be published locally.
@@ -284,6 +284,17 @@ type importItem struct {
 	route   *route
 	payload []byte
 	meta    *bus.Meta
+}
+
+// size is what it weighs in the import queue's byte cap
+// (Options.ImportQueueBytes): its payload and topic, with its headers if
+// it has any.
+func (it *importItem) size() int {
+	n := len(it.payload) + len(it.topic)
+	for k, v := range it.meta.Headers {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // enqueue queues an imported event for the import workers, which publish

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge/internal/plural"
@@ -15,21 +16,33 @@ import (
 
 // The ingest path. Every message a transport receives from Redis takes it:
 // the transport finds the topic and the route (a subscriber's route, or
-// the fields of a stream entry), then ingest.accept checks the size, the
-// envelope and its signature, drops echoes, checks the sequence (gaps and
-// duplicates) and builds the bus.Meta, and hands each event to emit; then
+// the fields of a stream entry), then ingest.accept checks the topic, the
+// size, the envelope and its signature, drops echoes, checks the time
+// (pub/sub) and the epoch and sequence (replays, gaps and duplicates), and
+// builds the bus.Meta, and hands each event to emit; then
 // Bridge.publishLocal decodes the payload with the route's codec and
-// publishes it on the local bus, whose topic check rejects what a foreign
-// publisher got wrong. Pub/sub transports emit into the import queue, so
-// that publishLocal runs on the import workers; stream readers publish
-// each entry themselves, before recording it as handled.
+// publishes it on the local bus. Pub/sub transports emit into the import
+// queue, so that publishLocal runs on the import workers; stream readers
+// publish each entry themselves, before recording it as handled.
+//
+// Rejecting a message must cost less than accepting one, or a flood of
+// forged ones is the cheapest attack there is: the topic is checked before
+// any state is kept for its channel, the message is read where the Redis
+// client put it (no copy until it is accepted), and the details of a
+// rejection are formatted only if the reporter's rate limit lets them
+// through (reporter.dropf).
 
 // inbound is one message from Redis on its way to the local bus.
 type inbound struct {
 	channel string // what its envelopes are numbered and signed for
 	topic   string
 	route   *route
-	data    []byte
+	// data is the message. It may be read-only (the bytes of the Redis
+	// client's string): ingest copies what it keeps.
+	data []byte
+	// now is when the message arrived, in Unix nanoseconds, to check
+	// its time against the replay window (pub/sub only).
+	now int64
 	// entry and key name a stream entry and its stream; entry is "" for a
 	// pub/sub message.
 	entry, key string
@@ -46,32 +59,72 @@ func (m *inbound) where() string {
 	return fmt.Sprintf("on %q", m.channel)
 }
 
-// ingest holds what the ingest path keeps per reader: the sequences it
-// saw. Each read loop or stream reader owns one; it is not safe for
-// concurrent use.
+// readOnly returns the bytes of s without copying them: what ingest reads
+// a message through until it accepts it. Nothing may write through it.
+func readOnly(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// ingest holds what the ingest path keeps per reader: the sequences and
+// sources it saw. Each read loop or stream reader owns one; it is not safe
+// for concurrent use.
 type ingest struct {
 	br *Bridge
-	// noSeq turns off the sequence checks: Group members see a share of
-	// each source's events, out of order after a claim.
+	// noSeq turns off the sequence and epoch checks: Group members see a
+	// share of each source's events, out of order after a claim.
 	noSeq bool
-	seqs  seq.Tracker
+	// window is Options.ReplayWindow on pub/sub transports, 0 (no check)
+	// on durable ones.
+	window int64
+	seqs   seq.Tracker
 	// emit takes each event accepted.
 	emit func(importItem)
 }
 
+// newIngest returns the ingest path of a reader: a pub/sub one (with the
+// replay window) if pubsub is set, else a durable one; noSeq for Group
+// routes.
+func (br *Bridge) newIngest(pubsub, noSeq bool, emit func(importItem)) ingest {
+	in := ingest{br: br, noSeq: noSeq, emit: emit}
+	in.seqs.Budget = seqBudget
+	if pubsub && br.cfg.ReplayWindow > 0 {
+		in.window = int64(br.cfg.ReplayWindow)
+	}
+	return in
+}
+
+// seqBudget is the memory budget of each reader's seq.Tracker and of each
+// outbox's wire.Counter; a variable so that tests can run past it in a few
+// seconds.
+var seqBudget = wire.SeqBudget
+
 // accept checks m and emits each event it carries that is to be
-// delivered: those of a valid envelope (or batch) that is not our echo
-// nor a duplicate, or the raw message. Everything else is counted and
-// reported. A batch counts as one message received until it is decoded,
-// then as one per event.
+// delivered: those of a valid envelope (or batch) that is not our echo,
+// a replay nor a duplicate, or the raw message. Everything else is
+// counted and reported. A batch counts as one message received until it
+// is decoded, then as one per event.
 func (in *ingest) accept(m *inbound) {
 	br := in.br
 	c := &br.c
 	r := m.route
+	// First the topic: a foreign publisher's channel may be as long as
+	// Redis allows, and nothing may be kept for it before it is known to
+	// be a topic (which bounds its length: bus.MaxTopicLen).
+	if err := bus.ValidateTopic(m.topic, br.sep); err != nil {
+		c.decodeErrors.Add(1)
+		br.rep.dropf(ErrMalformed, 1, func() error {
+			where := "" // the topic's error names it, shortened; the channel may be long
+			if m.entry != "" {
+				where = m.where()
+			}
+			return chain(ErrMalformed, where, err)
+		})
+		return
+	}
 	if len(m.data) > br.cfg.MaxMessageBytes {
 		c.decodeErrors.Add(1)
 		r.c.decodeErrors.Add(1)
-		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %s %s", ErrTooLarge, plural.Of(uint64(len(m.data)), "byte"), m.where()))
+		br.rep.dropf(ErrTooLarge, 1, func() error {
+			return fmt.Errorf("%w: %s %s", ErrTooLarge, plural.Of(uint64(len(m.data)), "byte"), m.where())
+		})
 		return
 	}
 	if !r.Raw && wire.IsEnvelope(m.data) {
@@ -80,38 +133,18 @@ func (in *ingest) accept(m *inbound) {
 			// Durable routes never batch: an entry is one event.
 			var env wire.Envelope
 			if env, err = wire.DecodeEnvelope(m.channel, m.data, br.key, br.cfg.MaxMessageBytes); err == nil {
-				in.acceptEnvelope(m, &env, false)
+				in.acceptEnvelope(m, &env)
 			}
 		} else {
-			// The events of a batch get their own copies of their
-			// payloads: the codec owns what it decodes and may keep
-			// it, and one kept payload must not keep the whole batch
-			// in memory.
-			batch := wire.IsBatch(m.data)
 			_, err = wire.DecodeMessage(m.channel, m.data, br.key, br.cfg.MaxMessageBytes, func(i int, env wire.Envelope) {
 				if i > 0 {
 					c.received.Add(1)
 				}
-				in.acceptEnvelope(m, &env, batch)
+				in.acceptEnvelope(m, &env)
 			})
 		}
 		if err != nil {
-			// The error starts with its sentinel's message; those of
-			// pub/sub signatures name the channel already.
-			switch {
-			case errors.Is(err, ErrSignature) && m.entry == "":
-				c.signatureRejected.Add(1)
-				r.c.signatureRejected.Add(1)
-				br.rep.drop(ErrSignature, 1, err)
-			case errors.Is(err, ErrSignature):
-				c.signatureRejected.Add(1)
-				r.c.signatureRejected.Add(1)
-				br.rep.drop(ErrSignature, 1, fmt.Errorf("%w, %s", err, m.where()))
-			default:
-				c.decodeErrors.Add(1)
-				r.c.decodeErrors.Add(1)
-				br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w, %s", err, m.where()))
-			}
+			in.rejected(m, err)
 		}
 		return
 	}
@@ -122,11 +155,12 @@ func (in *ingest) accept(m *inbound) {
 	if !r.Raw && br.key != nil {
 		c.signatureRejected.Add(1)
 		r.c.signatureRejected.Add(1)
-		if m.entry != "" {
-			br.rep.drop(ErrSignature, 1, fmt.Errorf("%w: entry %s of %q has no envelope", ErrSignature, m.entry, m.key))
-		} else {
-			br.rep.drop(ErrSignature, 1, fmt.Errorf("%w: unsigned message without envelope on %q", ErrSignature, m.channel))
-		}
+		br.rep.dropf(ErrSignature, 1, func() error {
+			if m.entry != "" {
+				return fmt.Errorf("%w: entry %s of %q has no envelope", ErrSignature, m.entry, m.key)
+			}
+			return fmt.Errorf("%w: unsigned message without envelope on %q", ErrSignature, m.channel)
+		})
 		return
 	}
 	// A raw message carries no source: a stream entry may say it in a
@@ -136,21 +170,52 @@ func (in *ingest) accept(m *inbound) {
 		c.echoes.Add(1)
 		return
 	}
-	in.emit(importItem{topic: m.topic, route: r, payload: m.data, meta: rawMeta})
+	// The codec owns what it decodes, and m.data may be read-only.
+	in.emit(importItem{topic: m.topic, route: r, payload: bytes.Clone(m.data), meta: rawMeta})
+}
+
+// rejected counts and reports m, which wire could not decode: err.
+func (in *ingest) rejected(m *inbound, err error) {
+	br := in.br
+	c := &br.c
+	// The error starts with its sentinel's message; those of pub/sub
+	// signatures name the channel already.
+	switch {
+	case errors.Is(err, ErrSignature) && m.entry == "":
+		c.signatureRejected.Add(1)
+		m.route.c.signatureRejected.Add(1)
+		br.rep.dropf(ErrSignature, 1, func() error { return err })
+	case errors.Is(err, ErrSignature):
+		c.signatureRejected.Add(1)
+		m.route.c.signatureRejected.Add(1)
+		br.rep.dropf(ErrSignature, 1, func() error { return fmt.Errorf("%w, %s", err, m.where()) })
+	default:
+		c.decodeErrors.Add(1)
+		m.route.c.decodeErrors.Add(1)
+		br.rep.dropf(ErrMalformed, 1, func() error { return fmt.Errorf("%w, %s", err, m.where()) })
+	}
 }
 
 // acceptEnvelope checks one event of an enveloped message m and emits it,
-// with a copy of its payload if copyPayload is set.
-func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope, copyPayload bool) {
+// with a copy of its payload: the codec owns what it decodes and may keep
+// it, one kept payload must not keep a whole batch in memory, and m.data
+// may be read-only.
+func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope) {
 	br := in.br
 	c := &br.c
 	if env.Source == br.id {
 		c.echoes.Add(1)
 		return
 	}
-	if !in.noSeq && !in.sequence(m.route, env.Source, m.channel, env.Seq, env.Time) {
-		c.dups.Add(1)
-		m.route.c.duplicates.Add(1)
+	if in.window > 0 && (m.now-env.Time > in.window || env.Time-m.now > in.window) {
+		c.replayed.Add(1)
+		br.rep.dropf(ErrReplay, 1, func() error {
+			return fmt.Errorf("%w: event %d from %q %s sent at %s, outside the %v window (Options.ReplayWindow)",
+				ErrReplay, env.Seq, env.Source, m.where(), time.Unix(0, env.Time).UTC().Format(time.RFC3339Nano), time.Duration(in.window))
+		})
+		return
+	}
+	if !in.noSeq && !in.sequence(m, env) {
 		return
 	}
 	meta := &bus.Meta{
@@ -166,29 +231,43 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope, copyPayload boo
 	if meta.Source == "" {
 		meta.Source = RawSource // keep it Remote whatever the sender did
 	}
-	payload := env.Payload
-	if copyPayload {
-		payload = bytes.Clone(payload)
-	}
-	in.emit(importItem{topic: m.topic, route: m.route, payload: payload, meta: meta})
+	in.emit(importItem{topic: m.topic, route: m.route, payload: bytes.Clone(env.Payload), meta: meta})
 }
 
-// sequence checks seq, the sequence number of source's event on channel
-// sent at time t, and reports whether the event is new (see
-// seq.Tracker.Check). A gap is counted, for the bridge and for r, and
-// reported.
-func (in *ingest) sequence(r *route, source, channel string, seq uint64, t int64) bool {
-	isNew, missing := in.seqs.Check(source, channel, seq, t)
-	if missing != 0 {
-		br := in.br
-		gap := &GapError{Source: source, Channel: channel, Expected: missing, Got: seq}
-		br.c.gaps.Add(1)
-		br.c.gapEvents.Add(gap.Missing())
-		r.c.gaps.Add(1)
-		r.c.gapEvents.Add(gap.Missing())
-		br.rep.report(gap)
+// sequence checks the epoch and the sequence number of env, an event of m
+// (see seq.Tracker.Check), and reports whether the event is new. A gap is
+// counted and reported; a replay or a duplicate is counted, reported and
+// not new.
+func (in *ingest) sequence(m *inbound, env *wire.Envelope) bool {
+	br := in.br
+	verdict, missing := in.seqs.Check(env.Source, m.channel, env.Epoch, env.Seq, env.Time)
+	switch verdict {
+	case seq.OldEpoch:
+		br.c.replayed.Add(1)
+		br.rep.dropf(ErrReplay, 1, func() error {
+			return fmt.Errorf("%w: event %d from %q %s is of an earlier run of its source (epoch %016x)",
+				ErrReplay, env.Seq, env.Source, m.where(), env.Epoch)
+		})
+		return false
+	case seq.Duplicate:
+		br.c.dups.Add(1)
+		m.route.c.duplicates.Add(1)
+		br.rep.dropf(ErrDuplicate, 1, func() error {
+			return fmt.Errorf("%w: event %d from %q %s seen already", ErrDuplicate, env.Seq, env.Source, m.where())
+		})
+		return false
 	}
-	return isNew
+	if missing != 0 {
+		n := env.Seq - missing
+		br.c.gaps.Add(1)
+		br.c.gapEvents.Add(n)
+		m.route.c.gaps.Add(1)
+		m.route.c.gapEvents.Add(n)
+		br.rep.dropf(ErrGap, n, func() error {
+			return &GapError{Source: env.Source, Channel: m.channel, Expected: missing, Got: env.Seq}
+		})
+	}
+	return true
 }
 
 // publishLocal decodes it with its route's codec and publishes it on the

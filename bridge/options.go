@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/wire"
 )
 
 // Direction says which way a Route mirrors events. The zero Direction is
@@ -176,8 +177,10 @@ type Options struct {
 
 	// InstanceID identifies this bridge in the envelopes it sends, so
 	// that it can drop its own echo and receivers can tell sources apart.
-	// It must be unique among the instances sharing the Redis channels
-	// and at most 255 bytes. Empty means 16 random hex digits.
+	// It must be unique among the instances sharing the Redis channels,
+	// at most 255 bytes of printable ASCII (space to '~'): New refuses
+	// others with an error wrapping ErrInvalidOptions. Empty means 16
+	// random hex digits.
 	InstanceID string
 
 	// SigningKey, when set, makes the bridge sign every envelope it sends
@@ -186,7 +189,27 @@ type Options struct {
 	// and altered messages are dropped and counted in
 	// Stats.SignatureRejected. Raw routes are never signed. Nil means
 	// envelopes are neither signed nor checked. The slice is copied.
+	//
+	// A signature proves that a holder of the key sent the message on
+	// its channel; it does not hide it (use TLS), and a recorded message
+	// stays validly signed. Replays are caught by sequence number (an
+	// event seen already), by epoch (a message of an earlier run of its
+	// source) and, on pub/sub routes, by ReplayWindow (an old recording,
+	// even into a receiver that never saw its source); see "Signing and
+	// replays" in the package documentation for what is left.
 	SigningKey []byte
+
+	// ReplayWindow is how far the time an enveloped pub/sub message was
+	// sent at (signed with it, when SigningKey is set) may be from this
+	// instance's clock, either way: older or later messages are dropped
+	// as replays (ErrReplay, Stats.Replayed). The clocks of the instances
+	// must agree to well within it, and it must exceed how long an
+	// export may wait in the sender's outbox (OutboxMaxAge). Zero means,
+	// with a SigningKey, the larger of OutboxMaxAge and 5 minutes, plus
+	// one minute (6 minutes with the defaults, and when OutboxMaxAge is
+	// negative), and without one no check; negative means no check. Durable routes are never
+	// checked: their entries may be read long after they were written.
+	ReplayWindow time.Duration
 
 	// OnError receives what goes wrong while the bridge works in the
 	// background: connections not made or lost, gaps, drops (batched, as
@@ -267,6 +290,13 @@ type Options struct {
 	// for delivery, so that one slow topic cannot fill the whole queue.
 	// Zero means 8192.
 	ImportTopicQueueSize int
+
+	// ImportQueueBytes caps the bytes (payloads and topics) of the
+	// imported events waiting for delivery, in total, so that a queue
+	// full of large messages cannot exhaust memory: each may be up to
+	// MaxMessageBytes. What does not fit is dropped and counted in
+	// Stats.ImportDropped. Zero means 64 MiB.
+	ImportQueueBytes int
 
 	// PingInterval is how often the pub/sub connection is probed with a
 	// PING whose answer must come back within PingTimeout, or the
@@ -370,6 +400,9 @@ func newConfig(opts *Options) (config, error) {
 	if len(o.InstanceID) > 255 {
 		return c, fmt.Errorf("%w: InstanceID longer than 255 bytes", ErrInvalidOptions)
 	}
+	if !wire.Printable(o.InstanceID) {
+		return c, fmt.Errorf("%w: InstanceID %.40q is not printable ASCII", ErrInvalidOptions, o.InstanceID)
+	}
 	if o.OnError == nil {
 		o.OnError = func(err error) { log.Print(err) }
 	}
@@ -382,6 +415,7 @@ func newConfig(opts *Options) (config, error) {
 	setDefault(&o.ImportWorkers, 4)
 	setDefault(&o.ImportQueueSize, 65536)
 	setDefault(&o.ImportTopicQueueSize, 8192)
+	setDefault(&o.ImportQueueBytes, 64<<20)
 	setDefault(&o.PingInterval, 5*time.Second)
 	setDefault(&o.PingTimeout, 3*time.Second)
 	setDefault(&o.ReconnectMin, 50*time.Millisecond)
@@ -391,6 +425,9 @@ func newConfig(opts *Options) (config, error) {
 	setDefault(&o.EchoMemory, 65536)
 	setDefault(&o.ClaimIdle, 30*time.Second)
 	setDefault(&o.StreamBlock, time.Second)
+	if o.ReplayWindow == 0 && o.SigningKey != nil {
+		o.ReplayWindow = max(o.OutboxMaxAge, 5*time.Minute) + time.Minute
+	}
 	if o.ReconnectMax < o.ReconnectMin {
 		o.ReconnectMax = o.ReconnectMin
 	}
@@ -401,7 +438,8 @@ func newConfig(opts *Options) (config, error) {
 		{"OutboxMaxEvents", o.OutboxMaxEvents}, {"OutboxMaxBytes", o.OutboxMaxBytes},
 		{"BatchSize", o.BatchSize}, {"MaxMessageBytes", o.MaxMessageBytes},
 		{"ImportWorkers", o.ImportWorkers}, {"ImportQueueSize", o.ImportQueueSize},
-		{"ImportTopicQueueSize", o.ImportTopicQueueSize}, {"EchoMemory", o.EchoMemory},
+		{"ImportTopicQueueSize", o.ImportTopicQueueSize}, {"ImportQueueBytes", o.ImportQueueBytes},
+		{"EchoMemory", o.EchoMemory},
 	} {
 		if n.v < 0 {
 			return c, fmt.Errorf("%w: negative %s", ErrInvalidOptions, n.name)

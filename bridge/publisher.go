@@ -36,10 +36,9 @@ type publisher struct {
 }
 
 func newPublisher(br *Bridge) *publisher {
-	cfg := &br.cfg
 	p := &publisher{
 		br:    br,
-		out:   queue.NewOutbox(cfg.OutboxMaxEvents, cfg.OutboxMaxBytes, cfg.OutboxPolicy == OutboxDropNewest),
+		out:   br.newOutbox(),
 		drain: make(chan struct{}),
 		g:     newGroup(context.Background()),
 		conn:  newConn(ConnExporter, redisAddr(br.rdb), ""),

@@ -335,7 +335,7 @@ type shardLoop struct {
 // from archive.
 func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
 	l := &shardLoop{set: s, group: g, g: newGroup(s.g.ctx), conn: s.br.conns.add(newConn(ConnShard, g.addr, ""))}
-	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: ingest{br: s.br, emit: s.br.enqueue}}
+	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: s.br.newIngest(true, false, s.br.enqueue)}
 	mine := map[string]bool{}
 	for _, chans := range g.slots {
 		for _, ch := range chans {

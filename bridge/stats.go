@@ -10,7 +10,7 @@ import (
 // end, exactly one of Exported, ExportRejected, EncodeErrors, OutboxDropped,
 // or still waiting (OutboxDepth); every message received on the pub/sub
 // connection is exactly one of Imported, Filtered, DuplicateCopies,
-// EchoesDropped, Duplicates, DecodeErrors, SignatureRejected or
+// EchoesDropped, Duplicates, DecodeErrors, SignatureRejected, Replayed or
 // ImportDropped, or still queued (ImportDepth).
 type Stats struct {
 	// Exported counts events published to Redis (PUBLISH answered).
@@ -58,24 +58,37 @@ type Stats struct {
 	EchoesDropped uint64
 	// Duplicates counts enveloped events received twice (by sequence
 	// number), which happens when a pipeline is retried after a
-	// connection broke.
+	// connection broke, or when someone replays recorded messages.
 	Duplicates uint64
-	// DecodeErrors counts malformed or oversized messages and payloads
-	// the route's Codec could not decode.
+	// DecodeErrors counts malformed or oversized messages, messages on
+	// channels whose topic the bus rejects, and payloads the route's
+	// Codec could not decode.
 	DecodeErrors uint64
 	// SignatureRejected counts messages on enveloped routes rejected
 	// because Options.SigningKey is set and they are unsigned, forged or
 	// altered.
 	SignatureRejected uint64
+	// Replayed counts enveloped events rejected as replays (ErrReplay):
+	// of an earlier run of their source (an old epoch), or, on pub/sub
+	// routes, sent longer ago than Options.ReplayWindow (or that far in
+	// the future).
+	Replayed uint64
 	// ImportDropped counts imported events dropped because the import
-	// queue was full or the bridge was closing.
+	// queue was full (Options.ImportQueueSize, ImportTopicQueueSize,
+	// ImportQueueBytes) or the bridge was closing.
 	ImportDropped uint64
-	// ImportDepth is the number of imported events waiting for delivery.
-	ImportDepth int
+	// ImportDepth is the number of imported events waiting for delivery,
+	// and ImportBytes what they weigh (payload and topic).
+	ImportDepth, ImportBytes int
 
 	// Gaps counts the sequence gaps detected, and GapEvents the events
 	// they miss in total.
 	Gaps, GapEvents uint64
+	// ReportsHeld counts the reports to Options.OnError held back by its
+	// rate limit (one report per reason and second, then a summary with a
+	// count): each drop, gap, duplicate or rejected message that was
+	// counted but not reported on its own.
+	ReportsHeld uint64
 	// Reconnects counts the pub/sub connections made after the first.
 	Reconnects uint64
 	// ExportOutages counts the times exporting found Redis unreachable.
@@ -121,15 +134,21 @@ type counters struct {
 	exported, exportMessages, exportRejected, encodeErrors      atomic.Uint64
 	outboxOverflow, outboxExpired, outboxUnsent                 atomic.Uint64
 	received, imported, filtered, duplicateCopies, echoes, dups atomic.Uint64
-	decodeErrors, signatureRejected, importDropped              atomic.Uint64
+	decodeErrors, signatureRejected, importDropped, replayed    atomic.Uint64
+	reportsHeld                                                 atomic.Uint64
 	gaps, gapEvents, reconnects, exportOutages                  atomic.Uint64
 	shardRebuilds                                               atomic.Uint64
 }
 
 // reporter passes errors to Options.OnError, batching the reports of drops
-// so that a burst of them costs one call per reason and interval.
+// and of rejected messages so that a burst of them, a foreign publisher's
+// flood included, costs one call per reason and interval: the first
+// report of a reason is passed with its details, the next ones within
+// dropReportInterval are held back and counted, then summarised in one
+// *DropError (with the details of the report that ends the interval).
 type reporter struct {
 	onError func(error)
+	held    *atomic.Uint64 // counts the reports held back (Stats.ReportsHeld)
 
 	mu      sync.Mutex // protects pending and last
 	pending map[error]uint64
@@ -140,8 +159,8 @@ type reporter struct {
 // the same reason.
 const dropReportInterval = time.Second
 
-func newReporter(onError func(error)) *reporter {
-	return &reporter{onError: onError, pending: map[error]uint64{}, last: map[error]time.Time{}}
+func newReporter(onError func(error), held *atomic.Uint64) *reporter {
+	return &reporter{onError: onError, held: held, pending: map[error]uint64{}, last: map[error]time.Time{}}
 }
 
 func (r *reporter) report(err error) { r.onError(err) }
@@ -152,11 +171,23 @@ func (r *reporter) report(err error) { r.onError(err) }
 // in full and is reported instead of a *DropError when nothing else is
 // pending.
 func (r *reporter) drop(reason error, n uint64, detail error) {
+	if detail == nil {
+		r.dropf(reason, n, nil)
+		return
+	}
+	r.dropf(reason, n, func() error { return detail })
+}
+
+// dropf is drop with details made by detail (if not nil), which it calls
+// only when the details are reported: rejecting a flood of messages must
+// not cost a formatted error per message.
+func (r *reporter) dropf(reason error, n uint64, detail func() error) {
 	now := time.Now()
 	r.mu.Lock()
 	if now.Sub(r.last[reason]) < dropReportInterval {
 		r.pending[reason] += n
 		r.mu.Unlock()
+		r.held.Add(1)
 		return
 	}
 	held := r.pending[reason]
@@ -165,10 +196,10 @@ func (r *reporter) drop(reason error, n uint64, detail error) {
 	r.mu.Unlock()
 	switch {
 	case detail != nil && held == 0:
-		r.onError(detail)
+		r.onError(detail())
 	case detail != nil:
 		r.onError(&DropError{Err: reason, Count: held})
-		r.onError(detail)
+		r.onError(detail())
 	default:
 		r.onError(&DropError{Err: reason, Count: held + n})
 	}

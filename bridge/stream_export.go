@@ -47,7 +47,7 @@ func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
 	return &streamExport{
 		br:   br,
 		r:    r,
-		out:  queue.NewOutbox(br.cfg.OutboxMaxEvents, br.cfg.OutboxMaxBytes, br.cfg.OutboxPolicy == OutboxDropNewest),
+		out:  br.newOutbox(),
 		back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax},
 	}
 }

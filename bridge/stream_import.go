@@ -51,7 +51,7 @@ type streamReader struct {
 // run reads until Close.
 func (sr *streamReader) run() {
 	sr.back = backoff{min: sr.br.cfg.ReconnectMin, max: sr.br.cfg.ReconnectMax}
-	sr.in = ingest{br: sr.br, noSeq: sr.r.Delivery == Group, emit: func(it importItem) { sr.got, sr.has = it, true }}
+	sr.in = sr.br.newIngest(false, sr.r.Delivery == Group, func(it importItem) { sr.got, sr.has = it, true })
 	sr.reads, sr.saves = newCaller(), newCaller()
 	defer sr.reads.close()
 	defer sr.saves.close()
@@ -289,7 +289,7 @@ func (sr *streamReader) handle(m redis.XMessage) entryOutcome {
 		channel: br.cfg.Prefix + topic, // what envelopes are numbered and signed for
 		topic:   topic,
 		route:   r.route,
-		data:    []byte(data),
+		data:    readOnly(data),
 		entry:   m.ID,
 		key:     r.key,
 		source:  src,

@@ -8,6 +8,7 @@ package queue
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/busline/bus/bridge/internal/wire"
 )
@@ -18,7 +19,7 @@ type Export struct {
 	Payload     []byte
 	ContentType string
 	Headers     map[string]string
-	At          int64  // unix nanoseconds, when it was exported
+	At          int64  // unix nanoseconds, when it was queued: set by Outbox.Push
 	Seq         uint64 // per (source, channel), set by Outbox.Push; 0 on raw routes
 	Raw         bool
 	Echo        bool  // remember it for echo suppression when it is sent
@@ -34,9 +35,14 @@ func (it *Export) Size() int { return len(it.Channel) + len(it.Payload) }
 
 // Outbox is the bounded FIFO of exports waiting for a flusher. Publishers
 // push without ever waiting for Redis; the flusher takes batches. It
-// numbers the enveloped exports as they are pushed, so that their numbers
-// follow the order in which they are sent. All methods are safe for
-// concurrent use.
+// numbers and stamps the exports as they are pushed, under its lock, so
+// that their numbers follow the order in which they are sent and their
+// times the order of their numbers: on each channel, a later number has a
+// later time, which receivers rely on to tell a channel numbered again
+// from 1 (the counter forgot it) from a duplicate. Taking the time before
+// the number, on the publisher's goroutine, let a concurrent export take
+// a number first with a later time. All methods are safe for concurrent
+// use.
 type Outbox struct {
 	maxEvents, maxBytes int
 	dropNewest          bool // when full, drop the new export rather than the oldest
@@ -51,6 +57,7 @@ type Outbox struct {
 	bytes  int
 	closed bool
 	seqs   wire.Counter // numbers the enveloped exports
+	lastAt int64        // the time of the last push: times only go up
 }
 
 // NewOutbox returns an outbox of at most maxEvents exports and maxBytes
@@ -65,12 +72,22 @@ func NewOutbox(maxEvents, maxBytes int, dropNewest bool) *Outbox {
 	}
 }
 
+// SetSeqBudget sets the memory budget of the outbox's sequence numbers
+// (wire.Counter.Budget). Call it before the first Push.
+func (o *Outbox) SetSeqBudget(bytes int) {
+	o.mu.Lock()
+	o.seqs.Budget = bytes
+	o.mu.Unlock()
+}
+
 // Wake returns the channel on which the outbox leaves a token when it goes
 // from empty to non-empty: the flusher waits on it while the outbox is
 // empty.
 func (o *Outbox) Wake() <-chan struct{} { return o.wake }
 
-// Push appends it, numbering it (Seq) if it is not raw, and returns how
+// Push appends it, stamping it with the time (At, unless set already;
+// later than the exports before it even if the clock went back) and
+// numbering it (Seq) if it is not raw, and returns how
 // many exports were dropped to make room (oldest first) or instead of it
 // (dropNewest, or an export bigger than the outbox). ok is false when the
 // outbox is closed: nothing was queued or dropped. It never blocks on
@@ -94,6 +111,11 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 		o.popLocked()
 		dropped++
 	}
+	if it.At == 0 {
+		it.At = time.Now().UnixNano()
+	}
+	it.At = max(it.At, o.lastAt+1)
+	o.lastAt = it.At
 	if !it.Raw && !it.NoSeq {
 		it.Seq = o.seqs.Next(it.Channel)
 	}

@@ -65,11 +65,11 @@ func TestOutboxPolicies(t *testing.T) {
 func TestOutboxSequenceAndExpiry(t *testing.T) {
 	o := NewOutbox(100, 1<<20, false)
 	for i, ch := range []string{"a", "b", "a", "a", "b"} {
-		o.Push(item(ch, "p", int64(i)))
+		o.Push(item(ch, "p", int64(i+1))) // a zero At would be stamped with the clock
 	}
 	o.Push(Export{Channel: "a", Payload: []byte("raw"), Raw: true, At: 10})
-	// Exports made before time 2 are stale.
-	batch, expired := o.Take(nil, 2, 2)
+	// Exports made before time 3 are stale.
+	batch, expired := o.Take(nil, 2, 3)
 	if expired != 2 || len(batch) != 2 {
 		t.Fatalf("expired %d, batch %d; want 2, 2", expired, len(batch))
 	}
@@ -167,8 +167,10 @@ type testItem struct {
 	payload []byte
 }
 
+func testItemSize(it *testItem) int { return len(it.topic) + len(it.payload) }
+
 func TestTopicsOrderAndFairness(t *testing.T) {
-	q := NewTopics[testItem](1000, 100, func(int) {})
+	q := NewTopics[testItem](1000, 100, 1<<20, testItemSize, func(int) {})
 	for i := range 100 {
 		for _, topic := range []string{"a", "b", "c"} {
 			if !q.Push(topic, testItem{topic: topic, payload: []byte{byte(i)}}) {
@@ -214,22 +216,49 @@ func TestTopicsOrderAndFairness(t *testing.T) {
 			}
 		}
 	}
-	if q.Depth() != 0 {
-		t.Errorf("depth %d", q.Depth())
+	if n, b := q.Depth(); n != 0 || b != 0 {
+		t.Errorf("depth %d, %d bytes", n, b)
+	}
+}
+
+// TestTopicsBytes fills the queue with big events: the byte cap refuses
+// what the counts would still take, and what is delivered makes room
+// again.
+func TestTopicsBytes(t *testing.T) {
+	q := NewTopics[testItem](1000, 1000, 10_000, testItemSize, func(int) {})
+	big := make([]byte, 2999) // 3000 bytes with the topic
+	for i := range 3 {
+		if !q.Push("t", testItem{topic: "t", payload: big}) {
+			t.Fatalf("push %d refused", i)
+		}
+	}
+	if q.Push("u", testItem{topic: "u", payload: big}) {
+		t.Fatal("push over the byte cap accepted")
+	}
+	if !q.Push("u", testItem{topic: "u", payload: big[:999]}) {
+		t.Fatal("a push that fits refused")
+	}
+	if n, b := q.Depth(); n != 4 || b != 10_000 {
+		t.Fatalf("depth %d, %d bytes; want 4, 10000", n, b)
+	}
+	q.Close()
+	q.Work(func(*testItem) {})
+	if n, b := q.Depth(); n != 0 || b != 0 {
+		t.Fatalf("after delivery: depth %d, %d bytes", n, b)
 	}
 }
 
 func TestTopicsAbort(t *testing.T) {
 	var dropped int
-	q := NewTopics[testItem](1000, 1000, func(n int) { dropped += n })
+	q := NewTopics[testItem](1000, 1000, 1<<20, testItemSize, func(n int) { dropped += n })
 	for i := range 10 {
 		q.Push("t", testItem{topic: "t", payload: []byte{byte(i)}})
 	}
 	q.Abort()
 	delivered := 0
 	q.Work(func(*testItem) { delivered++ })
-	if delivered != 0 || dropped != 10 || q.Depth() != 0 {
-		t.Errorf("delivered %d, dropped %d, depth %d", delivered, dropped, q.Depth())
+	if n, b := q.Depth(); delivered != 0 || dropped != 10 || n != 0 || b != 0 {
+		t.Errorf("delivered %d, dropped %d, depth %d (%d bytes)", delivered, dropped, n, b)
 	}
 }
 

@@ -23,7 +23,8 @@ const importBatch = 64
 //
 // All methods are safe for concurrent use.
 type Topics[T any] struct {
-	maxTotal, maxTopic int
+	maxTotal, maxTopic, maxBytes int
+	size                         func(*T) int // what an event weighs in maxBytes
 
 	mu     sync.Mutex // protects the fields below
 	cond   sync.Cond  // signalled when ready gains a topic or closed is set
@@ -31,6 +32,7 @@ type Topics[T any] struct {
 	ready  []*topicQueue[T] // topics with events and no worker, oldest first
 	rhead  int
 	total  int
+	bytes  int  // what the events queued weigh (size), those being delivered included
 	idle   int  // topics kept in topics with no events, at most maxIdleTopics
 	closed bool // no more pushes; workers exit once everything is delivered
 	onDrop func(n int)
@@ -60,20 +62,28 @@ const maxIdleTopics = 4096
 const maxFreeChunks = 1024
 
 // NewTopics returns a queue of at most maxTotal events, maxTopic per
-// topic. onDrop is called with the number of events Abort dropped.
-func NewTopics[T any](maxTotal, maxTopic int, onDrop func(int)) *Topics[T] {
-	q := &Topics[T]{maxTotal: maxTotal, maxTopic: maxTopic, topics: map[string]*topicQueue[T]{}, onDrop: onDrop}
+// topic, weighing at most maxBytes in all, an event weighing size(event)
+// bytes (its payload and topic, say): a count alone lets a publisher of
+// large messages fill memory with a full queue of them. onDrop is called
+// with the number of events Abort dropped.
+func NewTopics[T any](maxTotal, maxTopic, maxBytes int, size func(*T) int, onDrop func(int)) *Topics[T] {
+	q := &Topics[T]{
+		maxTotal: maxTotal, maxTopic: maxTopic, maxBytes: maxBytes, size: size,
+		topics: map[string]*topicQueue[T]{}, onDrop: onDrop,
+	}
 	q.cond.L = &q.mu
 	q.chunks.max = maxFreeChunks
 	return q
 }
 
-// Push queues it, an event of topic, and reports whether it fit. It never
-// waits for the workers.
+// Push queues it, an event of topic, and reports whether it fit: in the
+// total count, the topic's count and the bytes. It never waits for the
+// workers.
 func (q *Topics[T]) Push(topic string, it T) bool {
+	size := q.size(&it)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || q.total >= q.maxTotal {
+	if q.closed || q.total >= q.maxTotal || q.bytes+size > q.maxBytes {
 		return false
 	}
 	tq := q.topics[topic]
@@ -90,6 +100,7 @@ func (q *Topics[T]) Push(topic string, it T) bool {
 	}
 	tq.items.push(it)
 	q.total++
+	q.bytes += size
 	if !tq.busy && !tq.ready {
 		q.readyLocked(tq)
 	}
@@ -128,8 +139,10 @@ func (q *Topics[T]) Work(deliver func(*T)) {
 		tq.ready = false
 		tq.busy = true
 		batch = batch[:0]
+		size := 0
 		for tq.items.len() > 0 && len(batch) < importBatch {
 			batch = append(batch, tq.items.pop())
+			size += q.size(&batch[len(batch)-1])
 		}
 		q.mu.Unlock()
 
@@ -144,6 +157,7 @@ func (q *Topics[T]) Work(deliver func(*T)) {
 
 		q.mu.Lock()
 		q.total -= len(batch)
+		q.bytes -= size
 		tq.busy = false
 		switch {
 		case tq.items.len() > 0:
@@ -174,6 +188,10 @@ func (q *Topics[T]) Abort() {
 	n := 0
 	for _, tq := range q.topics {
 		n += tq.items.len()
+		for tq.items.len() > 0 {
+			it := tq.items.pop()
+			q.bytes -= q.size(&it)
+		}
 		if !tq.busy {
 			delete(q.topics, tq.topic)
 		}
@@ -189,10 +207,10 @@ func (q *Topics[T]) Abort() {
 	}
 }
 
-// Depth returns the number of events waiting, those being delivered
-// included.
-func (q *Topics[T]) Depth() int {
+// Depth returns the number of events waiting and what they weigh, those
+// being delivered included.
+func (q *Topics[T]) Depth() (n, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.total
+	return q.total, q.bytes
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -131,7 +132,7 @@ func TestBatchMalformed(t *testing.T) {
 		inError   string
 	}{
 		{"headers flag on the batch", "b51e0106" + src + seq1 + count2 + events2, "headers flag on a batch"},
-		{"unknown flag with batch", "b51e010c" + src + seq1 + count2 + events2, "flags"},
+		{"unknown flag with batch", "b51e0114" + src + seq1 + count2 + events2, "flags"},
 		{"no source", head, "truncated source length"},
 		{"seq 0", head + src + "00" + count2 + events2, "numbered from 0"},
 		{"count 0", head + src + seq1 + "00", "event count 0"},
@@ -223,10 +224,14 @@ func TestBatchAlloc(t *testing.T) {
 func FuzzDecodeMessage(f *testing.F) {
 	for _, s := range batchSamples()[:3] {
 		for _, key := range [][]byte{nil, envTestKey} {
-			msg := AppendBatch(nil, envTestChannel, s.envs, key)
-			f.Add(msg, envTestChannel, key != nil)
-			f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
-			f.Add(append(bytes.Clone(msg), 0), envTestChannel, key != nil)
+			for _, epoch := range []uint64{0, 0x0123456789abcdef} {
+				envs := slices.Clone(s.envs)
+				envs[0].Epoch = epoch
+				msg := AppendBatch(nil, envTestChannel, envs, key)
+				f.Add(msg, envTestChannel, key != nil)
+				f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
+				f.Add(append(bytes.Clone(msg), 0), envTestChannel, key != nil)
+			}
 		}
 	}
 	for _, s := range envSamples()[:3] {

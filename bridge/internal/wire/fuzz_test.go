@@ -14,11 +14,15 @@ import (
 func FuzzDecodeEnvelope(f *testing.F) {
 	for _, s := range envSamples()[:9] {
 		for _, key := range [][]byte{nil, envTestKey} {
-			msg := AppendEnvelope(nil, envTestChannel, &s.env, key)
-			f.Add(msg, envTestChannel, key != nil)
-			f.Add(msg, envTestChannel, key == nil)
-			f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
-			f.Add(append(bytes.Clone(msg), 0), envTestChannel, key != nil)
+			for _, epoch := range []uint64{0, 1, 0xfedcba9876543210} {
+				env := s.env
+				env.Epoch = epoch
+				msg := AppendEnvelope(nil, envTestChannel, &env, key)
+				f.Add(msg, envTestChannel, key != nil)
+				f.Add(msg, envTestChannel, key == nil)
+				f.Add(msg[:len(msg)/2], envTestChannel, key != nil)
+				f.Add(append(bytes.Clone(msg), 0), envTestChannel, key != nil)
+			}
 		}
 	}
 	for _, raw := range []string{
@@ -26,6 +30,10 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		"\xb5\x1e\x01\x00\x01a\x80\x00\x00\x00\x00",                                 // non-minimal varint
 		"\xb5\x1e\x01\x00\x01a\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", // huge payload length
 		"\xb5\x1e\x01\x02\x01a\x00\x00\x00\x02\x01b\x00\x01a\x00\x00",               // unsorted headers
+		"\xb5\x1e\x01\x08\x01a\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00",     // epoch 0 with its flag
+		"\xb5\x1e\x01\x08\x01a\x00\x00\x01",                                         // truncated epoch
+		"\xb5\x1e\x01\x00\x01\x1b\x01\x00\x00\x00",                                  // control character in the source
+		"\xb5\x1e\x01\x00\x01a\x01\x00\x01\n\x00",                                   // and in the content type
 	} {
 		f.Add([]byte(raw), "c", false)
 	}
@@ -73,14 +81,15 @@ func FuzzDecodeEnvelope(f *testing.F) {
 // they decode to the same values, and that a signed one is bound to its
 // channel.
 func FuzzEnvelopeRoundTrip(f *testing.F) {
-	f.Add("instance-1", uint64(42), int64(1_700_000_000_000_000_000), "application/json",
+	f.Add("instance-1", uint64(0x0123456789abcdef), uint64(42), int64(1_700_000_000_000_000_000), "application/json",
 		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", "",
 		[]byte(`{"id":7}`), "app:orders", true)
-	f.Add("a", uint64(0), int64(0), "", "", "", "", "", []byte(nil), "", false)
-	f.Add("\xb5\x1e", ^uint64(0), int64(-1<<63), "\x00", "a", "", "b", "x", []byte{0xb5, 0x1e, 1, 0}, "c", true)
-	f.Fuzz(func(t *testing.T, source string, seq uint64, tm int64, ctype, k1, v1, k2, v2 string,
+	f.Add("a", uint64(0), uint64(0), int64(0), "", "", "", "", "", []byte(nil), "", false)
+	f.Add("\xb5\x1e", ^uint64(0), ^uint64(0), int64(-1<<63), "\x00", "a", "", "b", "x", []byte{0xb5, 0x1e, 1, 0}, "c", true)
+	f.Add("b5 1e", uint64(1), ^uint64(0), int64(-1<<63), " ", "a", "", "b", "x", []byte{0xb5, 0x1e, 1, 0}, "c", true)
+	f.Fuzz(func(t *testing.T, source string, epoch, seq uint64, tm int64, ctype, k1, v1, k2, v2 string,
 		payload []byte, channel string, keyed bool) {
-		env := Envelope{Source: source, Seq: seq, Time: tm, ContentType: ctype, Payload: payload}
+		env := Envelope{Source: source, Epoch: epoch, Seq: seq, Time: tm, ContentType: ctype, Payload: payload}
 		if k1 != "" || k2 != "" {
 			env.Headers = map[string]string{k1: v1, k2: v2}
 		}
@@ -95,8 +104,8 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			key = envTestKey
 		}
 		msg := AppendEnvelope(nil, channel, &env, key)
-		if len(msg) != envelopeLen(&env, keyed) {
-			t.Fatalf("len %d, envelopeLen %d", len(msg), envelopeLen(&env, keyed))
+		if len(msg) != EnvelopeLen(&env, keyed) {
+			t.Fatalf("len %d, EnvelopeLen %d", len(msg), EnvelopeLen(&env, keyed))
 		}
 		got, err := decodeEnvelopeSafe(t, channel, msg, key, 0)
 		if err != nil {

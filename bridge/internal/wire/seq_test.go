@@ -3,6 +3,8 @@ package wire
 import (
 	"strconv"
 	"testing"
+
+	"github.com/busline/bus/bridge/internal/lru"
 )
 
 func TestCounter(t *testing.T) {
@@ -15,17 +17,36 @@ func TestCounter(t *testing.T) {
 			t.Fatalf("Next(%q) = %d, want %d", tc.channel, got, tc.want)
 		}
 	}
-	// Past MaxSeqChannels, a new channel restarts every channel from 1.
-	for i := 2; i < MaxSeqChannels; i++ {
-		c.Next("c" + strconv.Itoa(i))
+}
+
+// TestCounterBudget numbers far more channels than its budget holds while
+// channel "hot" keeps being used: the counter stays within its budget,
+// forgets the cold channels one at a time (the oldest first), and never
+// numbers the hot one again from 1, as the wholesale reset it replaces
+// did.
+func TestCounterBudget(t *testing.T) {
+	const budget = 100 * (lru.EntryOverhead + 10)
+	c := Counter{Budget: budget}
+	var hot uint64
+	for i := range 10000 {
+		if i%50 == 0 {
+			hot++
+			if got := c.Next("hot"); got != hot {
+				t.Fatalf("hot channel after %d others: %d, want %d", i, got, hot)
+			}
+		}
+		if got := c.Next("cold" + strconv.Itoa(100000+i)); got != 1 {
+			t.Fatalf("cold channel %d: %d", i, got)
+		}
+		if c.seqs.Bytes() > budget {
+			t.Fatalf("%d bytes, budget %d", c.seqs.Bytes(), budget)
+		}
 	}
-	if got := c.Next("a"); got != 4 {
-		t.Fatalf("a known channel at the limit: Next = %d, want 4", got)
+	if n := c.Len(); n < 50 || n > 100 {
+		t.Fatalf("%d channels remembered, want the budget's 50..100", n)
 	}
-	if got := c.Next("new"); got != 1 {
-		t.Fatalf("a new channel at the limit: Next = %d, want 1", got)
-	}
-	if got := c.Next("a"); got != 1 {
-		t.Fatalf("after the reset: Next(a) = %d, want 1", got)
+	// The oldest cold channel is forgotten: numbered from 1 again.
+	if got := c.Next("cold100000"); got != 1 {
+		t.Fatalf("forgotten channel: %d, want 1", got)
 	}
 }

@@ -21,13 +21,16 @@
 //	version        1 byte: 0x01             other values are rejected (ErrMalformed)
 //	flags          1 byte                   bit 0 (0x01): signed, a MAC ends the message
 //	                                        bit 1 (0x02): headers present
+//	                                        bit 3 (0x08): epoch present
 //	                                        other bits must be 0
 //	source length  uvarint, 1..255          instance ID of the sending bridge
-//	source         bytes
+//	source         bytes                    printable ASCII (0x20..0x7E)
+//	epoch          8 bytes, big-endian,     only if flag bit 3: the random number the
+//	               not 0                    sender drew when it started
 //	seq            uvarint                  per-source, per-channel sequence number
 //	time           varint                   Unix time in nanoseconds
 //	type length    uvarint, 0..255          content type, "" for none
-//	content type   bytes
+//	content type   bytes                    printable ASCII (0x20..0x7E)
 //	headers        only if flag bit 1:
 //	  count        uvarint, 1..64
 //	  count times: key length  uvarint, 1..255
@@ -42,7 +45,20 @@
 //
 // The MAC covers the Redis channel the message is published on, so a signed
 // message copied onto another channel fails verification. It does not stop a
-// replay on the same channel; receivers detect those by sequence number.
+// replay on the same channel: receivers detect those by sequence number
+// (a copy of an event they saw), by epoch (a message of an earlier run of
+// the source: its epoch differs and its time is not later than the
+// source's latest) and, on pub/sub routes, by the signed time (older than
+// their acceptance window).
+//
+// # Epochs
+//
+// Bridges since the epoch flag draw a random epoch when they start and
+// put it in every envelope and batch they send (flag bit 3). Receivers that
+// know the flag read envelopes with and without it (without: epoch 0, as
+// from an older sender). Receivers older than the flag reject every
+// message carrying it as malformed (unknown flags 0x08), so upgrade every
+// receiver before the senders.
 //
 // The encoding is canonical: every envelope has exactly one encoding (sorted
 // headers, minimal varints, headers flag set only with at least one header),
@@ -67,9 +83,11 @@
 //	magic          2 bytes: 0xB5 0x1E
 //	version        1 byte: 0x01
 //	flags          1 byte                   bit 2 (0x04): batch; bit 0: signed;
+//	                                        bit 3: epoch present;
 //	                                        bit 1 must be 0 (headers are per event)
 //	source length  uvarint, 1..255
 //	source         bytes
+//	epoch          8 bytes, only if bit 3   as above
 //	seq            uvarint, at least 1      sequence number of the first event; event
 //	                                        i (from 0) has seq+i, which must not
 //	                                        overflow 64 bits
@@ -114,7 +132,9 @@ const (
 	flagSigned  = 1 << 0
 	flagHeaders = 1 << 1
 	flagBatch   = 1 << 2
-	flagsKnown  = flagSigned | flagHeaders | flagBatch
+	flagEpoch   = 1 << 3
+	flagsKnown  = flagSigned | flagHeaders | flagBatch | flagEpoch
+	epochLen    = 8
 	// MACLen is the length of the MAC that ends a signed message.
 	MACLen       = sha256.Size
 	maxSourceLen = 255
@@ -130,10 +150,11 @@ const (
 // Envelope is the decoded form of an enveloped message. See the wire format
 // above for the limits of each field.
 type Envelope struct {
-	Source      string            // instance ID of the sender, 1..255 bytes
+	Source      string            // instance ID of the sender, 1..255 printable ASCII bytes
+	Epoch       uint64            // drawn by the sender when it started; 0 for none (older senders)
 	Seq         uint64            // per-source sequence number
 	Time        int64             // Unix nanoseconds, when the event was exported
-	ContentType string            // what the sender's Codec returned, 0..255 bytes
+	ContentType string            // what the sender's Codec returned, 0..255 printable ASCII bytes
 	Headers     map[string]string // optional: at most 64, key 1..255 bytes, value 0..4096 bytes
 	// Payload is the event's bytes. After DecodeEnvelope it aliases the
 	// message passed in (capacity clipped to the payload, so appending to
@@ -192,9 +213,13 @@ func IsBatch(msg []byte) bool {
 func (env *Envelope) Validate() error {
 	switch {
 	case len(env.Source) == 0 || len(env.Source) > maxSourceLen:
-		return fmt.Errorf("%w: source %q is %s, want 1..%d", ErrMalformed, env.Source, plural.Of(uint64(len(env.Source)), "byte"), maxSourceLen)
+		return fmt.Errorf("%w: source %.40q is %s, want 1..%d", ErrMalformed, env.Source, plural.Of(uint64(len(env.Source)), "byte"), maxSourceLen)
+	case !Printable(env.Source):
+		return fmt.Errorf("%w: source %.40q is not printable ASCII", ErrMalformed, env.Source)
 	case len(env.ContentType) > MaxTypeLen:
 		return fmt.Errorf("%w: content type is %s, limit %d", ErrMalformed, plural.Of(uint64(len(env.ContentType)), "byte"), MaxTypeLen)
+	case !Printable(env.ContentType):
+		return fmt.Errorf("%w: content type %.40q is not printable ASCII", ErrMalformed, env.ContentType)
 	case len(env.Headers) > maxHeaders:
 		return fmt.Errorf("%w: %s, limit %d", ErrMalformed, plural.Of(uint64(len(env.Headers)), "header"), maxHeaders)
 	}
@@ -207,6 +232,35 @@ func (env *Envelope) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Printable reports whether s is made of printable ASCII characters,
+// 0x20 (space) to 0x7E (~): what sources and content types may hold, so
+// that a foreign publisher cannot put control characters, escape
+// sequences or look-alike letters into logs and metrics through them.
+func Printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// EnvelopeLen returns the length of the message AppendEnvelope makes of
+// env, signed or not.
+func EnvelopeLen(env *Envelope, signed bool) int {
+	n := envFixedLen +
+		uvarintLen(uint64(len(env.Source))) + len(env.Source) +
+		uvarintLen(env.Seq) +
+		tailLen(env)
+	if env.Epoch != 0 {
+		n += epochLen
+	}
+	if signed {
+		n += MACLen
+	}
+	return n
 }
 
 // tailLen returns the length of the fields of env from its time through
@@ -241,9 +295,15 @@ func AppendEnvelope(dst []byte, channel string, env *Envelope, key []byte) []byt
 	if len(env.Headers) > 0 {
 		flags |= flagHeaders
 	}
+	if env.Epoch != 0 {
+		flags |= flagEpoch
+	}
 	dst = append(dst, envMagic0, envMagic1, envVersion, flags)
 	dst = binary.AppendUvarint(dst, uint64(len(env.Source)))
 	dst = append(dst, env.Source...)
+	if env.Epoch != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, env.Epoch)
+	}
 	dst = binary.AppendUvarint(dst, env.Seq)
 	dst = appendTail(dst, env)
 	return appendMAC(dst, start, channel, key)
@@ -277,19 +337,25 @@ func appendMAC(dst []byte, start int, channel string, key []byte) []byte {
 }
 
 // batchHeaderLen returns the length of the fields of a batch before its
-// events: count events of source numbered from seq.
-func batchHeaderLen(source string, seq uint64, count int) int {
-	return envFixedLen +
+// events: count events of source numbered from seq, with an epoch if
+// epoch is not 0.
+func batchHeaderLen(source string, epoch, seq uint64, count int) int {
+	n := envFixedLen +
 		uvarintLen(uint64(len(source))) + len(source) +
 		uvarintLen(seq) + uvarintLen(uint64(count))
+	if epoch != 0 {
+		n += epochLen
+	}
+	return n
 }
 
 // BatchOverhead returns the most bytes a batch of events of source,
 // numbered from seq, adds to the lengths of its events (BatchEventLen):
-// its header with the largest event count, and the MAC if signed. A batch
-// of events whose lengths add up to n is at most BatchOverhead + n bytes.
+// its header with an epoch and the largest event count, and the MAC if
+// signed. A batch of events whose lengths add up to n is at most
+// BatchOverhead + n bytes.
 func BatchOverhead(source string, seq uint64, signed bool) int {
-	n := batchHeaderLen(source, seq, MaxBatchEvents)
+	n := batchHeaderLen(source, 1, seq, MaxBatchEvents)
 	if signed {
 		n += MACLen
 	}
@@ -301,13 +367,13 @@ func BatchEventLen(env *Envelope) int { return 1 + tailLen(env) }
 
 // AppendBatch appends the encoding of envs, published on channel, as one
 // batch, signed if key is not empty, and returns the extended slice. envs
-// must hold 2..MaxBatchEvents envelopes of one Source numbered from
-// envs[0].Seq (at least 1) up by one; their own Source and Seq are not
-// read. Like AppendEnvelope it does not validate, does not allocate when
+// must hold 2..MaxBatchEvents envelopes of one Source and Epoch numbered
+// from envs[0].Seq (at least 1) up by one; their own Source, Epoch and Seq
+// are not read. Like AppendEnvelope it does not validate, does not allocate when
 // dst has room, and is safe for concurrent use.
 func AppendBatch(dst []byte, channel string, envs []Envelope, key []byte) []byte {
 	start := len(dst)
-	dst = appendBatchHeader(dst, envs[0].Source, envs[0].Seq, len(envs), len(key) > 0)
+	dst = appendBatchHeader(dst, envs[0].Source, envs[0].Epoch, envs[0].Seq, len(envs), len(key) > 0)
 	for i := range envs {
 		dst = appendBatchEvent(dst, &envs[i])
 	}
@@ -315,17 +381,24 @@ func AppendBatch(dst []byte, channel string, envs []Envelope, key []byte) []byte
 }
 
 // appendBatchHeader appends the fields of a batch before its events: count
-// events (2..MaxBatchEvents) of source numbered from seq (at least 1),
-// signed if signed is set. Append the events with appendBatchEvent, then
-// the MAC with appendMAC. It does not validate its arguments.
-func appendBatchHeader(dst []byte, source string, seq uint64, count int, signed bool) []byte {
+// events (2..MaxBatchEvents) of source and epoch (0 for none) numbered
+// from seq (at least 1), signed if signed is set. Append the events with
+// appendBatchEvent, then the MAC with appendMAC. It does not validate its
+// arguments.
+func appendBatchHeader(dst []byte, source string, epoch, seq uint64, count int, signed bool) []byte {
 	flags := byte(flagBatch)
 	if signed {
 		flags |= flagSigned
 	}
+	if epoch != 0 {
+		flags |= flagEpoch
+	}
 	dst = append(dst, envMagic0, envMagic1, envVersion, flags)
 	dst = binary.AppendUvarint(dst, uint64(len(source)))
 	dst = append(dst, source...)
+	if epoch != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, epoch)
+	}
 	dst = binary.AppendUvarint(dst, seq)
 	return binary.AppendUvarint(dst, uint64(count))
 }
@@ -423,7 +496,7 @@ func DecodeMessage(channel string, msg []byte, key []byte, maxBytes int, fn func
 // fields, the MAC included, and returns msg without its MAC and the flags.
 func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []byte, flags byte, err error) {
 	if maxBytes > 0 && len(msg) > maxBytes {
-		return nil, 0, fmt.Errorf("%w: %s, limit %d", ErrTooLarge, plural.Of(uint64(len(msg)), "byte"), maxBytes)
+		return nil, 0, decodeErr(ErrTooLarge, -1, "%d bytes, limit %d", len(msg), maxBytes)
 	}
 	if !IsEnvelope(msg) {
 		return nil, 0, ErrNotEnvelope
@@ -432,7 +505,7 @@ func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []b
 		return nil, 0, malformed(len(msg), "truncated before the version and flags")
 	}
 	if v := msg[2]; v != envVersion {
-		return nil, 0, fmt.Errorf("%w: unknown version %d (this bridge reads version %d)", ErrMalformed, v, envVersion)
+		return nil, 0, decodeErr(ErrMalformed, -1, "unknown version %d (this bridge reads version %d)", v, envVersion)
 	}
 	flags = msg[3]
 	if flags&^flagsKnown != 0 {
@@ -451,16 +524,16 @@ func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []b
 	// only ever sees what a holder of the key wrote.
 	if len(key) > 0 {
 		if !signed {
-			return nil, 0, fmt.Errorf("%w: unsigned envelope on %q", ErrSignature, channel)
+			return nil, 0, decodeErr(ErrSignature, -1, "unsigned envelope on %q", channel)
 		}
 		if tooShort {
-			return nil, 0, fmt.Errorf("%w: %s, too short to carry a MAC, on %q", ErrSignature, plural.Of(uint64(len(msg)), "byte"), channel)
+			return nil, 0, decodeErr(ErrSignature, -1, "%d bytes, too short to carry a MAC, on %q", len(msg), channel)
 		}
 		m := getMAC(key)
 		ok := hmac.Equal(m.sum(m.out[:0], channel, msg[:end]), msg[end:])
 		macPool.Put(m)
 		if !ok {
-			return nil, 0, fmt.Errorf("%w: MAC mismatch on %q", ErrSignature, channel)
+			return nil, 0, decodeErr(ErrSignature, -1, "MAC mismatch on %q", channel)
 		}
 	}
 	if tooShort {
@@ -476,8 +549,7 @@ func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []b
 func parseSingle(msg []byte, flags byte) (Envelope, error) {
 	// First pass: validate everything and remember where the fields are,
 	// without allocating. The fields must fill msg exactly.
-	off := envFixedLen
-	src, off, err := readField(msg, off, 1, maxSourceLen, "source")
+	src, epoch, off, err := readSource(msg, flags)
 	if err != nil {
 		return Envelope{}, err
 	}
@@ -493,16 +565,47 @@ func parseSingle(msg []byte, flags byte) (Envelope, error) {
 		return Envelope{}, malformed(off, "%s after the payload", plural.Of(uint64(len(msg)-off), "byte"))
 	}
 	// Second pass: build the result from validated bytes.
-	env := Envelope{Source: sources.String(src), Seq: seq}
+	env := Envelope{Source: sources.String(src), Epoch: epoch, Seq: seq}
 	t.fill(&env)
 	return env, nil
+}
+
+// readSource reads the source of a plain envelope or a batch, msg, and its
+// epoch if flags say it has one, and returns the offset after them.
+func readSource(msg []byte, flags byte) (src []byte, epoch uint64, off int, err error) {
+	src, off, err = readField(msg, envFixedLen, 1, maxSourceLen, "source")
+	if err != nil {
+		return nil, 0, off, err
+	}
+	if !printable(src) {
+		return nil, 0, off, malformed(envFixedLen, "source not printable ASCII")
+	}
+	if flags&flagEpoch == 0 {
+		return src, 0, off, nil
+	}
+	if len(msg)-off < epochLen {
+		return nil, 0, off, malformed(off, "truncated epoch")
+	}
+	if epoch = binary.BigEndian.Uint64(msg[off:]); epoch == 0 {
+		return nil, 0, off, malformed(off, "epoch 0 (the flag says there is one)")
+	}
+	return src, epoch, off + epochLen, nil
+}
+
+// printable is Printable for bytes.
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // parseBatch decodes the fields of a batch, msg without its MAC, and calls
 // fn for each event once all of them are valid.
 func parseBatch(msg []byte, flags byte, fn func(i int, env Envelope)) (int, error) {
-	off := envFixedLen
-	src, off, err := readField(msg, off, 1, maxSourceLen, "source")
+	src, epoch, off, err := readSource(msg, flags)
 	if err != nil {
 		return 0, err
 	}
@@ -542,7 +645,7 @@ func parseBatch(msg []byte, flags byte, fn func(i int, env Envelope)) (int, erro
 		hasHeaders := msg[off]&flagHeaders != 0
 		var t tail
 		t, off, _ = parseTail(msg, off+1, hasHeaders)
-		env := Envelope{Source: source, Seq: seq + uint64(i)}
+		env := Envelope{Source: source, Epoch: epoch, Seq: seq + uint64(i)}
 		t.fill(&env)
 		fn(i, env)
 	}
@@ -581,9 +684,13 @@ func parseTail(msg []byte, off int, hasHeaders bool) (t tail, _ int, err error) 
 	if err != nil {
 		return t, off, err
 	}
+	typeOff := off
 	t.ctype, off, err = readField(msg, off, 0, MaxTypeLen, "content type")
 	if err != nil {
 		return t, off, err
+	}
+	if !printable(t.ctype) {
+		return t, off, malformed(typeOff, "content type not printable ASCII")
 	}
 	if hasHeaders {
 		countOff := off
@@ -642,8 +749,35 @@ func (t *tail) fill(env *Envelope) {
 // malformed returns an error wrapping ErrMalformed that says what is wrong at
 // byte offset off.
 func malformed(off int, format string, args ...any) error {
-	return fmt.Errorf("%w: at byte %d: %s", ErrMalformed, off, fmt.Sprintf(format, args...))
+	return &decodeError{sentinel: ErrMalformed, off: off, format: format, args: args}
 }
+
+// decodeErr returns an error wrapping sentinel that says what is wrong,
+// at byte offset off if off is not negative.
+func decodeErr(sentinel error, off int, format string, args ...any) error {
+	return &decodeError{sentinel: sentinel, off: off, format: format, args: args}
+}
+
+// decodeError is an error of decoding whose message is only formatted
+// when it is read: a receiver rejects a flood of bad messages, and reports
+// few of them (the bridge's reports are rate-limited), so rejecting one
+// costs no formatting.
+type decodeError struct {
+	sentinel error
+	off      int // -1: no offset
+	format   string
+	args     []any
+}
+
+func (e *decodeError) Error() string {
+	msg := fmt.Sprintf(e.format, e.args...)
+	if e.off < 0 {
+		return e.sentinel.Error() + ": " + msg
+	}
+	return fmt.Sprintf("%v: at byte %d: %s", e.sentinel, e.off, msg)
+}
+
+func (e *decodeError) Unwrap() error { return e.sentinel }
 
 // readUvarint reads a minimally encoded uvarint at b[off:] and returns it and
 // the offset after it. binary.Uvarint is not used because it accepts padded

@@ -68,8 +68,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 					t.Fatalf("validate: %v", err)
 				}
 				msg := AppendEnvelope(nil, envTestChannel, &env, key)
-				if got, want := len(msg), envelopeLen(&env, key != nil); got != want {
-					t.Errorf("len = %d, envelopeLen = %d", got, want)
+				if got, want := len(msg), EnvelopeLen(&env, key != nil); got != want {
+					t.Errorf("len = %d, EnvelopeLen = %d", got, want)
 				}
 				if !IsEnvelope(msg) {
 					t.Fatal("isEnvelope = false")
@@ -267,7 +267,7 @@ func TestEnvelopeMalformed(t *testing.T) {
 		{"version 255", "b51eff00", "version 255"},
 		{"magic only", "b51e", "truncated"},
 		{"no flags byte", "b51e01", "truncated"},
-		{"unknown flag", "b51e0108" + src + seqTime + noType + payload0, "flags"},
+		{"unknown flag", "b51e0110" + src + seqTime + noType + payload0, "flags"},
 		{"high flag", "b51e0180" + src + seqTime + noType + payload0, "flags"},
 		{"empty source", head + "00" + seqTime + noType + payload0, "source length 0"},
 		{"source 256", head + "8002" + strings.Repeat("61", 256) + seqTime + noType + payload0, "source length 256"},
@@ -492,7 +492,7 @@ func TestEnvelopeAlloc(t *testing.T) {
 		{"signed headers", &withHeaders, envTestKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			buf := make([]byte, 0, envelopeLen(tc.env, tc.key != nil))
+			buf := make([]byte, 0, EnvelopeLen(tc.env, tc.key != nil))
 			var msg []byte
 			if n := testing.AllocsPerRun(100, func() {
 				msg = AppendEnvelope(buf[:0], envTestChannel, tc.env, tc.key)
@@ -527,7 +527,7 @@ func TestEnvelopeAlloc(t *testing.T) {
 func BenchmarkEnvelopeEncode(b *testing.B) {
 	for _, bc := range envBenchCases() {
 		b.Run(bc.name, func(b *testing.B) {
-			buf := make([]byte, 0, envelopeLen(&bc.env, bc.key != nil))
+			buf := make([]byte, 0, EnvelopeLen(&bc.env, bc.key != nil))
 			b.SetBytes(int64(len(bc.env.Payload)))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -577,24 +577,10 @@ func envBenchCases() []envBenchCase {
 	}
 }
 
-// envelopeLen returns the exact length of the message appendEnvelope
-// produces for env, signed or not, computed field by field from the wire
-// format: the tests check the encoder against it and size buffers with it.
-func envelopeLen(env *Envelope, signed bool) int {
-	n := envFixedLen +
-		uvarintLen(uint64(len(env.Source))) + len(env.Source) +
-		uvarintLen(env.Seq) +
-		tailLen(env)
-	if signed {
-		n += MACLen
-	}
-	return n
-}
-
 // batchLen returns the exact length of the message appendBatch produces
-// for envs, as envelopeLen does for appendEnvelope.
+// for envs, as EnvelopeLen does for AppendEnvelope.
 func batchLen(envs []Envelope, signed bool) int {
-	n := batchHeaderLen(envs[0].Source, envs[0].Seq, len(envs))
+	n := batchHeaderLen(envs[0].Source, envs[0].Epoch, envs[0].Seq, len(envs))
 	for i := range envs {
 		n += BatchEventLen(&envs[i])
 	}
