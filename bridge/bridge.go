@@ -151,7 +151,7 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		return nil, err
 	}
 	br.shards.finish()
-	br.inq = queue.NewTopics(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, cfg.ImportQueueBytes, (*importItem).size, br.importDropped)
+	br.inq = queue.NewTopics(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, cfg.ImportQueueBytes, importItem.size, br.importDropped)
 	if br.needsEchoMemory() {
 		br.echo = queue.NewEcho(cfg.EchoWindow, cfg.EchoMemory)
 	}

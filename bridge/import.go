@@ -289,7 +289,7 @@ type importItem struct {
 // size is what it weighs in the import queue's byte cap
 // (Options.ImportQueueBytes): its payload and topic, with its headers if
 // it has any.
-func (it *importItem) size() int {
+func (it importItem) size() int {
 	n := len(it.payload) + len(it.topic)
 	for k, v := range it.meta.Headers {
 		n += len(k) + len(v)

@@ -167,7 +167,7 @@ type testItem struct {
 	payload []byte
 }
 
-func testItemSize(it *testItem) int { return len(it.topic) + len(it.payload) }
+func testItemSize(it testItem) int { return len(it.topic) + len(it.payload) }
 
 func TestTopicsOrderAndFairness(t *testing.T) {
 	q := NewTopics[testItem](1000, 100, 1<<20, testItemSize, func(int) {})

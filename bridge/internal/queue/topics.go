@@ -24,7 +24,7 @@ const importBatch = 64
 // All methods are safe for concurrent use.
 type Topics[T any] struct {
 	maxTotal, maxTopic, maxBytes int
-	size                         func(*T) int // what an event weighs in maxBytes
+	size                         func(T) int // what an event weighs in maxBytes
 
 	mu     sync.Mutex // protects the fields below
 	cond   sync.Cond  // signalled when ready gains a topic or closed is set
@@ -66,7 +66,7 @@ const maxFreeChunks = 1024
 // bytes (its payload and topic, say): a count alone lets a publisher of
 // large messages fill memory with a full queue of them. onDrop is called
 // with the number of events Abort dropped.
-func NewTopics[T any](maxTotal, maxTopic, maxBytes int, size func(*T) int, onDrop func(int)) *Topics[T] {
+func NewTopics[T any](maxTotal, maxTopic, maxBytes int, size func(T) int, onDrop func(int)) *Topics[T] {
 	q := &Topics[T]{
 		maxTotal: maxTotal, maxTopic: maxTopic, maxBytes: maxBytes, size: size,
 		topics: map[string]*topicQueue[T]{}, onDrop: onDrop,
@@ -80,7 +80,7 @@ func NewTopics[T any](maxTotal, maxTopic, maxBytes int, size func(*T) int, onDro
 // total count, the topic's count and the bytes. It never waits for the
 // workers.
 func (q *Topics[T]) Push(topic string, it T) bool {
-	size := q.size(&it)
+	size := q.size(it)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed || q.total >= q.maxTotal || q.bytes+size > q.maxBytes {
@@ -142,7 +142,7 @@ func (q *Topics[T]) Work(deliver func(*T)) {
 		size := 0
 		for tq.items.len() > 0 && len(batch) < importBatch {
 			batch = append(batch, tq.items.pop())
-			size += q.size(&batch[len(batch)-1])
+			size += q.size(batch[len(batch)-1])
 		}
 		q.mu.Unlock()
 
@@ -190,7 +190,7 @@ func (q *Topics[T]) Abort() {
 		n += tq.items.len()
 		for tq.items.len() > 0 {
 			it := tq.items.pop()
-			q.bytes -= q.size(&it)
+			q.bytes -= q.size(it)
 		}
 		if !tq.busy {
 			delete(q.topics, tq.topic)
