@@ -72,6 +72,10 @@ func (in *ingest) accept(m *inbound) {
 		br.rep.drop(ErrTooLarge, 1, fmt.Errorf("%w: %s %s", ErrTooLarge, plural.Of(uint64(len(m.data)), "byte"), m.where()))
 		return
 	}
+	if isCloudEvent(r.Format, m.data) {
+		in.acceptCloudEvent(m)
+		return
+	}
 	if !r.Raw && wire.IsEnvelope(m.data) {
 		var err error
 		if m.entry != "" {

@@ -73,15 +73,19 @@ const MaxExportName = 20
 // Event is a CloudEvent as the bridge reads and writes it. See the package
 // documentation for the mapping of each field.
 type Event struct {
-	ID         string
-	Source     string
-	Type       string
-	Time       time.Time // zero when absent
+	ID     string
+	Source string
+	Type   string
+	Time   time.Time // zero when absent
 	// DataContentType is "" when absent: consumers then take the data as
 	// JSON.
 	DataContentType string
 	// Seq is the buslineseq extension, 0 when absent.
 	Seq uint64
+	// IDSeq makes Append write the id as ID + ":" + Seq in decimal, so
+	// that an exporter numbering its events builds no id string. Decode
+	// never sets it.
+	IDSeq bool
 	// Extensions are the other attributes, by name: the optional
 	// subject and dataschema, and the extension attributes. Decode never
 	// puts the attributes above in it; Append ignores the names of those

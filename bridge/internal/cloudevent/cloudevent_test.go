@@ -19,6 +19,8 @@ func TestAppend(t *testing.T) {
 	}{
 		{"minimal", Event{ID: "c:1", Source: "a", Type: "t"},
 			`{"specversion":"1.0","id":"c:1","source":"a","type":"t"}`},
+		{"id from seq", Event{ID: "app:orders", IDSeq: true, Seq: 12, Source: "a", Type: "t"},
+			`{"specversion":"1.0","id":"app:orders:12","source":"a","type":"t","buslineseq":"12"}`},
 		{"json data", Event{ID: "app:orders:7", Source: "inst-1", Type: "orders", Time: testTime,
 			DataContentType: "application/json", Seq: 7, Data: []byte(`{"n":1}`)},
 			`{"specversion":"1.0","id":"app:orders:7","source":"inst-1","type":"orders","time":"2025-03-04T05:06:07.123456789Z","datacontenttype":"application/json","buslineseq":"7","data":{"n":1}}`},

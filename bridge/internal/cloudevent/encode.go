@@ -27,6 +27,11 @@ const maxSortedExtensions = 64
 func Append(dst []byte, ev *Event) []byte {
 	dst = append(dst, `{"specversion":"1.0","id":`...)
 	dst = appendString(dst, ev.ID)
+	if ev.IDSeq {
+		dst = append(dst[:len(dst)-1], ':')
+		dst = strconv.AppendUint(dst, ev.Seq, 10)
+		dst = append(dst, '"')
+	}
 	dst = append(dst, `,"source":`...)
 	dst = appendString(dst, ev.Source)
 	dst = append(dst, `,"type":`...)

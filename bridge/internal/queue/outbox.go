@@ -22,6 +22,10 @@ type Export struct {
 	Seq         uint64 // per (source, channel), set by Outbox.Push; 0 on raw routes
 	Raw         bool
 	Echo        bool // remember it for echo suppression when it is sent
+	// CloudEvent marks an export of a CloudEvents route, Topic its
+	// topic (the event's type); Topic is "" on other routes.
+	CloudEvent bool
+	Topic      string
 }
 
 // Size is what it counts for in an outbox's byte bound.
