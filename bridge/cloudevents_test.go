@@ -265,3 +265,47 @@ func TestCloudEventsMixedFormats(t *testing.T) {
 	checkAccounting(t, env.bridge)
 	checkAccounting(t, ce.bridge)
 }
+
+// TestCloudEventsSharded runs a CloudEvents route over sharded pub/sub on
+// a cluster, with partitioned channels: events reach the other instance
+// in order with their sequence numbers, and a plain SSUBSCRIBE receives
+// the JSON.
+func TestCloudEventsSharded(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	ctx := clusterCtx(t)
+	route := bridge.Route{Pattern: "ce.shard", Format: bridge.CloudEvents}
+	oa, ob := clusterOptions("app:", route), clusterOptions("app:", route)
+	oa.Partitions, ob.Partitions = 16, 16
+	oa.InstanceID = "shard-a"
+	a := newInstance(t, c.Client(t), oa)
+	b := newInstance(t, c.Client(t), ob)
+	rec := record(t, b.bus, "ce.shard")
+	ch := bridge.ShardChannel("app:", "ce.shard", 16)
+	cc := c.Client(t)
+	ps := cc.SSubscribe(ctx, ch)
+	t.Cleanup(func() { _ = ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 50
+	for i := range n {
+		publish(t, a.bus, "ce.shard", fmt.Sprint(i))
+	}
+	for i, e := range rec.waitOrdered(t, n) {
+		if e.Payload != fmt.Sprint(i) || e.Meta.Seq != uint64(i+1) || e.Meta.Source != "shard-a" || e.Meta.Headers["id"] != fmt.Sprintf("%s:%d", ch, i+1) {
+			t.Fatalf("event %d: %q %+v", i, e.Payload, e.Meta)
+		}
+	}
+	msg, err := ps.ReceiveTimeout(ctx, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := msg.(*redis.Message); !ok || !strings.Contains(m.Payload, `"type":"ce.shard"`) || !strings.Contains(m.Payload, `"buslineseq":"1","data":"0"}`) {
+		t.Errorf("SSUBSCRIBE received %v", msg)
+	}
+	if s := a.bridge.Stats(); s.ExportMessages != n {
+		t.Errorf("%d messages for %d events: CloudEvents are never coalesced", s.ExportMessages, n)
+	}
+	checkAccounting(t, b.bridge)
+}
