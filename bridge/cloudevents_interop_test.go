@@ -51,6 +51,28 @@ func exists(path string) bool {
 	return err == nil
 }
 
+// startPeer starts cmd, a program of another language, and waits until
+// it prints "ready": then it returns its other lines, and its stderr for
+// errors.
+func startPeer(t *testing.T, cmd *exec.Cmd) (*bufio.Scanner, *bytes.Buffer) {
+	t.Helper()
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	lines.Buffer(nil, 1<<20)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("%s: %q, stderr %s", cmd.Path, lines.Text(), stderr)
+	}
+	return lines, stderr
+}
+
 // nodeExport is what subscribe.mjs prints for each message.
 type nodeExport struct {
 	Raw   string         `json:"raw"`
@@ -72,20 +94,7 @@ func TestCloudEventsNodeExport(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "subscribe.mjs", "redis://"+srv.Addr(), "app:node.out", "3")
 	cmd.Dir = nodeDir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(out)
-	lines.Buffer(nil, 1<<20)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("node: %q, stderr %s", lines.Text(), stderr.String())
-	}
+	lines, stderr := startPeer(t, cmd)
 
 	headers := map[string]string{"traceparent": traceparent, "tracestate": "busline=1", "subject": "order-42"}
 	if err := in.bus.PublishEvent(context.Background(), bus.Event{Topic: "node.out", Payload: Order{ID: 42, Items: []string{"thé"}}, Meta: &bus.Meta{Headers: headers}}); err != nil {
@@ -237,19 +246,7 @@ func TestCloudEventsPython(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, "-c", pythonCloudEvents, host, port)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("python: %q, stderr %s", lines.Text(), stderr.String())
-	}
+	lines, stderr := startPeer(t, cmd)
 	if err := in.bus.PublishEvent(context.Background(), bus.Event{Topic: "py.ce", Payload: Order{ID: 7, Items: []string{"é"}},
 		Meta: &bus.Meta{Headers: map[string]string{"traceparent": traceparent}}}); err != nil {
 		t.Fatal(err)
