@@ -201,6 +201,9 @@ func (br *Bridge) compileRoutes(sep rune) error {
 		if r.Direction > Import {
 			return fmt.Errorf("%w: route %d (%q): unknown direction %d", ErrInvalidOptions, i, r.Pattern, r.Direction)
 		}
+		if err := br.checkFormat(i, &r); err != nil {
+			return err
+		}
 		match, err := bus.CompilePattern(r.Pattern, sep)
 		if err != nil {
 			return chain(ErrInvalidOptions, fmt.Sprintf("route %d", i), err)
@@ -292,12 +295,19 @@ func (br *Bridge) reportWidened() {
 func (br *Bridge) needsEchoMemory() bool {
 	for _, e := range br.exports {
 		for _, i := range br.imports {
-			if e.Raw || i.Raw {
+			if unrecognised(e, i) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// unrecognised reports whether an export of route e may come back through
+// import route i without a source i reads: raw on either side, or a
+// CloudEvent read by an envelope route (which takes it as raw bytes).
+func unrecognised(e, i *route) bool {
+	return e.Raw || i.Raw || e.Format == CloudEvents && i.Format != CloudEvents
 }
 
 // importRoute returns the first import route that matches topic, or nil.

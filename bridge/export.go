@@ -81,7 +81,17 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 			it.ContentType = e.Meta.ContentType
 		}
 	}
-	if !r.Raw && (len(it.Headers) > 0 || len(it.ContentType) > wire.MaxTypeLen || !wire.Printable(it.ContentType)) {
+	if r.Format == CloudEvents {
+		it.CloudEvent, it.Topic = true, e.Topic
+		if len(it.Headers) > 0 {
+			if err := br.checkCloudEvent(e.Topic, &it); err != nil {
+				br.c.encodeErrors.Add(1)
+				r.c.encodeErrors.Add(1)
+				br.rep.drop(ErrEncode, 1, err)
+				return it, false
+			}
+		}
+	} else if !r.Raw && (len(it.Headers) > 0 || len(it.ContentType) > wire.MaxTypeLen || !wire.Printable(it.ContentType)) {
 		env := wire.Envelope{Source: br.id, ContentType: it.ContentType, Headers: it.Headers}
 		if err := env.Validate(); err != nil {
 			br.c.encodeErrors.Add(1)
@@ -146,7 +156,7 @@ func (br *Bridge) export(r *route, e bus.Event) {
 		return
 	}
 	if br.echo != nil && !r.durable() {
-		if ir := br.importRoute(e.Topic); ir != nil && (r.Raw || ir.Raw) {
+		if ir := br.importRoute(e.Topic); ir != nil && unrecognised(r, ir) {
 			it.Echo = true
 		}
 	}
@@ -462,9 +472,13 @@ func (br *Bridge) layEnvelopes(arena []byte, spans []span, batch []queue.Export)
 		if it.Raw {
 			continue
 		}
-		env := br.envelopeOf(it)
 		start := len(arena)
-		arena = wire.AppendEnvelope(arena, it.Channel, &env, br.key)
+		if it.CloudEvent {
+			arena = br.appendCloudEvent(arena, it)
+		} else {
+			env := br.envelopeOf(it)
+			arena = wire.AppendEnvelope(arena, it.Channel, &env, br.key)
+		}
 		spans[i] = span{start, len(arena)}
 	}
 	return arena, spans

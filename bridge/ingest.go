@@ -127,6 +127,10 @@ func (in *ingest) accept(m *inbound) {
 		})
 		return
 	}
+	if isCloudEvent(r.Format, m.data) {
+		in.acceptCloudEvent(m)
+		return
+	}
 	if !r.Raw && wire.IsEnvelope(m.data) {
 		var err error
 		if m.entry != "" {

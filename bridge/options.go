@@ -74,6 +74,13 @@ type Route struct {
 	// an enveloped route and Bytes() on a Raw route.
 	Codec Codec
 
+	// Format is how an enveloped route carries events: the binary
+	// envelope (Envelope, the zero value and the fast path) or
+	// CloudEvents 1.0 in JSON, which other languages read (CloudEvents).
+	// See "CloudEvents" in the package documentation. New refuses
+	// CloudEvents on a Raw route.
+	Format Format
+
 	// Delivery is how the route carries events through Redis: PubSub
 	// (the zero value), or durably in a Redis stream, read by every
 	// instance (Stream) or by one member of a consumer group (Group).

@@ -304,12 +304,14 @@ func (f *flusher) build(remember bool) {
 	for j := 0; j < len(f.pending); {
 		it := &f.batch[f.pending[j]]
 		n := 1
-		if limit > 0 && !it.Raw && !it.Echo {
+		if limit > 0 && !it.Raw && !it.Echo && !it.CloudEvent {
 			n = f.coalesce(j, limit)
 		}
 		start := len(f.arena)
 		switch {
 		case it.Raw:
+		case it.CloudEvent:
+			f.arena = br.appendCloudEvent(f.arena, it)
 		case n > 1:
 			f.envs = f.envs[:0]
 			for _, i := range f.pending[j : j+n] {
@@ -428,7 +430,7 @@ func (f *flusher) coalesce(j, limit int) int {
 	n := 1
 	for ; j+n < len(f.pending) && n < wire.MaxBatchEvents; n++ {
 		it := &f.batch[f.pending[j+n]]
-		if it.Raw || it.Echo || it.Seq != first.Seq+uint64(n) || it.Channel != first.Channel {
+		if it.Raw || it.Echo || it.CloudEvent || it.Seq != first.Seq+uint64(n) || it.Channel != first.Channel {
 			break
 		}
 		env := br.envelopeOf(it)

@@ -1,8 +1,6 @@
 package bridge_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/hex"
 	"os"
@@ -75,19 +73,7 @@ func TestPythonInterop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, "-c", pythonPeer, host, port)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("python: %q, stderr %s", lines.Text(), stderr.String())
-	}
+	lines, stderr := startPeer(t, cmd)
 
 	// Topics are imported by separate workers: compare by topic.
 	want := map[string]string{"py.in": "hi from python \xc3\xa9\x00", "py.env": "text from python"}

@@ -274,6 +274,9 @@ func (sr *streamReader) handle(m redis.XMessage) entryOutcome {
 		topic = r.Pattern // a foreign writer may leave out the topic of an exact route
 	}
 	data, hasData := m.Values[fieldData].(string)
+	if topic == "" && hasData && r.Format == CloudEvents {
+		topic = cloudEventType(data) // a foreign writer's event names its topic
+	}
 	if topic == "" || !hasData {
 		c.decodeErrors.Add(1)
 		br.rep.drop(ErrMalformed, 1, fmt.Errorf("%w: entry %s of %q has no %q or %q field", ErrMalformed, m.ID, r.key, fieldTopic, fieldData))

@@ -28,6 +28,10 @@ type Export struct {
 	// one message of a channel of its own, which would otherwise fill the
 	// sequence counters of sender and receivers with one-off channels.
 	NoSeq bool
+	// CloudEvent marks an export of a CloudEvents route, Topic its
+	// topic (the event's type); Topic is "" on other routes.
+	CloudEvent bool
+	Topic      string
 }
 
 // Size is what it counts for in an outbox's byte bound.

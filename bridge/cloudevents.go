@@ -1,0 +1,191 @@
+package bridge
+
+import (
+	"fmt"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/cloudevent"
+	"github.com/busline/bus/bridge/internal/queue"
+	"github.com/busline/bus/bridge/internal/wire"
+)
+
+// Format says how an enveloped Route writes its events (Route.Format).
+// The zero Format is Envelope.
+//
+// # CloudEvents
+//
+// The binary envelope keeps an event's source, sequence number, time,
+// content type and headers, but only this package reads it. A route with
+// Format CloudEvents writes each event as a CloudEvents 1.0 event in the
+// structured-mode JSON format (application/cloudevents+json), which the
+// CloudEvents SDKs of other languages parse; their producers' events are
+// imported with their attributes in the bus.Meta.
+//
+//	{"specversion":"1.0","id":"app:orders.created:7","source":"inst-1",
+//	 "type":"orders.created","time":"2025-03-04T05:06:07.123456789Z",
+//	 "datacontenttype":"application/json","buslineseq":"7",
+//	 "traceparent":"00-4bf9...-01","data":{"id":42}}
+//
+// On export: source is the InstanceID (which must then be a
+// URI-reference: letters, digits and -._~:/?#[]@!$&'()*+,;=%), type is the
+// topic, id is the channel, a colon and the sequence number (unique per
+// source while the instance keeps its ID), time is the export time with
+// nanoseconds, buslineseq is the sequence number as a decimal string (the
+// specification's Integer is 32 bits). JSON payloads (application/json,
+// */*+json: DefaultCodec's structs, JSON[T]) are written inline as data,
+// text/* payloads as a JSON string, anything else as data_base64. Headers
+// become attributes of the same name: subject, dataschema, or extensions
+// such as traceparent and tracestate (the distributed tracing extension).
+// A header name must be 1 to 20 lowercase ASCII letters and digits (the
+// specification's rule and its recommended length): an event with another
+// header is not exported, counted in Stats.EncodeErrors and reported
+// wrapping ErrEncode; names are not mapped, since lowercasing or dropping
+// characters makes distinct headers collide. Headers named after an
+// attribute the bridge sets (specversion, id, source, type, time,
+// datacontenttype, data, buslineseq) are ignored, so that an imported
+// event's Meta can be published again as it is.
+//
+// On import, from any producer: Meta.Source is source, Meta.Time is time,
+// Meta.ContentType is datacontenttype ("" when absent, which the format
+// says means JSON), Meta.Seq is buslineseq (0 when absent), Meta.Headers
+// holds id, type, subject, dataschema and every extension, numbers and
+// booleans as their JSON text. The payload the Codec decodes is the JSON
+// text of data, the content of a string data of a non-JSON content type,
+// or the bytes of data_base64. A message that is not a valid CloudEvent
+// (required attributes, types, names, RFC 3339 time, JSON) is dropped,
+// counted in Stats.DecodeErrors and reported wrapping ErrMalformed;
+// envelopes are still accepted, so that routes can move from one format
+// to the other instance by instance. Busline's own rules hold for events
+// that carry buslineseq: the echo of an instance's own event is dropped
+// (by source), duplicates are dropped and gaps reported per source and
+// channel. Events without buslineseq are not sequence-checked.
+//
+// On pub/sub and sharded routes each message is one event: CloudEvents
+// routes never coalesce (consumers expect one event per message, not the
+// JSON batch format). On durable routes the entry's data field holds the
+// event's JSON and its topic field the topic; a foreign writer may leave
+// out the topic, which is then the event's type.
+//
+// Signing is not supported on CloudEvents routes yet: New refuses a
+// SigningKey with a CloudEvents route (ErrInvalidOptions), rather than
+// sending events that look authenticated to no one. A signature over
+// JSON would need either canonical JSON, which other SDKs do not produce,
+// or an extension attribute carrying an HMAC over the exact bytes, which
+// no CloudEvents consumer checks.
+type Format uint8
+
+const (
+	// Envelope is the binary envelope of package wire: the fast path,
+	// readable by this package only.
+	Envelope Format = iota
+	// CloudEvents is CloudEvents 1.0 in structured-mode JSON, one event
+	// per message.
+	CloudEvents
+)
+
+// String returns "envelope" or "cloudevents".
+func (f Format) String() string {
+	switch f {
+	case Envelope:
+		return "envelope"
+	case CloudEvents:
+		return "cloudevents"
+	}
+	return fmt.Sprintf("Format(%d)", uint8(f))
+}
+
+// checkFormat reports, wrapping ErrInvalidOptions, a route format New
+// cannot use: route i is r.
+func (br *Bridge) checkFormat(i int, r *Route) error {
+	switch {
+	case r.Format > CloudEvents:
+		return fmt.Errorf("%w: route %d (%q): unknown format %d", ErrInvalidOptions, i, r.Pattern, r.Format)
+	case r.Format != CloudEvents:
+		return nil
+	case r.Raw:
+		return fmt.Errorf("%w: route %d (%q): CloudEvents on a raw route", ErrInvalidOptions, i, r.Pattern)
+	case br.key != nil:
+		return fmt.Errorf("%w: route %d (%q): SigningKey with a CloudEvents route: CloudEvents are not signed", ErrInvalidOptions, i, r.Pattern)
+	case !cloudevent.ValidSource(br.id):
+		return fmt.Errorf("%w: route %d (%q): InstanceID %q is not a URI-reference, which a CloudEvents source must be", ErrInvalidOptions, i, r.Pattern, br.id)
+	}
+	return nil
+}
+
+// checkCloudEvent reports, wrapping ErrEncode, headers of it, an export
+// of a CloudEvents route on topic, that cannot be CloudEvents attributes.
+func (br *Bridge) checkCloudEvent(topic string, it *queue.Export) error {
+	ev := cloudevent.Event{ID: it.Channel, Source: br.id, Type: topic, DataContentType: it.ContentType, Extensions: it.Headers}
+	if err := ev.Validate(); err != nil {
+		return chain(ErrEncode, fmt.Sprintf("topic %q", topic), err)
+	}
+	return nil
+}
+
+// appendCloudEvent appends export it as a CloudEvent.
+func (br *Bridge) appendCloudEvent(dst []byte, it *queue.Export) []byte {
+	ev := cloudevent.Event{
+		ID:              it.Channel,
+		IDSeq:           true,
+		Source:          br.id,
+		Type:            it.Topic,
+		Time:            time.Unix(0, it.At),
+		DataContentType: it.ContentType,
+		Seq:             it.Seq,
+		Extensions:      it.Headers,
+		Data:            it.Payload,
+	}
+	return cloudevent.Append(dst, &ev)
+}
+
+// acceptCloudEvent is ingest.accept for a CloudEvents route's message that
+// is not an envelope: it decodes m, drops our echo and duplicates, and
+// emits the event.
+func (in *ingest) acceptCloudEvent(m *inbound) {
+	br := in.br
+	c := &br.c
+	ev, err := cloudevent.Decode(m.data)
+	if err != nil {
+		c.decodeErrors.Add(1)
+		m.route.c.decodeErrors.Add(1)
+		br.rep.dropf(ErrMalformed, 1, func() error { return chain(ErrMalformed, m.where(), err) })
+		return
+	}
+	if ev.Source == br.id {
+		c.echoes.Add(1)
+		return
+	}
+	var t int64
+	if !ev.Time.IsZero() {
+		t = ev.Time.UnixNano()
+	}
+	// CloudEvents carry no epoch: the tracker keeps the rule of senders
+	// without one (a restart is a 1 sent later).
+	if !in.noSeq && ev.Seq != 0 && !in.sequence(m, &wire.Envelope{Source: ev.Source, Seq: ev.Seq, Time: t}) {
+		return
+	}
+	h := ev.Extensions
+	if h == nil {
+		h = make(map[string]string, 2)
+	}
+	h["id"], h["type"] = ev.ID, ev.Type
+	meta := &bus.Meta{Source: ev.Source, Seq: ev.Seq, Time: ev.Time, ContentType: ev.DataContentType, Headers: h}
+	in.emit(importItem{topic: m.topic, route: m.route, payload: ev.Data, meta: meta})
+}
+
+// isCloudEvent reports whether m, received on a route of format f, is to
+// be read as a CloudEvent: anything but an envelope.
+func isCloudEvent(f Format, data []byte) bool {
+	return f == CloudEvents && !wire.IsEnvelope(data)
+}
+
+// cloudEventType returns the type of data, a durable entry's CloudEvent,
+// or "" if it is not one: the topic of an entry without a topic field.
+func cloudEventType(data string) string {
+	ev, err := cloudevent.Decode([]byte(data))
+	if err != nil {
+		return ""
+	}
+	return ev.Type
+}
