@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"bytes"
 	"context"
+	"github.com/busline/bus/internal/progtest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,13 +31,7 @@ const chromiumTimeout = 30 * time.Second
 // listed. Without chromium it is skipped, or fails under CI=true. With
 // MONITOR_SCREENSHOT set to a path, it also saves a screenshot there.
 func TestBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is not on PATH (%v), and CI=true requires the browser test: apt-get install chromium", err)
-		}
-		t.Skipf("chromium is not on PATH (%v): apt-get install chromium to run the browser test", err)
-	}
+	chromium := progtest.Need(t, "chromium", "apt-get install chromium")
 	m := monitor.New(nil)
 	b := bus.New(&bus.Options{Stats: true, OnError: m.OnError(func(error) {}), DropReportInterval: time.Nanosecond})
 	m.SetBus(b)

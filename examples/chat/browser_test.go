@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/busline/bus/internal/progtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,13 +25,7 @@ const browserTimeout = 4 * time.Minute
 // empty room. Without chromium on PATH it is skipped, or fails under
 // CI=true, where the test command installs it.
 func TestBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is not on PATH (%v), and CI=true requires the browser test: apt-get install chromium", err)
-		}
-		t.Skipf("chromium is not on PATH (%v): apt-get install chromium to run the browser test", err)
-	}
+	chromium := progtest.Need(t, "chromium", "apt-get install chromium")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "browsertest")
 	if out, err := exec.Command("go", "build", "-o", bin, "./browsertest").CombinedOutput(); err != nil {
@@ -55,7 +50,7 @@ func TestBrowser(t *testing.T) {
 	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	t.Cleanup(func() {
 		// Whatever is left of the group, after a failure: ESRCH when
 		// nothing is.
