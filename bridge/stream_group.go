@@ -198,6 +198,9 @@ func (sr *streamReader) ack(ctx context.Context) bool {
 	} else {
 		err = ctx.Err() // Close's context ended: acknowledged or not, we cannot tell
 	}
+	if err != nil && sr.stopped(ctx) {
+		return false // acknowledged again, with Close's context, as the reader returns
+	}
 	if err != nil {
 		err = fmt.Errorf("%w: XACK %q group %q, %s: %w", ErrAck, r.key, r.group, plural.Of(uint64(len(sr.unacked)), "entry"), err)
 		br.rep.report(err)

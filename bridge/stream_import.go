@@ -223,10 +223,21 @@ func (sr *streamReader) save(ctx context.Context, pos string) bool {
 		err = ctx.Err() // Close's context ended: saved or not, we cannot tell
 	}
 	if err != nil {
+		if sr.stopped(ctx) {
+			return false // saved again, with Close's context, as the reader returns
+		}
 		sr.br.rep.report(fmt.Errorf("%w: save %q at %s: %w", ErrCheckpoint, sr.r.key, pos, err))
 		return false
 	}
 	return true
+}
+
+// stopped reports whether ctx, that of a call that failed, is the reading
+// context Close cancelled, rather than Close's own: the call's failure is
+// then not reported, since the reader saves its position or acknowledges
+// its entries once more, with Close's context, as it returns.
+func (sr *streamReader) stopped(ctx context.Context) bool {
+	return ctx.Err() != nil && ctx != sr.st.closeCtx
 }
 
 // isRefusal reports whether err is an error reply from Redis, such as
