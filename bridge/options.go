@@ -373,8 +373,26 @@ type Options struct {
 	// requesting instance's channel; and it subscribes to its own reply
 	// channels, Prefix + "_INBOX." + InstanceID + ".*" (PSUBSCRIBE), to
 	// import the replies to this bus's requests. Every instance taking
-	// part, requesting or responding, sets it. See "Request/reply" in the
-	// package documentation. False means requests leave without a reply
+	// part, requesting or responding, sets it, on top of the routes that
+	// carry the requests (Export on the requesting side, Import on the
+	// responding side, or Both).
+	//
+	// The reply channel is Prefix + "_INBOX." + InstanceID + "." + a part
+	// unique to the request; each reply is the one message of its channel
+	// and is sent unnumbered, leaving no sequence state behind. A
+	// responder in another language reads the header and PUBLISHes its
+	// reply on that channel: an envelope, or raw bytes (on a bridge
+	// without SigningKey), which the request receives as a []byte with
+	// Meta.Source RawSource. Requests on a Raw route carry no header and
+	// cannot be answered. Across instances the requester cannot know
+	// whether anyone will answer: the bridge's export subscription counts
+	// as a responder, so Request does not fail with bus.ErrNoResponders,
+	// and a request that no instance answers waits until its context
+	// ends. Requests over a Group route reach one member of the group.
+	// The ACL user of a requesting bridge needs the glob of its reply
+	// channels (ACLRules adds it; it needs the InstanceID).
+	//
+	// False means requests leave without a reply
 	// channel, and imported ones arrive without one (Reply returns an
 	// error wrapping bus.ErrNotRequest). InstanceID must then be a valid
 	// topic segment, as the default is.
