@@ -8,11 +8,11 @@ import (
 
 // ring keeps the last errors passed through OnError, and counts them all.
 type ring struct {
-	mu     sync.Mutex // protects the fields below
-	buf    []Error    // a circular buffer of len(buf) slots
-	next   int        // where the next error goes
-	full   bool       // every slot holds one
-	n      ErrorCounts
+	mu   sync.Mutex // protects the fields below
+	buf  []Error    // a circular buffer of len(buf) slots
+	next int        // where the next error goes
+	full bool       // every slot holds one
+	n    ErrorCounts
 }
 
 func newRing(n int) *ring { return &ring{buf: make([]Error, n)} }
