@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -34,14 +33,18 @@ type Bridge struct {
 	epoch uint64
 	sep   rune // the bus's separator, to check imported topics
 
-	routes  []*route
-	exports []*route // export routes, in Options.Routes order
-	imports []*route // import routes, in Options.Routes order
-	// exact are the channels of exact-topic import routes (SUBSCRIBE);
-	// globs the Redis globs of pattern import routes (PSUBSCRIBE), sorted,
-	// each with the matchers of the routes behind it.
-	exact map[string]bool
-	globs []globRoutes
+	// routesMu serialises the changes of the route table (New,
+	// AddRoute, RemoveRoute) and of what hangs on it: the transports the
+	// routes need, the import workers, the echo memory. table is the
+	// current route table (routes.go), which the hot paths load without
+	// a lock.
+	routesMu sync.Mutex
+	table    atomic.Pointer[routeTable]
+	// Protected by routesMu: the next route's ID, whether the import
+	// workers run, whether New started the transports.
+	nextID            RouteID
+	workers           bool
+	startedTransports bool
 	// shards are the sharded routes (sharded.go): on a cluster, their
 	// channels and how to publish on them; a transport when it has
 	// channels to import.
@@ -49,18 +52,20 @@ type Bridge struct {
 	// st holds the durable routes (stream.go), nil without any; it is a
 	// transport when not nil.
 	st *streams
-	// pub is the transport of the pub/sub exports; transports are all
-	// the transports, pub included, in the order Close stops them.
-	pub        *publisher
-	transports []transport
+	// ps is the transport of the classic subscriptions, nil until a
+	// route needs one (set under routesMu). pub is the transport of the
+	// pub/sub exports. The list of the transports is in the table.
+	ps  *pubsubTransport
+	pub *publisher
 
-	c    counters
-	rep  *reporter
-	inq  *queue.Topics[importItem]
-	echo *queue.Echo // nil when no route needs echo suppression by content
+	c   counters
+	rep *reporter
+	inq *queue.Topics[importItem]
+	// echo is nil until a route needs echo suppression by content; then
+	// set once, under routesMu.
+	echo atomic.Pointer[queue.Echo]
 
-	closing   atomic.Bool // exports are refused from now on
-	localSubs []*bus.Subscription
+	closing atomic.Bool // exports are refused from now on
 
 	// deliver runs the import workers; its context is passed to local
 	// handlers of imported events (those of stream readers too), and
@@ -93,10 +98,17 @@ type route struct {
 	// out is the outbox of an export route: the publisher's, or for a
 	// durable route its own (streamExport).
 	out *queue.Outbox
-	// index is the route's position in Options.Routes and Bridge.routes;
-	// c its counters (introspect.go).
-	index int32
+	// id identifies the route (RouteID); index is its position in
+	// Options.Routes, -1 for a route AddRoute added; c its counters
+	// (introspect.go).
+	id    RouteID
+	index int
 	c     routeCounters
+	// sub is an export route's local subscription; removed is set when
+	// RemoveRoute takes the route out of the table, so that its handler
+	// stops exporting before the subscription ends.
+	sub     *bus.Subscription
+	removed atomic.Bool
 	// readConn and sendConn are the states of a durable route's reader
 	// and exporter, nil when it has none and for pub/sub routes.
 	readConn, sendConn *conn
@@ -139,168 +151,47 @@ func New(b *bus.Bus, rdb redis.UniversalClient, opts *Options) (*Bridge, error) 
 		key:   cfg.SigningKey,
 		epoch: newEpoch(),
 		sep:   b.Separator(),
-		exact: map[string]bool{},
 	}
 	br.rep = newReporter(cfg.OnError, &br.c.reportsHeld)
 	br.pub = newPublisher(br)
 	br.shards = newShardSet(br, rdb)
+	br.inq = queue.NewTopics(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, cfg.ImportQueueBytes, importItem.size, br.importDropped)
+	br.deliver = newGroup(context.Background())
+	br.table.Store(&routeTable{})
 	if err := br.addReplyRoutes(b.Separator()); err != nil {
 		return nil, err
 	}
-	if err := br.compileRoutes(b.Separator()); err != nil {
+	// The routes of the options take the path of AddRoute's, all at
+	// once, before anything runs.
+	routes := make([]*route, 0, len(br.cfg.Routes))
+	for i, r := range br.cfg.Routes {
+		rt, err := br.compileRoute(fmt.Sprintf("route %d", i), r)
+		if err != nil {
+			return nil, err
+		}
+		rt.id, rt.index = RouteID(i), i
+		routes = append(routes, rt)
+	}
+	br.routesMu.Lock()
+	br.nextID = RouteID(len(routes))
+	err = br.addLocked(routes)
+	if err == nil {
+		br.startedTransports = true
+		for _, t := range br.table.Load().transports {
+			t.start()
+		}
+	}
+	br.routesMu.Unlock()
+	if err != nil {
+		br.deliver.cancel()
+		br.inq.Close()
+		br.deliver.wait(context.Background(), nil)
 		return nil, err
 	}
-	br.shards.finish()
-	br.inq = queue.NewTopics(cfg.ImportQueueSize, cfg.ImportTopicQueueSize, cfg.ImportQueueBytes, importItem.size, br.importDropped)
-	if br.needsEchoMemory() {
-		br.echo = queue.NewEcho(cfg.EchoWindow, cfg.EchoMemory)
-	}
-
-	for _, r := range br.exports {
-		// Named for monitoring: bus.Subscriptions lists it among the
-		// application's own.
-		sub, err := b.SubscribeWith(r.Pattern, br.exportHandler(r), &bus.SubscribeOptions{Name: "bridge export"})
-		if err != nil {
-			for _, s := range br.localSubs {
-				s.Unsubscribe()
-			}
-			return nil, busError(fmt.Sprintf("bridge: subscribe %q on the bus", r.Pattern), err)
-		}
-		br.localSubs = append(br.localSubs, sub)
-	}
-
-	br.reportWidened()
-
-	br.deliver = newGroup(context.Background())
-	// Close stops the durable routes first (their readers publish
-	// locally until then), then the subscriptions, then the publisher.
-	if br.st != nil {
-		br.transports = append(br.transports, br.st)
-	}
-	if len(br.exact) > 0 || len(br.globs) > 0 {
-		br.transports = append(br.transports, newPubsubTransport(br))
-	}
-	if br.shards.importing() {
-		br.transports = append(br.transports, br.shards)
-	}
-	br.transports = append(br.transports, br.pub)
-	if len(br.imports) > 0 {
-		for range cfg.ImportWorkers {
-			br.deliver.run(func() { br.inq.Work(br.deliverItem) })
-		}
-	}
-	for _, t := range br.transports {
-		t.start()
+	for i, rt := range routes {
+		br.reportWidened(rt, fmt.Sprintf("route %d", i))
 	}
 	return br, nil
-}
-
-func (br *Bridge) compileRoutes(sep rune) error {
-	globs := map[string][]func(string) bool{}
-	for i, r := range br.cfg.Routes {
-		if r.Direction > Import {
-			return fmt.Errorf("%w: route %d (%q): unknown direction %d", ErrInvalidOptions, i, r.Pattern, r.Direction)
-		}
-		if err := br.checkFormat(i, &r); err != nil {
-			return err
-		}
-		match, err := bus.CompilePattern(r.Pattern, sep)
-		if err != nil {
-			return chain(ErrInvalidOptions, fmt.Sprintf("route %d", i), err)
-		}
-		name, isPattern, err := RedisPattern(br.cfg.Prefix, r.Pattern, sep)
-		if err != nil {
-			return chain(ErrInvalidOptions, fmt.Sprintf("route %d", i), err)
-		}
-		if !isPattern && br.shards.sharded() && r.Delivery == PubSub {
-			// Durable routes' entries name the topic, not a channel:
-			// their channel stays Prefix + topic, partitioned or not.
-			name = br.shards.channel(r.Pattern)
-		}
-		rt := &route{Route: r, match: match, codec: r.Codec, redisName: name, isPattern: isPattern, index: int32(i)}
-		if rt.durable() && r.Direction.imports() {
-			rt.readConn = newConn(ConnStreamReader, redisAddr(br.rdb), r.Pattern)
-		}
-		if rt.durable() && r.Direction.exports() {
-			rt.sendConn = newConn(ConnExporter, redisAddr(br.rdb), r.Pattern)
-		}
-		if isPattern {
-			_, rt.widened = redisGlob(br.cfg.Prefix, r.Pattern)
-			rt.channels = &channelCache{seed: maphash.MakeSeed()}
-		}
-		switch _, isDefault := rt.codec.(defaultCodec); {
-		case rt.codec == nil && r.Raw:
-			rt.codec = Bytes()
-		case rt.codec == nil:
-			rt.codec = DefaultCodec
-		case isDefault && r.Raw:
-			// Raw messages carry no content type: strings published here
-			// would reach the other instances as []byte.
-			return fmt.Errorf("%w: route %d (%q): DefaultCodec on a raw route; use bridge.Text() for string payloads or bridge.Bytes() for []byte",
-				ErrInvalidOptions, i, r.Pattern)
-		}
-		br.routes = append(br.routes, rt)
-		if r.Direction.exports() {
-			br.exports = append(br.exports, rt)
-			rt.out = br.pub.out // a durable route's own, set by addStreamRoute
-		}
-		if rt.durable() {
-			if err := br.addStreamRoute(i, rt); err != nil {
-				return err
-			}
-			continue
-		}
-		if r.Direction.imports() {
-			br.imports = append(br.imports, rt)
-			if isPattern {
-				globs[name] = append(globs[name], match)
-			} else if !br.shards.sharded() {
-				br.exact[name] = true
-			}
-		}
-	}
-	for g, m := range globs {
-		br.globs = append(br.globs, globRoutes{glob: g, matches: m})
-	}
-	slices.SortFunc(br.globs, func(a, b globRoutes) int {
-		switch {
-		case a.glob < b.glob:
-			return -1
-		case a.glob > b.glob:
-			return 1
-		}
-		return 0
-	})
-	return nil
-}
-
-// reportWidened reports, once per route, the pub/sub import routes whose
-// pattern Redis cannot express: see ErrPatternWidened.
-func (br *Bridge) reportWidened() {
-	for i, r := range br.cfg.Routes {
-		rt := br.routes[i]
-		if !rt.widened || !r.Direction.imports() || rt.durable() {
-			continue
-		}
-		br.rep.report(fmt.Errorf("%w: route %d: bus pattern %q is subscribed as the wider Redis glob %q (PSUBSCRIBE): "+
-			"the bridge delivers exactly what the pattern matches and filters the rest (Stats.Filtered), "+
-			"but Redis sends this instance all the glob's traffic, and ACLRules grants the glob",
-			ErrPatternWidened, i, r.Pattern, rt.redisName))
-	}
-}
-
-// needsEchoMemory reports whether some message this bridge sends may come
-// back without an envelope it can recognise: a raw export on a topic it
-// imports, or an export on a topic it imports through a raw route.
-func (br *Bridge) needsEchoMemory() bool {
-	for _, e := range br.exports {
-		for _, i := range br.imports {
-			if unrecognised(e, i) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // unrecognised reports whether an export of route e may come back through
@@ -310,27 +201,23 @@ func unrecognised(e, i *route) bool {
 	return e.Raw || i.Raw || e.Format == CloudEvents && i.Format != CloudEvents
 }
 
-// importRoute returns the first import route that matches topic, or nil.
-func (br *Bridge) importRoute(topic string) *route {
-	for _, r := range br.imports {
-		if r.match(topic) {
-			return r
-		}
-	}
-	return nil
-}
-
 // InstanceID returns the ID this bridge puts in its envelopes.
 func (br *Bridge) InstanceID() string { return br.id }
 
 // RedisSubscriptions returns the channels the bridge subscribes to with
-// SUBSCRIBE and the globs it subscribes to with PSUBSCRIBE, sorted.
+// SUBSCRIBE and the globs it subscribes to with PSUBSCRIBE, sorted: those
+// of its live routes.
 func (br *Bridge) RedisSubscriptions() (channels, patterns []string) {
-	for ch := range br.exact {
+	return br.table.Load().subscriptions()
+}
+
+// subscriptions returns the channels and the globs of t, sorted.
+func (t *routeTable) subscriptions() (channels, patterns []string) {
+	for ch := range t.exact {
 		channels = append(channels, ch)
 	}
 	slices.Sort(channels)
-	for _, g := range br.globs {
+	for _, g := range t.globs {
 		patterns = append(patterns, g.glob)
 	}
 	return channels, patterns
@@ -372,7 +259,7 @@ func (br *Bridge) Ready(ctx context.Context) error {
 		br.mu.Unlock()
 		ready := true
 		var err error
-		for _, t := range br.transports {
+		for _, t := range br.table.Load().transports {
 			if ok, terr := t.ready(); !ok {
 				ready = false
 				if err == nil {
@@ -399,7 +286,8 @@ func (br *Bridge) Ready(ctx context.Context) error {
 // reads reports whether the bridge reads from Redis: pub/sub or sharded
 // subscriptions, or durable import routes.
 func (br *Bridge) reads() bool {
-	return len(br.imports) > 0 || br.st != nil && len(br.st.readers) > 0
+	t := br.table.Load()
+	return len(t.imports) > 0 || len(t.readers) > 0
 }
 
 // ping is Ready for a bridge that reads nothing from Redis: it returns nil
@@ -517,7 +405,7 @@ func (br *Bridge) Stats() Stats {
 		ShardRebuilds:     c.shardRebuilds.Load(),
 	}
 	s.ImportDepth, s.ImportBytes = br.inq.Depth()
-	for _, t := range br.transports {
+	for _, t := range br.table.Load().transports {
 		t.stats(&s)
 	}
 	s.OutboxDropped = s.OutboxOverflow + s.OutboxExpired + s.OutboxUnsent
@@ -539,26 +427,35 @@ func (br *Bridge) Stats() Stats {
 // not be called from a handler of a bridged topic: it would wait for
 // itself.
 func (br *Bridge) Close(ctx context.Context) error {
+	// Under routesMu, so that AddRoute and RemoveRoute see either a
+	// bridge that runs, and finish changing it before Close goes on, or
+	// a closed one.
+	br.routesMu.Lock()
 	br.mu.Lock()
 	if br.closed {
 		br.mu.Unlock()
+		br.routesMu.Unlock()
 		return ErrClosed
 	}
 	br.closed = true
 	br.mu.Unlock()
+	table := br.table.Load()
+	br.routesMu.Unlock()
 	br.changed.notify()
 
 	br.closing.Store(true)
-	for _, s := range br.localSubs {
-		s.Unsubscribe()
+	for _, r := range table.routes {
+		if r.sub != nil {
+			r.sub.Unsubscribe()
+		}
 	}
 	// Every transport stops reading and starts draining its exports at
 	// once; then each is waited for, flushing until done or ctx ends.
-	for _, t := range br.transports {
+	for _, t := range table.transports {
 		t.stop(ctx)
 	}
 	var unsent uint64
-	for _, t := range br.transports {
+	for _, t := range table.transports {
 		unsent += uint64(t.wait(ctx))
 	}
 	br.inq.Close() // nothing pushes any more

@@ -97,18 +97,18 @@ func (f Format) String() string {
 
 // checkFormat reports, wrapping ErrInvalidOptions, a route format New
 // cannot use: route i is r.
-func (br *Bridge) checkFormat(i int, r *Route) error {
+func (br *Bridge) checkFormat(what string, r *Route) error {
 	switch {
 	case r.Format > CloudEvents:
-		return fmt.Errorf("%w: route %d (%q): unknown format %d", ErrInvalidOptions, i, r.Pattern, r.Format)
+		return fmt.Errorf("%w: %s (%q): unknown format %d", ErrInvalidOptions, what, r.Pattern, r.Format)
 	case r.Format != CloudEvents:
 		return nil
 	case r.Raw:
-		return fmt.Errorf("%w: route %d (%q): CloudEvents on a raw route", ErrInvalidOptions, i, r.Pattern)
+		return fmt.Errorf("%w: %s (%q): CloudEvents on a raw route", ErrInvalidOptions, what, r.Pattern)
 	case br.key != nil:
-		return fmt.Errorf("%w: route %d (%q): SigningKey with a CloudEvents route: CloudEvents are not signed", ErrInvalidOptions, i, r.Pattern)
+		return fmt.Errorf("%w: %s (%q): SigningKey with a CloudEvents route: CloudEvents are not signed", ErrInvalidOptions, what, r.Pattern)
 	case !cloudevent.ValidSource(br.id):
-		return fmt.Errorf("%w: route %d (%q): InstanceID %q is not a URI-reference, which a CloudEvents source must be", ErrInvalidOptions, i, r.Pattern, br.id)
+		return fmt.Errorf("%w: %s (%q): InstanceID %q is not a URI-reference, which a CloudEvents source must be", ErrInvalidOptions, what, r.Pattern, br.id)
 	}
 	return nil
 }

@@ -55,8 +55,14 @@ var (
 	ErrClosed = errors.New("bridge: closed")
 
 	// ErrInvalidOptions is wrapped by the errors New returns for options it
-	// cannot use, such as a route with a bad pattern.
+	// cannot use, such as a route with a bad pattern, and by those of
+	// AddRoute for such a route.
 	ErrInvalidOptions = errors.New("bridge: invalid options")
+
+	// ErrNoRoute is wrapped by the errors RouteReady and RemoveRoute
+	// return for a RouteID that is not a live route of the bridge: never
+	// returned by AddRoute, or removed already.
+	ErrNoRoute = errors.New("bridge: no such route")
 
 	// ErrSubscribe is wrapped by the error Ready returns, and reported,
 	// when Redis refuses a SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE, typically
@@ -147,7 +153,8 @@ var (
 	ErrPatternWidened = errors.New("bridge: pattern widened for Redis")
 
 	// ErrNotSent is wrapped by the error Close returns when its context
-	// expired before the outbox was flushed.
+	// expired before the outbox was flushed, and by that of RemoveRoute
+	// when its context expired before the route's exports were sent.
 	ErrNotSent = errors.New("bridge: exports not sent before close")
 )
 

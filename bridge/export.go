@@ -21,31 +21,47 @@ import (
 // the publisher's goroutine and never waits for Redis: export encodes the
 // payload and queues it in the route's outbox.
 func (br *Bridge) exportHandler(r *route) bus.Handler {
-	// The export routes before r: a topic they match is theirs to export,
-	// so that overlapping routes export an event once.
-	var earlier []*route
-	for _, e := range br.exports {
-		if e == r {
-			break
-		}
-		earlier = append(earlier, e)
-	}
 	return func(ctx context.Context, e bus.Event) {
 		// An event that came from Redis is never sent back: instances
 		// mirroring the same topics would otherwise ping-pong.
 		if e.Remote() {
 			return
 		}
-		for _, o := range earlier {
+		// The live export routes before r: a topic they match is theirs
+		// to export, so that overlapping routes export an event once.
+		t := br.table.Load()
+		for _, o := range t.exports {
+			if o.id >= r.id {
+				break
+			}
 			if o.match(e.Topic) {
 				return
 			}
+		}
+		if r.removed.Load() {
+			// RemoveRoute took r out: the topic is a later route's now,
+			// or nobody's, and then the event is not sent.
+			if !t.exportedBy(e.Topic, r) {
+				br.c.outboxUnsent.Add(1)
+			}
+			return
 		}
 		if br.cfg.Hooks.Export != nil {
 			e = br.hookExport(ctx, r, e)
 		}
 		br.export(r, e)
 	}
+}
+
+// exportedBy reports whether a live export route of t other than r
+// matches topic.
+func (t *routeTable) exportedBy(topic string, r *route) bool {
+	for _, o := range t.exports {
+		if o != r && o.match(topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // encodeExport turns e into the item an export route queues, counting and
@@ -68,7 +84,7 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 		Payload:     data,
 		ContentType: contentType,
 		Raw:         r.Raw,
-		Route:       r.index,
+		Route:       r,
 		NoSeq:       r.reply,
 	}
 	if e.Meta != nil {
@@ -155,8 +171,8 @@ func (br *Bridge) export(r *route, e bus.Event) {
 	if !ok {
 		return
 	}
-	if br.echo != nil && !r.durable() {
-		if ir := br.importRoute(e.Topic); ir != nil && unrecognised(r, ir) {
+	if br.echo.Load() != nil && !r.durable() {
+		if ir := br.table.Load().importRoute(e.Topic); ir != nil && unrecognised(r, ir) {
 			it.Echo = true
 		}
 	}
@@ -227,7 +243,10 @@ const housekeeping = 500 * time.Millisecond
 // takes them from out into *batch, take at a time and in order; and
 // hands each batch to send. It returns once drain is closed and out is
 // empty, when stop ends, or when send reports that Close gave up.
-func (br *Bridge) runFlusher(out *queue.Outbox, batch *[]queue.Export, take int, drain <-chan struct{}, stop context.Context, send func() bool) {
+//
+// After each batch, and each expiry, it notifies settled, for RemoveRoute
+// waiting for a route's exports (awaitSettled).
+func (br *Bridge) runFlusher(out *queue.Outbox, batch *[]queue.Export, take int, drain <-chan struct{}, stop context.Context, settled *signal, send func() bool) {
 	tick := time.NewTicker(housekeeping)
 	defer tick.Stop()
 	draining := false
@@ -237,6 +256,7 @@ func (br *Bridge) runFlusher(out *queue.Outbox, batch *[]queue.Export, take int,
 		case <-tick.C:
 			br.expireOutbox(out)
 			br.rep.flush()
+			settled.notify()
 			continue
 		case <-drain:
 			draining = true
@@ -253,9 +273,32 @@ func (br *Bridge) runFlusher(out *queue.Outbox, batch *[]queue.Export, take int,
 			if !send() {
 				return
 			}
+			out.Settle()
+			settled.notify()
 		}
 		if draining {
 			return
+		}
+	}
+}
+
+// awaitSettled waits until the exports pushed to out so far, up to
+// position mark, are settled (sent, refused or dropped), and returns true,
+// or false if ctx ended first. settled is the flusher's signal, exited
+// closed when the flusher returned (what it left is Close's to count).
+func awaitSettled(ctx context.Context, out *queue.Outbox, settled *signal, exited <-chan struct{}) (mark uint64, ok bool) {
+	mark = out.Mark()
+	for {
+		changed := settled.wait()
+		if out.Settled(mark) {
+			return mark, true
+		}
+		select {
+		case <-changed:
+		case <-exited:
+			return mark, true
+		case <-ctx.Done():
+			return mark, false
 		}
 	}
 }

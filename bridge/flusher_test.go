@@ -38,7 +38,8 @@ func TestFlusherLayout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(len(tc.name))))
-			br := &Bridge{id: "inst", key: tc.key, echo: queue.NewEcho(time.Minute, 1<<16)}
+			br := &Bridge{id: "inst", key: tc.key}
+			br.echo.Store(queue.NewEcho(time.Minute, 1<<16))
 			br.cfg.CoalesceBytes = tc.coalesce
 			br.cfg.MaxMessageBytes = 1 << 20
 			msgs, exports := 0, 0

@@ -44,8 +44,17 @@ type subscriber interface {
 	// subscribe sends the subscriptions on ps and returns the commands
 	// sent, in order.
 	subscribe(ctx context.Context, ps *redis.PubSub) (sent []subCommand, err error)
-	// confirmed records that every subscription is confirmed.
+	// confirmed records that every subscription sent first on the
+	// connection is confirmed.
 	confirmed()
+	// subscribed records Redis's confirmation of a subscription (on) or
+	// of its end: kind is that of the confirmation ("psubscribe",
+	// "sunsubscribe").
+	subscribed(kind, name string, on bool)
+	// unsubscribed reports whether the end of the sharded subscription
+	// to channel, which Redis confirmed, means that its slot moved to
+	// another node, rather than that the bridge unsubscribed.
+	unsubscribed(channel string) (moved bool)
 	// refused wraps an error reply, a refused subscription (err names
 	// the command), in ErrSubscribe.
 	refused(err error) error
@@ -137,6 +146,12 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 			pending[c.kind()+" "+a] = true
 		}
 	}
+	if len(pending) == 0 {
+		// Nothing to subscribe to (every route removed): the
+		// connection is ready for the routes added later.
+		confirmed = true
+		rl.sub.confirmed()
+	}
 
 	interval, timeout := br.cfg.PingInterval, br.cfg.PingTimeout
 	now := time.Now()
@@ -180,10 +195,16 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 		case *redis.Subscription:
 			switch m.Kind {
 			case "sunsubscribe":
-				// The bridge never unsubscribes: Redis dropped the
-				// channels of a slot this node no longer serves.
-				return connected, confirmed, fmt.Errorf("%w: %q", errSlotMoved, m.Channel)
+				rl.sub.subscribed(m.Kind, m.Channel, false)
+				if rl.sub.unsubscribed(m.Channel) {
+					// Not the bridge's: Redis dropped the channels of a
+					// slot this node no longer serves.
+					return connected, confirmed, fmt.Errorf("%w: %q", errSlotMoved, m.Channel)
+				}
+			case "unsubscribe", "punsubscribe":
+				rl.sub.subscribed(m.Kind, m.Channel, false)
 			case "subscribe", "psubscribe", "ssubscribe":
+				rl.sub.subscribed(m.Kind, m.Channel, true)
 				delete(pending, m.Kind+" "+m.Channel)
 				if len(pending) == 0 && !confirmed {
 					confirmed = true

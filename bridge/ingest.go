@@ -170,12 +170,19 @@ func (in *ingest) accept(m *inbound) {
 	// A raw message carries no source: a stream entry may say it in a
 	// field, a pub/sub message may be one this bridge remembers sending.
 	if m.entry != "" && m.source == br.id ||
-		m.entry == "" && br.echo != nil && br.echo.Consume(m.channel, m.data, time.Now()) {
+		m.entry == "" && in.echoed(m) {
 		c.echoes.Add(1)
 		return
 	}
 	// The codec owns what it decodes, and m.data may be read-only.
 	in.emit(importItem{topic: m.topic, route: r, payload: bytes.Clone(m.data), meta: rawMeta})
+}
+
+// echoed reports whether m, a raw pub/sub message, is the echo of one
+// this bridge sent.
+func (in *ingest) echoed(m *inbound) bool {
+	echo := in.br.echo.Load()
+	return echo != nil && echo.Consume(m.channel, m.data, time.Now())
 }
 
 // rejected counts and reports m, which wire could not decode: err.

@@ -26,12 +26,7 @@ func TestRejectionCost(t *testing.T) {
 		Routes:     []Route{{Pattern: "in.*", Direction: Import}},
 		SigningKey: []byte("k"),
 	})
-	var sub subscriber
-	for _, tr := range br.transports {
-		if p, ok := tr.(*pubsubTransport); ok {
-			sub = p
-		}
-	}
+	var sub subscriber = br.ps
 	rl := readLoop{br: br, sub: sub, in: br.newIngest(true, false, br.enqueue)}
 
 	env := wire.Envelope{Source: "forger", Epoch: 1, Seq: 1, Time: time.Now().UnixNano(), Payload: make([]byte, 64<<10)}

@@ -9,20 +9,24 @@ import (
 	"github.com/busline/bus/bridge/internal/queue"
 )
 
-// RouteStats are the counters of one route (Options.Routes[Index]) since
-// New, and what the bridge made of it: for a monitoring page, or a metrics
-// collector labelling series by route (routes are few and fixed, so the
-// label's cardinality is bounded).
+// RouteStats are the counters of one route since it was added (by New or
+// AddRoute), and what the bridge made of it: for a monitoring page, or a
+// metrics collector labelling series by route (label them by ID: routes
+// are few, and an ID is never reused, so the label's cardinality is that
+// of the routes ever added).
 //
 // The counters are parts of their namesakes in Stats: summed over the
-// routes, Exported, ExportRejected, EncodeErrors, Imported, DecodeErrors,
-// SignatureRejected, ImportDropped, Duplicates, Gaps and GapEvents are
-// those of Stats, except for what happens before a message has a route (a
+// routes, removed ones included, Exported, ExportRejected, EncodeErrors,
+// Imported, DecodeErrors, SignatureRejected, ImportDropped, Duplicates,
+// Gaps and GapEvents are those of Stats, except for what happens before a message has a route (a
 // message filtered out, or a malformed stream entry without a topic) and
 // the drops of the pub/sub outbox, which its routes share: OutboxOverflow,
 // OutboxExpired and OutboxUnsent are counted for the bridge only.
 type RouteStats struct {
-	// Index is the position of the route in Options.Routes.
+	// ID identifies the route: see RouteID.
+	ID RouteID
+	// Index is the position of the route in Options.Routes, -1 for a
+	// route AddRoute added.
 	Index int
 	// Pattern, Direction, Delivery and Raw are the route's own.
 	Pattern   string
@@ -84,35 +88,43 @@ type routeCounters struct {
 	duplicates, gaps, gapEvents                              atomic.Uint64
 }
 
-// Routes returns the counters of every route, in Options.Routes order.
-// It is safe for concurrent use and cheap enough to call often: atomic
-// loads, and a short lock per durable export route for its outbox depth.
-// It allocates the returned slice. After Close it returns the final
-// counts.
+// Routes returns the counters of every live route, in ID order: those of
+// Options.Routes first, in their order, then those AddRoute added and
+// RemoveRoute has not removed (RemoveRoute returns a route's final
+// counters). It is safe for concurrent use and cheap enough to call
+// often: atomic loads, and a short lock per durable export route for its
+// outbox depth. It allocates the returned slice. After Close it returns
+// the final counts.
 func (br *Bridge) Routes() []RouteStats {
-	out := make([]RouteStats, 0, len(br.routes))
-	for i, r := range br.routes {
-		c := &r.c
-		rs := RouteStats{
-			Index: i, Pattern: r.Pattern, Direction: r.Direction, Delivery: r.Delivery, Raw: r.Raw,
-			Queued: c.queued.Load(), Exported: c.exported.Load(), ExportRejected: c.exportRejected.Load(),
-			EncodeErrors: c.encodeErrors.Load(), Imported: c.imported.Load(), DecodeErrors: c.decodeErrors.Load(),
-			SignatureRejected: c.signatureRejected.Load(), ImportDropped: c.importDropped.Load(),
-			Duplicates: c.duplicates.Load(), Gaps: c.gaps.Load(), GapEvents: c.gapEvents.Load(),
-		}
-		if r.durable() {
-			rs.Stream = br.streamKey(r)
-			if x := br.st.exports[r]; x != nil {
-				n, _ := x.out.Depth()
-				sending, _ := x.inflight.Load()
-				rs.OutboxDepth = n + sending
-			}
-		} else {
-			rs.Channel, rs.Glob = r.redisName, r.isPattern
-		}
-		out = append(out, rs)
+	t := br.table.Load()
+	out := make([]RouteStats, 0, len(t.routes))
+	for _, r := range t.routes {
+		out = append(out, br.routeStats(r))
 	}
 	return out
+}
+
+// routeStats returns the counters of r.
+func (br *Bridge) routeStats(r *route) RouteStats {
+	c := &r.c
+	rs := RouteStats{
+		ID: r.id, Index: r.index, Pattern: r.Pattern, Direction: r.Direction, Delivery: r.Delivery, Raw: r.Raw,
+		Queued: c.queued.Load(), Exported: c.exported.Load(), ExportRejected: c.exportRejected.Load(),
+		EncodeErrors: c.encodeErrors.Load(), Imported: c.imported.Load(), DecodeErrors: c.decodeErrors.Load(),
+		SignatureRejected: c.signatureRejected.Load(), ImportDropped: c.importDropped.Load(),
+		Duplicates: c.duplicates.Load(), Gaps: c.gaps.Load(), GapEvents: c.gapEvents.Load(),
+	}
+	if r.durable() {
+		rs.Stream = br.streamKey(r)
+		if x := br.st.exportOf(r); x != nil {
+			n, _ := x.out.Depth()
+			sending, _ := x.inflight.Load()
+			rs.OutboxDepth = n + sending
+		}
+	} else {
+		rs.Channel, rs.Glob = r.redisName, r.isPattern
+	}
+	return rs
 }
 
 // streamKey returns the stream key of durable route r.
@@ -134,10 +146,13 @@ func (br *Bridge) countExported(batch []queue.Export, idx []int) {
 		for n < len(idx) && batch[idx[n]].Route == r {
 			n++
 		}
-		br.routes[r].c.exported.Add(uint64(n))
+		routeOf(&batch[idx[0]]).c.exported.Add(uint64(n))
 		idx = idx[n:]
 	}
 }
+
+// routeOf returns the route of export it.
+func routeOf(it *queue.Export) *route { return it.Route.(*route) }
 
 // ConnKind says what a connection of the bridge to Redis is for.
 type ConnKind uint8
@@ -285,8 +300,8 @@ func (s *connSet) remove(c *conn) {
 // the pub/sub connection, one per cluster node with sharded imports, one
 // reader per durable import route, the pub/sub exporter (when some route
 // exports through pub/sub) and one exporter per durable export route. The
-// order is stable: pub/sub and shards, then the durable routes in
-// Options.Routes order, then the pub/sub exporter.
+// order is stable: pub/sub and shards, then the live durable routes in
+// ID order, then the pub/sub exporter.
 //
 // It is safe for concurrent use, takes a short lock per connection and
 // allocates the returned slice. It is meant for monitoring (a page, a
@@ -299,7 +314,8 @@ func (br *Bridge) Connections() []ConnState {
 		out = append(out, c.state())
 	}
 	br.conns.mu.Unlock()
-	for _, r := range br.routes {
+	t := br.table.Load()
+	for _, r := range t.routes {
 		if r.readConn != nil {
 			out = append(out, r.readConn.state())
 		}
@@ -307,7 +323,7 @@ func (br *Bridge) Connections() []ConnState {
 			out = append(out, r.sendConn.state())
 		}
 	}
-	for _, r := range br.exports {
+	for _, r := range t.exports {
 		if !r.durable() {
 			out = append(out, br.pub.conn.state())
 			break

@@ -33,15 +33,18 @@ type publisher struct {
 	drain    chan struct{}  // closed by stop: flush what is left, then exit
 	left     int            // exports of the batch the flusher gave up on; written before it returns
 	conn     *conn          // the flusher's state, for Connections
+	settled  signal         // notified after each batch (runFlusher)
+	exited   chan struct{}  // closed when the flusher returns
 }
 
 func newPublisher(br *Bridge) *publisher {
 	p := &publisher{
-		br:    br,
-		out:   br.newOutbox(),
-		drain: make(chan struct{}),
-		g:     newGroup(context.Background()),
-		conn:  newConn(ConnExporter, redisAddr(br.rdb), ""),
+		br:     br,
+		out:    br.newOutbox(),
+		drain:  make(chan struct{}),
+		exited: make(chan struct{}),
+		g:      newGroup(context.Background()),
+		conn:   newConn(ConnExporter, redisAddr(br.rdb), ""),
 	}
 	return p
 }
@@ -69,11 +72,19 @@ func (p *publisher) stats(s *Stats) {
 // flushLoop is the flusher goroutine: it sends the outbox to Redis in
 // pipelined batches, in order per channel (see group), until Close.
 func (p *publisher) flushLoop() {
+	defer close(p.exited)
 	br := p.br
 	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}, call: newCaller()}
 	defer f.call.close()
 	f.pipe = f.pipeline
-	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.g.ctx, f.send)
+	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.g.ctx, &p.settled, f.send)
+}
+
+// flushed waits until the exports queued so far are sent, refused or
+// dropped, and returns true, or false when ctx ends first; mark is the
+// position of the last of them.
+func (p *publisher) flushed(ctx context.Context) (mark uint64, ok bool) {
+	return awaitSettled(ctx, p.out, &p.settled, p.exited)
 }
 
 // flushTake returns how many exports the pub/sub flusher takes from the
@@ -239,7 +250,7 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 		case errors.As(cerr, &rerr) && !transientReply(cerr):
 			br.c.exportRejected.Add(n)
 			for _, i := range f.pending[r.start : r.start+r.n] {
-				br.routes[f.batch[i].Route].c.exportRejected.Add(1)
+				routeOf(&f.batch[i]).c.exportRejected.Add(1)
 			}
 			br.rep.drop(ErrPublish, n, fmt.Errorf("%w: %q: %w", ErrPublish, f.batch[f.pending[r.start]].Channel, cerr))
 		default:
@@ -340,7 +351,7 @@ func (f *flusher) build(remember bool) {
 		}
 		f.msgs = append(f.msgs, msg)
 		if remember && it.Echo {
-			br.echo.Remember(it.Channel, msg, now)
+			br.echo.Load().Remember(it.Channel, msg, now)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -12,32 +13,183 @@ import (
 
 // pubsubTransport imports the classic pub/sub routes: one connection
 // holding a SUBSCRIBE for every exact channel and a PSUBSCRIBE for every
-// glob, read by one goroutine (loop). A Bridge has one when some import
-// route is not durable and not sharded. Their exports go through the
-// publisher.
+// glob of the route table, read by one goroutine (loop). A Bridge has one
+// once some import route is not durable and not sharded. Their exports go
+// through the publisher.
+//
+// The routes change while the connection lives: a second goroutine
+// (syncLoop), woken by resync, sends the SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE
+// and PUNSUBSCRIBE that bring the connection's subscriptions to the
+// table's. go-redis lets them be sent while the loop reads. A new
+// connection subscribes to the table of the moment; subMu keeps the two
+// goroutines from sending at once, so that each sends from the table it
+// read and what the connection has (have) stays true.
 type pubsubTransport struct {
 	br *Bridge
-	g  *group // loop; its context is the connection's, cancelled by stop
+	g  *group // loop and syncLoop; its context is the connection's, cancelled by stop
 	// conn is the connection's state, for Connections.
 	conn *conn
+	wake chan struct{} // a table change for syncLoop; room for one token
+
+	subMu sync.Mutex      // serialises sending subscriptions; protects have
+	have  map[string]bool // kind and name of what was sent on ps ("subscribe app:x"); nil before the first
 
 	mu      sync.Mutex // protects the fields below
 	ps      *redis.PubSub
-	ok      bool  // every subscription of the current connection confirmed
-	err     error // the last refusal, until the next confirmation
+	ok      bool            // every subscription of the current connection's first commands confirmed
+	subs    map[string]bool // kind and name of the subscriptions Redis confirmed on the current connection
+	err     error           // the last refusal, until the next confirmation
 	stopped bool
 }
 
 func newPubsubTransport(br *Bridge) *pubsubTransport {
-	return &pubsubTransport{br: br, g: newGroup(context.Background()), conn: br.conns.add(newConn(ConnPubSub, redisAddr(br.rdb), ""))}
+	return &pubsubTransport{br: br, g: newGroup(context.Background()), wake: make(chan struct{}, 1),
+		conn: br.conns.add(newConn(ConnPubSub, redisAddr(br.rdb), ""))}
 }
 
-func (t *pubsubTransport) start() { t.g.run(t.loop) }
+func (t *pubsubTransport) start() {
+	t.g.run(t.loop)
+	t.g.run(t.syncLoop)
+}
 
+// ready reports whether Redis confirmed every subscription of the table
+// on the current connection.
 func (t *pubsubTransport) ready() (bool, error) {
+	tab := t.br.table.Load()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.ok, t.err
+	if !t.ok {
+		return false, t.err
+	}
+	for ch := range tab.exact {
+		if !t.subs["subscribe "+ch] {
+			return false, t.err
+		}
+	}
+	for _, g := range tab.globs {
+		if !t.subs["psubscribe "+g.glob] {
+			return false, t.err
+		}
+	}
+	return true, nil
+}
+
+// confirmedName reports whether Redis confirmed the subscription of kind
+// ("subscribe", "psubscribe") to name on the current connection; t may be
+// nil (no classic route was ever added).
+func (t *pubsubTransport) confirmedName(kind, name string) (bool, error) {
+	if t == nil {
+		return false, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ok && t.subs[kind+" "+name], t.err
+}
+
+// subscribed records a confirmation of the read loop: a subscription
+// (on) or the end of one.
+func (t *pubsubTransport) subscribed(kind, name string, on bool) {
+	t.mu.Lock()
+	if t.subs == nil {
+		t.subs = map[string]bool{}
+	}
+	if on {
+		t.subs[kind+" "+name] = true
+	} else {
+		delete(t.subs, strings.TrimPrefix(kind, "un")+" "+name)
+	}
+	t.mu.Unlock()
+	t.br.changed.notify()
+}
+
+// unsubscribed reports whether the end of a subscription, which Redis
+// confirmed, means that the channel's slot moved: never for classic ones,
+// which end only when the bridge unsubscribes.
+func (t *pubsubTransport) unsubscribed(string) bool { return false }
+
+// resync asks syncLoop to bring the subscriptions to the table's.
+func (t *pubsubTransport) resync() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// syncLoop sends the subscription changes of the table, until stop.
+func (t *pubsubTransport) syncLoop() {
+	for {
+		select {
+		case <-t.wake:
+			t.sync(t.g.ctx)
+		case <-t.g.ctx.Done():
+			return
+		}
+	}
+}
+
+// sync sends on the current connection the commands that make its
+// subscriptions the table's: what the table has and the connection not,
+// and what the connection has and the table not. Without a connection
+// there is nothing to do: the next one subscribes to the table. A command
+// that cannot be sent means a broken connection, which the read loop
+// sees and replaces.
+func (t *pubsubTransport) sync(ctx context.Context) {
+	t.subMu.Lock()
+	defer t.subMu.Unlock()
+	t.mu.Lock()
+	ps := t.ps
+	t.mu.Unlock()
+	if ps == nil || t.have == nil {
+		return
+	}
+	tab := t.br.table.Load()
+	channels, globs := tab.subscriptions()
+	var sub, psub, unsub, punsub []string
+	for _, ch := range channels {
+		if !t.have["subscribe "+ch] {
+			sub = append(sub, ch)
+		}
+	}
+	for _, g := range globs {
+		if !t.have["psubscribe "+g] {
+			psub = append(psub, g)
+		}
+	}
+	for k := range t.have {
+		kind, name, _ := strings.Cut(k, " ")
+		switch {
+		case kind == "subscribe" && !tab.exact[name]:
+			unsub = append(unsub, name)
+		case kind == "psubscribe" && !slices.Contains(globs, name):
+			punsub = append(punsub, name)
+		}
+	}
+	send := func(kind string, names []string, f func(context.Context, ...string) error) {
+		if len(names) == 0 || f(ctx, names...) != nil {
+			return
+		}
+		un := strings.HasPrefix(kind, "un")
+		for _, n := range names {
+			if un {
+				delete(t.have, strings.TrimPrefix(kind, "un")+" "+n)
+			} else {
+				t.have[kind+" "+n] = true
+			}
+		}
+		if un {
+			// Not confirmed any more as of now: RouteReady of a route
+			// added again must wait for the new confirmation.
+			t.mu.Lock()
+			for _, n := range names {
+				delete(t.subs, strings.TrimPrefix(kind, "un")+" "+n)
+			}
+			t.mu.Unlock()
+		}
+	}
+	send("subscribe", sub, ps.Subscribe)
+	send("psubscribe", psub, ps.PSubscribe)
+	send("unsubscribe", unsub, ps.Unsubscribe)
+	send("punsubscribe", punsub, ps.PUnsubscribe)
 }
 
 func (t *pubsubTransport) stop(context.Context) {
@@ -95,7 +247,11 @@ func (t *pubsubTransport) loop() {
 		_ = ps.Close()
 		t.mu.Lock()
 		t.ps = nil
+		t.subs = nil
 		t.mu.Unlock()
+		t.subMu.Lock()
+		t.have = nil
+		t.subMu.Unlock()
 		var subErr error
 		if errors.Is(err, ErrSubscribe) {
 			subErr = err
@@ -124,13 +280,15 @@ func (t *pubsubTransport) loop() {
 	}
 }
 
-// subscribe sends the classic subscriptions, SUBSCRIBE for the exact
-// channels (sorted) and PSUBSCRIBE for the globs, and returns the commands
-// sent.
+// subscribe sends the classic subscriptions of the table, SUBSCRIBE for
+// the exact channels (sorted) and PSUBSCRIBE for the globs, and returns
+// the commands sent.
 func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
-	br := t.br
+	t.subMu.Lock()
+	defer t.subMu.Unlock()
 	var sent []subCommand
-	channels, globs := br.RedisSubscriptions()
+	have := map[string]bool{}
+	channels, globs := t.br.table.Load().subscriptions()
 	if len(channels) > 0 {
 		if err := ps.Subscribe(ctx, channels...); err != nil {
 			return nil, err
@@ -143,6 +301,12 @@ func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]su
 		}
 		sent = append(sent, subCommand{name: "PSUBSCRIBE", args: globs})
 	}
+	for _, c := range sent {
+		for _, a := range c.args {
+			have[c.kind()+" "+a] = true
+		}
+	}
+	t.have = have
 	return sent, nil
 }
 
@@ -164,24 +328,25 @@ func (t *pubsubTransport) refused(err error) error { return fmt.Errorf("%w: %w",
 func (t *pubsubTransport) route(m *redis.Message) (string, *route, bool) {
 	br := t.br
 	c := &br.c
+	tab := br.table.Load()
 	topic, ok := strings.CutPrefix(m.Channel, br.cfg.Prefix)
 	if !ok {
 		c.filtered.Add(1)
 		return "", nil, false
 	}
 	if m.Pattern == "" {
-		if !br.exact[m.Channel] {
+		if !tab.exact[m.Channel] {
 			c.filtered.Add(1)
 			return "", nil, false
 		}
 	} else {
-		if br.exact[m.Channel] {
+		if tab.exact[m.Channel] {
 			c.duplicateCopies.Add(1)
 			return "", nil, false
 		}
 		owner := ""
 	globs:
-		for _, g := range br.globs {
+		for _, g := range tab.globs {
 			for _, match := range g.matches {
 				if match(topic) {
 					owner = g.glob
@@ -199,7 +364,7 @@ func (t *pubsubTransport) route(m *redis.Message) (string, *route, bool) {
 			return "", nil, false
 		}
 	}
-	r := br.importRoute(topic)
+	r := tab.importRoute(topic)
 	if r == nil {
 		c.filtered.Add(1)
 		return "", nil, false

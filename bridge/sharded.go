@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,17 +52,20 @@ type shardSet struct {
 	classic    bool                 // Options.ClassicPubSub: no sharded routes
 	partitions int
 	g          *group // the manager (run); its context is that of every loop
+	// running is set, under Bridge.routesMu, once the route table has
+	// sharded channels to import: the set is then a transport.
+	running bool
 
-	// Set up by New, read-only afterwards.
-	exports  map[string]bool           // channels exported with SPUBLISH
-	channels map[string]shardedChannel // channels imported with SSUBSCRIBE
-	slots    map[int][]string          // imported channels by slot, sorted
+	// The sharded channels are in the route table (fill). regroup: a
+	// loop found its slots moved, reload the layout; routes: the table
+	// changed. Each has room for one token.
+	regroup, routes chan struct{}
 
-	regroup chan struct{} // a loop found its slots moved; room for one token
-
-	mu      sync.Mutex          // protects the fields below and those of the loops that say so
-	loops   map[*shardLoop]bool // the current loops, for Ready and Close
-	planned bool                // the loops of the current plan are running
+	mu    sync.Mutex          // protects the fields below and those of the loops that say so
+	loops map[*shardLoop]bool // the current loops, for Ready and Close
+	// planned is the table whose channels the current loops subscribe
+	// to (or are subscribing to): the set is ready for no other.
+	planned *routeTable
 	stopped bool
 }
 
@@ -81,58 +83,66 @@ func newShardSet(br *Bridge, rdb redis.UniversalClient) *shardSet {
 		cc:         cc,
 		classic:    br.cfg.ClassicPubSub,
 		partitions: br.cfg.Partitions,
-		exports:    map[string]bool{},
-		channels:   map[string]shardedChannel{},
-		slots:      map[int][]string{},
 		regroup:    make(chan struct{}, 1),
+		routes:     make(chan struct{}, 1),
 		loops:      map[*shardLoop]bool{},
 	}
 	s.g = newGroup(context.Background())
 	return s
 }
 
-// finish records the sharded channels once every route is compiled. An
-// exact export route exports with SPUBLISH unless an earlier pattern route
-// matches its topic: then that route exports the topic, with PUBLISH.
-func (s *shardSet) finish() {
-	if !s.sharded() {
-		return
-	}
-	br := s.br
-	for i, r := range br.exports {
+// fill records in t its sharded channels. An exact export route exports
+// with SPUBLISH unless an earlier pattern route matches its topic: then
+// that route exports the topic, with PUBLISH.
+func (s *shardSet) fill(t *routeTable) {
+	t.shardExports = map[string]bool{}
+	t.shardChannels = map[string]shardedChannel{}
+	t.slots = map[int][]string{}
+	for i, r := range t.exports {
 		if r.isPattern || r.durable() {
 			continue
 		}
 		shadowed := false
-		for _, e := range br.exports[:i] {
+		for _, e := range t.exports[:i] {
 			if e.isPattern && e.match(r.Pattern) {
 				shadowed = true
 				break
 			}
 		}
 		if !shadowed {
-			s.exports[r.redisName] = true
+			t.shardExports[r.redisName] = true
 		}
 	}
-	for _, r := range br.imports {
+	for _, r := range t.imports {
 		if r.isPattern {
 			continue
 		}
-		if _, ok := s.channels[r.redisName]; ok {
+		if _, ok := t.shardChannels[r.redisName]; ok {
 			continue
 		}
-		s.channels[r.redisName] = shardedChannel{topic: r.Pattern, route: br.importRoute(r.Pattern)}
+		t.shardChannels[r.redisName] = shardedChannel{topic: r.Pattern, route: t.importRoute(r.Pattern)}
 		slot := HashSlot(r.redisName)
-		s.slots[slot] = append(s.slots[slot], r.redisName)
+		t.slots[slot] = append(t.slots[slot], r.redisName)
 	}
-	for _, chans := range s.slots {
+	for _, chans := range t.slots {
 		slices.Sort(chans)
 	}
 }
 
-// importing reports whether the set has sharded channels to import: then
-// the Bridge runs it as a transport.
-func (s *shardSet) importing() bool { return len(s.slots) > 0 }
+// importing reports whether t has sharded channels to import: then the
+// Bridge runs the set as a transport.
+func (s *shardSet) importing(t *routeTable) bool { return len(t.slots) > 0 }
+
+// routesChanged tells the manager that the route table changed.
+func (s *shardSet) routesChanged() {
+	s.mu.Lock()
+	s.planned = nil
+	s.mu.Unlock()
+	select {
+	case s.routes <- struct{}{}:
+	default:
+	}
+}
 
 // start starts the manager of the sharded subscriptions.
 func (s *shardSet) start() { s.g.run(s.run) }
@@ -171,7 +181,7 @@ func (s *shardSet) publish(ctx context.Context, p redis.Pipeliner, channel strin
 	switch {
 	case s.cc == nil:
 		p.Publish(ctx, channel, msg)
-	case s.exports[channel]:
+	case s.br.table.Load().shardExports[channel]:
 		p.SPublish(ctx, channel, msg)
 	default:
 		cmd := redis.NewIntCmd(ctx, "publish", channel, msg)
@@ -180,15 +190,16 @@ func (s *shardSet) publish(ctx context.Context, p redis.Pipeliner, channel strin
 	}
 }
 
-// ready reports whether every sharded subscription is confirmed, and if
-// not, the refusal of one, if any.
+// ready reports whether every sharded subscription of the table is
+// confirmed, and if not, the refusal of one, if any.
 func (s *shardSet) ready() (bool, error) {
+	t := s.br.table.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ok := s.planned
+	ok := s.planned == t
 	var err error
 	for l := range s.loops {
-		if !l.ready {
+		if !l.readyLocked() {
 			ok = false
 		}
 		if err == nil && l.err != nil {
@@ -198,24 +209,48 @@ func (s *shardSet) ready() (bool, error) {
 	return ok, err
 }
 
+// confirmedChannel reports whether Redis confirmed the SSUBSCRIBE of
+// channel on the connection of its node, and if not the refusal of one of
+// the loops, if any.
+func (s *shardSet) confirmedChannel(channel string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	for l := range s.loops {
+		if l.ready && l.subs["ssubscribe "+channel] {
+			return true, nil
+		}
+		if err == nil && l.err != nil {
+			err = l.err
+		}
+	}
+	return false, err
+}
+
 // run is the manager goroutine: it groups the imported slots by node,
 // runs a loop per node and replaces the loops whose slots moved, until the
-// bridge's subscription context ends.
+// bridge's subscription context ends. When the route table changes, it
+// groups the slots again without reloading the layout: a loop whose node
+// gains or loses channels keeps its connection and sends SSUBSCRIBE or
+// SUNSUBSCRIBE on it; a node newly needed gets a loop, one no longer
+// needed loses its own.
 func (s *shardSet) run() {
 	br := s.br
 	ctx := s.g.ctx
-	current := map[string]*shardLoop{} // by plan key
+	current := map[string]*shardLoop{} // by node address
 	var archive seq.Tracker            // sequences of stopped loops
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	fails := failures{every: br.cfg.ReconnectMax}
 	first := true
+	rebuild := false // the plan follows a move: loops whose slots changed are replaced
 	defer func() {
 		for _, l := range current {
 			s.stopLoop(l, &archive)
 		}
 	}()
 	for {
-		plan, err := s.plan(ctx)
+		t := br.table.Load()
+		plan, err := s.plan(ctx, t)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -228,10 +263,14 @@ func (s *shardSet) run() {
 		}
 		back.reset()
 		fails.succeeded()
-		for key, l := range current {
-			if _, keep := plan[key]; !keep || l.moved.Load() {
+		for addr, l := range current {
+			g, keep := plan[addr]
+			// After a move, a loop whose slots changed is replaced, so
+			// that the sequences of the channels that moved go with
+			// them (archive).
+			if !keep || l.moved.Load() || rebuild && !sameSlots(l.groupNow(), g) {
 				s.stopLoop(l, &archive)
-				delete(current, key)
+				delete(current, addr)
 			}
 		}
 		s.mu.Lock()
@@ -240,12 +279,13 @@ func (s *shardSet) run() {
 		if stopped {
 			return
 		}
-		for key, g := range plan {
-			if _, ok := current[key]; ok {
+		for addr, g := range plan {
+			if l, ok := current[addr]; ok {
+				l.regroup(g)
 				continue
 			}
 			l := s.newLoop(g, &archive)
-			current[key] = l
+			current[addr] = l
 			s.mu.Lock()
 			s.loops[l] = true
 			s.mu.Unlock()
@@ -253,7 +293,9 @@ func (s *shardSet) run() {
 			l.g.run(func() { l.loop(firstPlan) })
 		}
 		s.mu.Lock()
-		s.planned = true
+		if br.table.Load() == t {
+			s.planned = t
+		}
 		s.mu.Unlock()
 		br.changed.notify()
 		first = false
@@ -261,8 +303,12 @@ func (s *shardSet) run() {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.routes:
+			rebuild = false
+			continue
 		case <-s.regroup:
 		}
+		rebuild = true
 		br.c.shardRebuilds.Add(1)
 		s.cc.ReloadState(ctx)
 		// ReloadState is lazy: give it a moment, and give a cluster in
@@ -273,43 +319,46 @@ func (s *shardSet) run() {
 	}
 }
 
+// sameSlots reports whether groups a and b hold the same slots.
+func sameSlots(a, b shardGroup) bool {
+	if len(a.slots) != len(b.slots) {
+		return false
+	}
+	for i := range a.slots {
+		if HashSlot(a.slots[i][0]) != HashSlot(b.slots[i][0]) {
+			return false
+		}
+	}
+	return true
+}
+
 // shardGroup is the part of the plan one connection serves: the slots, and
 // their channels, of one node.
 type shardGroup struct {
 	addr  string
-	slots [][]string // channels per slot, one SSUBSCRIBE each
+	slots [][]string // channels per slot, one SSUBSCRIBE each, by slot
 }
 
-// plan groups the imported slots by the node that serves them, according
-// to go-redis's view of the cluster, the one ClusterClient.SSubscribe
-// connects by. The key of a group names its node and its slots, so that a
-// loop whose node still serves exactly the same slots is kept.
-func (s *shardSet) plan(ctx context.Context) (map[string]shardGroup, error) {
-	slots := make([]int, 0, len(s.slots))
-	for slot := range s.slots {
+// plan groups the imported slots of t by the node that serves them,
+// according to go-redis's view of the cluster, the one
+// ClusterClient.SSubscribe connects by. The groups are by node address.
+func (s *shardSet) plan(ctx context.Context, t *routeTable) (map[string]shardGroup, error) {
+	slots := make([]int, 0, len(t.slots))
+	for slot := range t.slots {
 		slots = append(slots, slot)
 	}
 	slices.Sort(slots)
-	byAddr := map[string][]int{}
+	plan := map[string]shardGroup{}
 	for _, slot := range slots {
-		node, err := s.cc.MasterForKey(ctx, s.slots[slot][0])
+		node, err := s.cc.MasterForKey(ctx, t.slots[slot][0])
 		if err != nil {
 			return nil, fmt.Errorf("node of slot %d: %w", slot, err)
 		}
 		addr := node.Options().Addr
-		byAddr[addr] = append(byAddr[addr], slot)
-	}
-	plan := make(map[string]shardGroup, len(byAddr))
-	for addr, slots := range byAddr {
-		var key strings.Builder
-		key.WriteString(addr)
-		g := shardGroup{addr: addr}
-		for _, slot := range slots {
-			key.WriteByte(' ')
-			key.WriteString(strconv.Itoa(slot))
-			g.slots = append(g.slots, s.slots[slot])
-		}
-		plan[key.String()] = g
+		g := plan[addr]
+		g.addr = addr
+		g.slots = append(g.slots, t.slots[slot])
+		plan[addr] = g
 	}
 	return plan, nil
 }
@@ -319,22 +368,143 @@ func (s *shardSet) plan(ctx context.Context) (map[string]shardGroup, error) {
 // subscribeLoop.
 type shardLoop struct {
 	set   *shardSet
-	group shardGroup
+	addr  string // the node's
 	rl    readLoop
 	g     *group      // the loop's goroutine; a child of the manager's
 	moved atomic.Bool // the loop found its slots moved and waits to be replaced
 	conn  *conn       // the connection's state, for Connections
 
+	// subMu serialises sending subscriptions on ps, the loop's first ones
+	// and the manager's (regroup); it protects have.
+	subMu sync.Mutex
+	have  map[string]bool // the channels SSUBSCRIBEd on ps; nil before the first
+
 	// Protected by set.mu.
-	ps    *redis.PubSub
-	ready bool  // every SSUBSCRIBE of the current connection confirmed
-	err   error // the last refusal, until the next confirmation
+	group  shardGroup // what the loop subscribes to: the plan's, changed by regroup
+	ps     *redis.PubSub
+	ready  bool            // every SSUBSCRIBE sent first on the current connection confirmed
+	subs   map[string]bool // "ssubscribe " + the channels Redis confirmed on the current connection
+	unsubs map[string]int  // SUNSUBSCRIBEs sent and not confirmed yet, by channel
+	err    error           // the last refusal, until the next confirmation
+}
+
+// groupNow returns the loop's group.
+func (l *shardLoop) groupNow() shardGroup {
+	l.set.mu.Lock()
+	defer l.set.mu.Unlock()
+	return l.group
+}
+
+// readyLocked reports whether every channel of the loop's group is
+// confirmed on its connection. The caller holds set.mu.
+func (l *shardLoop) readyLocked() bool {
+	if !l.ready {
+		return false
+	}
+	for _, chans := range l.group.slots {
+		for _, ch := range chans {
+			if !l.subs["ssubscribe "+ch] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// regroup makes g, the loop's node's part of a new plan, the loop's
+// group, and sends on its connection the SSUBSCRIBE and SUNSUBSCRIBE
+// commands that make its subscriptions g's. Without a connection there
+// is nothing to send: the next one subscribes to the group. It runs on
+// the manager.
+func (l *shardLoop) regroup(g shardGroup) {
+	l.subMu.Lock()
+	defer l.subMu.Unlock()
+	l.set.mu.Lock()
+	l.group = g
+	ps := l.ps
+	l.set.mu.Unlock()
+	if ps == nil || l.have == nil {
+		return
+	}
+	want := map[string]bool{}
+	for _, chans := range g.slots {
+		var missing []string
+		for _, ch := range chans {
+			want[ch] = true
+			if !l.have[ch] {
+				missing = append(missing, ch)
+			}
+		}
+		if len(missing) > 0 && ps.SSubscribe(l.g.ctx, missing...) == nil {
+			for _, ch := range missing {
+				l.have[ch] = true
+			}
+		}
+	}
+	bySlot := map[int][]string{}
+	for ch := range l.have {
+		if !want[ch] {
+			bySlot[HashSlot(ch)] = append(bySlot[HashSlot(ch)], ch)
+		}
+	}
+	for _, chans := range bySlot {
+		l.set.mu.Lock()
+		if l.unsubs == nil {
+			l.unsubs = map[string]int{}
+		}
+		for _, ch := range chans {
+			l.unsubs[ch]++
+			delete(l.subs, "ssubscribe "+ch)
+		}
+		l.set.mu.Unlock()
+		if ps.SUnsubscribe(l.g.ctx, chans...) != nil {
+			return // the connection broke: the read loop replaces it
+		}
+		for _, ch := range chans {
+			delete(l.have, ch)
+		}
+	}
+}
+
+// subscribed records a confirmation of the read loop.
+func (l *shardLoop) subscribed(kind, name string, on bool) {
+	l.set.mu.Lock()
+	if l.subs == nil {
+		l.subs = map[string]bool{}
+	}
+	if on {
+		l.subs[kind+" "+name] = true
+	} else {
+		delete(l.subs, "ssubscribe "+name)
+	}
+	l.set.mu.Unlock()
+	l.set.br.changed.notify()
+}
+
+// unsubscribed reports whether the end of the subscription to channel
+// means that its slot moved: not when the bridge unsubscribed it (a
+// SUNSUBSCRIBE not yet confirmed), nor when no route wants it any more.
+func (l *shardLoop) unsubscribed(channel string) bool {
+	l.set.mu.Lock()
+	defer l.set.mu.Unlock()
+	if n := l.unsubs[channel]; n > 0 {
+		if n == 1 {
+			delete(l.unsubs, channel)
+		} else {
+			l.unsubs[channel] = n - 1
+		}
+		return false
+	}
+	_, wanted := l.set.br.table.Load().shardChannels[channel]
+	return wanted
 }
 
 // newLoop makes the loop of group g, resuming the sequences of its channels
 // from archive.
 func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
-	l := &shardLoop{set: s, group: g, g: newGroup(s.g.ctx), conn: s.br.conns.add(newConn(ConnShard, g.addr, ""))}
+	l := &shardLoop{set: s, addr: g.addr, group: g, g: newGroup(s.g.ctx), conn: s.br.conns.add(newConn(ConnShard, g.addr, ""))}
+	// Its sequences: those of the channels of g, which may have moved
+	// from a stopped loop. A loop kept through regroups keeps its own.
 	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: s.br.newIngest(true, false, s.br.enqueue)}
 	mine := map[string]bool{}
 	for _, chans := range g.slots {
@@ -386,9 +556,13 @@ func (l *shardLoop) loop(first bool) {
 		connected, confirmed, err := l.rl.run(ps, first)
 		_ = ps.Close()
 		moved := errors.Is(err, errSlotMoved) || isMoved(err)
+		l.subMu.Lock()
+		l.have = nil
+		l.subMu.Unlock()
 		l.set.mu.Lock()
 		l.ps = nil
 		l.ready = false
+		l.subs, l.unsubs = nil, nil
 		if errors.Is(err, ErrSubscribe) && !moved && !transientReply(err) {
 			l.err = err
 		}
@@ -405,7 +579,7 @@ func (l *shardLoop) loop(first bool) {
 		}
 		switch {
 		case moved:
-			br.rep.report(chain(ErrDisconnected, "node "+l.group.addr, err))
+			br.rep.report(chain(ErrDisconnected, "node "+l.addr, err))
 			l.moved.Store(true)
 			l.set.askRegroup()
 			// Wait for the manager to stop this loop: until then, keep
@@ -415,9 +589,9 @@ func (l *shardLoop) loop(first bool) {
 		case errors.Is(err, ErrSubscribe) && !transientReply(err):
 			br.reportAttempt(&fails, err) // it names the node
 		case !connected:
-			br.reportAttempt(&fails, &connectError{addr: l.group.addr, err: err})
+			br.reportAttempt(&fails, &connectError{addr: l.addr, err: err})
 		default:
-			br.reportAttempt(&fails, chain(ErrDisconnected, "node "+l.group.addr, err))
+			br.reportAttempt(&fails, chain(ErrDisconnected, "node "+l.addr, err))
 		}
 		if !errors.Is(err, ErrSubscribe) || transientReply(err) {
 			// The node may be gone for good, its replica promoted:
@@ -445,13 +619,21 @@ func (s *shardSet) askRegroup() {
 // subscribe sends one SSUBSCRIBE per slot of the loop's group and returns
 // the commands sent.
 func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
-	sent := make([]subCommand, 0, len(l.group.slots))
-	for _, chans := range l.group.slots {
+	l.subMu.Lock()
+	defer l.subMu.Unlock()
+	g := l.groupNow()
+	sent := make([]subCommand, 0, len(g.slots))
+	have := map[string]bool{}
+	for _, chans := range g.slots {
 		if err := ps.SSubscribe(ctx, chans...); err != nil {
 			return nil, err
 		}
 		sent = append(sent, subCommand{name: "SSUBSCRIBE", args: chans})
+		for _, ch := range chans {
+			have[ch] = true
+		}
 	}
+	l.have = have
 	return sent, nil
 }
 
@@ -468,13 +650,13 @@ func (l *shardLoop) confirmed() {
 }
 
 func (l *shardLoop) refused(err error) error {
-	return fmt.Errorf("%w: node %s: %w", ErrSubscribe, l.group.addr, err)
+	return fmt.Errorf("%w: node %s: %w", ErrSubscribe, l.addr, err)
 }
 
 // route returns the topic and route of a sharded channel: one
 // subscription per channel, of an exact route.
 func (l *shardLoop) route(m *redis.Message) (string, *route, bool) {
-	sc, ok := l.set.channels[m.Channel]
+	sc, ok := l.set.br.table.Load().shardChannels[m.Channel]
 	if !ok {
 		l.set.br.c.filtered.Add(1)
 		return "", nil, false
@@ -510,7 +692,7 @@ func transientReply(err error) bool {
 }
 
 // ShardChannels returns the channels the bridge subscribes to with
-// SSUBSCRIBE, sorted: those of its exact import routes when it runs on a
+// SSUBSCRIBE, sorted: those of its live exact import routes when it runs on a
 // *redis.ClusterClient (see ShardChannel), none otherwise.
 //
 // # Redis Cluster
@@ -564,7 +746,7 @@ func (br *Bridge) ShardChannels() []string {
 		return nil
 	}
 	var chans []string
-	for ch := range br.shards.channels {
+	for ch := range br.table.Load().shardChannels {
 		chans = append(chans, ch)
 	}
 	slices.Sort(chans)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -297,50 +299,40 @@ type streamRoute struct {
 }
 
 // streams holds the durable routes of a Bridge, their goroutines and
-// counters. A Bridge without durable routes has none (Bridge.st is nil).
+// counters. A Bridge without durable routes has none (Bridge.st is nil
+// until the first is added). Each route has its own goroutines, which
+// start when the route is added (or when New is done) and stop when it is
+// removed or the bridge closes.
 type streams struct {
-	br      *Bridge
-	exports map[*route]*streamExport // durable export routes
-	readers []*streamReader          // durable import routes
-	keys    map[string]bool          // stream keys of the import routes
-	cp      Checkpointer
-	// consumer is the consumer name of Group routes.
-	consumer string
+	br       *Bridge
+	cp       Checkpointer
+	consumer string // the consumer name of Group routes
 
 	exported, imported, acked, claimed, resumes, trimmed atomic.Uint64
 	// What failed handling became (stream_dead.go).
 	failed, retried, deadLettered, abandoned, redelivered atomic.Uint64
 
-	// reading runs the readers: its context is cancelled when Close
-	// starts. flushing runs the flushers: its context is cancelled when
-	// Close gives up. Both are set by start.
-	reading, flushing *group
-	// closeCtx is Close's context, set before reading is cancelled:
-	// readers save their last position and acknowledge with it.
-	closeCtx  context.Context
-	drain     chan struct{} // closed by Close: flush what is left, then exit
-	flushLeft atomic.Int64  // exports of the batches flushers gave up on
-
-	mu      sync.Mutex // protects the fields below
-	waiting int        // readers that have not found their start yet
-	err     error      // why the last attempt to start a reader failed
+	mu sync.Mutex // protects the fields below and those of the readers and exporters that say so
+	// The durable routes, until they are stopped and have returned: a
+	// route RemoveRoute is stopping stays, so that Close waits for it.
+	exports map[*route]*streamExport
+	readers map[*route]*streamReader
+	keys    map[string]bool // stream keys of the import routes, live or stopping
 }
 
-// addStreamRoute takes the durable route rt, the i-th of Options.Routes,
-// into the bridge. It is called by compileRoutes.
-func (br *Bridge) addStreamRoute(i int, rt *route) error {
-	if rt.Delivery > Group {
-		return fmt.Errorf("%w: route %d (%q): unknown delivery %d", ErrInvalidOptions, i, rt.Pattern, rt.Delivery)
-	}
+// addStreamRoute takes the durable route rt into the bridge: it checks
+// it, and registers its reader and exporter, which startStreamRoute
+// starts. It is called by compileRoute; what names rt in errors.
+func (br *Bridge) addStreamRoute(what string, rt *route) error {
 	st := br.st
 	if st == nil {
 		st = &streams{
 			br:       br,
 			exports:  map[*route]*streamExport{},
+			readers:  map[*route]*streamReader{},
 			keys:     map[string]bool{},
 			cp:       br.cfg.Checkpointer,
 			consumer: br.cfg.Consumer,
-			drain:    make(chan struct{}),
 		}
 		if st.cp == nil {
 			st.cp = RedisCheckpointer(br.rdb, br.cfg.Prefix+"checkpoint:"+br.cfg.InstanceID)
@@ -358,13 +350,13 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 		deadKey: DeadKey(br.cfg.Prefix, name), maxDeliveries: int64(rt.MaxDeliveries)}
 	var err error
 	if sr.retry, err = newRetryPolicy(rt.Retry); err != nil {
-		return fmt.Errorf("%w: route %d (%q): Retry: %w", ErrInvalidOptions, i, rt.Pattern, err)
+		return fmt.Errorf("%w: %s (%q): Retry: %w", ErrInvalidOptions, what, rt.Pattern, err)
 	}
 	switch {
 	case sr.maxDeliveries == 0:
 		sr.maxDeliveries = defaultMaxDeliveries
 	case sr.maxDeliveries < 0:
-		return fmt.Errorf("%w: route %d (%q): negative MaxDeliveries", ErrInvalidOptions, i, rt.Pattern)
+		return fmt.Errorf("%w: %s (%q): negative MaxDeliveries", ErrInvalidOptions, what, rt.Pattern)
 	}
 	switch {
 	case sr.maxLen == 0:
@@ -375,41 +367,161 @@ func (br *Bridge) addStreamRoute(i int, rt *route) error {
 	if sr.group == "" {
 		sr.group = defaultGroup
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if rt.Direction.imports() {
+		if st.keys[sr.key] {
+			return fmt.Errorf("%w: %s (%q): another durable import route reads stream %q", ErrInvalidOptions, what, rt.Pattern, sr.key)
+		}
+		if rt.Delivery == Stream && br.cfg.Checkpointer == nil && br.cfg.idGenerated {
+			return fmt.Errorf("%w: %s (%q): a Stream import route keeps its position under InstanceID: set one that survives restarts, or a Checkpointer", ErrInvalidOptions, what, rt.Pattern)
+		}
+		st.keys[sr.key] = true
+		st.readers[rt] = &streamReader{br: br, st: st, r: sr, reading: newGroup(context.Background()), handling: newGroup(br.deliver.ctx)}
+	}
 	if rt.Direction.exports() {
 		x := newStreamExport(br, sr)
 		st.exports[rt] = x
 		rt.out = x.out
 	}
-	if rt.Direction.imports() {
-		if st.keys[sr.key] {
-			return fmt.Errorf("%w: route %d (%q): another durable import route reads stream %q", ErrInvalidOptions, i, rt.Pattern, sr.key)
-		}
-		if rt.Delivery == Stream && br.cfg.Checkpointer == nil && br.cfg.idGenerated {
-			return fmt.Errorf("%w: route %d (%q): a Stream import route keeps its position under InstanceID: set one that survives restarts, or a Checkpointer", ErrInvalidOptions, i, rt.Pattern)
-		}
-		st.keys[sr.key] = true
-		st.readers = append(st.readers, &streamReader{br: br, st: st, r: sr})
-	}
 	return nil
+}
+
+// forgetStreamRoute undoes addStreamRoute for rt, a route AddRoute could
+// not add, whose goroutines have not started.
+func (br *Bridge) forgetStreamRoute(rt *route) {
+	st := br.st
+	if st == nil || !rt.durable() {
+		return
+	}
+	st.mu.Lock()
+	if sr := st.readers[rt]; sr != nil {
+		delete(st.keys, sr.r.key)
+		delete(st.readers, rt)
+	}
+	delete(st.exports, rt)
+	st.mu.Unlock()
+}
+
+// startStreamRoute starts the goroutines of r, if it is a durable route
+// added once New was done.
+func (br *Bridge) startStreamRoute(r *route) {
+	if st := br.st; st != nil && r.durable() {
+		st.mu.Lock()
+		st.startLocked(r)
+		st.mu.Unlock()
+	}
+}
+
+// startLocked starts the reader and the exporter of r. The caller holds
+// st.mu.
+func (st *streams) startLocked(r *route) {
+	if x := st.exports[r]; x != nil {
+		x.flushing.run(x.flushLoop)
+	}
+	if sr := st.readers[r]; sr != nil {
+		sr.reading.run(sr.run)
+	}
+}
+
+// exportOf returns the exporter of durable route r, nil if it has none.
+func (st *streams) exportOf(r *route) *streamExport {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.exports[r]
+}
+
+// readerReady reports whether the reader of durable import route r found
+// where it starts, and if not the refusal that keeps it from that.
+func (st *streams) readerReady(r *route) (bool, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sr := st.readers[r]
+	if sr == nil {
+		return false, nil
+	}
+	return sr.started, sr.err
+}
+
+// stopRoute stops durable route r, removed from the table: its reader
+// saves its position (or acknowledges) with ctx and returns, its exporter
+// sends what its outbox holds until ctx ends. It returns how many exports
+// it dropped (counted in OutboxUnsent).
+func (st *streams) stopRoute(ctx context.Context, r *route) int {
+	st.mu.Lock()
+	sr, x := st.readers[r], st.exports[r]
+	if sr != nil {
+		st.stopReaderLocked(sr, ctx)
+	}
+	if x != nil {
+		x.stopLocked()
+	}
+	st.mu.Unlock()
+	unsent := 0
+	if x != nil {
+		unsent = x.wait(ctx)
+		st.br.c.outboxUnsent.Add(uint64(unsent))
+	}
+	if sr != nil {
+		sr.reading.wait(ctx, sr.handling.cancel)
+	}
+	st.mu.Lock()
+	if sr != nil {
+		delete(st.readers, r)
+		delete(st.keys, sr.r.key)
+	}
+	delete(st.exports, r)
+	st.mu.Unlock()
+	st.br.changed.notify()
+	return unsent
+}
+
+// stopReaderLocked makes sr stop after the entry it is handling, saving
+// its position with ctx, unless it is stopping already. The caller holds
+// st.mu.
+func (st *streams) stopReaderLocked(sr *streamReader, ctx context.Context) {
+	if sr.stopping {
+		return
+	}
+	sr.stopping = true
+	sr.closeCtx = ctx // read by the reader once reading is cancelled
+	sr.reading.cancel()
+}
+
+// stopLocked makes the exporter send what its outbox holds and return,
+// unless it is stopping already. The caller holds st.mu.
+func (x *streamExport) stopLocked() {
+	if !x.stopping {
+		x.stopping = true
+		close(x.drain)
+	}
+}
+
+// wait waits until the exporter's flusher returned, having sent its
+// outbox, or gives up on it when ctx ends, and returns how many exports
+// it did not send, counting them once whoever calls it.
+func (x *streamExport) wait(ctx context.Context) int {
+	x.flushing.wait(ctx, nil)
+	return int(x.left.Swap(0)) + x.out.Close()
 }
 
 // StreamKey returns the Redis key of the stream named name (Route.Stream,
 // or the route's Pattern) under prefix: prefix + "stream:" + name.
 func StreamKey(prefix, name string) string { return prefix + "stream:" + name }
 
-// start starts the goroutines of the durable routes. It is called by New
-// once the bridge is otherwise running.
+// start starts the goroutines of the durable routes added so far. It is
+// called by New once the bridge is otherwise running; later routes start
+// as they are added.
 func (st *streams) start() {
-	st.reading = newGroup(context.Background())
-	st.flushing = newGroup(context.Background())
 	st.mu.Lock()
-	st.waiting = len(st.readers)
-	st.mu.Unlock()
-	for _, x := range st.exports {
-		st.flushing.run(x.flushLoop)
+	defer st.mu.Unlock()
+	for r := range st.exports {
+		st.startLocked(r)
 	}
-	for _, r := range st.readers {
-		st.reading.run(r.run)
+	for r, sr := range st.readers {
+		if st.exports[r] == nil {
+			sr.reading.run(sr.run)
+		}
 	}
 }
 
@@ -418,29 +530,31 @@ func (st *streams) start() {
 func (st *streams) ready() (bool, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.waiting == 0, st.err
-}
-
-// setStart records that a reader found its start (err nil) or failed to
-// (a refusal Ready reports).
-func (st *streams) setStart(started bool, err error) {
-	st.mu.Lock()
-	if started {
-		st.waiting--
-		st.err = nil
-	} else {
-		st.err = err
+	ok := true
+	var err error
+	for _, sr := range st.readers {
+		if sr.stopping {
+			continue
+		}
+		ok = ok && sr.started
+		if err == nil {
+			err = sr.err
+		}
 	}
-	st.mu.Unlock()
-	st.br.changed.notify()
+	return ok, err
 }
 
 // stop makes the readers stop after the entry each is handling and makes
-// later exports of durable routes fail. ctx is Close's.
+// the exporters send what they hold and return. ctx is Close's.
 func (st *streams) stop(ctx context.Context) {
-	st.closeCtx = ctx
-	st.reading.cancel()
-	close(st.drain)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, sr := range st.readers {
+		st.stopReaderLocked(sr, ctx)
+	}
+	for _, x := range st.exports {
+		x.stopLocked()
+	}
 }
 
 // wait waits until the durable routes' goroutines have returned:
@@ -448,13 +562,18 @@ func (st *streams) stop(ctx context.Context) {
 // flushers after sending what their outboxes held. If ctx ends first, it
 // makes them give up. It returns the number of exports not sent.
 func (st *streams) wait(ctx context.Context) int {
-	st.flushing.wait(ctx, nil)
+	st.mu.Lock()
+	exports := slices.Collect(maps.Values(st.exports))
+	readers := slices.Collect(maps.Values(st.readers))
+	st.mu.Unlock()
+	n := 0
+	for _, x := range exports {
+		n += x.wait(ctx)
+	}
 	// A reader still publishing an entry locally when ctx ends is made
 	// to give up by cancelling the handlers' context.
-	st.reading.wait(ctx, st.br.deliver.cancel)
-	n := int(st.flushLeft.Load())
-	for _, x := range st.exports {
-		n += x.out.Close()
+	for _, sr := range readers {
+		sr.reading.wait(ctx, sr.handling.cancel)
 	}
 	return n
 }
@@ -470,6 +589,8 @@ func (st *streams) stats(s *Stats) {
 	s.StreamFailed, s.StreamRetried = st.failed.Load(), st.retried.Load()
 	s.StreamDeadLettered, s.StreamAbandoned = st.deadLettered.Load(), st.abandoned.Load()
 	s.StreamRedelivered = st.redelivered.Load()
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	for _, x := range st.exports {
 		n, bytes := x.out.Depth()
 		sending, sendingBytes := x.inflight.Load()

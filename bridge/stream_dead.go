@@ -163,7 +163,7 @@ func (sr *streamReader) publish(it *importItem, m redis.XMessage) entryOutcome {
 	br, st, r := sr.br, sr.st, sr.r
 	for n := 1; ; n++ {
 		f := &failure{}
-		ok, err := br.publishLocalCtx(bus.WithFailureFunc(br.deliver.ctx, f.record), it, m.ID, r.key)
+		ok, err := br.publishLocalCtx(bus.WithFailureFunc(sr.handling.ctx, f.record), it, m.ID, r.key)
 		last := f.seal()
 		switch {
 		case err != nil && n == 1:
@@ -189,7 +189,7 @@ func (sr *streamReader) publish(it *importItem, m redis.XMessage) entryOutcome {
 		if n >= r.retry.attempts {
 			return entryFailed
 		}
-		if !sleep(st.reading.ctx, r.retry.delay(n)) {
+		if !sleep(sr.reading.ctx, r.retry.delay(n)) {
 			st.abandoned.Add(1)
 			br.rep.report(fmt.Errorf("bridge: entry %s of %q left for a later delivery after %s, the bridge closing: %w: %s",
 				m.ID, r.key, plural.Of(uint64(n), "attempt"), bus.ErrRetryAbandoned, last))

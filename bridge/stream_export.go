@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/busline/bus/bridge/internal/queue"
 
@@ -35,6 +36,18 @@ type streamExport struct {
 
 	inflight queue.Inflight // the batch being sent, for Stats
 
+	// flushing runs the flusher: its context is cancelled when Close or
+	// RemoveRoute gives up. drain is closed when either stops the route
+	// (stopping, protected by st.mu, says it was). left counts the
+	// exports of the batch the flusher gave up on, taken by whoever
+	// counts them as unsent first.
+	flushing *group
+	drain    chan struct{}
+	stopping bool
+	left     atomic.Int64
+	settled  signal        // notified after each batch (runFlusher)
+	exited   chan struct{} // closed when the flusher returns
+
 	back  backoff
 	call  *caller // makes the pipelines and reads, so that Close need not wait for them
 	batch []queue.Export
@@ -45,20 +58,23 @@ type streamExport struct {
 
 func newStreamExport(br *Bridge, r *streamRoute) *streamExport {
 	return &streamExport{
-		br:   br,
-		r:    r,
-		out:  br.newOutbox(),
-		back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax},
+		br:       br,
+		r:        r,
+		out:      br.newOutbox(),
+		back:     backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax},
+		flushing: newGroup(context.Background()),
+		drain:    make(chan struct{}),
+		exited:   make(chan struct{}),
 	}
 }
 
 // flushLoop is the flusher goroutine of the route: it appends the outbox
 // to the stream in pipelined batches of XADD, in order, until Close.
 func (x *streamExport) flushLoop() {
-	st := x.br.st
+	defer close(x.exited)
 	x.call = newCaller()
 	defer x.call.close()
-	x.br.runFlusher(x.out, &x.batch, x.br.cfg.BatchSize, st.drain, st.flushing.ctx, x.send)
+	x.br.runFlusher(x.out, &x.batch, x.br.cfg.BatchSize, x.drain, x.flushing.ctx, &x.settled, x.send)
 }
 
 // send appends the batch to the stream, retrying what failed for lack of
@@ -91,7 +107,7 @@ func (x *streamExport) send() bool {
 	}
 	o := outage{br: br, out: x.out, back: &x.back, call: x.call, key: x.r.key, conn: x.r.sendConn}
 	for {
-		ctx := st.flushing.ctx
+		ctx := x.flushing.ctx
 		var cmds []redis.Cmder
 		var err error
 		if !x.call.do(ctx, func() {
@@ -104,7 +120,7 @@ func (x *streamExport) send() bool {
 		}) {
 			// Close gave up while Redis had the pipeline.
 			abandoned = true
-			st.flushLeft.Add(int64(len(pending)))
+			x.left.Add(int64(len(pending)))
 			return false
 		}
 		keep := pending[:0]
@@ -135,11 +151,11 @@ func (x *streamExport) send() bool {
 			return true
 		}
 		if ctx.Err() != nil {
-			st.flushLeft.Add(int64(len(pending)))
+			x.left.Add(int64(len(pending)))
 			return false
 		}
 		if !o.wait(ctx, err) {
-			st.flushLeft.Add(int64(len(pending)))
+			x.left.Add(int64(len(pending)))
 			return false
 		}
 		// A stream keeps what it is given: unlike pub/sub, there is no

@@ -36,7 +36,7 @@ func TestDropApplied(t *testing.T) {
 	}
 	defer br.Close(ctx)
 	// A flusher of its own, so that the bridge's does not share its memory.
-	x := newStreamExport(br, &streamRoute{route: br.exports[0], key: StreamKey("app:", "t")})
+	x := newStreamExport(br, &streamRoute{route: br.table.Load().exports[0], key: StreamKey("app:", "t")})
 
 	now := time.Now().UnixNano()
 	for i := range 10 {

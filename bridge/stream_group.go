@@ -27,10 +27,10 @@ const maxClaimRounds = 16
 // After any failed read it re-reads its pending entries again.
 func (sr *streamReader) runGroup() {
 	br, st, r := sr.br, sr.st, sr.r
-	ctx := st.reading.ctx
+	ctx := sr.reading.ctx
 	defer func() {
 		if len(sr.unacked) > 0 {
-			sr.ack(st.closeCtx)
+			sr.ack(sr.closeCtx)
 		}
 	}()
 	started := false
@@ -119,8 +119,8 @@ func (sr *streamReader) runGroup() {
 // start at the end of the stream; create the group beforehand with ID 0
 // to have the first members read older entries.
 func (sr *streamReader) createGroup(started *bool) bool {
-	br, st, r := sr.br, sr.st, sr.r
-	ctx := st.reading.ctx
+	br, r := sr.br, sr.r
+	ctx := sr.reading.ctx
 	for {
 		var err error
 		if !sr.reads.do(ctx, func() { err = br.rdb.XGroupCreateMkStream(ctx, r.key, r.group, "$").Err() }) {
@@ -129,13 +129,13 @@ func (sr *streamReader) createGroup(started *bool) bool {
 		if err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			if !*started {
 				*started = true
-				st.setStart(true, nil)
+				sr.setStart(true, nil)
 			}
 			return true
 		}
 		err = fmt.Errorf("%w: XGROUP CREATE %q %q: %w", ErrStreamRead, r.key, r.group, err)
 		if isRefusal(err) && !*started {
-			st.setStart(false, chain(ErrSubscribe, "", err))
+			sr.setStart(false, chain(ErrSubscribe, "", err))
 		}
 		if !sr.fail(err) {
 			return false

@@ -41,14 +41,43 @@ type streamReader struct {
 	lastErr  string
 	attempts int
 
+	// reading runs the reader: its context is cancelled when Close or
+	// RemoveRoute stops it. handling's context, a child of the import
+	// workers' (Bridge.deliver), is that of the local handlers, cancelled
+	// when RemoveRoute gives up on them. closeCtx is the context of the
+	// Close or RemoveRoute that stops the reader, set before reading is
+	// cancelled: the reader saves its last position and acknowledges with
+	// it.
+	reading, handling *group
+	closeCtx          context.Context
+
 	// The reader's calls to Redis on Stream routes, so that Close need
 	// not wait for a frozen server (see caller): reads, and checkpoint
 	// saves, which have their own, since a read given up on may hold
 	// the first until its block and read timeouts end.
 	reads, saves *caller
+
+	// Protected by st.mu: whether the reader found its start, why its
+	// last attempt failed, whether it is being stopped.
+	started, stopping bool
+	err               error
 }
 
-// run reads until Close.
+// setStart records that the reader found its start (err nil) or failed to
+// (a refusal Ready reports).
+func (sr *streamReader) setStart(started bool, err error) {
+	st := sr.st
+	st.mu.Lock()
+	if started {
+		sr.started, sr.err = true, nil
+	} else {
+		sr.err = err
+	}
+	st.mu.Unlock()
+	st.br.changed.notify()
+}
+
+// run reads until Close or RemoveRoute.
 func (sr *streamReader) run() {
 	sr.back = backoff{min: sr.br.cfg.ReconnectMin, max: sr.br.cfg.ReconnectMax}
 	sr.in = sr.br.newIngest(false, sr.r.Delivery == Group, func(it importItem) { sr.got, sr.has = it, true })
@@ -76,7 +105,7 @@ func (sr *streamReader) resumed(failed *bool) {
 // fail reports err and waits before the next attempt. It returns false
 // when the bridge is closing.
 func (sr *streamReader) fail(err error) bool {
-	ctx := sr.st.reading.ctx
+	ctx := sr.reading.ctx
 	if ctx.Err() != nil {
 		return false
 	}
@@ -93,8 +122,8 @@ func (sr *streamReader) fail(err error) bool {
 
 // runStream reads a Stream route with XREAD from the last entry handled.
 func (sr *streamReader) runStream() {
-	br, st, key := sr.br, sr.st, sr.r.key
-	ctx := st.reading.ctx
+	br, key := sr.br, sr.r.key
+	ctx := sr.reading.ctx
 	pos, ok := sr.start()
 	if !ok {
 		return
@@ -102,7 +131,7 @@ func (sr *streamReader) runStream() {
 	saved := pos
 	defer func() {
 		if pos != saved {
-			sr.save(st.closeCtx, pos)
+			sr.save(sr.closeCtx, pos)
 		}
 	}()
 	failed := false
@@ -170,7 +199,7 @@ func (sr *streamReader) runStream() {
 // Close need not wait for a frozen server.
 func (sr *streamReader) start() (pos string, ok bool) {
 	st, key := sr.st, sr.r.key
-	ctx := st.reading.ctx
+	ctx := sr.reading.ctx
 	for {
 		var id string
 		var resumed bool
@@ -182,12 +211,12 @@ func (sr *streamReader) start() (pos string, ok bool) {
 			if resumed {
 				st.resumes.Add(1)
 			}
-			st.setStart(true, nil)
+			sr.setStart(true, nil)
 			return id, true
 		}
 		err = fmt.Errorf("%w: load %q: %w", ErrCheckpoint, key, err)
 		if isRefusal(err) {
-			st.setStart(false, chain(ErrSubscribe, "", err))
+			sr.setStart(false, chain(ErrSubscribe, "", err))
 		}
 		if !sr.fail(err) {
 			return "", false
@@ -237,7 +266,7 @@ func (sr *streamReader) save(ctx context.Context, pos string) bool {
 // then not reported, since the reader saves its position or acknowledges
 // its entries once more, with Close's context, as it returns.
 func (sr *streamReader) stopped(ctx context.Context) bool {
-	return ctx.Err() != nil && ctx != sr.st.closeCtx
+	return ctx.Err() != nil && ctx != sr.closeCtx
 }
 
 // isRefusal reports whether err is an error reply from Redis, such as

@@ -22,8 +22,11 @@ type Export struct {
 	At          int64  // unix nanoseconds, when it was queued: set by Outbox.Push
 	Seq         uint64 // per (source, channel), set by Outbox.Push; 0 on raw routes
 	Raw         bool
-	Echo        bool  // remember it for echo suppression when it is sent
-	Route       int32 // the index of its route, for the route's counters
+	Echo        bool // remember it for echo suppression when it is sent
+	// Route is the bridge's route of the export (a *route), for the
+	// route's counters; an interface holding a pointer costs no
+	// allocation.
+	Route any
 	// NoSeq leaves an enveloped export unnumbered (Seq 0): a reply, the
 	// one message of a channel of its own, which would otherwise fill the
 	// sequence counters of sender and receivers with one-off channels.
@@ -32,6 +35,9 @@ type Export struct {
 	// topic (the event's type); Topic is "" on other routes.
 	CloudEvent bool
 	Topic      string
+	// Pos is the export's position in its outbox: 1 for the first export
+	// pushed, then 2, 3... Set by Outbox.Push.
+	Pos uint64
 }
 
 // Size is what it counts for in an outbox's byte bound.
@@ -62,6 +68,10 @@ type Outbox struct {
 	closed bool
 	seqs   wire.Counter // numbers the enveloped exports
 	lastAt int64        // the time of the last push: times only go up
+	pushed uint64       // the exports pushed (the last Pos given)
+	// taken is the Pos of the first export of the batch the flusher
+	// took and has not settled yet, 0 when none.
+	taken uint64
 }
 
 // NewOutbox returns an outbox of at most maxEvents exports and maxBytes
@@ -123,6 +133,8 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 	if !it.Raw && !it.NoSeq {
 		it.Seq = o.seqs.Next(it.Channel)
 	}
+	o.pushed++
+	it.Pos = o.pushed
 	o.q.push(it)
 	o.bytes += size
 	wasEmpty := o.q.len() == 1
@@ -149,7 +161,64 @@ func (o *Outbox) Take(batch []Export, max int, cutoff int64) (_ []Export, expire
 	for o.q.len() > 0 && len(batch) < max {
 		batch = append(batch, o.popLocked())
 	}
+	if len(batch) > 0 {
+		o.taken = batch[0].Pos
+	}
 	return batch, expired
+}
+
+// Settle records that the flusher is done with the batch it took last:
+// sent, refused or dropped.
+func (o *Outbox) Settle() {
+	o.mu.Lock()
+	o.taken = 0
+	o.mu.Unlock()
+}
+
+// Mark returns the position of the last export pushed, for Settled.
+func (o *Outbox) Mark() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.pushed
+}
+
+// Settled reports whether every export pushed up to position mark (see
+// Mark) has left the outbox and is not in a batch the flusher has not
+// settled: each was sent, refused or dropped.
+func (o *Outbox) Settled(mark uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.taken != 0 && o.taken <= mark {
+		return false
+	}
+	return o.q.len() == 0 || o.q.front().Pos > mark
+}
+
+// Sending reports whether the batch the flusher took and has not settled
+// yet has exports pushed up to position mark.
+func (o *Outbox) Sending(mark uint64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.taken != 0 && o.taken <= mark
+}
+
+// RemoveFunc drops the queued exports for which drop returns true and
+// returns how many; the others keep their order. It takes O(n) under the
+// outbox's lock, for a route being removed.
+func (o *Outbox) RemoveFunc(drop func(*Export) bool) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, removed := o.q.len(), 0
+	for range n {
+		it := o.q.pop()
+		if drop(&it) {
+			o.bytes -= it.Size()
+			removed++
+			continue
+		}
+		o.q.push(it)
+	}
+	return removed
 }
 
 // Expire drops the exports made before cutoff and returns how many.

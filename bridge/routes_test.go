@@ -1,0 +1,394 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge"
+	"github.com/busline/bus/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// routeCtx returns a context bounded by waitTimeout, cancelled at cleanup.
+func routeCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// addRoute adds r to br and waits until it is ready.
+func addRoute(t testing.TB, br *bridge.Bridge, r bridge.Route) bridge.RouteID {
+	t.Helper()
+	id, err := br.AddRoute(r)
+	if err != nil {
+		t.Fatalf("AddRoute(%+v): %v", r, err)
+	}
+	if err := br.RouteReady(routeCtx(t), id); err != nil {
+		t.Fatalf("RouteReady(%d): %v", id, err)
+	}
+	return id
+}
+
+// numSub returns what PUBSUB NUMSUB says of channel.
+func numSub(t testing.TB, rdb redis.Cmdable, channel string) int64 {
+	t.Helper()
+	n, err := rdb.PubSubNumSub(context.Background(), channel).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n[channel]
+}
+
+// numPat returns PUBSUB NUMPAT.
+func numPat(t testing.TB, rdb redis.Cmdable) int64 {
+	t.Helper()
+	n, err := rdb.PubSubNumPat(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestAddRouteImport: an import route added at run time receives what is
+// published on Redis once RouteReady returned, and nothing before it was
+// added; RemoveRoute unsubscribes it.
+func TestAddRouteImport(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pattern string
+		topic   string
+		channel string // what a plain client counts with NUMSUB, or "" for a glob
+	}{
+		{"exact", "room.a", "room.a", "app:room.a"},
+		{"pattern", "room.*", "room.b", ""},
+		{"raw exact", "raw.a", "raw.a", "app:raw.a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			rdb := srv.Client(t)
+			// A bridge that imports nothing: no pub/sub connection yet.
+			in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "other", Direction: bridge.Export}))
+			rec := record(t, in.bus, tc.pattern)
+			ctx := routeCtx(t)
+
+			if err := rdb.Publish(ctx, "app:"+tc.topic, "before").Err(); err != nil {
+				t.Fatal(err)
+			}
+			raw := tc.name == "raw exact"
+			id := addRoute(t, in.bridge, bridge.Route{Pattern: tc.pattern, Direction: bridge.Import, Raw: raw, Codec: codecFor(raw)})
+			if tc.channel != "" {
+				if n := numSub(t, rdb, tc.channel); n != 1 {
+					t.Fatalf("NUMSUB %s = %d after RouteReady, want 1", tc.channel, n)
+				}
+			} else if n := numPat(t, rdb); n != 1 {
+				t.Fatalf("NUMPAT = %d after RouteReady, want 1", n)
+			}
+			for i := range 3 {
+				if err := rdb.Publish(ctx, "app:"+tc.topic, fmt.Sprintf("m%d", i)).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			events := rec.waitFor(t, 3)
+			for i, e := range events {
+				if got := payloadString(e.Payload); got != fmt.Sprintf("m%d", i) {
+					t.Errorf("event %d: payload %q, want m%d (the one published before AddRoute must not arrive)", i, got, i)
+				}
+			}
+
+			rs, err := in.bridge.RemoveRoute(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rs.ID != id || rs.Imported != 3 || rs.Index != -1 {
+				t.Errorf("RemoveRoute's stats: ID %d Index %d Imported %d, want %d -1 3", rs.ID, rs.Index, rs.Imported, id)
+			}
+			eventually(t, func() bool {
+				if tc.channel != "" {
+					return numSub(t, rdb, tc.channel) == 0
+				}
+				return numPat(t, rdb) == 0
+			}, "the route's subscription still on Redis after RemoveRoute")
+			if err := rdb.Publish(ctx, "app:"+tc.topic, "after").Err(); err != nil {
+				t.Fatal(err)
+			}
+			// A route added after it sees "later": then "after" would
+			// have arrived first had it been delivered.
+			addRoute(t, in.bridge, bridge.Route{Pattern: "marker", Direction: bridge.Import})
+			mark := record(t, in.bus, "marker")
+			if err := rdb.Publish(ctx, "app:marker", "x").Err(); err != nil {
+				t.Fatal(err)
+			}
+			mark.waitFor(t, 1)
+			if n := rec.len(); n != 3 {
+				t.Errorf("%d events after RemoveRoute, want 3", n)
+			}
+			for _, r := range in.bridge.Routes() {
+				if r.ID == id {
+					t.Errorf("Routes lists removed route %d", id)
+				}
+			}
+		})
+	}
+}
+
+func codecFor(raw bool) bridge.Codec {
+	if raw {
+		return bridge.Text()
+	}
+	return nil
+}
+
+func payloadString(p any) string {
+	switch p := p.(type) {
+	case string:
+		return p
+	case []byte:
+		return string(p)
+	}
+	return fmt.Sprint(p)
+}
+
+// TestRouteSharedGlob: two routes with the same glob share one PSUBSCRIBE;
+// removing one keeps it, removing both ends it.
+func TestRouteSharedGlob(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	rdb := srv.Client(t)
+	in := newInstance(t, srv.Client(t), testOptions(nil))
+	ctx := routeCtx(t)
+	// Two routes of one pattern, hence one glob.
+	id1 := addRoute(t, in.bridge, bridge.Route{Pattern: "a.*", Direction: bridge.Import})
+	id2 := addRoute(t, in.bridge, bridge.Route{Pattern: "a.*", Direction: bridge.Both})
+	if _, globs := in.bridge.RedisSubscriptions(); len(globs) != 1 {
+		t.Fatalf("RedisSubscriptions globs %q, want one", globs)
+	}
+	if n := numPat(t, rdb); n != 1 {
+		t.Fatalf("NUMPAT = %d, want 1", n)
+	}
+	if _, err := in.bridge.RemoveRoute(ctx, id1); err != nil {
+		t.Fatal(err)
+	}
+	// The other route still needs it: still subscribed, still imported.
+	rec := record(t, in.bus, "a.*")
+	if err := in.bridge.RouteReady(ctx, id2); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Publish(ctx, "app:a.b", "hi").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, 1)
+	if n := numPat(t, rdb); n != 1 {
+		t.Fatalf("NUMPAT = %d after removing one of two routes, want 1", n)
+	}
+	if _, err := in.bridge.RemoveRoute(ctx, id2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return numPat(t, rdb) == 0 }, "NUMPAT still %d after removing both routes", func() int { return int(numPat(t, rdb)) })
+}
+
+// TestAddRouteExport: an export route added at run time exports local
+// events; once removed, it exports nothing more, and what it queued was
+// sent or counted.
+func TestAddRouteExport(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pattern string
+		topic   string
+	}{
+		{"exact", "news", "news"},
+		{"pattern", "news.*", "news.a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			plain := srv.Client(t).Subscribe(context.Background(), "app:"+tc.topic)
+			t.Cleanup(func() { _ = plain.Close() })
+			if _, err := plain.Receive(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			in := newInstance(t, srv.Client(t), testOptions(nil))
+			ctx := routeCtx(t)
+			publish(t, in.bus, tc.topic, "before")
+
+			id := addRoute(t, in.bridge, bridge.Route{Pattern: tc.pattern, Direction: bridge.Export, Raw: true, Codec: bridge.Text()})
+			publish(t, in.bus, tc.topic, "during")
+			msg, err := plain.ReceiveMessage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg.Payload != "during" {
+				t.Fatalf("plain subscriber got %q, want during", msg.Payload)
+			}
+			rs, err := in.bridge.RemoveRoute(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rs.Queued != 1 || rs.Exported != 1 {
+				t.Errorf("RemoveRoute's stats: Queued %d Exported %d, want 1 1", rs.Queued, rs.Exported)
+			}
+			// The route's local subscription is gone.
+			if n, err := in.bus.NumSub(tc.topic); err != nil || n != 0 {
+				t.Errorf("NumSub(%q) = %d, %v after RemoveRoute, want 0", tc.topic, n, err)
+			}
+			publish(t, in.bus, tc.topic, "after")
+			if m, err := plain.ReceiveTimeout(ctx, 300*time.Millisecond); err == nil {
+				t.Errorf("plain subscriber got %v after RemoveRoute", m)
+			}
+			st := in.bridge.Stats()
+			if st.Exported != 1 || st.OutboxUnsent != 0 {
+				t.Errorf("Stats: Exported %d OutboxUnsent %d, want 1 0", st.Exported, st.OutboxUnsent)
+			}
+		})
+	}
+}
+
+// TestRouteErrors: AddRoute checks the route as New does; RouteReady and
+// RemoveRoute of an unknown or removed ID say ErrNoRoute; after Close,
+// all three say ErrClosed.
+func TestRouteErrors(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "x", Direction: bridge.Import}))
+	ctx := routeCtx(t)
+	for _, r := range []bridge.Route{
+		{Pattern: "a..b"},
+		{Pattern: "a", Direction: 7},
+		{Pattern: "a", Delivery: 9},
+		{Pattern: "a", Raw: true, Codec: bridge.DefaultCodec},
+		{Pattern: "a", Raw: true, Format: bridge.CloudEvents},
+		{Pattern: "a", Delivery: bridge.Group, MaxDeliveries: -1},
+	} {
+		if _, err := in.bridge.AddRoute(r); !errors.Is(err, bridge.ErrInvalidOptions) {
+			t.Errorf("AddRoute(%+v) = %v, want ErrInvalidOptions", r, err)
+		}
+	}
+	if len(in.bridge.Routes()) != 1 {
+		t.Fatalf("Routes() = %+v after refused AddRoutes, want the one of the options", in.bridge.Routes())
+	}
+	if err := in.bridge.RouteReady(ctx, 99); !errors.Is(err, bridge.ErrNoRoute) {
+		t.Errorf("RouteReady(99) = %v, want ErrNoRoute", err)
+	}
+	if err := in.bridge.RouteReady(ctx, 0); err != nil {
+		t.Errorf("RouteReady(0), a route of Options.Routes: %v", err)
+	}
+	id := addRoute(t, in.bridge, bridge.Route{Pattern: "y", Direction: bridge.Import})
+	if id != 1 {
+		t.Errorf("first added route has ID %d, want 1", id)
+	}
+	if _, err := in.bridge.RemoveRoute(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.bridge.RemoveRoute(ctx, id); !errors.Is(err, bridge.ErrNoRoute) {
+		t.Errorf("second RemoveRoute = %v, want ErrNoRoute", err)
+	}
+	if err := in.bridge.RouteReady(ctx, id); !errors.Is(err, bridge.ErrNoRoute) {
+		t.Errorf("RouteReady of a removed route = %v, want ErrNoRoute", err)
+	}
+	if id2, _ := in.bridge.AddRoute(bridge.Route{Pattern: "y", Direction: bridge.Import}); id2 == id {
+		t.Errorf("an ID was reused: %d", id2)
+	}
+	if err := in.bridge.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.bridge.AddRoute(bridge.Route{Pattern: "z"}); !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("AddRoute after Close = %v, want ErrClosed", err)
+	}
+	if err := in.bridge.RouteReady(ctx, 0); !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("RouteReady after Close = %v, want ErrClosed", err)
+	}
+	if _, err := in.bridge.RemoveRoute(ctx, 0); !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("RemoveRoute after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestAddRouteEchoMemory: a bridge created without import routes gains a
+// raw route that imports what it exports: its own raw messages must not
+// come back (the echo memory is created when the route is added).
+func TestAddRouteEchoMemory(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	in := newInstance(t, srv.Client(t), testOptions(nil))
+	rdb := srv.Client(t)
+	ctx := routeCtx(t)
+	addRoute(t, in.bridge, bridge.Route{Pattern: "chat", Raw: true, Codec: bridge.Text()})
+	rec := record(t, in.bus, "chat")
+	publish(t, in.bus, "chat", "mine") // the local subscriber gets it once, locally
+	if err := rdb.Publish(ctx, "app:chat", "theirs").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, 2)
+	time.Sleep(200 * time.Millisecond) // an echo would arrive by now
+	events := rec.snapshot()
+	if len(events) != 2 {
+		t.Fatalf("%d events, want 2 (mine, theirs): %v", len(events), events)
+	}
+	if st := in.bridge.Stats(); st.EchoesDropped != 1 {
+		t.Errorf("EchoesDropped = %d, want 1", st.EchoesDropped)
+	}
+}
+
+// TestRouteIDs: the routes of the options are 0..n-1, listed by Routes in
+// ID order with their index; added ones follow with Index -1.
+func TestRouteIDs(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	in := newInstance(t, srv.Client(t), testOptions(nil,
+		bridge.Route{Pattern: "a", Direction: bridge.Import}, bridge.Route{Pattern: "b", Direction: bridge.Export}))
+	ctx := routeCtx(t)
+	c := addRoute(t, in.bridge, bridge.Route{Pattern: "c"})
+	if _, err := in.bridge.RemoveRoute(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range in.bridge.Routes() {
+		got = append(got, strconv.Itoa(int(r.ID))+":"+strconv.Itoa(r.Index)+":"+r.Pattern)
+	}
+	want := fmt.Sprintf("[1:1:b %d:-1:c]", c)
+	if fmt.Sprint(got) != want {
+		t.Errorf("Routes() = %v, want %s", got, want)
+	}
+	if chans, _ := in.bridge.RedisSubscriptions(); fmt.Sprint(chans) != "[app:c]" {
+		t.Errorf("RedisSubscriptions() = %v, want [app:c]", chans)
+	}
+	_ = bus.ErrClosed
+}
+
+// TestRemoveRouteUnsent: a route removed while Redis is away drops what
+// it queued when RemoveRoute's context ends, says how many, and every
+// event is accounted for: exported, or counted as not sent.
+func TestRemoveRouteUnsent(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	opts := testOptions(nil)
+	opts.BatchSize = 10
+	opts.CoalesceBytes = -1
+	in := newInstance(t, srv.Client(t), opts)
+	id := addRoute(t, in.bridge, bridge.Route{Pattern: "news", Direction: bridge.Export})
+	srv.Kill()
+	const n = 100
+	for i := range n {
+		publish(t, in.bus, "news", i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	rs, err := in.bridge.RemoveRoute(ctx, id)
+	if !errors.Is(err, bridge.ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RemoveRoute with Redis away = %v, want ErrNotSent and DeadlineExceeded", err)
+	}
+	if rs.Queued != n {
+		t.Errorf("Queued = %d, want %d", rs.Queued, n)
+	}
+	removed := in.bridge.Stats().OutboxUnsent
+	if removed < n-uint64(opts.BatchSize) || !strings.Contains(err.Error(), strconv.FormatUint(removed, 10)+" exports dropped") {
+		t.Errorf("OutboxUnsent %d after RemoveRoute (want at least %d), error %q", removed, n-opts.BatchSize, err)
+	}
+	publish(t, in.bus, "news", "after") // not the route's any more: not counted
+	cctx, ccancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer ccancel()
+	_ = in.bridge.Close(cctx) // gives up on the batch in flight
+	st := in.bridge.Stats()
+	if st.Exported+st.OutboxDropped != n {
+		t.Errorf("Exported %d + OutboxDropped %d (unsent %d) = %d, want %d", st.Exported, st.OutboxDropped, st.OutboxUnsent, st.Exported+st.OutboxDropped, n)
+	}
+}
