@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -261,6 +262,7 @@ func TestRouteErrors(t *testing.T) {
 		{Pattern: "a", Raw: true, Codec: bridge.DefaultCodec},
 		{Pattern: "a", Raw: true, Format: bridge.CloudEvents},
 		{Pattern: "a", Delivery: bridge.Group, MaxDeliveries: -1},
+		{Pattern: "a", Delivery: bridge.Stream, Direction: bridge.Import}, // needs an InstanceID
 	} {
 		if _, err := in.bridge.AddRoute(r); !errors.Is(err, bridge.ErrInvalidOptions) {
 			t.Errorf("AddRoute(%+v) = %v, want ErrInvalidOptions", r, err)
@@ -390,5 +392,97 @@ func TestRemoveRouteUnsent(t *testing.T) {
 	st := in.bridge.Stats()
 	if st.Exported+st.OutboxDropped != n {
 		t.Errorf("Exported %d + OutboxDropped %d (unsent %d) = %d, want %d", st.Exported, st.OutboxDropped, st.OutboxUnsent, st.Exported+st.OutboxDropped, n)
+	}
+}
+
+// TestRouteDurable: durable routes added and removed at run time. An
+// export route removed while events flow has sent every event it queued
+// (the importer gets exactly those, in order); an import route removed
+// saves its position, so that added again it resumes there and gets what
+// was written meanwhile.
+func TestRouteDurable(t *testing.T) {
+	for _, d := range []bridge.Delivery{bridge.Stream, bridge.Group} {
+		t.Run(d.String(), func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			a := newInstance(t, srv.Client(t), durableOptions("a"))
+			b := newInstance(t, srv.Client(t), durableOptions("b"))
+			rec := record(t, b.bus, "orders")
+			ctx := routeCtx(t)
+			route := bridge.Route{Pattern: "orders", Delivery: d, Codec: bridge.Text()}
+
+			imp := route
+			imp.Direction = bridge.Import
+			in := addRoute(t, b.bridge, imp)
+			if _, err := b.bridge.AddRoute(imp); !errors.Is(err, bridge.ErrInvalidOptions) {
+				t.Errorf("a second import route on the stream: %v, want ErrInvalidOptions", err)
+			}
+			exp := route
+			exp.Direction = bridge.Export
+			out := addRoute(t, a.bridge, exp)
+
+			published := make(chan int)
+			stop := make(chan struct{})
+			go func() {
+				i := 0
+				defer func() { published <- i }()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := a.bus.Publish(context.Background(), "orders", strconv.Itoa(i)); err != nil {
+						t.Error(err)
+						return
+					}
+					i++
+				}
+			}()
+			rec.waitFor(t, 50) // events flow
+			rs, err := a.bridge.RemoveRoute(ctx, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(stop)
+			total := <-published
+			if rs.Queued != rs.Exported || rs.Exported == 0 || rs.Exported > uint64(total) {
+				t.Fatalf("removed export route: Queued %d Exported %d, %d published", rs.Queued, rs.Exported, total)
+			}
+			k := int(rs.Exported)
+			got := payloads(t, rec.waitFor(t, k))
+			if !slices.Equal(got, seqStrings(0, k)) {
+				t.Fatalf("importer got %d events %v..., want 0..%d in order", len(got), got[:min(len(got), 5)], k-1)
+			}
+			if st := a.bridge.Stats(); st.Exported != rs.Exported || st.OutboxDropped != st.OutboxUnsent {
+				t.Errorf("exporter's Stats: Exported %d OutboxDropped %d OutboxUnsent %d, route Exported %d", st.Exported, st.OutboxDropped, st.OutboxUnsent, rs.Exported)
+			}
+			if n, err := srv.Client(t).XLen(ctx, bridge.StreamKey("app:", "orders")).Result(); err != nil || n != int64(k) {
+				t.Errorf("XLEN = %d, %v, want %d", n, err, k)
+			}
+
+			// The import route leaves; what is written meanwhile waits in
+			// the stream for it to come back.
+			if _, err := b.bridge.RemoveRoute(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			if conns := b.bridge.Connections(); len(conns) != 0 {
+				t.Errorf("Connections after removing the only route: %+v", conns)
+			}
+			out = addRoute(t, a.bridge, exp)
+			for i := k; i < k+5; i++ {
+				publish(t, a.bus, "orders", strconv.Itoa(i))
+			}
+			if _, err := a.bridge.RemoveRoute(ctx, out); err != nil { // flushes the five
+				t.Fatal(err)
+			}
+			if n := rec.len(); n != k {
+				t.Fatalf("%d events while the import route was removed, want %d", n, k)
+			}
+			addRoute(t, b.bridge, imp)
+			got = payloads(t, rec.waitFor(t, k+5))
+			if !slices.Equal(got[k:], seqStrings(k, k+5)) {
+				t.Errorf("after the import route came back: %v, want %v", got[k:], seqStrings(k, k+5))
+			}
+		})
 	}
 }
