@@ -486,3 +486,92 @@ func TestRouteDurable(t *testing.T) {
 		})
 	}
 }
+
+// shardNumSub returns PUBSUB SHARDNUMSUB of channel on each node of c.
+func shardNumSub(t *testing.T, c *redistest.Cluster, nodes []*redis.Client, channel string) []int64 {
+	t.Helper()
+	var out []int64
+	for _, rdb := range nodes {
+		n, err := rdb.PubSubShardNumSub(clusterCtx(t), channel).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, n[channel])
+	}
+	return out
+}
+
+// TestRouteSharded: on a cluster, exact import routes added at run time
+// SSUBSCRIBE on the node serving their slot, joining the connection of
+// that node when there is one; removing one SUNSUBSCRIBEs it, without a
+// rebuild; events flow both ways through the added routes.
+func TestRouteSharded(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	nodes := nodeClients(t, c)
+	a := newInstance(t, c.Client(t), clusterOptions("rt:"))
+	b := newInstance(t, c.Client(t), clusterOptions("rt:"))
+	ctx := clusterCtx(t)
+
+	// Topics on as many slots as it takes to have two on one node and
+	// one on another.
+	byNode := map[int][]string{}
+	for i := 0; len(byNode) < 2 || !slices.ContainsFunc(mapsValues(byNode), func(ts []string) bool { return len(ts) >= 2 }); i++ {
+		topic := "room." + strconv.Itoa(i)
+		n := owner(t, c, bridge.ShardChannel("rt:", topic, 0))
+		byNode[n] = append(byNode[n], topic)
+	}
+	var two, other []string
+	for _, ts := range byNode {
+		if len(ts) >= 2 && two == nil {
+			two = ts[:2]
+		} else if other == nil {
+			other = ts[:1]
+		}
+	}
+	topics := append(append([]string(nil), two...), other...)
+	ids := map[string]bridge.RouteID{}
+	for _, topic := range topics {
+		ids[topic] = addRoute(t, b.bridge, bridge.Route{Pattern: topic, Direction: bridge.Import})
+		addRoute(t, a.bridge, bridge.Route{Pattern: topic, Direction: bridge.Export})
+	}
+	for _, topic := range topics {
+		ch := bridge.ShardChannel("rt:", topic, 0)
+		want := make([]int64, c.Len())
+		want[owner(t, c, ch)] = 1
+		if got := shardNumSub(t, c, nodes, ch); !slices.Equal(got, want) {
+			t.Errorf("SHARDNUMSUB %s per node = %v, want %v", ch, got, want)
+		}
+		exchange(t, a, b, topic, 3)
+	}
+	// One connection per node: the second topic of a node joined the
+	// first's.
+	if n := countClients(t, nodes[owner(t, c, bridge.ShardChannel("rt:", two[0], 0))], "ssub="); n != 1 {
+		t.Errorf("%d sharded connections on the node of %v, want 1", n, two)
+	}
+	if got := b.bridge.ShardChannels(); len(got) != 3 {
+		t.Errorf("ShardChannels() = %v, want 3", got)
+	}
+
+	// Removing one of the node's two: SUNSUBSCRIBE, the other stays.
+	gone := bridge.ShardChannel("rt:", two[0], 0)
+	if _, err := b.bridge.RemoveRoute(ctx, ids[two[0]]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return !slices.Contains(shardNumSub(t, c, nodes, gone), 1) }, "SHARDNUMSUB %s still 1 after RemoveRoute", gone)
+	exchange(t, a, b, two[1], 3)
+	exchange(t, a, b, other[0], 3)
+	if st := b.bridge.Stats(); st.ShardRebuilds != 0 || st.Reconnects != 0 {
+		t.Errorf("ShardRebuilds %d, Reconnects %d after adding and removing routes, want 0 0 (%s)", st.ShardRebuilds, st.Reconnects, b.errs)
+	}
+	if err := b.bridge.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mapsValues[K comparable, V any](m map[K]V) []V {
+	var out []V
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
