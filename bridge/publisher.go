@@ -72,7 +72,7 @@ func (p *publisher) flushLoop() {
 	br := p.br
 	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}, call: newCaller()}
 	defer f.call.close()
-	f.pipe = f.pipeline
+	f.pipe, f.fill, f.cmds = f.pipeline, f.fillPipeline, newPubCmds(br.rdb)
 	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.g.ctx, f.send)
 }
 
@@ -110,8 +110,12 @@ type flusher struct {
 	seg     []int
 
 	// The pipeline call on the caller's goroutine (pipeline, made once
-	// into pipe): its context, messages and runs, and its results.
+	// into pipe, as fillPipeline into fill: a method value made per call
+	// allocates): its context, messages and runs, and its results; cmds
+	// are the reusable commands, nil on a cluster (see pubCmds).
 	pipe  func()
+	fill  func(redis.Pipeliner) error
+	cmds  *pubCmds
 	pctx  context.Context
 	pmsgs [][]byte
 	pruns []run
@@ -254,14 +258,27 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 
 // pipeline sends pmsgs in one pipeline, on the caller's goroutine.
 func (f *flusher) pipeline() {
-	br, ctx, msgs, runs := f.br, f.pctx, f.pmsgs, f.pruns
-	f.pcmds, f.perr = br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for k, msg := range msgs {
-			br.shards.publish(ctx, p, f.batch[f.pending[runs[k].start]].Channel, msg)
-		}
-		return nil
-	})
+	ctx, msgs := f.pctx, f.pmsgs
+	if f.cmds == nil {
+		f.pcmds, f.perr = f.br.rdb.Pipelined(ctx, f.fill)
+		return
+	}
+	for k, msg := range msgs {
+		f.cmds.set(ctx, k, f.channel(k), msg)
+	}
+	f.pcmds, f.perr = f.cmds.exec(ctx, len(msgs))
 }
+
+// fillPipeline queues the commands of pipeline on p, on a cluster.
+func (f *flusher) fillPipeline(p redis.Pipeliner) error {
+	for k, msg := range f.pmsgs {
+		f.br.shards.publish(f.pctx, p, f.channel(k), msg)
+	}
+	return nil
+}
+
+// channel returns the channel of pmsgs[k].
+func (f *flusher) channel(k int) string { return f.batch[f.pending[f.pruns[k].start]].Channel }
 
 // keptArena is the most arena memory the flusher keeps between batches
 // that need far less: a burst grows it to megabytes, which an idle bridge
