@@ -73,8 +73,9 @@ func (m *inbound) where() string {
 func readOnly(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // ingest holds what the ingest path keeps per reader: the sequences and
-// sources it saw. Each read loop or stream reader owns one; it is not safe
-// for concurrent use.
+// sources it saw, and the memory it carves events from. Each read loop or
+// stream reader owns one; it is not safe for concurrent use, and must not
+// be copied once used (the copies would hand out the same slab memory).
 type ingest struct {
 	br *Bridge
 	// noSeq turns off the sequence and epoch checks: Group members see a
