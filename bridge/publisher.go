@@ -347,7 +347,7 @@ func (f *flusher) build(remember bool) {
 		j += n
 	}
 	f.msgs = f.msgs[:0]
-	now := time.Now()
+	var now time.Time // read once, if an echo is remembered
 	for k, r := range f.runs {
 		it := &f.batch[f.pending[r.start]]
 		msg := it.Payload
@@ -357,6 +357,9 @@ func (f *flusher) build(remember bool) {
 		}
 		f.msgs = append(f.msgs, msg)
 		if remember && it.Echo {
+			if now.IsZero() {
+				now = time.Now()
+			}
 			br.echo.Remember(it.Channel, msg, now)
 		}
 	}
