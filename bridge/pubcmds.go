@@ -18,7 +18,9 @@ import (
 // message goes out with Client.Process rather than in a pipeline of one,
 // which saves the pipeline's slice of commands as well; more go out in one
 // reused Pipeliner (whose Exec still copies the commands into a slice it
-// allocates: one allocation per flush, whatever its size).
+// allocates: one allocation per flush, whatever its size), and so does a
+// message longer than processMax. (A go-redis hook of the client sees a
+// lone message as a command, ProcessHook, rather than as a pipeline.)
 //
 // Only for a *redis.Client (a FailoverClient is one): a ClusterClient
 // caches the slot a command hashes to in the command, so a reused
@@ -58,6 +60,13 @@ func (m *message) MarshalBinary() ([]byte, error) { return m.b, nil }
 // String returns the bytes of m as text, for hooks that print commands.
 func (m *message) String() string { return string(m.b) }
 
+// processMax is the longest message sent alone with Process rather than
+// in a pipeline of one: go-redis gives pipelines connections of their own
+// pool, with larger buffers (128 KiB by default, 32 KiB for the others),
+// which a coalesced batch of tens of kilobytes is written through in fewer
+// system calls.
+const processMax = 4 << 10
+
 // newPubCmds returns the reusable commands for rdb, or nil if rdb is not
 // a *redis.Client.
 func newPubCmds(rdb redis.UniversalClient) *pubCmds {
@@ -91,7 +100,7 @@ func (pc *pubCmds) exec(ctx context.Context, n int) ([]redis.Cmder, error) {
 		pc.send = append(pc.send, c.cmd)
 	}
 	var err error
-	if n == 1 {
+	if n == 1 && len(pc.cmds[0].msg.b) <= processMax {
 		err = pc.rdb.Process(ctx, pc.send[0])
 	} else {
 		_ = pc.pipe.BatchProcess(ctx, pc.send...)
