@@ -1,13 +1,10 @@
 package bridge_test
 
 import (
-	"context"
 	"fmt"
-	"sync"
+	"strings"
 	"testing"
-	"time"
 
-	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/redistest"
 )
@@ -23,93 +20,45 @@ func TestFlusherReusesCommands(t *testing.T) {
 	for _, coalesce := range []int{-1, 0} {
 		t.Run(fmt.Sprintf("CoalesceBytes=%d", coalesce), func(t *testing.T) {
 			srv := redistest.Start(t, nil)
-			send, recv := bus.New(nil), bus.New(nil)
-			t.Cleanup(func() {
-				_ = send.Close(context.Background())
-				_ = recv.Close(context.Background())
-			})
-			var mu sync.Mutex
-			got := map[string][]string{}
-			arrived := make(chan struct{}, 1024)
-			if _, err := recv.Subscribe("reuse.*", func(_ context.Context, e bus.Event) {
-				mu.Lock()
-				got[e.Topic] = append(got[e.Topic], string(e.Payload.([]byte)))
-				mu.Unlock()
-				arrived <- struct{}{}
-			}); err != nil {
-				t.Fatal(err)
+			opts := func(d bridge.Direction) *bridge.Options {
+				return &bridge.Options{Routes: []bridge.Route{{Pattern: "reuse.*", Direction: d}}, CoalesceBytes: coalesce}
 			}
-			for b, d := range map[*bus.Bus]bridge.Direction{send: bridge.Export, recv: bridge.Import} {
-				br, err := bridge.New(b, srv.Client(t), &bridge.Options{
-					Routes:        []bridge.Route{{Pattern: "reuse.*", Direction: d}},
-					CoalesceBytes: coalesce,
-					OnError:       func(err error) { t.Error(err) },
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = br.Close(context.Background()) })
-				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-				if err := br.Ready(ctx); err != nil {
-					t.Fatal(err)
-				}
-				cancel()
-			}
+			recv := newInstance(t, srv.Client(t), opts(bridge.Import))
+			send := newInstance(t, srv.Client(t), opts(bridge.Export))
+			rec := record(t, recv.bus, "reuse.*")
 
-			ctx := context.Background()
 			topics := []string{"reuse.a", "reuse.b", "reuse.c"}
-			want := map[string][]string{}
+			next := map[string]int{} // the number of each topic's next event
 			n := 0
-			publish := func(i int, size int) {
+			// publish sends an event of size bytes or so on topic i (in
+			// turn), numbered for waitOrdered and naming its topic.
+			publish := func(i, size int) {
 				topic := topics[i%len(topics)]
-				p := fmt.Sprintf("%s-%d-%0*d", topic, n, size, 0)
+				p := fmt.Sprintf("%s %s-%d", topic, strings.Repeat("p", size), next[topic])
+				next[topic]++
 				n++
-				want[topic] = append(want[topic], p)
-				if err := send.Publish(ctx, topic, []byte(p)); err != nil {
+				if err := send.bus.Publish(t.Context(), topic, []byte(p)); err != nil {
 					t.Fatal(err)
-				}
-			}
-			wait := func() {
-				deadline := time.After(waitTimeout)
-				for {
-					mu.Lock()
-					done := 0
-					for _, ps := range got {
-						done += len(ps)
-					}
-					mu.Unlock()
-					if done == n {
-						return
-					}
-					select {
-					case <-arrived:
-					case <-deadline:
-						t.Fatalf("%d of %d events arrived", done, n)
-					}
 				}
 			}
 			for round := range 30 {
-				// One event alone, waited for: a lone command.
-				publish(round, 10)
-				wait()
-				// A large one alone: a pipeline of one.
-				publish(round+1, 5<<10)
-				wait()
-				// A burst: pipelines of several, of various lengths.
-				for i := range round * 3 {
+				publish(round, 10) // alone, waited for: a lone command
+				rec.waitOrdered(t, n)
+				publish(round+1, 5<<10) // a large one alone: a pipeline of one
+				rec.waitOrdered(t, n)
+				for i := range round * 3 { // pipelines of various lengths
 					publish(round+i, i%40)
 				}
-				wait()
+				rec.waitOrdered(t, n)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, topic := range topics {
-				g, w := got[topic], want[topic]
-				for i := range max(len(g), len(w)) {
-					if i >= len(g) || i >= len(w) || g[i] != w[i] {
-						t.Errorf("%s: %d events, want %d; the first difference is event %d: %.60q", topic, len(g), len(w), i, g[min(i, len(g)-1)])
-						break
-					}
+			for i, e := range rec.snapshot() {
+				if p := string(e.Payload.([]byte)); !strings.HasPrefix(p, e.Topic+" ") {
+					t.Fatalf("event %d on %s carries %.40q", i, e.Topic, p)
+				}
+			}
+			for _, in := range []*instance{send, recv} {
+				if errs := in.errs.all(); len(errs) > 0 {
+					t.Errorf("reported: %v", errs)
 				}
 			}
 		})
