@@ -21,7 +21,9 @@ import (
 // end to end (published on one side, received on the other), and compare
 // the bridge with raw go-redis: one PUBLISH call per event, and PUBLISHes
 // pipelined by hand in batches the size of the bridge's. Each reports
-// events/s and the p50 and p99 latency from publish to receipt.
+// events/s, the p50 and p99 latency from publish to receipt, and the CPU
+// time the process (both sides) spent per event: on a machine shared with
+// other work, the one of the three that noise moves least.
 //
 // Throughput publishes b.N events as fast as possible: its latencies
 // include queueing behind the burst. It runs with one topic, and with 16
@@ -79,9 +81,14 @@ func (l *latencies) wait(b *testing.B, n int) {
 	}
 }
 
-func (l *latencies) report(b *testing.B, elapsed time.Duration) {
+// report reports the events/s over elapsed, the latencies, and the CPU
+// time per event the process used, cpu (0: not measured).
+func (l *latencies) report(b *testing.B, elapsed, cpu time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(l.d)), "cpu-ns/event")
+	}
 	slices.Sort(l.d)
 	q := func(p float64) float64 {
 		return float64(l.d[int(p*float64(len(l.d)-1))].Nanoseconds()) / 1e3
@@ -108,7 +115,7 @@ func benchBurst(b *testing.B, lat *latencies, send func([]byte), flush func()) {
 	buf := make([]byte, benchPayload)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for range b.N {
 		send(stamp(buf))
 	}
@@ -116,9 +123,9 @@ func benchBurst(b *testing.B, lat *latencies, send func([]byte), flush func()) {
 		flush()
 	}
 	lat.wait(b, b.N)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu
 	b.StopTimer()
-	lat.report(b, elapsed)
+	lat.report(b, elapsed, cpu)
 }
 
 // benchOneByOne sends b.N events one at a time with send and flush (if not
@@ -127,7 +134,7 @@ func benchOneByOne(b *testing.B, lat *latencies, send func([]byte), flush func()
 	buf := make([]byte, benchPayload)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for range b.N {
 		send(stamp(buf))
 		if flush != nil {
@@ -138,9 +145,9 @@ func benchOneByOne(b *testing.B, lat *latencies, send func([]byte), flush func()
 		// waits for sysmon (10 ms).
 		<-lat.got
 	}
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu
 	b.StopTimer()
-	lat.report(b, elapsed)
+	lat.report(b, elapsed, cpu)
 }
 
 // bridgePair makes a sending and a receiving bus, each with a bridge over

@@ -296,7 +296,7 @@ func (rl *readLoop) handle(m *redis.Message, now time.Time) {
 	if !ok {
 		return
 	}
-	rl.in.accept(&inbound{channel: m.Channel, topic: topic, route: r, data: readOnly(m.Payload), now: now.UnixNano()})
+	rl.in.accept(&inbound{channel: m.Channel, topic: topic, route: r, data: readOnly(m.Payload), own: true, now: now.UnixNano()})
 }
 
 // importItem is one imported event waiting to be published locally.

@@ -38,8 +38,15 @@ type inbound struct {
 	topic   string
 	route   *route
 	// data is the message. It may be read-only (the bytes of the Redis
-	// client's string): ingest copies what it keeps.
+	// client's string): ingest copies what it keeps, unless own is set.
 	data []byte
+	// own says that data is the memory of this message alone, which the
+	// transport never reuses nor reads again once accept returns, such as
+	// the string go-redis allocated for it: the payload of a plain
+	// envelope is then handed on as a slice of data rather than a copy,
+	// keeping alive a few bytes of envelope with it (a batch's payloads
+	// are still copied: one kept payload must not keep the batch).
+	own bool
 	// now is when the message arrived, in Unix nanoseconds, to check
 	// its time against the replay window (pub/sub only).
 	now int64
@@ -60,12 +67,15 @@ func (m *inbound) where() string {
 }
 
 // readOnly returns the bytes of s without copying them: what ingest reads
-// a message through until it accepts it. Nothing may write through it.
+// a message through until it accepts it. Nothing may write through it,
+// unless s is a string nothing else will read (see inbound.own): a codec
+// owns the payloads it decodes.
 func readOnly(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // ingest holds what the ingest path keeps per reader: the sequences and
-// sources it saw. Each read loop or stream reader owns one; it is not safe
-// for concurrent use.
+// sources it saw, and the memory it carves events from. Each read loop or
+// stream reader owns one; it is not safe for concurrent use, and must not
+// be copied once used (the copies would hand out the same slab memory).
 type ingest struct {
 	br *Bridge
 	// noSeq turns off the sequence and epoch checks: Group members see a
@@ -75,6 +85,8 @@ type ingest struct {
 	// on durable ones.
 	window int64
 	seqs   seq.Tracker
+	// slab holds the memory of the events accepted next.
+	slab slab
 	// emit takes each event accepted.
 	emit func(importItem)
 }
@@ -137,12 +149,19 @@ func (in *ingest) accept(m *inbound) {
 			// Durable routes never batch: an entry is one event.
 			var env wire.Envelope
 			if env, err = wire.DecodeEnvelope(m.channel, m.data, br.key, br.cfg.MaxMessageBytes); err == nil {
+				if !m.own {
+					env.Payload = in.slab.clone(env.Payload)
+				}
 				in.acceptEnvelope(m, &env)
 			}
 		} else {
+			alias := m.own && !wire.IsBatch(m.data)
 			_, err = wire.DecodeMessage(m.channel, m.data, br.key, br.cfg.MaxMessageBytes, func(i int, env wire.Envelope) {
 				if i > 0 {
 					c.received.Add(1)
+				}
+				if !alias {
+					env.Payload = in.slab.clone(env.Payload)
 				}
 				in.acceptEnvelope(m, &env)
 			})
@@ -175,7 +194,11 @@ func (in *ingest) accept(m *inbound) {
 		return
 	}
 	// The codec owns what it decodes, and m.data may be read-only.
-	in.emit(importItem{topic: m.topic, route: r, payload: bytes.Clone(m.data), meta: rawMeta})
+	payload := m.data
+	if !m.own || len(payload) == 0 { // "" may be nil: keep an empty payload non-nil
+		payload = in.slab.clone(payload)
+	}
+	in.emit(importItem{topic: m.topic, route: r, payload: payload, meta: rawMeta})
 }
 
 // echoed reports whether m, a raw pub/sub message, is the echo of one
@@ -207,10 +230,11 @@ func (in *ingest) rejected(m *inbound, err error) {
 	}
 }
 
-// acceptEnvelope checks one event of an enveloped message m and emits it,
-// with a copy of its payload: the codec owns what it decodes and may keep
-// it, one kept payload must not keep a whole batch in memory, and m.data
-// may be read-only.
+// acceptEnvelope checks one event of an enveloped message m and emits it.
+// env.Payload is the event's own memory, which the codec will own and may
+// keep (accept copies it out of a batch, or out of a message it does not
+// own: one kept payload must not keep a whole batch in memory, and m.data
+// may be read-only).
 func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope) {
 	br := in.br
 	c := &br.c
@@ -229,7 +253,8 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope) {
 	if !in.noSeq && !in.sequence(m, env) {
 		return
 	}
-	meta := &bus.Meta{
+	meta := in.slab.meta()
+	*meta = bus.Meta{
 		Source:      env.Source,
 		Seq:         env.Seq,
 		ContentType: env.ContentType,
@@ -242,7 +267,56 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope) {
 	if meta.Source == "" {
 		meta.Source = RawSource // keep it Remote whatever the sender did
 	}
-	in.emit(importItem{topic: m.topic, route: m.route, payload: bytes.Clone(env.Payload), meta: meta})
+	in.emit(importItem{topic: m.topic, route: m.route, payload: env.Payload, meta: meta})
+}
+
+// A slab hands out the memory of imported events, their payloads and
+// their metadata, carved from chunks allocated a few kilobytes at a time
+// rather than one allocation each: with one of each per event, they were
+// most of what the ingest path allocated. Nothing handed out is ever
+// handed out again or reused (handlers may keep payloads and metadata,
+// see bus.Event): a chunk is garbage once the last event carved from it
+// is. The price is that an event kept alone keeps its chunk alive, at
+// most metaChunk metadata (and the headers they hold) or slabBytes of
+// payloads. Each ingest owns one; it is not safe for concurrent use.
+type slab struct {
+	metas []bus.Meta // the metadata not handed out yet
+	bytes []byte     // payloads are appended to it, and handed out
+}
+
+const (
+	// metaChunk is how many bus.Meta a chunk holds (88 bytes each on
+	// 64-bit platforms).
+	metaChunk = 32
+	// slabBytes is the size of a chunk of payloads; payloads longer than
+	// slabMax get an allocation of their own, so that one chunk holds at
+	// least slabBytes/slabMax payloads.
+	slabBytes = 4 << 10
+	slabMax   = 256
+)
+
+// meta returns a zero Meta of its own.
+func (s *slab) meta() *bus.Meta {
+	if len(s.metas) == 0 {
+		s.metas = make([]bus.Meta, metaChunk)
+	}
+	m := &s.metas[0]
+	s.metas = s.metas[1:]
+	return m
+}
+
+// clone returns a copy of b in memory of its own, of capacity len(b) (so
+// that appending to it cannot reach its neighbours), nil for nil.
+func (s *slab) clone(b []byte) []byte {
+	if len(b) == 0 || len(b) > slabMax {
+		return bytes.Clone(b)
+	}
+	if len(b) > cap(s.bytes)-len(s.bytes) {
+		s.bytes = make([]byte, 0, slabBytes)
+	}
+	n := len(s.bytes)
+	s.bytes = append(s.bytes, b...)
+	return s.bytes[n:len(s.bytes):len(s.bytes)]
 }
 
 // sequence checks the epoch and the sequence number of env, an event of m

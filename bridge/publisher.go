@@ -76,7 +76,7 @@ func (p *publisher) flushLoop() {
 	br := p.br
 	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}, call: newCaller()}
 	defer f.call.close()
-	f.pipe = f.pipeline
+	f.pipe, f.fill, f.cmds = f.pipeline, f.fillPipeline, newPubCmds(br.rdb)
 	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.g.ctx, &p.settled, f.send)
 }
 
@@ -121,8 +121,12 @@ type flusher struct {
 	seg     []int
 
 	// The pipeline call on the caller's goroutine (pipeline, made once
-	// into pipe): its context, messages and runs, and its results.
+	// into pipe, as fillPipeline into fill: a method value made per call
+	// allocates): its context, messages and runs, and its results; cmds
+	// are the reusable commands, nil on a cluster (see pubCmds).
 	pipe  func()
+	fill  func(redis.Pipeliner) error
+	cmds  *pubCmds
 	pctx  context.Context
 	pmsgs [][]byte
 	pruns []run
@@ -265,14 +269,27 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 
 // pipeline sends pmsgs in one pipeline, on the caller's goroutine.
 func (f *flusher) pipeline() {
-	br, ctx, msgs, runs := f.br, f.pctx, f.pmsgs, f.pruns
-	f.pcmds, f.perr = br.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for k, msg := range msgs {
-			br.shards.publish(ctx, p, f.batch[f.pending[runs[k].start]].Channel, msg)
-		}
-		return nil
-	})
+	ctx, msgs := f.pctx, f.pmsgs
+	if f.cmds == nil {
+		f.pcmds, f.perr = f.br.rdb.Pipelined(ctx, f.fill)
+		return
+	}
+	for k, msg := range msgs {
+		f.cmds.set(ctx, k, f.channel(k), msg)
+	}
+	f.pcmds, f.perr = f.cmds.exec(ctx, len(msgs))
 }
+
+// fillPipeline queues the commands of pipeline on p, on a cluster.
+func (f *flusher) fillPipeline(p redis.Pipeliner) error {
+	for k, msg := range f.pmsgs {
+		f.br.shards.publish(f.pctx, p, f.channel(k), msg)
+	}
+	return nil
+}
+
+// channel returns the channel of pmsgs[k].
+func (f *flusher) channel(k int) string { return f.batch[f.pending[f.pruns[k].start]].Channel }
 
 // keptArena is the most arena memory the flusher keeps between batches
 // that need far less: a burst grows it to megabytes, which an idle bridge
@@ -341,7 +358,7 @@ func (f *flusher) build(remember bool) {
 		j += n
 	}
 	f.msgs = f.msgs[:0]
-	now := time.Now()
+	var now time.Time // read once, if an echo is remembered
 	for k, r := range f.runs {
 		it := &f.batch[f.pending[r.start]]
 		msg := it.Payload
@@ -351,6 +368,9 @@ func (f *flusher) build(remember bool) {
 		}
 		f.msgs = append(f.msgs, msg)
 		if remember && it.Echo {
+			if now.IsZero() {
+				now = time.Now()
+			}
 			br.echo.Load().Remember(it.Channel, msg, now)
 		}
 	}
