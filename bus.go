@@ -243,15 +243,16 @@ func (b *Bus) Close(ctx context.Context) error {
 		for _, subs := range st.m {
 			all = append(all, subs...)
 		}
-		clear(st.m)
+		st.m, st.peak = make(map[string][]*Subscription), 0 // clear would keep the table
 		st.gen.Add(1)
 		st.mu.Unlock()
 	}
 	b.tree.mu.Lock()
 	b.tree.root.each(func(s *Subscription) { all = append(all, s) })
 	b.tree.root = node{}
-	clear(b.tree.patterns)
+	b.tree.patterns, b.tree.peak = nil, 0
 	b.tree.size = 0
+	b.tree.count.Store(0)
 	b.bumpAll()
 	b.tree.mu.Unlock()
 	for i := range b.cache {
