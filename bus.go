@@ -6,7 +6,6 @@ import (
 	"log"
 	"math/bits"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -137,6 +136,8 @@ func (b *Bus) mustBeNew() {
 // a nil h gets ErrNilHandler, and a closed bus an error wrapping ErrClosed.
 // Subscribe may be called from inside a handler; the subscription sees the
 // events published after Subscribe returns.
+//
+//go:noinline
 func (b *Bus) Subscribe(pattern string, h Handler) (*Subscription, error) {
 	return b.subscribe(pattern, h, nil, nil, 1)
 }
@@ -149,6 +150,8 @@ func (b *Bus) Subscribe(pattern string, h Handler) (*Subscription, error) {
 // An asynchronous subscription starts a goroutine that ends after
 // Unsubscribe or Close; its queue is allocated up front, and delivering
 // through it allocates nothing.
+//
+//go:noinline
 func (b *Bus) SubscribeWith(pattern string, h Handler, opts *SubscribeOptions) (*Subscription, error) {
 	return b.subscribe(pattern, h, nil, opts, 1)
 }
@@ -171,6 +174,8 @@ func (b *Bus) SubscribeWith(pattern string, h Handler, opts *SubscribeOptions) (
 // are queued for it: Close waits for the channel's worker, which waits for
 // the reader to take the next event (give Close a context that ends, or
 // Unsubscribe first).
+//
+//go:noinline
 func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscription, <-chan Event, error) {
 	var o SubscribeOptions
 	if opts != nil {
@@ -192,7 +197,7 @@ func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscripti
 	s.fn = nil // the bus's middleware has no handler to wrap here
 	out := make(chan Event)
 	s.out, s.stop = out, make(chan struct{})
-	runtime.Callers(2, s.pc[:])
+	s.pc[0] = callerPC(2)
 	if err := b.start(s); err != nil {
 		return nil, nil, err
 	}
@@ -273,7 +278,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			continue // Close runs in this worker's handler
 		}
 		select {
-		case <-s.done:
+		case <-s.Done():
 			abandoned += s.abandoned.Load()
 			continue
 		case <-ctx.Done():
@@ -284,7 +289,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			// (endLife) and, its queue discarded, exits without calling
 			// a handler again; waiting for it puts the abandoned event
 			// in the count.
-			<-s.done
+			<-s.Done()
 		}
 		abandoned += s.abandoned.Load()
 		if s.out != nil {
@@ -293,7 +298,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			// whose send it gave up is one more not delivered.
 			before := s.q.abandonedCount()
 			s.stopReader()
-			<-s.done
+			<-s.Done()
 			lost += s.q.abandonedCount() - before
 		}
 	}

@@ -32,10 +32,14 @@ type Subscription struct {
 
 	groupNext *atomic.Uint64 // queue groups: the group's round-robin counter, shared by its members
 
-	running   atomic.Int64 // synchronous calls under way, with Track
-	fired     atomic.Bool  // Once: the event has been taken
-	done      chan struct{}
-	closeOnce sync.Once
+	running atomic.Int64 // synchronous calls under way, with Track
+	fired   atomic.Bool  // Once: the event has been taken
+	// done is made by the first call of Done, not by Subscribe: most
+	// subscriptions are never waited for, and making a channel for each
+	// was a tenth of a Subscribe plus Unsubscribe.
+	doneMu sync.Mutex    // protects done and ended
+	done   chan struct{} // nil until Done is called
+	ended  bool          // closeDone has run: done is closed, or will be closedChan
 
 	delivered counter // handler calls, see SubscriptionStats
 	dropped   atomic.Uint64
@@ -76,7 +80,7 @@ func (b *Bus) newSubscription(text string, h Handler, fn HandlerFunc, opts *Subs
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{handler: h, bus: b, id: b.nextID.Add(1), pat: p, opts: o, done: make(chan struct{})}
+	s := &Subscription{handler: h, bus: b, id: b.nextID.Add(1), pat: p, opts: o}
 	if err := s.wrap(fn); err != nil {
 		return nil, err
 	}
@@ -95,12 +99,14 @@ func (b *Bus) newSubscription(text string, h Handler, fn HandlerFunc, opts *Subs
 
 // subscribe makes and enters a subscription; skip is the number of frames
 // between the user's call and subscribe, for Where.
+//
+//go:noinline
 func (b *Bus) subscribe(text string, h Handler, fn HandlerFunc, opts *SubscribeOptions, skip int) (*Subscription, error) {
 	s, err := b.newSubscription(text, h, fn, opts)
 	if err != nil {
 		return nil, err
 	}
-	runtime.Callers(skip+2, s.pc[:])
+	s.pc[0] = callerPC(skip + 2)
 	return s, b.start(s)
 }
 
@@ -208,7 +214,25 @@ func (s *Subscription) stopReader() {
 	}
 }
 
-func (s *Subscription) closeDone() { s.closeOnce.Do(func() { close(s.done) }) }
+// closeDone ends the subscription for Done, once.
+func (s *Subscription) closeDone() {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	if !s.ended {
+		s.ended = true
+		if s.done != nil {
+			close(s.done)
+		}
+	}
+}
+
+// closedChan is what Done returns for a subscription that ended before
+// anyone asked.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // Done returns a channel that is closed once the subscription has ended
 // for good: it has been unsubscribed (or its bus closed) and its handler is
@@ -217,7 +241,20 @@ func (s *Subscription) closeDone() { s.closeOnce.Do(func() { close(s.done) }) }
 // a synchronous one made with SubscribeOptions.Track, when the calls under
 // way have returned; without Track, the calls under way are not tracked and
 // Done is closed by Unsubscribe itself.
-func (s *Subscription) Done() <-chan struct{} { return s.done }
+//
+// The channel is made by the first call; calling Done allocates nothing
+// after that, or once the subscription has ended.
+func (s *Subscription) Done() <-chan struct{} {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	if s.done == nil {
+		if s.ended {
+			return closedChan
+		}
+		s.done = make(chan struct{})
+	}
+	return s.done
+}
 
 // UnsubscribeWait is Unsubscribe followed by waiting for Done, or for ctx
 // to end, whose error it then returns. Called from the subscription's own
@@ -227,14 +264,14 @@ func (s *Subscription) UnsubscribeWait(ctx context.Context) error {
 	s.Unsubscribe()
 	if id := s.workerID.Load(); id != 0 && id == goid() {
 		select {
-		case <-s.done:
+		case <-s.Done():
 			return nil
 		default:
 			return errorf(ErrWouldDeadlock, "unsubscribe %q: waiting from its own handler", s.pat.text)
 		}
 	}
 	select {
-	case <-s.done:
+	case <-s.Done():
 		return nil
 	case <-ctx.Done():
 		return errorf(context.Cause(ctx), "unsubscribe %q", s.pat.text)
