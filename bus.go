@@ -26,6 +26,7 @@ type Bus struct {
 	sep       byte
 	seed      uint64                     // of hashString
 	cache     []atomic.Pointer[matchSet] // one slot that stays empty when disabled
+	byAddr    []atomic.Pointer[matchSet] // cache's sets again, by the address of their topic (see addrSlot)
 	cacheMask uint64
 	cacheOn   bool // the cache is enabled
 	onError   func(error)
@@ -104,6 +105,7 @@ func New(opts *Options) *Bus {
 		b.cacheOn = true
 	}
 	b.cache = make([]atomic.Pointer[matchSet], n)
+	b.byAddr = make([]atomic.Pointer[matchSet], n)
 	b.cacheMask = uint64(n - 1)
 	for i := range b.stripes {
 		b.stripes[i].m = make(map[string][]*Subscription)
@@ -262,6 +264,7 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.tree.mu.Unlock()
 	for i := range b.cache {
 		b.cache[i].Store(nil)
+		b.byAddr[i].Store(nil)
 	}
 	for _, s := range all {
 		if s.active.CompareAndSwap(true, false) {

@@ -72,8 +72,25 @@ func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)]
 
 // valid reports whether m, possibly nil, is the match set of topic at the
 // given generation of its stripe.
+//
+// A set's topic is, when the topic has plain subscriptions, the text of
+// one of their patterns (see setTopic): a topic that is a constant in the
+// program is then the very same string as the publisher's, and comparing
+// the pointers first saves the call that compares the bytes.
 func (m *matchSet) valid(topic string, gen uint64) bool {
-	return m != nil && m.gen == gen && m.topic == topic
+	return m != nil && m.gen == gen && len(m.topic) == len(topic) &&
+		(unsafe.StringData(m.topic) == unsafe.StringData(topic) || m.topic == topic)
+}
+
+// setTopic returns the string a match set of topic keeps: the pattern of
+// one of its plain subscriptions, which Subscribe copied already, or else
+// a copy, so that the cache does not keep alive a larger string that the
+// publisher's topic was cut from.
+func setTopic(topic string, plain []*Subscription) string {
+	if len(plain) > 0 {
+		return plain[0].pat.text
+	}
+	return strings.Clone(topic)
 }
 
 // lookup returns the subscriptions that match topic, in subscription order,
@@ -94,6 +111,45 @@ func (b *Bus) lookup(topic string) ([]*Subscription, []*groupMatch, error) {
 		return m.subs, m.groups, nil
 	}
 	return b.lookupSlow(topic, h, st, gen)
+}
+
+// match is PublishEvent's lookup once its topic's address has missed in
+// byAddr, whose slot for it is as: a set found by hashing the bytes is put
+// there when its topic is the publisher's very string.
+func (b *Bus) match(topic string, as uint64) ([]*Subscription, []*groupMatch, deliveryPath, error) {
+	h := hashString(b.seed, topic)
+	st := b.stripeOf(h)
+	gen := st.gen.Load()
+	if m := b.cache[h&b.cacheMask].Load(); m.valid(topic, gen) {
+		if unsafe.StringData(m.topic) == unsafe.StringData(topic) {
+			b.byAddr[as].Store(m)
+		}
+		return m.subs, m.groups, m.path, nil
+	}
+	subs, groups, err := b.lookupSlow(topic, h, st, gen)
+	return subs, groups, pathOf(subs, groups), err
+}
+
+// addrSlot is the slot of byAddr for a topic at address p of length n.
+//
+// Hashing a topic's bytes was a fifth of a cached publish. Topics are
+// mostly constants of the program, which the linker stores once, and a
+// match set keeps, as its topic, the pattern string of a subscription
+// (setTopic): a publish of a constant topic then passes the very string
+// the set holds, and equal addresses and lengths mean equal strings, Go
+// strings being immutable. So publishers look there first, by address,
+// and hash the bytes only when it misses; a topic built anew for every
+// publish always misses there, which costs it a multiplication and a
+// load. The slots hold sets of the main cache only: they are cleared with
+// them (refreshLocked, sweepLocked, Close), and a set found there is
+// checked against its generation like any other.
+func (b *Bus) addrSlot(p *byte, n int) uint64 {
+	return (uint64(uintptr(unsafe.Pointer(p))) ^ uint64(n)) * 0x9e3779b97f4a7c15 >> 32 & b.cacheMask
+}
+
+// forgetAddr clears the byAddr slot of m, if it holds m.
+func (b *Bus) forgetAddr(m *matchSet) {
+	b.byAddr[b.addrSlot(unsafe.StringData(m.topic), len(m.topic))].CompareAndSwap(m, nil)
 }
 
 // lookupSlow computes what lookup did not find in the cache and caches it.
@@ -121,9 +177,11 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 	}
 	subs, groups := splitGroups(subs)
 	if b.cacheOn {
-		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
+		m := &matchSet{topic: setTopic(topic, plain), gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
 			stripe: b.stripeIndex(h)}
-		b.cache[h&b.cacheMask].Store(m)
+		if old := b.cache[h&b.cacheMask].Swap(m); old != nil {
+			b.forgetAddr(old)
+		}
 	}
 	return subs, groups, nil
 }
@@ -228,30 +286,39 @@ func (b *Bus) remove(s *Subscription) {
 // evict the ones being published. st.mu must be held for writing; the
 // tree's lock is taken for reading inside it (the only lock order that
 // nests the two).
-func (b *Bus) refreshLocked(st *stripe, topic string, h uint64, subs []*Subscription) {
+func (b *Bus) refreshLocked(st *stripe, topic string, h uint64, plain []*Subscription) {
 	slot := &b.cache[h&b.cacheMask]
 	m := slot.Load()
 	if m == nil || m.topic != topic {
 		return
 	}
 	gen := st.gen.Load()
+	subs := plain
 	if b.tree.count.Load() > 0 {
 		b.tree.mu.RLock()
 		// Read with both locks held, no change to the stripe or the
 		// tree can come between this generation and the set computed.
 		gen = st.gen.Load()
-		subs = b.withTreeLocked(topic, subs)
+		subs = b.withTreeLocked(topic, plain)
 		b.tree.mu.RUnlock()
 	}
 	var fresh *matchSet
 	if len(subs) > 0 {
+		text := m.topic
+		if len(plain) > 0 {
+			text = plain[0].pat.text // as setTopic
+		}
 		subs, groups := splitGroups(subs)
-		fresh = &matchSet{topic: m.topic, gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
+		fresh = &matchSet{topic: text, gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
 			stripe: b.stripeIndex(h)}
 	}
 	// A publisher may have stored a set computed before this change in
 	// the meantime; one computed after it has gen or a later one.
-	for m != nil && m.topic == topic && m.gen < gen && !slot.CompareAndSwap(m, fresh) {
+	for m != nil && m.topic == topic && m.gen < gen {
+		if slot.CompareAndSwap(m, fresh) {
+			b.forgetAddr(m)
+			return
+		}
 		m = slot.Load()
 	}
 }
@@ -274,8 +341,8 @@ func (b *Bus) sweepLocked() {
 	for range min(len(b.cache), sweepSlots) {
 		slot := &b.cache[b.tree.sweep&b.cacheMask]
 		b.tree.sweep++
-		if m := slot.Load(); m != nil && m.gen != b.stripes[m.stripe].gen.Load() {
-			slot.CompareAndSwap(m, nil)
+		if m := slot.Load(); m != nil && m.gen != b.stripes[m.stripe].gen.Load() && slot.CompareAndSwap(m, nil) {
+			b.forgetAddr(m)
 		}
 	}
 }

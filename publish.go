@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"runtime/debug"
+	"unsafe"
 )
 
 // The synchronous delivery path: everything a Publish does on the
@@ -72,30 +73,60 @@ func (b *Bus) Publish(ctx context.Context, topic string, payload any) error {
 // bridge imports. It behaves exactly as Publish(ctx, e.Topic, e.Payload)
 // and passes e to the handlers as it is.
 func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
-	// This is lookup and deliverFrom written out: the calls would cost a
-	// quarter of a cached publish. Close needs no check here: it bumps the
-	// generations, so after it every publish takes lookupSlow, which
+	// The common case written out, a cache hit by address for plain
+	// synchronous handlers, everything else in publishSlow: calls would
+	// cost a quarter of a cached publish, and the other paths' variables
+	// would make this frame larger. Close needs no check here: it bumps
+	// the generations, so after it every publish takes lookupSlow, which
 	// checks.
-	h := hashString(b.seed, e.Topic)
-	st := b.stripeOf(h)
-	gen := st.gen.Load()
-	var subs []*Subscription
-	var groups []*groupMatch
-	var path deliveryPath
-	slot := h & b.cacheMask
-	if slot >= uint64(len(b.cache)) {
+	top := unsafe.StringData(e.Topic)
+	as := b.addrSlot(top, len(e.Topic))
+	if as >= uint64(len(b.byAddr)) {
 		// Only the zero Bus has no cache slot. The check costs nothing:
 		// it stands in for the bounds check of the index below.
 		panic(notCreated)
 	}
-	if m := b.cache[slot].Load(); m.valid(e.Topic, gen) {
-		subs, groups, path = m.subs, m.groups, m.path
-	} else {
-		var err error
-		if subs, groups, err = b.lookupSlow(e.Topic, h, st, gen); err != nil {
-			return err
+	m := b.byAddr[as].Load()
+	if m == nil || unsafe.StringData(m.topic) != top || len(m.topic) != len(e.Topic) ||
+		m.gen != b.stripes[m.stripe%numStripes].gen.Load() || m.path != inlinePath {
+		return b.publishSlow(ctx, e, as)
+	}
+	// Plain synchronous handlers only (so no groups and no Stats either,
+	// which makes every subscription slow).
+	subs := m.subs
+	closed := false
+	i := 0
+	defer b.recoverInline(ctx, &e, subs, &i)
+	for ; i < len(subs); i++ {
+		if s := subs[i]; s.active.Load() {
+			s.handler(ctx, e)
+		} else if b.closed.Load() {
+			closed = true // Close overtook this publish
 		}
-		path = pathOf(subs, groups)
+	}
+	if closed {
+		return errClosed("publish")
+	}
+	return nil
+}
+
+// recoverInline is deferred by PublishEvent's loop: it recovers the panic
+// of the handler of subs[*i], reports it and delivers to the rest.
+func (b *Bus) recoverInline(ctx context.Context, e *Event, subs []*Subscription, i *int) {
+	if r := recover(); r != nil {
+		b.recovered(ctx, e, subs, *i, r)
+	}
+}
+
+// publishSlow is PublishEvent past its first look in the cache: the
+// lookup by the topic's bytes (whose slot in byAddr is as), and every kind
+// of delivery.
+//
+//go:noinline
+func (b *Bus) publishSlow(ctx context.Context, e Event, as uint64) error {
+	subs, groups, path, err := b.match(e.Topic, as)
+	if err != nil {
+		return err
 	}
 	switch path {
 	case slowPath:
@@ -123,26 +154,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 		}
 		return firstErr
 	}
-	// The common case: plain synchronous handlers only (so no groups and
-	// no Stats either, which makes every subscription slow).
-	i := 0
-	closed := false
-	defer func() {
-		if r := recover(); r != nil {
-			b.recovered(ctx, &e, subs, i, r)
-		}
-	}()
-	for ; i < len(subs); i++ {
-		if s := subs[i]; s.active.Load() {
-			s.handler(ctx, e)
-		} else if b.closed.Load() {
-			closed = true // Close overtook this publish
-		}
-	}
-	if closed {
-		return errClosed("publish")
-	}
-	return nil
+	return b.deliverMixed(ctx, &e, subs) // inline subscriptions only
 }
 
 // deliverMixed is PublishEvent's loop over subs when it mixes plain
