@@ -122,7 +122,7 @@ func typedFunc[T any](b *Bus, pattern string, h TypedHandlerFunc[T]) HandlerFunc
 // subscription's middleware inside the bus's, when there is a HandlerFunc,
 // a middleware or a retry policy; it leaves a plain Handler alone.
 func (s *Subscription) wrap(fn HandlerFunc) error {
-	b, o := s.bus, &s.opts
+	b, o := s.bus, s.opts
 	if fn == nil && len(b.middleware) == 0 && len(o.Middleware) == 0 && o.Retry == nil {
 		return nil
 	}
