@@ -113,21 +113,20 @@ func (b *Bus) lookup(topic string) ([]*Subscription, []*groupMatch, error) {
 	return b.lookupSlow(topic, h, st, gen)
 }
 
-// match is PublishEvent's lookup once its topic's address has missed in
-// byAddr, whose slot for it is as: a set found by hashing the bytes is put
-// there when its topic is the publisher's very string.
-func (b *Bus) match(topic string, as uint64) ([]*Subscription, []*groupMatch, deliveryPath, error) {
+// cached is PublishEvent's look in the cache once its topic's address
+// has missed in byAddr, whose slot for it is as: it returns the topic's
+// valid match set, or nil. A set found by hashing the bytes is put in
+// byAddr when its topic is the publisher's very string.
+func (b *Bus) cached(topic string, as uint64) *matchSet {
 	h := hashString(b.seed, topic)
-	st := b.stripeOf(h)
-	gen := st.gen.Load()
-	if m := b.cache[h&b.cacheMask].Load(); m.valid(topic, gen) {
-		if unsafe.StringData(m.topic) == unsafe.StringData(topic) {
-			b.byAddr[as].Store(m)
-		}
-		return m.subs, m.groups, m.path, nil
+	m := b.cache[h&b.cacheMask].Load()
+	if !m.valid(topic, b.stripeOf(h).gen.Load()) {
+		return nil
 	}
-	subs, groups, err := b.lookupSlow(topic, h, st, gen)
-	return subs, groups, pathOf(subs, groups), err
+	if unsafe.StringData(m.topic) == unsafe.StringData(topic) {
+		b.byAddr[as].Store(m)
+	}
+	return m
 }
 
 // addrSlot is the slot of byAddr for a topic at address p of length n.

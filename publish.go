@@ -73,12 +73,13 @@ func (b *Bus) Publish(ctx context.Context, topic string, payload any) error {
 // bridge imports. It behaves exactly as Publish(ctx, e.Topic, e.Payload)
 // and passes e to the handlers as it is.
 func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
-	// The common case written out, a cache hit by address for plain
-	// synchronous handlers, everything else in publishSlow: calls would
-	// cost a quarter of a cached publish, and the other paths' variables
-	// would make this frame larger. Close needs no check here: it bumps
-	// the generations, so after it every publish takes lookupSlow, which
-	// checks.
+	// The cache hit for plain synchronous handlers written out, the rest
+	// in functions of their own: calls would cost a quarter of a cached
+	// publish, and the other paths' variables would make this frame
+	// larger. Close needs no check here: it bumps the generations, so
+	// after it every publish takes lookupSlow, which checks.
+	//
+	// First the sets by topic address (see addrSlot), then by the bytes.
 	top := unsafe.StringData(e.Topic)
 	as := b.addrSlot(top, len(e.Topic))
 	if as >= uint64(len(b.byAddr)) {
@@ -88,8 +89,13 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	}
 	m := b.byAddr[as].Load()
 	if m == nil || unsafe.StringData(m.topic) != top || len(m.topic) != len(e.Topic) ||
-		m.gen != b.stripes[m.stripe%numStripes].gen.Load() || m.path != inlinePath {
-		return b.publishSlow(ctx, e, as)
+		m.gen != b.stripes[m.stripe%numStripes].gen.Load() {
+		if m = b.cached(e.Topic, as); m == nil {
+			return b.publishMiss(ctx, e)
+		}
+	}
+	if m.path != inlinePath {
+		return b.deliverSet(ctx, &e, m.subs, m.groups, m.path)
 	}
 	// Plain synchronous handlers only (so no groups and no Stats either,
 	// which makes every subscription slow).
@@ -118,43 +124,45 @@ func (b *Bus) recoverInline(ctx context.Context, e *Event, subs []*Subscription,
 	}
 }
 
-// publishSlow is PublishEvent past its first look in the cache: the
-// lookup by the topic's bytes (whose slot in byAddr is as), and every kind
-// of delivery.
+// publishMiss is PublishEvent for a topic not in the cache.
 //
 //go:noinline
-func (b *Bus) publishSlow(ctx context.Context, e Event, as uint64) error {
-	subs, groups, path, err := b.match(e.Topic, as)
+func (b *Bus) publishMiss(ctx context.Context, e Event) error {
+	h := hashString(b.seed, e.Topic)
+	st := b.stripeOf(h)
+	subs, groups, err := b.lookupSlow(e.Topic, h, st, st.gen.Load())
 	if err != nil {
 		return err
 	}
-	switch path {
-	case slowPath:
-		// Asynchronous subscriptions, Once, Track and the like (or none
-		// at all): each recovers its own handler's panics.
-		var firstErr error
-		for _, s := range subs {
-			if err := b.deliverSlow(ctx, s, &e); err != nil && firstErr == nil {
-				firstErr = err
-			}
-		}
-		if groups != nil {
-			firstErr = b.deliverGroups(ctx, &e, groups, firstErr)
-		}
-		if b.stats && firstErr == nil {
-			b.published.add(1)
-		}
-		return firstErr
-	case mixedPath:
+	return b.deliverSet(ctx, &e, subs, groups, pathOf(subs, groups))
+}
+
+// deliverSet delivers *e to a match set that takes path.
+func (b *Bus) deliverSet(ctx context.Context, e *Event, subs []*Subscription, groups []*groupMatch, path deliveryPath) error {
+	if path != slowPath {
 		// No Stats to count: with Stats on no subscription is inline, so
 		// a publish with Stats always takes slowPath.
-		firstErr := b.deliverMixed(ctx, &e, subs)
+		firstErr := b.deliverMixed(ctx, e, subs)
 		if groups != nil {
-			firstErr = b.deliverGroups(ctx, &e, groups, firstErr)
+			firstErr = b.deliverGroups(ctx, e, groups, firstErr)
 		}
 		return firstErr
 	}
-	return b.deliverMixed(ctx, &e, subs) // inline subscriptions only
+	// Asynchronous subscriptions, Once, Track and the like (or none at
+	// all): each recovers its own handler's panics.
+	var firstErr error
+	for _, s := range subs {
+		if err := b.deliverSlow(ctx, s, e); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if groups != nil {
+		firstErr = b.deliverGroups(ctx, e, groups, firstErr)
+	}
+	if b.stats && firstErr == nil {
+		b.published.add(1)
+	}
+	return firstErr
 }
 
 // deliverMixed is PublishEvent's loop over subs when it mixes plain
