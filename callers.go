@@ -25,11 +25,19 @@ var fpOffset, fpOK = calibrateFP()
 //go:noinline
 func callerPC(m int) uintptr {
 	if !fpOK {
-		var pc [1]uintptr
-		runtime.Callers(m+1, pc[:])
-		return pc[0]
+		return callersPC(m + 1)
 	}
 	return fpPC(fpOffset + m)
+}
+
+// callersPC is callerPC through runtime.Callers: the return PC of frame m
+// above it, callersPC itself being frame 0.
+//
+//go:noinline
+func callersPC(m int) uintptr {
+	var pc [1]uintptr
+	runtime.Callers(m+1, pc[:])
+	return pc[0]
 }
 
 // calibrateFP returns fpOffset: it compares the frame-pointer chain with

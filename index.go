@@ -53,7 +53,7 @@ type stripe struct {
 	peak int // the most topics m has held since it was made (see shrink)
 	// Pads the stripe to 128 bytes, so that finding a stripe is a shift,
 	// not a multiply.
-	_ [128 - 64 - 24 - 8 - 8]byte
+	_ [128 - 64 - unsafe.Sizeof(sync.RWMutex{}) - unsafe.Sizeof(map[string][]*Subscription(nil)) - unsafe.Sizeof(0)]byte
 }
 
 // matchSet is the immutable result of matching one topic.
