@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 )
 
@@ -256,6 +257,40 @@ func BenchmarkPublishGroup(b *testing.B) {
 			for b.Loop() {
 				_ = bus.Publish(ctx, "orders.eu.created", p)
 			}
+		})
+	}
+}
+
+// BenchmarkChurn subscribes and unsubscribes on a topic with ten
+// subscriptions that stay, while another goroutine publishes to it (as
+// bench/'s Churn scenario does); ns/op is one Subscribe plus one
+// Unsubscribe. quiet is the same without the publisher: the subscriber's
+// own cost.
+func BenchmarkChurn(b *testing.B) {
+	for _, publishing := range []bool{true, false} {
+		name := "publishing"
+		if !publishing {
+			name = "quiet"
+		}
+		b.Run(name, func(b *testing.B) {
+			bus := newBusWith(b, nil, "orders.eu.created", 10)
+			p := &payload{}
+			_ = bus.Publish(ctx, "orders.eu.created", p)
+			var quit atomic.Bool
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for publishing && !quit.Load() {
+					_ = bus.Publish(ctx, "orders.eu.created", p)
+				}
+			}()
+			b.ReportAllocs()
+			for b.Loop() {
+				s, _ := bus.Subscribe("orders.eu.created", nopSink)
+				s.Unsubscribe()
+			}
+			quit.Store(true)
+			<-done
 		})
 	}
 }

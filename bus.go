@@ -6,7 +6,6 @@ import (
 	"log"
 	"math/bits"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,6 +26,7 @@ type Bus struct {
 	sep       byte
 	seed      uint64                     // of hashString
 	cache     []atomic.Pointer[matchSet] // one slot that stays empty when disabled
+	byAddr    []atomic.Pointer[matchSet] // cache's sets again, by the address of their topic (see addrSlot)
 	cacheMask uint64
 	cacheOn   bool // the cache is enabled
 	onError   func(error)
@@ -105,6 +105,7 @@ func New(opts *Options) *Bus {
 		b.cacheOn = true
 	}
 	b.cache = make([]atomic.Pointer[matchSet], n)
+	b.byAddr = make([]atomic.Pointer[matchSet], n)
 	b.cacheMask = uint64(n - 1)
 	for i := range b.stripes {
 		b.stripes[i].m = make(map[string][]*Subscription)
@@ -137,6 +138,8 @@ func (b *Bus) mustBeNew() {
 // a nil h gets ErrNilHandler, and a closed bus an error wrapping ErrClosed.
 // Subscribe may be called from inside a handler; the subscription sees the
 // events published after Subscribe returns.
+//
+//go:noinline
 func (b *Bus) Subscribe(pattern string, h Handler) (*Subscription, error) {
 	return b.subscribe(pattern, h, nil, nil, 1)
 }
@@ -149,6 +152,8 @@ func (b *Bus) Subscribe(pattern string, h Handler) (*Subscription, error) {
 // An asynchronous subscription starts a goroutine that ends after
 // Unsubscribe or Close; its queue is allocated up front, and delivering
 // through it allocates nothing.
+//
+//go:noinline
 func (b *Bus) SubscribeWith(pattern string, h Handler, opts *SubscribeOptions) (*Subscription, error) {
 	return b.subscribe(pattern, h, nil, opts, 1)
 }
@@ -171,6 +176,8 @@ func (b *Bus) SubscribeWith(pattern string, h Handler, opts *SubscribeOptions) (
 // are queued for it: Close waits for the channel's worker, which waits for
 // the reader to take the next event (give Close a context that ends, or
 // Unsubscribe first).
+//
+//go:noinline
 func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscription, <-chan Event, error) {
 	var o SubscribeOptions
 	if opts != nil {
@@ -192,7 +199,7 @@ func (b *Bus) SubscribeChan(pattern string, opts *SubscribeOptions) (*Subscripti
 	s.fn = nil // the bus's middleware has no handler to wrap here
 	out := make(chan Event)
 	s.out, s.stop = out, make(chan struct{})
-	runtime.Callers(2, s.pc[:])
+	s.pc[0] = callerPC(2)
 	if err := b.start(s); err != nil {
 		return nil, nil, err
 	}
@@ -243,19 +250,21 @@ func (b *Bus) Close(ctx context.Context) error {
 		for _, subs := range st.m {
 			all = append(all, subs...)
 		}
-		clear(st.m)
+		st.m, st.peak = make(map[string][]*Subscription), 0 // clear would keep the table
 		st.gen.Add(1)
 		st.mu.Unlock()
 	}
 	b.tree.mu.Lock()
 	b.tree.root.each(func(s *Subscription) { all = append(all, s) })
 	b.tree.root = node{}
-	clear(b.tree.patterns)
+	b.tree.patterns, b.tree.peak = nil, 0
 	b.tree.size = 0
+	b.tree.count.Store(0)
 	b.bumpAll()
 	b.tree.mu.Unlock()
 	for i := range b.cache {
 		b.cache[i].Store(nil)
+		b.byAddr[i].Store(nil)
 	}
 	for _, s := range all {
 		if s.active.CompareAndSwap(true, false) {
@@ -272,7 +281,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			continue // Close runs in this worker's handler
 		}
 		select {
-		case <-s.done:
+		case <-s.Done():
 			abandoned += s.abandoned.Load()
 			continue
 		case <-ctx.Done():
@@ -283,7 +292,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			// (endLife) and, its queue discarded, exits without calling
 			// a handler again; waiting for it puts the abandoned event
 			// in the count.
-			<-s.done
+			<-s.Done()
 		}
 		abandoned += s.abandoned.Load()
 		if s.out != nil {
@@ -292,7 +301,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			// whose send it gave up is one more not delivered.
 			before := s.q.abandonedCount()
 			s.stopReader()
-			<-s.done
+			<-s.Done()
 			lost += s.q.abandonedCount() - before
 		}
 	}

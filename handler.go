@@ -61,12 +61,16 @@ type Middleware func(next HandlerFunc) HandlerFunc
 // handled it. A caller that must know whether the handlers of one event
 // succeeded, such as a bridge deciding to acknowledge a Redis entry,
 // publishes with a ctx from WithFailureFunc.
+//
+//go:noinline
 func (b *Bus) SubscribeFunc(pattern string, h HandlerFunc) (*Subscription, error) {
 	return b.subscribe(pattern, nil, h, nil, 1)
 }
 
 // SubscribeFuncWith is SubscribeFunc with the options of SubscribeWith,
 // among which middleware, and retries for an asynchronous subscription.
+//
+//go:noinline
 func (b *Bus) SubscribeFuncWith(pattern string, h HandlerFunc, opts *SubscribeOptions) (*Subscription, error) {
 	return b.subscribe(pattern, nil, h, opts, 1)
 }
@@ -79,6 +83,8 @@ type TypedHandlerFunc[T any] func(ctx context.Context, e Event, v T) error
 // error. An event whose payload is not a T is reported (ErrPayloadType) and
 // not passed to h; it does not count as failed and is not retried: no
 // attempt can give it the right type.
+//
+//go:noinline
 func SubscribeTypedFunc[T any](b *Bus, pattern string, h TypedHandlerFunc[T]) (*Subscription, error) {
 	b.mustBeNew()
 	if h == nil {
@@ -89,6 +95,8 @@ func SubscribeTypedFunc[T any](b *Bus, pattern string, h TypedHandlerFunc[T]) (*
 
 // SubscribeTypedFuncWith is SubscribeTypedFunc with the options of
 // SubscribeWith.
+//
+//go:noinline
 func SubscribeTypedFuncWith[T any](b *Bus, pattern string, h TypedHandlerFunc[T], opts *SubscribeOptions) (*Subscription, error) {
 	b.mustBeNew()
 	if h == nil {
@@ -114,7 +122,7 @@ func typedFunc[T any](b *Bus, pattern string, h TypedHandlerFunc[T]) HandlerFunc
 // subscription's middleware inside the bus's, when there is a HandlerFunc,
 // a middleware or a retry policy; it leaves a plain Handler alone.
 func (s *Subscription) wrap(fn HandlerFunc) error {
-	b, o := s.bus, &s.opts
+	b, o := s.bus, s.opts
 	if fn == nil && len(b.middleware) == 0 && len(o.Middleware) == 0 && o.Retry == nil {
 		return nil
 	}

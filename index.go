@@ -41,15 +41,19 @@ const (
 
 // stripe is one part of the map of plain topics.
 type stripe struct {
-	mu sync.RWMutex // protects m
-	// gen is bumped, with mu held, after every change to m.
+	// gen is bumped, with mu held, after every change to m (and by
+	// bumpAll). Every publish reads it: it has a cache line of its own,
+	// apart from the lock that subscribing writes.
 	gen atomic.Uint64
+	_   [56]byte
+	mu  sync.RWMutex // protects m and peak
 	// m maps a topic to its subscriptions in subscription order. The
 	// slices are copy-on-write: a slice read under mu stays valid after.
-	m map[string][]*Subscription
-	// Pads the stripe to 128 bytes: neighbouring stripes' locks stay off
-	// one cache line, and finding a stripe is a shift, not a multiply.
-	_ [128 - 24 - 8 - 8]byte
+	m    map[string][]*Subscription
+	peak int // the most topics m has held since it was made (see shrink)
+	// Pads the stripe to 128 bytes, so that finding a stripe is a shift,
+	// not a multiply.
+	_ [128 - 64 - unsafe.Sizeof(sync.RWMutex{}) - unsafe.Sizeof(map[string][]*Subscription(nil)) - unsafe.Sizeof(0)]byte
 }
 
 // matchSet is the immutable result of matching one topic.
@@ -61,14 +65,32 @@ type matchSet struct {
 	// order of their first member; Publish delivers to them last.
 	groups []*groupMatch
 	path   deliveryPath
+	stripe uint8 // the index of the topic's stripe, for sweepLocked
 }
 
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
 
 // valid reports whether m, possibly nil, is the match set of topic at the
 // given generation of its stripe.
+//
+// A set's topic is, when the topic has plain subscriptions, the text of
+// one of their patterns (see setTopic): a topic that is a constant in the
+// program is then the very same string as the publisher's, and comparing
+// the pointers first saves the call that compares the bytes.
 func (m *matchSet) valid(topic string, gen uint64) bool {
-	return m != nil && m.gen == gen && m.topic == topic
+	return m != nil && m.gen == gen && len(m.topic) == len(topic) &&
+		(unsafe.StringData(m.topic) == unsafe.StringData(topic) || m.topic == topic)
+}
+
+// setTopic returns the string a match set of topic keeps: the pattern of
+// one of its plain subscriptions, which Subscribe copied already, or else
+// a copy, so that the cache does not keep alive a larger string that the
+// publisher's topic was cut from.
+func setTopic(topic string, plain []*Subscription) string {
+	if len(plain) > 0 {
+		return plain[0].pat.text
+	}
+	return strings.Clone(topic)
 }
 
 // lookup returns the subscriptions that match topic, in subscription order,
@@ -91,6 +113,44 @@ func (b *Bus) lookup(topic string) ([]*Subscription, []*groupMatch, error) {
 	return b.lookupSlow(topic, h, st, gen)
 }
 
+// cached is PublishEvent's look in the cache once its topic's address
+// has missed in byAddr, whose slot for it is as: it returns the topic's
+// valid match set, or nil. A set found by hashing the bytes is put in
+// byAddr when its topic is the publisher's very string.
+func (b *Bus) cached(topic string, as uint64) *matchSet {
+	h := hashString(b.seed, topic)
+	m := b.cache[h&b.cacheMask].Load()
+	if !m.valid(topic, b.stripeOf(h).gen.Load()) {
+		return nil
+	}
+	if unsafe.StringData(m.topic) == unsafe.StringData(topic) {
+		b.byAddr[as].Store(m)
+	}
+	return m
+}
+
+// addrSlot is the slot of byAddr for a topic at address p of length n.
+//
+// Hashing a topic's bytes was a fifth of a cached publish. Topics are
+// mostly constants of the program, which the linker stores once, and a
+// match set keeps, as its topic, the pattern string of a subscription
+// (setTopic): a publish of a constant topic then passes the very string
+// the set holds, and equal addresses and lengths mean equal strings, Go
+// strings being immutable. So publishers look there first, by address,
+// and hash the bytes only when it misses; a topic built anew for every
+// publish always misses there, which costs it a multiplication and a
+// load. The slots hold sets of the main cache only: they are cleared with
+// them (refreshLocked, sweepLocked, Close), and a set found there is
+// checked against its generation like any other.
+func (b *Bus) addrSlot(p *byte, n int) uint64 {
+	return (uint64(uintptr(unsafe.Pointer(p))) ^ uint64(n)) * 0x9e3779b97f4a7c15 >> 32 & b.cacheMask
+}
+
+// forgetAddr clears the byAddr slot of m, if it holds m.
+func (b *Bus) forgetAddr(m *matchSet) {
+	b.byAddr[b.addrSlot(unsafe.StringData(m.topic), len(m.topic))].CompareAndSwap(m, nil)
+}
+
 // lookupSlow computes what lookup did not find in the cache and caches it.
 func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Subscription, []*groupMatch, error) {
 	// Only topics that passed validation enter the cache, so a hit needs
@@ -99,15 +159,14 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 		return nil, nil, err
 	}
 	st.mu.RLock()
-	subs := st.m[topic]
+	plain := st.m[topic]
 	st.mu.RUnlock()
-	var buf [16]*Subscription
-	b.tree.mu.RLock()
-	wild := buf[:0]
-	if b.tree.size > 0 {
-		wild = b.tree.matchLocked(topic, b.sep, wild)
+	subs := plain
+	if b.tree.count.Load() > 0 {
+		b.tree.mu.RLock()
+		subs = b.withTreeLocked(topic, plain)
+		b.tree.mu.RUnlock()
 	}
-	b.tree.mu.RUnlock()
 	// Checked after reading the index, not before: Close sets closed
 	// before it empties the index, so an index found emptied by Close is
 	// seen here. Checked first, a publish could find no subscriber left
@@ -115,20 +174,36 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 	if b.closed.Load() {
 		return nil, nil, errClosed("publish")
 	}
-	if len(wild) > 0 {
-		// Merge: subscription order, and each subscription once even if
-		// several paths of the tree matched it.
-		merged := make([]*Subscription, 0, len(subs)+len(wild))
-		merged = append(append(merged, subs...), wild...)
-		slices.SortFunc(merged, func(x, y *Subscription) int { return cmp.Compare(x.id, y.id) })
-		subs = slices.Clip(slices.Compact(merged))
-	}
 	subs, groups := splitGroups(subs)
 	if b.cacheOn {
-		m := &matchSet{topic: strings.Clone(topic), gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups)}
-		b.cache[h&b.cacheMask].Store(m)
+		m := &matchSet{topic: setTopic(topic, plain), gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
+			stripe: b.stripeIndex(h)}
+		if old := b.cache[h&b.cacheMask].Swap(m); old != nil {
+			b.forgetAddr(old)
+		}
 	}
 	return subs, groups, nil
+}
+
+func (b *Bus) stripeIndex(h uint64) uint8 { return uint8(h >> (64 - stripeBits)) }
+
+// withTreeLocked returns the plain subscriptions of topic merged with the
+// tree's that match it: in subscription order, each once even if several
+// paths of the tree matched it. It returns plain itself when the tree adds
+// nothing. b.tree.mu must be held for reading.
+func (b *Bus) withTreeLocked(topic string, plain []*Subscription) []*Subscription {
+	if b.tree.size == 0 {
+		return plain
+	}
+	var buf [16]*Subscription
+	wild := b.tree.matchLocked(topic, b.sep, buf[:0])
+	if len(wild) == 0 {
+		return plain
+	}
+	merged := make([]*Subscription, 0, len(plain)+len(wild))
+	merged = append(append(merged, plain...), wild...)
+	slices.SortFunc(merged, func(x, y *Subscription) int { return cmp.Compare(x.id, y.id) })
+	return slices.Clip(slices.Compact(merged))
 }
 
 // bumpAll turns every cached match set stale, after a change to the tree.
@@ -143,15 +218,19 @@ func (b *Bus) bumpAll() {
 // add puts s into the index. It fails with ErrClosed once Close has begun.
 func (b *Bus) add(s *Subscription) error {
 	if s.pat.kind == kindLiteral {
-		st := b.stripeOf(hashString(b.seed, s.pat.text))
+		h := hashString(b.seed, s.pat.text)
+		st := b.stripeOf(h)
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		if b.closed.Load() {
 			return errClosed(fmt.Sprintf("subscribe %q", s.pat.text))
 		}
 		old := st.m[s.pat.text]
-		st.m[s.pat.text] = append(old[:len(old):len(old)], s) // copy on write
+		subs := append(old[:len(old):len(old)], s) // copy on write
+		st.m[s.pat.text] = subs
+		st.peak = max(st.peak, len(st.m))
 		st.gen.Add(1)
+		b.refreshLocked(st, s.pat.text, h, subs)
 		return nil
 	}
 	b.tree.mu.Lock()
@@ -167,7 +246,8 @@ func (b *Bus) add(s *Subscription) error {
 // remove takes s out of the index, if it is still there.
 func (b *Bus) remove(s *Subscription) {
 	if s.pat.kind == kindLiteral {
-		st := b.stripeOf(hashString(b.seed, s.pat.text))
+		h := hashString(b.seed, s.pat.text)
+		st := b.stripeOf(h)
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		old := st.m[s.pat.text]
@@ -175,20 +255,121 @@ func (b *Bus) remove(s *Subscription) {
 		if i < 0 {
 			return
 		}
+		var subs []*Subscription
 		if len(old) == 1 {
 			delete(st.m, s.pat.text)
+			st.m = shrink(st.m, &st.peak)
 		} else {
-			st.m[s.pat.text] = slices.Concat(old[:i], old[i+1:]) // copy on write
+			subs = slices.Concat(old[:i], old[i+1:]) // copy on write
+			st.m[s.pat.text] = subs
 		}
 		st.gen.Add(1)
+		b.refreshLocked(st, s.pat.text, h, subs)
 		return
 	}
 	b.tree.mu.Lock()
 	defer b.tree.mu.Unlock()
 	if b.tree.removeLocked(s, s.pat.segs) {
 		b.bumpAll()
+		b.sweepLocked()
 	}
+}
+
+// refreshLocked brings the cached match set of topic up to date after a
+// change to its plain subscriptions, now subs, if the topic is in the
+// cache: its publishers then go on hitting the cache instead of each
+// computing the set again (which a subscription churning on a busy topic
+// would make them do after every change), and an unsubscribed
+// subscription is not kept alive by a cache slot. A topic not in the
+// cache is left out of it, so that subscribing to many topics does not
+// evict the ones being published. st.mu must be held for writing; the
+// tree's lock is taken for reading inside it (the only lock order that
+// nests the two).
+func (b *Bus) refreshLocked(st *stripe, topic string, h uint64, plain []*Subscription) {
+	slot := &b.cache[h&b.cacheMask]
+	m := slot.Load()
+	if m == nil || m.topic != topic {
+		return
+	}
+	gen := st.gen.Load()
+	subs := plain
+	if b.tree.count.Load() > 0 {
+		b.tree.mu.RLock()
+		// Read with both locks held, no change to the stripe or the
+		// tree can come between this generation and the set computed.
+		gen = st.gen.Load()
+		subs = b.withTreeLocked(topic, plain)
+		b.tree.mu.RUnlock()
+	}
+	var fresh *matchSet
+	if len(subs) > 0 {
+		text := m.topic
+		if len(plain) > 0 {
+			text = plain[0].pat.text // as setTopic
+		}
+		subs, groups := splitGroups(subs)
+		fresh = &matchSet{topic: text, gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
+			stripe: b.stripeIndex(h)}
+	}
+	// A publisher may have stored a set computed before this change in
+	// the meantime; one computed after it has gen or a later one.
+	for m != nil && m.topic == topic && m.gen < gen {
+		if slot.CompareAndSwap(m, fresh) {
+			b.forgetAddr(m)
+			return
+		}
+		m = slot.Load()
+	}
+}
+
+// sweepSlots is how many slots of the match cache a change to the tree
+// sweeps.
+const sweepSlots = 32
+
+// sweepLocked clears the stale match sets from the next sweepSlots slots
+// of the cache, going round. A change to the tree makes every cached set
+// stale, and a set of a removed pattern subscription would keep it alive
+// until a publish overwrote its slot: sweeping a few slots per removal
+// clears the whole cache once every len(cache)/sweepSlots removals,
+// without making any one of them pay for the whole cache. b.tree.mu must
+// be held for writing.
+func (b *Bus) sweepLocked() {
+	if !b.cacheOn {
+		return
+	}
+	for range min(len(b.cache), sweepSlots) {
+		slot := &b.cache[b.tree.sweep&b.cacheMask]
+		b.tree.sweep++
+		if m := slot.Load(); m != nil && m.gen != b.stripes[m.stripe].gen.Load() && slot.CompareAndSwap(m, nil) {
+			b.forgetAddr(m)
+		}
+	}
+}
+
+// shrinkMin is the size under which a map is not worth rebuilding.
+const shrinkMin = 64
+
+// shrink returns m, or a copy of it sized for what it holds now once it
+// has lost three quarters of the most entries it has held (*peak, which
+// the caller raises on every insert): a Go map never gives back the table
+// it grew to, however many entries are deleted, so a map that once held
+// 200,000 topics would keep megabytes for good. The copy costs at most a
+// third of the deletes since the last one, so that its cost is amortised
+// over them; it happens on unsubscribing, never on a publish.
+func shrink[K comparable, V any](m map[K]V, peak *int) map[K]V {
+	if *peak < shrinkMin || len(m) > *peak/4 {
+		return m
+	}
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	*peak = len(c)
+	return c
 }
 
 // The padding of stripe assumes these sizes.
 var _ = [1]struct{}{}[unsafe.Sizeof(stripe{})-128]
+
+// matchSet.stripe holds a stripe's index.
+var _ = [1]struct{}{}[stripeBits/9]

@@ -76,6 +76,8 @@ func (r *requests) init(sep byte) {
 
 // listen makes the inbox subscription if it is not made yet. It fails
 // once the bus is closed.
+//
+//go:noinline
 func (r *requests) listen(b *Bus) error {
 	r.subMu.Lock()
 	defer r.subMu.Unlock()

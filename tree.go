@@ -3,6 +3,7 @@ package bus
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // The wildcard tree holds the subscriptions whose pattern is not a plain
@@ -13,6 +14,7 @@ import (
 // tree.mu; nodes are never read without it.
 type node struct {
 	children map[string]*node // literal segment edges
+	peak     int              // the most children it has had (see shrink)
 	star     *node            // `*`: exactly one segment
 	globstar *node            // `**`: see tree.match
 	// isGlobstar marks the node reached through a `**` edge: it absorbs any
@@ -33,10 +35,17 @@ func (n *node) empty() bool {
 
 // tree holds the subscriptions whose pattern is not a plain topic.
 type tree struct {
-	mu       sync.RWMutex   // protects root, patterns and size
+	mu       sync.RWMutex   // protects root, patterns, peak, size and sweep
 	root     node           // never removed
 	patterns map[string]int // pattern text -> subscriptions using it
+	peak     int            // the most patterns it has held (see shrink)
 	size     int            // subscriptions in the tree
+	sweep    uint64         // the next cache slot to sweep (Bus.sweepLocked)
+	// count is size for readers without the lock, which skip the lock
+	// when it is zero. It is written before the generations are bumped,
+	// so a reader that loaded a generation and then finds count zero may
+	// leave the tree out of a set stamped with that generation.
+	count atomic.Int64
 }
 
 // insertLocked hangs s on the tree. For a tree pattern segs are all of its
@@ -55,7 +64,9 @@ func (t *tree) insertLocked(s *Subscription, segs []string) {
 		t.patterns = make(map[string]int)
 	}
 	t.patterns[s.pat.text]++
+	t.peak = max(t.peak, len(t.patterns))
 	t.size++
+	t.count.Store(int64(t.size))
 }
 
 // child returns the node behind the edge seg, creating it when create is
@@ -80,6 +91,7 @@ func (n *node) child(seg string, create bool) *node {
 		}
 		c = &node{}
 		n.children[seg] = c
+		n.peak = max(n.peak, len(n.children))
 	}
 	return c
 }
@@ -92,8 +104,10 @@ func (t *tree) removeLocked(s *Subscription, segs []string) bool {
 	}
 	if t.patterns[s.pat.text]--; t.patterns[s.pat.text] == 0 {
 		delete(t.patterns, s.pat.text)
+		t.patterns = shrink(t.patterns, &t.peak)
 	}
 	t.size--
+	t.count.Store(int64(t.size))
 	return true
 }
 
@@ -108,6 +122,9 @@ func (n *node) remove(s *Subscription, segs []string) bool {
 			return false
 		}
 		*list = slices.Delete(*list, i, i+1)
+		if cap(*list) >= shrinkMin && len(*list) <= cap(*list)/4 {
+			*list = slices.Clone(*list) // give back what appending grew
+		}
 		return true
 	}
 	c := n.child(segs[0], false)
@@ -122,6 +139,7 @@ func (n *node) remove(s *Subscription, segs []string) bool {
 			n.globstar = nil
 		default:
 			delete(n.children, segs[0])
+			n.children = shrink(n.children, &n.peak)
 		}
 	}
 	return true

@@ -16,6 +16,8 @@ type TypedHandler[T any] func(ctx context.Context, e Event, v T)
 // reported to Options.OnError as a *DeliveryError wrapping ErrPayloadType,
 // naming both types. The type check costs no allocation; only the report
 // uses reflection.
+//
+//go:noinline
 func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscription, error) {
 	b.mustBeNew()
 	if h == nil {
@@ -26,6 +28,8 @@ func SubscribeTyped[T any](b *Bus, pattern string, h TypedHandler[T]) (*Subscrip
 
 // SubscribeTypedWith is SubscribeTyped with the options of SubscribeWith:
 // an asynchronous queue, a queue group, Once, Track.
+//
+//go:noinline
 func SubscribeTypedWith[T any](b *Bus, pattern string, h TypedHandler[T], opts *SubscribeOptions) (*Subscription, error) {
 	b.mustBeNew()
 	if h == nil {
