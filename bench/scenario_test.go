@@ -604,6 +604,8 @@ var transports = []transport{
 	{name: "go-redis-one-call", setup: setupOneCall},
 	{name: "go-redis-pipelined", setup: setupPipelined},
 	{name: "watermill-redisstream", setup: setupRedisStream},
+	{name: "centrifuge", setup: setupCentrifuge},
+	{name: "nats", setup: setupNATS},
 	{name: "eventbus", none: "in-process only: no transport through Redis"},
 	{name: "cskr", none: "in-process only: no transport through Redis"},
 	{name: "gsl", none: "a subject list only: no transport through Redis"},

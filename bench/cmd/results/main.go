@@ -474,6 +474,8 @@ var peers = []string{
 	"github.com/gobwas/glob",
 	"github.com/redis/go-redis/v9",
 	"github.com/ThreeDotsLabs/watermill-redisstream",
+	"github.com/centrifugal/centrifuge",
+	"github.com/nats-io/nats.go",
 }
 
 // peerVersions returns the required versions of the peers in gomod, the
