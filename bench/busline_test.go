@@ -8,6 +8,7 @@ import (
 	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // Busline through its public API only: a bus with default options.
@@ -74,25 +75,46 @@ func setupBridgeUncoalesced(tb testing.TB, srv *redistest.Server, recv func([]by
 }
 
 func setupBridgeWith(tb testing.TB, srv *redistest.Server, recv func([]byte), coalesce int) (func([]byte), func()) {
+	send := bridgePair(tb, func() redis.UniversalClient { return srv.Client(tb) }, []string{"bench.x"}, "bench.x",
+		func(o *bridge.Options) { o.CoalesceBytes = coalesce }, recv)
+	return func(p []byte) { send("bench.x", p) }, func() {}
+}
+
+// bridgePair connects a sending and a receiving bus through Redis with
+// package bridge, each bridge on its own client from client: the sender
+// exports the topics, the receiver imports them and subscribes pattern on
+// its bus, handing each payload to recv. tune, when not nil, adjusts the
+// options of both. The outbox and the import queues are sized to hold a
+// whole burst, as a deployment expecting bursts would size them, so that
+// nothing is dropped (the default policy is DropOldest); the cleanup fails
+// tb if the receiver lost or repeated an event. It returns the sender's
+// publish.
+func bridgePair(tb testing.TB, client func() redis.UniversalClient, topics []string, pattern string,
+	tune func(*bridge.Options), recv func([]byte)) (send func(topic string, p []byte)) {
 	sendBus, recvBus := bus.New(nil), bus.New(nil)
 	const big = 1 << 22
 	opts := func(d bridge.Direction) *bridge.Options {
-		return &bridge.Options{
+		o := &bridge.Options{
 			Prefix:               "bench:",
-			Routes:               []bridge.Route{{Pattern: "bench.x", Direction: d}},
 			OutboxMaxEvents:      big,
 			OutboxMaxBytes:       big * 256,
 			ImportQueueSize:      big,
 			ImportTopicQueueSize: big,
-			CoalesceBytes:        coalesce,
 			OnError:              func(err error) { tb.Error(err) },
 		}
+		for _, t := range topics {
+			o.Routes = append(o.Routes, bridge.Route{Pattern: t, Direction: d})
+		}
+		if tune != nil {
+			tune(o)
+		}
+		return o
 	}
-	sender, err := bridge.New(sendBus, srv.Client(tb), opts(bridge.Export))
+	sender, err := bridge.New(sendBus, client(), opts(bridge.Export))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	receiver, err := bridge.New(recvBus, srv.Client(tb), opts(bridge.Import))
+	receiver, err := bridge.New(recvBus, client(), opts(bridge.Import))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -101,11 +123,11 @@ func setupBridgeWith(tb testing.TB, srv *redistest.Server, recv func([]byte), co
 		_ = receiver.Close(bg)
 		_ = sendBus.Close(bg)
 		_ = recvBus.Close(bg)
-		if s := receiver.Stats(); s.ImportDropped != 0 || s.GapEvents != 0 {
-			tb.Errorf("receiver lost events: %+v", s)
+		if s := receiver.Stats(); s.ImportDropped != 0 || s.GapEvents != 0 || s.Duplicates != 0 {
+			tb.Errorf("receiver lost or repeated events: %+v", s)
 		}
 	})
-	if _, err := recvBus.Subscribe("bench.x", func(_ context.Context, e bus.Event) {
+	if _, err := recvBus.Subscribe(pattern, func(_ context.Context, e bus.Event) {
 		recv(e.Payload.([]byte))
 	}); err != nil {
 		tb.Fatal(err)
@@ -115,5 +137,5 @@ func setupBridgeWith(tb testing.TB, srv *redistest.Server, recv func([]byte), co
 	if err := receiver.Ready(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	return func(p []byte) { _ = sendBus.Publish(bg, "bench.x", p) }, func() {}
+	return func(topic string, p []byte) { _ = sendBus.Publish(bg, topic, p) }
 }

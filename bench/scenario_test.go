@@ -605,7 +605,7 @@ var transports = []transport{
 	{name: "go-redis-pipelined", setup: setupPipelined},
 	{name: "watermill-redisstream", setup: setupRedisStream},
 	{name: "centrifuge", setup: setupCentrifuge},
-	{name: "nats", setup: setupNATS},
+	{name: "nats", setup: setupNATS, noRedis: true},
 	{name: "eventbus", none: "in-process only: no transport through Redis"},
 	{name: "cskr", none: "in-process only: no transport through Redis"},
 	{name: "gsl", none: "a subject list only: no transport through Redis"},
@@ -687,14 +687,17 @@ func bridgeSetup(tb testing.TB, srv *redistest.Server, tr transport, rc *receipt
 // BenchmarkBridgeThroughput publishes b.N events in a burst on one side and
 // waits until the other side has received them all; ns/op is the time per
 // event, events/s its inverse, and p50/p99 the publish-to-receipt latency
-// including the queueing behind the burst.
+// including the queueing behind the burst; redis-ns/ev is redis-server's
+// CPU time per event (INFO cpu), for the transports through Redis.
 func BenchmarkBridgeThroughput(b *testing.B) {
 	srv := bridgeServer(b)
+	admin := srv.Client(b)
 	for _, tr := range transports {
 		b.Run(tr.name, func(b *testing.B) {
 			rc := &receipts{lat: make([]int64, 0, b.N)}
 			send, flush := bridgeSetup(b, srv, tr, rc)
 			buf := make([]byte, bridgePayload)
+			cpu0 := redisCPU(b, admin)
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
@@ -705,6 +708,9 @@ func BenchmarkBridgeThroughput(b *testing.B) {
 			waitFor(b, "every event", func() bool { return rc.n.Load() >= int64(b.N) })
 			elapsed := time.Since(start)
 			b.StopTimer()
+			if !tr.noRedis {
+				reportRedisCPU(b, cpu0, redisCPU(b, admin))
+			}
 			rc.report(b, elapsed)
 		})
 	}
