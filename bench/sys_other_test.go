@@ -6,7 +6,7 @@ import "time"
 
 // lockPreciseSleep does nothing outside Linux: sleepUntil uses time.Sleep,
 // whose wake-ups may be late by up to a millisecond or more (see
-// sleep_linux_test.go).
+// sys_linux_test.go).
 func lockPreciseSleep() (unlock func()) { return func() {} }
 
 // sleepUntil sleeps until nanotime() reaches t.
@@ -15,3 +15,6 @@ func sleepUntil(t int64) {
 		time.Sleep(time.Duration(d))
 	}
 }
+
+// processCPU is not measured outside Linux: 0.
+func processCPU() time.Duration { return 0 }

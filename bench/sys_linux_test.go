@@ -3,6 +3,7 @@ package bench
 import (
 	"runtime"
 	"syscall"
+	"time"
 )
 
 // prctl options for the calling thread's timer slack (linux/prctl.h).
@@ -42,4 +43,15 @@ func sleepUntil(t int64) {
 		ts := syscall.NsecToTimespec(d)
 		_ = syscall.Nanosleep(&ts, nil) // EINTR (Go's preemption signal): sleep the rest
 	}
+}
+
+// processCPU returns the CPU time (user and system) this process has used
+// so far: around a timed loop, the Go side's cost per event (both bridges
+// of a pair, the benchmark and the runtime), beside redisCPU's.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
