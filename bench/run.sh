@@ -16,8 +16,9 @@ count=${COUNT:-5}
 bench=${BENCH:-.}
 benchtime=${BENCHTIME:-500ms}
 mkdir -p out
-# BenchmarkCapacity is SCALING.md's input, not a comparison: run it by hand.
-skip=${SKIP:-'^BenchmarkCapacity$'}
+# BenchmarkCapacity (SCALING.md's input) and BenchmarkAsyncLatencyGap
+# (NOTES.md's) are measurements, not comparisons: run them by hand.
+skip=${SKIP:-'^Benchmark(Capacity|AsyncLatencyGap)$'}
 cmd="go test -v -run '^\$' -bench '$bench' -skip '$skip' -benchmem -benchtime $benchtime -count $count -timeout 60m ."
 rev=$(git -C .. describe --always --dirty 2>/dev/null || echo unknown)
 echo "== $cmd (Busline $rev)" >&2
