@@ -16,7 +16,8 @@ import (
 // from: redis-server's CPU time per event (redis-ns/ev, from INFO cpu) and
 // the CPU time of the benchmark's process per event (go-ns/ev: the sending
 // and the receiving bridges, their buses and go-redis clients, from
-// getrusage; 0 outside Linux) and the events/s of a burst through
+// getrusage; 0 outside Linux), the events per Redis message (ev/msg: how
+// much coalescing gathered) and the events/s of a burst through
 // Busline's bridge on one redis-server,
 // varying one thing at a time from a base case (64-byte payloads, one
 // receiving instance, one busy topic, no other pattern subscriptions,
@@ -48,10 +49,10 @@ func BenchmarkCapacity(b *testing.B) {
 			}
 			b.Run(n, func(b *testing.B) {
 				var got atomic.Int64
-				send := c.setup(b, func() redis.UniversalClient { return srv.Client(b) }, coalesce, &got)
+				send, sender := c.setup(b, func() redis.UniversalClient { return srv.Client(b) }, coalesce, &got)
 				buf := make([]byte, c.payload)
 				want := int64(b.N * c.receivers)
-				cpu0, proc0 := redisCPU(b, admin), processCPU()
+				st0, cpu0, proc0 := sender.Stats(), redisCPU(b, admin), processCPU()
 				b.ReportAllocs()
 				b.ResetTimer()
 				start := time.Now()
@@ -63,6 +64,7 @@ func BenchmarkCapacity(b *testing.B) {
 				b.StopTimer()
 				reportRedisCPU(b, cpu0, redisCPU(b, admin))
 				b.ReportMetric(float64(processCPU()-proc0)/float64(b.N), "go-ns/ev")
+				reportCoalescing(b, st0, sender.Stats())
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 				if g := got.Load(); g != want {
 					b.Fatalf("%d events received, want %d", g, want)
@@ -117,7 +119,7 @@ func (c capacityCase) topic(i int) string {
 
 // setup starts the sender and the receivers, and the idle pattern
 // subscriptions; received events are counted in got.
-func (c capacityCase) setup(tb testing.TB, client func() redis.UniversalClient, coalesce int, got *atomic.Int64) func(topic string, p []byte) {
+func (c capacityCase) setup(tb testing.TB, client func() redis.UniversalClient, coalesce int, got *atomic.Int64) (func(topic string, p []byte), *bridge.Bridge) {
 	routes := []string{"cap.t0"}
 	if c.topics > 1 {
 		routes = []string{"cap.*"}
@@ -156,18 +158,18 @@ func (c capacityCase) setup(tb testing.TB, client func() redis.UniversalClient, 
 		}
 	}
 	for range c.receivers {
-		rb := bridgeSide(tb, client(), bridge.Import, routes, tuneSide)
+		rb, _ := bridgeSide(tb, client(), bridge.Import, routes, tuneSide)
 		if _, err := rb.Subscribe("cap.*", func(context.Context, bus.Event) { got.Add(1) }); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	sb := bridgeSide(tb, client(), bridge.Export, routes, tuneSide)
+	sb, sender := bridgeSide(tb, client(), bridge.Export, routes, tuneSide)
 	send := func(topic string, p []byte) { _ = sb.Publish(bg, topic, p) }
 	// One event goes through before the timer starts.
 	send(c.topic(0), make([]byte, c.payload))
 	waitFor(tb, "the first event", func() bool { return got.Load() == int64(c.receivers) })
 	got.Store(0)
-	return send
+	return send, sender
 }
 
 func TestCapacityScenario(t *testing.T) {
@@ -175,7 +177,7 @@ func TestCapacityScenario(t *testing.T) {
 	for _, c := range capacityCases() {
 		t.Run(c.name, func(t *testing.T) {
 			var got atomic.Int64
-			send := c.setup(t, func() redis.UniversalClient { return srv.Client(t) }, 0, &got)
+			send, _ := c.setup(t, func() redis.UniversalClient { return srv.Client(t) }, 0, &got)
 			buf := make([]byte, c.payload)
 			for i := range 100 {
 				send(c.topic(i), buf)

@@ -23,48 +23,88 @@ import (
 //
 // Coalescing is on, as by default. redis-ns/ev is the CPU time the
 // servers of the row (all three nodes for the cluster rows) spent per
-// event, from INFO cpu. All the nodes, both bridges and the
+// event, from INFO cpu; go-ns/ev the benchmark process's (both bridges);
+// ev/msg the events per Redis message (coalescing). All the nodes, both bridges and the
 // benchmark share this machine's cores: the sharded route's gain on a
 // cluster is in spreading Redis's work over machines, which one machine
 // cannot show, and what this measures is the cost of the route itself.
 func BenchmarkClusterThroughput(b *testing.B) {
 	single := bridgeServer(b)
-	c := redistest.StartCluster(b, 3)
+	c := startBenchCluster(b, 3)
+	one, nodes := []*redis.Client{single.Client(b)}, nodeClients(b, c)
+	for _, m := range clusterModes(single, c) {
+		b.Run(m.name, func(b *testing.B) {
+			if m.name == ours {
+				clusterBurst(b, m, one)
+			} else {
+				clusterBurst(b, m, nodes)
+			}
+		})
+	}
+}
+
+// BenchmarkCapacityCluster is ClusterThroughput's cluster rows on three
+// and on six nodes, the check of SCALING.md's cluster formulas (fitted on
+// three nodes, predicting six). run.sh skips it; run it with
+//
+//	go test -run '^$' -bench CapacityCluster -benchtime 500ms -count 3 .
+func BenchmarkCapacityCluster(b *testing.B) {
+	single := bridgeServer(b)
+	for _, n := range []int{3, 6} {
+		b.Run(name("nodes=%d", n), func(b *testing.B) {
+			c := startBenchCluster(b, n)
+			nodes := nodeClients(b, c)
+			for _, m := range clusterModes(single, c)[1:] {
+				b.Run(m.name, func(b *testing.B) { clusterBurst(b, m, nodes) })
+			}
+		})
+	}
+}
+
+// startBenchCluster starts an n-node cluster whose pub/sub clients have no
+// output-buffer limit, as bridgeServer's, so that a burst measures
+// throughput rather than Redis's disconnect policy.
+func startBenchCluster(b *testing.B, n int) *redistest.Cluster {
+	c := redistest.StartCluster(b, n)
 	for i := range c.Len() {
-		// Measure throughput, not Redis's disconnect policy for slow
-		// pub/sub clients (as bridgeServer does).
 		if _, err := c.Node(i).CLI("CONFIG", "SET", "client-output-buffer-limit", "pubsub 0 0 0"); err != nil {
 			b.Fatal(err)
 		}
 	}
-	admin := []*redis.Client{single.Client(b)}
-	var nodes []*redis.Client
+	return c
+}
+
+// nodeClients returns a client of each node of c, for INFO cpu.
+func nodeClients(b *testing.B, c *redistest.Cluster) []*redis.Client {
+	var cs []*redis.Client
 	for i := range c.Len() {
-		nodes = append(nodes, c.Node(i).Client(b))
+		cs = append(cs, c.Node(i).Client(b))
 	}
-	for _, m := range clusterModes(single, c) {
-		b.Run(m.name, func(b *testing.B) {
-			servers := nodes
-			if m.name == "busline" {
-				servers = admin
-			}
-			rc := &receipts{lat: make([]int64, 0, b.N)}
-			send := m.setup(b, rc)
-			buf := make([]byte, bridgePayload)
-			cpu0 := redisCPU(b, servers...)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			for i := range b.N {
-				send(clusterTopic(i), stamp(buf))
-			}
-			waitFor(b, "every event", func() bool { return rc.n.Load() >= int64(b.N) })
-			elapsed := time.Since(start)
-			b.StopTimer()
-			reportRedisCPU(b, cpu0, redisCPU(b, servers...))
-			rc.report(b, elapsed)
-		})
+	return cs
+}
+
+// clusterBurst publishes b.N events to the topics in turn with mode m and
+// waits for them all; it reports events/s, the latencies, and the CPU
+// time per event of the servers (redis-ns/ev) and of this process
+// (go-ns/ev), and the coalescing (ev/msg).
+func clusterBurst(b *testing.B, m clusterMode, servers []*redis.Client) {
+	rc := &receipts{lat: make([]int64, 0, b.N)}
+	send, sender := m.setup(b, rc)
+	buf := make([]byte, bridgePayload)
+	st0, cpu0, proc0 := sender.Stats(), redisCPU(b, servers...), processCPU()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		send(clusterTopic(i), stamp(buf))
 	}
+	waitFor(b, "every event", func() bool { return rc.n.Load() >= int64(b.N) })
+	elapsed := time.Since(start)
+	b.StopTimer()
+	reportRedisCPU(b, cpu0, redisCPU(b, servers...))
+	b.ReportMetric(float64(processCPU()-proc0)/float64(b.N), "go-ns/ev")
+	reportCoalescing(b, st0, sender.Stats())
+	rc.report(b, elapsed)
 }
 
 // clusterTopics is the number of topics of the cluster scenario.
@@ -84,13 +124,13 @@ func clusterTopic(i int) string { return clusterTopicNames[i%clusterTopics] }
 // clusterMode is a row of the cluster scenario.
 type clusterMode struct {
 	name  string
-	setup func(tb testing.TB, rc *receipts) (send func(topic string, p []byte))
+	setup func(tb testing.TB, rc *receipts) (send func(topic string, p []byte), sender *bridge.Bridge)
 }
 
 func clusterModes(single *redistest.Server, c *redistest.Cluster) []clusterMode {
-	pair := func(client func(tb testing.TB) redis.UniversalClient, tune func(*bridge.Options)) func(testing.TB, *receipts) func(string, []byte) {
-		return func(tb testing.TB, rc *receipts) func(string, []byte) {
-			send := bridgePair(tb, func() redis.UniversalClient { return client(tb) }, clusterTopicNames, "bench.*", tune, rc.recv)
+	pair := func(client func(tb testing.TB) redis.UniversalClient, tune func(*bridge.Options)) func(testing.TB, *receipts) (func(string, []byte), *bridge.Bridge) {
+		return func(tb testing.TB, rc *receipts) (func(string, []byte), *bridge.Bridge) {
+			send, sender := bridgePair(tb, func() redis.UniversalClient { return client(tb) }, clusterTopicNames, "bench.*", tune, rc.recv)
 			// One event per topic goes through before the timer
 			// starts: every channel is subscribed.
 			buf := make([]byte, bridgePayload)
@@ -99,7 +139,7 @@ func clusterModes(single *redistest.Server, c *redistest.Cluster) []clusterMode 
 			}
 			rc.check(tb, clusterTopics)
 			rc.reset()
-			return send
+			return send, sender
 		}
 	}
 	one := func(tb testing.TB) redis.UniversalClient { return single.Client(tb) }
@@ -117,7 +157,7 @@ func TestClusterScenario(t *testing.T) {
 	for _, m := range clusterModes(single, c) {
 		t.Run(m.name, func(t *testing.T) {
 			rc := &receipts{}
-			send := m.setup(t, rc) // checks one event per topic
+			send, _ := m.setup(t, rc) // checks one event per topic
 			buf := make([]byte, bridgePayload)
 			for i := range 1000 {
 				send(clusterTopic(i), stamp(buf))

@@ -16,9 +16,10 @@ count=${COUNT:-5}
 bench=${BENCH:-.}
 benchtime=${BENCHTIME:-500ms}
 mkdir -p out
-# BenchmarkCapacity (SCALING.md's input) and BenchmarkAsyncLatencyGap
-# (NOTES.md's) are measurements, not comparisons: run them by hand.
-skip=${SKIP:-'^Benchmark(Capacity|AsyncLatencyGap)$'}
+# BenchmarkCapacity and BenchmarkCapacityCluster (SCALING.md's input) and
+# BenchmarkAsyncLatencyGap (NOTES.md's) are measurements, not comparisons:
+# run them by hand.
+skip=${SKIP:-'^Benchmark(Capacity|CapacityCluster|AsyncLatencyGap)$'}
 cmd="go test -v -run '^\$' -bench '$bench' -skip '$skip' -benchmem -benchtime $benchtime -count $count -timeout 60m ."
 rev=$(git -C .. describe --always --dirty 2>/dev/null || echo unknown)
 echo "== $cmd (Busline $rev)" >&2
