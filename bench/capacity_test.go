@@ -35,7 +35,7 @@ import (
 // Each case runs with coalescing on and off (-uncoalesced). run.sh skips
 // it (it is a model's input, not a comparison); run it with
 //
-//	go test -run '^$' -bench Capacity -benchtime 100000x .
+//	go test -run '^$' -bench '^BenchmarkCapacity$' -benchtime 20000x .
 func BenchmarkCapacity(b *testing.B) {
 	srv := bridgeServer(b)
 	admin := srv.Client(b)
