@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the bench module's benchmarks and regenerates RESULTS.md.
 #
-#   bash bench/run.sh                        # the full suite: -count 5, -benchtime 500ms (~8-10 min on 2 cores)
+#   bash bench/run.sh                        # the full suite: -count 5, -benchtime 500ms (~9-11 min on 2 cores)
 #   COUNT=1 BENCHTIME=200ms bash bench/run.sh       # a quick look
 #   BENCH=PublishExact bash bench/run.sh     # one scenario (RESULTS.md then holds only it)
 #
