@@ -85,29 +85,23 @@ type capacityCase struct {
 func capacityCases() []capacityCase {
 	base := capacityCase{name: "base", payload: bridgePayload, receivers: 1, topics: 1}
 	cs := []capacityCase{base}
-	for _, n := range []int{1024, 16384} {
+	for _, v := range []struct {
+		name string
+		set  func(c *capacityCase)
+	}{
+		{"payload=1024", func(c *capacityCase) { c.payload = 1024 }},
+		{"payload=16384", func(c *capacityCase) { c.payload = 16384 }},
+		{"receivers=4", func(c *capacityCase) { c.receivers = 4 }},
+		{"patterns=1000", func(c *capacityCase) { c.patterns = 1000 }},
+		{"topics=1000", func(c *capacityCase) { c.topics = 1000 }},
+		{"stream", func(c *capacityCase) { c.delivery = bridge.Stream }},
+	} {
 		c := base
-		c.name, c.payload = name("payload=%d", n), n
+		c.name = v.name
+		v.set(&c)
 		cs = append(cs, c)
 	}
-	for _, n := range []int{4} {
-		c := base
-		c.name, c.receivers = name("receivers=%d", n), n
-		cs = append(cs, c)
-	}
-	for _, n := range []int{1000} {
-		c := base
-		c.name, c.patterns = name("patterns=%d", n), n
-		cs = append(cs, c)
-	}
-	for _, n := range []int{1000} {
-		c := base
-		c.name, c.topics = name("topics=%d", n), n
-		cs = append(cs, c)
-	}
-	c := base
-	c.name, c.delivery = "stream", bridge.Stream
-	return append(cs, c)
+	return cs
 }
 
 func (c capacityCase) topic(i int) string {
