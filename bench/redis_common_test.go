@@ -82,3 +82,27 @@ func redisCPU(tb testing.TB, clients ...*redis.Client) time.Duration {
 func reportRedisCPU(b *testing.B, before, after time.Duration) {
 	b.ReportMetric(float64(after-before)/float64(b.N), "redis-ns/ev")
 }
+
+// TestRedisCPU: the CPU time read from INFO cpu is positive and grows
+// with work the server does.
+func TestRedisCPU(t *testing.T) {
+	srv := bridgeServer(t)
+	c := srv.Client(t)
+	before := redisCPU(t, c)
+	if before <= 0 {
+		t.Fatalf("redisCPU = %v, want > 0", before)
+	}
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); redisCPU(t, c) <= before; {
+		if time.Now().After(deadline) {
+			t.Fatal("redisCPU did not grow after 10 s of commands")
+		}
+		pipe := c.Pipeline()
+		for range 1000 {
+			pipe.Publish(ctx, "bench:cpu", "x")
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
