@@ -662,10 +662,15 @@ var transports = []transport{
 // receipts collects what a transport delivers: latencies, count, and
 // payloads that came back wrong.
 type receipts struct {
-	mu  sync.Mutex // protects lat
+	mu  sync.Mutex // protects lat and handoff
 	lat []int64
-	n   atomic.Int64
-	bad atomic.Int64
+	// handoff, when handoffStamps is set, collects the latencies from the
+	// second stamp of each payload (bytes 8 to 16: when the event was
+	// handed to the transport, see BenchmarkSustainedLatency).
+	handoff       []int64
+	handoffStamps bool
+	n             atomic.Int64
+	bad           atomic.Int64
 	// got receives a token per event when not nil (the latency
 	// scenario); its buffer holds one.
 	got chan struct{}
@@ -676,9 +681,12 @@ func (r *receipts) recv(p []byte) {
 		r.bad.Add(1)
 		return
 	}
-	d := nanotime() - sentAt(p)
+	now := nanotime()
 	r.mu.Lock()
-	r.lat = append(r.lat, d)
+	r.lat = append(r.lat, now-sentAt(p))
+	if r.handoffStamps {
+		r.handoff = append(r.handoff, now-sentAt(p[8:]))
+	}
 	r.mu.Unlock()
 	r.n.Add(1)
 	if r.got != nil {
@@ -709,7 +717,7 @@ func (r *receipts) report(b *testing.B, elapsed time.Duration) {
 // reset forgets what was received; nothing may be in flight.
 func (r *receipts) reset() {
 	r.mu.Lock()
-	r.lat = r.lat[:0]
+	r.lat, r.handoff = r.lat[:0], r.handoff[:0]
 	r.mu.Unlock()
 	r.n.Store(0)
 }
