@@ -17,7 +17,7 @@ import (
 // counts the wait (no coordinated omission, unlike one event at a time or
 // a burst). The sender sleeps until the next event is due and then sends
 // every event that is due; on Linux it sleeps in nanosleep on a locked
-// thread with 1 µs of timer slack (sleep_linux_test.go), because the Go
+// thread with 1 µs of timer slack (sys_linux_test.go), because the Go
 // scheduler wakes a sleeping goroutine of an idle process about 1 ms late
 // (it waits in epoll with a millisecond timeout). The oversleep that is left
 // (tens of µs on this virtual machine) shows in late-p99-µs, and is part of
