@@ -10,39 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// BenchmarkClusterThroughput is BridgeThroughput over clusterTopics topics
-// (published in turn), on a three-node Redis Cluster (redistest, three
-// masters on this machine) beside one redis-server:
-//
-//   - busline: one redis-server, classic pub/sub (the reference row);
-//   - busline-cluster-sharded: the cluster with exact routes and
-//     Partitions clusterTopics, so that the topics' channels spread over
-//     the nodes (SPUBLISH, SSUBSCRIBE) and a message goes to its node only;
-//   - busline-cluster-classic: the cluster with ClassicPubSub (PUBLISH,
-//     SUBSCRIBE): every node forwards every message to the others.
-//
-// Coalescing is on, as by default. redis-ns/ev is the CPU time the
-// servers of the row (all three nodes for the cluster rows) spent per
-// event, from INFO cpu; go-ns/ev the benchmark process's (both bridges);
-// ev/msg the events per Redis message (coalescing). All the nodes, both bridges and the
-// benchmark share this machine's cores: the sharded route's gain on a
-// cluster is in spreading Redis's work over machines, which one machine
-// cannot show, and what this measures is the cost of the route itself.
-func BenchmarkClusterThroughput(b *testing.B) {
-	single := bridgeServer(b)
-	c := startBenchCluster(b, 3)
-	one, nodes := []*redis.Client{single.Client(b)}, nodeClients(b, c)
-	for _, m := range clusterModes(single, c) {
-		b.Run(m.name, func(b *testing.B) {
-			if m.name == ours {
-				clusterBurst(b, m, one)
-			} else {
-				clusterBurst(b, m, nodes)
-			}
-		})
-	}
-}
-
 // BenchmarkCapacityCluster is ClusterThroughput's cluster rows on three
 // and on six nodes, the check of SCALING.md's cluster formulas (fitted on
 // three nodes, predicting six). run.sh skips it; run it with
