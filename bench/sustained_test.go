@@ -16,12 +16,12 @@ import (
 // handler on the other side, so that a sender held up by a slow system
 // counts the wait (no coordinated omission, unlike one event at a time or
 // a burst). The sender sleeps until the next event is due and then sends
-// every event that is due; on Linux it sleeps in nanosleep on a locked
-// thread with 1 µs of timer slack (sys_linux_test.go), because the Go
-// scheduler wakes a sleeping goroutine of an idle process about 1 ms late
-// (it waits in epoll with a millisecond timeout). The oversleep that is left
-// (tens of µs on this virtual machine) shows in late-p99-µs, and is part of
-// the latencies: it is the floor of what this harness can show.
+// every event that is due; on Linux it waits on a timerfd in Go's network
+// poller (sys_linux_test.go), because time.Sleep wakes about 1 ms late in
+// an otherwise idle process and a blocking nanosleep holds the scheduler's
+// P that the goroutines the sender woke are queued on. The lateness that
+// is left shows in late-p99-µs, and is part of the latencies: it is the
+// floor of what this harness can show.
 //
 // It reports p50, p99 and p99.9 of due-to-handler latency in µs,
 // late-p99-µs (how late the sender handed events to the transport, against
@@ -100,8 +100,8 @@ func runSustained(send func([]byte), flush func(), rate int, dur time.Duration) 
 	total := int(int64(dur) / interval)
 	s := sustainedRun{late: make([]int64, 0, total)}
 	buf := make([]byte, bridgePayload)
-	unlock := lockPreciseSleep()
-	defer unlock()
+	sleepUntil, release := newSleeper()
+	defer release()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m0, b0 := ms.Mallocs, ms.TotalAlloc

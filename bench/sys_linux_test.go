@@ -1,47 +1,60 @@
 package bench
 
 import (
-	"runtime"
+	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// prctl options for the calling thread's timer slack (linux/prctl.h).
-const (
-	prSetTimerSlack = 29
-	prGetTimerSlack = 30
-)
-
-// lockPreciseSleep locks the calling goroutine to its thread and sets the
-// thread's timer slack to 1 µs (the default, 50 µs, is how late the kernel
-// may wake a sleeper to batch wake-ups), for sleepUntil. unlock restores
-// both.
-func lockPreciseSleep() (unlock func()) {
-	runtime.LockOSThread()
-	old, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prGetTimerSlack, 0, 0)
-	if errno != 0 {
-		return runtime.UnlockOSThread
+// newSleeper returns a sleepUntil for the open loop of
+// BenchmarkSustainedLatency, and the function that releases it. It waits
+// on a timerfd through Go's network poller: the goroutine parks, its P goes
+// back to the scheduler, and the kernel's high-resolution timer wakes the
+// poller on time. The two obvious ways are both wrong here: time.Sleep wakes
+// a sleeping goroutine of an otherwise idle process about 1 ms late (the
+// scheduler then waits in epoll with a millisecond timeout), and a blocking
+// nanosleep keeps its P in the system call, with the goroutines the sender
+// just woke (the bridge's flusher, say) queued on that P, until sysmon takes
+// it back, which can take milliseconds: a transport that hands events to
+// its own goroutines would pay for the harness's sleep. If no timerfd can
+// be made, time.Sleep it is.
+func newSleeper() (sleepUntil func(t int64), release func()) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return sleepUntilCoarse, func() {}
 	}
-	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, 1000, 0)
-	return func() {
-		_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetTimerSlack, old, 0)
-		runtime.UnlockOSThread()
+	f := os.NewFile(uintptr(fd), "timerfd") // non-blocking: pollable
+	rc, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close()
+		return sleepUntilCoarse, func() {}
 	}
-}
-
-// sleepUntil sleeps until nanotime() reaches t, in nanosleep: a blocking
-// system call, so the Go scheduler hands the goroutine's P to others while
-// it sleeps, and the kernel's high-resolution timer wakes it (time.Sleep
-// would wait for the scheduler's own timer check, which in an otherwise
-// idle process is epoll's timeout, rounded up to a millisecond).
-func sleepUntil(t int64) {
-	for {
+	var buf [8]byte
+	return func(t int64) {
 		d := t - nanotime()
 		if d <= 0 {
 			return
 		}
-		ts := syscall.NsecToTimespec(d)
-		_ = syscall.Nanosleep(&ts, nil) // EINTR (Go's preemption signal): sleep the rest
+		spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d)}
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = unix.TimerfdSettime(int(fd), 0, &spec, nil) }); err != nil || serr != nil {
+			sleepUntilCoarse(t)
+			return
+		}
+		// Read blocks (in the poller) until the timer expires, and
+		// returns its expiry count.
+		if _, err := f.Read(buf[:]); err != nil {
+			sleepUntilCoarse(t)
+		}
+	}, func() { _ = f.Close() }
+}
+
+// sleepUntilCoarse sleeps until nanotime() reaches t with time.Sleep.
+func sleepUntilCoarse(t int64) {
+	if d := t - nanotime(); d > 0 {
+		time.Sleep(time.Duration(d))
 	}
 }
 
