@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/busline/bus/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // The scenarios. Each benchmark runs b.Run("<library>", ...) for every
@@ -370,38 +371,85 @@ const idleGap = 50 * time.Microsecond
 // subscriber: the publisher waits for each event's handler (blocked on a
 // channel, as a goroutine with nothing else to do would be), spins for
 // idleGap so that the subscriber parks (a sleep lasts far longer on a busy
-// machine), and publishes the next one. It reports p50 and p99; ns/op
+// machine), and publishes the next one. It reports p50 and p99, and fast-%,
+// the share of events handled within fastWake (see asyncLatency); ns/op
 // includes the waits.
 func BenchmarkAsyncLatency(b *testing.B) {
 	for _, l := range inProcess {
-		b.Run(l.name, func(b *testing.B) {
-			newQueue := l.asyncQueue(b)
-			var handled, last atomic.Int64
-			got := make(chan struct{}, 1)
-			publish := newQueue(b, 1, func(p *payload) {
-				last.Store(nanotime() - p.at)
-				handled.Add(1)
-				got <- struct{}{}
-			})
-			p := &payload{}
-			lat := make([]int64, 0, 1024)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				p.at = nanotime()
-				publish(p)
-				<-got // a lost event hangs until go test's -timeout
-				lat = append(lat, last.Load())
-				for idle := nanotime() + int64(idleGap); nanotime() < idle; {
-				}
-			}
-			b.StopTimer()
-			if got := handled.Load(); got != int64(b.N) {
-				b.Fatalf("%d handler calls, want %d", got, b.N)
-			}
-			reportLatency(b, lat)
-		})
+		b.Run(l.name, func(b *testing.B) { asyncLatency(b, l, idleGap) })
 	}
+}
+
+// BenchmarkAsyncLatencyGap is AsyncLatency for Busline and the channel at
+// idle gaps of 50 µs, 200 µs and 1 ms, the two alternated and the gaps in
+// turn within each of asyncGapRounds rounds (so the rounds share the
+// machine's moods), named so that cmd/results pools the rounds: NOTES.md's
+// measurement of how the gap decides the p50. run.sh skips it; run it with
+//
+//	go test -run '^$' -bench AsyncLatencyGap -benchtime 2000x . | sed -E 's#/round=[0-9]+##' >gap.txt
+//	go run ./cmd/results -in gap.txt -out gap.md
+func BenchmarkAsyncLatencyGap(b *testing.B) {
+	var libs []*lib
+	for _, l := range inProcess {
+		if l.name == "chan" || l.name == ours {
+			libs = append(libs, l)
+		}
+	}
+	for round := range asyncGapRounds {
+		for _, gap := range []time.Duration{50 * time.Microsecond, 200 * time.Microsecond, time.Millisecond} {
+			for _, l := range libs {
+				b.Run(name("round=%d/gap=%v/%s", round, gap, l.name), func(b *testing.B) { asyncLatency(b, l, gap) })
+			}
+		}
+	}
+}
+
+// asyncGapRounds is the number of rounds of BenchmarkAsyncLatencyGap.
+const asyncGapRounds = 5
+
+// ours is Busline's library name.
+const ours = "busline"
+
+// fastWake is the latency under which an idle subscriber counts as woken
+// fast (fast-%): a handoff to a thread that was still spinning in the Go
+// scheduler, not the futex wake-up of a parked thread (10 to 20 µs here).
+const fastWake = 5 * time.Microsecond
+
+// asyncLatency is the body of the asynchronous latency benchmarks, for
+// library l with an idle gap of gap between events.
+func asyncLatency(b *testing.B, l *lib, gap time.Duration) {
+	newQueue := l.asyncQueue(b)
+	var handled, last atomic.Int64
+	got := make(chan struct{}, 1)
+	publish := newQueue(b, 1, func(p *payload) {
+		last.Store(nanotime() - p.at)
+		handled.Add(1)
+		got <- struct{}{}
+	})
+	p := &payload{}
+	lat := make([]int64, 0, 1024)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		p.at = nanotime()
+		publish(p)
+		<-got // a lost event hangs until go test's -timeout
+		lat = append(lat, last.Load())
+		for idle := nanotime() + int64(gap); nanotime() < idle; {
+		}
+	}
+	b.StopTimer()
+	if got := handled.Load(); got != int64(b.N) {
+		b.Fatalf("%d handler calls, want %d", got, b.N)
+	}
+	fast := 0
+	for _, d := range lat {
+		if d < int64(fastWake) {
+			fast++
+		}
+	}
+	b.ReportMetric(100*float64(fast)/float64(len(lat)), "fast-%")
+	reportLatency(b, lat)
 }
 
 // churnStable is the number of subscriptions that stay while
@@ -604,6 +652,8 @@ var transports = []transport{
 	{name: "go-redis-one-call", setup: setupOneCall},
 	{name: "go-redis-pipelined", setup: setupPipelined},
 	{name: "watermill-redisstream", setup: setupRedisStream},
+	{name: "centrifuge", setup: setupCentrifuge},
+	{name: "nats", setup: setupNATS, noRedis: true},
 	{name: "eventbus", none: "in-process only: no transport through Redis"},
 	{name: "cskr", none: "in-process only: no transport through Redis"},
 	{name: "gsl", none: "a subject list only: no transport through Redis"},
@@ -613,10 +663,15 @@ var transports = []transport{
 // receipts collects what a transport delivers: latencies, count, and
 // payloads that came back wrong.
 type receipts struct {
-	mu  sync.Mutex // protects lat
+	mu  sync.Mutex // protects lat and handoff
 	lat []int64
-	n   atomic.Int64
-	bad atomic.Int64
+	// handoff, when handoffStamps is set, collects the latencies from the
+	// second stamp of each payload (bytes 8 to 16: when the event was
+	// handed to the transport, see BenchmarkSustainedLatency).
+	handoff       []int64
+	handoffStamps bool
+	n             atomic.Int64
+	bad           atomic.Int64
 	// got receives a token per event when not nil (the latency
 	// scenario); its buffer holds one.
 	got chan struct{}
@@ -627,9 +682,12 @@ func (r *receipts) recv(p []byte) {
 		r.bad.Add(1)
 		return
 	}
-	d := nanotime() - sentAt(p)
+	now := nanotime()
 	r.mu.Lock()
-	r.lat = append(r.lat, d)
+	r.lat = append(r.lat, now-sentAt(p))
+	if r.handoffStamps {
+		r.handoff = append(r.handoff, now-sentAt(p[8:]))
+	}
 	r.mu.Unlock()
 	r.n.Add(1)
 	if r.got != nil {
@@ -660,7 +718,7 @@ func (r *receipts) report(b *testing.B, elapsed time.Duration) {
 // reset forgets what was received; nothing may be in flight.
 func (r *receipts) reset() {
 	r.mu.Lock()
-	r.lat = r.lat[:0]
+	r.lat, r.handoff = r.lat[:0], r.handoff[:0]
 	r.mu.Unlock()
 	r.n.Store(0)
 }
@@ -685,14 +743,17 @@ func bridgeSetup(tb testing.TB, srv *redistest.Server, tr transport, rc *receipt
 // BenchmarkBridgeThroughput publishes b.N events in a burst on one side and
 // waits until the other side has received them all; ns/op is the time per
 // event, events/s its inverse, and p50/p99 the publish-to-receipt latency
-// including the queueing behind the burst.
+// including the queueing behind the burst; redis-ns/ev is redis-server's
+// CPU time per event (INFO cpu), for the transports through Redis.
 func BenchmarkBridgeThroughput(b *testing.B) {
 	srv := bridgeServer(b)
+	admin := srv.Client(b)
 	for _, tr := range transports {
 		b.Run(tr.name, func(b *testing.B) {
 			rc := &receipts{lat: make([]int64, 0, b.N)}
 			send, flush := bridgeSetup(b, srv, tr, rc)
 			buf := make([]byte, bridgePayload)
+			cpu0 := redisCPU(b, admin)
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
@@ -703,6 +764,9 @@ func BenchmarkBridgeThroughput(b *testing.B) {
 			waitFor(b, "every event", func() bool { return rc.n.Load() >= int64(b.N) })
 			elapsed := time.Since(start)
 			b.StopTimer()
+			if !tr.noRedis {
+				reportRedisCPU(b, cpu0, redisCPU(b, admin))
+			}
 			rc.report(b, elapsed)
 		})
 	}
@@ -731,6 +795,39 @@ func BenchmarkBridgeLatency(b *testing.B) {
 			elapsed := time.Since(start)
 			b.StopTimer()
 			rc.report(b, elapsed)
+		})
+	}
+}
+
+// BenchmarkClusterThroughput is BridgeThroughput over clusterTopics topics
+// (published in turn), on a three-node Redis Cluster (redistest, three
+// masters on this machine) beside one redis-server:
+//
+//   - busline: one redis-server, classic pub/sub (the reference row);
+//   - busline-cluster-sharded: the cluster with exact routes and
+//     Partitions clusterTopics, so that the topics' channels spread over
+//     the nodes (SPUBLISH, SSUBSCRIBE) and a message goes to its node only;
+//   - busline-cluster-classic: the cluster with ClassicPubSub (PUBLISH,
+//     SUBSCRIBE): every node forwards every message to the others.
+//
+// Coalescing is on, as by default. redis-ns/ev is the CPU time the
+// servers of the row (all three nodes for the cluster rows) spent per
+// event, from INFO cpu; go-ns/ev the benchmark process's (both bridges);
+// ev/msg the events per Redis message (coalescing). All the nodes, both bridges and the
+// benchmark share this machine's cores: the sharded route's gain on a
+// cluster is in spreading Redis's work over machines, which one machine
+// cannot show, and what this measures is the cost of the route itself.
+func BenchmarkClusterThroughput(b *testing.B) {
+	single := bridgeServer(b)
+	c := startBenchCluster(b, 3)
+	one, nodes := []*redis.Client{single.Client(b)}, nodeClients(b, c)
+	for _, m := range clusterModes(single, c) {
+		b.Run(m.name, func(b *testing.B) {
+			if m.name == ours {
+				clusterBurst(b, m, one)
+			} else {
+				clusterBurst(b, m, nodes)
+			}
 		})
 	}
 }

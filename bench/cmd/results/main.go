@@ -1,10 +1,14 @@
 // Command results turns the output of the bench module's benchmarks
 // (go test -v -bench ... -count N) into RESULTS.md: the machine, the Go and
 // peer versions, a headline table, and per scenario a table of every
-// library with the median ns/op and allocs/op over the runs, the ratios to
-// Busline and to the direct call (or the channel, for asynchronous
-// scenarios), the extra metrics the benchmark reported (events/s, p50, p99)
-// and "n/a" with the reason for the libraries that cannot do the scenario.
+// library with the median ns/op and allocs/op over the runs and the
+// confidence interval of each median, the ratios to Busline and to the
+// direct call (or the channel, for asynchronous scenarios), marked "~ (not
+// significant)" where a Mann-Whitney U-test cannot tell the two apart, the
+// extra metrics the benchmark reported (events/s, p50, p99) and "n/a" with
+// the reason for the libraries that cannot do the scenario. The statistics
+// are golang.org/x/perf's benchmath (the code behind benchstat), and the
+// results are read with its benchfmt.
 //
 // Usage, from bench/ (run.sh does this):
 //
@@ -12,7 +16,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +27,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/perf/benchfmt"
+	"golang.org/x/perf/benchmath"
 )
 
 func main() {
@@ -122,21 +129,48 @@ func (rs *results) result(path string) *result {
 }
 
 var (
-	// BenchmarkPublishExact/subs=10/busline-2   123   45.6 ns/op   0 B/op ...
-	benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+(\d+)\s+(.+)$`)
 	// "    scenario_test.go:42: n/a: reason", printed before the SKIP line.
 	naLine   = regexp.MustCompile(`^\s+\S+\.go:\d+: n/a: (.*)$`)
 	skipLine = regexp.MustCompile(`^\s*--- SKIP: Benchmark(\S+)$`)
 )
 
-// parse reads go test -v -bench output.
+// parse reads go test -v -bench output: the results with benchfmt, and the
+// reasons of the libraries that skipped with "n/a: <reason>" from the -v
+// lines around them.
 func parse(r io.Reader) (*results, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
 	rs := &results{byKey: map[string]*scenario{}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	br := benchfmt.NewReader(bytes.NewReader(data), "input")
+	for br.Scan() {
+		switch rec := br.Result().(type) {
+		case *benchfmt.SyntaxError:
+			return nil, rec
+		case *benchfmt.Result:
+			res := rs.result(benchName(rec.Name))
+			if res == nil {
+				continue
+			}
+			for _, v := range rec.Values {
+				unit, val := v.Unit, v.Value
+				if v.OrigUnit != "" { // benchfmt tidies ns/op into sec/op: keep ours
+					unit, val = v.OrigUnit, v.OrigValue
+				}
+				if _, ok := res.values[unit]; !ok {
+					res.units = append(res.units, unit)
+				}
+				res.values[unit] = append(res.values[unit], val)
+			}
+		}
+	}
+	if err := br.Err(); err != nil {
+		return nil, err
+	}
 	var reason string
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimRight(line, "\r\n")
 		if m := naLine.FindStringSubmatch(line); m != nil {
 			reason = m[1]
 			continue
@@ -148,46 +182,74 @@ func parse(r io.Reader) (*results, error) {
 				}
 			}
 			reason = ""
-			continue
-		}
-		m := benchLine.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		fields := strings.Fields(m[3])
-		if len(fields)%2 != 0 {
-			return nil, fmt.Errorf("odd value/unit fields in %q", line)
-		}
-		res := rs.result(m[1])
-		if res == nil {
-			continue
-		}
-		for i := 0; i < len(fields); i += 2 {
-			v, err := strconv.ParseFloat(fields[i], 64)
-			if err != nil {
-				return nil, fmt.Errorf("value %q in %q: %w", fields[i], line, err)
-			}
-			unit := fields[i+1]
-			if _, ok := res.values[unit]; !ok {
-				res.units = append(res.units, unit)
-			}
-			res.values[unit] = append(res.values[unit], v)
 		}
 	}
-	return rs, sc.Err()
+	return rs, nil
 }
 
-// median returns the median of the unit's values and whether there were any.
-func (r *result) median(unit string) (float64, bool) {
-	vs := slices.Clone(r.values[unit])
+// benchName returns a benchmark's name without "Benchmark" (which benchfmt
+// drops) and without its -GOMAXPROCS suffix.
+func benchName(n benchfmt.Name) string {
+	base, parts := n.Parts()
+	if len(parts) > 0 && bytes.HasPrefix(parts[len(parts)-1], []byte("-")) {
+		parts = parts[:len(parts)-1]
+	}
+	return string(base) + string(bytes.Join(parts, nil))
+}
+
+// confidence is the level of the intervals around the medians. With the
+// five runs of a full run, the narrowest interval benchmath can give
+// around a median is the range from the lowest run to the highest, at
+// 93.75% (at 95% it would need six runs: benchstat would print ±∞).
+const confidence = 0.90
+
+// thresholds are benchmath's: comparisons at alpha 0.05.
+var thresholds = benchmath.DefaultThresholds
+
+// sample returns the values of unit as a benchmath sample, or nil.
+func (r *result) sample(unit string) *benchmath.Sample {
+	vs := r.values[unit]
 	if len(vs) == 0 {
+		return nil
+	}
+	return benchmath.NewSample(slices.Clone(vs), &thresholds)
+}
+
+// median returns the median of the unit's values and whether there were
+// any (benchmath's summary without assumptions, as benchstat's).
+func (r *result) median(unit string) (float64, bool) {
+	s := r.sample(unit)
+	if s == nil {
 		return 0, false
 	}
-	slices.Sort(vs)
-	if len(vs)%2 == 1 {
-		return vs[len(vs)/2], true
+	return benchmath.AssumeNothing.Summary(s, confidence).Center, true
+}
+
+// cell formats the median of unit with its confidence interval: "12.3
+// ±4%", "12.3 ±∞" when there are too few runs for an interval at
+// confidence, and the bare median for a single run. "" if there are none.
+func (r *result) cell(unit string) string {
+	s := r.sample(unit)
+	if s == nil {
+		return ""
 	}
-	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2, true
+	sum := benchmath.AssumeNothing.Summary(s, confidence)
+	out := formatNum(sum.Center)
+	if len(s.Values) > 1 {
+		out += " ±" + sum.PctRangeString()
+	}
+	return out
+}
+
+// significant says whether the values of unit in r and ref differ, by
+// benchmath's test (Mann-Whitney U at alpha 0.05), and returns the test.
+func (r *result) significant(ref *result, unit string) (bool, benchmath.Comparison) {
+	a, b := r.sample(unit), ref.sample(unit)
+	if a == nil || b == nil {
+		return false, benchmath.Comparison{P: 1}
+	}
+	c := benchmath.AssumeNothing.Compare(a, b)
+	return c.P <= c.Alpha, c
 }
 
 // runs returns how many runs a result had.
@@ -249,12 +311,19 @@ func render(w *strings.Builder, rs *results, m meta) {
 		}
 		fmt.Fprintf(w, "\n")
 	}
-	fmt.Fprintf(w, "\nEach number is the median of the runs (the \"runs\" column). "+
+	fmt.Fprintf(w, "\nEach number is the median of the runs (the \"runs\" column) with, after ±, "+
+		"the half-width of its %.0f%% confidence interval as a percentage of the median (with 5 runs: the "+
+		"larger distance from the median to the lowest or the highest run; ±∞ with fewer than 5), computed "+
+		"by golang.org/x/perf's benchmath as benchstat does. "+
 		"Take them with a grain of salt: the machine is shared with other jobs, so the "+
 		"numbers are noisy, and a benchmark measures one workload on one machine. "+
-		"Ratios are ns/op divided by Busline's (\"vs Busline\", below 1 means faster than Busline) "+
+		"Ratios divide the scenario's headline metric (ns/op; p50 for a latency scenario, p99 for a sustained "+
+		"one) by Busline's (\"vs Busline\", below 1 means better than Busline) "+
 		"and by the direct call's or the channel's (the floor). "+
-		"\"n/a\" means the library cannot do the scenario; the reason follows.\n\n")
+		"A ratio marked \"~ (not significant)\" is one where benchmath's Mann-Whitney U-test (alpha 0.05) "+
+		"cannot tell the two apart: the difference is within the noise of the run (with fewer than 4 runs "+
+		"each, no difference can be significant). "+
+		"\"n/a\" means the library cannot do the scenario; the reason follows.\n\n", 100*confidence)
 
 	renderHeadline(w, rs)
 
@@ -270,7 +339,11 @@ func render(w *strings.Builder, rs *results, m meta) {
 				}
 			}
 		}
+		unit := s.headlineUnit()
 		head := []string{"Library", "ns/op", "allocs/op", "vs Busline"}
+		if unit != "ns/op" {
+			head[3] = "vs Busline (" + unit + ")"
+		}
 		if base != nil {
 			head = append(head, baseName)
 		}
@@ -294,23 +367,18 @@ func render(w *strings.Builder, rs *results, m meta) {
 				fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 				continue
 			}
-			ns, _ := r.median("ns/op")
-			row := []string{r.lib, formatNum(ns)}
+			// Allocations hardly vary between runs: the median alone.
+			allocs := ""
 			if a, ok := r.median("allocs/op"); ok {
-				row = append(row, formatNum(a))
-			} else {
-				row = append(row, "")
+				allocs = formatNum(a)
 			}
-			row = append(row, ratio(ns, busl))
+			row := []string{r.lib, r.cell("ns/op"), allocs}
+			row = append(row, ratio(r, busl, unit))
 			if base != nil {
-				row = append(row, ratio(ns, base))
+				row = append(row, ratio(r, base, unit))
 			}
 			for _, u := range extras {
-				if v, ok := r.median(u); ok {
-					row = append(row, formatNum(v))
-				} else {
-					row = append(row, "")
-				}
+				row = append(row, r.cell(u))
 			}
 			row = append(row, strconv.Itoa(r.runs()))
 			fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
@@ -328,10 +396,11 @@ func render(w *strings.Builder, rs *results, m meta) {
 var baselines = map[string]bool{"direct": true, "chan": true}
 
 // renderLosses lists the scenarios where a library did better than
-// Busline: lower ns/op, or lower p50 in a latency scenario.
+// Busline on the headline metric (lower ns/op, p50 or p99): first the
+// differences benchmath finds significant, then those within the noise.
 func renderLosses(w *strings.Builder, rs *results) {
 	fmt.Fprintf(w, "## Where Busline loses\n\n")
-	n := 0
+	var sig, noise []string
 	for _, s := range rs.order {
 		busl := s.lib(ours)
 		if busl == nil {
@@ -346,14 +415,29 @@ func renderLosses(w *strings.Builder, rs *results) {
 			if r.lib == ours || baselines[r.lib] || r.na != "" || strings.HasPrefix(r.lib, ours+"-") {
 				continue
 			}
-			if v, ok := r.median(unit); ok && v < mine {
-				fmt.Fprintf(w, "- %s: %s %s %s vs Busline's %s (%.2f×)\n", s.name, r.lib, formatNum(v), unit, formatNum(mine), v/mine)
-				n++
+			v, ok := r.median(unit)
+			if !ok || v >= mine {
+				continue
+			}
+			line := fmt.Sprintf("- %s: %s %s %s vs Busline's %s (%.2f×", s.name, r.lib, formatNum(v), unit, formatNum(mine), v/mine)
+			if yes, c := r.significant(busl, unit); yes {
+				sig = append(sig, line+", "+c.String()+")\n")
+			} else {
+				noise = append(noise, line+", ~ not significant: "+c.String()+")\n")
 			}
 		}
 	}
-	if n == 0 {
-		fmt.Fprintf(w, "Nowhere in this run: no library beat Busline's median in any scenario.\n")
+	for _, l := range sig {
+		fmt.Fprint(w, l)
+	}
+	if len(sig) == 0 {
+		fmt.Fprintf(w, "Nowhere in this run: no library beat Busline's median by a significant difference in any scenario.\n")
+	}
+	if len(noise) > 0 {
+		fmt.Fprintf(w, "\nAhead of Busline's median, but within the noise of the run:\n\n")
+		for _, l := range noise {
+			fmt.Fprint(w, l)
+		}
 	}
 }
 
@@ -368,7 +452,7 @@ func renderHeadline(w *strings.Builder, rs *results) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "## Headline (median ns/op; p50 µs for latency scenarios)\n\n| Scenario | %s |\n|%s\n",
+	fmt.Fprintf(w, "## Headline (median ns/op; p50 µs for latency scenarios, p99 µs for sustained rates)\n\n| Scenario | %s |\n|%s\n",
 		strings.Join(libs, " | "), strings.Repeat(" --- |", len(libs)+1))
 	for _, s := range rs.order {
 		unit := s.headlineUnit()
@@ -382,8 +466,8 @@ func renderHeadline(w *strings.Builder, rs *results) {
 				if r.lib != l {
 					continue
 				}
-				if v, ok := r.median(unit); ok && r.na == "" {
-					cell = formatNum(v)
+				if c := r.cell(unit); c != "" && r.na == "" {
+					cell = c
 					if l == ours {
 						cell = "**" + cell + "**"
 					}
@@ -398,29 +482,44 @@ func renderHeadline(w *strings.Builder, rs *results) {
 	fmt.Fprintf(w, "\n")
 }
 
-// headlineUnit is the unit of the scenario's headline cells: p50-µs for a
-// latency scenario (whose ns/op includes idle waits), ns/op otherwise.
+// headlineUnit is the unit of the scenario's headline cells and ratios:
+// p99-µs for a sustained-rate scenario (whose ns/op is its schedule),
+// p50-µs for a latency scenario (whose ns/op includes idle waits), ns/op
+// otherwise.
 func (s *scenario) headlineUnit() string {
-	if strings.Contains(s.name, "Latency") {
+	for _, c := range []struct{ word, unit string }{{"Sustained", "p99-µs"}, {"Latency", "p50-µs"}} {
+		if !strings.Contains(s.name, c.word) {
+			continue
+		}
 		for _, r := range s.results {
-			if _, ok := r.values["p50-µs"]; ok {
-				return "p50-µs"
+			if _, ok := r.values[c.unit]; ok {
+				return c.unit
 			}
 		}
 	}
 	return "ns/op"
 }
 
-// ratio formats ns divided by the ns/op of ref.
-func ratio(ns float64, ref *result) string {
+// ratio formats r's median of unit divided by ref's, marked "~ (not
+// significant)" when benchmath cannot tell the two samples apart; "" if
+// either has no value. A row's ratio to itself is 1.00×, unmarked.
+func ratio(r, ref *result, unit string) string {
 	if ref == nil {
 		return ""
 	}
-	r, ok := ref.median("ns/op")
-	if !ok || r == 0 {
+	v, ok1 := r.median(unit)
+	d, ok2 := ref.median(unit)
+	if !ok1 || !ok2 || d == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.2f×", ns/r)
+	out := fmt.Sprintf("%.2f×", v/d)
+	if r == ref {
+		return out
+	}
+	if yes, _ := r.significant(ref, unit); !yes {
+		out += " ~ (not significant)"
+	}
+	return out
 }
 
 // formatNum prints v with three significant digits and thousands
@@ -474,6 +573,8 @@ var peers = []string{
 	"github.com/gobwas/glob",
 	"github.com/redis/go-redis/v9",
 	"github.com/ThreeDotsLabs/watermill-redisstream",
+	"github.com/centrifugal/centrifuge",
+	"github.com/nats-io/nats.go",
 }
 
 // peerVersions returns the required versions of the peers in gomod, the

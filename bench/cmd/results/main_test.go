@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,15 +109,15 @@ func TestRender(t *testing.T) {
 		"github.com/asaskevich/EventBus v0.0.0-x",
 		"grain of salt",
 		"| Scenario | direct | busline | eventbus | cskr | chan | gsl |",
-		"| PublishExact/subs=1 | 3.00 | **11.0** | 400 | n/a |  |  |",
+		"| PublishExact/subs=1 | 3.00 ±∞ | **11.0 ±∞** | 400 ±∞ | n/a |  |  |",
 		"| Library | ns/op | allocs/op | vs Busline | vs direct call | runs, or why n/a |",
-		"| direct | 3.00 | 0 | 0.27× | 1.00× | 2 |",
-		"| busline | 11.0 | 0 | 1.00× | 3.67× | 3 |",
-		"| eventbus | 400 | 3.00 | 36.36× | 133.33× | 2 |",
+		"| direct | 3.00 ±∞ | 0 | 0.27× ~ (not significant) | 1.00× | 2 |",
+		"| busline | 11.0 ±∞ | 0 | 1.00× | 3.67× ~ (not significant) | 3 |",
+		"| eventbus | 400 ±∞ | 3.00 | 36.36× ~ (not significant) | 133.33× ~ (not significant) | 2 |",
 		"| cskr | n/a |  |  |  | delivers only through channels |",
 		"| AsyncLatency (p50-µs) |  | **10.0** |  |  | 20.0 | n/a |",
-		"| Library | ns/op | allocs/op | vs Busline | vs chan | p50-µs | p99-µs | runs, or why n/a |",
-		"| busline | 50,000 | 0 | 1.00× | 0.83× | 10.0 | 90.0 | 1 |",
+		"| Library | ns/op | allocs/op | vs Busline (p50-µs) | vs chan | p50-µs | p99-µs | runs, or why n/a |",
+		"| busline | 50,000 | 0 | 1.00× | 0.50× ~ (not significant) | 10.0 | 90.0 | 1 |",
 		"| gsl | n/a |  |  |  |  |  | a router |",
 		"## Where Busline loses",
 		"Nowhere in this run",
@@ -130,28 +131,184 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// runs returns benchmark lines for name with one line per value: "ns/op"
+// values, plus unit values when unit is not empty.
+func runs(name string, unit string, vs ...float64) string {
+	var b strings.Builder
+	for _, v := range vs {
+		if unit == "" {
+			fmt.Fprintf(&b, "Benchmark%s-2 1 %v ns/op\n", name, v)
+		} else {
+			fmt.Fprintf(&b, "Benchmark%s-2 1 1000 ns/op %v %s\n", name, v, unit)
+		}
+	}
+	return b.String()
+}
+
 func TestLosses(t *testing.T) {
 	for _, tt := range []struct {
-		in, want string
+		name     string
+		in       string
+		want     []string
+		dontWant []string
 	}{
-		{"BenchmarkS/busline-2 1 10 ns/op\nBenchmarkS/gsl-2 1 5 ns/op\nBenchmarkS/direct-2 1 1 ns/op\n",
-			"- S: gsl 5.00 ns/op vs Busline's 10.0 (0.50×)\n"},
-		{"BenchmarkS/busline-2 1 10 ns/op\nBenchmarkS/gsl-2 1 50 ns/op\nBenchmarkS/direct-2 1 1 ns/op\n",
-			"Nowhere in this run"},
-		{"BenchmarkLatency/busline-2 1 10 ns/op 9 p50-µs\nBenchmarkLatency/x-2 1 50 ns/op 8 p50-µs\n",
-			"- Latency: x 8.00 p50-µs vs Busline's 9.00 (0.89×)\n"},
-		{"BenchmarkS/busline-2 1 10 ns/op\nBenchmarkS/busline-nocache-2 1 5 ns/op\n", "Nowhere in this run"},
+		{"significant loss", runs("S/busline", "", 10, 11, 10, 12, 10) + runs("S/gsl", "", 5, 5, 6, 5, 5) + runs("S/direct", "", 1, 1, 1, 1, 1),
+			[]string{"- S: gsl 5.00 ns/op vs Busline's 10.0 (0.50×, p=0.008 n=5)\n"}, []string{"within the noise", "Nowhere"}},
+		{"win", runs("S/busline", "", 10, 10, 10, 10, 10) + runs("S/gsl", "", 50, 50, 50, 50, 50),
+			[]string{"Nowhere in this run"}, []string{"- S:"}},
+		{"a loss within the noise", runs("S/busline", "", 10, 5, 20, 8, 12) + runs("S/gsl", "", 9, 6, 19, 7, 13),
+			[]string{"Nowhere in this run", "within the noise of the run:", "- S: gsl 9.00 ns/op vs Busline's 10.0 (0.90×, ~ not significant: p="},
+			nil},
+		{"too few runs to tell", runs("S/busline", "", 10) + runs("S/gsl", "", 5),
+			[]string{"Nowhere in this run", "- S: gsl 5.00 ns/op vs Busline's 10.0 (0.50×, ~ not significant: p=1.000 n=1)"}, nil},
+		{"latency on p50", runs("Latency/busline", "p50-µs", 9, 9, 9, 9, 9) + runs("Latency/x", "p50-µs", 8, 8, 8, 8, 8),
+			[]string{"- Latency: x 8.00 p50-µs vs Busline's 9.00 (0.89×, p=0.008 n=5)\n"}, nil},
+		{"sustained on p99", runs("SustainedLatency/rate=10k/busline", "p99-µs", 900, 900, 900, 900, 900) +
+			runs("SustainedLatency/rate=10k/go-redis", "p99-µs", 800, 800, 800, 800, 800),
+			[]string{"- SustainedLatency/rate=10k: go-redis 800 p99-µs vs Busline's 900 (0.89×, p=0.008 n=5)\n"}, nil},
+		{"own variants are not peers", runs("S/busline", "", 10, 10, 10, 10, 10) + runs("S/busline-nocache", "", 5, 5, 5, 5, 5),
+			[]string{"Nowhere in this run"}, []string{"- S:"}},
 	} {
-		rs, err := parse(strings.NewReader(tt.in))
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := parse(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			renderLosses(&b, rs)
+			for _, w := range tt.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("losses lack %q:\n%s", w, b.String())
+				}
+			}
+			for _, w := range tt.dontWant {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("losses have %q:\n%s", w, b.String())
+				}
+			}
+		})
+	}
+}
+
+// TestRatioSignificance: the ratio cell is marked exactly when benchmath's
+// U-test cannot tell the samples apart.
+func TestRatioSignificance(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		a, b    []float64
+		want    string
+		wantSig bool
+	}{
+		{"apart", []float64{20, 21, 20, 22, 20}, []float64{10, 10, 11, 10, 10}, "2.00×", true},
+		{"overlapping", []float64{10, 12, 9, 11, 10}, []float64{10, 11, 9, 12, 10}, "1.00× ~ (not significant)", false},
+		{"one run each", []float64{20}, []float64{10}, "2.00× ~ (not significant)", false},
+		{"three runs each cannot reach alpha", []float64{30, 31, 32}, []float64{10, 11, 12}, "2.82× ~ (not significant)", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ra := &result{values: map[string][]float64{"ns/op": tt.a}}
+			rb := &result{values: map[string][]float64{"ns/op": tt.b}}
+			if got := ratio(ra, rb, "ns/op"); got != tt.want {
+				t.Errorf("ratio = %q, want %q", got, tt.want)
+			}
+			if got, _ := ra.significant(rb, "ns/op"); got != tt.wantSig {
+				t.Errorf("significant = %v, want %v", got, tt.wantSig)
+			}
+		})
+	}
+	r := &result{values: map[string][]float64{"ns/op": {1, 2}}}
+	if got := ratio(r, r, "ns/op"); got != "1.50×" && got != "1.00×" {
+		t.Errorf("ratio to itself = %q", got)
+	}
+	if got := ratio(r, nil, "ns/op"); got != "" {
+		t.Errorf("ratio to nothing = %q, want empty", got)
+	}
+	if got := ratio(r, &result{values: map[string][]float64{}}, "ns/op"); got != "" {
+		t.Errorf("ratio to a result without values = %q, want empty", got)
+	}
+}
+
+func TestCell(t *testing.T) {
+	for _, tt := range []struct {
+		vs   []float64
+		want string
+	}{
+		{nil, ""},
+		{[]float64{12.34}, "12.3"},
+		{[]float64{10, 12}, "11.0 ±∞"},
+		{[]float64{100, 96, 104, 100, 100}, "100 ±4%"},
+		{[]float64{100, 90, 101, 100, 120}, "100 ±20%"},
+	} {
+		r := &result{values: map[string][]float64{"ns/op": tt.vs}}
+		if got := r.cell("ns/op"); got != tt.want {
+			t.Errorf("cell(%v) = %q, want %q", tt.vs, got, tt.want)
+		}
+	}
+}
+
+func TestBenchName(t *testing.T) {
+	for _, tt := range []struct{ line, want string }{
+		{"BenchmarkA/b/c-2 1 1 ns/op", "A/b/c"},
+		{"BenchmarkBridgeThroughput/busline-uncoalesced-2 1 1 ns/op", "BridgeThroughput/busline-uncoalesced"},
+		{"BenchmarkX/go-redis-one-call-16 1 1 ns/op", "X/go-redis-one-call"},
+		{"BenchmarkX/rate=10k/busline 1 1 ns/op", "X/rate=10k/busline"}, // GOMAXPROCS=1: no suffix
+	} {
+		rs, err := parse(strings.NewReader(tt.line + "\n"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var b strings.Builder
-		renderLosses(&b, rs)
-		if !strings.Contains(b.String(), tt.want) {
-			t.Errorf("losses of %q:\n%s\nwant %q", tt.in, b.String(), tt.want)
+		var got []string
+		for _, s := range rs.order {
+			for _, r := range s.results {
+				got = append(got, s.name+"/"+r.lib)
+			}
+		}
+		if len(got) != 1 || got[0] != tt.want {
+			t.Errorf("%q: names %v, want [%s]", tt.line, got, tt.want)
 		}
 	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, in := range []string{
+		"BenchmarkS/busline-2 1 10 ns/op 5\n", // a value without its unit
+		"BenchmarkS/busline-2 x 10 ns/op\n",   // no iteration count
+		"BenchmarkS/busline-2 1 ten ns/op\n",  // not a number
+		"BenchmarkS/busline-2 1\n",            // no measurements
+	} {
+		if _, err := parse(strings.NewReader(in)); err == nil {
+			t.Errorf("parse(%q): no error", in)
+		}
+	}
+}
+
+// FuzzParse: any input parses without a panic, or fails with an error;
+// what parses renders without a panic, with every result under the
+// scenario it was filed in.
+func FuzzParse(f *testing.F) {
+	f.Add(sample)
+	f.Add(runs("S/busline", "p50-µs", 1, 2, 3))
+	f.Add("BenchmarkS/a-2 1 1 ns/op\n    x.go:1: n/a: why\n--- SKIP: BenchmarkS/b\n")
+	f.Add("BenchmarkX 1 1 ns/op\nBenchmark/-2 1 NaN ns/op\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		rs, err := parse(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for _, s := range rs.order {
+			if rs.byKey[s.name] != s {
+				t.Fatalf("scenario %q not indexed", s.name)
+			}
+			for _, r := range s.results {
+				if r.runs() > 0 {
+					if _, ok := r.median("ns/op"); !ok {
+						t.Fatalf("%s/%s: runs but no median", s.name, r.lib)
+					}
+				}
+			}
+		}
+		var b strings.Builder
+		render(&b, rs, meta{})
+	})
 }
 
 func TestPeerVersions(t *testing.T) {
