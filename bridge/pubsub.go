@@ -34,11 +34,21 @@ type pubsubTransport struct {
 	subMu sync.Mutex      // serialises sending subscriptions; protects have
 	have  map[string]bool // kind and name of what was sent on ps ("subscribe app:x"); nil before the first
 
-	mu      sync.Mutex // protects the fields below
-	ps      *redis.PubSub
-	ok      bool            // every subscription of the current connection's first commands confirmed
-	subs    map[string]bool // kind and name of the subscriptions Redis confirmed on the current connection
-	err     error           // the last refusal, until the next confirmation
+	mu   sync.Mutex // protects the fields below
+	ps   *redis.PubSub
+	ok   bool            // every subscription of the current connection's first commands confirmed
+	subs map[string]bool // kind and name of the subscriptions Redis confirmed on the current connection
+	// inflight counts, by kind and name ("subscribe app:x"), the
+	// commands sent on the current connection whose confirmation has
+	// not come back: a subscription counts as confirmed only when none
+	// is, or an earlier SUBSCRIBE's confirmation could stand for one
+	// whose UNSUBSCRIBE is still on its way.
+	inflight map[string]int
+	// synced is the table the commands sent last were computed from: a
+	// route is confirmed only once it is in it, or a sync under way
+	// could still unsubscribe its channel for an earlier table.
+	synced  *routeTable
+	err     error // the last refusal, until the next confirmation
 	stopped bool
 }
 
@@ -61,29 +71,73 @@ func (t *pubsubTransport) ready() (bool, error) {
 	if !t.ok {
 		return false, t.err
 	}
+	if t.synced != tab {
+		return false, t.err
+	}
 	for ch := range tab.exact {
-		if !t.subs["subscribe "+ch] {
+		if !t.confirmedLocked("subscribe " + ch) {
 			return false, t.err
 		}
 	}
 	for _, g := range tab.globs {
-		if !t.subs["psubscribe "+g.glob] {
+		if !t.confirmedLocked("psubscribe " + g.glob) {
 			return false, t.err
 		}
 	}
 	return true, nil
 }
 
-// confirmedName reports whether Redis confirmed the subscription of kind
-// ("subscribe", "psubscribe") to name on the current connection; t may be
-// nil (no classic route was ever added).
-func (t *pubsubTransport) confirmedName(kind, name string) (bool, error) {
+// confirmedRoute reports whether Redis confirmed, on the current
+// connection, the subscription of kind to name that route r needs: r is
+// in the table the last commands were computed from, and no command on
+// name is waiting for its confirmation.
+func (t *pubsubTransport) confirmedRoute(r *route, kind, name string) (bool, error) {
 	if t == nil {
 		return false, nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.ok && t.subs[kind+" "+name], t.err
+	synced := t.synced != nil && t.synced.lookup(r.id) == r
+	return t.ok && synced && t.confirmedLocked(kind+" "+name), t.err
+}
+
+// confirmedLocked reports whether the subscription key ("subscribe
+// app:x") is confirmed with no command on it in flight; t.mu is held.
+func (t *pubsubTransport) confirmedLocked(key string) bool {
+	return t.subs[key] && t.inflight[key] == 0
+}
+
+// subscriptionKind returns the subscription a command or confirmation of
+// kind is about ("subscribe" for "unsubscribe", "psubscribe" for
+// "punsubscribe") and whether it ends it.
+func subscriptionKind(kind string) (base string, ends bool) {
+	switch kind {
+	case "unsubscribe":
+		return "subscribe", true
+	case "punsubscribe":
+		return "psubscribe", true
+	case "sunsubscribe":
+		return "ssubscribe", true
+	}
+	return kind, false
+}
+
+// sending records, before they are sent, commands of kind on names,
+// computed from table tab; t.mu is held. An UNSUBSCRIBE or PUNSUBSCRIBE
+// ends the subscription's confirmation at once.
+func (t *pubsubTransport) sending(tab *routeTable, kind string, names []string) {
+	if t.inflight == nil {
+		t.inflight = map[string]int{}
+	}
+	base, un := subscriptionKind(kind)
+	for _, n := range names {
+		key := base + " " + n
+		t.inflight[key]++
+		if un {
+			delete(t.subs, key)
+		}
+	}
+	t.synced = tab
 }
 
 // subscribed records a confirmation of the read loop: a subscription
@@ -93,10 +147,17 @@ func (t *pubsubTransport) subscribed(kind, name string, on bool) {
 	if t.subs == nil {
 		t.subs = map[string]bool{}
 	}
-	if on {
-		t.subs[kind+" "+name] = true
+	base, _ := subscriptionKind(kind)
+	key := base + " " + name
+	if n := t.inflight[key]; n > 1 {
+		t.inflight[key] = n - 1
 	} else {
-		delete(t.subs, strings.TrimPrefix(kind, "un")+" "+name)
+		delete(t.inflight, key)
+	}
+	if on {
+		t.subs[key] = true
+	} else {
+		delete(t.subs, key)
 	}
 	t.mu.Unlock()
 	t.br.changed.notify()
@@ -164,26 +225,27 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 			punsub = append(punsub, name)
 		}
 	}
+	// Recorded before anything is sent, with the table they come from,
+	// so that no RouteReady takes a confirmation these commands are
+	// about to undo (see confirmedRoute).
+	t.mu.Lock()
+	t.sending(tab, "subscribe", sub)
+	t.sending(tab, "psubscribe", psub)
+	t.sending(tab, "unsubscribe", unsub)
+	t.sending(tab, "punsubscribe", punsub)
+	t.mu.Unlock()
+	t.br.changed.notify() // a table with nothing to send is synced now
 	send := func(kind string, names []string, f func(context.Context, ...string) error) {
 		if len(names) == 0 || f(ctx, names...) != nil {
 			return
 		}
-		un := strings.HasPrefix(kind, "un")
+		base, un := subscriptionKind(kind)
 		for _, n := range names {
 			if un {
-				delete(t.have, strings.TrimPrefix(kind, "un")+" "+n)
+				delete(t.have, base+" "+n)
 			} else {
 				t.have[kind+" "+n] = true
 			}
-		}
-		if un {
-			// Not confirmed any more as of now: RouteReady of a route
-			// added again must wait for the new confirmation.
-			t.mu.Lock()
-			for _, n := range names {
-				delete(t.subs, strings.TrimPrefix(kind, "un")+" "+n)
-			}
-			t.mu.Unlock()
 		}
 	}
 	send("subscribe", sub, ps.Subscribe)
@@ -247,7 +309,7 @@ func (t *pubsubTransport) loop() {
 		_ = ps.Close()
 		t.mu.Lock()
 		t.ps = nil
-		t.subs = nil
+		t.subs, t.inflight, t.synced = nil, nil, nil
 		t.mu.Unlock()
 		t.subMu.Lock()
 		t.have = nil
@@ -288,7 +350,12 @@ func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]su
 	defer t.subMu.Unlock()
 	var sent []subCommand
 	have := map[string]bool{}
-	channels, globs := t.br.table.Load().subscriptions()
+	tab := t.br.table.Load()
+	channels, globs := tab.subscriptions()
+	t.mu.Lock()
+	t.sending(tab, "subscribe", channels)
+	t.sending(tab, "psubscribe", globs)
+	t.mu.Unlock()
 	if len(channels) > 0 {
 		if err := ps.Subscribe(ctx, channels...); err != nil {
 			return nil, err

@@ -347,11 +347,11 @@ func (br *Bridge) routeReady(r *route) (bool, error) {
 	case r.durable():
 		return br.st.readerReady(r)
 	case r.isPattern:
-		return br.ps.confirmedName("psubscribe", r.redisName)
+		return br.ps.confirmedRoute(r, "psubscribe", r.redisName)
 	case br.shards.sharded():
-		return br.shards.confirmedChannel(r.redisName)
+		return br.shards.confirmedChannel(r)
 	}
-	return br.ps.confirmedName("subscribe", r.redisName)
+	return br.ps.confirmedRoute(r, "subscribe", r.redisName)
 }
 
 // RemoveRoute removes route id from the bridge and returns its final

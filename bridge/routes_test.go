@@ -807,3 +807,55 @@ func TestRouteDurableRemoveMidBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestRouteReadyAfterReadd removes a route and adds it again at once, many
+// times, as a chat page that reloads does: each RouteReady must mean that
+// Redis holds the subscription, so a PUBLISH (SPUBLISH) right after it
+// reaches this instance: Redis answers how many subscriptions got the
+// message. It fails when RouteReady takes the confirmation of an earlier
+// SUBSCRIBE whose UNSUBSCRIBE is still on its way.
+func TestRouteReadyAfterReadd(t *testing.T) {
+	for _, tc := range []struct {
+		name, pattern string
+		cluster       bool
+	}{
+		{"exact", "room.a", false},
+		{"pattern", "room.*", false},
+		{"sharded", "room.a", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rdb, brc redis.UniversalClient
+			publish := func(ctx context.Context) (int64, error) { return rdb.Publish(ctx, "app:room.a", "m").Result() }
+			if tc.cluster {
+				c := redistest.StartCluster(t, 3)
+				rdb, brc = c.Client(t), c.Client(t)
+				ch := bridge.ShardChannel("app:", "room.a", 0)
+				publish = func(ctx context.Context) (int64, error) { return rdb.SPublish(ctx, ch, "m").Result() }
+			} else {
+				srv := redistest.Start(t, nil)
+				rdb, brc = srv.Client(t), srv.Client(t)
+			}
+			in := newInstance(t, brc, testOptions(nil, bridge.Route{Pattern: "other", Direction: bridge.Import}))
+			ctx := clusterCtx(t)
+			for i := range 200 {
+				id, err := in.bridge.AddRoute(bridge.Route{Pattern: tc.pattern, Direction: bridge.Import})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := in.bridge.RouteReady(ctx, id); err != nil {
+					t.Fatalf("round %d: RouteReady: %v", i, err)
+				}
+				n, err := publish(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != 1 {
+					t.Fatalf("round %d: a message published right after RouteReady reached %d subscriptions, want 1", i, n)
+				}
+				if _, err := in.bridge.RemoveRoute(ctx, id); err != nil {
+					t.Fatalf("round %d: RemoveRoute: %v", i, err)
+				}
+			}
+		})
+	}
+}

@@ -212,12 +212,17 @@ func (s *shardSet) ready() (bool, error) {
 // confirmedChannel reports whether Redis confirmed the SSUBSCRIBE of
 // channel on the connection of its node, and if not the refusal of one of
 // the loops, if any.
-func (s *shardSet) confirmedChannel(channel string) (bool, error) {
+func (s *shardSet) confirmedChannel(r *route) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.planned == nil || s.planned.lookup(r.id) != r {
+		// The loops may still be sending commands of an earlier table:
+		// a SUNSUBSCRIBE of r's channel among them.
+		return false, nil
+	}
 	var err error
 	for l := range s.loops {
-		if l.ready && l.subs["ssubscribe "+channel] {
+		if l.ready && l.confirmedLocked(r.redisName) {
 			return true, nil
 		}
 		if err == nil && l.err != nil {
@@ -387,7 +392,11 @@ type shardLoop struct {
 	ready  bool            // every SSUBSCRIBE sent first on the current connection confirmed
 	subs   map[string]bool // "ssubscribe " + the channels Redis confirmed on the current connection
 	unsubs map[string]int  // SUNSUBSCRIBEs sent and not confirmed yet, by channel
-	err    error           // the last refusal, until the next confirmation
+	// pending counts the SSUBSCRIBEs sent and not confirmed yet, by
+	// channel: while one is, a confirmation in subs may be that of an
+	// earlier SSUBSCRIBE whose SUNSUBSCRIBE is on its way.
+	pending map[string]int
+	err     error // the last refusal, until the next confirmation
 }
 
 // groupNow returns the loop's group.
@@ -405,12 +414,30 @@ func (l *shardLoop) readyLocked() bool {
 	}
 	for _, chans := range l.group.slots {
 		for _, ch := range chans {
-			if !l.subs["ssubscribe "+ch] {
+			if !l.confirmedLocked(ch) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// confirmedLocked reports whether Redis confirmed channel on the loop's
+// connection, with no SSUBSCRIBE or SUNSUBSCRIBE of it waiting for its
+// confirmation. The caller holds set.mu.
+func (l *shardLoop) confirmedLocked(channel string) bool {
+	return l.subs["ssubscribe "+channel] && l.pending[channel] == 0 && l.unsubs[channel] == 0
+}
+
+// sending records SSUBSCRIBEs of chans about to be sent. The caller holds
+// set.mu.
+func (l *shardLoop) sending(chans []string) {
+	if l.pending == nil {
+		l.pending = map[string]int{}
+	}
+	for _, ch := range chans {
+		l.pending[ch]++
+	}
 }
 
 // regroup makes g, the loop's node's part of a new plan, the loop's
@@ -437,7 +464,13 @@ func (l *shardLoop) regroup(g shardGroup) {
 				missing = append(missing, ch)
 			}
 		}
-		if len(missing) > 0 && ps.SSubscribe(l.g.ctx, missing...) == nil {
+		if len(missing) == 0 {
+			continue
+		}
+		l.set.mu.Lock()
+		l.sending(missing)
+		l.set.mu.Unlock()
+		if ps.SSubscribe(l.g.ctx, missing...) == nil {
 			for _, ch := range missing {
 				l.have[ch] = true
 			}
@@ -476,6 +509,11 @@ func (l *shardLoop) subscribed(kind, name string, on bool) {
 	}
 	if on {
 		l.subs[kind+" "+name] = true
+		if n := l.pending[name]; n > 1 {
+			l.pending[name] = n - 1
+		} else {
+			delete(l.pending, name)
+		}
 	} else {
 		delete(l.subs, "ssubscribe "+name)
 	}
@@ -564,7 +602,7 @@ func (l *shardLoop) loop(first bool) {
 		l.set.mu.Lock()
 		l.ps = nil
 		l.ready = false
-		l.subs, l.unsubs = nil, nil
+		l.subs, l.unsubs, l.pending = nil, nil, nil
 		if errors.Is(err, ErrSubscribe) && !moved && !transientReply(err) {
 			l.err = err
 		}
@@ -627,6 +665,9 @@ func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) ([]subComma
 	sent := make([]subCommand, 0, len(g.slots))
 	have := map[string]bool{}
 	for _, chans := range g.slots {
+		l.set.mu.Lock()
+		l.sending(chans)
+		l.set.mu.Unlock()
 		if err := ps.SSubscribe(ctx, chans...); err != nil {
 			return nil, err
 		}
