@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -261,6 +262,7 @@ func TestRouteErrors(t *testing.T) {
 		{Pattern: "a", Raw: true, Codec: bridge.DefaultCodec},
 		{Pattern: "a", Raw: true, Format: bridge.CloudEvents},
 		{Pattern: "a", Delivery: bridge.Group, MaxDeliveries: -1},
+		{Pattern: "a", Delivery: bridge.Stream, Direction: bridge.Import}, // needs an InstanceID
 	} {
 		if _, err := in.bridge.AddRoute(r); !errors.Is(err, bridge.ErrInvalidOptions) {
 			t.Errorf("AddRoute(%+v) = %v, want ErrInvalidOptions", r, err)
@@ -391,4 +393,185 @@ func TestRemoveRouteUnsent(t *testing.T) {
 	if st.Exported+st.OutboxDropped != n {
 		t.Errorf("Exported %d + OutboxDropped %d (unsent %d) = %d, want %d", st.Exported, st.OutboxDropped, st.OutboxUnsent, st.Exported+st.OutboxDropped, n)
 	}
+}
+
+// TestRouteDurable: durable routes added and removed at run time. An
+// export route removed while events flow has sent every event it queued
+// (the importer gets exactly those, in order); an import route removed
+// saves its position, so that added again it resumes there and gets what
+// was written meanwhile.
+func TestRouteDurable(t *testing.T) {
+	for _, d := range []bridge.Delivery{bridge.Stream, bridge.Group} {
+		t.Run(d.String(), func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			a := newInstance(t, srv.Client(t), durableOptions("a"))
+			b := newInstance(t, srv.Client(t), durableOptions("b"))
+			rec := record(t, b.bus, "orders")
+			ctx := routeCtx(t)
+			route := bridge.Route{Pattern: "orders", Delivery: d, Codec: bridge.Text()}
+
+			imp := route
+			imp.Direction = bridge.Import
+			in := addRoute(t, b.bridge, imp)
+			if _, err := b.bridge.AddRoute(imp); !errors.Is(err, bridge.ErrInvalidOptions) {
+				t.Errorf("a second import route on the stream: %v, want ErrInvalidOptions", err)
+			}
+			exp := route
+			exp.Direction = bridge.Export
+			out := addRoute(t, a.bridge, exp)
+
+			published := make(chan int)
+			stop := make(chan struct{})
+			go func() {
+				i := 0
+				defer func() { published <- i }()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := a.bus.Publish(context.Background(), "orders", strconv.Itoa(i)); err != nil {
+						t.Error(err)
+						return
+					}
+					i++
+				}
+			}()
+			rec.waitFor(t, 50) // events flow
+			rs, err := a.bridge.RemoveRoute(ctx, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(stop)
+			total := <-published
+			if rs.Queued != rs.Exported || rs.Exported == 0 || rs.Exported > uint64(total) {
+				t.Fatalf("removed export route: Queued %d Exported %d, %d published", rs.Queued, rs.Exported, total)
+			}
+			k := int(rs.Exported)
+			got := payloads(t, rec.waitFor(t, k))
+			if !slices.Equal(got, seqStrings(0, k)) {
+				t.Fatalf("importer got %d events %v..., want 0..%d in order", len(got), got[:min(len(got), 5)], k-1)
+			}
+			if st := a.bridge.Stats(); st.Exported != rs.Exported || st.OutboxDropped != st.OutboxUnsent {
+				t.Errorf("exporter's Stats: Exported %d OutboxDropped %d OutboxUnsent %d, route Exported %d", st.Exported, st.OutboxDropped, st.OutboxUnsent, rs.Exported)
+			}
+			if n, err := srv.Client(t).XLen(ctx, bridge.StreamKey("app:", "orders")).Result(); err != nil || n != int64(k) {
+				t.Errorf("XLEN = %d, %v, want %d", n, err, k)
+			}
+
+			// The import route leaves; what is written meanwhile waits in
+			// the stream for it to come back.
+			if _, err := b.bridge.RemoveRoute(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+			if conns := b.bridge.Connections(); len(conns) != 0 {
+				t.Errorf("Connections after removing the only route: %+v", conns)
+			}
+			out = addRoute(t, a.bridge, exp)
+			for i := k; i < k+5; i++ {
+				publish(t, a.bus, "orders", strconv.Itoa(i))
+			}
+			if _, err := a.bridge.RemoveRoute(ctx, out); err != nil { // flushes the five
+				t.Fatal(err)
+			}
+			if n := rec.len(); n != k {
+				t.Fatalf("%d events while the import route was removed, want %d", n, k)
+			}
+			addRoute(t, b.bridge, imp)
+			got = payloads(t, rec.waitFor(t, k+5))
+			if !slices.Equal(got[k:], seqStrings(k, k+5)) {
+				t.Errorf("after the import route came back: %v, want %v", got[k:], seqStrings(k, k+5))
+			}
+		})
+	}
+}
+
+// shardNumSub returns PUBSUB SHARDNUMSUB of channel on each node of c.
+func shardNumSub(t *testing.T, c *redistest.Cluster, nodes []*redis.Client, channel string) []int64 {
+	t.Helper()
+	var out []int64
+	for _, rdb := range nodes {
+		n, err := rdb.PubSubShardNumSub(clusterCtx(t), channel).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, n[channel])
+	}
+	return out
+}
+
+// TestRouteSharded: on a cluster, exact import routes added at run time
+// SSUBSCRIBE on the node serving their slot, joining the connection of
+// that node when there is one; removing one SUNSUBSCRIBEs it, without a
+// rebuild; events flow both ways through the added routes.
+func TestRouteSharded(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	nodes := nodeClients(t, c)
+	a := newInstance(t, c.Client(t), clusterOptions("rt:"))
+	b := newInstance(t, c.Client(t), clusterOptions("rt:"))
+	ctx := clusterCtx(t)
+
+	// Topics on as many slots as it takes to have two on one node and
+	// one on another.
+	byNode := map[int][]string{}
+	for i := 0; len(byNode) < 2 || !slices.ContainsFunc(mapsValues(byNode), func(ts []string) bool { return len(ts) >= 2 }); i++ {
+		topic := "room." + strconv.Itoa(i)
+		n := owner(t, c, bridge.ShardChannel("rt:", topic, 0))
+		byNode[n] = append(byNode[n], topic)
+	}
+	var two, other []string
+	for _, ts := range byNode {
+		if len(ts) >= 2 && two == nil {
+			two = ts[:2]
+		} else if other == nil {
+			other = ts[:1]
+		}
+	}
+	topics := append(append([]string(nil), two...), other...)
+	ids := map[string]bridge.RouteID{}
+	for _, topic := range topics {
+		ids[topic] = addRoute(t, b.bridge, bridge.Route{Pattern: topic, Direction: bridge.Import})
+		addRoute(t, a.bridge, bridge.Route{Pattern: topic, Direction: bridge.Export})
+	}
+	for _, topic := range topics {
+		ch := bridge.ShardChannel("rt:", topic, 0)
+		want := make([]int64, c.Len())
+		want[owner(t, c, ch)] = 1
+		if got := shardNumSub(t, c, nodes, ch); !slices.Equal(got, want) {
+			t.Errorf("SHARDNUMSUB %s per node = %v, want %v", ch, got, want)
+		}
+		exchange(t, a, b, topic, 3)
+	}
+	// One connection per node: the second topic of a node joined the
+	// first's.
+	if n := countClients(t, nodes[owner(t, c, bridge.ShardChannel("rt:", two[0], 0))], "ssub="); n != 1 {
+		t.Errorf("%d sharded connections on the node of %v, want 1", n, two)
+	}
+	if got := b.bridge.ShardChannels(); len(got) != 3 {
+		t.Errorf("ShardChannels() = %v, want 3", got)
+	}
+
+	// Removing one of the node's two: SUNSUBSCRIBE, the other stays.
+	gone := bridge.ShardChannel("rt:", two[0], 0)
+	if _, err := b.bridge.RemoveRoute(ctx, ids[two[0]]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return !slices.Contains(shardNumSub(t, c, nodes, gone), 1) }, "SHARDNUMSUB %s still 1 after RemoveRoute", gone)
+	exchange(t, a, b, two[1], 3)
+	exchange(t, a, b, other[0], 3)
+	if st := b.bridge.Stats(); st.ShardRebuilds != 0 || st.Reconnects != 0 {
+		t.Errorf("ShardRebuilds %d, Reconnects %d after adding and removing routes, want 0 0 (%s)", st.ShardRebuilds, st.Reconnects, b.errs)
+	}
+	if err := b.bridge.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mapsValues[K comparable, V any](m map[K]V) []V {
+	var out []V
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }

@@ -289,7 +289,9 @@ func (s *shardSet) run() {
 			s.mu.Lock()
 			s.loops[l] = true
 			s.mu.Unlock()
-			firstPlan := first // first changes below; the loop keeps this plan's
+			// A loop of the first plan, or of a node that routes
+			// added since need, missed nothing: it reports no gap.
+			firstPlan := first || !rebuild
 			l.g.run(func() { l.loop(firstPlan) })
 		}
 		s.mu.Lock()
