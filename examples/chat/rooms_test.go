@@ -307,21 +307,62 @@ func TestRoomsJoinLeave(t *testing.T) {
 
 // TestRoomsConcurrent joins and leaves rooms from many goroutines at
 // once, the same rooms and different ones, racing joins with the removals
-// of the last leaves: every join returns with its room's route added, and
-// at the end no room is counted, the bridge has its export route only and
-// Redis has no subscriber.
+// of the last leaves. Each joins as a stream does, subscribed on the bus
+// first: once joined, every room's route is in the bridge and a message
+// published on Redis in one of them reaches it. At the end no room is
+// counted, the bridge has its export route only and Redis has no
+// subscriber.
 func TestRoomsConcurrent(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	rdb := srv.Client(t)
-	rs, br, _ := newTestRooms(t, srv)
+	rs, br, b := newTestRooms(t, srv)
 	names := []string{"a", "b", "c", "d", "e"}
-	const workers, rounds = 16, 40
+	const workers, rounds = 16, 100
+	// round joins the rooms mine, checks them and leaves them.
+	round := func(rnd *rand.Rand, probe string, mine []string) error {
+		got := make(chan string, 64)
+		for _, n := range mine {
+			sub, err := b.Subscribe(topicPrefix+n, func(_ context.Context, e bus.Event) {
+				if m := fromEvent(e); m != nil && m.Text == probe {
+					got <- m.Text
+				}
+			})
+			if err != nil {
+				return err
+			}
+			defer sub.Unsubscribe()
+		}
+		leave, err := rs.joinAll(context.Background(), mine)
+		if err != nil {
+			return err
+		}
+		defer leave()
+		routes := routePatterns(br.Routes())
+		for _, n := range mine {
+			if !slices.Contains(routes, topicPrefix+n) {
+				return fmt.Errorf("joined %v, but the bridge's routes are %v", mine, routes)
+			}
+		}
+		room := mine[rnd.IntN(len(mine))]
+		if err := rdb.Publish(context.Background(), topicPrefix+room, `{"from":"t","text":"`+probe+`"}`).Err(); err != nil {
+			return err
+		}
+		select {
+		case <-got:
+		case <-time.After(waitTimeout):
+			return fmt.Errorf("joined %v: %s published in %s did not arrive", mine, probe, room)
+		}
+		if rnd.IntN(4) == 0 {
+			time.Sleep(time.Duration(rnd.IntN(2000)) * time.Microsecond)
+		}
+		return nil
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := range workers {
 		wg.Go(func() {
 			rnd := rand.New(rand.NewPCG(uint64(w), 1))
-			for range rounds {
+			for i := range rounds {
 				// One to three rooms, as a stream follows.
 				var mine []string
 				for range 1 + rnd.IntN(3) {
@@ -329,24 +370,10 @@ func TestRoomsConcurrent(t *testing.T) {
 						mine = append(mine, n)
 					}
 				}
-				leave, err := rs.joinAll(context.Background(), mine)
-				if err != nil {
+				if err := round(rnd, fmt.Sprintf("w%d-%d", w, i), mine); err != nil {
 					errs <- err
 					return
 				}
-				// Joined: every room's route is in the bridge.
-				routes := routePatterns(br.Routes())
-				for _, n := range mine {
-					if !slices.Contains(routes, topicPrefix+n) {
-						errs <- fmt.Errorf("joined %v, but the bridge's routes are %v", mine, routes)
-						leave()
-						return
-					}
-				}
-				if rnd.IntN(4) == 0 {
-					time.Sleep(time.Duration(rnd.IntN(2000)) * time.Microsecond)
-				}
-				leave()
 			}
 		})
 	}
@@ -365,7 +392,7 @@ func TestRoomsConcurrent(t *testing.T) {
 		waitNumsub(t, rdb, n, 0)
 	}
 	st := br.Stats()
-	t.Logf("%d workers × %d rounds; bridge: %+v", workers, rounds, st)
+	t.Logf("%d workers × %d rounds; bridge: received %d, imported %d, filtered %d", workers, rounds, st.Received, st.Imported, st.Filtered)
 }
 
 // TestRoomsJoinFails kills the redis-server under an instance: a stream of
