@@ -18,10 +18,10 @@
 // "chat.lobby"), as JSON in envelopes, and subscribes on Redis to the
 // channel of a room only while a page on the instance follows it (rooms.go):
 // an instance receives none of the traffic of the other rooms. So
-// `buscat sub 'chat.*'` shows the
-// conversation, and `buscat pub -envelope chat.lobby '{"from":"cli","text":"hi"}'`
-// posts to it. The page shows whether Redis is reachable and says when
-// messages may have been missed (a reconnect, a gap reported by the bridge).
+// `buscat sub 'chat.*'` shows the conversation, and
+// `buscat pub -envelope chat.lobby '{"from":"cli","text":"hi"}'` posts to it.
+// The page shows whether Redis is reachable and says when messages may have
+// been missed (a reconnect, a gap reported by the bridge).
 //
 // It is hardened as a program to copy: messages from Redis are checked
 // field by field (anyone who may PUBLISH there can write anything), the
