@@ -109,6 +109,7 @@ type route struct {
 	// stops exporting before the subscription ends.
 	sub     *bus.Subscription
 	removed atomic.Bool
+	calls   atomic.Int64 // export handler calls under way
 	// readConn and sendConn are the states of a durable route's reader
 	// and exporter, nil when it has none and for pub/sub routes.
 	readConn, sendConn *conn

@@ -38,6 +38,11 @@ func (br *Bridge) exportHandler(r *route) bus.Handler {
 				return
 			}
 		}
+		// Counted in, then r.removed checked: RemoveRoute sets removed,
+		// then waits for calls to drop to 0 (quiesce), so that a call
+		// either sees removed or is waited for.
+		r.calls.Add(1)
+		defer r.calls.Add(-1)
 		if r.removed.Load() {
 			// RemoveRoute took r out: the topic is a later route's now,
 			// or nobody's, and then the event is not sent.
@@ -51,6 +56,18 @@ func (br *Bridge) exportHandler(r *route) bus.Handler {
 		}
 		br.export(r, e)
 	}
+}
+
+// quiesce waits until no handler call of export route r, removed, is
+// under way, or ctx ends, and reports whether none is. It polls: a
+// route is removed rarely, and a call lasts as long as an encoding.
+func (r *route) quiesce(ctx context.Context) bool {
+	for d := 50 * time.Microsecond; r.calls.Load() != 0; d = min(2*d, 10*time.Millisecond) {
+		if !sleep(ctx, d) {
+			return false
+		}
+	}
+	return true
 }
 
 // exportedBy reports whether a live export route of t other than r

@@ -37,6 +37,9 @@ func TestRoutesAndConnections(t *testing.T) {
 	// A coalesced batch is rejected as one message.
 	eventually(t, func() bool { return c.bridge.Routes()[0].SignatureRejected >= 1 }, "signed bridge rejecting the unsigned")
 
+	// The receivers may have the events before the exporter has the
+	// answers of its pipeline, and counts them.
+	eventually(t, func() bool { r := a.bridge.Routes(); return r[0].Exported == 5 && r[1].Exported == 3 }, "a's routes counting their exports")
 	ra, rb := a.bridge.Routes(), b.bridge.Routes()
 	tests := []struct {
 		name      string

@@ -404,11 +404,9 @@ func (br *Bridge) RemoveRoute(ctx context.Context, id RouteID) (RouteStats, erro
 	br.routesMu.Unlock()
 	br.changed.notify()
 
-	unsent, settled, err := br.stopRoute(ctx, r)
+	unsent, settled := br.stopRoute(ctx, r)
 	stats := br.routeStats(r)
 	switch {
-	case err != nil:
-		return stats, err
 	case !settled:
 		// The flusher holds a batch that may have some of the route's
 		// exports: it sends them, or counts them as dropped, later.
@@ -427,28 +425,27 @@ func (br *Bridge) RemoveRoute(ctx context.Context, id RouteID) (RouteStats, erro
 // It returns how many exports it dropped then, and whether the others are
 // settled (sent, refused or dropped): not when the pub/sub flusher still
 // holds some in the batch it sends.
-func (br *Bridge) stopRoute(ctx context.Context, r *route) (unsent int, settled bool, err error) {
+func (br *Bridge) stopRoute(ctx context.Context, r *route) (unsent int, settled bool) {
 	if r.sub != nil {
 		// Its handler checks r.removed: calls that run past it count
 		// their event as unsent; the wait is for those that saw it
 		// unset, and queue their export.
-		if err := r.sub.UnsubscribeWait(ctx); err != nil && ctx.Err() == nil {
-			return 0, true, err
-		}
+		r.sub.Unsubscribe()
+		r.quiesce(ctx)
 	}
 	if r.durable() {
-		return br.st.stopRoute(ctx, r), true, nil
+		return br.st.stopRoute(ctx, r), true
 	}
 	if !r.Direction.exports() {
-		return 0, true, nil
+		return 0, true
 	}
 	mark, ok := br.pub.flushed(ctx)
 	if ok {
-		return 0, true, nil
+		return 0, true
 	}
 	n := r.out.RemoveFunc(func(it *queue.Export) bool { return it.Route == r })
 	br.c.outboxUnsent.Add(uint64(n))
-	return n, !r.out.Sending(mark), nil
+	return n, !r.out.Sending(mark)
 }
 
 // isClosed reports whether Close has begun.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +104,8 @@ func TestAddRouteImport(t *testing.T) {
 				}
 			}
 
+			// Counted once the local handlers returned.
+			eventually(t, func() bool { return routeByID(in.bridge, id).Imported == 3 }, "route's Imported %d, want 3", func() int { return int(routeByID(in.bridge, id).Imported) })
 			rs, err := in.bridge.RemoveRoute(ctx, id)
 			if err != nil {
 				t.Fatal(err)
@@ -137,6 +140,16 @@ func TestAddRouteImport(t *testing.T) {
 			}
 		})
 	}
+}
+
+// routeByID returns the counters of live route id, zero if there is none.
+func routeByID(br *bridge.Bridge, id bridge.RouteID) bridge.RouteStats {
+	for _, r := range br.Routes() {
+		if r.ID == id {
+			return r
+		}
+	}
+	return bridge.RouteStats{}
 }
 
 func codecFor(raw bool) bridge.Codec {
@@ -566,6 +579,23 @@ func TestRouteSharded(t *testing.T) {
 	if err := b.bridge.Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
+
+	// The node's connection killed, the new one subscribes to the
+	// channels of the moment: the one left, not the one removed.
+	node := nodes[owner(t, c, gone)]
+	if err := node.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return b.bridge.Stats().Reconnects >= 1 }, "no reconnect after CLIENT KILL")
+	ready(t, b.bridge)
+	kept := bridge.ShardChannel("rt:", two[1], 0)
+	if n := shardNumSub(t, c, nodes, kept); !slices.Contains(n, 1) {
+		t.Errorf("SHARDNUMSUB %s = %v after the reconnect, want 1 on its node", kept, n)
+	}
+	if n := shardNumSub(t, c, nodes, gone); slices.Contains(n, 1) {
+		t.Errorf("SHARDNUMSUB %s = %v after the reconnect: the removed route is back", gone, n)
+	}
+	exchange(t, a, b, two[1], 3)
 }
 
 func mapsValues[K comparable, V any](m map[K]V) []V {
@@ -574,4 +604,156 @@ func mapsValues[K comparable, V any](m map[K]V) []V {
 		out = append(out, v)
 	}
 	return out
+}
+
+// TestRouteReconnect: after the pub/sub connection is killed, the bridge
+// subscribes to the routes of the moment: those of the options and those
+// added, not those removed.
+func TestRouteReconnect(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	rdb := srv.Client(t)
+	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "x", Direction: bridge.Import}))
+	ctx := routeCtx(t)
+	addRoute(t, in.bridge, bridge.Route{Pattern: "y", Direction: bridge.Import})
+	addRoute(t, in.bridge, bridge.Route{Pattern: "g.*", Direction: bridge.Import})
+	z := addRoute(t, in.bridge, bridge.Route{Pattern: "z", Direction: bridge.Import})
+	if _, err := in.bridge.RemoveRoute(ctx, z); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return in.bridge.Stats().Reconnects >= 1 }, "no reconnect after CLIENT KILL")
+	ready(t, in.bridge)
+	for ch, want := range map[string]int64{"app:x": 1, "app:y": 1, "app:z": 0} {
+		if n := numSub(t, rdb, ch); n != want {
+			t.Errorf("NUMSUB %s = %d after the reconnect, want %d", ch, n, want)
+		}
+	}
+	if n := numPat(t, rdb); n != 1 {
+		t.Errorf("NUMPAT = %d after the reconnect, want 1", n)
+	}
+	rec := record(t, in.bus, "**")
+	for _, ch := range []string{"app:z", "app:y", "app:g.h"} {
+		if err := rdb.Publish(ctx, ch, "m").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events := rec.waitFor(t, 2)
+	time.Sleep(100 * time.Millisecond)
+	if events = rec.snapshot(); len(events) != 2 || events[0].Topic != "y" || events[1].Topic != "g.h" {
+		t.Errorf("after the reconnect got %v, want y and g.h", events)
+	}
+}
+
+// TestRouteConcurrent adds and removes routes of every direction from
+// several goroutines while events flow both ways, then closes the bridge
+// while goroutines still add routes: run it with -race. At the end the
+// bridge's subscriptions are those of the routes left, every removed
+// route's accounting holds, and AddRoute after Close says ErrClosed.
+func TestRouteConcurrent(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	rdb := srv.Client(t)
+	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "fixed.*"}))
+	peer := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "**"}))
+	ctx := routeCtx(t)
+
+	stop := make(chan struct{})
+	var traffic sync.WaitGroup
+	for _, b := range []*bus.Bus{in.bus, peer.bus} {
+		traffic.Add(1)
+		go func() {
+			defer traffic.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = b.Publish(context.Background(), "dyn."+strconv.Itoa(i%8), i)
+				_ = b.Publish(context.Background(), "fixed.a", i)
+				if i%64 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
+	var workers sync.WaitGroup
+	for w := range 4 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range 25 {
+				topic := "dyn." + strconv.Itoa((w+i)%8)
+				if i%3 == 0 {
+					topic = "dyn.*"
+				}
+				id, err := in.bridge.AddRoute(bridge.Route{Pattern: topic, Direction: bridge.Direction(i % 3)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if i%2 == 0 {
+					_ = in.bridge.RouteReady(ctx, id)
+				}
+				rs, err := in.bridge.RemoveRoute(ctx, id)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if rs.Queued != rs.Exported+rs.ExportRejected {
+					t.Errorf("route %d removed: Queued %d, Exported %d, Rejected %d", id, rs.Queued, rs.Exported, rs.ExportRejected)
+				}
+			}
+		}()
+	}
+	waitGroup(t, &workers, "the workers adding and removing routes")
+	close(stop)
+	waitGroup(t, &traffic, "the publishers")
+
+	chans, globs := in.bridge.RedisSubscriptions()
+	if len(chans) != 0 || fmt.Sprint(globs) != "[app:fixed.*]" {
+		t.Errorf("RedisSubscriptions() = %v %v, want the options' glob only", chans, globs)
+	}
+	eventually(t, func() bool { return numPat(t, rdb) == 2 }, "NUMPAT %d, want 2 (the two bridges' own)", func() int { return int(numPat(t, rdb)) })
+	for i := range 8 {
+		if n := numSub(t, rdb, "app:dyn."+strconv.Itoa(i)); n != 0 {
+			t.Errorf("NUMSUB app:dyn.%d = %d after every dynamic route was removed", i, n)
+		}
+	}
+	if len(in.bridge.Routes()) != 1 {
+		t.Errorf("Routes() = %+v, want the options' one", in.bridge.Routes())
+	}
+
+	// Close while routes are being added and removed.
+	var closing sync.WaitGroup
+	for range 4 {
+		closing.Add(1)
+		go func() {
+			defer closing.Done()
+			for {
+				id, err := in.bridge.AddRoute(bridge.Route{Pattern: "late"})
+				if errors.Is(err, bridge.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := in.bridge.RemoveRoute(ctx, id); err != nil && !errors.Is(err, bridge.ErrClosed) {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := in.bridge.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, &closing, "AddRoute to say ErrClosed")
+	st := in.bridge.Stats()
+	if st.OutboxDepth != 0 {
+		t.Errorf("OutboxDepth %d after Close", st.OutboxDepth)
+	}
 }
