@@ -54,8 +54,10 @@ var _ routeTable = (*bridge.Bridge)(nil)
 type rooms struct {
 	br      routeTable
 	codec   bridge.Codec
-	timeout time.Duration // joinTimeout
-	onError func(error)   // reports the failed removals
+	timeout time.Duration // bounds joinAll: joinTimeout
+	// onError is given the failed removals of routes, and the leaves of
+	// rooms not joined (a bug of the caller, otherwise ignored).
+	onError func(error)
 
 	mu sync.Mutex // protects m
 	m  map[string]*room
