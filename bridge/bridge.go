@@ -253,11 +253,10 @@ func (br *Bridge) Ready(ctx context.Context) error {
 	if !br.reads() {
 		return br.ping(ctx)
 	}
-	for {
-		changed := br.changed.wait() // before looking, so that no change is missed
-		br.mu.Lock()
-		closed := br.closed
-		br.mu.Unlock()
+	return br.await(ctx, func() (bool, error) {
+		if br.isClosed() {
+			return false, ErrClosed
+		}
 		ready := true
 		var err error
 		for _, t := range br.table.Load().transports {
@@ -268,10 +267,18 @@ func (br *Bridge) Ready(ctx context.Context) error {
 				}
 			}
 		}
-		switch {
-		case closed:
-			return ErrClosed
-		case ready:
+		return ready, err
+	})
+}
+
+// await returns nil once check reports ok, check's error if it has one,
+// or the error of notReady once ctx ends. It calls check again at each
+// change of the transports' readiness (Bridge.changed).
+func (br *Bridge) await(ctx context.Context, check func() (ok bool, err error)) error {
+	for {
+		changed := br.changed.wait() // before looking, so that no change is missed
+		switch ok, err := check(); {
+		case ok:
 			return nil
 		case err != nil:
 			return err

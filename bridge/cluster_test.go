@@ -21,8 +21,9 @@ import (
 // TestClusterBridge shares one cluster between subtests that leave it
 // unchanged; the tests that restart a node or move a slot have their own.
 
-// clusterCtx returns a context for the commands of a test.
-func clusterCtx(t *testing.T) context.Context {
+// clusterCtx returns a context for the commands of a test (on a cluster
+// or not), bounded by waitTimeout.
+func clusterCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
 	return ctx

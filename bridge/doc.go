@@ -48,6 +48,14 @@
 // several routes is exported by the first export route that matches, and
 // imported by the first import route that matches.
 //
+// Routes change at run time: [Bridge.AddRoute] adds one (after every
+// existing route, in that order of precedence) and returns its [RouteID],
+// [Bridge.RouteReady] waits until Redis confirmed its subscription, and
+// [Bridge.RemoveRoute] unsubscribes it (unless another route needs the
+// same channel or glob), sends or counts what it queued, and returns its
+// final counters. Every kind of route can be added and removed, while
+// events flow; a reconnect subscribes to the routes of that moment.
+//
 // Each Delivery is a transport through Redis: PubSub (the default) is the
 // fastest and keeps nothing; Stream keeps every event in a Redis stream
 // that each importing instance reads from where it stopped; Group hands

@@ -158,10 +158,13 @@ type Options struct {
 	// application and give the application's ACL user "&<prefix>*".
 	Prefix string
 
-	// Routes are the topics to mirror. A topic matched by several routes
-	// is exported once, by the first export route that matches it, and an
-	// imported channel is handled by the first import route that matches
-	// its topic. No routes means a bridge that does nothing.
+	// Routes are the topics to mirror, from New on; they get the RouteIDs
+	// 0, 1, 2... in order, and Bridge.AddRoute and RemoveRoute change
+	// them later. A topic matched by several routes is exported once, by
+	// the first export route that matches it, and an imported channel is
+	// handled by the first import route that matches its topic (routes
+	// added later come after these). No routes means a bridge that does
+	// nothing until AddRoute.
 	Routes []Route
 
 	// Partitions, for a bridge on a *redis.ClusterClient, puts a

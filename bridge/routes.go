@@ -323,28 +323,16 @@ func (br *Bridge) syncSubscriptions() {
 // removed), and ErrClosed once the bridge is closed. It is safe for
 // concurrent use.
 func (br *Bridge) RouteReady(ctx context.Context, id RouteID) error {
-	for {
-		changed := br.changed.wait() // before looking, so that no change is missed
+	return br.await(ctx, func() (bool, error) {
 		if br.isClosed() {
-			return ErrClosed
+			return false, ErrClosed
 		}
 		r := br.table.Load().lookup(id)
 		if r == nil {
-			return fmt.Errorf("%w: %d", ErrNoRoute, id)
+			return false, fmt.Errorf("%w: %d", ErrNoRoute, id)
 		}
-		ok, err := br.routeReady(r)
-		switch {
-		case ok:
-			return nil
-		case err != nil:
-			return err
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return br.notReady(ctx)
-		}
-	}
+		return br.routeReady(r)
+	})
 }
 
 // routeReady reports whether r receives what it should, and if not the

@@ -17,14 +17,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// routeCtx returns a context bounded by waitTimeout, cancelled at cleanup.
-func routeCtx(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // addRoute adds r to br and waits until it is ready.
 func addRoute(t testing.TB, br *bridge.Bridge, r bridge.Route) bridge.RouteID {
 	t.Helper()
@@ -32,7 +24,7 @@ func addRoute(t testing.TB, br *bridge.Bridge, r bridge.Route) bridge.RouteID {
 	if err != nil {
 		t.Fatalf("AddRoute(%+v): %v", r, err)
 	}
-	if err := br.RouteReady(routeCtx(t), id); err != nil {
+	if err := br.RouteReady(clusterCtx(t), id); err != nil {
 		t.Fatalf("RouteReady(%d): %v", id, err)
 	}
 	return id
@@ -78,7 +70,7 @@ func TestAddRouteImport(t *testing.T) {
 			// A bridge that imports nothing: no pub/sub connection yet.
 			in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "other", Direction: bridge.Export}))
 			rec := record(t, in.bus, tc.pattern)
-			ctx := routeCtx(t)
+			ctx := clusterCtx(t)
 
 			if err := rdb.Publish(ctx, "app:"+tc.topic, "before").Err(); err != nil {
 				t.Fatal(err)
@@ -175,7 +167,7 @@ func TestRouteSharedGlob(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	rdb := srv.Client(t)
 	in := newInstance(t, srv.Client(t), testOptions(nil))
-	ctx := routeCtx(t)
+	ctx := clusterCtx(t)
 	// Two routes of one pattern, hence one glob.
 	id1 := addRoute(t, in.bridge, bridge.Route{Pattern: "a.*", Direction: bridge.Import})
 	id2 := addRoute(t, in.bridge, bridge.Route{Pattern: "a.*", Direction: bridge.Both})
@@ -226,7 +218,7 @@ func TestAddRouteExport(t *testing.T) {
 				t.Fatal(err)
 			}
 			in := newInstance(t, srv.Client(t), testOptions(nil))
-			ctx := routeCtx(t)
+			ctx := clusterCtx(t)
 			publish(t, in.bus, tc.topic, "before")
 
 			id := addRoute(t, in.bridge, bridge.Route{Pattern: tc.pattern, Direction: bridge.Export, Raw: true, Codec: bridge.Text()})
@@ -267,7 +259,7 @@ func TestAddRouteExport(t *testing.T) {
 func TestRouteErrors(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "x", Direction: bridge.Import}))
-	ctx := routeCtx(t)
+	ctx := clusterCtx(t)
 	for _, r := range []bridge.Route{
 		{Pattern: "a..b"},
 		{Pattern: "a", Direction: 7},
@@ -327,7 +319,7 @@ func TestAddRouteEchoMemory(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	in := newInstance(t, srv.Client(t), testOptions(nil))
 	rdb := srv.Client(t)
-	ctx := routeCtx(t)
+	ctx := clusterCtx(t)
 	addRoute(t, in.bridge, bridge.Route{Pattern: "chat", Raw: true, Codec: bridge.Text()})
 	rec := record(t, in.bus, "chat")
 	publish(t, in.bus, "chat", "mine") // the local subscriber gets it once, locally
@@ -351,7 +343,7 @@ func TestRouteIDs(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	in := newInstance(t, srv.Client(t), testOptions(nil,
 		bridge.Route{Pattern: "a", Direction: bridge.Import}, bridge.Route{Pattern: "b", Direction: bridge.Export}))
-	ctx := routeCtx(t)
+	ctx := clusterCtx(t)
 	c := addRoute(t, in.bridge, bridge.Route{Pattern: "c"})
 	if _, err := in.bridge.RemoveRoute(ctx, 0); err != nil {
 		t.Fatal(err)
@@ -420,7 +412,7 @@ func TestRouteDurable(t *testing.T) {
 			a := newInstance(t, srv.Client(t), durableOptions("a"))
 			b := newInstance(t, srv.Client(t), durableOptions("b"))
 			rec := record(t, b.bus, "orders")
-			ctx := routeCtx(t)
+			ctx := clusterCtx(t)
 			route := bridge.Route{Pattern: "orders", Delivery: d, Codec: bridge.Text()}
 
 			imp := route
@@ -613,7 +605,7 @@ func TestRouteReconnect(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	rdb := srv.Client(t)
 	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "x", Direction: bridge.Import}))
-	ctx := routeCtx(t)
+	ctx := clusterCtx(t)
 	addRoute(t, in.bridge, bridge.Route{Pattern: "y", Direction: bridge.Import})
 	addRoute(t, in.bridge, bridge.Route{Pattern: "g.*", Direction: bridge.Import})
 	z := addRoute(t, in.bridge, bridge.Route{Pattern: "z", Direction: bridge.Import})
@@ -639,9 +631,9 @@ func TestRouteReconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	events := rec.waitFor(t, 2)
-	time.Sleep(100 * time.Millisecond)
-	if events = rec.snapshot(); len(events) != 2 || events[0].Topic != "y" || events[1].Topic != "g.h" {
+	rec.waitFor(t, 2)
+	time.Sleep(100 * time.Millisecond) // "app:z" would have arrived by now
+	if events := rec.snapshot(); len(events) != 2 || events[0].Topic != "y" || events[1].Topic != "g.h" {
 		t.Errorf("after the reconnect got %v, want y and g.h", events)
 	}
 }
@@ -656,7 +648,7 @@ func TestRouteConcurrent(t *testing.T) {
 	rdb := srv.Client(t)
 	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "fixed.*"}))
 	peer := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "**"}))
-	ctx := routeCtx(t)
+	ctx := clusterCtx(t)
 
 	stop := make(chan struct{})
 	var traffic sync.WaitGroup
