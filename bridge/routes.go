@@ -394,16 +394,20 @@ func (br *Bridge) RemoveRoute(ctx context.Context, id RouteID) (RouteStats, erro
 
 	unsent, settled := br.stopRoute(ctx, r)
 	stats := br.routeStats(r)
-	switch {
-	case !settled:
+	if settled && unsent == 0 {
+		return stats, nil
+	}
+	msg := fmt.Sprintf("route %d: %s dropped", id, plural.Of(uint64(unsent), "export"))
+	if !settled {
 		// The flusher holds a batch that may have some of the route's
 		// exports: it sends them, or counts them as dropped, later.
-		return stats, fmt.Errorf("%w: route %d: %s dropped, and the batch being sent may hold more: %w",
-			ErrNotSent, id, plural.Of(uint64(unsent), "export"), ctx.Err())
-	case unsent > 0:
-		return stats, fmt.Errorf("%w: route %d: %s dropped: %w", ErrNotSent, id, plural.Of(uint64(unsent), "export"), ctx.Err())
+		msg += ", and the batch being sent may hold more"
 	}
-	return stats, nil
+	cause := ctx.Err()
+	if cause == nil {
+		cause = ErrClosed // Close gave up on the route's exporter meanwhile
+	}
+	return stats, fmt.Errorf("%w: %s: %w", ErrNotSent, msg, cause)
 }
 
 // stopRoute stops removed route r, whose local subscription and

@@ -749,3 +749,50 @@ func TestRouteConcurrent(t *testing.T) {
 		t.Errorf("OutboxDepth %d after Close", st.OutboxDepth)
 	}
 }
+
+// TestRouteDurableRemoveMidBatch: an import route removed while its
+// reader works through a batch records what it handled (checkpoint or
+// XACK) before it returns: added again, it delivers the rest, each entry
+// once.
+func TestRouteDurableRemoveMidBatch(t *testing.T) {
+	for _, d := range []bridge.Delivery{bridge.Stream, bridge.Group} {
+		t.Run(d.String(), func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			a := newInstance(t, srv.Client(t), durableOptions("a", bridge.Route{Pattern: "jobs", Delivery: d, Direction: bridge.Export, Codec: bridge.Text()}))
+			b := newInstance(t, srv.Client(t), durableOptions("b"))
+			ctx := clusterCtx(t)
+			var mu sync.Mutex
+			var got []string
+			if _, err := b.bus.Subscribe("jobs", func(_ context.Context, e bus.Event) {
+				time.Sleep(10 * time.Millisecond) // a slow handler: the batch takes a while
+				mu.Lock()
+				got = append(got, payloadString(e.Payload))
+				mu.Unlock()
+			}); err != nil {
+				t.Fatal(err)
+			}
+			n := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+			imp := bridge.Route{Pattern: "jobs", Delivery: d, Direction: bridge.Import, Codec: bridge.Text()}
+			id := addRoute(t, b.bridge, imp)
+			const total = 40
+			for i := range total {
+				publish(t, a.bus, "jobs", strconv.Itoa(i))
+			}
+			eventually(t, func() bool { return n() >= 5 }, "the first entries handled")
+			if _, err := b.bridge.RemoveRoute(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if k := n(); k >= total {
+				t.Fatalf("all %d handled before RemoveRoute returned: the test needs a slower handler", k)
+			}
+			addRoute(t, b.bridge, imp)
+			eventually(t, func() bool { return n() >= total }, "every entry handled, have %d", n)
+			time.Sleep(100 * time.Millisecond) // a redelivered entry would arrive by now
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(got, seqStrings(0, total)) {
+				t.Errorf("handled %d entries %v, want 0..%d once each", len(got), got, total-1)
+			}
+		})
+	}
+}
