@@ -214,7 +214,10 @@ func (br *Bridge) compileRoute(what string, r Route) (*route, error) {
 // route also matches is exported, and imported, by the earlier one (see
 // Options.Routes). A pattern import route that Redis cannot express
 // exactly is reported to Options.OnError, as New does, wrapping
-// ErrPatternWidened.
+// ErrPatternWidened. ACLRules knows only Options.Routes: an ACL user must
+// also be granted the channels of the routes added later, and the literal
+// glob of each pattern import route (PSUBSCRIBE), or RouteReady returns
+// the refusal, wrapping ErrSubscribe.
 //
 // AddRoute is safe for concurrent use, with every method of the bridge
 // and while events flow. It takes a lock that RemoveRoute holds only

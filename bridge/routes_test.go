@@ -196,6 +196,17 @@ func TestRouteSharedGlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, func() bool { return numPat(t, rdb) == 0 }, "NUMPAT still %d after removing both routes", func() int { return int(numPat(t, rdb)) })
+	// The connection, subscribed to nothing now, stays up: its PINGs are
+	// answered outside subscribe mode too.
+	time.Sleep(5 * testOptions(nil).PingInterval)
+	if st := in.bridge.Stats(); st.Reconnects != 0 || in.errs.count(bridge.ErrDisconnected) != 0 {
+		t.Errorf("Reconnects %d after the last route left (%s)", st.Reconnects, in.errs)
+	}
+	// And it takes new routes.
+	addRoute(t, in.bridge, bridge.Route{Pattern: "b.*", Direction: bridge.Import})
+	if n := numPat(t, rdb); n != 1 {
+		t.Errorf("NUMPAT = %d after adding a route to the idle connection, want 1", n)
+	}
 }
 
 // TestAddRouteExport: an export route added at run time exports local
