@@ -21,9 +21,10 @@ const browserTimeout = 4 * time.Minute
 
 // TestBrowser builds and runs the browser test program (./browsertest):
 // two pages in headless Chromium against two instances and a
-// redis-server, through messages, a Redis outage, a bad room name and an
-// empty room. Without chromium on PATH it is skipped, or fails under
-// CI=true, where the test command installs it.
+// redis-server, through messages, a Redis outage, a bad room name, an
+// empty room and a room new to an instance while Redis is down. Without
+// chromium on PATH it is skipped, or fails under CI=true, where the test
+// command installs it.
 func TestBrowser(t *testing.T) {
 	chromium := progtest.Need(t, "chromium", "apt-get install chromium")
 	dir := t.TempDir()
@@ -65,7 +66,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("browsertest did not say PASS:\n%s", &out)
 	}
 	t.Logf("browsertest:\n%s", &out)
-	for i, name := range []string{"1-empty", "2-messages", "3-down", "4-resuming", "5-back", "6-bad-room", "7-empty-room"} {
+	for i, name := range []string{"1-empty", "2-messages", "3-down", "4-resuming", "5-back", "6-bad-room", "7-empty-room", "8-new-room-down", "9-new-room-back"} {
 		data, err := os.ReadFile(filepath.Join(shots, name+".png"))
 		if err != nil || !bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")) {
 			t.Errorf("screenshot %d: %v", i+1, orElse(err, fmt.Errorf("%s.png is not a PNG", name)))

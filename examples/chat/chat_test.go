@@ -117,6 +117,7 @@ type sseEvent struct {
 type stream struct {
 	events chan sseEvent // closed at the end of the stream
 	status Status        // the status sent after "ready"
+	close  func()        // closes the stream and waits for its reader
 }
 
 // openStream follows rooms on the instance at base and waits for the
@@ -166,11 +167,15 @@ func openStream(t *testing.T, c *http.Client, base string, rooms ...string) *str
 			}
 		}
 	}()
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		resp.Body.Close()
-	})
+	var once sync.Once
+	s.close = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			resp.Body.Close()
+		})
+	}
+	t.Cleanup(s.close)
 	e := s.next(t)
 	var ready struct {
 		Rooms    []string `json:"rooms"`

@@ -137,13 +137,13 @@ func dialFrom(t *testing.T, ip string) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// tryStream opens a stream of the lobby and returns the status of the
+// tryStream opens a stream of room and returns the status of the
 // answer and the function that closes it. A refusal must say when to try
 // again and close the connection, which kept alive would hold buffers.
-func tryStream(t *testing.T, c *http.Client, base string) (int, func()) {
+func tryStream(t *testing.T, c *http.Client, base, room string) (int, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/events?room=lobby", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/events?room="+room, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestStreamCaps(t *testing.T) {
 		{one, 200}, {one, 200}, {one, http.StatusTooManyRequests},
 		{two, 200}, {three, http.StatusServiceUnavailable}, {two, http.StatusServiceUnavailable},
 	} {
-		status, closeIt := tryStream(t, step.c, srv.URL)
+		status, closeIt := tryStream(t, step.c, srv.URL, "lobby")
 		if status != step.want {
 			t.Fatalf("stream %d: %d, want %d", i+1, status, step.want)
 		}
@@ -188,7 +188,7 @@ func TestStreamCaps(t *testing.T) {
 	first()
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		status, _ := tryStream(t, three, srv.URL)
+		status, _ := tryStream(t, three, srv.URL, "lobby")
 		if status == 200 {
 			break
 		}

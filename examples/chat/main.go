@@ -13,12 +13,15 @@
 //
 // Open http://127.0.0.1:8081/?rooms=lobby,dev&name=alice and
 // http://127.0.0.1:8082/?rooms=lobby&name=bob. Room "lobby" is topic
-// "chat.lobby" on each instance's bus; a bridge mirrors "chat.*" to the Redis
+// "chat.lobby" on each instance's bus; a bridge exports "chat.*" to the Redis
 // channels -prefix + "chat.*" (with the default empty prefix, channel
-// "chat.lobby"), as JSON in envelopes. So `buscat sub 'chat.*'` shows the
-// conversation, and `buscat pub -envelope chat.lobby '{"from":"cli","text":"hi"}'`
-// posts to it. The page shows whether Redis is reachable and says when
-// messages may have been missed (a reconnect, a gap reported by the bridge).
+// "chat.lobby"), as JSON in envelopes, and subscribes on Redis to the
+// channel of a room only while a page on the instance follows it (rooms.go):
+// an instance receives none of the traffic of the other rooms. So
+// `buscat sub 'chat.*'` shows the conversation, and
+// `buscat pub -envelope chat.lobby '{"from":"cli","text":"hi"}'` posts to it.
+// The page shows whether Redis is reachable and says when messages may have
+// been missed (a reconnect, a gap reported by the bridge).
 //
 // It is hardened as a program to copy: messages from Redis are checked
 // field by field (anyone who may PUBLISH there can write anything), the
@@ -174,11 +177,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 		// The bridge's reports go to stderr and, through the link, to
 		// the pages: Redis lost and back, messages possibly missed.
 		lk := newLink(srv, *prefix)
+		codec := newMessageCodec()
 		br, err := bridge.New(b, rdb, &bridge.Options{
 			Prefix: *prefix,
-			// Every room, both ways, as JSON: subscribers on every
+			// What is posted here, in every room, goes to Redis as
+			// JSON. The rooms are imported one by one, while some
+			// stream here follows them (rooms): subscribers on every
 			// instance get a *Message.
-			Routes: []bridge.Route{{Pattern: topicPrefix + "*", Codec: newMessageCodec()}},
+			Routes: []bridge.Route{exportRoute(codec)},
 			// With a key, only instances that have it can post: the
 			// bridge drops unsigned and forged messages (and reports
 			// them, which the pages note). Without, anyone who may
@@ -193,6 +199,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 			return err
 		}
 		mon.addBridge(br)
+		srv.shareRooms(newRooms(br, codec, mon.onError(func(err error) { logger.Print(err) })))
 		defer func() {
 			closeCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
@@ -204,7 +211,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, listening
 		err = br.Ready(readyCtx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("subscribing on Redis: %w", err)
+			return fmt.Errorf("bridge to Redis: %w", err)
 		}
 		lk.connected()
 		watchCtx, stopWatch := context.WithCancel(context.Background())

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +67,9 @@ type Server struct {
 	hosts   map[string]bool // Options.AllowedHosts, lower case
 	handler http.Handler    // the routes, behind cross-origin protection
 	seq     atomic.Uint64   // numbers the messages posted here
+	// rooms subscribes the instance on Redis to the rooms its streams
+	// follow; nil without Redis. Set by shareRooms before serving.
+	rooms *rooms
 
 	maxStreams, maxPerClient int
 
@@ -125,6 +130,11 @@ func NewServer(b *bus.Bus, name string, opts *Options) *Server {
 	})
 	return s
 }
+
+// shareRooms makes the streams join rs, so that the instance subscribes
+// on Redis to the rooms they follow (see rooms). It must be called before
+// the Server serves, at most once.
+func (s *Server) shareRooms(rs *rooms) { s.rooms = rs }
 
 // ServeHTTP serves the routes of the chat:
 //
@@ -279,6 +289,10 @@ func (f *follower) offer(e sse) {
 // as Server-Sent Events, from the moment it has subscribed, until the
 // client goes away or the server closes.
 //
+// With Redis (shareRooms), a room no other stream of the instance follows
+// is subscribed to first, and the stream refused with 503 and a
+// Retry-After if Redis does not confirm it within joinTimeout.
+//
 // Events: "ready" once subscribed (data: {"rooms": [...], "instance": ...}),
 // then "status" with the current Status, then "message" for each message
 // (data: a Message as JSON, id: its ID), "status" when the status changes,
@@ -334,6 +348,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer sub.Unsubscribe()
+	}
+	// Subscribed on the local bus first, then on Redis: nothing that
+	// Redis sends once it has confirmed is missed.
+	if s.rooms != nil {
+		leave, err := s.rooms.joinAll(r.Context(), slices.Sorted(maps.Keys(f.rooms)))
+		if err != nil {
+			w.Header().Set("Retry-After", joinRetryAfter)
+			w.Header().Set("Connection", "close")
+			httpError(w, http.StatusServiceUnavailable, "%v: try again later", err)
+			return
+		}
+		defer leave()
 	}
 	// The status sent first and the changes queued after it are taken
 	// under one lock: none is missed, none comes out of order.

@@ -29,12 +29,17 @@
 //  6. bob follows "lobby, bad.room": B's page must show the server's
 //     answer (bad room name "bad.room": ...), not "reconnecting…", and
 //     sending is disabled;
-//  7. bob follows "quiet": B's page must show "No messages yet in #quiet".
+//  7. bob follows "quiet": B's page must show "No messages yet in #quiet";
+//  8. redis-server is killed again and bob follows "later", a room B has
+//     no stream of: B cannot subscribe to it on Redis and refuses the
+//     stream (503, Retry-After), and the page must say it cannot follow
+//     the room, that Redis is unreachable, and try again;
+//  9. redis-server is started again: B's page must follow "later".
 //
 // With -screenshots, a PNG of the page checked is written to that directory
 // at each step (1-empty.png, 2-messages.png, 3-down.png of page B,
-// 4-resuming.png of page A, 5-back.png, 6-bad-room.png, 7-empty-room.png
-// of page B). It prints what it checks, and at the
+// 4-resuming.png of page A, 5-back.png, 6-bad-room.png, 7-empty-room.png,
+// 8-new-room-down.png, 9-new-room-back.png of page B). It prints what it checks, and at the
 // first failure prints "FAIL: ..." and exits with status 1. Every wait is
 // bounded; every process it started is stopped on the way out.
 package main
@@ -303,7 +308,41 @@ func run(chromium, screenshots string) error {
 		return err
 	}
 	fmt.Println(`7. room "quiet": page B says "No messages yet in #quiet"`)
-	return shot(pageB, "7-empty-room.png")
+	if err := shot(pageB, "7-empty-room.png"); err != nil {
+		return err
+	}
+
+	// 8. A room new on B while Redis is down: B cannot subscribe to it,
+	// refuses the stream (503, Retry-After), and the page tries again
+	// until Redis is back.
+	if err := rs.kill(); err != nil {
+		return err
+	}
+	if err := pageB.follow("later"); err != nil {
+		return err
+	}
+	// EventSource's request, then explain's, each refused after the
+	// instance's 5 s wait for Redis.
+	if err := pageB.waitFor(`(() => { const s = document.getElementById("status").textContent;
+		return s.startsWith('cannot follow: not subscribed on Redis: room "later"') && s.endsWith("(trying again in 5 s)") &&
+			document.body.dataset.link === "down"; })()`,
+		"the refusal of a new room while Redis is down, tried again", 3*timeout); err != nil {
+		return err
+	}
+	fmt.Println(`8. room "later" while redis-server is down: page B says it cannot follow it, that Redis is unreachable, and tries again`)
+	if err := shot(pageB, "8-new-room-down.png"); err != nil {
+		return err
+	}
+	if err := rs.restart(); err != nil {
+		return err
+	}
+	back = time.Now()
+	if err := pageB.waitFor(`document.body.dataset.ready === "true" && document.body.dataset.error === undefined &&
+		document.getElementById("status").textContent === "following #later"`, "following later once Redis is back", recovery); err != nil {
+		return err
+	}
+	fmt.Printf("9. redis-server back: page B follows \"later\" %v after the restart\n", time.Since(back).Round(100*time.Millisecond))
+	return shot(pageB, "9-new-room-back.png")
 }
 
 // sameOrderPerRoom checks that got holds the messages of want, in the same
