@@ -28,13 +28,16 @@ func (br *Bridge) exportHandler(r *route) bus.Handler {
 			return
 		}
 		// The live export routes before r: a topic they match is theirs
-		// to export, so that overlapping routes export an event once.
+		// to export, so that overlapping routes export an event once. A
+		// route being removed is skipped: its own handler, which ran
+		// before this one, may have seen it removed and left the event
+		// to r (the table without it may not be stored yet).
 		t := br.table.Load()
 		for _, o := range t.exports {
 			if o.id >= r.id {
 				break
 			}
-			if o.match(e.Topic) {
+			if !o.removed.Load() && o.match(e.Topic) {
 				return
 			}
 		}
@@ -70,11 +73,11 @@ func (r *route) quiesce(ctx context.Context) bool {
 	return true
 }
 
-// exportedBy reports whether a live export route of t other than r
-// matches topic.
+// exportedBy reports whether an export route of t other than r, and not
+// being removed, matches topic.
 func (t *routeTable) exportedBy(topic string, r *route) bool {
 	for _, o := range t.exports {
-		if o != r && o.match(topic) {
+		if o != r && !o.removed.Load() && o.match(topic) {
 			return true
 		}
 	}

@@ -21,7 +21,9 @@ import (
 // Gaps and GapEvents are those of Stats, except for what happens before a message has a route (a
 // message filtered out, or a malformed stream entry without a topic) and
 // the drops of the pub/sub outbox, which its routes share: OutboxOverflow,
-// OutboxExpired and OutboxUnsent are counted for the bridge only.
+// OutboxExpired and OutboxUnsent are counted for the bridge only. The
+// counters RemoveRoute returns leave out the removed route's imports
+// still queued then, which Stats counts once they are delivered.
 type RouteStats struct {
 	// ID identifies the route: see RouteID.
 	ID RouteID

@@ -229,6 +229,12 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 	// so that no RouteReady takes a confirmation these commands are
 	// about to undo (see confirmedRoute).
 	t.mu.Lock()
+	if t.ps != ps {
+		// The connection ended since: the loop cleared what it had,
+		// and the next one subscribes to the table.
+		t.mu.Unlock()
+		return
+	}
 	t.sending(tab, "subscribe", sub)
 	t.sending(tab, "psubscribe", psub)
 	t.sending(tab, "unsubscribe", unsub)

@@ -354,8 +354,8 @@ func (br *Bridge) routeReady(r *route) (bool, error) {
 	return br.ps.confirmedRoute(r, "subscribe", r.redisName)
 }
 
-// RemoveRoute removes route id from the bridge and returns its final
-// counters. It stops the route at once: the route's local subscription
+// RemoveRoute removes route id from the bridge and returns its counters
+// as they are when it returns. It stops the route at once: the route's local subscription
 // ends (local events it would have exported and that arrive from now on
 // count as OutboxUnsent, as after Close), its channel or glob is
 // unsubscribed on Redis (UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE) unless
@@ -371,6 +371,11 @@ func (br *Bridge) routeReady(r *route) (bool, error) {
 // error wrapping ErrNoRoute for an ID that is not a live route, and
 // ErrClosed once Close has begun (Close then drains the route with the
 // others).
+//
+// RemoveRoute does not wait for the route's imported events already in
+// the import queue (pub/sub and sharded routes): they are still delivered
+// after it returns, and counted in Stats.Imported but not in the
+// RouteStats it returned.
 //
 // RemoveRoute is safe for concurrent use, with AddRoute, RemoveRoute of
 // other routes and every other method. It must not be called from a

@@ -146,6 +146,9 @@ func (rs *rooms) join(ctx context.Context, name string) error {
 			return nil
 		}
 		if err := ctx.Err(); err != nil { // after a failed add, before trying again
+			if r.refs == 0 {
+				delete(rs.m, name) // no route, nobody in it: not a room
+			}
 			rs.mu.Unlock()
 			return fmt.Errorf("%w: room %q: %w", errNotSubscribed, name, err)
 		}
