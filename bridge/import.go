@@ -58,6 +58,11 @@ type subscriber interface {
 	// refused wraps an error reply, a refused subscription (err names
 	// the command), in ErrSubscribe.
 	refused(err error) error
+	// replied records the reply to a command sent after the connection's
+	// first ones: a confirmation (err nil) or an error reply. It reports
+	// whether the error is the subscriber's to handle, the connection
+	// staying up; if not, the read loop ends the connection.
+	replied(err error) (handled bool)
 	// route returns the topic of m and the route that imports it, or
 	// false when m is not imported (counted as filtered or a duplicate
 	// copy).
@@ -184,7 +189,12 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 		case isRedisError(err):
 			// The only commands on this connection are SUBSCRIBE,
 			// PSUBSCRIBE (or SSUBSCRIBE) and PING: an error reply is a
-			// refusal.
+			// refusal. Once the first commands are confirmed, it answers
+			// a later one, which the subscriber may take (a route added
+			// at run time that the ACL refuses) without the others'.
+			if len(pending) == 0 && rl.sub.replied(err) {
+				continue
+			}
 			return connected, confirmed, rl.sub.refused(fmt.Errorf("%s: %w", refusedCommand(sent, pending), err))
 		default:
 			return connected, confirmed, err
@@ -203,9 +213,14 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 				}
 			case "unsubscribe", "punsubscribe":
 				rl.sub.subscribed(m.Kind, m.Channel, false)
+				rl.sub.replied(nil)
 			case "subscribe", "psubscribe", "ssubscribe":
 				rl.sub.subscribed(m.Kind, m.Channel, true)
-				delete(pending, m.Kind+" "+m.Channel)
+				if key := m.Kind + " " + m.Channel; pending[key] {
+					delete(pending, key)
+				} else {
+					rl.sub.replied(nil)
+				}
 				if len(pending) == 0 && !confirmed {
 					confirmed = true
 					rl.sub.confirmed()
@@ -259,20 +274,26 @@ func refusedCommand(sent []subCommand, pending map[string]bool) string {
 		if !slices.ContainsFunc(c.args, func(a string) bool { return pending[c.kind()+" "+a] }) {
 			continue
 		}
-		var b strings.Builder
-		b.WriteString(c.name)
-		for i, a := range c.args[:min(len(c.args), maxNamed)] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, " %q", a)
-		}
-		if n := len(c.args) - maxNamed; n > 0 {
-			fmt.Fprintf(&b, " and %d more", n)
-		}
-		return b.String()
+		return c.describe()
 	}
 	return "PING"
+}
+
+// describe names c and at most maxNamed of its channels or globs:
+// `PSUBSCRIBE "app:b.*"`.
+func (c subCommand) describe() string {
+	var b strings.Builder
+	b.WriteString(c.name)
+	for i, a := range c.args[:min(len(c.args), maxNamed)] {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, " %q", a)
+	}
+	if n := len(c.args) - maxNamed; n > 0 {
+		fmt.Fprintf(&b, " and %d more", n)
+	}
+	return b.String()
 }
 
 // clockEvery is how many messages in a row the read loop handles between

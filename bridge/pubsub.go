@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +32,13 @@ type pubsubTransport struct {
 	conn *conn
 	wake chan struct{} // a table change for syncLoop; room for one token
 
+	// liveExact and liveGlobs are the channels and globs subscribed on
+	// the current connection as the read loop sees it, confirmations
+	// and messages in the order Redis sent them: which copies of a
+	// message Redis sent follows from them, not from the table, while a
+	// SUBSCRIBE or UNSUBSCRIBE is on its way. The read loop's alone.
+	liveExact, liveGlobs map[string]bool
+
 	subMu sync.Mutex      // serialises sending subscriptions; protects have
 	have  map[string]bool // kind and name of what was sent on ps ("subscribe app:x"); nil before the first
 
@@ -47,7 +55,18 @@ type pubsubTransport struct {
 	// synced is the table the commands sent last were computed from: a
 	// route is confirmed only once it is in it, or a sync under way
 	// could still unsubscribe its channel for an earlier table.
-	synced  *routeTable
+	synced *routeTable
+	// later are the commands sent after the connection's first ones
+	// whose replies have not all come, oldest first: Redis answers in
+	// order, so an error reply is the first one's.
+	later []laterCommand
+	// denied holds, by kind and name, the subscriptions Redis refused
+	// when a command sent after the first ones asked for them (a route
+	// added at run time the ACL user may not read): the connection stays
+	// up for the others, and RouteReady and Ready return the refusal.
+	// They are asked for again at each table change and on each new
+	// connection, after its first commands.
+	denied  map[string]error
 	err     error // the last refusal, until the next confirmation
 	stopped bool
 }
@@ -76,12 +95,12 @@ func (t *pubsubTransport) ready() (bool, error) {
 	}
 	for ch := range tab.exact {
 		if !t.confirmedLocked("subscribe " + ch) {
-			return false, t.err
+			return false, t.errFor("subscribe " + ch)
 		}
 	}
 	for _, g := range tab.globs {
 		if !t.confirmedLocked("psubscribe " + g.glob) {
-			return false, t.err
+			return false, t.errFor("psubscribe " + g.glob)
 		}
 	}
 	return true, nil
@@ -98,13 +117,69 @@ func (t *pubsubTransport) confirmedRoute(r *route, kind, name string) (bool, err
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	synced := t.synced != nil && t.synced.lookup(r.id) == r
-	return t.ok && synced && t.confirmedLocked(kind+" "+name), t.err
+	return t.ok && synced && t.confirmedLocked(kind+" "+name), t.errFor(kind + " " + name)
 }
 
 // confirmedLocked reports whether the subscription key ("subscribe
 // app:x") is confirmed with no command on it in flight; t.mu is held.
 func (t *pubsubTransport) confirmedLocked(key string) bool {
 	return t.subs[key] && t.inflight[key] == 0
+}
+
+// errFor returns why subscription key is not confirmed, if known: its
+// refusal, or the connection's. t.mu is held.
+func (t *pubsubTransport) errFor(key string) error {
+	if err := t.denied[key]; err != nil {
+		return err
+	}
+	return t.err
+}
+
+// laterCommand is a command sent after the connection's first ones and
+// how many of its replies are still due (one per channel or glob).
+type laterCommand struct {
+	cmd  subCommand
+	left int
+}
+
+// replied records the reply to the oldest command in later: a
+// confirmation, or err, an error reply, which refuses the whole command:
+// its subscriptions are recorded as refused and reported, and the
+// connection stays up.
+func (t *pubsubTransport) replied(err error) bool {
+	t.mu.Lock()
+	if len(t.later) == 0 {
+		t.mu.Unlock()
+		return false // not the reply to a subscription
+	}
+	head := &t.later[0]
+	if err == nil {
+		if head.left--; head.left <= 0 {
+			t.later = t.later[1:]
+		}
+		t.mu.Unlock()
+		return true
+	}
+	c := head.cmd
+	t.later = t.later[1:]
+	rerr := t.refused(fmt.Errorf("%s: %w", c.describe(), err))
+	base, _ := subscriptionKind(c.kind())
+	if t.denied == nil {
+		t.denied = map[string]error{}
+	}
+	for _, n := range c.args {
+		key := base + " " + n
+		if n := t.inflight[key]; n > 1 {
+			t.inflight[key] = n - 1
+		} else {
+			delete(t.inflight, key)
+		}
+		t.denied[key] = rerr
+	}
+	t.mu.Unlock()
+	t.br.reportLast(rerr)
+	t.br.changed.notify()
+	return true
 }
 
 // subscriptionKind returns the subscription a command or confirmation of
@@ -137,7 +212,19 @@ func (t *pubsubTransport) sending(tab *routeTable, kind string, names []string) 
 			delete(t.subs, key)
 		}
 	}
+	t.markSynced(tab)
+}
+
+// markSynced records that the commands about to be sent come from tab,
+// dropping the refusals of subscriptions tab no longer has. t.mu is held.
+func (t *pubsubTransport) markSynced(tab *routeTable) {
 	t.synced = tab
+	for key := range t.denied {
+		kind, name, _ := strings.Cut(key, " ")
+		if kind == "subscribe" && !tab.exact[name] || kind == "psubscribe" && !slices.ContainsFunc(tab.globs, func(g globRoutes) bool { return g.glob == name }) {
+			delete(t.denied, key)
+		}
+	}
 }
 
 // subscribed records a confirmation of the read loop: a subscription
@@ -148,6 +235,18 @@ func (t *pubsubTransport) subscribed(kind, name string, on bool) {
 		t.subs = map[string]bool{}
 	}
 	base, _ := subscriptionKind(kind)
+	live := &t.liveExact
+	if base == "psubscribe" {
+		live = &t.liveGlobs
+	}
+	if on {
+		if *live == nil {
+			*live = map[string]bool{}
+		}
+		(*live)[name] = true
+	} else {
+		delete(*live, name)
+	}
 	key := base + " " + name
 	if n := t.inflight[key]; n > 1 {
 		t.inflight[key] = n - 1
@@ -156,6 +255,7 @@ func (t *pubsubTransport) subscribed(kind, name string, on bool) {
 	}
 	if on {
 		t.subs[key] = true
+		delete(t.denied, key)
 	} else {
 		delete(t.subs, key)
 	}
@@ -199,23 +299,35 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 	defer t.subMu.Unlock()
 	t.mu.Lock()
 	ps := t.ps
+	denied := maps.Clone(t.denied)
 	t.mu.Unlock()
 	if ps == nil || t.have == nil {
 		return
 	}
 	tab := t.br.table.Load()
 	channels, globs := tab.subscriptions()
-	var sub, psub, unsub, punsub []string
-	for _, ch := range channels {
-		if !t.have["subscribe "+ch] {
-			sub = append(sub, ch)
+	var cmds []subCommand
+	// want adds the command of kind for the names not subscribed yet,
+	// and one command for each name refused before: a refusal then
+	// refuses it alone.
+	want := func(name string, names []string) {
+		kind := strings.ToLower(name)
+		var fresh []string
+		for _, n := range names {
+			switch {
+			case denied[kind+" "+n] != nil:
+				cmds = append(cmds, subCommand{name: name, args: []string{n}})
+			case !t.have[kind+" "+n]:
+				fresh = append(fresh, n)
+			}
+		}
+		if len(fresh) > 0 {
+			cmds = append(cmds, subCommand{name: name, args: fresh})
 		}
 	}
-	for _, g := range globs {
-		if !t.have["psubscribe "+g] {
-			psub = append(psub, g)
-		}
-	}
+	want("SUBSCRIBE", channels)
+	want("PSUBSCRIBE", globs)
+	var unsub, punsub []string
 	for k := range t.have {
 		kind, name, _ := strings.Cut(k, " ")
 		switch {
@@ -224,6 +336,12 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 		case kind == "psubscribe" && !slices.Contains(globs, name):
 			punsub = append(punsub, name)
 		}
+	}
+	if len(unsub) > 0 {
+		cmds = append(cmds, subCommand{name: "UNSUBSCRIBE", args: unsub})
+	}
+	if len(punsub) > 0 {
+		cmds = append(cmds, subCommand{name: "PUNSUBSCRIBE", args: punsub})
 	}
 	// Recorded before anything is sent, with the table they come from,
 	// so that no RouteReady takes a confirmation these commands are
@@ -235,29 +353,58 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 		t.mu.Unlock()
 		return
 	}
-	t.sending(tab, "subscribe", sub)
-	t.sending(tab, "psubscribe", psub)
-	t.sending(tab, "unsubscribe", unsub)
-	t.sending(tab, "punsubscribe", punsub)
+	t.markSynced(tab)
+	for _, c := range cmds {
+		t.sendingLater(tab, c)
+	}
 	t.mu.Unlock()
 	t.br.changed.notify() // a table with nothing to send is synced now
-	send := func(kind string, names []string, f func(context.Context, ...string) error) {
-		if len(names) == 0 || f(ctx, names...) != nil {
-			return
-		}
-		base, un := subscriptionKind(kind)
-		for _, n := range names {
-			if un {
-				delete(t.have, base+" "+n)
-			} else {
-				t.have[kind+" "+n] = true
-			}
+	for _, c := range cmds {
+		if t.send(ctx, ps, c) != nil {
+			return // a broken connection: the read loop replaces it
 		}
 	}
-	send("subscribe", sub, ps.Subscribe)
-	send("psubscribe", psub, ps.PSubscribe)
-	send("unsubscribe", unsub, ps.Unsubscribe)
-	send("punsubscribe", punsub, ps.PUnsubscribe)
+}
+
+// send sends c on ps and records what ps then has.
+func (t *pubsubTransport) send(ctx context.Context, ps *redis.PubSub, c subCommand) error {
+	var err error
+	switch c.name {
+	case "SUBSCRIBE":
+		err = ps.Subscribe(ctx, c.args...)
+	case "PSUBSCRIBE":
+		err = ps.PSubscribe(ctx, c.args...)
+	case "UNSUBSCRIBE":
+		err = ps.Unsubscribe(ctx, c.args...)
+	case "PUNSUBSCRIBE":
+		err = ps.PUnsubscribe(ctx, c.args...)
+	}
+	if err != nil {
+		return err
+	}
+	base, un := subscriptionKind(c.kind())
+	for _, n := range c.args {
+		if un {
+			delete(t.have, base+" "+n)
+		} else {
+			t.have[base+" "+n] = true
+		}
+	}
+	return nil
+}
+
+// sendingLater records c, a command about to be sent after the
+// connection's first ones, computed from tab: its subscriptions in
+// flight, and the replies it is due in later. t.mu is held.
+func (t *pubsubTransport) sendingLater(tab *routeTable, c subCommand) {
+	t.sending(tab, c.kind(), c.args)
+	t.later = append(t.later, laterCommand{cmd: c, left: len(c.args)})
+	base, un := subscriptionKind(c.kind())
+	if un {
+		for _, n := range c.args {
+			delete(t.denied, base+" "+n) // not wanted any more
+		}
+	}
 }
 
 func (t *pubsubTransport) stop(context.Context) {
@@ -315,7 +462,8 @@ func (t *pubsubTransport) loop() {
 		_ = ps.Close()
 		t.mu.Lock()
 		t.ps = nil
-		t.subs, t.inflight, t.synced = nil, nil, nil
+		t.subs, t.inflight, t.synced, t.later = nil, nil, nil, nil
+		t.liveExact, t.liveGlobs = nil, nil
 		t.mu.Unlock()
 		t.subMu.Lock()
 		t.have = nil
@@ -354,33 +502,38 @@ func (t *pubsubTransport) loop() {
 func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
 	t.subMu.Lock()
 	defer t.subMu.Unlock()
-	var sent []subCommand
-	have := map[string]bool{}
 	tab := t.br.table.Load()
 	channels, globs := tab.subscriptions()
+	// What Redis refused before is asked for after the first commands,
+	// one at a time, so that a refusal again keeps the connection.
+	var first, again []subCommand
 	t.mu.Lock()
-	t.sending(tab, "subscribe", channels)
-	t.sending(tab, "psubscribe", globs)
+	for _, c := range []subCommand{{name: "SUBSCRIBE", args: channels}, {name: "PSUBSCRIBE", args: globs}} {
+		var ok []string
+		for _, n := range c.args {
+			if t.denied[c.kind()+" "+n] != nil {
+				again = append(again, subCommand{name: c.name, args: []string{n}})
+			} else {
+				ok = append(ok, n)
+			}
+		}
+		if len(ok) > 0 {
+			first = append(first, subCommand{name: c.name, args: ok})
+			t.sending(tab, c.kind(), ok)
+		}
+	}
+	for _, c := range again {
+		t.sendingLater(tab, c)
+	}
+	t.markSynced(tab)
 	t.mu.Unlock()
-	if len(channels) > 0 {
-		if err := ps.Subscribe(ctx, channels...); err != nil {
+	t.have = map[string]bool{}
+	for _, c := range append(first, again...) {
+		if err := t.send(ctx, ps, c); err != nil {
 			return nil, err
 		}
-		sent = append(sent, subCommand{name: "SUBSCRIBE", args: channels})
 	}
-	if len(globs) > 0 {
-		if err := ps.PSubscribe(ctx, globs...); err != nil {
-			return nil, err
-		}
-		sent = append(sent, subCommand{name: "PSUBSCRIBE", args: globs})
-	}
-	for _, c := range sent {
-		for _, a := range c.args {
-			have[c.kind()+" "+a] = true
-		}
-	}
-	t.have = have
-	return sent, nil
+	return first, nil
 }
 
 func (t *pubsubTransport) confirmed() {
@@ -395,9 +548,11 @@ func (t *pubsubTransport) refused(err error) error { return fmt.Errorf("%w: %w",
 //
 // Redis sends one copy of a message per matching subscription. The copy
 // of the exact subscription is the one imported when there is one,
-// otherwise that of the first glob, in sorted order, whose bus patterns
-// match the topic: Redis sent that copy, since a glob matches at least
-// what its patterns match.
+// otherwise that of the first confirmed glob of the table, in sorted
+// order, whose bus patterns match the topic: Redis sent that copy, since
+// a glob matches at least what its patterns match. What is confirmed is
+// what the read loop saw confirmed (liveExact, liveGlobs), so that while
+// routes are added and removed the copy imported is one Redis sent.
 func (t *pubsubTransport) route(m *redis.Message) (string, *route, bool) {
 	br := t.br
 	c := &br.c
@@ -408,18 +563,28 @@ func (t *pubsubTransport) route(m *redis.Message) (string, *route, bool) {
 		return "", nil, false
 	}
 	if m.Pattern == "" {
-		if !tab.exact[m.Channel] {
+		// Sent for the exact subscription, confirmed: still wanted, or
+		// its UNSUBSCRIBE on its way (then the topic's copy is this one
+		// as long as a route imports it).
+		if !tab.exact[m.Channel] && !t.liveExact[m.Channel] {
 			c.filtered.Add(1)
 			return "", nil, false
 		}
 	} else {
-		if tab.exact[m.Channel] {
+		if t.liveExact[m.Channel] {
+			// Redis sent the exact subscription's copy too, before this.
 			c.duplicateCopies.Add(1)
 			return "", nil, false
 		}
+		// The owner is the first glob of the table, in sorted order,
+		// that Redis confirmed and whose patterns match: Redis sent its
+		// copy. A glob not confirmed yet sent none.
 		owner := ""
 	globs:
 		for _, g := range tab.globs {
+			if !t.liveGlobs[g.glob] {
+				continue
+			}
 			for _, match := range g.matches {
 				if match(topic) {
 					owner = g.glob
@@ -428,10 +593,14 @@ func (t *pubsubTransport) route(m *redis.Message) (string, *route, bool) {
 			}
 		}
 		switch owner {
-		case "":
-			c.filtered.Add(1)
-			return "", nil, false
 		case m.Pattern:
+		case "":
+			// No glob of the table sent a copy: this one's glob is on
+			// its way out (PUNSUBSCRIBE sent), the only copy.
+			if !t.liveGlobs[m.Pattern] {
+				c.filtered.Add(1)
+				return "", nil, false
+			}
 		default:
 			c.duplicateCopies.Add(1)
 			return "", nil, false

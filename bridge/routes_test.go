@@ -859,3 +859,68 @@ func TestRouteReadyAfterReadd(t *testing.T) {
 		})
 	}
 }
+
+// TestAddRouteRefusedKeepsOthers adds at run time a route the ACL user
+// may not subscribe to (ACLRules knows only Options.Routes): RouteReady
+// and Ready return the refusal, the routes Redis accepted keep receiving
+// on the same connection, across a reconnect too, and removing the
+// refused route makes the bridge ready again.
+func TestAddRouteRefusedKeepsOthers(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	routes := []bridge.Route{{Pattern: "a", Direction: bridge.Import}}
+	rules, err := bridge.ACLRules(&bridge.Options{Prefix: "app:", Routes: routes}, '.')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.CLI(append([]string{"ACL", "SETUSER", "bridge", "on", ">s3cret"}, rules...)...); err != nil {
+		t.Fatal(err)
+	}
+	o := srv.ClientOptions()
+	o.Username, o.Password = "bridge", "s3cret"
+	rdb := redis.NewClient(o)
+	t.Cleanup(func() { _ = rdb.Close() })
+	in := newInstance(t, rdb, testOptions(nil, routes...))
+	rec := record(t, in.bus, "a")
+	admin := srv.Client(t)
+	ctx := clusterCtx(t)
+	if err := in.bridge.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id, err := in.bridge.AddRoute(bridge.Route{Pattern: "b.*", Direction: bridge.Import})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.bridge.RouteReady(ctx, id); !errors.Is(err, bridge.ErrSubscribe) || !strings.Contains(err.Error(), `PSUBSCRIBE "app:b.*"`) {
+		t.Fatalf("RouteReady of the refused route = %v, want ErrSubscribe naming PSUBSCRIBE \"app:b.*\"", err)
+	}
+	if err := in.bridge.Ready(ctx); !errors.Is(err, bridge.ErrSubscribe) {
+		t.Errorf("Ready with a refused route = %v, want ErrSubscribe", err)
+	}
+	received := 0
+	check := func(when string) {
+		t.Helper()
+		if n := numSub(t, admin, "app:a"); n != 1 {
+			t.Fatalf("%s: NUMSUB app:a = %d, want 1; errors:\n%s", when, n, in.errs)
+		}
+		for range 5 {
+			if err := admin.Publish(ctx, "app:a", "x").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		received += 5
+		rec.waitFor(t, received)
+	}
+	check("after the refusal")
+	// A new connection asks for the refused glob after the others.
+	if err := admin.ClientKillByFilter(ctx, "USER", "bridge").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return in.bridge.Stats().Reconnects >= 1 }, "no reconnect after CLIENT KILL")
+	check("after a reconnect")
+	if _, err := in.bridge.RemoveRoute(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.bridge.Ready(ctx); err != nil {
+		t.Errorf("Ready after removing the refused route = %v, want nil", err)
+	}
+}

@@ -521,6 +521,10 @@ func (l *shardLoop) subscribed(kind, name string, on bool) {
 	l.set.br.changed.notify()
 }
 
+// replied leaves the error replies to the read loop: a refused SSUBSCRIBE
+// ends the node's connection, as one of its first commands does.
+func (l *shardLoop) replied(error) bool { return false }
+
 // unsubscribed reports whether the end of the subscription to channel
 // means that its slot moved: not when the bridge unsubscribed it (a
 // SUNSUBSCRIBE not yet confirmed), nor when no route wants it any more.

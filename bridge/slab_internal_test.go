@@ -85,7 +85,11 @@ func TestSlabDisjoint(t *testing.T) {
 // unset, as a stream entry's) must not alias it.
 func TestIngestOwnsPayloads(t *testing.T) {
 	br := newOffline(t, bus.New(nil), &Options{Prefix: "app:", Routes: []Route{{Pattern: "in.*", Direction: Import}}})
-	var sub subscriber = br.ps
+	// A transport of its own, not started: the bridge's has a loop of
+	// its own trying to connect.
+	ps := &pubsubTransport{br: br}
+	ps.subscribed("psubscribe", "app:in.*", true) // as Redis confirms it
+	var sub subscriber = ps
 	var got []importItem
 	rl := readLoop{br: br, sub: sub, in: br.newIngest(true, false, func(it importItem) { got = append(got, it) })}
 
