@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"sync"
 
@@ -197,10 +196,10 @@ func subscriptionKind(kind string) (base string, ends bool) {
 	return kind, false
 }
 
-// sending records, before they are sent, commands of kind on names,
-// computed from table tab; t.mu is held. An UNSUBSCRIBE or PUNSUBSCRIBE
-// ends the subscription's confirmation at once.
-func (t *pubsubTransport) sending(tab *routeTable, kind string, names []string) {
+// sending records, before they are sent, commands of kind on names; t.mu
+// is held. An UNSUBSCRIBE or PUNSUBSCRIBE ends the subscription's
+// confirmation at once.
+func (t *pubsubTransport) sending(kind string, names []string) {
 	if t.inflight == nil {
 		t.inflight = map[string]int{}
 	}
@@ -212,7 +211,6 @@ func (t *pubsubTransport) sending(tab *routeTable, kind string, names []string) 
 			delete(t.subs, key)
 		}
 	}
-	t.markSynced(tab)
 }
 
 // markSynced records that the commands about to be sent come from tab,
@@ -221,7 +219,7 @@ func (t *pubsubTransport) markSynced(tab *routeTable) {
 	t.synced = tab
 	for key := range t.denied {
 		kind, name, _ := strings.Cut(key, " ")
-		if kind == "subscribe" && !tab.exact[name] || kind == "psubscribe" && !slices.ContainsFunc(tab.globs, func(g globRoutes) bool { return g.glob == name }) {
+		if kind == "subscribe" && !tab.exact[name] || kind == "psubscribe" && !tab.hasGlob(name) {
 			delete(t.denied, key)
 		}
 	}
@@ -305,35 +303,15 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 		return
 	}
 	tab := t.br.table.Load()
-	channels, globs := tab.subscriptions()
-	var cmds []subCommand
-	// want adds the command of kind for the names not subscribed yet,
-	// and one command for each name refused before: a refusal then
-	// refuses it alone.
-	want := func(name string, names []string) {
-		kind := strings.ToLower(name)
-		var fresh []string
-		for _, n := range names {
-			switch {
-			case denied[kind+" "+n] != nil:
-				cmds = append(cmds, subCommand{name: name, args: []string{n}})
-			case !t.have[kind+" "+n]:
-				fresh = append(fresh, n)
-			}
-		}
-		if len(fresh) > 0 {
-			cmds = append(cmds, subCommand{name: name, args: fresh})
-		}
-	}
-	want("SUBSCRIBE", channels)
-	want("PSUBSCRIBE", globs)
+	fresh, again := t.wanted(tab, denied)
+	cmds := append(fresh, again...)
 	var unsub, punsub []string
 	for k := range t.have {
 		kind, name, _ := strings.Cut(k, " ")
 		switch {
 		case kind == "subscribe" && !tab.exact[name]:
 			unsub = append(unsub, name)
-		case kind == "psubscribe" && !slices.Contains(globs, name):
+		case kind == "psubscribe" && !tab.hasGlob(name):
 			punsub = append(punsub, name)
 		}
 	}
@@ -355,7 +333,7 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 	}
 	t.markSynced(tab)
 	for _, c := range cmds {
-		t.sendingLater(tab, c)
+		t.sendingLater(c)
 	}
 	t.mu.Unlock()
 	t.br.changed.notify() // a table with nothing to send is synced now
@@ -393,11 +371,35 @@ func (t *pubsubTransport) send(ctx context.Context, ps *redis.PubSub, c subComma
 	return nil
 }
 
+// wanted returns the SUBSCRIBE and PSUBSCRIBE commands of tab's
+// subscriptions not sent on the connection (have): one for the channels
+// and one for the globs (fresh), and one for each subscription Redis
+// refused before (again, after the others), so that a refusal again
+// refuses it alone. The caller holds subMu.
+func (t *pubsubTransport) wanted(tab *routeTable, denied map[string]error) (fresh, again []subCommand) {
+	channels, globs := tab.subscriptions()
+	for _, c := range []subCommand{{name: "SUBSCRIBE", args: channels}, {name: "PSUBSCRIBE", args: globs}} {
+		var names []string
+		for _, n := range c.args {
+			switch key := c.kind() + " " + n; {
+			case denied[key] != nil:
+				again = append(again, subCommand{name: c.name, args: []string{n}})
+			case !t.have[key]:
+				names = append(names, n)
+			}
+		}
+		if len(names) > 0 {
+			fresh = append(fresh, subCommand{name: c.name, args: names})
+		}
+	}
+	return fresh, again
+}
+
 // sendingLater records c, a command about to be sent after the
-// connection's first ones, computed from tab: its subscriptions in
-// flight, and the replies it is due in later. t.mu is held.
-func (t *pubsubTransport) sendingLater(tab *routeTable, c subCommand) {
-	t.sending(tab, c.kind(), c.args)
+// connection's first ones: its subscriptions in flight, and the replies
+// it is due in later. t.mu is held.
+func (t *pubsubTransport) sendingLater(c subCommand) {
+	t.sending(c.kind(), c.args)
 	t.later = append(t.later, laterCommand{cmd: c, left: len(c.args)})
 	base, un := subscriptionKind(c.kind())
 	if un {
@@ -502,28 +504,17 @@ func (t *pubsubTransport) loop() {
 func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
 	t.subMu.Lock()
 	defer t.subMu.Unlock()
+	t.have = nil // a new connection: nothing sent on it yet
 	tab := t.br.table.Load()
-	channels, globs := tab.subscriptions()
+	t.mu.Lock()
 	// What Redis refused before is asked for after the first commands,
 	// one at a time, so that a refusal again keeps the connection.
-	var first, again []subCommand
-	t.mu.Lock()
-	for _, c := range []subCommand{{name: "SUBSCRIBE", args: channels}, {name: "PSUBSCRIBE", args: globs}} {
-		var ok []string
-		for _, n := range c.args {
-			if t.denied[c.kind()+" "+n] != nil {
-				again = append(again, subCommand{name: c.name, args: []string{n}})
-			} else {
-				ok = append(ok, n)
-			}
-		}
-		if len(ok) > 0 {
-			first = append(first, subCommand{name: c.name, args: ok})
-			t.sending(tab, c.kind(), ok)
-		}
+	first, again := t.wanted(tab, t.denied)
+	for _, c := range first {
+		t.sending(c.kind(), c.args)
 	}
 	for _, c := range again {
-		t.sendingLater(tab, c)
+		t.sendingLater(c)
 	}
 	t.markSynced(tab)
 	t.mu.Unlock()

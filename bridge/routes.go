@@ -75,6 +75,12 @@ func (t *routeTable) lookup(id RouteID) *route {
 }
 
 // classic reports whether the table holds classic subscriptions.
+// hasGlob reports whether t subscribes to the Redis glob g (PSUBSCRIBE).
+func (t *routeTable) hasGlob(g string) bool {
+	_, found := slices.BinarySearchFunc(t.globs, g, func(r globRoutes, g string) int { return strings.Compare(r.glob, g) })
+	return found
+}
+
 func (t *routeTable) classic() bool { return len(t.exact) > 0 || len(t.globs) > 0 }
 
 // buildTable returns the table of routes, live routes in ID order, with
