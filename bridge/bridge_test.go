@@ -136,7 +136,10 @@ func eventually(t testing.TB, cond func() bool, format string, args ...any) {
 	for !cond() {
 		if time.Now().After(deadline) {
 			for i, a := range args {
-				if f, ok := a.(func() int); ok {
+				switch f := a.(type) {
+				case func() int:
+					args[i] = f()
+				case func() bridge.Stats:
 					args[i] = f()
 				}
 			}
