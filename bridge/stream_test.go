@@ -144,6 +144,9 @@ func TestStreamRoute(t *testing.T) {
 		return err == nil && cp == entries[n-1].ID
 	}, "checkpoint %q (%v), want %q", cp, err, entries[n-1].ID)
 
+	// a counts an export once Redis has replied to its XADD, which can be
+	// after b read the entry.
+	eventually(t, func() bool { return a.bridge.Stats().Exported >= n }, "a to count %d exports: %+v", n, a.bridge.Stats)
 	as, bs := a.bridge.Stats(), b.bridge.Stats()
 	if as.Exported != n || as.StreamExported != n || as.OutboxDepth != 0 {
 		t.Errorf("exporter: %+v", as)
