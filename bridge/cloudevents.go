@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -105,8 +106,6 @@ func (br *Bridge) checkFormat(what string, r *Route) error {
 		return nil
 	case r.Raw:
 		return fmt.Errorf("%w: %s (%q): CloudEvents on a raw route", ErrInvalidOptions, what, r.Pattern)
-	case br.key != nil:
-		return fmt.Errorf("%w: %s (%q): SigningKey with a CloudEvents route: CloudEvents are not signed", ErrInvalidOptions, what, r.Pattern)
 	case !cloudevent.ValidSource(br.id):
 		return fmt.Errorf("%w: %s (%q): InstanceID %q is not a URI-reference, which a CloudEvents source must be", ErrInvalidOptions, what, r.Pattern, br.id)
 	}
@@ -123,7 +122,8 @@ func (br *Bridge) checkCloudEvent(topic string, it *queue.Export) error {
 	return nil
 }
 
-// appendCloudEvent appends export it as a CloudEvent.
+// appendCloudEvent appends export it as a CloudEvent, signed with the
+// bridge's epoch if it has a SigningKey.
 func (br *Bridge) appendCloudEvent(dst []byte, it *queue.Export) []byte {
 	ev := cloudevent.Event{
 		ID:              it.Channel,
@@ -136,15 +136,27 @@ func (br *Bridge) appendCloudEvent(dst []byte, it *queue.Export) []byte {
 		Extensions:      it.Headers,
 		Data:            it.Payload,
 	}
-	return cloudevent.Append(dst, &ev)
+	if br.key == nil {
+		return cloudevent.Append(dst, &ev)
+	}
+	ev.Epoch = br.epoch
+	start := len(dst)
+	return cloudevent.Sign(cloudevent.Append(dst, &ev), start, br.key)
 }
 
 // acceptCloudEvent is ingest.accept for a CloudEvents route's message that
-// is not an envelope: it decodes m, drops our echo and duplicates, and
-// emits the event.
+// is not an envelope: it checks the signature (with a SigningKey), decodes
+// m, drops our echo, replays and duplicates as ingest.admit does for
+// envelopes, and emits the event.
 func (in *ingest) acceptCloudEvent(m *inbound) {
 	br := in.br
 	c := &br.c
+	if br.key != nil {
+		if err := cloudevent.Verify(m.data, br.key); err != nil {
+			in.badCloudEvent(m, err)
+			return
+		}
+	}
 	ev, err := cloudevent.Decode(m.data)
 	if err != nil {
 		c.decodeErrors.Add(1)
@@ -152,17 +164,22 @@ func (in *ingest) acceptCloudEvent(m *inbound) {
 		br.rep.dropf(ErrMalformed, 1, func() error { return chain(ErrMalformed, m.where(), err) })
 		return
 	}
-	if ev.Source == br.id {
-		c.echoes.Add(1)
+	// The signature covers the id, which names the channel (the topic of
+	// a stream entry) the event was exported on, as an envelope's MAC
+	// covers its channel: a signed event copied to another is rejected.
+	if br.key != nil && !idOf(ev.ID, m.channel) {
+		in.badCloudEvent(m, errOtherChannel)
 		return
 	}
 	var t int64
 	if !ev.Time.IsZero() {
 		t = ev.Time.UnixNano()
 	}
-	// CloudEvents carry no epoch: the tracker keeps the rule of senders
-	// without one (a restart is a 1 sent later).
-	if !in.noSeq && ev.Seq != 0 && !in.sequence(m, &wire.Envelope{Source: ev.Source, Seq: ev.Seq, Time: t}) {
+	env := wire.Envelope{Source: ev.Source, Epoch: ev.Epoch, Seq: ev.Seq, Time: t}
+	// Events without buslineseq are not sequence-checked. The replay
+	// window holds for signed events only: a foreign producer's time
+	// may be absent, or from a clock nobody keeps in sync.
+	if !in.admit(m, &env, br.key != nil, ev.Seq != 0) {
 		return
 	}
 	h := ev.Extensions
@@ -172,6 +189,24 @@ func (in *ingest) acceptCloudEvent(m *inbound) {
 	h["id"], h["type"] = ev.ID, ev.Type
 	meta := &bus.Meta{Source: ev.Source, Seq: ev.Seq, Time: ev.Time, ContentType: ev.DataContentType, Headers: h}
 	in.emit(importItem{topic: m.topic, route: m.route, payload: ev.Data, meta: meta})
+}
+
+// errOtherChannel is why a signed CloudEvent whose id names another
+// channel is rejected.
+var errOtherChannel = errors.New("signed for another channel (its id)")
+
+// idOf reports whether id is that of an event exported on channel:
+// channel, a colon and a sequence number.
+func idOf(id, channel string) bool {
+	return len(id) > len(channel) && id[len(channel)] == ':' && id[:len(channel)] == channel
+}
+
+// badCloudEvent counts and reports m, a CloudEvent whose signature is
+// not valid: err says why.
+func (in *ingest) badCloudEvent(m *inbound, err error) {
+	in.br.c.signatureRejected.Add(1)
+	m.route.c.signatureRejected.Add(1)
+	in.br.rep.dropf(ErrSignature, 1, func() error { return fmt.Errorf("%w: CloudEvent %s: %w", ErrSignature, m.where(), err) })
 }
 
 // isCloudEvent reports whether m, received on a route of format f, is to

@@ -201,7 +201,6 @@ func TestCloudEventsOptions(t *testing.T) {
 		edit func(*bridge.Options)
 	}{
 		{"raw", func(o *bridge.Options) { o.Routes[0].Raw, o.Routes[0].Codec = true, bridge.Bytes() }},
-		{"signing key", func(o *bridge.Options) { o.SigningKey = []byte("k") }},
 		{"instance ID not a URI-reference", func(o *bridge.Options) { o.InstanceID = "my host" }},
 		{"unknown format", func(o *bridge.Options) { o.Routes[0].Format = 9 }},
 	} {
