@@ -44,7 +44,8 @@ import (
 // wrapping ErrEncode; names are not mapped, since lowercasing or dropping
 // characters makes distinct headers collide. Headers named after an
 // attribute the bridge sets (specversion, id, source, type, time,
-// datacontenttype, data, buslineseq) are ignored, so that an imported
+// datacontenttype, data, buslineseq, buslineepoch, buslinesig) are
+// ignored, so that an imported
 // event's Meta can be published again as it is.
 //
 // On import, from any producer: Meta.Source is source, Meta.Time is time,
@@ -68,12 +69,35 @@ import (
 // event's JSON and its topic field the topic; a foreign writer may leave
 // out the topic, which is then the event's type.
 //
-// Signing is not supported on CloudEvents routes yet: New refuses a
-// SigningKey with a CloudEvents route (ErrInvalidOptions), rather than
-// sending events that look authenticated to no one. A signature over
-// JSON would need either canonical JSON, which other SDKs do not produce,
-// or an extension attribute carrying an HMAC over the exact bytes, which
-// no CloudEvents consumer checks.
+// # Signed CloudEvents
+//
+// With Options.SigningKey the exporter ends each event with two extension
+// attributes, buslineepoch (the epoch of its run, 16 lowercase hex digits)
+// and, last, buslinesig: the HMAC-SHA256 with the key of the event's bytes
+// up to that member followed by '}', in base64url without padding.
+//
+//	{"specversion":"1.0",...,"data":{"id":42},"buslineepoch":"9f3c0a1b2c3d4e5f",
+//	 "buslinesig":"<43 characters>"}
+//
+// A verifier in any language takes off the last 60 bytes
+// (,"buslinesig":"<43 characters>"}), appends '}' and compares the HMAC of
+// that with the 43 characters (in constant time): no canonical JSON, no
+// parser needed. Other consumers see two string extensions (the
+// CloudEvents SDKs parse and validate signed events as any other). An
+// importer with a SigningKey accepts only the CloudEvents whose signature
+// verifies (nothing may follow the closing brace) and whose id is the
+// channel it arrives on (for a stream entry, the prefix and its topic), a
+// colon and anything: as the MAC of an envelope covers its channel, a
+// signed event copied to another channel is rejected. Unsigned, forged,
+// altered and copied events are dropped, counted in
+// Stats.SignatureRejected and reported wrapping ErrSignature, as
+// envelopes are; then the replay rules of envelopes apply to buslineepoch
+// and buslineseq, and on pub/sub routes ReplayWindow to time (a signed
+// event without time is then a replay). Neither attribute appears in the
+// imported Meta.Headers. An importer without a key takes signed events
+// without checking them, as it takes signed envelopes. A foreign producer
+// can sign too: its event needs an id of the channel, a colon and its
+// own, and buslineseq and buslineepoch only if it numbers its events.
 type Format uint8
 
 const (
