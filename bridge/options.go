@@ -217,13 +217,14 @@ type Options struct {
 	// sent at (signed with it, when SigningKey is set), or the time of a
 	// signed CloudEvent, may be from this instance's clock, either way:
 	// older or later messages are dropped as replays (ErrReplay,
-	// Stats.Replayed); unsigned CloudEvents are not checked. The clocks of the instances
-	// must agree to well within it, and it must exceed how long an
-	// export may wait in the sender's outbox (OutboxMaxAge). Zero means,
-	// with a SigningKey, the larger of OutboxMaxAge and 5 minutes, plus
-	// one minute (6 minutes with the defaults, and when OutboxMaxAge is
-	// negative), and without one no check; negative means no check. Durable routes are never
-	// checked: their entries may be read long after they were written.
+	// Stats.Replayed); unsigned CloudEvents are not checked. The clocks
+	// of the instances must agree to well within it, and it must exceed
+	// how long an export may wait in the sender's outbox (OutboxMaxAge).
+	// Zero means, with a SigningKey, the larger of OutboxMaxAge and 5
+	// minutes, plus one minute (6 minutes with the defaults, and when
+	// OutboxMaxAge is negative), and without one no check; negative means
+	// no check. Durable routes are never checked: their entries may be
+	// read long after they were written.
 	ReplayWindow time.Duration
 
 	// OnError receives what goes wrong while the bridge works in the
