@@ -14,7 +14,7 @@ import (
 // Format, one at a time (each waits for the previous to arrive: the cost
 // per bridged event, in the whole process) and in a burst (b.N published,
 // then waited for): a struct payload with a traceparent header, and a
-// small []byte.
+// small []byte; unsigned, and "+signed" with a SigningKey on both sides.
 func BenchmarkFormats(b *testing.B) {
 	srv := redistest.Start(b, nil)
 	meta := &bus.Meta{Headers: map[string]string{"traceparent": traceparent}}
@@ -27,20 +27,27 @@ func BenchmarkFormats(b *testing.B) {
 		{"bytes", []byte("a small payload"), nil},
 	} {
 		for _, f := range []bridge.Format{bridge.Envelope, bridge.CloudEvents} {
-			for _, burst := range []bool{false, true} {
-				name := p.name + "/" + f.String() + "/one-by-one"
-				if burst {
-					name = p.name + "/" + f.String() + "/burst"
+			for _, key := range []string{"", "s3cret"} {
+				for _, burst := range []bool{false, true} {
+					name := p.name + "/" + f.String()
+					if key != "" {
+						name += "+signed"
+					}
+					if burst {
+						name += "/burst"
+					} else {
+						name += "/one-by-one"
+					}
+					b.Run(name, func(b *testing.B) {
+						benchFormat(b, srv, f, []byte(key), bus.Event{Topic: "fmt.x", Payload: p.payload, Meta: p.meta}, burst)
+					})
 				}
-				b.Run(name, func(b *testing.B) {
-					benchFormat(b, srv, f, bus.Event{Topic: "fmt.x", Payload: p.payload, Meta: p.meta}, burst)
-				})
 			}
 		}
 	}
 }
 
-func benchFormat(b *testing.B, srv *redistest.Server, f bridge.Format, e bus.Event, burst bool) {
+func benchFormat(b *testing.B, srv *redistest.Server, f bridge.Format, key []byte, e bus.Event, burst bool) {
 	send, recv := bus.New(nil), bus.New(nil)
 	defer send.Close(context.Background())
 	defer recv.Close(context.Background())
@@ -52,6 +59,7 @@ func benchFormat(b *testing.B, srv *redistest.Server, f bridge.Format, e bus.Eve
 		br, err := bridge.New(bu, srv.Client(b), &bridge.Options{
 			Routes:          []bridge.Route{{Pattern: "fmt.*", Direction: d, Format: f}},
 			OnError:         func(err error) { b.Error(err) },
+			SigningKey:      key,
 			OutboxMaxEvents: 1 << 22, ImportQueueSize: 1 << 22, ImportTopicQueueSize: 1 << 22,
 		})
 		if err != nil {

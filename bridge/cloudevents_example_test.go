@@ -2,8 +2,12 @@ package bridge_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"log"
+	"strings"
 	"time"
 
 	bus "github.com/busline/bus"
@@ -63,4 +67,28 @@ func ExampleFormat() {
 func ExampleFormat_String() {
 	fmt.Println(bridge.Envelope, bridge.CloudEvents)
 	// Output: envelope cloudevents
+}
+
+// Checking the signature of a CloudEvent that a route with a SigningKey
+// exported, with nothing but HMAC-SHA256 and base64url: the recipe of
+// "Signed CloudEvents" (see Format), which any language can follow.
+func ExampleFormat_verify() {
+	const msg = `{"specversion":"1.0","id":"app:orders.created:1","source":"urn:shop:orders-1",` +
+		`"type":"orders.created","time":"2026-12-03T12:00:00Z","datacontenttype":"application/json",` +
+		`"buslineseq":"1","data":{"id":42},"buslineepoch":"9f3c0a1b2c3d4e5f",` +
+		`"buslinesig":"XgnL9Ew8gLjf0QBCpZJYqtwe5F30n5OKYwAr8nmDOQ0"}`
+	key := []byte("secret") // Options.SigningKey
+	verify := func(msg string) bool {
+		// The last 60 bytes are ,"buslinesig":"<43 characters>"}; the
+		// signature covers what precedes them, followed by '}'.
+		body, sig := msg[:len(msg)-60], msg[len(msg)-45:len(msg)-2]
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(body + "}"))
+		return hmac.Equal([]byte(base64.RawURLEncoding.EncodeToString(h.Sum(nil))), []byte(sig))
+	}
+	fmt.Println(verify(msg))
+	fmt.Println(verify(strings.Replace(msg, `"id":42`, `"id":43`, 1))) // the data altered
+	// Output:
+	// true
+	// false
 }

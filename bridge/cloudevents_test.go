@@ -201,7 +201,6 @@ func TestCloudEventsOptions(t *testing.T) {
 		edit func(*bridge.Options)
 	}{
 		{"raw", func(o *bridge.Options) { o.Routes[0].Raw, o.Routes[0].Codec = true, bridge.Bytes() }},
-		{"signing key", func(o *bridge.Options) { o.SigningKey = []byte("k") }},
 		{"instance ID not a URI-reference", func(o *bridge.Options) { o.InstanceID = "my host" }},
 		{"unknown format", func(o *bridge.Options) { o.Routes[0].Format = 9 }},
 	} {
@@ -269,13 +268,26 @@ func TestCloudEventsMixedFormats(t *testing.T) {
 // TestCloudEventsSharded runs a CloudEvents route over sharded pub/sub on
 // a cluster, with partitioned channels: events reach the other instance
 // in order with their sequence numbers, and a plain SSUBSCRIBE receives
-// the JSON.
+// the JSON; signed too, when both have a SigningKey.
 func TestCloudEventsSharded(t *testing.T) {
+	for _, key := range []string{"", "s3cret"} {
+		name := "unsigned"
+		if key != "" {
+			name = "signed"
+		}
+		t.Run(name, func(t *testing.T) { testCloudEventsSharded(t, []byte(key)) })
+	}
+}
+
+func testCloudEventsSharded(t *testing.T, key []byte) {
 	c := redistest.StartCluster(t, 3)
 	ctx := clusterCtx(t)
 	route := bridge.Route{Pattern: "ce.shard", Format: bridge.CloudEvents}
 	oa, ob := clusterOptions("app:", route), clusterOptions("app:", route)
 	oa.Partitions, ob.Partitions = 16, 16
+	if len(key) > 0 {
+		oa.SigningKey, ob.SigningKey = key, key
+	}
 	oa.InstanceID = "shard-a"
 	a := newInstance(t, c.Client(t), oa)
 	b := newInstance(t, c.Client(t), ob)
@@ -301,8 +313,19 @@ func TestCloudEventsSharded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, ok := msg.(*redis.Message); !ok || !strings.Contains(m.Payload, `"type":"ce.shard"`) || !strings.Contains(m.Payload, `"buslineseq":"1","data":"0"}`) {
-		t.Errorf("SSUBSCRIBE received %v", msg)
+	m, ok := msg.(*redis.Message)
+	if !ok || !strings.Contains(m.Payload, `"type":"ce.shard"`) || !strings.Contains(m.Payload, `"buslineseq":"1","data":"0"`) {
+		t.Fatalf("SSUBSCRIBE received %v", msg)
+	}
+	if signed := strings.Contains(m.Payload, `"buslinesig":"`); signed != (len(key) > 0) || signed && signCE(unsignCE(m.Payload), key) != m.Payload {
+		t.Errorf("signed %v with key %q: %s", signed, key, m.Payload)
+	}
+	// An altered copy is rejected.
+	if len(key) > 0 {
+		if err := cc.SPublish(ctx, ch, strings.Replace(m.Payload, `"data":"0"`, `"data":"X"`, 1)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, func() bool { return b.bridge.Stats().SignatureRejected == 1 }, "the altered copy rejected: %+v", b.bridge.Stats)
 	}
 	if s := a.bridge.Stats(); s.ExportMessages != n {
 		t.Errorf("%d messages for %d events: CloudEvents are never coalesced", s.ExportMessages, n)

@@ -147,8 +147,9 @@
 // Anyone who can PUBLISH (or XADD) on the bridge's channels can send it any
 // bytes. The bridge rejects what it cannot use cheaply, keeping no state
 // for it, and reports every kind of rejection at a bounded rate. A
-// SigningKey proves that an envelope was made by a holder of the key for
-// the channel it arrives on; it hides nothing (use TLS). Replays of signed
+// SigningKey proves that an envelope, or a CloudEvent (see Format), was
+// made by a holder of the key for the channel it arrives on; it hides
+// nothing (use TLS). Replays of signed
 // messages are rejected by sequence number, by the source's epoch once it
 // restarted ([ErrReplay]) and, on pub/sub routes, by Options.ReplayWindow;
 // what is left (a replay within the window to a receiver that has not seen

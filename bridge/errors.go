@@ -20,10 +20,11 @@ var (
 	ErrMalformed = wire.ErrMalformed
 
 	// ErrSignature is wrapped by the errors reported when
-	// Options.SigningKey is set and an envelope is unsigned, or its MAC
-	// does not match: forged, altered, signed with another key, or copied
-	// from another channel. The message is dropped. A bridge without a
-	// SigningKey accepts signed envelopes without checking them (it has
+	// Options.SigningKey is set and an envelope or a CloudEvent is
+	// unsigned, or its MAC does not match: forged, altered, signed with
+	// another key, or copied from another channel. The message is
+	// dropped. A bridge without a SigningKey accepts signed envelopes and
+	// CloudEvents without checking them (it has
 	// nothing to check them with), so that signing can be rolled out
 	// senders first.
 	ErrSignature = wire.ErrSignature

@@ -237,20 +237,7 @@ func (in *ingest) rejected(m *inbound, err error) {
 // may be read-only).
 func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope) {
 	br := in.br
-	c := &br.c
-	if env.Source == br.id {
-		c.echoes.Add(1)
-		return
-	}
-	if in.window > 0 && (m.now-env.Time > in.window || env.Time-m.now > in.window) {
-		c.replayed.Add(1)
-		br.rep.dropf(ErrReplay, 1, func() error {
-			return fmt.Errorf("%w: event %d from %q %s sent at %s, outside the %v window (Options.ReplayWindow)",
-				ErrReplay, env.Seq, env.Source, m.where(), time.Unix(0, env.Time).UTC().Format(time.RFC3339Nano), time.Duration(in.window))
-		})
-		return
-	}
-	if !in.noSeq && !in.sequence(m, env) {
+	if !in.admit(m, env, true, true) {
 		return
 	}
 	meta := in.slab.meta()
@@ -268,6 +255,30 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope) {
 		meta.Source = RawSource // keep it Remote whatever the sender did
 	}
 	in.emit(importItem{topic: m.topic, route: m.route, payload: env.Payload, meta: meta})
+}
+
+// admit reports whether env, an event of m (an envelope's, or a
+// CloudEvent's attributes), is to be delivered: not our echo, within the
+// replay window if window is set (pub/sub readers only: see
+// ingest.window), and, if sequenced is set, of the current epoch of its
+// source and not a duplicate (see ingest.sequence; never on Group
+// routes). What it drops is counted and reported.
+func (in *ingest) admit(m *inbound, env *wire.Envelope, window, sequenced bool) bool {
+	br := in.br
+	c := &br.c
+	if env.Source == br.id {
+		c.echoes.Add(1)
+		return false
+	}
+	if window && in.window > 0 && (m.now-env.Time > in.window || env.Time-m.now > in.window) {
+		c.replayed.Add(1)
+		br.rep.dropf(ErrReplay, 1, func() error {
+			return fmt.Errorf("%w: event %d from %q %s sent at %s, outside the %v window (Options.ReplayWindow)",
+				ErrReplay, env.Seq, env.Source, m.where(), time.Unix(0, env.Time).UTC().Format(time.RFC3339Nano), time.Duration(in.window))
+		})
+		return false
+	}
+	return !sequenced || in.noSeq || in.sequence(m, env)
 }
 
 // A slab hands out the memory of imported events, their payloads and

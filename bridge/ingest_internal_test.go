@@ -1,19 +1,22 @@
 package bridge
 
 import (
+	"bytes"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/cloudevent"
 	"github.com/busline/bus/bridge/internal/wire"
 	"github.com/redis/go-redis/v9"
 )
 
 // TestRejectionCost is the budget of rejecting a forged message on the
 // read loop: a 64 KiB envelope with a bad MAC, and one on a channel whose
-// topic is too long, once the rate limiter holds their reports back. The
+// topic is too long, a 64 KiB CloudEvent with a bad signature, once the
+// rate limiter holds their reports back. The
 // read loop reads the message where go-redis put it (it copied it whole
 // before verifying it) and formats no error (it formatted one per
 // message, reported or not).
@@ -23,21 +26,31 @@ func TestRejectionCost(t *testing.T) {
 	}
 	br := newOffline(t, bus.New(nil), &Options{
 		Prefix:     "app:",
-		Routes:     []Route{{Pattern: "in.*", Direction: Import}},
+		Routes:     []Route{{Pattern: "in.*", Direction: Import}, {Pattern: "ce.*", Direction: Import, Format: CloudEvents}},
 		SigningKey: []byte("k"),
 	})
-	var sub subscriber = br.ps
+	// A transport of its own, not started (the bridge's has a loop of its
+	// own trying to connect), whose subscriptions Redis confirmed: without
+	// them every message is dropped before the ingest path.
+	ps := &pubsubTransport{br: br}
+	ps.subscribed("psubscribe", "app:in.*", true)
+	ps.subscribed("psubscribe", "app:ce.*", true)
+	var sub subscriber = ps
 	rl := readLoop{br: br, sub: sub, in: br.newIngest(true, false, br.enqueue)}
 
 	env := wire.Envelope{Source: "forger", Epoch: 1, Seq: 1, Time: time.Now().UnixNano(), Payload: make([]byte, 64<<10)}
 	forged := wire.AppendEnvelope(nil, "app:in.x", &env, []byte("not the key"))
 	long := "app:in." + strings.Repeat("a", 8<<10)
+	ev := cloudevent.Event{ID: "app:ce.x", IDSeq: true, Seq: 1, Source: "forger", Type: "ce.x", Time: time.Now(), Epoch: 1,
+		DataContentType: "text/plain", Data: bytes.Repeat([]byte("x"), 64<<10)}
+	forgedCE := cloudevent.Sign(cloudevent.Append(nil, &ev), 0, []byte("not the key"))
 	for _, tc := range []struct {
 		name  string
 		msg   *redis.Message
 		count func(Stats) uint64
 	}{
 		{"bad signature", &redis.Message{Channel: "app:in.x", Pattern: "app:in.*", Payload: string(forged)}, func(s Stats) uint64 { return s.SignatureRejected }},
+		{"bad CloudEvent signature", &redis.Message{Channel: "app:ce.x", Pattern: "app:ce.*", Payload: string(forgedCE)}, func(s Stats) uint64 { return s.SignatureRejected }},
 		{"long channel", &redis.Message{Channel: long, Pattern: "app:in.*", Payload: string(forged)}, func(s Stats) uint64 { return s.DecodeErrors }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -197,8 +197,12 @@ type Options struct {
 	// with HMAC-SHA256 and reject, on enveloped routes, every message
 	// that is not an envelope signed with the same key: unsigned, forged
 	// and altered messages are dropped and counted in
-	// Stats.SignatureRejected. Raw routes are never signed. Nil means
-	// envelopes are neither signed nor checked. The slice is copied.
+	// Stats.SignatureRejected. CloudEvents routes sign each event in its
+	// buslinesig attribute, which other languages can check (see
+	// "Signed CloudEvents" in the documentation of Format), and accept
+	// envelopes and CloudEvents signed with the key. Raw routes are never
+	// signed. Nil means nothing is signed nor checked. The slice is
+	// copied.
 	//
 	// A signature proves that a holder of the key sent the message on
 	// its channel; it does not hide it (use TLS), and a recorded message
@@ -210,15 +214,17 @@ type Options struct {
 	SigningKey []byte
 
 	// ReplayWindow is how far the time an enveloped pub/sub message was
-	// sent at (signed with it, when SigningKey is set) may be from this
-	// instance's clock, either way: older or later messages are dropped
-	// as replays (ErrReplay, Stats.Replayed). The clocks of the instances
-	// must agree to well within it, and it must exceed how long an
-	// export may wait in the sender's outbox (OutboxMaxAge). Zero means,
-	// with a SigningKey, the larger of OutboxMaxAge and 5 minutes, plus
-	// one minute (6 minutes with the defaults, and when OutboxMaxAge is
-	// negative), and without one no check; negative means no check. Durable routes are never
-	// checked: their entries may be read long after they were written.
+	// sent at (signed with it, when SigningKey is set), or the time of a
+	// signed CloudEvent, may be from this instance's clock, either way:
+	// older or later messages are dropped as replays (ErrReplay,
+	// Stats.Replayed); unsigned CloudEvents are not checked. The clocks
+	// of the instances must agree to well within it, and it must exceed
+	// how long an export may wait in the sender's outbox (OutboxMaxAge).
+	// Zero means, with a SigningKey, the larger of OutboxMaxAge and 5
+	// minutes, plus one minute (6 minutes with the defaults, and when
+	// OutboxMaxAge is negative), and without one no check; negative means
+	// no check. Durable routes are never checked: their entries may be
+	// read long after they were written.
 	ReplayWindow time.Duration
 
 	// OnError receives what goes wrong while the bridge works in the

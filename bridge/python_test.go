@@ -12,40 +12,58 @@ import (
 	"github.com/busline/bus/redistest"
 )
 
+// pythonPrelude starts the redis-py programs of the tests, which take
+// the host and the port of Redis as their first arguments: r is the
+// client, subscribe(channel) returns a pubsub once Redis confirmed the
+// subscription, receive(p) the next message's bytes.
+const pythonPrelude = `
+import sys, redis
+r = redis.Redis(host=sys.argv[1], port=int(sys.argv[2]))
+
+def subscribe(channel):
+    p = r.pubsub()
+    p.subscribe(channel)
+    while True:
+        m = p.get_message(timeout=20)
+        if m is None:
+            sys.exit('no subscribe confirmation')
+        if m['type'] == 'subscribe':
+            return p
+
+def receive(p):
+    while True:
+        m = p.get_message(timeout=20)
+        if m is None:
+            sys.exit('nothing from the bridge')
+        if m['type'] == 'message':
+            return m['data']
+`
+
 // pythonPeer is a redis-py program: it subscribes to app:py.out, says
 // "ready", publishes raw bytes on app:py.in and text on app:py.env, then
 // prints "got <hex>" for the first message it receives.
-const pythonPeer = `
-import sys, redis
-r = redis.Redis(host=sys.argv[1], port=int(sys.argv[2]))
-p = r.pubsub()
-p.subscribe('app:py.out')
-while True:
-    m = p.get_message(timeout=20)
-    if m is None:
-        sys.exit('no subscribe confirmation')
-    if m['type'] == 'subscribe':
-        break
+const pythonPeer = pythonPrelude + `
+p = subscribe('app:py.out')
 print('ready', flush=True)
 r.publish('app:py.in', b'hi from python \xc3\xa9\x00')
 r.publish('app:py.env', 'text from python')
-while True:
-    m = p.get_message(timeout=20)
-    if m is None:
-        sys.exit('nothing from the bridge')
-    if m['type'] == 'message':
-        print('got ' + m['data'].hex(), flush=True)
-        break
+print('got ' + receive(p).hex(), flush=True)
 `
 
 // python returns a Python interpreter that has redis-py (the Debian
-// package python3-redis, which the test command installs), or "" if none.
-func python() string {
+// package python3-redis, which the test command installs). Without one
+// it skips the test, or fails it under CI.
+func python(t *testing.T) string {
+	t.Helper()
 	for _, py := range []string{"/usr/bin/python3", "python3"} {
 		if exec.Command(py, "-c", "import redis").Run() == nil {
 			return py
 		}
 	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("no python3 with redis-py: the test command installs python3-redis")
+	}
+	t.Skip("no python3 with redis-py (apt-get install python3-redis)")
 	return ""
 }
 
@@ -54,13 +72,7 @@ func python() string {
 // and, without the envelope magic, on an enveloped one; and what the
 // bridge exports on a raw route reaches it byte for byte.
 func TestPythonInterop(t *testing.T) {
-	py := python()
-	if py == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no python3 with redis-py: the test command installs python3-redis")
-		}
-		t.Skip("no python3 with redis-py (apt-get install python3-redis)")
-	}
+	py := python(t)
 	srv := redistest.Start(t, nil)
 	in := newInstance(t, srv.Client(t), testOptions(nil,
 		bridge.Route{Pattern: "py.in", Raw: true},

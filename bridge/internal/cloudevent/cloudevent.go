@@ -20,6 +20,8 @@
 //	time             export time, RFC 3339, nanoseconds, UTC Time
 //	datacontenttype  the codec's content type, if any        ContentType
 //	buslineseq       the sequence number, a decimal string   Seq; absent: 0, not sequence-checked
+//	buslineepoch     signed only: the run, 16 hex digits     Epoch
+//	buslinesig       signed only: the HMAC (see Sign), last  checked by Verify, not kept
 //	other extensions the other headers                       Headers, by name
 //	data             JSON payloads inline (content type      the payload: the JSON text, or the
 //	                 application/json or */*+json); text/*   string's content for a non-JSON
@@ -33,7 +35,8 @@
 // (lowercasing, dropping characters) makes names collide and cannot be
 // undone by the receiver; the event is then not exported (ErrAttribute).
 // Headers named after an attribute the exporter sets itself (specversion,
-// id, source, type, time, datacontenttype, data, buslineseq) are ignored, so
+// id, source, type, time, datacontenttype, data, buslineseq, buslineepoch,
+// buslinesig) are ignored, so
 // that an imported event's Meta can be published again as it is. Extension
 // values are strings; on import JSON numbers and booleans become their JSON
 // text ("42", "true") and null means absent, as the JSON format says.
@@ -82,6 +85,9 @@ type Event struct {
 	DataContentType string
 	// Seq is the buslineseq extension, 0 when absent.
 	Seq uint64
+	// Epoch is the buslineepoch extension, 0 when absent: the sender's
+	// run, which signed events carry (see Sign).
+	Epoch uint64
 	// IDSeq makes Append write the id as ID + ":" + Seq in decimal, so
 	// that an exporter numbering its events builds no id string. Decode
 	// never sets it.
@@ -113,7 +119,7 @@ var (
 // headers by these names are ignored on export.
 func reserved(name string) bool {
 	switch name {
-	case "specversion", "id", "source", "type", "time", "datacontenttype", "data", SeqAttribute:
+	case "specversion", "id", "source", "type", "time", "datacontenttype", "data", SeqAttribute, EpochAttribute, SigAttribute:
 		return true
 	}
 	return false

@@ -214,6 +214,7 @@ func roundTripSamples() []Event {
 		{ID: "1", Source: "a", Type: "t", DataContentType: "application/octet-stream", Data: []byte{0xff, 0, '"'}},
 		{ID: "1", Source: "a", Type: "t", Data: []byte{0xff}},
 		{ID: "1", Source: "a", Type: "t", Extensions: map[string]string{"subject": "x", "dataschema": "https://s", "e": ""}},
+		{ID: "c:3", Source: "a", Type: "t", Seq: 3, Epoch: 0x0123456789abcdef, Data: []byte(`[1]`)},
 	}
 }
 
@@ -228,7 +229,7 @@ func equal(a, b Event) bool {
 		}
 	}
 	return a.ID == b.ID && a.Source == b.Source && a.Type == b.Type &&
-		a.DataContentType == b.DataContentType && a.Seq == b.Seq
+		a.DataContentType == b.DataContentType && a.Seq == b.Seq && a.Epoch == b.Epoch
 }
 
 func TestAppendAllocs(t *testing.T) {

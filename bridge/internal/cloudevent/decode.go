@@ -23,6 +23,8 @@ const (
 	seenData
 	seenData64
 	seenSeq
+	seenEpoch
+	seenSig
 )
 
 // LooksLike reports whether msg may be a structured-mode CloudEvent: its
@@ -160,6 +162,22 @@ func Decode(msg []byte) (Event, error) {
 				return ev, malformed(valOff, "%s must be a decimal string, 1..2^64-1", SeqAttribute)
 			}
 			ev.Seq = n
+		case EpochAttribute:
+			bit = seenEpoch
+			if isNull(val) {
+				break
+			}
+			s, ok := stringValue(val)
+			if ev.Epoch, ok = parseHex16(s, ok); !ok {
+				return ev, malformed(valOff, "%s must be a string of 16 lowercase hex digits", EpochAttribute)
+			}
+		case SigAttribute:
+			// Checked by Verify, if the receiver has a key; not an
+			// extension of the event.
+			bit = seenSig
+			if _, ok := stringValue(val); !ok && !isNull(val) {
+				return ev, malformed(valOff, "%s must be a string", SigAttribute)
+			}
 		default:
 			if err := ev.extension(name, val, nameOff, valOff); err != nil {
 				return ev, err
@@ -251,6 +269,26 @@ func (ev *Event) extension(name, val []byte, nameOff, valOff int) error {
 	}
 	ev.Extensions[names.String(name)] = s
 	return nil
+}
+
+// parseHex16 returns the value of s, if ok and s is 16 lowercase hex
+// digits.
+func parseHex16(s []byte, ok bool) (uint64, bool) {
+	if !ok || len(s) != 16 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range s {
+		switch {
+		case '0' <= c && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case 'a' <= c && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
 }
 
 func isNull(val []byte) bool { return string(val) == "null" }

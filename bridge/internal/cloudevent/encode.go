@@ -15,11 +15,11 @@ const maxSortedExtensions = 64
 // Append appends the structured-mode JSON encoding of ev to dst and
 // returns the extended slice. The members come in a fixed order
 // (specversion, id, source, type, time, datacontenttype, buslineseq, the
-// extensions sorted by name, then data or data_base64), so equal events
-// encode to equal bytes. Data is written inline when the content type is
+// extensions sorted by name, data or data_base64, then buslineepoch), so
+// equal events encode to equal bytes. Data is written inline when the content type is
 // JSON and Data is valid JSON, as a string when the content type is text/*
 // and Data is valid UTF-8, and as data_base64 otherwise; no data member
-// when Data is empty. A zero Time and a zero Seq are left out.
+// when Data is empty. A zero Time, Seq or Epoch is left out.
 //
 // It does not validate ev (see Validate): an invalid ev makes a message
 // receivers reject. It does not allocate when dst has room and ev has at
@@ -65,6 +65,11 @@ func Append(dst []byte, ev *Event) []byte {
 			dst = append(dst, '"')
 		}
 	}
+	if ev.Epoch != 0 {
+		dst = append(dst, `,"`+EpochAttribute+`":"`...)
+		dst = appendHex16(dst, ev.Epoch)
+		dst = append(dst, '"')
+	}
 	return append(dst, '}')
 }
 
@@ -92,6 +97,14 @@ func appendExtensions(dst []byte, ext map[string]string) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// appendHex16 appends v as 16 lowercase hex digits.
+func appendHex16(dst []byte, v uint64) []byte {
+	for shift := 60; shift >= 0; shift -= 4 {
+		dst = append(dst, hexDigits[v>>uint(shift)&0xf])
+	}
+	return dst
+}
 
 // appendString appends s as a JSON string: quotes, backslashes and control
 // characters escaped, everything else as it is (s is expected to be UTF-8:

@@ -116,11 +116,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"slices"
-	"sync"
 
 	"github.com/busline/bus/bridge/internal/intern"
+	"github.com/busline/bus/bridge/internal/mac"
 	"github.com/busline/bus/bridge/internal/plural"
 )
 
@@ -327,12 +326,12 @@ func appendMAC(dst []byte, start int, channel string, key []byte) []byte {
 	if len(key) == 0 {
 		return dst
 	}
-	m := getMAC(key)
+	m := mac.Get(key)
 	// Sum appends after reading everything written, so passing a
 	// sub-slice of dst as the signed bytes and dst as the destination is
 	// safe even if Sum has to grow dst.
-	dst = m.sum(dst, channel, dst[start:])
-	macPool.Put(m)
+	dst = sum(m, dst, channel, dst[start:])
+	mac.Put(m)
 	return dst
 }
 
@@ -529,9 +528,9 @@ func openMessage(channel string, msg []byte, key []byte, maxBytes int) (body []b
 		if tooShort {
 			return nil, 0, decodeErr(ErrSignature, -1, "%d bytes, too short to carry a MAC, on %q", len(msg), channel)
 		}
-		m := getMAC(key)
-		ok := hmac.Equal(m.sum(m.out[:0], channel, msg[:end]), msg[end:])
-		macPool.Put(m)
+		m := mac.Get(key)
+		ok := hmac.Equal(sum(m, m.Out[:0], channel, msg[:end]), msg[end:])
+		mac.Put(m)
 		if !ok {
 			return nil, 0, decodeErr(ErrSignature, -1, "MAC mismatch on %q", channel)
 		}
@@ -843,41 +842,17 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
-// macState is a reusable HMAC-SHA256 for one key. hmac.New allocates five
-// objects; pooling the keyed hash makes signing and verifying allocation-free
-// in the steady state, when one key is used (the bridge has one SigningKey).
-type macState struct {
-	key     []byte    // copy of the key h was built with
-	h       hash.Hash // hmac.New(sha256.New, key)
-	scratch [64]byte  // the channel's length prefix and name, written in chunks
-	// out is where DecodeEnvelope computes the expected MAC: a local
-	// array would escape to the heap through the hash.Hash call.
-	out [MACLen]byte
-}
-
-// macPool holds *macState. A state for another key is dropped and a new
-// one built.
-var macPool sync.Pool
-
-// getMAC returns a reset HMAC state for key. Return it with macPool.Put.
-func getMAC(key []byte) *macState {
-	if m, ok := macPool.Get().(*macState); ok && bytes.Equal(m.key, key) {
-		m.h.Reset()
-		return m
-	}
-	return &macState{key: bytes.Clone(key), h: hmac.New(sha256.New, key)}
-}
-
-// sum appends to dst the HMAC of uvarint(len(channel)) || channel || signed.
-// The length prefix keeps the channel/message boundary unambiguous.
-func (m *macState) sum(dst []byte, channel string, signed []byte) []byte {
-	p := binary.AppendUvarint(m.scratch[:0], uint64(len(channel)))
-	m.h.Write(p)
+// sum appends to dst the HMAC m computes of uvarint(len(channel)) ||
+// channel || signed. The length prefix keeps the channel/message boundary
+// unambiguous.
+func sum(m *mac.State, dst []byte, channel string, signed []byte) []byte {
+	p := binary.AppendUvarint(m.Scratch[:0], uint64(len(channel)))
+	m.H.Write(p)
 	for len(channel) > 0 {
-		n := copy(m.scratch[:], channel)
-		m.h.Write(m.scratch[:n])
+		n := copy(m.Scratch[:], channel)
+		m.H.Write(m.Scratch[:n])
 		channel = channel[n:]
 	}
-	m.h.Write(signed)
-	return m.h.Sum(dst)
+	m.H.Write(signed)
+	return m.H.Sum(dst)
 }
