@@ -240,7 +240,7 @@ var dropKinds = map[error]dropKind{
 	ErrDecode:     {"bridge: decode", "event", "not delivered", "DecodeErrors", true},
 	ErrMalformed:  {"bridge: malformed envelope", "message", "dropped", "DecodeErrors", true},
 	ErrTooLarge:   {"bridge: message too large", "message", "dropped", "DecodeErrors", true},
-	ErrSignature:  {"bridge: bad envelope signature", "message", "dropped", "SignatureRejected", true},
+	ErrSignature:  {"bridge: bad signature", "message", "dropped", "SignatureRejected", true},
 	ErrReplay:     {"bridge: replayed envelope", "event", "dropped", "Replayed", true},
 	ErrDuplicate:  {"bridge: duplicate event", "event", "dropped", "Duplicates", true},
 	ErrGap:        {"bridge: sequence gap", "event", "missing", "GapEvents", true},

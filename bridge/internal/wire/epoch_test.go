@@ -86,7 +86,7 @@ func TestDecodeErrorsLazy(t *testing.T) {
 	msg := AppendEnvelope(nil, "c", &Envelope{Source: "a", Seq: 1}, envTestKey)
 	msg[len(msg)-1] ^= 1
 	_, err := DecodeEnvelope("c", msg, envTestKey, 0)
-	if err == nil || err.Error() != `bridge: bad envelope signature: MAC mismatch on "c"` {
+	if err == nil || err.Error() != `bridge: bad signature: MAC mismatch on "c"` {
 		t.Fatalf("err = %v", err)
 	}
 	_, err = DecodeEnvelope("c", []byte("\xb5\x1e\x01\x00\x02a"), nil, 0)

@@ -186,7 +186,7 @@ var (
 	// SigningKey accepts signed envelopes without checking them (it has
 	// nothing to check them with), so that signing can be rolled out
 	// senders first.
-	ErrSignature = errors.New("bridge: bad envelope signature")
+	ErrSignature = errors.New("bridge: bad signature")
 
 	// ErrTooLarge is wrapped by the errors reported for messages, sent or
 	// received, larger than Options.MaxMessageBytes.
