@@ -330,6 +330,15 @@ func (q *laterCommands) reset() {
 	q.mu.Unlock()
 }
 
+// countDown takes one from the count of key in m, deleting it at zero.
+func countDown(m map[string]int, key string) {
+	if n := m[key]; n > 1 {
+		m[key] = n - 1
+	} else {
+		delete(m, key)
+	}
+}
+
 // maxNamed is how many channels or globs a refusal names before "and N
 // more".
 const maxNamed = 3

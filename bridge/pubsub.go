@@ -146,11 +146,7 @@ func (t *pubsubTransport) refusedLater(c subCommand, err error) bool {
 	}
 	for _, n := range c.args {
 		key := base + " " + n
-		if n := t.inflight[key]; n > 1 {
-			t.inflight[key] = n - 1
-		} else {
-			delete(t.inflight, key)
-		}
+		countDown(t.inflight, key)
 		t.denied[key] = err
 	}
 	t.mu.Unlock()
@@ -224,11 +220,7 @@ func (t *pubsubTransport) subscribed(kind, name string, on bool) {
 		delete(*live, name)
 	}
 	key := base + " " + name
-	if n := t.inflight[key]; n > 1 {
-		t.inflight[key] = n - 1
-	} else {
-		delete(t.inflight, key)
-	}
+	countDown(t.inflight, key)
 	if on {
 		t.subs[key] = true
 		delete(t.denied, key)

@@ -545,11 +545,7 @@ func (l *shardLoop) subscribed(kind, name string, on bool) {
 	}
 	if on {
 		l.subs[kind+" "+name] = true
-		if n := l.pending[name]; n > 1 {
-			l.pending[name] = n - 1
-		} else {
-			delete(l.pending, name)
-		}
+		countDown(l.pending, name)
 		if _, ok := l.set.denied[name]; ok {
 			delete(l.set.denied, name) // accepted on a retry
 			l.refusals.succeeded()
@@ -581,11 +577,7 @@ func (l *shardLoop) refusedLater(c subCommand, err error) bool {
 		s.denied = map[string]error{}
 	}
 	for _, ch := range c.args {
-		if n := l.pending[ch]; n > 1 {
-			l.pending[ch] = n - 1
-		} else {
-			delete(l.pending, ch)
-		}
+		countDown(l.pending, ch)
 		s.denied[ch] = err
 	}
 	s.mu.Unlock()
@@ -669,12 +661,8 @@ func (l *shardLoop) againLocked() []subCommand {
 func (l *shardLoop) unsubscribed(channel string) bool {
 	l.set.mu.Lock()
 	defer l.set.mu.Unlock()
-	if n := l.unsubs[channel]; n > 0 {
-		if n == 1 {
-			delete(l.unsubs, channel)
-		} else {
-			l.unsubs[channel] = n - 1
-		}
+	if l.unsubs[channel] > 0 {
+		countDown(l.unsubs, channel)
 		l.cmds.confirmed() // the reply to the bridge's SUNSUBSCRIBE
 		return false
 	}
