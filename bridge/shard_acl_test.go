@@ -206,3 +206,28 @@ func TestAddRouteShardedRefusedAlone(t *testing.T) {
 		t.Errorf("%d sharded connections on the node, want 1", n)
 	}
 }
+
+// TestRemoveRouteShardedRefusedReady removes a sharded route Redis
+// refused: Ready no longer returns its refusal.
+func TestRemoveRouteShardedRefusedReady(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	const prefix = "sc:"
+	ok := topicOnNode(t, c, prefix, "ok", 2)
+	denied := topicOnNode(t, c, prefix, "no", 2)
+	opts := clusterOptions(prefix, bridge.Route{Pattern: ok, Direction: bridge.Import})
+	in := newInstance(t, shardACLClient(t, c, opts, "&"+prefix+"ok.*"), opts)
+	id, err := in.bridge.AddRoute(bridge.Route{Pattern: denied, Direction: bridge.Import})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := clusterCtx(t)
+	if err := in.bridge.RouteReady(ctx, id); !errors.Is(err, bridge.ErrSubscribe) {
+		t.Fatalf("RouteReady of the refused route = %v, want ErrSubscribe", err)
+	}
+	if _, err := in.bridge.RemoveRoute(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.bridge.Ready(ctx); err != nil {
+		t.Errorf("Ready after removing the refused route = %v, want nil", err)
+	}
+}
