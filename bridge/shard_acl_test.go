@@ -59,6 +59,26 @@ func setUser(t *testing.T, c *redistest.Cluster, args ...any) {
 	}
 }
 
+// startRefusing starts a cluster and a bridge on it, as an ACL user that
+// may read only the channels of topics "ok.*", importing one exact route
+// on node i per topic prefix of oks (such as "ok.a"). It returns the
+// cluster, the instance, the topics of its routes, and a topic on node i
+// the user may not read.
+func startRefusing(t *testing.T, prefix string, i int, oks ...string) (*redistest.Cluster, *instance, []string, string) {
+	t.Helper()
+	c := redistest.StartCluster(t, 3)
+	var topics []string
+	var routes []bridge.Route
+	for _, p := range oks {
+		topic := topicOnNode(t, c, prefix, p, i)
+		topics = append(topics, topic)
+		routes = append(routes, bridge.Route{Pattern: topic, Direction: bridge.Import})
+	}
+	opts := clusterOptions(prefix, routes...)
+	in := newInstance(t, shardACLClient(t, c, opts, "&"+prefix+"ok.*"), opts)
+	return c, in, topics, topicOnNode(t, c, prefix, "no", i)
+}
+
 // refusedRoute adds an import route on topic, which the ACL user may not
 // read, and checks that RouteReady and Ready return the refusal: an
 // ErrSubscribe naming the SSUBSCRIBE of its channel and NOPERM.
@@ -87,13 +107,9 @@ func refusedRoute(t *testing.T, br *bridge.Bridge, prefix, topic string) bridge.
 // published meanwhile reached the bridge and was delivered, once), after a
 // reconnect too; removing the refused route makes the bridge ready again.
 func TestAddRouteShardedRefusedKeepsOthers(t *testing.T) {
-	c := redistest.StartCluster(t, 3)
 	const prefix = "sa:"
-	okA := topicOnNode(t, c, prefix, "ok.a", 0)
-	okB := topicOnNode(t, c, prefix, "ok.b", 0)
-	denied := topicOnNode(t, c, prefix, "no", 0)
-	opts := clusterOptions(prefix, bridge.Route{Pattern: okA, Direction: bridge.Import}, bridge.Route{Pattern: okB, Direction: bridge.Import})
-	in := newInstance(t, shardACLClient(t, c, opts, "&"+prefix+"ok.*"), opts)
+	c, in, oks, denied := startRefusing(t, prefix, 0, "ok.a", "ok.b")
+	okA, okB := oks[0], oks[1]
 	recA, recB := record(t, in.bus, okA), record(t, in.bus, okB)
 	admin := c.Client(t)
 	ctx := clusterCtx(t)
@@ -176,16 +192,12 @@ func TestAddRouteShardedRefusedKeepsOthers(t *testing.T) {
 // channel, the route becomes ready and receives, with no reconnect, no
 // rebuild and no change of the routes.
 func TestAddRouteShardedRefusedAlone(t *testing.T) {
-	c := redistest.StartCluster(t, 3)
 	const prefix = "sb:"
-	ok := topicOnNode(t, c, prefix, "ok", 1)
-	later := topicOnNode(t, c, prefix, "later", 1)
-	opts := clusterOptions(prefix, bridge.Route{Pattern: ok, Direction: bridge.Import})
-	in := newInstance(t, shardACLClient(t, c, opts, "&"+prefix+"ok.*"), opts)
+	c, in, _, later := startRefusing(t, prefix, 1, "ok")
 	rec := record(t, in.bus, later)
 	id := refusedRoute(t, in.bridge, prefix, later)
 
-	setUser(t, c, "ACL", "SETUSER", "shardbridge", "&"+prefix+"later.*")
+	setUser(t, c, "ACL", "SETUSER", "shardbridge", "&"+prefix+"no.*")
 	eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
@@ -210,12 +222,7 @@ func TestAddRouteShardedRefusedAlone(t *testing.T) {
 // TestRemoveRouteShardedRefusedReady removes a sharded route Redis
 // refused: Ready no longer returns its refusal.
 func TestRemoveRouteShardedRefusedReady(t *testing.T) {
-	c := redistest.StartCluster(t, 3)
-	const prefix = "sc:"
-	ok := topicOnNode(t, c, prefix, "ok", 2)
-	denied := topicOnNode(t, c, prefix, "no", 2)
-	opts := clusterOptions(prefix, bridge.Route{Pattern: ok, Direction: bridge.Import})
-	in := newInstance(t, shardACLClient(t, c, opts, "&"+prefix+"ok.*"), opts)
+	_, in, _, denied := startRefusing(t, "sc:", 2, "ok")
 	id, err := in.bridge.AddRoute(bridge.Route{Pattern: denied, Direction: bridge.Import})
 	if err != nil {
 		t.Fatal(err)
