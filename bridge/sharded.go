@@ -410,6 +410,9 @@ type shardLoop struct {
 
 	cmds  laterCommands // the commands sent after the connection's first ones
 	retry chan struct{} // a refusal for retryLoop; room for one token
+	// accepted tells retryLoop that Redis confirmed a channel it had
+	// refused: the next refusal starts the backoff over.
+	accepted atomic.Bool
 	// refusals keeps the reports of refused later SSUBSCRIBEs short
 	// while a retry keeps being refused. The read loop's alone.
 	refusals failures
@@ -549,6 +552,7 @@ func (l *shardLoop) subscribed(kind, name string, on bool) {
 		if _, ok := l.set.denied[name]; ok {
 			delete(l.set.denied, name) // accepted on a retry
 			l.refusals.succeeded()
+			l.accepted.Store(true)
 		}
 	} else {
 		delete(l.subs, "ssubscribe "+name)
@@ -594,7 +598,7 @@ func (l *shardLoop) refusedLater(c subCommand, err error) bool {
 // whose SSUBSCRIBE Redis refused, until the loop stops: the ACL user may
 // have been given them since. Each channel has its own SSUBSCRIBE, so
 // that a refusal again is that channel's alone; the backoff grows while
-// refusals keep coming.
+// refusals keep coming, and starts over once Redis accepted one.
 func (l *shardLoop) retryLoop() {
 	br := l.set.br
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
@@ -603,6 +607,9 @@ func (l *shardLoop) retryLoop() {
 		case <-l.retry:
 		case <-l.g.ctx.Done():
 			return
+		}
+		if l.accepted.Swap(false) {
+			back.reset()
 		}
 		if !sleep(l.g.ctx, back.next()) {
 			return
