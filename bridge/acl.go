@@ -50,6 +50,26 @@ var aclCommands = []string{"+publish", "+subscribe", "+unsubscribe", "+psubscrib
 // reject. A rule holding a space cannot be written in an ACL file; use ACL
 // SETUSER for those.
 //
+// # Routes added at run time
+//
+// The rules are computed from the routes of opts when ACLRules is called:
+// it knows nothing of the routes a bridge adds later with
+// [Bridge.AddRoute]. An exact pub/sub route on the prefix needs nothing
+// more ("&" + prefix + "*" covers its channel, sharded or not), but a
+// pattern import route needs its glob, the first durable route keys and
+// commands the rules did not grant, and the first pub/sub route of a
+// bridge that had only durable ones the prefix's channels and the pub/sub
+// commands. Before adding such a route,
+// compute the rules again from every route the bridge will have (those of
+// Options.Routes and those to add) and apply them (on a cluster, with
+// ClusterACLRules, on every node): they replace the user's permissions,
+// so applying them again leaves exactly what the bridge needs. A route whose subscription Redis refuses anyway is reported
+// alone: RouteReady and Ready return an error wrapping [ErrSubscribe]
+// naming the refused command, the other routes keep receiving on the same
+// connection, and the refused subscription is asked for again (a sharded
+// one with backoff, a classic one at each change of the routes and on
+// each new connection) until Redis accepts it or the route is removed.
+//
 // # Security
 //
 // The bridge works over TLS (a rediss:// URL and a tls.Config with client

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,43 @@ func ExampleACLRules() {
 	fmt.Println("ACL SETUSER app-bridge on >password " + strings.Join(rules, " "))
 	// Output:
 	// ACL SETUSER app-bridge on >password clearselectors resetchannels &app:* &app:orders.* resetkeys -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping
+}
+
+// ACLRules knows only the routes it is given. Before adding a route at
+// run time that the rules did not cover, compute them again with every
+// route the bridge will have and apply them (ACL SETUSER replaces the
+// user's permissions). Here an exact route on the prefix needs nothing
+// more, a pattern import route needs its glob, and a Group import route
+// its stream keys and commands.
+func ExampleACLRules_routesAddedLater() {
+	opts := &bridge.Options{Prefix: "app:", Routes: []bridge.Route{{Pattern: "orders.created"}}}
+	before, err := bridge.ACLRules(opts, '.')
+	if err != nil {
+		log.Fatal(err)
+	}
+	later := []bridge.Route{
+		{Pattern: "orders.paid", Direction: bridge.Import},
+		{Pattern: "users.*", Direction: bridge.Import},
+		{Pattern: "emails", Direction: bridge.Import, Delivery: bridge.Group},
+	}
+	// The routes of the options, and those AddRoute will add.
+	all := *opts
+	all.Routes = append(slices.Clone(opts.Routes), later...)
+	after, err := bridge.ACLRules(&all, '.')
+	if err != nil {
+		log.Fatal(err)
+	}
+	var added []string
+	for _, r := range after {
+		if !slices.Contains(before, r) {
+			added = append(added, r)
+		}
+	}
+	fmt.Println("ACL SETUSER app-bridge " + strings.Join(after, " "))
+	fmt.Println("new:", strings.Join(added, " "))
+	// Output:
+	// ACL SETUSER app-bridge clearselectors resetchannels &app:* &app:users.* resetkeys ~app:stream:* ~app:dead:* -@all +publish +subscribe +unsubscribe +psubscribe +punsubscribe +ping +xgroup|create +xreadgroup +xack +xautoclaim +xadd +xpending +multi +exec
+	// new: &app:users.* ~app:stream:* ~app:dead:* +xgroup|create +xreadgroup +xack +xautoclaim +xadd +xpending +multi +exec
 }
 
 // A typed codec decodes into the Go type local publishers use.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bus "github.com/busline/bus"
@@ -58,11 +59,14 @@ type subscriber interface {
 	// refused wraps an error reply, a refused subscription (err names
 	// the command), in ErrSubscribe.
 	refused(err error) error
-	// replied records the reply to a command sent after the connection's
-	// first ones: a confirmation (err nil) or an error reply. It reports
-	// whether the error is the subscriber's to handle, the connection
-	// staying up; if not, the read loop ends the connection.
-	replied(err error) (handled bool)
+	// later returns the commands sent on the connection after its first
+	// ones, whose replies the read loop takes.
+	later() *laterCommands
+	// refusedLater records that Redis refused c, a command sent after the
+	// connection's first ones; err is the refusal, wrapped by refused and
+	// naming c. It reports whether the connection stays up for the
+	// other subscriptions; if not, the read loop ends it with err.
+	refusedLater(c subCommand, err error) (kept bool)
 	// route returns the topic of m and the route that imports it, or
 	// false when m is not imported (counted as filtered or a duplicate
 	// copy).
@@ -187,13 +191,19 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 			}
 		case isTimeout(err):
 		case isRedisError(err):
-			// The only commands on this connection are SUBSCRIBE,
-			// PSUBSCRIBE (or SSUBSCRIBE) and PING: an error reply is a
-			// refusal. Once the first commands are confirmed, it answers
-			// a later one, which the subscriber may take (a route added
+			// The only commands on this connection are subscription
+			// commands and PING: an error reply is a refusal. Once the
+			// first commands are confirmed, it answers the oldest later
+			// one, if any, which the subscriber may take (a route added
 			// at run time that the ACL refuses) without the others'.
-			if len(pending) == 0 && rl.sub.replied(err) {
-				continue
+			if len(pending) == 0 {
+				if c, ok := rl.sub.later().refused(); ok {
+					rerr := rl.sub.refused(fmt.Errorf("%s: %w", c.describe(), err))
+					if rl.sub.refusedLater(c, rerr) {
+						continue
+					}
+					return connected, confirmed, rerr
+				}
 			}
 			return connected, confirmed, rl.sub.refused(fmt.Errorf("%s: %w", refusedCommand(sent, pending), err))
 		default:
@@ -213,13 +223,13 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 				}
 			case "unsubscribe", "punsubscribe":
 				rl.sub.subscribed(m.Kind, m.Channel, false)
-				rl.sub.replied(nil)
+				rl.sub.later().confirmed()
 			case "subscribe", "psubscribe", "ssubscribe":
 				rl.sub.subscribed(m.Kind, m.Channel, true)
 				if key := m.Kind + " " + m.Channel; pending[key] {
 					delete(pending, key)
 				} else {
-					rl.sub.replied(nil)
+					rl.sub.later().confirmed()
 				}
 				if len(pending) == 0 && !confirmed {
 					confirmed = true
@@ -259,6 +269,75 @@ type subCommand struct {
 
 // kind is the kind of the confirmations of c: "subscribe" for SUBSCRIBE.
 func (c subCommand) kind() string { return strings.ToLower(c.name) }
+
+// laterCommands are the subscription commands a connection sent after
+// its first ones (routes added or removed at run time, refused ones asked
+// for again) whose replies have not all come, oldest first. Redis answers
+// in order and refuses a command whole, so an error reply is the oldest
+// one's: the read loop can say which command it refuses, and the
+// transport can keep the connection for the other subscriptions. A
+// transport records a command before sending it; the read loop takes the
+// replies. A zero laterCommands is empty; all methods are safe for
+// concurrent use.
+type laterCommands struct {
+	mu   sync.Mutex // protects cmds
+	cmds []laterCommand
+}
+
+// laterCommand is a command sent after the connection's first ones and
+// how many of its replies are still due (one per channel or glob).
+type laterCommand struct {
+	cmd  subCommand
+	left int
+}
+
+// add records c, about to be sent.
+func (q *laterCommands) add(c subCommand) {
+	q.mu.Lock()
+	q.cmds = append(q.cmds, laterCommand{cmd: c, left: len(c.args)})
+	q.mu.Unlock()
+}
+
+// confirmed takes a confirmation, one of the replies due to the oldest
+// command, if there is one.
+func (q *laterCommands) confirmed() {
+	q.mu.Lock()
+	if len(q.cmds) > 0 {
+		if q.cmds[0].left--; q.cmds[0].left <= 0 {
+			q.cmds = q.cmds[1:]
+		}
+	}
+	q.mu.Unlock()
+}
+
+// refused takes the oldest command, which an error reply refused whole,
+// and reports whether there was one.
+func (q *laterCommands) refused() (subCommand, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.cmds) == 0 {
+		return subCommand{}, false
+	}
+	c := q.cmds[0].cmd
+	q.cmds = q.cmds[1:]
+	return c, true
+}
+
+// reset forgets the commands of a connection that ended.
+func (q *laterCommands) reset() {
+	q.mu.Lock()
+	q.cmds = nil
+	q.mu.Unlock()
+}
+
+// countDown takes one from the count of key in m, deleting it at zero.
+func countDown(m map[string]int, key string) {
+	if n := m[key]; n > 1 {
+		m[key] = n - 1
+	} else {
+		delete(m, key)
+	}
+}
 
 // maxNamed is how many channels or globs a refusal names before "and N
 // more".

@@ -41,6 +41,9 @@ type pubsubTransport struct {
 	subMu sync.Mutex      // serialises sending subscriptions; protects have
 	have  map[string]bool // kind and name of what was sent on ps ("subscribe app:x"); nil before the first
 
+	// cmds are the commands sent after the connection's first ones.
+	cmds laterCommands
+
 	mu   sync.Mutex // protects the fields below
 	ps   *redis.PubSub
 	ok   bool            // every subscription of the current connection's first commands confirmed
@@ -55,10 +58,6 @@ type pubsubTransport struct {
 	// route is confirmed only once it is in it, or a sync under way
 	// could still unsubscribe its channel for an earlier table.
 	synced *routeTable
-	// later are the commands sent after the connection's first ones
-	// whose replies have not all come, oldest first: Redis answers in
-	// order, so an error reply is the first one's.
-	later []laterCommand
 	// denied holds, by kind and name, the subscriptions Redis refused
 	// when a command sent after the first ones asked for them (a route
 	// added at run time the ACL user may not read): the connection stays
@@ -134,49 +133,24 @@ func (t *pubsubTransport) errFor(key string) error {
 	return t.err
 }
 
-// laterCommand is a command sent after the connection's first ones and
-// how many of its replies are still due (one per channel or glob).
-type laterCommand struct {
-	cmd  subCommand
-	left int
-}
+func (t *pubsubTransport) later() *laterCommands { return &t.cmds }
 
-// replied records the reply to the oldest command in later: a
-// confirmation, or err, an error reply, which refuses the whole command:
-// its subscriptions are recorded as refused and reported, and the
-// connection stays up.
-func (t *pubsubTransport) replied(err error) bool {
-	t.mu.Lock()
-	if len(t.later) == 0 {
-		t.mu.Unlock()
-		return false // not the reply to a subscription
-	}
-	head := &t.later[0]
-	if err == nil {
-		if head.left--; head.left <= 0 {
-			t.later = t.later[1:]
-		}
-		t.mu.Unlock()
-		return true
-	}
-	c := head.cmd
-	t.later = t.later[1:]
-	rerr := t.refused(fmt.Errorf("%s: %w", c.describe(), err))
+// refusedLater records that Redis refused c, a command sent after the
+// connection's first ones, with err: its subscriptions are recorded as
+// refused and reported, and the connection stays up.
+func (t *pubsubTransport) refusedLater(c subCommand, err error) bool {
 	base, _ := subscriptionKind(c.kind())
+	t.mu.Lock()
 	if t.denied == nil {
 		t.denied = map[string]error{}
 	}
 	for _, n := range c.args {
 		key := base + " " + n
-		if n := t.inflight[key]; n > 1 {
-			t.inflight[key] = n - 1
-		} else {
-			delete(t.inflight, key)
-		}
-		t.denied[key] = rerr
+		countDown(t.inflight, key)
+		t.denied[key] = err
 	}
 	t.mu.Unlock()
-	t.br.reportLast(rerr)
+	t.br.reportLast(err)
 	t.br.changed.notify()
 	return true
 }
@@ -246,11 +220,7 @@ func (t *pubsubTransport) subscribed(kind, name string, on bool) {
 		delete(*live, name)
 	}
 	key := base + " " + name
-	if n := t.inflight[key]; n > 1 {
-		t.inflight[key] = n - 1
-	} else {
-		delete(t.inflight, key)
-	}
+	countDown(t.inflight, key)
 	if on {
 		t.subs[key] = true
 		delete(t.denied, key)
@@ -397,10 +367,10 @@ func (t *pubsubTransport) wanted(tab *routeTable, denied map[string]error) (fres
 
 // sendingLater records c, a command about to be sent after the
 // connection's first ones: its subscriptions in flight, and the replies
-// it is due in later. t.mu is held.
+// it is due in cmds. t.mu is held.
 func (t *pubsubTransport) sendingLater(c subCommand) {
 	t.sending(c.kind(), c.args)
-	t.later = append(t.later, laterCommand{cmd: c, left: len(c.args)})
+	t.cmds.add(c)
 	base, un := subscriptionKind(c.kind())
 	if un {
 		for _, n := range c.args {
@@ -464,7 +434,8 @@ func (t *pubsubTransport) loop() {
 		_ = ps.Close()
 		t.mu.Lock()
 		t.ps = nil
-		t.subs, t.inflight, t.synced, t.later = nil, nil, nil, nil
+		t.subs, t.inflight, t.synced = nil, nil, nil
+		t.cmds.reset()
 		t.liveExact, t.liveGlobs = nil, nil
 		t.mu.Unlock()
 		t.subMu.Lock()

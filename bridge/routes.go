@@ -223,7 +223,9 @@ func (br *Bridge) compileRoute(what string, r Route) (*route, error) {
 // ErrPatternWidened. ACLRules knows only Options.Routes: an ACL user must
 // also be granted the channels of the routes added later, and the literal
 // glob of each pattern import route (PSUBSCRIBE), or RouteReady returns
-// the refusal, wrapping ErrSubscribe.
+// the refusal, wrapping ErrSubscribe, while the other routes keep
+// receiving (see "Routes added at run time" in the documentation of
+// ACLRules).
 //
 // AddRoute is safe for concurrent use, with every method of the bridge
 // and while events flow. It takes a lock that RemoveRoute holds only

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -929,5 +930,73 @@ func TestAddRouteRefusedKeepsOthers(t *testing.T) {
 	}
 	if err := in.bridge.Ready(ctx); err != nil {
 		t.Errorf("Ready after removing the refused route = %v, want nil", err)
+	}
+}
+
+// TestRemoveRouteReleasesHandlerContext removes durable import routes
+// once their handlers have run: nothing in the bridge holds the context
+// it passed them any more (what a handler registered on it is collected),
+// and Close does not cancel a context a handler kept.
+func TestRemoveRouteReleasesHandlerContext(t *testing.T) {
+	for _, d := range []bridge.Delivery{bridge.Stream, bridge.Group} {
+		t.Run(d.String(), func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			in := newInstance(t, srv.Client(t), durableOptions("h"))
+			ctx := clusterCtx(t)
+			released := make(chan struct{})
+			var once sync.Once
+			if _, err := in.bus.Subscribe("dropped", func(hctx context.Context, _ bus.Event) {
+				once.Do(func() {
+					// Reachable only through hctx: collected once nothing
+					// holds hctx.
+					held := new([64]byte)
+					runtime.AddCleanup(held, func(ch chan struct{}) { close(ch) }, released)
+					context.AfterFunc(hctx, func() { runtime.KeepAlive(held) })
+				})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			kept := make(chan context.Context, 1)
+			if _, err := in.bus.Subscribe("kept", func(hctx context.Context, _ bus.Event) {
+				select {
+				case kept <- hctx:
+				default:
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			rdb := srv.Client(t)
+			for _, topic := range []string{"dropped", "kept"} {
+				id := addRoute(t, in.bridge, bridge.Route{Pattern: topic, Direction: bridge.Import, Delivery: d, Codec: bridge.Text()})
+				if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: bridge.StreamKey("app:", topic), Values: []string{"topic", topic, "data", "x"}}).Err(); err != nil {
+					t.Fatal(err)
+				}
+				eventually(t, func() bool { return routeByID(in.bridge, id).Imported == 1 }, "%s: the entry not handled", topic)
+				if _, err := in.bridge.RemoveRoute(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(5 * time.Second)
+		collect:
+			for {
+				runtime.GC()
+				select {
+				case <-released:
+					break collect
+				case <-time.After(20 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Error("the context of a removed route's handlers is still held by the bridge")
+					break
+				}
+			}
+			hctx := <-kept
+			if err := in.bridge.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := hctx.Err(); err != nil {
+				t.Errorf("Close cancelled the handlers' context of a route removed before: %v", err)
+			}
+		})
 	}
 }

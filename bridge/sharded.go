@@ -66,6 +66,15 @@ type shardSet struct {
 	// planned is the table whose channels the current loops subscribe
 	// to (or are subscribing to): the set is ready for no other.
 	planned *routeTable
+	// denied holds, by channel, the refusals of SSUBSCRIBEs sent after a
+	// connection's first ones (a route added at run time that the ACL
+	// user may not read): the connection stays up for the node's other
+	// channels, RouteReady and Ready return the refusal, and the loop
+	// asks for the channel again on its own, with backoff, and after
+	// the first commands of each new connection. Here rather than in the
+	// loop, so that a loop that replaces another after a move does not
+	// send it among its first commands, which would refuse them all.
+	denied  map[string]error
 	stopped bool
 }
 
@@ -135,8 +144,14 @@ func (s *shardSet) importing(t *routeTable) bool { return len(t.slots) > 0 }
 
 // routesChanged tells the manager that the route table changed.
 func (s *shardSet) routesChanged() {
+	t := s.br.table.Load()
 	s.mu.Lock()
 	s.planned = nil
+	for ch := range s.denied {
+		if _, ok := t.shardChannels[ch]; !ok {
+			delete(s.denied, ch) // no route wants it any more
+		}
+	}
 	s.mu.Unlock()
 	select {
 	case s.routes <- struct{}{}:
@@ -206,6 +221,11 @@ func (s *shardSet) ready() (bool, error) {
 			err = l.err
 		}
 	}
+	for ch, e := range s.denied {
+		if _, wanted := t.shardChannels[ch]; wanted && err == nil {
+			err = e
+		}
+	}
 	return ok, err
 }
 
@@ -220,7 +240,7 @@ func (s *shardSet) confirmedChannel(r *route) (bool, error) {
 		// a SUNSUBSCRIBE of r's channel among them.
 		return false, nil
 	}
-	var err error
+	err := s.denied[r.redisName]
 	for l := range s.loops {
 		if l.ready && l.confirmedLocked(r.redisName) {
 			return true, nil
@@ -298,6 +318,7 @@ func (s *shardSet) run() {
 			// added since need, missed nothing: it reports no gap.
 			firstPlan := first || !rebuild
 			l.g.run(func() { l.loop(firstPlan) })
+			l.g.run(l.retryLoop)
 		}
 		s.mu.Lock()
 		if br.table.Load() == t {
@@ -381,10 +402,20 @@ type shardLoop struct {
 	moved atomic.Bool // the loop found its slots moved and waits to be replaced
 	conn  *conn       // the connection's state, for Connections
 
-	// subMu serialises sending subscriptions on ps, the loop's first ones
-	// and the manager's (regroup); it protects have.
+	// subMu serialises sending subscriptions on ps: the loop's first
+	// ones, the manager's (regroup) and the retries (retryLoop); it
+	// protects have.
 	subMu sync.Mutex
 	have  map[string]bool // the channels SSUBSCRIBEd on ps; nil before the first
+
+	cmds  laterCommands // the commands sent after the connection's first ones
+	retry chan struct{} // a refusal for retryLoop; room for one token
+	// accepted tells retryLoop that Redis confirmed a channel it had
+	// refused: the next refusal starts the backoff over.
+	accepted atomic.Bool
+	// refusals keeps the reports of refused later SSUBSCRIBEs short
+	// while a retry keeps being refused. The read loop's alone.
+	refusals failures
 
 	// Protected by set.mu.
 	group  shardGroup // what the loop subscribes to: the plan's, changed by regroup
@@ -468,7 +499,7 @@ func (l *shardLoop) regroup(g shardGroup) {
 			continue
 		}
 		l.set.mu.Lock()
-		l.sending(missing)
+		l.sendingLater(subCommand{name: "SSUBSCRIBE", args: missing})
 		l.set.mu.Unlock()
 		if ps.SSubscribe(l.g.ctx, missing...) == nil {
 			for _, ch := range missing {
@@ -491,6 +522,7 @@ func (l *shardLoop) regroup(g shardGroup) {
 			l.unsubs[ch]++
 			delete(l.subs, "ssubscribe "+ch)
 		}
+		l.cmds.add(subCommand{name: "SUNSUBSCRIBE", args: chans})
 		l.set.mu.Unlock()
 		if ps.SUnsubscribe(l.g.ctx, chans...) != nil {
 			return // the connection broke: the read loop replaces it
@@ -501,6 +533,13 @@ func (l *shardLoop) regroup(g shardGroup) {
 	}
 }
 
+// sendingLater records c, an SSUBSCRIBE about to be sent after the
+// connection's first ones. The caller holds set.mu.
+func (l *shardLoop) sendingLater(c subCommand) {
+	l.sending(c.args)
+	l.cmds.add(c)
+}
+
 // subscribed records a confirmation of the read loop.
 func (l *shardLoop) subscribed(kind, name string, on bool) {
 	l.set.mu.Lock()
@@ -509,10 +548,11 @@ func (l *shardLoop) subscribed(kind, name string, on bool) {
 	}
 	if on {
 		l.subs[kind+" "+name] = true
-		if n := l.pending[name]; n > 1 {
-			l.pending[name] = n - 1
-		} else {
-			delete(l.pending, name)
+		countDown(l.pending, name)
+		if _, ok := l.set.denied[name]; ok {
+			delete(l.set.denied, name) // accepted on a retry
+			l.refusals.succeeded()
+			l.accepted.Store(true)
 		}
 	} else {
 		delete(l.subs, "ssubscribe "+name)
@@ -521,9 +561,106 @@ func (l *shardLoop) subscribed(kind, name string, on bool) {
 	l.set.br.changed.notify()
 }
 
-// replied leaves the error replies to the read loop: a refused SSUBSCRIBE
-// ends the node's connection, as one of its first commands does.
-func (l *shardLoop) replied(error) bool { return false }
+func (l *shardLoop) later() *laterCommands { return &l.cmds }
+
+// refusedLater records that Redis refused c, a command sent after the
+// connection's first ones, with err. A refused SSUBSCRIBE is its
+// channels' alone: they are recorded as refused and reported, retryLoop
+// asks for them again, and the connection stays up for the node's other
+// channels. An error reply a cluster gives while it reconfigures (MOVED
+// after a slot moved, TRYAGAIN, CLUSTERDOWN) is no refusal, nor is an
+// error reply to SUNSUBSCRIBE: the connection ends, and the loop
+// reconnects or is moved.
+func (l *shardLoop) refusedLater(c subCommand, err error) bool {
+	if c.name != "SSUBSCRIBE" || transientReply(err) {
+		return false
+	}
+	s := l.set
+	s.mu.Lock()
+	if s.denied == nil {
+		s.denied = map[string]error{}
+	}
+	for _, ch := range c.args {
+		countDown(l.pending, ch)
+		s.denied[ch] = err
+	}
+	s.mu.Unlock()
+	s.br.reportAttempt(&l.refusals, err)
+	s.br.changed.notify()
+	select {
+	case l.retry <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// retryLoop asks again, after a backoff, for the channels of the loop
+// whose SSUBSCRIBE Redis refused, until the loop stops: the ACL user may
+// have been given them since. Each channel has its own SSUBSCRIBE, so
+// that a refusal again is that channel's alone; the backoff grows while
+// refusals keep coming, and starts over once Redis accepted one.
+func (l *shardLoop) retryLoop() {
+	br := l.set.br
+	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
+	for {
+		select {
+		case <-l.retry:
+		case <-l.g.ctx.Done():
+			return
+		}
+		if l.accepted.Swap(false) {
+			back.reset()
+		}
+		if !sleep(l.g.ctx, back.next()) {
+			return
+		}
+		if l.resubscribe() == 0 {
+			back.reset() // nothing refused any more
+		}
+	}
+}
+
+// resubscribe sends on the current connection an SSUBSCRIBE for each
+// channel of the loop's group that Redis refused and that is not asked
+// for already, and returns how many it sent. Without a connection there
+// is nothing to send: the next one asks for them after its first
+// commands.
+func (l *shardLoop) resubscribe() int {
+	l.subMu.Lock()
+	defer l.subMu.Unlock()
+	s := l.set
+	s.mu.Lock()
+	ps := l.ps
+	var again []subCommand
+	if ps != nil && l.have != nil {
+		again = l.againLocked()
+		for _, c := range again {
+			l.sendingLater(c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range again {
+		if ps.SSubscribe(l.g.ctx, c.args...) != nil {
+			break // a broken connection: the read loop replaces it
+		}
+	}
+	return len(again)
+}
+
+// againLocked returns an SSUBSCRIBE for each channel of the loop's group
+// that Redis refused and that is not asked for already. The caller holds
+// set.mu.
+func (l *shardLoop) againLocked() []subCommand {
+	var again []subCommand
+	for _, chans := range l.group.slots {
+		for _, ch := range chans {
+			if l.set.denied[ch] != nil && l.pending[ch] == 0 {
+				again = append(again, subCommand{name: "SSUBSCRIBE", args: []string{ch}})
+			}
+		}
+	}
+	return again
+}
 
 // unsubscribed reports whether the end of the subscription to channel
 // means that its slot moved: not when the bridge unsubscribed it (a
@@ -531,12 +668,9 @@ func (l *shardLoop) replied(error) bool { return false }
 func (l *shardLoop) unsubscribed(channel string) bool {
 	l.set.mu.Lock()
 	defer l.set.mu.Unlock()
-	if n := l.unsubs[channel]; n > 0 {
-		if n == 1 {
-			delete(l.unsubs, channel)
-		} else {
-			l.unsubs[channel] = n - 1
-		}
+	if l.unsubs[channel] > 0 {
+		countDown(l.unsubs, channel)
+		l.cmds.confirmed() // the reply to the bridge's SUNSUBSCRIBE
 		return false
 	}
 	_, wanted := l.set.br.table.Load().shardChannels[channel]
@@ -546,7 +680,8 @@ func (l *shardLoop) unsubscribed(channel string) bool {
 // newLoop makes the loop of group g, resuming the sequences of its channels
 // from archive.
 func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
-	l := &shardLoop{set: s, addr: g.addr, group: g, g: newGroup(s.g.ctx), conn: s.br.conns.add(newConn(ConnShard, g.addr, ""))}
+	l := &shardLoop{set: s, addr: g.addr, group: g, g: newGroup(s.g.ctx), retry: make(chan struct{}, 1),
+		refusals: failures{every: s.br.cfg.ReconnectMax}, conn: s.br.conns.add(newConn(ConnShard, g.addr, ""))}
 	// Its sequences: those of the channels of g, which may have moved
 	// from a stopped loop. A loop kept through regroups keeps its own.
 	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: s.br.newIngest(true, false, s.br.enqueue)}
@@ -607,6 +742,7 @@ func (l *shardLoop) loop(first bool) {
 		l.ps = nil
 		l.ready = false
 		l.subs, l.unsubs, l.pending = nil, nil, nil
+		l.cmds.reset()
 		if errors.Is(err, ErrSubscribe) && !moved && !transientReply(err) {
 			l.err = err
 		}
@@ -661,27 +797,38 @@ func (s *shardSet) askRegroup() {
 }
 
 // subscribe sends one SSUBSCRIBE per slot of the loop's group and returns
-// the commands sent.
+// the commands sent. The channels Redis refused before are asked for
+// after them, one at a time (later commands), so that a refusal again
+// keeps the connection.
 func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
 	l.subMu.Lock()
 	defer l.subMu.Unlock()
-	g := l.groupNow()
-	sent := make([]subCommand, 0, len(g.slots))
+	s := l.set
+	s.mu.Lock()
+	var first []subCommand
+	for _, chans := range l.group.slots {
+		fresh := slices.DeleteFunc(slices.Clone(chans), func(ch string) bool { return s.denied[ch] != nil })
+		if len(fresh) > 0 {
+			first = append(first, subCommand{name: "SSUBSCRIBE", args: fresh})
+			l.sending(fresh)
+		}
+	}
+	again := l.againLocked()
+	for _, c := range again {
+		l.sendingLater(c)
+	}
+	s.mu.Unlock()
 	have := map[string]bool{}
-	for _, chans := range g.slots {
-		l.set.mu.Lock()
-		l.sending(chans)
-		l.set.mu.Unlock()
-		if err := ps.SSubscribe(ctx, chans...); err != nil {
+	for _, c := range append(first, again...) {
+		if err := ps.SSubscribe(ctx, c.args...); err != nil {
 			return nil, err
 		}
-		sent = append(sent, subCommand{name: "SSUBSCRIBE", args: chans})
-		for _, ch := range chans {
+		for _, ch := range c.args {
 			have[ch] = true
 		}
 	}
 	l.have = have
-	return sent, nil
+	return first, nil
 }
 
 // confirmed records that every subscription of the current connection is

@@ -377,7 +377,7 @@ func (br *Bridge) addStreamRoute(what string, rt *route) error {
 			return fmt.Errorf("%w: %s (%q): a Stream import route keeps its position under InstanceID: set one that survives restarts, or a Checkpointer", ErrInvalidOptions, what, rt.Pattern)
 		}
 		st.keys[sr.key] = true
-		st.readers[rt] = &streamReader{br: br, st: st, r: sr, reading: newGroup(context.Background()), handling: newGroup(br.deliver.ctx)}
+		st.readers[rt] = &streamReader{br: br, st: st, r: sr, reading: newGroup(context.Background()), handling: newHandlerContext(br.deliver.ctx)}
 	}
 	if rt.Direction.exports() {
 		x := newStreamExport(br, sr)
@@ -396,6 +396,7 @@ func (br *Bridge) forgetStreamRoute(rt *route) {
 	}
 	st.mu.Lock()
 	if sr := st.readers[rt]; sr != nil {
+		sr.handling.release()
 		delete(st.keys, sr.r.key)
 		delete(st.readers, rt)
 	}
@@ -464,6 +465,9 @@ func (st *streams) stopRoute(ctx context.Context, r *route) int {
 	}
 	if sr != nil {
 		sr.reading.wait(ctx, sr.handling.cancel)
+		// The reader returned: the route's handlers are on their own,
+		// and Close must not cancel their context.
+		sr.handling.release()
 	}
 	st.mu.Lock()
 	if sr != nil {

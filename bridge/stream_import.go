@@ -42,14 +42,14 @@ type streamReader struct {
 	attempts int
 
 	// reading runs the reader: its context is cancelled when Close or
-	// RemoveRoute stops it. handling's context, a child of the import
-	// workers' (Bridge.deliver), is that of the local handlers, cancelled
-	// when RemoveRoute gives up on them. closeCtx is the context of the
+	// RemoveRoute stops it. handling is the context of the local
+	// handlers (see handlerContext). closeCtx is the context of the
 	// Close or RemoveRoute that stops the reader, set before reading is
 	// cancelled: the reader saves its last position and acknowledges with
 	// it.
-	reading, handling *group
-	closeCtx          context.Context
+	reading  *group
+	handling handlerContext
+	closeCtx context.Context
 
 	// The reader's calls to Redis on Stream routes, so that Close need
 	// not wait for a frozen server (see caller): reads, and checkpoint
@@ -61,6 +61,29 @@ type streamReader struct {
 	// last attempt failed, whether it is being stopped.
 	started, stopping bool
 	err               error
+}
+
+// handlerContext is the context a durable import route passes to the
+// local handlers: cancelled when the import workers' context is
+// (Bridge.deliver, when Close gives up on them), or when RemoveRoute
+// gives up on the route's handlers. It is not a child of the workers'
+// context but follows it (context.AfterFunc), so that release can detach
+// it when the route is removed: otherwise the workers' context would hold
+// every removed route's context until Close, and Close would cancel a
+// context that handlers of a long-removed route may still hold
+// (asynchronous subscribers, goroutines they started).
+type handlerContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	// release stops following the workers' context: once it has run,
+	// nothing but the handlers holds ctx, and only cancel ends it.
+	release func() bool
+}
+
+// newHandlerContext returns a handler context that ends with parent.
+func newHandlerContext(parent context.Context) handlerContext {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	return handlerContext{ctx: ctx, cancel: cancel, release: context.AfterFunc(parent, cancel)}
 }
 
 // setStart records that the reader found its start (err nil) or failed to
