@@ -555,3 +555,64 @@ func publishWithin(t testing.TB, b *Bus, c context.Context, topic string, payloa
 		return nil
 	}
 }
+
+// TestPanicAtEveryPosition: whichever handler of a match set panics, and
+// however many there are, the panic is recovered and reported once and
+// every other handler still runs, on the first publish (a cache miss) and
+// on the cached ones, for each delivery path.
+func TestPanicAtEveryPosition(t *testing.T) {
+	paths := []struct {
+		name string
+		opts *SubscribeOptions // of the subscription at position 0; nil for plain
+	}{
+		{"inline", nil},
+		{"mixed", &SubscribeOptions{Track: true}},
+	}
+	for _, path := range paths {
+		for n := 1; n <= 5; n++ {
+			for culprit := range n {
+				t.Run(fmt.Sprintf("%s/subs=%d/panics=%d", path.name, n, culprit), func(t *testing.T) {
+					opts, errs := collectErrors()
+					b := New(opts)
+					ran := make([]int, n)
+					for i := range n {
+						h := func(context.Context, Event) {
+							ran[i]++
+							if i == culprit {
+								panic(fmt.Sprint("boom ", i))
+							}
+						}
+						var o *SubscribeOptions
+						if i == 0 {
+							o = path.opts
+						}
+						if _, err := b.SubscribeWith("a.b", h, o); err != nil {
+							t.Fatal(err)
+						}
+					}
+					const publishes = 3
+					for range publishes {
+						if err := b.Publish(ctx, "a.b", nil); err != nil {
+							t.Fatalf("Publish: %v", err)
+						}
+					}
+					for i, got := range ran {
+						if got != publishes {
+							t.Errorf("handler %d ran %d times, want %d", i, got, publishes)
+						}
+					}
+					got := errs()
+					if len(got) != publishes {
+						t.Fatalf("OnError got %d errors, want %d: %v", len(got), publishes, got)
+					}
+					for _, err := range got {
+						var de *DeliveryError
+						if !errors.As(err, &de) || de.Value != fmt.Sprint("boom ", culprit) {
+							t.Errorf("report %v, want the panic of handler %d", err, culprit)
+						}
+					}
+				})
+			}
+		}
+	}
+}
