@@ -116,9 +116,20 @@ func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)]
 // program is then the very same string as the publisher's, and comparing
 // the pointers first saves the call that compares the bytes.
 func (m *matchSet) valid(topic string, gen uint64) bool {
-	return m != nil && m.gen == gen && len(m.topic) == len(topic) &&
+	return m != nil && current(m.gen, gen) && len(m.topic) == len(topic) &&
 		(unsafe.StringData(m.topic) == unsafe.StringData(topic) || m.topic == topic)
 }
+
+// current reports whether a match set stamped with generation set is
+// current when its stripe is at generation stripe: when they are equal,
+// or when set is one ahead. A set one ahead is the one a subscriber
+// changing the topic has computed and cached, with the stripe's and the
+// tree's locks held, just before moving the stripe to its generation
+// (putLocked): it is the topic's set from then on, and a publish that
+// starts meanwhile runs concurrently with the Subscribe or Unsubscribe,
+// so it may see either set. No one else stamps a set ahead of its
+// stripe. In unsigned arithmetic an older set is a huge distance ahead.
+func current(set, stripe uint64) bool { return set-stripe <= 1 }
 
 // setTopic returns the string a match set of topic keeps: the pattern of
 // one of its plain subscriptions, which Subscribe copied already, or else
@@ -216,7 +227,7 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 	if b.closed.Load() {
 		return nil, nil, errClosed("publish")
 	}
-	if set != nil && set.gen == gen {
+	if set != nil && current(set.gen, gen) {
 		// The topic's whole match set, made by putLocked at this
 		// generation: cached as it is, with no allocation. (A publisher
 		// that missed because a subscriber was changing the topic finds
@@ -347,48 +358,49 @@ func (b *Bus) putLocked(st *stripe, topic string, h uint64, set *matchSet) {
 		st.m[topic] = set
 		st.peak = max(st.peak, len(st.m))
 	}
-	st.gen.Add(1)
-	b.refreshLocked(st, topic, h, set)
+	// The new set goes into the cache stamped with the next generation
+	// before the stripe moves to it, and publishers take a set one
+	// generation ahead as current (see current): they never see the
+	// stripe's generation ahead of the cached set, so they never miss and
+	// wait for this lock. Bumping first made every publisher that came in
+	// between miss, block on st.mu and be woken by Unlock: two thirds of
+	// a Subscribe on a busy topic. The tree's read lock keeps bumpAll out
+	// from the load to the store, which would otherwise lose its bump.
+	b.tree.mu.RLock()
+	gen := st.gen.Load() + 1
+	b.refreshLocked(topic, h, set, gen)
+	st.gen.Store(gen)
+	b.tree.mu.RUnlock()
 }
 
 // refreshLocked brings the cached match set of topic up to date after a
-// change to its plain subscriptions, now set (nil for none), if the topic
-// is in the cache: its publishers then go on hitting the cache instead of
-// each computing the set again (which a subscription churning on a busy
-// topic would make them do after every change), and an unsubscribed
-// subscription is not kept alive by a cache slot. A topic not in the
-// cache is left out of it, so that subscribing to many topics does not
-// evict the ones being published.
+// change to its plain subscriptions, now set (nil for none), stamping the
+// new one with gen, if the topic is in the cache: its publishers then go
+// on hitting the cache instead of each computing the set again (which a
+// subscription churning on a busy topic would make them do after every
+// change), and an unsubscribed subscription is not kept alive by a cache
+// slot. A topic not in the cache is left out of it, so that subscribing
+// to many topics does not evict the ones being published.
 //
 // When the tree adds nothing to the topic and it has no queue group, set
-// is the whole match set: stamped with the generation, it is what the
-// cache holds (and what lookupSlow caches later), so that the change
-// allocates one object, set, rather than a set besides. st.mu must be held
-// for writing; the tree's lock is taken for reading inside it (the only
-// lock order that nests the two).
-func (b *Bus) refreshLocked(st *stripe, topic string, h uint64, set *matchSet) {
+// is the whole match set: stamped with gen, it is what the cache holds
+// (and what lookupSlow caches later), so that the change allocates one
+// object, set, rather than a set besides. The stripe's lock must be held
+// for writing and the tree's for reading (the only lock order that nests
+// the two).
+func (b *Bus) refreshLocked(topic string, h uint64, set *matchSet, gen uint64) {
 	slot := &b.cache[h&b.cacheMask]
 	m := slot.Load()
 	cached := m != nil && m.topic == topic
-	gen := st.gen.Load()
+	if !cached && b.tree.size > 0 {
+		return // not worth a walk of the tree
+	}
 	var plain []*Subscription
 	if set != nil {
 		plain = set.subs
 	}
-	subs := plain
-	if b.tree.count.Load() > 0 {
-		if !cached {
-			return // not worth a walk of the tree
-		}
-		b.tree.mu.RLock()
-		// Read with both locks held, no change to the stripe or the
-		// tree can come between this generation and the set computed.
-		gen = st.gen.Load()
-		subs = b.withTreeLocked(topic, plain)
-		b.tree.mu.RUnlock()
-	}
 	var fresh *matchSet
-	if len(subs) > 0 {
+	if subs := b.withTreeLocked(topic, plain); len(subs) > 0 {
 		subs, groups := splitGroups(subs)
 		switch {
 		case groups == nil && len(subs) == len(plain):
@@ -406,7 +418,7 @@ func (b *Bus) refreshLocked(st *stripe, topic string, h uint64, set *matchSet) {
 		}
 	}
 	// A publisher may have stored a set computed before this change in
-	// the meantime; one computed after it has gen or a later one.
+	// the meantime; one computed after it has gen.
 	for cached && m != nil && m.topic == topic && m.gen < gen {
 		if slot.CompareAndSwap(m, fresh) {
 			b.forgetAddr(m)
