@@ -282,7 +282,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		}
 		select {
 		case <-s.Done():
-			abandoned += s.abandoned.Load()
+			abandoned += s.abandonedCount()
 			continue
 		case <-ctx.Done():
 		}
@@ -294,7 +294,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			// in the count.
 			<-s.Done()
 		}
-		abandoned += s.abandoned.Load()
+		abandoned += s.abandonedCount()
 		if s.out != nil {
 			// The worker of a SubscribeChan subscription only ever waits
 			// for its reader: released, it exits at once, and the event
