@@ -24,10 +24,13 @@ import (
 // atomic pointer to an immutable matchSet that lists the subscribers of one
 // topic and the generations it was computed at. A publish hashes the
 // topic, loads the slot and compares: on a hit it takes no lock and
-// allocates nothing. A subscription change only bumps a generation, which
-// turns the matchSets computed before it stale; publishers never sweep or
-// scan the cache, and a slot is simply overwritten by the next miss that
-// hashes to it, which also bounds its size.
+// allocates nothing. A subscription change bumps a generation, which
+// turns the matchSets computed before it stale; a change to the plain
+// subscriptions of a cached topic also puts the topic's new set in the
+// cache, stamped one generation ahead, just before the bump (putLocked),
+// so that its publishers go on hitting. Publishers never sweep or scan the
+// cache, and a slot is simply overwritten by the next miss that hashes to
+// it, which also bounds its size.
 //
 // A design that kept one lock-protected map and walked the tree on every
 // publish was rejected: two atomic read-modify-writes per RWMutex round
@@ -41,9 +44,10 @@ const (
 
 // stripe is one part of the map of plain topics.
 type stripe struct {
-	// gen is bumped, with mu held, after every change to m (and by
-	// bumpAll). Every publish reads it: it has a cache line of its own,
-	// apart from the lock that subscribing writes.
+	// gen is bumped, with mu and the tree's read lock held, after every
+	// change to m (see putLocked), and by bumpAll and Close. Every publish reads it:
+	// it has a cache line of its own, apart from the lock that subscribing
+	// writes.
 	gen atomic.Uint64
 	_   [56]byte
 	mu  sync.RWMutex // protects m and peak
