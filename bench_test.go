@@ -219,6 +219,43 @@ func TestPublishAllocs(t *testing.T) {
 	}
 }
 
+// TestSubscribeAllocs is the allocation budget of a Subscribe and an
+// Unsubscribe on a topic that has been published, so is in the match
+// cache: the Subscription, and the topic's new list, which is also its
+// cached set, on each change (for up to 16 subscriptions; with more, the
+// list is a slice of its own). An unrelated pattern in the tree changes
+// nothing.
+func TestSubscribeAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, c := range []struct {
+		stable int
+		other  bool // a pattern subscription that does not match
+		want   float64
+	}{
+		{0, false, 2}, // nothing is left to list after Unsubscribe
+		{1, false, 3},
+		{10, false, 3},
+		{10, true, 3},
+		{15, false, 3},
+	} {
+		bus := newBusWith(t, nil, "orders.eu.created", c.stable)
+		if c.other {
+			mustSubscribe(t, bus, "items.*", nopSink)
+		}
+		_ = bus.Publish(ctx, "orders.eu.created", &payload{})
+		allocs := testing.AllocsPerRun(100, func() {
+			s, _ := bus.Subscribe("orders.eu.created", nopSink)
+			s.Unsubscribe()
+		})
+		if allocs > c.want {
+			t.Errorf("%d stable subscriptions, unrelated pattern %v: %v allocs per Subscribe and Unsubscribe, want %v",
+				c.stable, c.other, allocs, c.want)
+		}
+	}
+}
+
 // TestValidateAllocs: validation of a valid topic allocates nothing.
 func TestValidateAllocs(t *testing.T) {
 	if raceEnabled {

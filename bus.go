@@ -108,7 +108,7 @@ func New(opts *Options) *Bus {
 	b.byAddr = make([]atomic.Pointer[matchSet], n)
 	b.cacheMask = uint64(n - 1)
 	for i := range b.stripes {
-		b.stripes[i].m = make(map[string][]*Subscription)
+		b.stripes[i].m = make(map[string]*matchSet)
 	}
 	return b
 }
@@ -247,10 +247,10 @@ func (b *Bus) Close(ctx context.Context) error {
 	for i := range b.stripes {
 		st := &b.stripes[i]
 		st.mu.Lock()
-		for _, subs := range st.m {
-			all = append(all, subs...)
+		for _, set := range st.m {
+			all = append(all, set.subs...)
 		}
-		st.m, st.peak = make(map[string][]*Subscription), 0 // clear would keep the table
+		st.m, st.peak = make(map[string]*matchSet), 0 // clear would keep the table
 		st.gen.Add(1)
 		st.mu.Unlock()
 	}
@@ -282,7 +282,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		}
 		select {
 		case <-s.Done():
-			abandoned += s.abandoned.Load()
+			abandoned += s.abandonedCount()
 			continue
 		case <-ctx.Done():
 		}
@@ -294,7 +294,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			// in the count.
 			<-s.Done()
 		}
-		abandoned += s.abandoned.Load()
+		abandoned += s.abandonedCount()
 		if s.out != nil {
 			// The worker of a SubscribeChan subscription only ever waits
 			// for its reader: released, it exits at once, and the event
@@ -319,8 +319,8 @@ func (b *Bus) Stats() Stats {
 	for i := range b.stripes {
 		s := &b.stripes[i]
 		s.mu.RLock()
-		for _, subs := range s.m {
-			st.Subscriptions += len(subs)
+		for _, set := range s.m {
+			st.Subscriptions += len(set.subs)
 		}
 		s.mu.RUnlock()
 	}

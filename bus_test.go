@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -553,5 +554,168 @@ func publishWithin(t testing.TB, b *Bus, c context.Context, topic string, payloa
 	case <-time.After(waitLimit):
 		t.Fatalf("Publish(%q) still waiting after %v: does Block honour ctx?", topic, waitLimit)
 		return nil
+	}
+}
+
+// TestPanicAtEveryPosition: whichever handler of a match set panics, and
+// however many there are, the panic is recovered and reported once and
+// every other handler still runs, on the first publish (a cache miss) and
+// on the cached ones, for each delivery path.
+func TestPanicAtEveryPosition(t *testing.T) {
+	paths := []struct {
+		name string
+		opts *SubscribeOptions // of the subscription at position 0; nil for plain
+	}{
+		{"inline", nil},
+		{"mixed", &SubscribeOptions{Track: true}},
+	}
+	for _, path := range paths {
+		for n := 1; n <= 5; n++ {
+			for culprit := range n {
+				t.Run(fmt.Sprintf("%s/subs=%d/panics=%d", path.name, n, culprit), func(t *testing.T) {
+					opts, errs := collectErrors()
+					b := New(opts)
+					ran := make([]int, n)
+					for i := range n {
+						h := func(context.Context, Event) {
+							ran[i]++
+							if i == culprit {
+								panic(fmt.Sprint("boom ", i))
+							}
+						}
+						var o *SubscribeOptions
+						if i == 0 {
+							o = path.opts
+						}
+						if _, err := b.SubscribeWith("a.b", h, o); err != nil {
+							t.Fatal(err)
+						}
+					}
+					const publishes = 3
+					for range publishes {
+						if err := b.Publish(ctx, "a.b", nil); err != nil {
+							t.Fatalf("Publish: %v", err)
+						}
+					}
+					for i, got := range ran {
+						if got != publishes {
+							t.Errorf("handler %d ran %d times, want %d", i, got, publishes)
+						}
+					}
+					got := errs()
+					if len(got) != publishes {
+						t.Fatalf("OnError got %d errors, want %d: %v", len(got), publishes, got)
+					}
+					for _, err := range got {
+						var de *DeliveryError
+						if !errors.As(err, &de) || de.Value != fmt.Sprint("boom ", culprit) {
+							t.Errorf("report %v, want the panic of handler %d", err, culprit)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestCachedTopicChanges: after every step of every sequence of
+// subscribes and unsubscribes on a topic that is in the match cache, a
+// publish reaches exactly the live subscriptions, each once, in order.
+// The steps mix plain subscriptions (whose sets the cache holds as they
+// are), a pattern that matches, one that does not, and queue group members.
+func TestCachedTopicChanges(t *testing.T) {
+	steps := []struct {
+		name    string
+		pattern string // "" unsubscribes instead
+		group   string
+		newest  bool // unsubscribe the newest, else the oldest
+	}{
+		{name: "+plain", pattern: "a.b"},
+		{name: "+star", pattern: "a.*"},
+		{name: "+other", pattern: "c.*"},
+		{name: "+group", pattern: "a.b", group: "g"},
+		{name: "-oldest"},
+		{name: "-newest", newest: true},
+	}
+	const depth = 4
+	var seq []int
+	var run func()
+	run = func() {
+		if len(seq) == depth {
+			return
+		}
+		for i := range steps {
+			seq = append(seq, i)
+			testCachedTopicChanges(t, seq, func(i int) (string, string, bool) {
+				return steps[i].pattern, steps[i].group, steps[i].newest
+			}, func() string {
+				var names []string
+				for _, i := range seq {
+					names = append(names, steps[i].name)
+				}
+				return strings.Join(names, " ")
+			})
+			run()
+			seq = seq[:len(seq)-1]
+		}
+	}
+	run()
+}
+
+func testCachedTopicChanges(t *testing.T, seq []int, step func(int) (pattern, group string, newest bool), name func() string) {
+	t.Helper()
+	b := New(nil)
+	defer b.Close(ctx)
+	type live struct {
+		s     *Subscription
+		id    int
+		match bool
+	}
+	var subs []live
+	var got []int
+	nextID := 0
+	check := func(when string) {
+		t.Helper()
+		var want []int
+		for _, l := range subs {
+			if l.match {
+				want = append(want, l.id)
+			}
+		}
+		for range 2 { // a cache miss or hit, then a hit
+			got = got[:0]
+			mustPublish(t, b, "a.b", nil)
+			slices.Sort(got) // groups come last
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s, %s: publish reached %v, want %v", name(), when, got, want)
+			}
+		}
+	}
+	check("at first")
+	for k, i := range seq {
+		pattern, group, newest := step(i)
+		if pattern == "" {
+			if len(subs) == 0 {
+				continue
+			}
+			j := 0
+			if newest {
+				j = len(subs) - 1
+			}
+			subs[j].s.Unsubscribe()
+			subs = slices.Delete(subs, j, j+1)
+		} else {
+			id := nextID
+			nextID++
+			if group != "" {
+				group += strconv.Itoa(id) // a group of one: it gets every event
+			}
+			s, err := b.SubscribeWith(pattern, func(context.Context, Event) { got = append(got, id) }, &SubscribeOptions{Group: group})
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, live{s: s, id: id, match: pattern != "c.*"})
+		}
+		check(fmt.Sprintf("after step %d", k+1))
 	}
 }

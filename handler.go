@@ -182,7 +182,7 @@ func (s *Subscription) attempt(ctx context.Context, e *Event, n int) (de *Delive
 }
 
 func (s *Subscription) countFailed() {
-	s.failed.Add(1)
+	s.failureCounts().failed.Add(1)
 	s.bus.failures.failed.add(1)
 }
 

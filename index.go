@@ -24,10 +24,13 @@ import (
 // atomic pointer to an immutable matchSet that lists the subscribers of one
 // topic and the generations it was computed at. A publish hashes the
 // topic, loads the slot and compares: on a hit it takes no lock and
-// allocates nothing. A subscription change only bumps a generation, which
-// turns the matchSets computed before it stale; publishers never sweep or
-// scan the cache, and a slot is simply overwritten by the next miss that
-// hashes to it, which also bounds its size.
+// allocates nothing. A subscription change bumps a generation, which
+// turns the matchSets computed before it stale; a change to the plain
+// subscriptions of a cached topic also puts the topic's new set in the
+// cache, stamped one generation ahead, just before the bump (putLocked),
+// so that its publishers go on hitting. Publishers never sweep or scan the
+// cache, and a slot is simply overwritten by the next miss that hashes to
+// it, which also bounds its size.
 //
 // A design that kept one lock-protected map and walked the tree on every
 // publish was rejected: two atomic read-modify-writes per RWMutex round
@@ -41,19 +44,23 @@ const (
 
 // stripe is one part of the map of plain topics.
 type stripe struct {
-	// gen is bumped, with mu held, after every change to m (and by
-	// bumpAll). Every publish reads it: it has a cache line of its own,
-	// apart from the lock that subscribing writes.
+	// gen is bumped, with mu and the tree's read lock held, after every
+	// change to m (see putLocked), and by bumpAll and Close. Every publish reads it:
+	// it has a cache line of its own, apart from the lock that subscribing
+	// writes.
 	gen atomic.Uint64
 	_   [56]byte
 	mu  sync.RWMutex // protects m and peak
-	// m maps a topic to its subscriptions in subscription order. The
-	// slices are copy-on-write: a slice read under mu stays valid after.
-	m    map[string][]*Subscription
+	// m maps a topic to the set of its plain subscriptions, in
+	// subscription order. The sets are copy-on-write: a set read under mu
+	// stays valid after. A set whose gen is the stripe's is the topic's
+	// whole match set (the tree adds nothing, there are no queue groups),
+	// which the cache holds as it is (see putLocked).
+	m    map[string]*matchSet
 	peak int // the most topics m has held since it was made (see shrink)
 	// Pads the stripe to 128 bytes, so that finding a stripe is a shift,
 	// not a multiply.
-	_ [128 - 64 - unsafe.Sizeof(sync.RWMutex{}) - unsafe.Sizeof(map[string][]*Subscription(nil)) - unsafe.Sizeof(0)]byte
+	_ [128 - 64 - unsafe.Sizeof(sync.RWMutex{}) - unsafe.Sizeof(map[string]*matchSet(nil)) - unsafe.Sizeof(0)]byte
 }
 
 // matchSet is the immutable result of matching one topic.
@@ -68,6 +75,41 @@ type matchSet struct {
 	stripe uint8 // the index of the topic's stripe, for sweepLocked
 }
 
+// setWith is a matchSet followed by the room for its subscriptions.
+type setWith[A any] struct {
+	matchSet
+	room A
+}
+
+// newSet returns an empty match set with room for n subscriptions in
+// subs. Up to 16 the room is in
+// the same allocation as the set: a Subscribe or Unsubscribe on a topic
+// already published then allocates one object for the topic's new
+// copy-on-write list and its cached set, rather than a slice and a set.
+// The sizes are those of the allocator's size classes (96 to 208 bytes).
+func newSet(n int) *matchSet {
+	switch {
+	case n <= 2:
+		return setOf(n, func(s *setWith[[2]*Subscription]) []*Subscription { return s.room[:] })
+	case n <= 4:
+		return setOf(n, func(s *setWith[[4]*Subscription]) []*Subscription { return s.room[:] })
+	case n <= 8:
+		return setOf(n, func(s *setWith[[8]*Subscription]) []*Subscription { return s.room[:] })
+	case n <= 12:
+		return setOf(n, func(s *setWith[[12]*Subscription]) []*Subscription { return s.room[:] })
+	case n <= 16:
+		return setOf(n, func(s *setWith[[16]*Subscription]) []*Subscription { return s.room[:] })
+	}
+	return &matchSet{subs: make([]*Subscription, 0, n)}
+}
+
+// setOf allocates a setWith and points its subs, empty, at its room.
+func setOf[A any](n int, room func(*setWith[A]) []*Subscription) *matchSet {
+	s := new(setWith[A])
+	s.subs = room(s)[:0:n]
+	return &s.matchSet
+}
+
 func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)] }
 
 // valid reports whether m, possibly nil, is the match set of topic at the
@@ -78,9 +120,20 @@ func (b *Bus) stripeOf(h uint64) *stripe { return &b.stripes[h>>(64-stripeBits)]
 // program is then the very same string as the publisher's, and comparing
 // the pointers first saves the call that compares the bytes.
 func (m *matchSet) valid(topic string, gen uint64) bool {
-	return m != nil && m.gen == gen && len(m.topic) == len(topic) &&
+	return m != nil && current(m.gen, gen) && len(m.topic) == len(topic) &&
 		(unsafe.StringData(m.topic) == unsafe.StringData(topic) || m.topic == topic)
 }
+
+// current reports whether a match set stamped with generation set is
+// current when its stripe is at generation stripe: when they are equal,
+// or when set is one ahead. A set one ahead is the one a subscriber
+// changing the topic has computed and cached, with the stripe's and the
+// tree's locks held, just before moving the stripe to its generation
+// (putLocked): it is the topic's set from then on, and a publish that
+// starts meanwhile runs concurrently with the Subscribe or Unsubscribe,
+// so it may see either set. No one else stamps a set ahead of its
+// stripe. In unsigned arithmetic an older set is a huge distance ahead.
+func current(set, stripe uint64) bool { return set-stripe <= 1 }
 
 // setTopic returns the string a match set of topic keeps: the pattern of
 // one of its plain subscriptions, which Subscribe copied already, or else
@@ -159,8 +212,12 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 		return nil, nil, err
 	}
 	st.mu.RLock()
-	plain := st.m[topic]
+	set := st.m[topic]
 	st.mu.RUnlock()
+	var plain []*Subscription
+	if set != nil {
+		plain = set.subs
+	}
 	subs := plain
 	if b.tree.count.Load() > 0 {
 		b.tree.mu.RLock()
@@ -174,15 +231,30 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 	if b.closed.Load() {
 		return nil, nil, errClosed("publish")
 	}
+	if set != nil && current(set.gen, gen) {
+		// The topic's whole match set, made by putLocked at this
+		// generation: cached as it is, with no allocation. (A publisher
+		// that missed because a subscriber was changing the topic finds
+		// it here, or in the cache, once the subscriber's lock is free.)
+		b.cacheSet(h, set)
+		return set.subs, nil, nil
+	}
 	subs, groups := splitGroups(subs)
 	if b.cacheOn {
-		m := &matchSet{topic: setTopic(topic, plain), gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
-			stripe: b.stripeIndex(h)}
-		if old := b.cache[h&b.cacheMask].Swap(m); old != nil {
-			b.forgetAddr(old)
-		}
+		b.cacheSet(h, &matchSet{topic: setTopic(topic, plain), gen: gen, subs: subs, groups: groups,
+			path: pathOf(subs, groups), stripe: b.stripeIndex(h)})
 	}
 	return subs, groups, nil
+}
+
+// cacheSet puts m in the cache slot of hash h.
+func (b *Bus) cacheSet(h uint64, m *matchSet) {
+	if !b.cacheOn {
+		return
+	}
+	if old := b.cache[h&b.cacheMask].Swap(m); old != nil && old != m {
+		b.forgetAddr(old)
+	}
 }
 
 func (b *Bus) stripeIndex(h uint64) uint8 { return uint8(h >> (64 - stripeBits)) }
@@ -225,12 +297,13 @@ func (b *Bus) add(s *Subscription) error {
 		if b.closed.Load() {
 			return errClosed(fmt.Sprintf("subscribe %q", s.pat.text))
 		}
-		old := st.m[s.pat.text]
-		subs := append(old[:len(old):len(old)], s) // copy on write
-		st.m[s.pat.text] = subs
-		st.peak = max(st.peak, len(st.m))
-		st.gen.Add(1)
-		b.refreshLocked(st, s.pat.text, h, subs)
+		var old []*Subscription
+		if set := st.m[s.pat.text]; set != nil {
+			old = set.subs
+		}
+		set := newSet(len(old) + 1) // copy on write
+		set.subs = append(append(set.subs, old...), s)
+		b.putLocked(st, s.pat.text, h, set)
 		return nil
 	}
 	b.tree.mu.Lock()
@@ -250,21 +323,20 @@ func (b *Bus) remove(s *Subscription) {
 		st := b.stripeOf(h)
 		st.mu.Lock()
 		defer st.mu.Unlock()
-		old := st.m[s.pat.text]
+		var old []*Subscription
+		if set := st.m[s.pat.text]; set != nil {
+			old = set.subs
+		}
 		i := slices.Index(old, s)
 		if i < 0 {
 			return
 		}
-		var subs []*Subscription
-		if len(old) == 1 {
-			delete(st.m, s.pat.text)
-			st.m = shrink(st.m, &st.peak)
-		} else {
-			subs = slices.Concat(old[:i], old[i+1:]) // copy on write
-			st.m[s.pat.text] = subs
+		var set *matchSet
+		if len(old) > 1 {
+			set = newSet(len(old) - 1) // copy on write
+			set.subs = append(append(set.subs, old[:i]...), old[i+1:]...)
 		}
-		st.gen.Add(1)
-		b.refreshLocked(st, s.pat.text, h, subs)
+		b.putLocked(st, s.pat.text, h, set)
 		return
 	}
 	b.tree.mu.Lock()
@@ -275,45 +347,83 @@ func (b *Bus) remove(s *Subscription) {
 	}
 }
 
+// putLocked makes set, nil for none, the plain subscriptions of topic,
+// whose hash is h, bumps the stripe's generation and brings the cache up
+// to date. set is new: no publisher has seen it yet. st.mu must be held
+// for writing.
+func (b *Bus) putLocked(st *stripe, topic string, h uint64, set *matchSet) {
+	if set == nil {
+		delete(st.m, topic)
+		st.m = shrink(st.m, &st.peak)
+	} else {
+		set.topic = set.subs[0].pat.text // as setTopic
+		set.path = pathOf(set.subs, nil)
+		set.stripe = b.stripeIndex(h)
+		st.m[topic] = set
+		st.peak = max(st.peak, len(st.m))
+	}
+	// The new set goes into the cache stamped with the next generation
+	// before the stripe moves to it, and publishers take a set one
+	// generation ahead as current (see current): they never see the
+	// stripe's generation ahead of the cached set, so they never miss and
+	// wait for this lock. Bumping first made every publisher that came in
+	// between miss, block on st.mu and be woken by Unlock: two thirds of
+	// a Subscribe on a busy topic. The tree's read lock keeps bumpAll out
+	// from the load to the store, which would otherwise lose its bump.
+	b.tree.mu.RLock()
+	gen := st.gen.Load() + 1
+	b.refreshLocked(topic, h, set, gen)
+	st.gen.Store(gen)
+	b.tree.mu.RUnlock()
+}
+
 // refreshLocked brings the cached match set of topic up to date after a
-// change to its plain subscriptions, now subs, if the topic is in the
-// cache: its publishers then go on hitting the cache instead of each
-// computing the set again (which a subscription churning on a busy topic
-// would make them do after every change), and an unsubscribed
-// subscription is not kept alive by a cache slot. A topic not in the
-// cache is left out of it, so that subscribing to many topics does not
-// evict the ones being published. st.mu must be held for writing; the
-// tree's lock is taken for reading inside it (the only lock order that
-// nests the two).
-func (b *Bus) refreshLocked(st *stripe, topic string, h uint64, plain []*Subscription) {
+// change to its plain subscriptions, now set (nil for none), stamping the
+// new one with gen, if the topic is in the cache: its publishers then go
+// on hitting the cache instead of each computing the set again (which a
+// subscription churning on a busy topic would make them do after every
+// change), and an unsubscribed subscription is not kept alive by a cache
+// slot. A topic not in the cache is left out of it, so that subscribing
+// to many topics does not evict the ones being published.
+//
+// When the tree adds nothing to the topic and it has no queue group, set
+// is the whole match set: stamped with gen, it is what the cache holds
+// (and what lookupSlow caches later), so that the change allocates one
+// object, set, rather than a set besides. The stripe's lock must be held
+// for writing and the tree's for reading (the only lock order that nests
+// the two).
+func (b *Bus) refreshLocked(topic string, h uint64, set *matchSet, gen uint64) {
 	slot := &b.cache[h&b.cacheMask]
 	m := slot.Load()
-	if m == nil || m.topic != topic {
-		return
+	cached := m != nil && m.topic == topic
+	if !cached && b.tree.size > 0 {
+		return // not worth a walk of the tree
 	}
-	gen := st.gen.Load()
-	subs := plain
-	if b.tree.count.Load() > 0 {
-		b.tree.mu.RLock()
-		// Read with both locks held, no change to the stripe or the
-		// tree can come between this generation and the set computed.
-		gen = st.gen.Load()
-		subs = b.withTreeLocked(topic, plain)
-		b.tree.mu.RUnlock()
+	var plain []*Subscription
+	if set != nil {
+		plain = set.subs
 	}
 	var fresh *matchSet
-	if len(subs) > 0 {
-		text := m.topic
-		if len(plain) > 0 {
-			text = plain[0].pat.text // as setTopic
-		}
+	if subs := b.withTreeLocked(topic, plain); len(subs) > 0 {
 		subs, groups := splitGroups(subs)
-		fresh = &matchSet{topic: text, gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
-			stripe: b.stripeIndex(h)}
+		switch {
+		case groups == nil && len(subs) == len(plain):
+			// The tree added nothing (withTreeLocked returned plain
+			// itself), and no subscription is a group member.
+			set.gen = gen
+			fresh = set
+		case cached:
+			text := m.topic
+			if len(plain) > 0 {
+				text = plain[0].pat.text // as setTopic
+			}
+			fresh = &matchSet{topic: text, gen: gen, subs: subs, groups: groups, path: pathOf(subs, groups),
+				stripe: b.stripeIndex(h)}
+		}
 	}
 	// A publisher may have stored a set computed before this change in
-	// the meantime; one computed after it has gen or a later one.
-	for m != nil && m.topic == topic && m.gen < gen {
+	// the meantime; one computed after it has gen.
+	for cached && m != nil && m.topic == topic && m.gen < gen {
 		if slot.CompareAndSwap(m, fresh) {
 			b.forgetAddr(m)
 			return

@@ -23,8 +23,8 @@ func (b *Bus) Subscriptions() []*Subscription {
 	for i := range b.stripes {
 		st := &b.stripes[i]
 		st.mu.RLock()
-		for _, subs := range st.m {
-			out = append(out, subs...)
+		for _, set := range st.m {
+			out = append(out, set.subs...)
 		}
 		st.mu.RUnlock()
 	}

@@ -193,3 +193,19 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
+
+// TestHasMeta: hasMeta, which reads isMeta, agrees with metachars, for
+// every byte and for strings with multi-byte characters.
+func TestHasMeta(t *testing.T) {
+	for c := range 256 {
+		s := string([]byte{'a', byte(c), 'b'})
+		if got, want := hasMeta(s), strings.ContainsAny(s, metachars); got != want {
+			t.Errorf("hasMeta(%q) = %v, want %v", s, got, want)
+		}
+	}
+	for _, s := range []string{"", "orders.créé", "日本.*", "a.{b,c}", `a\.b`, "été"} {
+		if got, want := hasMeta(s), strings.ContainsAny(s, metachars); got != want {
+			t.Errorf("hasMeta(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

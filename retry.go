@@ -145,7 +145,7 @@ func (s *Subscription) handleQueued(q *queued) bool {
 			}
 			return s.deadLetter(q, de)
 		}
-		s.retried.Add(1)
+		s.failureCounts().retried.Add(1)
 		b.failures.retried.add(1)
 	}
 }
@@ -181,7 +181,7 @@ func (s *Subscription) pause(ctx context.Context, d time.Duration) bool {
 
 // abandon counts and reports q as abandoned after the failure de.
 func (s *Subscription) abandon(q *queued, de *DeliveryError) bool {
-	s.abandoned.Add(1)
+	s.failureCounts().abandoned.Add(1)
 	s.bus.failures.abandoned.add(1)
 	r := *de
 	r.Err = ErrRetryAbandoned
@@ -230,7 +230,7 @@ func (s *Subscription) deadLetter(q *queued, de *DeliveryError) bool {
 
 	switch {
 	case err == nil:
-		s.deadLettered.Add(1)
+		s.failureCounts().deadLettered.Add(1)
 		b.failures.deadLettered.add(1)
 		r.Detail = fmt.Sprintf("dead-lettered to %q after %s", topic, plural(uint64(de.Attempt), "attempt"))
 		if q.ctx.Err() != nil && de.Attempt < s.retry.Attempts {

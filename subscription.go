@@ -28,7 +28,7 @@ type Subscription struct {
 	q        *queue        // asynchronous subscriptions
 	out      chan Event    // SubscribeChan: the channel, closed by the worker
 	stop     chan struct{} // SubscribeChan: closed when the reader is gone
-	stopOnce sync.Once
+	stopped  atomic.Bool   // stop is closed, or about to be (a sync.Once is 8 bytes more)
 	fired    atomic.Bool   // Once: the event has been taken
 	workerID atomic.Uint64 // goroutine ID of the worker, once started
 
@@ -43,7 +43,7 @@ type Subscription struct {
 	ended  bool          // closeDone has run: done is closed, or will be closedChan
 	// retrying is set while the worker waits between attempts, so that
 	// Close waits for it to abandon the event (retry.go). (Beside ended:
-	// the small fields are paired so that a Subscription fits 288 bytes.)
+	// the small fields are paired so that a Subscription fits 256 bytes.)
 	retrying atomic.Bool
 
 	delivered counter // handler calls, see SubscriptionStats
@@ -53,17 +53,39 @@ type Subscription struct {
 	// fn is the handler wrapped in its middleware, for a subscription made
 	// with a HandlerFunc or with middleware or a retry policy; nil for a
 	// plain Handler, which handler calls directly. See handler.go.
-	fn           HandlerFunc
-	retry        *RetryPolicy // normalized copy of opts.Retry; nil without
-	failed       atomic.Uint64
-	retried      atomic.Uint64
-	deadLettered atomic.Uint64
-	abandoned    atomic.Uint64
+	fn    HandlerFunc
+	retry *RetryPolicy // normalized copy of opts.Retry; nil without
+	// failures is made by the first failure: most subscriptions never
+	// fail, and its four counters in every Subscription took it from the
+	// 256-byte size class to the 288-byte one.
+	failures atomic.Pointer[subFailures]
+}
+
+// subFailures are the counters of a subscription's failed handling.
+type subFailures struct {
+	failed, retried, deadLettered, abandoned atomic.Uint64
+}
+
+// failureCounts returns s's failure counters, making them on the first call.
+func (s *Subscription) failureCounts() *subFailures {
+	if f := s.failures.Load(); f != nil {
+		return f
+	}
+	s.failures.CompareAndSwap(nil, new(subFailures))
+	return s.failures.Load()
+}
+
+// abandonedCount is the count of events s abandoned on Close (retry.go).
+func (s *Subscription) abandonedCount() uint64 {
+	if f := s.failures.Load(); f != nil {
+		return f.abandoned.Load()
+	}
+	return 0
 }
 
 // A Subscription is allocated by every Subscribe: it stays within the
-// 288-byte size class (the next is 320).
-var _ = [1]struct{}{}[unsafe.Sizeof(Subscription{})/289]
+// 256-byte size class (the next is 288).
+var _ = [1]struct{}{}[unsafe.Sizeof(Subscription{})/257]
 
 // noOptions are the options of a subscription made without any. A pointer
 // to one shared zero value, rather than a copy in every Subscription,
@@ -221,8 +243,8 @@ func (s *Subscription) teardown(discard bool) {
 // stopReader releases the worker of a SubscribeChan subscription from
 // waiting on a reader that may be gone.
 func (s *Subscription) stopReader() {
-	if s.stop != nil {
-		s.stopOnce.Do(func() { close(s.stop) })
+	if s.stop != nil && s.stopped.CompareAndSwap(false, true) {
+		close(s.stop)
 	}
 }
 
@@ -292,8 +314,11 @@ func (s *Subscription) UnsubscribeWait(ctx context.Context) error {
 
 // Stats returns the counters of the subscription.
 func (s *Subscription) Stats() SubscriptionStats {
-	st := SubscriptionStats{Delivered: s.delivered.load(), Dropped: s.dropped.Load(), Panics: s.panics.Load(),
-		Failed: s.failed.Load(), Retried: s.retried.Load(), DeadLettered: s.deadLettered.Load(), Abandoned: s.abandoned.Load()}
+	st := SubscriptionStats{Delivered: s.delivered.load(), Dropped: s.dropped.Load(), Panics: s.panics.Load()}
+	if f := s.failures.Load(); f != nil {
+		st.Failed, st.Retried = f.failed.Load(), f.retried.Load()
+		st.DeadLettered, st.Abandoned = f.deadLettered.Load(), f.abandoned.Load()
+	}
 	if s.q != nil {
 		st.Queued, st.HighWater = s.q.depth()
 		st.Capacity = len(s.q.buf)
