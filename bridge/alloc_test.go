@@ -42,9 +42,9 @@ func TestExportAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes what allocates")
 	}
-	// One topic, and a hundred in turn: the channel of each is built
-	// once, not per export.
-	topics := make([]string, 100)
+	// One topic, a hundred and 1024 in turn: the channel of each is
+	// built once, not per export (see channelCache).
+	topics := make([]string, 1024)
 	for i := range topics {
 		topics[i] = fmt.Sprintf("orders.t%d", i)
 	}
@@ -64,7 +64,7 @@ func TestExportAllocs(t *testing.T) {
 			for _, tc := range []struct {
 				name   string
 				topics []string
-			}{{"one topic", topics[:1]}, {"100 topics", topics}} {
+			}{{"one topic", topics[:1]}, {"100 topics", topics[:100]}, {"1024 topics", topics}} {
 				i := 0
 				var publish func()
 				switch p := rc.payload.(type) {
