@@ -32,6 +32,7 @@ type publisher struct {
 	g        *group         // the flusher; its context is cancelled when Close gives up
 	drain    chan struct{}  // closed by stop: flush what is left, then exit
 	left     int            // exports of the batch the flusher gave up on; written before it returns
+	gate     gate           // the flusher's calls to Redis, which Close can give up on
 	conn     *conn          // the flusher's state, for Connections
 	settled  signal         // notified after each batch (runFlusher)
 	exited   chan struct{}  // closed when the flusher returns
@@ -56,9 +57,20 @@ func (p *publisher) ready() (bool, error) { return true, nil }
 func (p *publisher) stop(context.Context) { close(p.drain) }
 
 // wait waits until the outbox is flushed, or ctx ends: then the flusher
-// gives up, and what it held and what the outbox holds are unsent.
+// gives up, and what it held and what the outbox holds are unsent. The
+// flusher returns at once then, unless Redis has its call: wait does not
+// wait for that one (see gate), and counts what the flusher owes.
 func (p *publisher) wait(ctx context.Context) int {
-	p.g.wait(ctx, nil)
+	defer p.g.cancel()
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		p.g.cancel()
+		if owed, busy := p.gate.close(); busy {
+			return p.out.Close() + owed
+		}
+		<-p.exited
+	}
 	return p.out.Close() + p.left
 }
 
@@ -74,8 +86,7 @@ func (p *publisher) stats(s *Stats) {
 func (p *publisher) flushLoop() {
 	defer close(p.exited)
 	br := p.br
-	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}, call: newCaller()}
-	defer f.call.close()
+	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}, gate: &p.gate}
 	f.pipe, f.fill, f.cmds = f.pipeline, f.fillPipeline, newPubCmds(br.rdb)
 	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.g.ctx, &p.settled, f.send)
 }
@@ -103,8 +114,8 @@ type flusher struct {
 	br      *Bridge
 	p       *publisher
 	back    backoff
-	call    *caller // makes the pipelines and pings, so that Close need not wait for them
-	o       outage  // of the batch being sent: a field, as a local it would escape (its wait's ping closure) once per batch
+	gate    *gate  // the pipelines and pings go through it, so that Close need not wait for them
+	o       outage // of the batch being sent: a field, as a local it would escape (its wait's ping closure) once per batch
 	batch   []queue.Export
 	pending []int           // indexes in batch of the exports not sent yet
 	msgs    [][]byte        // the messages of pending, one per command
@@ -120,8 +131,8 @@ type flusher struct {
 	groups  []int
 	seg     []int
 
-	// The pipeline call on the caller's goroutine (pipeline, made once
-	// into pipe, as fillPipeline into fill: a method value made per call
+	// The pipeline call through the gate (pipeline, made once into
+	// pipe, as fillPipeline into fill: a method value made per call
 	// allocates): its context, messages and runs, and its results; cmds
 	// are the reusable commands, nil on a cluster (see pubCmds).
 	pipe  func()
@@ -159,7 +170,7 @@ func (f *flusher) send() bool {
 	if br.cfg.CoalesceBytes > 0 {
 		f.group()
 	}
-	f.o = outage{br: br, out: p.out, back: &f.back, call: f.call, conn: p.conn}
+	f.o = outage{br: br, out: p.out, back: &f.back, call: f.gate, conn: p.conn}
 	o := &f.o
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
@@ -202,6 +213,7 @@ func (f *flusher) send() bool {
 			return false
 		}
 		o.key = f.batch[f.pending[0]].Channel
+		f.gate.owe(len(f.pending))
 		if !o.wait(ctx, err) {
 			p.left = len(f.pending)
 			return false
@@ -224,7 +236,8 @@ func (f *flusher) send() bool {
 func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *[]int) (ok bool, down error) {
 	br := f.br
 	f.pctx, f.pmsgs, f.pruns = ctx, msgs, runs
-	if !f.call.do(ctx, f.pipe) {
+	f.gate.owe(len(*keep) + len(f.pending) - runs[0].start) // as send counts them if this fails
+	if !f.gate.do(ctx, f.pipe) {
 		return false, nil
 	}
 	cmds, err := f.pcmds, f.perr
@@ -267,7 +280,7 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 	return true, down
 }
 
-// pipeline sends pmsgs in one pipeline, on the caller's goroutine.
+// pipeline sends pmsgs in one pipeline.
 func (f *flusher) pipeline() {
 	ctx, msgs := f.pctx, f.pmsgs
 	if f.cmds == nil {
