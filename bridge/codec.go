@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unsafe"
 
 	bus "github.com/busline/bus"
 )
@@ -50,6 +51,27 @@ var DefaultCodec Codec = defaultCodec{}
 
 type defaultCodec struct{}
 
+// A lender is a codec of this package, whose encodeLent is its Encode
+// except that it need not copy: it may return the publisher's own bytes,
+// lent (valid only until Publish returns), which the outbox copies into
+// memory it shares between exports (queue.Export.Lent), and the bytes of
+// a string payload, which cannot change (the bridge never writes to a
+// payload). A copy of its own per event was one of the two allocations of
+// an export; users' codecs keep the Encode contract.
+type lender interface {
+	encodeLent(payload any) (data []byte, contentType string, lent bool, err error)
+}
+
+var (
+	_ lender = defaultCodec{}
+	_ lender = textCodec{}
+	_ lender = bytesCodec{}
+)
+
+// stringBytes returns the bytes of s, without a copy: they must not be
+// modified.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 func (defaultCodec) Encode(payload any) ([]byte, string, error) {
 	switch p := payload.(type) {
 	case []byte:
@@ -62,6 +84,17 @@ func (defaultCodec) Encode(payload any) ([]byte, string, error) {
 		return nil, "", err
 	}
 	return data, ContentTypeJSON, nil
+}
+
+func (c defaultCodec) encodeLent(payload any) ([]byte, string, bool, error) {
+	switch p := payload.(type) {
+	case []byte:
+		return p, ContentTypeBytes, true, nil
+	case string:
+		return stringBytes(p), ContentTypeText, false, nil
+	}
+	data, contentType, err := c.Encode(payload)
+	return data, contentType, false, err
 }
 
 func (defaultCodec) Decode(data []byte, contentType string) (any, error) {
@@ -144,6 +177,14 @@ func (textCodec) Encode(payload any) ([]byte, string, error) {
 	return []byte(p), ContentTypeText, nil
 }
 
+func (textCodec) encodeLent(payload any) ([]byte, string, bool, error) {
+	p, ok := payload.(string)
+	if !ok {
+		return nil, "", false, payloadTypeError{got: payload, want: "string"}
+	}
+	return stringBytes(p), ContentTypeText, false, nil
+}
+
 func (textCodec) Decode(data []byte, _ string) (any, error) {
 	return string(data), nil
 }
@@ -156,6 +197,14 @@ func (bytesCodec) Encode(payload any) ([]byte, string, error) {
 		return nil, "", payloadTypeError{got: payload, want: "[]byte"}
 	}
 	return append([]byte(nil), p...), ContentTypeBytes, nil
+}
+
+func (bytesCodec) encodeLent(payload any) ([]byte, string, bool, error) {
+	p, ok := payload.([]byte)
+	if !ok {
+		return nil, "", false, payloadTypeError{got: payload, want: "[]byte"}
+	}
+	return p, ContentTypeBytes, true, nil
 }
 
 func (bytesCodec) Decode(data []byte, _ string) (any, error) {

@@ -93,7 +93,17 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 		br.c.outboxUnsent.Add(1)
 		return it, false
 	}
-	data, contentType, err := r.codec.Encode(e.Payload)
+	var (
+		data        []byte
+		contentType string
+		lent        bool
+		err         error
+	)
+	if r.lender != nil {
+		data, contentType, lent, err = r.lender.encodeLent(e.Payload)
+	} else {
+		data, contentType, err = r.codec.Encode(e.Payload)
+	}
 	if err != nil {
 		br.c.encodeErrors.Add(1)
 		r.c.encodeErrors.Add(1)
@@ -103,6 +113,7 @@ func (br *Bridge) encodeExport(r *route, e bus.Event) (it queue.Export, ok bool)
 	it = queue.Export{
 		Channel:     r.channel(br.cfg.Prefix, e.Topic),
 		Payload:     data,
+		Lent:        lent,
 		ContentType: contentType,
 		Raw:         r.Raw,
 		Route:       r,
