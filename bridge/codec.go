@@ -151,7 +151,8 @@ func (jsonCodec[T]) Decode(data []byte, _ string) (any, error) {
 // []byte or a named string type included) is not exported; the bridge
 // counts it in Stats.EncodeErrors and reports it to Options.OnError with
 // an error wrapping ErrEncode and bus.ErrPayloadType. The codec is safe for
-// concurrent use; encoding allocates one copy of the string.
+// concurrent use; its Encode allocates one copy of the string (the bridge
+// itself sends the string's bytes, which cannot change, without a copy).
 func Text() Codec { return textCodec{} }
 
 // Bytes returns a codec for []byte payloads, which Raw routes without a
@@ -164,7 +165,8 @@ func Text() Codec { return textCodec{} }
 // string or a json.RawMessage included) is not exported; the bridge counts
 // it in Stats.EncodeErrors and reports it to Options.OnError with an error
 // wrapping ErrEncode and bus.ErrPayloadType. The codec is safe for
-// concurrent use; encoding allocates one copy of the bytes.
+// concurrent use; its Encode allocates one copy of the bytes (the bridge
+// itself copies them into memory shared by the exports queued together).
 func Bytes() Codec { return bytesCodec{} }
 
 type textCodec struct{}
