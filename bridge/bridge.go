@@ -89,6 +89,7 @@ type route struct {
 	Route
 	match     func(topic string) bool
 	codec     Codec
+	lender    lender // codec, if it is one of this package's; nil otherwise
 	redisName string // channel or glob to subscribe to
 	isPattern bool
 	widened   bool // redisName matches more than a glob's plain reading of Pattern

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unsafe"
 
 	bus "github.com/busline/bus"
 )
@@ -50,6 +51,27 @@ var DefaultCodec Codec = defaultCodec{}
 
 type defaultCodec struct{}
 
+// A lender is a codec of this package, whose encodeLent is its Encode
+// except that it need not copy: it may return the publisher's own bytes,
+// lent (valid only until Publish returns), which the outbox copies into
+// memory it shares between exports (queue.Export.Lent), and the bytes of
+// a string payload, which cannot change (the bridge never writes to a
+// payload). A copy of its own per event was one of the two allocations of
+// an export; users' codecs keep the Encode contract.
+type lender interface {
+	encodeLent(payload any) (data []byte, contentType string, lent bool, err error)
+}
+
+var (
+	_ lender = defaultCodec{}
+	_ lender = textCodec{}
+	_ lender = bytesCodec{}
+)
+
+// stringBytes returns the bytes of s, without a copy: they must not be
+// modified.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 func (defaultCodec) Encode(payload any) ([]byte, string, error) {
 	switch p := payload.(type) {
 	case []byte:
@@ -62,6 +84,17 @@ func (defaultCodec) Encode(payload any) ([]byte, string, error) {
 		return nil, "", err
 	}
 	return data, ContentTypeJSON, nil
+}
+
+func (c defaultCodec) encodeLent(payload any) ([]byte, string, bool, error) {
+	switch p := payload.(type) {
+	case []byte:
+		return p, ContentTypeBytes, true, nil
+	case string:
+		return stringBytes(p), ContentTypeText, false, nil
+	}
+	data, contentType, err := c.Encode(payload)
+	return data, contentType, false, err
 }
 
 func (defaultCodec) Decode(data []byte, contentType string) (any, error) {
@@ -118,7 +151,8 @@ func (jsonCodec[T]) Decode(data []byte, _ string) (any, error) {
 // []byte or a named string type included) is not exported; the bridge
 // counts it in Stats.EncodeErrors and reports it to Options.OnError with
 // an error wrapping ErrEncode and bus.ErrPayloadType. The codec is safe for
-// concurrent use; encoding allocates one copy of the string.
+// concurrent use; its Encode allocates one copy of the string (the bridge
+// itself sends the string's bytes, which cannot change, without a copy).
 func Text() Codec { return textCodec{} }
 
 // Bytes returns a codec for []byte payloads, which Raw routes without a
@@ -131,7 +165,8 @@ func Text() Codec { return textCodec{} }
 // string or a json.RawMessage included) is not exported; the bridge counts
 // it in Stats.EncodeErrors and reports it to Options.OnError with an error
 // wrapping ErrEncode and bus.ErrPayloadType. The codec is safe for
-// concurrent use; encoding allocates one copy of the bytes.
+// concurrent use; its Encode allocates one copy of the bytes (the bridge
+// itself copies them into memory shared by the exports queued together).
 func Bytes() Codec { return bytesCodec{} }
 
 type textCodec struct{}
@@ -142,6 +177,14 @@ func (textCodec) Encode(payload any) ([]byte, string, error) {
 		return nil, "", payloadTypeError{got: payload, want: "string"}
 	}
 	return []byte(p), ContentTypeText, nil
+}
+
+func (textCodec) encodeLent(payload any) ([]byte, string, bool, error) {
+	p, ok := payload.(string)
+	if !ok {
+		return nil, "", false, payloadTypeError{got: payload, want: "string"}
+	}
+	return stringBytes(p), ContentTypeText, false, nil
 }
 
 func (textCodec) Decode(data []byte, _ string) (any, error) {
@@ -156,6 +199,14 @@ func (bytesCodec) Encode(payload any) ([]byte, string, error) {
 		return nil, "", payloadTypeError{got: payload, want: "[]byte"}
 	}
 	return append([]byte(nil), p...), ContentTypeBytes, nil
+}
+
+func (bytesCodec) encodeLent(payload any) ([]byte, string, bool, error) {
+	p, ok := payload.([]byte)
+	if !ok {
+		return nil, "", false, payloadTypeError{got: payload, want: "[]byte"}
+	}
+	return p, ContentTypeBytes, true, nil
 }
 
 func (bytesCodec) Decode(data []byte, _ string) (any, error) {

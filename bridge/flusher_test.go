@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/busline/bus/bridge/internal/queue"
 
@@ -220,5 +221,76 @@ func TestFlusherTakeOverflow(t *testing.T) {
 		if got := br.flushTake(); got < batch {
 			t.Errorf("BatchSize %d: takes %d", batch, got)
 		}
+	}
+}
+
+// TestFlusherArenaGrowsOnce checks that build makes the arena of a batch
+// in one allocation, sized before the envelopes are laid out, rather than
+// growing it envelope by envelope; that a later batch it holds reuses it;
+// and that a larger one replaces it once, with room to spare.
+func TestFlusherArenaGrowsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		coalesce int
+		key      []byte
+	}{
+		{"coalesced", 64 << 10, nil},
+		{"coalesced signed", 64 << 10, []byte("k")},
+		{"uncoalesced", -1, nil},
+		{"uncoalesced signed", -1, []byte("k")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := &Bridge{id: "inst", epoch: 7, key: tc.key}
+			br.cfg.CoalesceBytes = tc.coalesce
+			br.cfg.MaxMessageBytes = 1 << 20
+			f := &flusher{br: br}
+			fill := func(n, size int) {
+				f.batch, f.pending = f.batch[:0], f.pending[:0]
+				for i := range n {
+					it := queue.Export{Channel: fmt.Sprintf("app:t%d", i%5), Payload: make([]byte, 1+(i*37)%size), Seq: uint64(i/5 + 1), At: int64(i)}
+					if i%7 == 0 {
+						it.Headers = map[string]string{"h": "v"}
+					}
+					f.batch = append(f.batch, it)
+					f.pending = append(f.pending, i)
+				}
+				if tc.coalesce > 0 {
+					f.group()
+				}
+			}
+			fill(2000, 2000)
+			f.build(false)
+			checkLayout(t, f, tc.coalesce, tc.key)
+			if !raceEnabled && tc.key == nil {
+				// Everything but the arena has grown: building again
+				// from no arena makes it in one allocation. (Not
+				// signed: the collections the large arenas cause empty
+				// wire's pool of MAC states now and then.)
+				allocs := testing.AllocsPerRun(5, func() {
+					f.arena = nil
+					f.build(false)
+				})
+				if allocs != 1 {
+					t.Errorf("%.0f allocations to lay out a batch, want 1 (the arena)", allocs)
+				}
+			}
+			if used, c := len(f.arena), cap(f.arena); c < used || c > used+used/4+used/8 {
+				t.Errorf("arena of %d bytes for %d used", c, used)
+			}
+			// A smaller batch reuses it; a larger one replaces it once.
+			arena := unsafe.SliceData(f.arena)
+			fill(500, 2000)
+			f.build(false)
+			checkLayout(t, f, tc.coalesce, tc.key)
+			if unsafe.SliceData(f.arena) != arena {
+				t.Error("a smaller batch made a new arena")
+			}
+			fill(4000, 2000)
+			f.build(false)
+			checkLayout(t, f, tc.coalesce, tc.key)
+			if used := len(f.arena); cap(f.arena) < used+used/4-used/16 {
+				t.Errorf("a larger batch made an arena of %d bytes for %d: no room to spare", cap(f.arena), used)
+			}
+		})
 	}
 }

@@ -27,10 +27,8 @@ import (
 // command would go to the node of its first channel; on a cluster, or a
 // Ring, the flusher makes new commands every time (shardSet.publish).
 //
-// It belongs to the flusher goroutine and the caller goroutine it hands
-// each flush to, one at a time (the handoff orders their accesses); after
-// a flush given up on (caller.do returned false) it must not be touched
-// again, since go-redis may still be writing it.
+// It belongs to the flusher goroutine; after a flush given up on
+// (gate.do returned false) it must not be touched again.
 type pubCmds struct {
 	rdb  *redis.Client
 	pipe redis.Pipeliner

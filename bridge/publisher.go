@@ -32,6 +32,7 @@ type publisher struct {
 	g        *group         // the flusher; its context is cancelled when Close gives up
 	drain    chan struct{}  // closed by stop: flush what is left, then exit
 	left     int            // exports of the batch the flusher gave up on; written before it returns
+	gate     gate           // the flusher's calls to Redis, which Close can give up on
 	conn     *conn          // the flusher's state, for Connections
 	settled  signal         // notified after each batch (runFlusher)
 	exited   chan struct{}  // closed when the flusher returns
@@ -56,9 +57,20 @@ func (p *publisher) ready() (bool, error) { return true, nil }
 func (p *publisher) stop(context.Context) { close(p.drain) }
 
 // wait waits until the outbox is flushed, or ctx ends: then the flusher
-// gives up, and what it held and what the outbox holds are unsent.
+// gives up, and what it held and what the outbox holds are unsent. The
+// flusher returns at once then, unless Redis has its call: wait does not
+// wait for that one (see gate), and counts what the flusher owes.
 func (p *publisher) wait(ctx context.Context) int {
-	p.g.wait(ctx, nil)
+	defer p.g.cancel()
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		p.g.cancel()
+		if owed, busy := p.gate.close(); busy {
+			return p.out.Close() + owed
+		}
+		<-p.exited
+	}
 	return p.out.Close() + p.left
 }
 
@@ -74,8 +86,7 @@ func (p *publisher) stats(s *Stats) {
 func (p *publisher) flushLoop() {
 	defer close(p.exited)
 	br := p.br
-	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}, call: newCaller()}
-	defer f.call.close()
+	f := flusher{br: br, p: p, back: backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}, gate: &p.gate}
 	f.pipe, f.fill, f.cmds = f.pipeline, f.fillPipeline, newPubCmds(br.rdb)
 	br.runFlusher(p.out, &f.batch, br.flushTake(), p.drain, p.g.ctx, &p.settled, f.send)
 }
@@ -103,8 +114,8 @@ type flusher struct {
 	br      *Bridge
 	p       *publisher
 	back    backoff
-	call    *caller // makes the pipelines and pings, so that Close need not wait for them
-	o       outage  // of the batch being sent: a field, as a local it would escape (its wait's ping closure) once per batch
+	gate    *gate  // the pipelines and pings go through it, so that Close need not wait for them
+	o       outage // of the batch being sent: a field, as a local it would escape (its wait's ping closure) once per batch
 	batch   []queue.Export
 	pending []int           // indexes in batch of the exports not sent yet
 	msgs    [][]byte        // the messages of pending, one per command
@@ -120,8 +131,8 @@ type flusher struct {
 	groups  []int
 	seg     []int
 
-	// The pipeline call on the caller's goroutine (pipeline, made once
-	// into pipe, as fillPipeline into fill: a method value made per call
+	// The pipeline call through the gate (pipeline, made once into
+	// pipe, as fillPipeline into fill: a method value made per call
 	// allocates): its context, messages and runs, and its results; cmds
 	// are the reusable commands, nil on a cluster (see pubCmds).
 	pipe  func()
@@ -159,7 +170,7 @@ func (f *flusher) send() bool {
 	if br.cfg.CoalesceBytes > 0 {
 		f.group()
 	}
-	f.o = outage{br: br, out: p.out, back: &f.back, call: f.call, conn: p.conn}
+	f.o = outage{br: br, out: p.out, back: &f.back, call: f.gate, conn: p.conn}
 	o := &f.o
 	for attempt := 0; ; attempt++ {
 		f.build(attempt == 0)
@@ -202,6 +213,7 @@ func (f *flusher) send() bool {
 			return false
 		}
 		o.key = f.batch[f.pending[0]].Channel
+		f.gate.owe(len(f.pending))
 		if !o.wait(ctx, err) {
 			p.left = len(f.pending)
 			return false
@@ -224,7 +236,8 @@ func (f *flusher) send() bool {
 func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *[]int) (ok bool, down error) {
 	br := f.br
 	f.pctx, f.pmsgs, f.pruns = ctx, msgs, runs
-	if !f.call.do(ctx, f.pipe) {
+	f.gate.owe(len(*keep) + len(f.pending) - runs[0].start) // as send counts them if this fails
+	if !f.gate.do(ctx, f.pipe) {
 		return false, nil
 	}
 	cmds, err := f.pcmds, f.perr
@@ -267,7 +280,7 @@ func (f *flusher) publish(ctx context.Context, msgs [][]byte, runs []run, keep *
 	return true, down
 }
 
-// pipeline sends pmsgs in one pipeline, on the caller's goroutine.
+// pipeline sends pmsgs in one pipeline.
 func (f *flusher) pipeline() {
 	ctx, msgs := f.pctx, f.pmsgs
 	if f.cmds == nil {
@@ -292,8 +305,8 @@ func (f *flusher) fillPipeline(p redis.Pipeliner) error {
 func (f *flusher) channel(k int) string { return f.batch[f.pending[f.pruns[k].start]].Channel }
 
 // keptArena is the most arena memory the flusher keeps between batches
-// that need far less: a burst grows it to megabytes, which an idle bridge
-// should not hold on to.
+// that need far less, once a burst is over: a burst grows it to
+// megabytes, which an idle bridge should not hold on to.
 const keptArena = 1 << 20
 
 // done lets go of what the batch just sent refers to, so that payloads
@@ -308,14 +321,28 @@ func (f *flusher) done() {
 }
 
 // shrink lets go of the batch and arena memory a burst grew, once a batch
-// uses less than a quarter of it.
+// uses less than a quarter of it and, for the arena, the burst is over
+// (the outbox is empty). Within a burst the arena is kept, however small
+// a batch: making a new one for every batch smaller than a quarter of it,
+// and growing it again for the next large one, cost a third of the
+// events/s of 16 KiB payloads.
 func (f *flusher) shrink() {
-	if cap(f.arena) > keptArena && 4*len(f.arena) < cap(f.arena) {
+	if cap(f.arena) > keptArena && 4*len(f.arena) < cap(f.arena) && f.idle() {
 		f.arena = nil
 	}
 	if limit := f.br.cfg.BatchSize; cap(f.batch) > limit && 4*len(f.batch) < cap(f.batch) {
 		f.batch = nil
 	}
+}
+
+// idle reports whether the outbox is empty: a burst is over. A flusher
+// without a publisher (in tests) is always idle.
+func (f *flusher) idle() bool {
+	if f.p == nil {
+		return true
+	}
+	n, _ := f.p.out.Depth()
+	return n == 0
 }
 
 // build makes the messages of the pending exports, in their order: raw
@@ -325,24 +352,46 @@ func (f *flusher) shrink() {
 // remembered for echo suppression, before they are sent, since the echo
 // can arrive before the pipeline returns; retries do not remember them
 // again.
+//
+// It plans the runs first, adding up the bytes their messages take, and
+// makes the arena that large at once (see reserve): appending to a
+// growing arena copied it at every doubling, and a burst of large
+// payloads spent half its time there (growslice).
 func (f *flusher) build(remember bool) {
 	br := f.br
 	limit := min(br.cfg.CoalesceBytes, br.cfg.MaxMessageBytes)
-	f.arena, f.spans, f.runs = f.arena[:0], f.spans[:0], f.runs[:0]
+	signed := len(br.key) > 0
+	f.spans, f.runs = f.spans[:0], f.runs[:0]
+	need := 0
 	for j := 0; j < len(f.pending); {
 		it := &f.batch[f.pending[j]]
-		n := 1
-		if limit > 0 && !it.Raw && !it.Echo && !it.CloudEvent {
-			n = f.coalesce(j, limit)
+		n, size := 1, 0
+		switch {
+		case it.Raw:
+		case it.CloudEvent:
+			// Not counted: a CloudEvent's length is known only once
+			// encoded, and the arena grows for it.
+		case limit > 0 && !it.Echo:
+			n, size = f.coalesce(j, limit)
+		default:
+			env := br.envelopeOf(it)
+			size = wire.EnvelopeLen(&env, signed)
 		}
+		f.runs = append(f.runs, run{j, n})
+		need += size
+		j += n
+	}
+	f.reserve(need)
+	for _, r := range f.runs {
+		it := &f.batch[f.pending[r.start]]
 		start := len(f.arena)
 		switch {
 		case it.Raw:
 		case it.CloudEvent:
 			f.arena = br.appendCloudEvent(f.arena, it)
-		case n > 1:
+		case r.n > 1:
 			f.envs = f.envs[:0]
-			for _, i := range f.pending[j : j+n] {
+			for _, i := range f.pending[r.start : r.start+r.n] {
 				f.envs = append(f.envs, br.envelopeOf(&f.batch[i]))
 			}
 			f.arena = wire.AppendBatch(f.arena, it.Channel, f.envs, br.key)
@@ -351,11 +400,9 @@ func (f *flusher) build(remember bool) {
 			env := br.envelopeOf(it)
 			f.arena = wire.AppendEnvelope(f.arena, it.Channel, &env, br.key)
 		}
-		// Offsets rather than slices, since arena may move while it
-		// grows.
+		// Offsets rather than slices, since arena may move if a
+		// CloudEvent makes it grow.
 		f.spans = append(f.spans, span{start, len(f.arena)})
-		f.runs = append(f.runs, run{j, n})
-		j += n
 	}
 	f.msgs = f.msgs[:0]
 	var now time.Time // read once, if an echo is remembered
@@ -374,6 +421,18 @@ func (f *flusher) build(remember bool) {
 			br.echo.Load().Remember(it.Channel, msg, now)
 		}
 	}
+}
+
+// reserve empties the arena, making it hold at least need bytes. An arena
+// too small is replaced, not grown (what it holds is sent already), by
+// one with a quarter more room, so that a burst whose batches vary in
+// size settles on one arena rather than making one per batch; shrink lets
+// go of it once the burst is over.
+func (f *flusher) reserve(need int) {
+	if cap(f.arena) < need {
+		f.arena = make([]byte, 0, need+need/4)
+	}
+	f.arena = f.arena[:0]
 }
 
 // group reorders the pending exports so that those of one channel follow
@@ -452,22 +511,26 @@ func (f *flusher) groupSegment(seg []int) {
 // exports to the same channel with consecutive sequence numbers, none
 // remembered for echo suppression (its echo must be recognisable by its
 // bytes), at most wire.MaxBatchEvents. A run of one is sent as a plain
-// envelope.
-func (f *flusher) coalesce(j, limit int) int {
+// envelope. size is the most bytes the message takes.
+func (f *flusher) coalesce(j, limit int) (n, size int) {
 	br := f.br
 	first := &f.batch[f.pending[j]]
 	env := br.envelopeOf(first)
-	size := wire.BatchOverhead(br.id, first.Seq, len(br.key) > 0) + wire.BatchEventLen(&env)
-	n := 1
-	for ; j+n < len(f.pending) && n < wire.MaxBatchEvents; n++ {
+	size = wire.BatchOverhead(br.id, first.Seq, len(br.key) > 0) + wire.BatchEventLen(&env)
+	for n = 1; j+n < len(f.pending) && n < wire.MaxBatchEvents; n++ {
 		it := &f.batch[f.pending[j+n]]
 		if it.Raw || it.Echo || it.CloudEvent || it.Seq != first.Seq+uint64(n) || it.Channel != first.Channel {
 			break
 		}
 		env := br.envelopeOf(it)
-		if size += wire.BatchEventLen(&env); size > limit {
+		ev := wire.BatchEventLen(&env)
+		if size+ev > limit {
 			break
 		}
+		size += ev
 	}
-	return n
+	if n == 1 {
+		size = wire.EnvelopeLen(&env, len(br.key) > 0)
+	}
+	return n, size
 }

@@ -193,6 +193,7 @@ func (br *Bridge) compileRoute(what string, r Route) (*route, error) {
 		return nil, fmt.Errorf("%w: %s (%q): DefaultCodec on a raw route; use bridge.Text() for string payloads or bridge.Bytes() for []byte",
 			ErrInvalidOptions, what, r.Pattern)
 	}
+	rt.lender, _ = rt.codec.(lender)
 	if r.Direction.exports() {
 		rt.out = br.pub.out // a durable route's own, set by addStreamRoute
 	}

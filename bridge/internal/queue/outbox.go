@@ -15,8 +15,12 @@ import (
 
 // Export is one export waiting to be sent.
 type Export struct {
-	Channel     string
-	Payload     []byte
+	Channel string
+	Payload []byte
+	// Lent marks a Payload that is the publisher's memory, valid only
+	// until Push returns: Push copies it into memory shared by the
+	// exports pushed after one another (see lendChunk), and clears Lent.
+	Lent        bool
 	ContentType string
 	Headers     map[string]string
 	At          int64  // unix nanoseconds, when it was queued: set by Outbox.Push
@@ -69,6 +73,7 @@ type Outbox struct {
 	seqs   wire.Counter // numbers the enveloped exports
 	lastAt int64        // the time of the last push: times only go up
 	pushed uint64       // the exports pushed (the last Pos given)
+	chunk  []byte       // where lent payloads are copied (copyLocked)
 	// taken is the Pos of the first export of the batch the flusher
 	// took and has not settled yet, 0 when none.
 	taken uint64
@@ -133,6 +138,9 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 	if !it.Raw && !it.NoSeq {
 		it.Seq = o.seqs.Next(it.Channel)
 	}
+	if it.Lent {
+		it.Payload, it.Lent = o.copyLocked(it.Payload), false
+	}
 	o.pushed++
 	it.Pos = o.pushed
 	o.q.push(it)
@@ -146,6 +154,26 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 		}
 	}
 	return dropped, true
+}
+
+// lendChunk is the size of the chunks into which Push copies lent
+// payloads, so that a payload of a few hundred bytes costs a fraction of
+// an allocation; one longer than lendChunk/8 gets a copy of its own. A
+// chunk is collected once every export it holds has been sent.
+const lendChunk = 32 << 10
+
+// copyLocked returns a copy of p, lent, in the outbox's chunk. The caller
+// holds o.mu.
+func (o *Outbox) copyLocked(p []byte) []byte {
+	if len(p) > lendChunk/8 {
+		return append([]byte(nil), p...)
+	}
+	if len(p) > cap(o.chunk)-len(o.chunk) {
+		o.chunk = make([]byte, 0, lendChunk)
+	}
+	start := len(o.chunk)
+	o.chunk = append(o.chunk, p...)
+	return o.chunk[start:len(o.chunk):len(o.chunk)]
 }
 
 // Take moves up to max exports into batch (reusing its memory), after

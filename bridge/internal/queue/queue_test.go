@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -337,5 +338,33 @@ func TestFIFO(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOutboxCopiesLent checks that Push copies a lent payload, small ones
+// into a shared chunk without overlapping, large ones alone, so that the
+// publisher may reuse its buffer as soon as Push returns.
+func TestOutboxCopiesLent(t *testing.T) {
+	o := NewOutbox(1<<20, 1<<30, false)
+	buf := make([]byte, lendChunk)
+	var want [][]byte
+	for i, n := range []int{0, 1, 64, 300, lendChunk / 8, lendChunk/8 + 1, lendChunk / 2, 64, 64} {
+		for k := range buf[:n] {
+			buf[k] = byte(i + k)
+		}
+		if _, ok := o.Push(Export{Channel: "c", Payload: buf[:n], Lent: true}); !ok {
+			t.Fatal("push refused")
+		}
+		want = append(want, append([]byte(nil), buf[:n]...))
+		clear(buf) // the publisher reuses its buffer
+	}
+	batch, _ := o.Take(nil, len(want), 0)
+	for i, it := range batch {
+		if it.Lent || !bytes.Equal(it.Payload, want[i]) {
+			t.Errorf("export %d: lent %v, %d bytes, want a copy of %d", i, it.Lent, len(it.Payload), len(want[i]))
+		}
+		if len(it.Payload) <= lendChunk/8 && cap(it.Payload) != len(it.Payload) {
+			t.Errorf("export %d: capacity %d beyond its %d bytes: appending would overwrite the next", i, cap(it.Payload), len(it.Payload))
+		}
 	}
 }
