@@ -349,12 +349,22 @@ func TestMirrorBothWays(t *testing.T) {
 // exactly once, once its queue is empty.
 func checkAccounting(t testing.TB, br *bridge.Bridge) {
 	t.Helper()
-	eventually(t, func() bool { return br.Stats().ImportDepth == 0 }, "import queue to drain")
-	s := br.Stats()
-	sum := s.Imported + s.Filtered + s.DuplicateCopies + s.EchoesDropped + s.Duplicates +
-		s.DecodeErrors + s.SignatureRejected + s.Replayed + s.ImportDropped
-	if sum != s.Received {
-		t.Errorf("received %d messages, counters add up to %d: %+v", s.Received, sum, s)
+	// A message is counted as received when it is read, and in one of
+	// the other counters a moment later (once ingested, or delivered):
+	// wait for the counters to settle, and fail if they never add up.
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		s := br.Stats()
+		sum := s.Imported + s.Filtered + s.DuplicateCopies + s.EchoesDropped + s.Duplicates +
+			s.DecodeErrors + s.SignatureRejected + s.Replayed + s.ImportDropped
+		if sum == s.Received && s.ImportDepth == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("received %d messages, counters add up to %d, %d still queued: %+v", s.Received, sum, s.ImportDepth, s)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
