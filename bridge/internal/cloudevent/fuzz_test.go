@@ -88,7 +88,7 @@ func FuzzDecode(f *testing.F) {
 // base64url, is those characters.
 func checkVerify(t *testing.T, msg []byte) {
 	err := Verify(msg, testKey)
-	var want error = ErrUnsigned
+	want := ErrUnsigned
 	s := string(msg)
 	if i := len(s) - SigSuffixLen; i >= 1 && strings.HasSuffix(s, `"}`) && strings.HasPrefix(s[i:], `,"buslinesig":"`) {
 		h := hmac.New(sha256.New, testKey)
