@@ -2,7 +2,10 @@ package bus
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,6 +153,299 @@ func TestGroupOnceOnNewBus(t *testing.T) {
 				if n := got[p][i].Load(); n > 1 {
 					t.Fatalf("publisher %d, event %d: delivered to %d members of the group", p, i, n)
 				}
+			}
+		}
+	}
+}
+
+// token marks the events of one check of TestChurnVisibility: a handler
+// counts only the events that carry its own token, so the publishes of
+// the others, to the same topics, do not disturb the count.
+type token struct{ n atomic.Int32 }
+
+type tokenKey struct{}
+
+// TestChurnVisibility: goroutines subscribe, publish, unsubscribe and
+// publish again, each checking that the first publish reached its new
+// subscription exactly once and that the second did not, while pairs of
+// them churn the same topics, publishers keep every topic cached (in a
+// cache small enough for topics to share its slots, or none), other
+// subscriptions churn patterns (bumps of every stripe, sweeps) and plain
+// topics of every stripe, and a handler subscribes, unsubscribes and
+// publishes.
+func TestChurnVisibility(t *testing.T) {
+	cases := []struct {
+		name      string
+		cacheSize int // Options.MatchCacheSize
+		kinds     []string
+		resident  int // subscriptions each topic keeps throughout (room up to 16 inline, beyond in a slice)
+	}{
+		{name: "exact/one slot", cacheSize: 1, kinds: []string{"exact"}},
+		{name: "exact/8 slots/resident", cacheSize: 8, kinds: []string{"exact"}, resident: 1},
+		{name: "exact/17 resident", cacheSize: 8, kinds: []string{"exact"}, resident: 17},
+		{name: "mixed/one slot", cacheSize: 1, kinds: []string{"exact", "star", "exact", "globstar", "glob"}},
+		{name: "mixed/default cache/resident", kinds: []string{"exact", "star", "globstar", "glob"}, resident: 2},
+		{name: "mixed/no cache", cacheSize: -1, kinds: []string{"exact", "star", "glob"}, resident: 1},
+	}
+	const workers, topicsPer = 4, 8
+	iterations := 600
+	if testing.Short() {
+		iterations = 100
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := New(&Options{MatchCacheSize: c.cacheSize})
+			defer b.Close(ctx)
+			nop := func(context.Context, Event) {}
+			// Workers w and w+2 churn the same topics. Everyone uses the
+			// very same strings, so that publishes find their sets by
+			// address too (byAddr).
+			var topics [2][topicsPer]string
+			var all []string
+			for w := range 2 {
+				for j := range topicsPer {
+					topics[w][j] = fmt.Sprintf("t%d.k%d", w, j)
+					all = append(all, topics[w][j])
+					for range c.resident {
+						mustSubscribe(t, b, topics[w][j], nop)
+					}
+				}
+			}
+			topic := func(w, j int) string { return topics[w%2][j] }
+			var stop atomic.Bool
+			var background sync.WaitGroup
+			for p := range 2 {
+				background.Go(func() {
+					for i := p; !stop.Load(); i++ {
+						_ = b.Publish(ctx, all[i%len(all)], nil)
+					}
+				})
+			}
+			background.Go(func() { // pattern churn: bumpAll and sweepLocked
+				patterns := []string{"zz.*", "t0.**", "**", "t1.k1*", "*.k3"}
+				for i := 0; !stop.Load(); i++ {
+					s, err := b.Subscribe(patterns[i%len(patterns)], nop)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					s.Unsubscribe()
+				}
+			})
+			background.Go(func() { // plain churn on every stripe, with a reentrant handler
+				var n atomic.Int64
+				mustSubscribe(t, b, "r.x", func(ctx context.Context, e Event) {
+					if n.Add(1)%8 == 0 {
+						if s, err := b.Subscribe("r.y", nop); err == nil {
+							_ = b.Publish(ctx, "r.y", nil)
+							s.Unsubscribe()
+						}
+					}
+				})
+				for i := 0; !stop.Load(); i++ {
+					s, err := b.Subscribe(fmt.Sprintf("u.%d", i%256), nop)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					_ = b.Publish(ctx, "r.x", nil)
+					s.Unsubscribe()
+				}
+			})
+			var churners sync.WaitGroup
+			var failures atomic.Int32
+			for w := range workers {
+				churners.Go(func() {
+					for i := range iterations {
+						j := (i*7 + w) % topicsPer
+						top := topic(w, j)
+						var pattern string
+						switch kind := c.kinds[i%len(c.kinds)]; kind {
+						case "exact":
+							pattern = top
+						case "star":
+							pattern = fmt.Sprintf("t%d.*", w%2)
+						case "globstar":
+							pattern = fmt.Sprintf("t%d.**", w%2)
+						case "glob":
+							pattern = fmt.Sprintf("t%d.k%d*", w%2, j)
+						}
+						tok := new(token)
+						s, err := b.Subscribe(pattern, func(ctx context.Context, e Event) {
+							if ctx.Value(tokenKey{}) == tok {
+								tok.n.Add(1)
+							}
+						})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						tctx := context.WithValue(ctx, tokenKey{}, tok)
+						_ = b.Publish(tctx, top, nil)
+						if n := tok.n.Load(); n != 1 {
+							t.Errorf("worker %d, iteration %d: a publish to %q after Subscribe(%q) returned reached it %d times", w, i, top, pattern, n)
+						}
+						before := tok.n.Load()
+						s.Unsubscribe()
+						_ = b.Publish(tctx, top, nil)
+						if tok.n.Load() != before {
+							t.Errorf("worker %d, iteration %d: a publish to %q after Unsubscribe of %q reached it", w, i, top, pattern)
+						}
+						if t.Failed() && failures.Add(1) > 5 {
+							return
+						}
+					}
+				})
+			}
+			waitGroup(t, &churners, "churners")
+			stop.Store(true)
+			waitGroup(t, &background, "background")
+		})
+	}
+}
+
+// TestPatternDuringPlainChurn: a pattern subscription is reached by a
+// publish that starts after its Subscribe returned while another
+// goroutine keeps changing the plain subscriptions of the published
+// topic. Each of those changes caches the topic's new set one generation
+// ahead and then moves the stripe to that generation (putLocked); a
+// pattern's Subscribe bumps every stripe (bumpAll), and coming between the
+// two it would be lost, leaving the new set, without the pattern, current.
+func TestPatternDuringPlainChurn(t *testing.T) {
+	cases := []struct{ pattern, topic string }{
+		{"a.*", "a.b"},
+		{"a.**", "a.b.c"},
+		{"*.b", "a.b"},
+		{"a.b*", "a.bc"},
+	}
+	iterations := 3000
+	if testing.Short() {
+		iterations = 300
+	}
+	for _, c := range cases {
+		t.Run(c.pattern, func(t *testing.T) {
+			b := New(nil)
+			defer b.Close(ctx)
+			nop := func(context.Context, Event) {}
+			topic := strings.Clone(c.topic) // one string for all, as a constant would be
+			mustSubscribe(t, b, topic, nop) // the topic keeps a set throughout
+			st := b.stripeOf(hashString(b.seed, topic))
+			gen0 := st.gen.Load()
+			var stop atomic.Bool
+			var churn sync.WaitGroup
+			var changes atomic.Uint64 // of the topic's stripe, each one bump
+			for range 2 {
+				churn.Go(func() {
+					for !stop.Load() {
+						s, err := b.Subscribe(topic, nop)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						s.Unsubscribe()
+						changes.Add(2)
+					}
+				})
+			}
+			churn.Go(func() { // keeps the topic in the cache
+				for !stop.Load() {
+					_ = b.Publish(ctx, topic, nil)
+				}
+			})
+			misses := 0
+			for i := range iterations {
+				tok := new(token)
+				s, err := b.Subscribe(c.pattern, func(ctx context.Context, e Event) {
+					if ctx.Value(tokenKey{}) == tok {
+						tok.n.Add(1)
+					}
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tctx := context.WithValue(ctx, tokenKey{}, tok)
+				for range 2 { // by the bytes, then by address
+					_ = b.Publish(tctx, topic, nil)
+				}
+				if n := tok.n.Load(); n != 2 {
+					misses++
+					if misses <= 3 {
+						t.Errorf("iteration %d: 2 publishes to %q after Subscribe(%q) returned reached it %d times", i, topic, c.pattern, n)
+					}
+				}
+				s.Unsubscribe()
+				changes.Add(2)
+			}
+			stop.Store(true)
+			waitGroup(t, &churn, "churners")
+			// No bump lost: a Subscribe and an Unsubscribe of the topic
+			// (putLocked) and of the pattern (bumpAll) move the stripe one
+			// generation each, however they interleave.
+			if got, want := st.gen.Load()-gen0, changes.Load(); got != want {
+				t.Errorf("the topic's stripe moved %d generations for %d changes", got, want)
+			}
+		})
+	}
+}
+
+// TestCloseDuringChurn: Close while subscriptions to plain topics and
+// patterns churn and publishers publish. Every subscription that Subscribe
+// returned is inactive once Close has returned, and a publish that starts
+// afterwards fails with ErrClosed and reaches no one, from the cache or
+// not.
+func TestCloseDuringChurn(t *testing.T) {
+	patterns := []string{"a.b", "a.*", "a.b", "**", "a.b*"}
+	for round := range 50 {
+		b := New(&Options{MatchCacheSize: 4})
+		var delivered atomic.Bool
+		after := new(token) // marks the publishes that start after Close returned
+		handler := func(ctx context.Context, e Event) {
+			if ctx.Value(tokenKey{}) == after {
+				delivered.Store(true)
+			}
+		}
+		var mu sync.Mutex
+		var made []*Subscription
+		var wg sync.WaitGroup
+		for w := range 3 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					s, err := b.Subscribe(patterns[(i+w)%len(patterns)], handler)
+					if err != nil {
+						if !errors.Is(err, ErrClosed) {
+							t.Error(err)
+						}
+						return
+					}
+					mu.Lock()
+					made = append(made, s)
+					mu.Unlock()
+					_ = b.Publish(ctx, "a.b", nil)
+					if i%2 == 0 {
+						s.Unsubscribe()
+					}
+				}
+			})
+		}
+		for range round%5 + 1 { // let the churn start
+			_ = b.Publish(ctx, "a.b", nil)
+		}
+		if err := b.Close(bounded(t)); err != nil {
+			t.Fatal(err)
+		}
+		actx := context.WithValue(ctx, tokenKey{}, after)
+		for _, topic := range []string{"a.b", "a.b", strings.Clone("a.b")} {
+			if err := b.Publish(actx, topic, nil); !errors.Is(err, ErrClosed) {
+				t.Fatalf("round %d: Publish after Close = %v, want ErrClosed", round, err)
+			}
+		}
+		waitGroup(t, &wg, "churners")
+		if delivered.Load() {
+			t.Fatalf("round %d: a publish after Close reached a subscription", round)
+		}
+		for _, s := range made {
+			if s.Active() {
+				t.Fatalf("round %d: %q still active after Close", round, s.Pattern())
 			}
 		}
 	}
