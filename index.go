@@ -53,9 +53,10 @@ type stripe struct {
 	mu  sync.RWMutex // protects m and peak
 	// m maps a topic to the set of its plain subscriptions, in
 	// subscription order. The sets are copy-on-write: a set read under mu
-	// stays valid after. A set whose gen is the stripe's is the topic's
-	// whole match set (the tree adds nothing, there are no queue groups),
-	// which the cache holds as it is (see putLocked).
+	// stays valid after. A set whose gen is not 0 and is current (see
+	// current) is the topic's whole match set (the tree adds nothing,
+	// there are no queue groups), which the cache holds as it is (see
+	// putLocked); one refreshLocked did not stamp has gen 0.
 	m    map[string]*matchSet
 	peak int // the most topics m has held since it was made (see shrink)
 	// Pads the stripe to 128 bytes, so that finding a stripe is a shift,
@@ -231,11 +232,16 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 	if b.closed.Load() {
 		return nil, nil, errClosed("publish")
 	}
-	if set != nil && current(set.gen, gen) {
+	if set != nil && set.gen != 0 && current(set.gen, gen) {
 		// The topic's whole match set, made by putLocked at this
 		// generation: cached as it is, with no allocation. (A publisher
 		// that missed because a subscriber was changing the topic finds
 		// it here, or in the cache, once the subscriber's lock is free.)
+		// A set refreshLocked did not stamp, because a queue group or
+		// the tree adds to it, has gen 0, which is also every stripe's
+		// first generation: a publisher that loaded that one before the
+		// set was made would take a group's members for plain
+		// subscriptions and deliver to each (TestStaleGenerationSet).
 		b.cacheSet(h, set)
 		return set.subs, nil, nil
 	}
