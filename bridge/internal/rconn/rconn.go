@@ -233,11 +233,11 @@ func (c *Conn) Send(args ...string) error {
 
 // Receive reads the next reply into p (see resp.Reader.ReadPush); its
 // slices are valid until the next Receive. If no reply starts by
-// deadline, it returns a timeout (a net.Error); a reply once started is
-// read to its end, without a deadline, so that a timeout never leaves half
-// a reply read: the connection stays readable. A connection broken in the
-// middle of a reply is seen by the kernel (TCP keepalive) or ended by
-// Close.
+// deadline, it returns a timeout (a net.Error), and the connection stays
+// readable: a timeout never leaves half a reply read. A reply once
+// started has until deadline and midReply more to arrive whole; if it does
+// not, the error is not a timeout, and the connection cannot be read
+// further.
 func (c *Conn) Receive(p *resp.Push, deadline time.Time) error {
 	if c.br.Buffered() == 0 {
 		if err := c.setDeadline(deadline); err != nil {
@@ -246,12 +246,24 @@ func (c *Conn) Receive(p *resp.Push, deadline time.Time) error {
 		if _, err := c.br.Peek(1); err != nil {
 			return err
 		}
-		if err := c.setDeadline(time.Time{}); err != nil {
-			return err
-		}
 	}
-	return c.r.ReadPush(p)
+	// Set again only when deadline moves (the read loop's next PING, or
+	// the answer due): not per message.
+	if err := c.setDeadline(deadline.Add(midReply)); err != nil {
+		return err
+	}
+	err := c.r.ReadPush(p)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("rconn: a reply not whole %v after the read deadline: %v", midReply, err)
+	}
+	return err
 }
+
+// midReply is how long after Receive's deadline a reply started may take
+// to arrive whole: a server that stops in the middle of one (frozen, or
+// the connection half-open) is found then. A variable for tests.
+var midReply = 30 * time.Second
 
 func (c *Conn) setDeadline(d time.Time) error {
 	if d.Equal(c.deadline) {

@@ -233,3 +233,36 @@ func TestDialCancel(t *testing.T) {
 		t.Fatalf("Dial returned after %v", d)
 	}
 }
+
+// TestReceiveCut: a reply the server stops sending halfway is an error
+// after the deadline and midReply, not a timeout; a reply that is late but
+// whole is read.
+func TestReceiveCut(t *testing.T) {
+	defer func(d time.Duration) { midReply = d }(midReply)
+	midReply = 200 * time.Millisecond
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	c := newConn(client, 0, 0)
+	msg := resp.AppendCommand(nil, "message", "c", "payload")
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() {
+		defer close(done)
+		_, _ = server.Write(msg[:10])
+		time.Sleep(50 * time.Millisecond)
+		_, _ = server.Write(msg[10:])
+		_, _ = server.Write(msg[:10]) // and never the rest
+	}()
+	var p resp.Push
+	// The first byte before the deadline, the rest after it: read whole.
+	if err := c.Receive(&p, time.Now().Add(20*time.Millisecond)); err != nil || string(p.Payload) != "payload" {
+		t.Fatalf("%+v, %v", p, err)
+	}
+	start := time.Now()
+	err := c.Receive(&p, time.Now().Add(time.Second))
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) || time.Since(start) < time.Second || time.Since(start) > 5*time.Second {
+		t.Fatalf("%v after %v, want an error that is not a timeout", err, time.Since(start))
+	}
+}
