@@ -253,11 +253,18 @@ func (c *Conn) Receive(p *resp.Push, deadline time.Time) error {
 		return err
 	}
 	err := c.r.ReadPush(p)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if err != nil && isTimeout(err) {
 		return fmt.Errorf("rconn: a reply not whole %v after the read deadline: %v", midReply, err)
 	}
 	return err
+}
+
+// isTimeout reports whether err is a timeout. Its target lives here, where
+// errors.As makes it escape, rather than in Receive, where it would cost an
+// allocation per reply.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // midReply is how long after Receive's deadline a reply started may take

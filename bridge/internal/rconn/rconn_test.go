@@ -266,3 +266,50 @@ func TestReceiveCut(t *testing.T) {
 		t.Fatalf("%v after %v, want an error that is not a timeout", err, time.Since(start))
 	}
 }
+
+// TestReceiveAllocs is the budget of receiving a message once the buffers
+// have grown: none.
+func TestReceiveAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes what allocates")
+	}
+	// TCP, as Redis is reached: net.Pipe's deadlines allocate.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := resp.AppendCommand(nil, "pmessage", "app:*", "app:x", strings.Repeat("p", 200))
+	const runs = 1000
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() {
+		defer close(done)
+		defer server.Close()
+		for range runs + 1 {
+			if _, err := server.Write(msg); err != nil {
+				return
+			}
+		}
+	}()
+	c := newConn(client, 0, 0)
+	var p resp.Push
+	deadline := time.Now().Add(time.Minute)
+	n := testing.AllocsPerRun(runs, func() {
+		if err := c.Receive(&p, deadline); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per message, want 0", n)
+	}
+}
