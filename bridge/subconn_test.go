@@ -4,7 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
+	bus "github.com/busline/bus"
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/redistest"
 	"github.com/redis/go-redis/v9"
@@ -65,4 +67,29 @@ func TestPubSubPaths(t *testing.T) {
 		}
 		checkAccounting(t, in.bridge)
 	})
+}
+
+// TestCloseDuringHandshake closes a bridge whose own connection waits for
+// the answer to its handshake from a server that never answers: Close
+// ends the handshake at once, well within its context, and leaves no
+// goroutine behind (goleak).
+func TestCloseDuringHandshake(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: silentAddr(t), DialTimeout: time.Minute})
+	defer rdb.Close()
+	b := bus.New(nil)
+	defer b.Close(context.Background())
+	br, err := bridge.New(b, rdb, &bridge.Options{Routes: []bridge.Route{{Pattern: "x", Direction: bridge.Import}}, OnError: func(error) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the handshake sent
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := br.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v", d)
+	}
 }
