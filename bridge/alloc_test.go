@@ -105,9 +105,9 @@ func TestExportAllocs(t *testing.T) {
 // PUBLISH command built per flush were 12 of 31 before the flusher reused
 // them; go-redis's PubSub on the receiving side was 10 more per message,
 // a *Message read through a slice of boxed strings, before the bridge read
-// a connection of its own in place: 17 one at a time, 14.22 uncoalesced).
+// a connection of its own in place: 16 one at a time, 13.22 uncoalesced).
 //
-// One at a time, 6: the bus boxes the payload (1), the outbox copies it
+// One at a time, 5: the bus boxes the payload (1), the outbox copies it
 // into a shared chunk (a fraction); go-redis checks the pooled connection
 // before the PUBLISH (3); the receiver reads the message into its buffer
 // (0), its channel is a string kept from the last message (0); the
@@ -130,9 +130,9 @@ func TestBridgedEventAllocs(t *testing.T) {
 		coalesce int
 		budget   float64 // per event
 	}{
-		{"one at a time", 1, 0, 6.5},
-		{"uncoalesced burst", 64, -1, 3.3},
-		{"coalesced burst", 64, 0, 3.2},
+		{"one at a time", 1, 0, 5.5},
+		{"uncoalesced burst", 64, -1, 2.4},
+		{"coalesced burst", 64, 0, 2.3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := bridgedAllocs(t, tc.burst, tc.coalesce)
