@@ -98,23 +98,28 @@ func TestExportAllocs(t *testing.T) {
 
 // TestBridgedEventAllocs is the allocation budget of one event crossing
 // the bridge through a real redis-server, counted in the whole process:
-// the publisher's bus and codec, the flusher's command, go-redis on both
-// sides, the read loop, the ingest path and the local publish. Going over
-// it is a regression (the flusher's outage state once escaped per batch,
-// making it 32; a pipeline and a PUBLISH command built per flush were 12
-// of 31 before the flusher reused them).
+// the publisher's bus and codec, the flusher's command, go-redis on the
+// sending side, the receiver's own connection, the read loop, the ingest
+// path and the local publish. Going over it is a regression (the flusher's
+// outage state once escaped per batch, making it 32; a pipeline and a
+// PUBLISH command built per flush were 12 of 31 before the flusher reused
+// them; go-redis's PubSub on the receiving side was 10 more per message,
+// a *Message read through a slice of boxed strings, before the bridge read
+// a connection of its own in place: 16 one at a time, 13.22 uncoalesced).
 //
-// One at a time, 16: the bus boxes the payload (1), the outbox copies it
-// into a shared chunk (a fraction); go-redis checks the pooled connection before the PUBLISH (3);
-// the receiver's go-redis reads the pmessage into a *Message through a
-// slice of boxed strings (10); the default codec boxes the decoded []byte
-// (1); the ingest path carves the event's Meta out of a chunk (1/32) and
-// passes its payload on without a copy.
+// One at a time, 5: the bus boxes the payload (1), the outbox copies it
+// into a shared chunk (a fraction); go-redis checks the pooled connection
+// before the PUBLISH (3); the receiver reads the message into its buffer
+// (0), its channel is a string kept from the last message (0); the
+// default codec boxes the decoded []byte (1); the ingest path carves the
+// event's Meta and the payload's copy out of chunks (1/32 and less); the
+// import queue reuses its chunks, of every size a burst grows it to.
 //
-// Coalesced, a burst of 64 events on one topic makes one or two messages
-// (see holdPublishes): the bus, the decoding codec and the Metas cost 2
-// per event, each message what an event alone costs in go-redis (13) and the
-// batch's payloads are copied into shared chunks.
+// Uncoalesced, a burst of 64 events makes 64 messages sent in one or two
+// pipelines: what an event costs alone without go-redis's check.
+// Coalesced, it makes one or two messages (see holdPublishes): the bus,
+// the decoding codec and the Metas cost 2 per event, and each message what
+// an event alone costs.
 func TestBridgedEventAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes what allocates")
@@ -125,9 +130,9 @@ func TestBridgedEventAllocs(t *testing.T) {
 		coalesce int
 		budget   float64 // per event
 	}{
-		{"one at a time", 1, 0, 16},
-		{"uncoalesced burst", 64, -1, 13.5},
-		{"coalesced burst", 64, 0, 2.5},
+		{"one at a time", 1, 0, 5.5},
+		{"uncoalesced burst", 64, -1, 2.4},
+		{"coalesced burst", 64, 0, 2.3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := bridgedAllocs(t, tc.burst, tc.coalesce)

@@ -212,6 +212,10 @@ func (in *ingest) acceptCloudEvent(m *inbound) {
 	}
 	h["id"], h["type"] = ev.ID, ev.Type
 	meta := &bus.Meta{Source: ev.Source, Seq: ev.Seq, Time: ev.Time, ContentType: ev.DataContentType, Headers: h}
+	if !m.own {
+		// Data aliases m.data, which the connection reuses.
+		ev.Data = in.slab.clone(ev.Data)
+	}
 	in.emit(importItem{topic: m.topic, route: m.route, payload: ev.Data, meta: meta})
 }
 

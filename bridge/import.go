@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bus "github.com/busline/bus"
+	"github.com/busline/bus/bridge/internal/resp"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,14 +38,16 @@ type readLoop struct {
 	sub  subscriber
 	in   ingest // the ingest path, with the sequences seen
 	ping uint64 // number of the last PING sent
+	// names are the channels of the messages received in place.
+	names channelNames
 }
 
 // subscriber is what a read loop reads for: the classic subscriptions or
 // those of one node on a cluster. Its methods run on the read loop.
 type subscriber interface {
-	// subscribe sends the subscriptions on ps and returns the commands
+	// subscribe sends the subscriptions on c and returns the commands
 	// sent, in order.
-	subscribe(ctx context.Context, ps *redis.PubSub) (sent []subCommand, err error)
+	subscribe(ctx context.Context, c subConn) (sent []subCommand, err error)
 	// confirmed records that every subscription sent first on the
 	// connection is confirmed.
 	confirmed()
@@ -67,10 +70,11 @@ type subscriber interface {
 	// naming c. It reports whether the connection stays up for the
 	// other subscriptions; if not, the read loop ends it with err.
 	refusedLater(c subCommand, err error) (kept bool)
-	// route returns the topic of m and the route that imports it, or
-	// false when m is not imported (counted as filtered or a duplicate
-	// copy).
-	route(m *redis.Message) (topic string, r *route, ok bool)
+	// route returns the topic of a message on channel, sent for the
+	// subscription to pattern (none if empty), and the route that
+	// imports it, or false when it is not imported (counted as filtered
+	// or a duplicate copy). The topic is a part of channel.
+	route(channel string, pattern []byte) (topic string, r *route, ok bool)
 }
 
 // failures keeps a connection loop's reports short while it keeps
@@ -133,7 +137,7 @@ func causeKey(err error) string {
 	return kind + err.Error()
 }
 
-// run subscribes on ps and reads from it until it fails, answering for the
+// run subscribes on cn and reads from it until it fails, answering for the
 // liveness of the connection: a PING goes out every PingInterval, and its
 // answer must arrive within PingTimeout (any message arriving counts as a
 // sign of life and extends that). go-redis's own health check does not
@@ -141,10 +145,10 @@ func causeKey(err error) string {
 // connected reports whether the connection was made and the
 // subscriptions sent (go-redis dials when the first is sent); confirmed
 // whether every subscription was confirmed.
-func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool, err error) {
+func (rl *readLoop) run(cn subConn, first bool) (connected, confirmed bool, err error) {
 	br := rl.br
 	ctx := rl.ctx
-	sent, err := rl.sub.subscribe(ctx, ps)
+	sent, err := rl.sub.subscribe(ctx, cn)
 	if err != nil {
 		return false, false, err
 	}
@@ -174,12 +178,12 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 			until = deadline
 		}
 		wait := max(until.Sub(now), time.Millisecond)
-		msg, err := ps.ReceiveTimeout(ctx, wait)
+		m, err := cn.receive(ctx, until, wait)
 		// Reading the clock costs as much as handling a message on some
 		// virtual machines: while messages stream in, read it every
 		// clockEvery messages, which is still far finer than the probe
 		// needs.
-		if _, ok := msg.(*redis.Message); !ok || streak == clockEvery {
+		if err != nil || !m.isMessage() || streak == clockEvery {
 			now, streak = time.Now(), 0
 		} else {
 			streak++
@@ -190,6 +194,7 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 				deadline = now.Add(timeout)
 			}
 		case isTimeout(err):
+			m = &noReply
 		case isRedisError(err):
 			// The only commands on this connection are subscription
 			// commands and PING: an error reply is a refusal. Once the
@@ -209,39 +214,38 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 		default:
 			return connected, confirmed, err
 		}
-		switch m := msg.(type) {
-		case *redis.Message:
+		switch m.kind {
+		case "message", "pmessage", "smessage":
 			rl.handle(m, now)
-		case *redis.Subscription:
-			switch m.Kind {
-			case "sunsubscribe":
-				rl.sub.subscribed(m.Kind, m.Channel, false)
-				if rl.sub.unsubscribed(m.Channel) {
-					// Not the bridge's: Redis dropped the channels of a
-					// slot this node no longer serves.
-					return connected, confirmed, fmt.Errorf("%w: %q", errSlotMoved, m.Channel)
-				}
-			case "unsubscribe", "punsubscribe":
-				rl.sub.subscribed(m.Kind, m.Channel, false)
+		case "sunsubscribe":
+			name := m.nameString()
+			rl.sub.subscribed(m.kind, name, false)
+			if rl.sub.unsubscribed(name) {
+				// Not the bridge's: Redis dropped the channels of a
+				// slot this node no longer serves.
+				return connected, confirmed, fmt.Errorf("%w: %q", errSlotMoved, name)
+			}
+		case "unsubscribe", "punsubscribe":
+			rl.sub.subscribed(m.kind, m.nameString(), false)
+			rl.sub.later().confirmed()
+		case "subscribe", "psubscribe", "ssubscribe":
+			name := m.nameString()
+			rl.sub.subscribed(m.kind, name, true)
+			if key := m.kind + " " + name; pending[key] {
+				delete(pending, key)
+			} else {
 				rl.sub.later().confirmed()
-			case "subscribe", "psubscribe", "ssubscribe":
-				rl.sub.subscribed(m.Kind, m.Channel, true)
-				if key := m.Kind + " " + m.Channel; pending[key] {
-					delete(pending, key)
-				} else {
-					rl.sub.later().confirmed()
-				}
-				if len(pending) == 0 && !confirmed {
-					confirmed = true
-					rl.sub.confirmed()
-					if !first {
-						br.c.reconnects.Add(1)
-						br.rep.report(ErrPossibleGap)
-					}
+			}
+			if len(pending) == 0 && !confirmed {
+				confirmed = true
+				rl.sub.confirmed()
+				if !first {
+					br.c.reconnects.Add(1)
+					br.rep.report(ErrPossibleGap)
 				}
 			}
-		case *redis.Pong:
-			if m.Payload == waiting {
+		case "pong":
+			if string(m.payload) == waiting {
 				waiting = ""
 				nextPing = now.Add(interval)
 			}
@@ -252,7 +256,7 @@ func (rl *readLoop) run(ps *redis.PubSub, first bool) (connected, confirmed bool
 		if waiting == "" && !now.Before(nextPing) {
 			rl.ping++
 			waiting = "busline-bridge-" + strconv.FormatUint(rl.ping, 10)
-			if err := ps.Ping(ctx, waiting); err != nil {
+			if err := cn.ping(ctx, waiting); err != nil {
 				return connected, confirmed, err
 			}
 			deadline = now.Add(timeout)
@@ -375,6 +379,9 @@ func (c subCommand) describe() string {
 	return b.String()
 }
 
+// noReply is what the read loop handles when no reply came in time.
+var noReply push
+
 // clockEvery is how many messages in a row the read loop handles between
 // two readings of the clock.
 const clockEvery = 64
@@ -388,15 +395,19 @@ func isTimeout(err error) bool {
 // queue. It runs on the read loop and must stay quick: decoding the
 // payload into a Go value is left to the workers. It checks the envelope
 // here, in arrival order, for echoes, replays, gaps and duplicates.
-func (rl *readLoop) handle(m *redis.Message, now time.Time) {
+func (rl *readLoop) handle(m *push, now time.Time) {
 	br := rl.br
 	c := &br.c
 	c.received.Add(1)
-	topic, r, ok := rl.sub.route(m)
+	channel := m.name
+	if channel == "" {
+		channel = rl.names.name(m.channel, br.cfg.Prefix)
+	}
+	topic, r, ok := rl.sub.route(channel, m.pattern)
 	if !ok {
 		return
 	}
-	rl.in.accept(&inbound{channel: m.Channel, topic: topic, route: r, data: readOnly(m.Payload), own: true, now: now.UnixNano()})
+	rl.in.accept(&inbound{channel: channel, topic: topic, route: r, data: m.payload, own: m.own, now: now.UnixNano()})
 }
 
 // importItem is one imported event waiting to be published locally.
@@ -447,5 +458,6 @@ func (br *Bridge) deliverItem(it *importItem) {
 // make it escape and cost an allocation per message.
 func isRedisError(err error) bool {
 	var rerr redis.Error
-	return errors.As(err, &rerr)
+	var own resp.Error
+	return errors.As(err, &rerr) || errors.As(err, &own)
 }

@@ -8,17 +8,20 @@ import (
 
 	"github.com/busline/bus/bridge"
 	"github.com/busline/bus/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestLivenessProbe freezes redis-server with SIGSTOP: its TCP connections
 // stay open but nothing answers, as with a half-open connection. The bridge
 // must notice from the missing PONG, and recover once the server runs again.
-func TestLivenessProbe(t *testing.T) {
+func TestLivenessProbe(t *testing.T) { forPubSubPaths(t, testLivenessProbe) }
+
+func testLivenessProbe(t *testing.T, newClient func(*redis.Options) *redis.Client) {
 	srv := redistest.Start(t, nil)
 	opts := testOptions(nil, bridge.Route{Pattern: "live.*"})
 	opts.PingInterval = 100 * time.Millisecond
 	opts.PingTimeout = 300 * time.Millisecond
-	in := newInstance(t, srv.Client(t), opts)
+	in := newInstance(t, newClient(srv.ClientOptions()), opts)
 	peer := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "live.*"}))
 	rec := record(t, in.bus, "live.*")
 

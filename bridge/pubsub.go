@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/busline/bus/bridge/internal/rconn"
 )
 
 // pubsubTransport imports the classic pub/sub routes: one connection
@@ -39,13 +39,17 @@ type pubsubTransport struct {
 	liveExact, liveGlobs map[string]bool
 
 	subMu sync.Mutex      // serialises sending subscriptions; protects have
-	have  map[string]bool // kind and name of what was sent on ps ("subscribe app:x"); nil before the first
+	have  map[string]bool // kind and name of what was sent on cn ("subscribe app:x"); nil before the first
 
 	// cmds are the commands sent after the connection's first ones.
 	cmds laterCommands
 
-	mu   sync.Mutex // protects the fields below
-	ps   *redis.PubSub
+	// own is how to dial connections of the bridge's own, nil to use
+	// go-redis's PubSub (see subconn.go).
+	own *rconn.Config
+
+	mu   sync.Mutex      // protects the fields below
+	cn   subConn         // the current connection, nil between two
 	ok   bool            // every subscription of the current connection's first commands confirmed
 	subs map[string]bool // kind and name of the subscriptions Redis confirmed on the current connection
 	// inflight counts, by kind and name ("subscribe app:x"), the
@@ -71,7 +75,7 @@ type pubsubTransport struct {
 
 func newPubsubTransport(br *Bridge) *pubsubTransport {
 	return &pubsubTransport{br: br, g: newGroup(context.Background()), wake: make(chan struct{}, 1),
-		conn: br.conns.add(newConn(ConnPubSub, redisAddr(br.rdb), ""))}
+		conn: br.conns.add(newConn(ConnPubSub, redisAddr(br.rdb), "")), own: ownConfig(br.rdb)}
 }
 
 func (t *pubsubTransport) start() {
@@ -266,10 +270,10 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 	t.subMu.Lock()
 	defer t.subMu.Unlock()
 	t.mu.Lock()
-	ps := t.ps
+	cn := t.cn
 	denied := maps.Clone(t.denied)
 	t.mu.Unlock()
-	if ps == nil || t.have == nil {
+	if cn == nil || t.have == nil {
 		return
 	}
 	tab := t.br.table.Load()
@@ -295,7 +299,7 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 	// so that no RouteReady takes a confirmation these commands are
 	// about to undo (see confirmedRoute).
 	t.mu.Lock()
-	if t.ps != ps {
+	if t.cn != cn {
 		// The connection ended since: the loop cleared what it had,
 		// and the next one subscribes to the table.
 		t.mu.Unlock()
@@ -308,26 +312,15 @@ func (t *pubsubTransport) sync(ctx context.Context) {
 	t.mu.Unlock()
 	t.br.changed.notify() // a table with nothing to send is synced now
 	for _, c := range cmds {
-		if t.send(ctx, ps, c) != nil {
+		if t.send(ctx, cn, c) != nil {
 			return // a broken connection: the read loop replaces it
 		}
 	}
 }
 
-// send sends c on ps and records what ps then has.
-func (t *pubsubTransport) send(ctx context.Context, ps *redis.PubSub, c subCommand) error {
-	var err error
-	switch c.name {
-	case "SUBSCRIBE":
-		err = ps.Subscribe(ctx, c.args...)
-	case "PSUBSCRIBE":
-		err = ps.PSubscribe(ctx, c.args...)
-	case "UNSUBSCRIBE":
-		err = ps.Unsubscribe(ctx, c.args...)
-	case "PUNSUBSCRIBE":
-		err = ps.PUnsubscribe(ctx, c.args...)
-	}
-	if err != nil {
+// send sends c on cn and records what cn then has.
+func (t *pubsubTransport) send(ctx context.Context, cn subConn, c subCommand) error {
+	if err := cn.send(ctx, c); err != nil {
 		return err
 	}
 	base, un := subscriptionKind(c.kind())
@@ -382,11 +375,11 @@ func (t *pubsubTransport) sendingLater(c subCommand) {
 func (t *pubsubTransport) stop(context.Context) {
 	t.mu.Lock()
 	t.stopped = true
-	ps := t.ps
+	cn := t.cn
 	t.mu.Unlock()
 	t.g.cancel()
-	if ps != nil {
-		_ = ps.Close() // ends the read in progress
+	if cn != nil {
+		_ = cn.close() // ends the read in progress
 	}
 }
 
@@ -409,9 +402,10 @@ func (t *pubsubTransport) setState(ok bool, err error) {
 
 // loop owns the pub/sub connection: it subscribes, reads until the
 // connection fails, and makes a new one after a jittered backoff, until
-// stop. A fresh *redis.PubSub is used for each connection, so that the
-// bridge, not go-redis, decides when to reconnect and knows when the
-// subscriptions of the new connection are confirmed.
+// stop. A fresh connection is used each time (a *redis.PubSub, when the
+// bridge does not dial its own), so that the bridge, not go-redis, decides
+// when to reconnect and knows when the subscriptions of the new connection
+// are confirmed.
 func (t *pubsubTransport) loop() {
 	br := t.br
 	ctx := t.g.ctx
@@ -420,20 +414,22 @@ func (t *pubsubTransport) loop() {
 	fails := failures{every: br.cfg.ReconnectMax}
 	first := true
 	for {
-		ps := br.rdb.Subscribe(ctx)
-		t.mu.Lock()
-		if t.stopped {
+		var connected, confirmed bool
+		cn, err := t.dialSub(ctx)
+		if err == nil {
+			t.mu.Lock()
+			if t.stopped {
+				t.mu.Unlock()
+				_ = cn.close()
+				return
+			}
+			t.cn = cn
 			t.mu.Unlock()
-			_ = ps.Close()
-			return
+			connected, confirmed, err = rl.run(cn, first)
+			_ = cn.close()
 		}
-		t.ps = ps
-		t.mu.Unlock()
-
-		connected, confirmed, err := rl.run(ps, first)
-		_ = ps.Close()
 		t.mu.Lock()
-		t.ps = nil
+		t.cn = nil
 		t.subs, t.inflight, t.synced = nil, nil, nil
 		t.cmds.reset()
 		t.liveExact, t.liveGlobs = nil, nil
@@ -472,7 +468,7 @@ func (t *pubsubTransport) loop() {
 // subscribe sends the classic subscriptions of the table, SUBSCRIBE for
 // the exact channels (sorted) and PSUBSCRIBE for the globs, and returns
 // the commands sent.
-func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
+func (t *pubsubTransport) subscribe(ctx context.Context, cn subConn) ([]subCommand, error) {
 	t.subMu.Lock()
 	defer t.subMu.Unlock()
 	t.have = nil // a new connection: nothing sent on it yet
@@ -491,7 +487,7 @@ func (t *pubsubTransport) subscribe(ctx context.Context, ps *redis.PubSub) ([]su
 	t.mu.Unlock()
 	t.have = map[string]bool{}
 	for _, c := range append(first, again...) {
-		if err := t.send(ctx, ps, c); err != nil {
+		if err := t.send(ctx, cn, c); err != nil {
 			return nil, err
 		}
 	}
@@ -505,8 +501,9 @@ func (t *pubsubTransport) confirmed() {
 
 func (t *pubsubTransport) refused(err error) error { return fmt.Errorf("%w: %w", ErrSubscribe, err) }
 
-// route returns the topic of m and the route that imports it, or false
-// when m is not imported (counted).
+// route returns the topic of a message on channel, sent for the glob
+// pattern (none if empty), and the route that imports it, or false when it
+// is not imported (counted).
 //
 // Redis sends one copy of a message per matching subscription. The copy
 // of the exact subscription is the one imported when there is one,
@@ -515,25 +512,25 @@ func (t *pubsubTransport) refused(err error) error { return fmt.Errorf("%w: %w",
 // a glob matches at least what its patterns match. What is confirmed is
 // what the read loop saw confirmed (liveExact, liveGlobs), so that while
 // routes are added and removed the copy imported is one Redis sent.
-func (t *pubsubTransport) route(m *redis.Message) (string, *route, bool) {
+func (t *pubsubTransport) route(channel string, pattern []byte) (string, *route, bool) {
 	br := t.br
 	c := &br.c
 	tab := br.table.Load()
-	topic, ok := strings.CutPrefix(m.Channel, br.cfg.Prefix)
+	topic, ok := strings.CutPrefix(channel, br.cfg.Prefix)
 	if !ok {
 		c.filtered.Add(1)
 		return "", nil, false
 	}
-	if m.Pattern == "" {
+	if len(pattern) == 0 {
 		// Sent for the exact subscription, confirmed: still wanted, or
 		// its UNSUBSCRIBE on its way (then the topic's copy is this one
 		// as long as a route imports it).
-		if !tab.exact[m.Channel] && !t.liveExact[m.Channel] {
+		if !tab.exact[channel] && !t.liveExact[channel] {
 			c.filtered.Add(1)
 			return "", nil, false
 		}
 	} else {
-		if t.liveExact[m.Channel] {
+		if t.liveExact[channel] {
 			// Redis sent the exact subscription's copy too, before this.
 			c.duplicateCopies.Add(1)
 			return "", nil, false
@@ -555,11 +552,11 @@ func (t *pubsubTransport) route(m *redis.Message) (string, *route, bool) {
 			}
 		}
 		switch owner {
-		case m.Pattern:
+		case string(pattern):
 		case "":
 			// No glob of the table sent a copy: this one's glob is on
 			// its way out (PUNSUBSCRIBE sent), the only copy.
-			if !t.liveGlobs[m.Pattern] {
+			if !t.liveGlobs[string(pattern)] {
 				c.filtered.Add(1)
 				return "", nil, false
 			}

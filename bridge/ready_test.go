@@ -33,6 +33,9 @@ func TestReadyWrongAddress(t *testing.T) {
 	}{
 		{"pub/sub", func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: addr, Protocol: 3}) },
 			bridge.Route{Pattern: "orders.*"}, "cannot connect to redis at " + addr + ": dial tcp " + addr + ": connect: connection refused", bridge.ErrConnect},
+		{"pub/sub go-redis", func() redis.UniversalClient {
+			return pubsubPaths[1].client(&redis.Options{Addr: addr, Protocol: 3})
+		}, bridge.Route{Pattern: "orders.*"}, "cannot connect to redis at " + addr + ": dial tcp " + addr + ": connect: connection refused", bridge.ErrConnect},
 		{"cluster", func() redis.UniversalClient {
 			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}, Protocol: 3})
 		}, bridge.Route{Pattern: "orders.created"}, "cannot connect to redis at " + addr + ": cluster topology: ", bridge.ErrConnect},

@@ -49,7 +49,7 @@ func TestCopyImportedIsOneRedisSent(t *testing.T) {
 	exact := &redis.Message{Channel: "app:room.a", Payload: "x"}
 	glob := &redis.Message{Channel: "app:room.a", Pattern: "app:room.*", Payload: "x"}
 	imported := func(m *redis.Message) bool {
-		_, _, ok := ps.route(m)
+		_, _, ok := ps.route(m.Channel, readOnly(m.Pattern))
 		return ok
 	}
 	steps := []struct {

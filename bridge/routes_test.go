@@ -613,10 +613,12 @@ func mapsValues[K comparable, V any](m map[K]V) []V {
 // TestRouteReconnect: after the pub/sub connection is killed, the bridge
 // subscribes to the routes of the moment: those of the options and those
 // added, not those removed.
-func TestRouteReconnect(t *testing.T) {
+func TestRouteReconnect(t *testing.T) { forPubSubPaths(t, testRouteReconnect) }
+
+func testRouteReconnect(t *testing.T, newClient func(*redis.Options) *redis.Client) {
 	srv := redistest.Start(t, nil)
 	rdb := srv.Client(t)
-	in := newInstance(t, srv.Client(t), testOptions(nil, bridge.Route{Pattern: "x", Direction: bridge.Import}))
+	in := newInstance(t, newClient(srv.ClientOptions()), testOptions(nil, bridge.Route{Pattern: "x", Direction: bridge.Import}))
 	ctx := clusterCtx(t)
 	addRoute(t, in.bridge, bridge.Route{Pattern: "y", Direction: bridge.Import})
 	addRoute(t, in.bridge, bridge.Route{Pattern: "g.*", Direction: bridge.Import})
@@ -873,7 +875,9 @@ func TestRouteReadyAfterReadd(t *testing.T) {
 // and Ready return the refusal, the routes Redis accepted keep receiving
 // on the same connection, across a reconnect too, and removing the
 // refused route makes the bridge ready again.
-func TestAddRouteRefusedKeepsOthers(t *testing.T) {
+func TestAddRouteRefusedKeepsOthers(t *testing.T) { forPubSubPaths(t, testAddRouteRefusedKeepsOthers) }
+
+func testAddRouteRefusedKeepsOthers(t *testing.T, newClient func(*redis.Options) *redis.Client) {
 	srv := redistest.Start(t, nil)
 	routes := []bridge.Route{{Pattern: "a", Direction: bridge.Import}}
 	rules, err := bridge.ACLRules(&bridge.Options{Prefix: "app:", Routes: routes}, '.')
@@ -885,9 +889,7 @@ func TestAddRouteRefusedKeepsOthers(t *testing.T) {
 	}
 	o := srv.ClientOptions()
 	o.Username, o.Password = "bridge", "s3cret"
-	rdb := redis.NewClient(o)
-	t.Cleanup(func() { _ = rdb.Close() })
-	in := newInstance(t, rdb, testOptions(nil, routes...))
+	in := newInstance(t, newClient(o), testOptions(nil, routes...))
 	rec := record(t, in.bus, "a")
 	admin := srv.Client(t)
 	ctx := clusterCtx(t)

@@ -51,7 +51,9 @@ func TestTLS(t *testing.T) {
 // subscriptions (Ready fails) and its exports (counted, reported); and a
 // pattern the rules do not list verbatim is refused even though "&app:*"
 // covers its channels.
-func TestACL(t *testing.T) {
+func TestACL(t *testing.T) { forPubSubPaths(t, testACL) }
+
+func testACL(t *testing.T, newClient func(*redis.Options) *redis.Client) {
 	srv := redistest.Start(t, nil)
 	routes := []bridge.Route{{Pattern: "orders.*"}, {Pattern: "alerts"}}
 	rules, err := bridge.ACLRules(&bridge.Options{Prefix: "app:", Routes: routes}, '.')
@@ -68,9 +70,7 @@ func TestACL(t *testing.T) {
 	client := func() *redis.Client {
 		o := srv.ClientOptions()
 		o.Username, o.Password = "bridge", "s3cret"
-		rdb := redis.NewClient(o)
-		t.Cleanup(func() { _ = rdb.Close() })
-		return rdb
+		return newClient(o)
 	}
 
 	a := newInstance(t, client(), testOptions(nil, routes...))

@@ -732,7 +732,7 @@ func (l *shardLoop) loop(first bool) {
 		l.ps = ps
 		l.set.mu.Unlock()
 
-		connected, confirmed, err := l.rl.run(ps, first)
+		connected, confirmed, err := l.rl.run(&pubsubConn{ps: ps}, first)
 		_ = ps.Close()
 		moved := errors.Is(err, errSlotMoved) || isMoved(err)
 		l.subMu.Lock()
@@ -800,7 +800,7 @@ func (s *shardSet) askRegroup() {
 // the commands sent. The channels Redis refused before are asked for
 // after them, one at a time (later commands), so that a refusal again
 // keeps the connection.
-func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) ([]subCommand, error) {
+func (l *shardLoop) subscribe(ctx context.Context, cn subConn) ([]subCommand, error) {
 	l.subMu.Lock()
 	defer l.subMu.Unlock()
 	s := l.set
@@ -820,7 +820,7 @@ func (l *shardLoop) subscribe(ctx context.Context, ps *redis.PubSub) ([]subComma
 	s.mu.Unlock()
 	have := map[string]bool{}
 	for _, c := range append(first, again...) {
-		if err := ps.SSubscribe(ctx, c.args...); err != nil {
+		if err := cn.send(ctx, c); err != nil {
 			return nil, err
 		}
 		for _, ch := range c.args {
@@ -849,8 +849,8 @@ func (l *shardLoop) refused(err error) error {
 
 // route returns the topic and route of a sharded channel: one
 // subscription per channel, of an exact route.
-func (l *shardLoop) route(m *redis.Message) (string, *route, bool) {
-	sc, ok := l.set.br.table.Load().shardChannels[m.Channel]
+func (l *shardLoop) route(channel string, _ []byte) (string, *route, bool) {
+	sc, ok := l.set.br.table.Load().shardChannels[channel]
 	if !ok {
 		l.set.br.c.filtered.Add(1)
 		return "", nil, false

@@ -105,11 +105,11 @@ func TestIngestOwnsPayloads(t *testing.T) {
 		for i := range envs {
 			envs[i] = event()
 		}
-		rl.handle(&redis.Message{Channel: channel, Pattern: "app:in.*", Payload: string(wire.AppendBatch(nil, channel, envs, nil))}, now)
+		rl.handle(pushOf(&redis.Message{Channel: channel, Pattern: "app:in.*", Payload: string(wire.AppendBatch(nil, channel, envs, nil))}), now)
 		env := event()
-		rl.handle(&redis.Message{Channel: channel, Pattern: "app:in.*", Payload: string(wire.AppendEnvelope(nil, channel, &env, nil))}, now)
+		rl.handle(pushOf(&redis.Message{Channel: channel, Pattern: "app:in.*", Payload: string(wire.AppendEnvelope(nil, channel, &env, nil))}), now)
 	}
-	topic, r, _ := sub.route(&redis.Message{Channel: channel, Pattern: "app:in.*"})
+	topic, r, _ := sub.route(channel, []byte("app:in.*"))
 	for _, entry := range []string{"", "1-0"} { // a pub/sub message, a stream entry
 		env := event()
 		msg := wire.AppendEnvelope(nil, channel, &env, nil)

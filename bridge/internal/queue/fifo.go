@@ -16,11 +16,11 @@ const (
 // allocation per chunk and no copying.
 //
 // A fifo without a pool keeps one empty chunk for reuse, also when it is
-// empty. A fifo with a pool (see chunkPool) takes its first chunk from the
-// pool and gives chunks of minChunk items back as soon as they are empty,
-// so that many fifos that are mostly empty or short, such as the import
-// queues of thousands of topics, share small chunks instead of holding
-// one each.
+// empty. A fifo with a pool (see chunkPool) takes its chunks from the pool
+// and gives them back as soon as they are empty, so that many fifos that
+// are mostly empty or short, such as the import queues of thousands of
+// topics, share chunks instead of holding one each, and a burst on one
+// topic reuses the chunks of the last one.
 //
 // The zero fifo is empty and ready; it is not safe for concurrent use.
 type fifo[T any] struct {
@@ -38,31 +38,53 @@ type chunk[T any] struct {
 
 func newChunk[T any](n int) *chunk[T] { return &chunk[T]{items: make([]T, n)} }
 
-// chunkPool keeps empty chunks of minChunk items for the fifos that share
-// it, at most max.
+// chunkPool keeps empty chunks for the fifos that share it, by size class
+// (minChunk items, twice as many, and so on to chunkSize): at most max of
+// minChunk items, and a quarter as many of each class as of the one
+// before, so that the larger ones hold less memory in all than the small
+// ones. Without the larger ones, every burst on a topic allocated the
+// chunks it grew through again (a tenth of an allocation per imported
+// event, in bursts of 64).
 // It is not safe for concurrent use: the fifos that share it must be
 // guarded by the same lock.
 type chunkPool[T any] struct {
-	free []*chunk[T]
+	free [classes][]*chunk[T]
 	max  int
 }
 
-func (p *chunkPool[T]) get() *chunk[T] {
-	if n := len(p.free); n > 0 {
-		c := p.free[n-1]
-		p.free[n-1] = nil
-		p.free = p.free[:n-1]
-		return c
+// classes is the number of chunk sizes a pool keeps: minChunk<<class items
+// for class 0 to classes-1, the last chunkSize.
+const classes = 5
+
+// class returns the size class of chunks of at least n items (at most
+// chunkSize), and their size.
+func class(n int) (int, int) {
+	c, size := 0, minChunk
+	for size < n && size < chunkSize {
+		c, size = c+1, size*2
 	}
-	return newChunk[T](minChunk)
+	return c, size
 }
 
-// put keeps c, which must be empty (its items zero), if it has minChunk
-// items and the pool is not full.
+// get returns an empty chunk of at least n items (at most chunkSize).
+func (p *chunkPool[T]) get(n int) *chunk[T] {
+	c, size := class(n)
+	if k := len(p.free[c]); k > 0 {
+		ch := p.free[c][k-1]
+		p.free[c][k-1] = nil
+		p.free[c] = p.free[c][:k-1]
+		return ch
+	}
+	return newChunk[T](size)
+}
+
+// put keeps c, which must be empty (its items zero), if its class is not
+// full.
 func (p *chunkPool[T]) put(c *chunk[T]) {
 	c.next = nil
-	if len(c.items) == minChunk && len(p.free) < p.max {
-		p.free = append(p.free, c)
+	k, size := class(len(c.items))
+	if size == len(c.items) && len(p.free[k]) < p.max>>(2*k) {
+		p.free[k] = append(p.free[k], c)
 	}
 }
 
@@ -70,8 +92,8 @@ func (q *fifo[T]) len() int { return q.n }
 
 // newChunk returns an empty chunk for the next items.
 func (q *fifo[T]) newChunk() *chunk[T] {
-	if q.n == 0 && q.pool != nil {
-		return q.pool.get()
+	if q.pool != nil {
+		return q.pool.get(q.n)
 	}
 	if c := q.spare; c != nil {
 		q.spare = nil

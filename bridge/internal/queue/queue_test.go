@@ -273,7 +273,7 @@ func TestFIFO(t *testing.T) {
 		pool  *chunkPool[int]
 	}{
 		{"alone", 1, nil},
-		{"pooled", 2, &chunkPool[int]{max: 3}},
+		{"pooled", 2, &chunkPool[int]{max: 64}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			qs := make([]fifo[int], tc.fifos)
@@ -328,12 +328,17 @@ func TestFIFO(t *testing.T) {
 				}
 			}
 			if p := tc.pool; p != nil {
-				if len(p.free) == 0 || len(p.free) > p.max {
-					t.Fatalf("%d chunks in the pool, want 1..%d", len(p.free), p.max)
+				if len(p.free[0]) == 0 {
+					t.Fatal("no chunk in the pool")
 				}
-				for _, c := range p.free {
-					if c.next != nil || len(c.items) != minChunk || slices.ContainsFunc(c.items, func(v int) bool { return v != 0 }) {
-						t.Fatalf("a pooled chunk is not an empty one of %d items: %v", minChunk, c.items)
+				for k, free := range p.free {
+					if len(free) > p.max>>(2*k) {
+						t.Fatalf("%d chunks of class %d in the pool, want at most %d", len(free), k, p.max>>(2*k))
+					}
+					for _, c := range free {
+						if c.next != nil || len(c.items) != minChunk<<k || slices.ContainsFunc(c.items, func(v int) bool { return v != 0 }) {
+							t.Fatalf("a pooled chunk of class %d is not an empty one of %d items: %v", k, minChunk<<k, c.items)
+						}
 					}
 				}
 			}

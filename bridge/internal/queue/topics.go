@@ -56,9 +56,10 @@ type topicQueue[T any] struct {
 // costs about a hundred bytes.
 const maxIdleTopics = 4096
 
-// maxFreeChunks is how many empty fifo chunks a Topics keeps for its
-// topics: enough for as many topics with a few events waiting at once
-// (about 450 bytes each).
+// maxFreeChunks is how many empty fifo chunks of the smallest size a
+// Topics keeps for its topics: enough for as many topics with a few events
+// waiting at once (about 450 bytes each). It keeps fewer of the larger
+// sizes (see chunkPool): at most about twice their memory in all.
 const maxFreeChunks = 1024
 
 // NewTopics returns a queue of at most maxTotal events, maxTopic per
