@@ -211,7 +211,8 @@ func (in *ingest) acceptCloudEvent(m *inbound) {
 		h = make(map[string]string, 2)
 	}
 	h["id"], h["type"] = ev.ID, ev.Type
-	meta := &bus.Meta{Source: ev.Source, Seq: ev.Seq, Time: ev.Time, ContentType: ev.DataContentType, Headers: h}
+	meta := &bus.Meta{Source: ev.Source, Seq: ev.Seq, Time: ev.Time, ContentType: ev.DataContentType, Headers: h,
+		ReplyTo: br.replyTopic(h)}
 	if !m.own {
 		// Data aliases m.data, which the connection reuses.
 		ev.Data = in.slab.clone(ev.Data)

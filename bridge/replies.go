@@ -12,7 +12,8 @@ import (
 //
 // A request is a local event whose Meta.ReplyTo is a topic of the bus's
 // inbox, "_INBOX.<bus id>.<n>" (see bus.Request). When the request's route
-// exports it, the bridge puts in the envelope's header ReplyHeader the
+// exports it, the bridge puts in the envelope's header ReplyHeader (on a
+// CloudEvents route, the extension attribute of that name) the
 // channel on which this instance takes its replies: Prefix + "_INBOX." +
 // InstanceID + "." + "<bus id>.<n>". The instance ID makes the channels of
 // one instance one glob known in advance (for the ACL rules), the bus ID
@@ -32,7 +33,8 @@ import (
 // them to their request directly. Imported replies are remote events, which
 // the bridge never exports again.
 
-// ReplyHeader is the envelope header that carries the reply channel of a
+// ReplyHeader is the envelope header (on CloudEvents routes, the
+// extension attribute) that carries the reply channel of a
 // request exported by a bridge with Options.Replies: the Redis channel on
 // which the requesting instance waits for the reply. A responder that is
 // not a bridge answers with a PUBLISH on it, of an envelope or (on a

@@ -413,3 +413,26 @@ func BenchmarkRequestBridged(b *testing.B) {
 		})
 	}
 }
+
+// TestRequestCloudEvents: requests exported on a CloudEvents route, signed
+// or not, carry their reply channel as the replyto attribute, and the
+// responder's bridge answers them: the replies come back to the requester.
+func TestRequestCloudEvents(t *testing.T) {
+	for _, key := range [][]byte{nil, []byte("k")} {
+		t.Run(fmt.Sprintf("signed=%v", key != nil), func(t *testing.T) {
+			srv := redistest.Start(t, nil)
+			ro := replyOptions("urn:req", bridge.Route{Pattern: "rpc.**", Direction: bridge.Export, Format: bridge.CloudEvents})
+			po := replyOptions("urn:resp", bridge.Route{Pattern: "rpc.**", Direction: bridge.Import, Format: bridge.CloudEvents})
+			ro.SigningKey, po.SigningKey = key, key
+			requester := newInstance(t, srv.Client(t), ro)
+			responder := newInstance(t, srv.Client(t), po)
+			respond(t, responder, "rpc.echo", &bus.SubscribeOptions{Queue: 16})
+			requestAll(t, requester.bus, "rpc.echo", 20, func(i int) string { return fmt.Sprint("re: ", i) })
+			for _, in := range []*instance{requester, responder} {
+				if errs := in.errs.all(); len(errs) > 0 {
+					t.Errorf("reported: %v", errs)
+				}
+			}
+		})
+	}
+}
