@@ -43,6 +43,11 @@ func TestDropReportsSayWhat(t *testing.T) {
 			tc.drop(t, in)
 			eventually(t, func() bool { return log.count(tc.reason) == 1 }, "the first report: %s", log.String)
 			tc.drop(t, in) // within a second: held back until Close
+			// Close once the second drop is counted: a message Redis sent
+			// that the bridge has not read yet is not received, and
+			// closing the connection discards it.
+			eventually(t, func() bool { s := in.bridge.Stats(); return s.EncodeErrors+s.DecodeErrors == 2 },
+				"the second drop counted: %v", in.bridge.Stats)
 			if err := closeBridge(in.bridge); err != nil {
 				t.Fatal(err)
 			}
