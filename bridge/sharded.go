@@ -222,7 +222,10 @@ func (s *shardSet) ready() (bool, error) {
 		}
 	}
 	for ch, e := range s.denied {
-		if _, wanted := t.shardChannels[ch]; wanted && err == nil {
+		if err != nil {
+			break
+		}
+		if _, wanted := t.shardChannels[ch]; wanted {
 			err = e
 		}
 	}

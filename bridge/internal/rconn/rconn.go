@@ -63,15 +63,13 @@ func FromClient(c redis.UniversalClient) (*Config, error) {
 		return nil, fmt.Errorf("%w: an OnConnect hook", ErrUnsupported)
 	case o.StreamingCredentialsProvider != nil:
 		return nil, fmt.Errorf("%w: a streaming credentials provider", ErrUnsupported)
+	case o.Dialer == nil: // never from Options(), which sets it (and TLS in it)
+		return nil, fmt.Errorf("%w: options without a Dialer", ErrUnsupported)
 	}
 	cfg := &Config{Network: o.Network, Addr: o.Addr, Dial: o.Dialer, DB: o.DB, ClientName: o.ClientName,
 		Protocol: o.Protocol, DialTimeout: o.DialTimeout, WriteTimeout: o.WriteTimeout}
 	if cfg.Network == "" {
 		cfg.Network = "tcp"
-	}
-	if cfg.Dial == nil {
-		d := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: 5 * time.Minute}
-		cfg.Dial = d.DialContext
 	}
 	switch user, pass := o.Username, o.Password; {
 	case o.CredentialsProviderContext != nil:
@@ -283,6 +281,3 @@ func (c *Conn) setDeadline(d time.Time) error {
 // Close closes the connection, ending a Receive in progress. It is safe
 // for concurrent use.
 func (c *Conn) Close() error { return c.nc.Close() }
-
-// LocalAddr returns the connection's local address.
-func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
