@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	bus "github.com/busline/bus"
@@ -87,7 +88,7 @@ import (
 // importer with a SigningKey accepts only the CloudEvents whose signature
 // verifies (nothing may follow the closing brace) and whose id is the
 // channel it arrives on (for a stream entry, the prefix and its topic), a
-// colon and anything: as the MAC of an envelope covers its channel, a
+// colon and anything without a colon: as the MAC of an envelope covers its channel, a
 // signed event copied to another channel is rejected. Unsigned, forged,
 // altered and copied events are dropped, counted in
 // Stats.SignatureRejected and reported wrapping ErrSignature, as
@@ -97,7 +98,7 @@ import (
 // imported Meta.Headers. An importer without a key takes signed events
 // without checking them, as it takes signed envelopes. A foreign producer
 // can sign too: its event needs an id of the channel, a colon and its
-// own, and buslineseq and buslineepoch only if it numbers its events.
+// own (without a colon), and buslineseq and buslineepoch only if it numbers its events.
 type Format uint8
 
 const (
@@ -225,9 +226,12 @@ func (in *ingest) acceptCloudEvent(m *inbound) {
 var errOtherChannel = errors.New("signed for another channel (its id)")
 
 // idOf reports whether id is that of an event exported on channel:
-// channel, a colon and a sequence number.
+// channel, a colon and a sequence number (anything without a colon).
+// Channels may hold colons: all before the id's last colon must be the
+// channel, or an event of "app:a:b" would pass on "app:a".
 func idOf(id, channel string) bool {
-	return len(id) > len(channel) && id[len(channel)] == ':' && id[:len(channel)] == channel
+	i := strings.LastIndexByte(id, ':')
+	return i == len(channel) && id[:i] == channel
 }
 
 // badCloudEvent counts and reports m, a CloudEvent whose signature is
