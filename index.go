@@ -362,7 +362,7 @@ func (b *Bus) putLocked(st *stripe, topic string, h uint64, set *matchSet) {
 		delete(st.m, topic)
 		st.m = shrink(st.m, &st.peak)
 	} else {
-		set.topic = set.subs[0].pat.text // as setTopic
+		set.topic = setTopic(topic, set.subs)
 		set.path = pathOf(set.subs, nil)
 		set.stripe = b.stripeIndex(h)
 		st.m[topic] = set

@@ -112,7 +112,6 @@ package wire
 import (
 	"bytes"
 	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -135,7 +134,7 @@ const (
 	flagsKnown  = flagSigned | flagHeaders | flagBatch | flagEpoch
 	epochLen    = 8
 	// MACLen is the length of the MAC that ends a signed message.
-	MACLen       = sha256.Size
+	MACLen       = mac.Size
 	maxSourceLen = 255
 	// MaxTypeLen is the longest content type an envelope carries.
 	MaxTypeLen   = 255
