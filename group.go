@@ -47,18 +47,22 @@ func (b *Bus) groupCounter(name string) *atomic.Uint64 {
 	return c
 }
 
+// hasGroup reports whether a subscription of subs belongs to a queue
+// group. It neither locks nor allocates.
+func hasGroup(subs []*Subscription) bool {
+	for _, s := range subs {
+		if s.opts.Group != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // splitGroups returns the subscriptions of subs that belong to no queue
 // group, in order, and the groups of the others. It returns subs itself,
 // and no groups, when subs holds no group member.
 func splitGroups(subs []*Subscription) ([]*Subscription, []*groupMatch) {
-	grouped := false
-	for _, s := range subs {
-		if s.opts.Group != "" {
-			grouped = true
-			break
-		}
-	}
-	if !grouped {
+	if !hasGroup(subs) {
 		return subs, nil
 	}
 	plain := make([]*Subscription, 0, len(subs))
