@@ -98,7 +98,10 @@ import (
 // imported Meta.Headers. An importer without a key takes signed events
 // without checking them, as it takes signed envelopes. A foreign producer
 // can sign too: its event needs an id of the channel, a colon and its
-// own (without a colon), and buslineseq and buslineepoch only if it numbers its events.
+// own (without a colon), and buslineseq and buslineepoch only if it
+// numbers its events. Without buslineseq nothing catches a replay but
+// ReplayWindow, on pub/sub routes: a recording of a signed event added to
+// a stream again is accepted again (SECURITY.md).
 type Format uint8
 
 const (
