@@ -586,6 +586,26 @@ func TestClusterSlotMigration(t *testing.T) {
 	b := newInstance(t, c.Client(t), clusterOptions("m:", route))
 	exchange(t, a, b, topic, 20)
 
+	moveSlot(t, c, slot, src, dst)
+
+	eventually(t, func() bool { return b.bridge.Stats().ShardRebuilds >= 1 }, "a rebuild")
+	dstClient := c.Node(dst).Client(t)
+	eventually(t, func() bool {
+		n, err := dstClient.PubSubShardNumSub(ctx, ch).Result()
+		return err == nil && n[ch] == 2
+	}, "both bridges to subscribe on the new node")
+	ready(t, b.bridge)
+	ready(t, a.bridge)
+	exchange(t, a, b, topic, 100)
+	exchange(t, b, a, topic, 100)
+	checkAccounting(t, b.bridge)
+}
+
+// moveSlot moves slot, which holds no keys, from node src to node dst of c,
+// a cluster of three nodes, as resharding does, and waits until the nodes
+// agree.
+func moveSlot(t *testing.T, c *redistest.Cluster, slot, src, dst int) {
+	t.Helper()
 	ids := make([]string, 3)
 	for k := range ids {
 		id, err := c.Node(k).CLI("CLUSTER", "MYID")
@@ -609,19 +629,7 @@ func TestClusterSlotMigration(t *testing.T) {
 			t.Fatalf("node %d: %v: %s", step.node, err, out)
 		}
 	}
-	eventually(t, func() bool { return c.NodeForSlot(ctx, slot) == dst }, "the slot to move")
-
-	eventually(t, func() bool { return b.bridge.Stats().ShardRebuilds >= 1 }, "a rebuild")
-	dstClient := c.Node(dst).Client(t)
-	eventually(t, func() bool {
-		n, err := dstClient.PubSubShardNumSub(ctx, ch).Result()
-		return err == nil && n[ch] == 2
-	}, "both bridges to subscribe on the new node")
-	ready(t, b.bridge)
-	ready(t, a.bridge)
-	exchange(t, a, b, topic, 100)
-	exchange(t, b, a, topic, 100)
-	checkAccounting(t, b.bridge)
+	eventually(t, func() bool { return c.NodeForSlot(clusterCtx(t), slot) == dst }, "the slot to move")
 }
 
 // TestClusterDurablePartitions runs durable routes on a cluster with

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,4 +238,106 @@ func TestRemoveRouteShardedRefusedReady(t *testing.T) {
 	if err := in.bridge.Ready(ctx); err != nil {
 		t.Errorf("Ready after removing the refused route = %v, want nil", err)
 	}
+}
+
+// topicWhere returns the first topic topicPrefix+".N" for which ok holds.
+func topicWhere(t *testing.T, topicPrefix string, ok func(topic string) bool) string {
+	t.Helper()
+	for k := range 1000 {
+		if topic := topicPrefix + "." + strconv.Itoa(k); ok(topic) {
+			return topic
+		}
+	}
+	t.Fatalf("no topic %s.N fits", topicPrefix)
+	return ""
+}
+
+// TestRegroupShardedRefusedAlone gives a node's connected loop, by a
+// regroup, the slot of a channel Redis refused, together with a channel of
+// that slot the ACL user may read: the slot moves to the node, the bridge's
+// client learns the new layout, and a route on the readable channel is
+// added. The regroup must ask for the refused channel alone. Redis refuses
+// an SSUBSCRIBE whole, so in one with the refused channel the new route
+// would be refused too, reported, and subscribed only after the retry
+// backoff: ReconnectMin is long here, so that this fails for sure.
+func TestRegroupShardedRefusedAlone(t *testing.T) {
+	const prefix, partitions, src, dst = "sr:", 16, 0, 1
+	c := redistest.StartCluster(t, 3)
+	chanOf := func(topic string) string { return bridge.ShardChannel(prefix, topic, partitions) }
+	on := func(i int) func(string) bool {
+		return func(topic string) bool { return owner(t, c, chanOf(topic)) == i }
+	}
+	// ok, the route added last, and refused, which the user may not
+	// read, share a partition tag, hence a slot, served by src.
+	ok := topicWhere(t, "ok", on(src))
+	part := bridge.Partition(ok, partitions)
+	refused := topicWhere(t, "no", func(topic string) bool { return bridge.Partition(topic, partitions) == part })
+	// A route on each node from the start, so that each has a loop: the
+	// refused route is added to src's, and dst's gains the slot.
+	onSrc := topicWhere(t, "ok", func(topic string) bool { return on(src)(topic) && bridge.Partition(topic, partitions) != part })
+	onDst := topicWhere(t, "ok", on(dst))
+	opts := clusterOptions(prefix,
+		bridge.Route{Pattern: onSrc, Direction: bridge.Import},
+		bridge.Route{Pattern: onDst, Direction: bridge.Import})
+	opts.Partitions = partitions
+	opts.ReconnectMin, opts.ReconnectMax = 30*time.Second, 30*time.Second
+	cc := shardACLClient(t, c, opts, "&"+prefix+"{*}.ok.*")
+	in := newInstance(t, cc, opts)
+	ctx := clusterCtx(t)
+
+	refusedID, err := in.bridge.AddRoute(bridge.Route{Pattern: refused, Direction: bridge.Import})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.bridge.RouteReady(ctx, refusedID); !errors.Is(err, bridge.ErrSubscribe) || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("RouteReady of the refused route = %v, want ErrSubscribe and NOPERM", err)
+	}
+
+	// src holds no subscription in the slot (its only channel there was
+	// refused), so it ends none when the slot moves: the bridge learns
+	// the move from its client's layout only, at the next route change.
+	moveSlot(t, c, bridge.HashSlot(chanOf(ok)), src, dst)
+	eventually(t, func() bool {
+		cc.ReloadState(ctx)
+		node, err := cc.MasterForKey(ctx, chanOf(ok))
+		return err == nil && node.Options().Addr == c.Node(dst).Addr()
+	}, "the bridge's client to see the slot on node %d", dst)
+
+	rec := record(t, in.bus, ok)
+	id, err := in.bridge.AddRoute(bridge.Route{Pattern: ok, Direction: bridge.Import})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Far below the retry backoff (15 to 30 s).
+	soon, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := in.bridge.RouteReady(soon, id); err != nil {
+		t.Fatalf("RouteReady of %s, which the user may read, in the slot of a refused channel = %v, want nil (%s)", ok, err, in.errs)
+	}
+	for _, err := range in.errs.all() {
+		if strings.Contains(err.Error(), chanOf(ok)) {
+			t.Errorf("reported %v: %s was refused", err, chanOf(ok))
+		}
+	}
+	if err := in.bridge.RouteReady(ctx, refusedID); !errors.Is(err, bridge.ErrSubscribe) {
+		t.Errorf("RouteReady of the refused route after the move = %v, want ErrSubscribe", err)
+	}
+
+	admin := c.Client(t)
+	const n = 50
+	for i := range n {
+		got, err := admin.SPublish(ctx, chanOf(ok), strconv.Itoa(i)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != 1 {
+			t.Fatalf("message %d reached %d subscribers, want 1", i, got)
+		}
+	}
+	rec.waitOrdered(t, n)
+	time.Sleep(50 * time.Millisecond)
+	if got := rec.len(); got != n {
+		t.Errorf("delivered %d of %s, want %d", got, ok, n)
+	}
+	checkAccounting(t, in.bridge)
 }

@@ -73,7 +73,9 @@ type shardSet struct {
 	// asks for the channel again on its own, with backoff, and after
 	// the first commands of each new connection. Here rather than in the
 	// loop, so that a loop that replaces another after a move does not
-	// send it among its first commands, which would refuse them all.
+	// send it among its first commands, which would refuse them all, nor
+	// a loop that gains its slot by a regroup in the SSUBSCRIBE of the
+	// slot's other channels.
 	denied  map[string]error
 	stopped bool
 }
@@ -476,9 +478,10 @@ func (l *shardLoop) sending(chans []string) {
 
 // regroup makes g, the loop's node's part of a new plan, the loop's
 // group, and sends on its connection the SSUBSCRIBE and SUNSUBSCRIBE
-// commands that make its subscriptions g's. Without a connection there
-// is nothing to send: the next one subscribes to the group. It runs on
-// the manager.
+// commands that make its subscriptions g's: a channel Redis refused
+// before has an SSUBSCRIBE of its own. Without a connection there is
+// nothing to send: the next one subscribes to the group. It runs on the
+// manager.
 func (l *shardLoop) regroup(g shardGroup) {
 	l.subMu.Lock()
 	defer l.subMu.Unlock()
@@ -491,22 +494,42 @@ func (l *shardLoop) regroup(g shardGroup) {
 	}
 	want := map[string]bool{}
 	for _, chans := range g.slots {
-		var missing []string
+		// One SSUBSCRIBE for the slot's missing channels, but one each
+		// for those Redis refused before (a slot that moved here from
+		// a node where one of its channels was refused), asked for at
+		// once as a new connection does: Redis refuses an SSUBSCRIBE
+		// whole, so one refused channel among the others would have
+		// them all refused, and subscribed only after retryLoop's
+		// backoff.
+		var fresh []string
+		var alone []subCommand
+		l.set.mu.Lock()
 		for _, ch := range chans {
 			want[ch] = true
-			if !l.have[ch] {
-				missing = append(missing, ch)
+			switch {
+			case l.have[ch]:
+			case l.set.denied[ch] != nil:
+				alone = append(alone, subCommand{name: "SSUBSCRIBE", args: []string{ch}})
+			default:
+				fresh = append(fresh, ch)
 			}
 		}
-		if len(missing) == 0 {
-			continue
+		cmds := alone
+		if len(fresh) > 0 {
+			cmds = append([]subCommand{{name: "SSUBSCRIBE", args: fresh}}, alone...)
 		}
-		l.set.mu.Lock()
-		l.sendingLater(subCommand{name: "SSUBSCRIBE", args: missing})
+		for _, c := range cmds {
+			l.sendingLater(c)
+		}
 		l.set.mu.Unlock()
-		if ps.SSubscribe(l.g.ctx, missing...) == nil {
-			for _, ch := range missing {
-				l.have[ch] = true
+		for _, c := range cmds {
+			// In have once sent only: a command that could not be
+			// sent broke the connection, and the next one asks for
+			// the channel again.
+			if ps.SSubscribe(l.g.ctx, c.args...) == nil {
+				for _, ch := range c.args {
+					l.have[ch] = true
+				}
 			}
 		}
 	}
