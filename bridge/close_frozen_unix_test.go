@@ -94,6 +94,12 @@ func TestCloseFrozenRedis(t *testing.T) {
 			if s.OutboxUnsent == 0 {
 				t.Errorf("nothing counted unsent: %+v", s)
 			}
+			// What was counted unsent is not waiting any more: a batch
+			// the flusher was sending when Close gave up is in
+			// OutboxUnsent, not in OutboxDepth too.
+			if s.OutboxDepth != 0 || s.OutboxBytes != 0 {
+				t.Errorf("after Close: OutboxDepth %d, OutboxBytes %d, want 0 (unsent %d)", s.OutboxDepth, s.OutboxBytes, s.OutboxUnsent)
+			}
 			if want := plural.Of(s.OutboxUnsent, "export") + " dropped"; !strings.Contains(err.Error(), want) {
 				t.Errorf("Close = %q, want it to say %q", err, want)
 			}

@@ -67,6 +67,11 @@ func (p *publisher) wait(ctx context.Context) int {
 	case <-ctx.Done():
 		p.g.cancel()
 		if owed, busy := p.gate.close(); busy {
+			// The batch of the call under way is counted unsent
+			// here, so Stats no longer counts it as waiting
+			// (OutboxDepth). The flusher sets nothing after this
+			// call: it returns once Redis answers.
+			p.inflight.Reset()
 			return p.out.Close() + owed
 		}
 		<-p.exited
