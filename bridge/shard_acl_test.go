@@ -340,4 +340,11 @@ func TestRegroupShardedRefusedAlone(t *testing.T) {
 		t.Errorf("delivered %d of %s, want %d", got, ok, n)
 	}
 	checkAccounting(t, in.bridge)
+	// src's connection, whose loop lost the slot with the refused channel
+	// in it, stays up: it has no subscription of that channel to end.
+	for _, err := range in.errs.all() {
+		if errors.Is(err, bridge.ErrDisconnected) || strings.Contains(err.Error(), "MOVED") {
+			t.Errorf("reported %v", err)
+		}
+	}
 }

@@ -534,11 +534,22 @@ func (l *shardLoop) regroup(g shardGroup) {
 		}
 	}
 	bySlot := map[int][]string{}
+	l.set.mu.Lock()
 	for ch := range l.have {
-		if !want[ch] {
-			bySlot[HashSlot(ch)] = append(bySlot[HashSlot(ch)], ch)
+		if want[ch] {
+			continue
 		}
+		if l.set.denied[ch] != nil && l.pending[ch] == 0 && !l.subs["ssubscribe "+ch] {
+			// Refused, so not subscribed here: nothing to end. Its
+			// slot may have moved away, and the node would answer a
+			// SUNSUBSCRIBE with MOVED, which ends the connection of
+			// the node's other channels.
+			delete(l.have, ch)
+			continue
+		}
+		bySlot[HashSlot(ch)] = append(bySlot[HashSlot(ch)], ch)
 	}
+	l.set.mu.Unlock()
 	for _, chans := range bySlot {
 		l.set.mu.Lock()
 		if l.unsubs == nil {
