@@ -92,9 +92,12 @@ func capacityCases() []capacityCase {
 		{"payload=1024", func(c *capacityCase) { c.payload = 1024 }},
 		{"payload=16384", func(c *capacityCase) { c.payload = 16384 }},
 		{"receivers=4", func(c *capacityCase) { c.receivers = 4 }},
-		{"patterns=1000", func(c *capacityCase) { c.patterns = 1000 }},
 		{"topics=1000", func(c *capacityCase) { c.topics = 1000 }},
 		{"stream", func(c *capacityCase) { c.delivery = bridge.Stream }},
+		// Last: redis-server keeps paying for the 1,000 patterns once
+		// they are gone, which made the case after it cost 3 times as
+		// much (SCALING.md).
+		{"patterns=1000", func(c *capacityCase) { c.patterns = 1000 }},
 	} {
 		c := base
 		c.name = v.name
