@@ -100,8 +100,10 @@ import (
 // can sign too: its event needs an id of the channel, a colon and its
 // own (without a colon), and buslineseq and buslineepoch only if it
 // numbers its events. Without buslineseq nothing catches a replay but
-// ReplayWindow, on pub/sub routes: a recording of a signed event added to
-// a stream again is accepted again (SECURITY.md).
+// ReplayWindow, on pub/sub routes and outside the window only: a
+// recording of a signed event added to a stream again is accepted again,
+// and on Group routes, which check no sequence, even with buslineseq
+// (SECURITY.md).
 type Format uint8
 
 const (

@@ -539,11 +539,15 @@ func (l *shardLoop) regroup(g shardGroup) {
 		if want[ch] {
 			continue
 		}
-		if l.set.denied[ch] != nil && l.pending[ch] == 0 && !l.subs["ssubscribe "+ch] {
-			// Refused, so not subscribed here: nothing to end. Its
-			// slot may have moved away, and the node would answer a
-			// SUNSUBSCRIBE with MOVED, which ends the connection of
-			// the node's other channels.
+		if l.pending[ch] == 0 && l.unsubs[ch] == 0 && !l.subs["ssubscribe "+ch] {
+			// Sent, nothing in flight and not confirmed: Redis
+			// refused it, or ended it itself (its slot moved), so
+			// nothing is subscribed here to end. Whether it is
+			// refused is the connection's to say, not set.denied,
+			// which another loop's confirmation or a removed route
+			// clears. Its slot may have moved away, and the node
+			// would answer a SUNSUBSCRIBE with MOVED, which ends the
+			// connection of the node's other channels.
 			delete(l.have, ch)
 			continue
 		}
