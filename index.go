@@ -215,40 +215,37 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) ([]*Sub
 	st.mu.RLock()
 	set := st.m[topic]
 	st.mu.RUnlock()
-	// The closed checks come after reading the index, not before: Close
-	// sets closed before it empties the index, so an index found emptied
-	// by Close is seen here. Checked first, a publish could find no
-	// subscriber left and return nil for an event that reached no one.
-	if set != nil && set.gen != 0 && current(set.gen, gen) {
-		// The topic's whole match set, made by putLocked at this
-		// generation: cached as it is, with no allocation and no walk
-		// of the tree, which added nothing at this generation. (A
-		// publisher that missed because a subscriber was changing the
-		// topic finds it here, or in the cache, once the subscriber's
-		// lock is free.) A set refreshLocked did not stamp, because a
-		// queue group or the tree adds to it, has gen 0, which is also
-		// every stripe's first generation: a publisher that loaded that
-		// one before the set was made would take a group's members for
-		// plain subscriptions and deliver to each
-		// (TestStaleGenerationSet).
-		if b.closed.Load() {
-			return nil, nil, errClosed("publish")
-		}
-		b.cacheSet(h, set)
-		return set.subs, nil, nil
-	}
+	// A set stamped current is the topic's whole match set, made by
+	// putLocked at this generation: the tree added nothing to it then,
+	// so it needs no walk, and it is cached as it is, with no
+	// allocation. (A publisher that missed because a subscriber was
+	// changing the topic finds it here, or in the cache, once the
+	// subscriber's lock is free.) A set refreshLocked did not stamp,
+	// because a queue group or the tree adds to it, has gen 0, which is
+	// also every stripe's first generation: a publisher that loaded that
+	// one before the set was made would take a group's members for plain
+	// subscriptions and deliver to each (TestStaleGenerationSet).
+	stamped := set != nil && set.gen != 0 && current(set.gen, gen)
 	var plain []*Subscription
 	if set != nil {
 		plain = set.subs
 	}
 	subs := plain
-	if b.tree.count.Load() > 0 {
+	if !stamped && b.tree.count.Load() > 0 {
 		b.tree.mu.RLock()
 		subs = b.withTreeLocked(topic, plain)
 		b.tree.mu.RUnlock()
 	}
+	// Checked after reading the index, not before: Close sets closed
+	// before it empties the index, so an index found emptied by Close is
+	// seen here. Checked first, a publish could find no subscriber left
+	// and return nil for an event that reached no one.
 	if b.closed.Load() {
 		return nil, nil, errClosed("publish")
+	}
+	if stamped {
+		b.cacheSet(h, set)
+		return set.subs, nil, nil
 	}
 	subs, groups := splitGroups(subs)
 	if b.cacheOn {

@@ -23,6 +23,9 @@ func newBusline(tb testing.TB) router {
 	return &busline{b}
 }
 
+// buslineLib is Busline in the in-process scenarios (inProcess).
+var buslineLib = &lib{name: ours, router: newBusline, queue: newBuslineAsync}
+
 // buslineNoCache is Busline without its match cache, for the tree
 // scenario only.
 var buslineNoCache = &lib{name: "busline-nocache", router: func(tb testing.TB) router {

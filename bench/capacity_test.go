@@ -95,9 +95,9 @@ func capacityCases() []capacityCase {
 		{"payload=1024", func(c *capacityCase) { c.payload = 1024 }},
 		{"payload=16384", func(c *capacityCase) { c.payload = 16384 }},
 		{"receivers=4", func(c *capacityCase) { c.receivers = 4 }},
+		{"patterns=1000", func(c *capacityCase) { c.patterns = 1000 }},
 		{"topics=1000", func(c *capacityCase) { c.topics = 1000 }},
 		{"stream", func(c *capacityCase) { c.delivery = bridge.Stream }},
-		{"patterns=1000", func(c *capacityCase) { c.patterns = 1000 }},
 	} {
 		c := base
 		c.name = v.name

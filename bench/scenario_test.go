@@ -39,7 +39,7 @@ type lib struct {
 var inProcess = []*lib{
 	{name: "direct", router: newDirect, noQueue: "the direct-call baseline has no queue"},
 	{name: "chan", queue: newChan, noRouter: "the channel baseline has no topics"},
-	{name: "busline", router: newBusline, queue: newBuslineAsync},
+	buslineLib,
 	{name: "eventbus", router: newEventBus, queue: newEventBusAsync},
 	{name: "cskr", router: newCskr, async: cskrAsync, queue: newCskrAsync},
 	{name: "watermill", router: newWatermill, queue: newWatermillAsync},
@@ -316,7 +316,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 				})
 			}
 			b.Run(ours+"-one-publisher", func(b *testing.B) {
-				r := parallelSetup(b, buslineLib(), distinct)
+				r := parallelSetup(b, buslineLib, distinct)
 				topic := parallelTopic(distinct, 0)
 				p := &payload{}
 				b.ReportAllocs()
@@ -339,16 +339,6 @@ func parallelTopic(distinct bool, i int64) string {
 		return "orders.eu.created"
 	}
 	return "orders." + strconv.FormatInt(i%parallelTopics, 10)
-}
-
-// buslineLib returns inProcess's Busline.
-func buslineLib() *lib {
-	for _, l := range inProcess {
-		if l.name == ours {
-			return l
-		}
-	}
-	panic("no busline in inProcess")
 }
 
 // asyncQueueOf returns the library's asynchronous queue, or skips tb.

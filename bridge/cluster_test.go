@@ -515,13 +515,20 @@ func testClusterKeySlot(t *testing.T, c *redistest.Cluster) {
 // (without partitions) is served by node i.
 func topicOnNode(t *testing.T, c *redistest.Cluster, chanPrefix, topicPrefix string, i int) string {
 	t.Helper()
+	return topicWhere(t, topicPrefix, func(topic string) bool {
+		return owner(t, c, bridge.ShardChannel(chanPrefix, topic, 0)) == i
+	})
+}
+
+// topicWhere returns the first topic topicPrefix+".N" for which ok holds.
+func topicWhere(t *testing.T, topicPrefix string, ok func(topic string) bool) string {
+	t.Helper()
 	for k := range 1000 {
-		topic := topicPrefix + "." + strconv.Itoa(k)
-		if owner(t, c, bridge.ShardChannel(chanPrefix, topic, 0)) == i {
+		if topic := topicPrefix + "." + strconv.Itoa(k); ok(topic) {
 			return topic
 		}
 	}
-	t.Fatalf("no topic %s.N on node %d", topicPrefix, i)
+	t.Fatalf("no topic %s.N fits", topicPrefix)
 	return ""
 }
 

@@ -240,18 +240,6 @@ func TestRemoveRouteShardedRefusedReady(t *testing.T) {
 	}
 }
 
-// topicWhere returns the first topic topicPrefix+".N" for which ok holds.
-func topicWhere(t *testing.T, topicPrefix string, ok func(topic string) bool) string {
-	t.Helper()
-	for k := range 1000 {
-		if topic := topicPrefix + "." + strconv.Itoa(k); ok(topic) {
-			return topic
-		}
-	}
-	t.Fatalf("no topic %s.N fits", topicPrefix)
-	return ""
-}
-
 // TestRegroupShardedRefusedAlone gives a node's connected loop, by a
 // regroup, the slot of a channel Redis refused, together with a channel of
 // that slot the ACL user may read: the slot moves to the node, the bridge's

@@ -514,10 +514,11 @@ func (l *shardLoop) regroup(g shardGroup) {
 				fresh = append(fresh, ch)
 			}
 		}
-		cmds := alone
+		var cmds []subCommand
 		if len(fresh) > 0 {
-			cmds = append([]subCommand{{name: "SSUBSCRIBE", args: fresh}}, alone...)
+			cmds = append(cmds, subCommand{name: "SSUBSCRIBE", args: fresh})
 		}
+		cmds = append(cmds, alone...)
 		for _, c := range cmds {
 			l.sendingLater(c)
 		}
