@@ -162,6 +162,59 @@ func TestOverflowPolicies(t *testing.T) {
 	}
 }
 
+// TestDropOldestWhileBatchHeld drops many times a queue's worth while the
+// worker holds a batch of the queue's oldest events: the worker handles
+// its batch in place, so the drops must neither overwrite the batch nor
+// lose or reorder the events that stay (the ring is compacted while the
+// batch is held).
+func TestDropOldestWhileBatchHeld(t *testing.T) {
+	for _, capacity := range []int{1, 4, 200} {
+		t.Run(fmt.Sprint("queue=", capacity), func(t *testing.T) {
+			b := New(nil)
+			defer b.Close(ctx)
+			entered := []chan struct{}{make(chan struct{}), make(chan struct{})}
+			release := []chan struct{}{make(chan struct{}), make(chan struct{})}
+			var got []int
+			s, err := b.SubscribeWith("q", func(_ context.Context, e Event) {
+				i := e.Payload.(int)
+				if i < 2 { // hold events 0 and 1
+					close(entered[i])
+					<-release[i]
+				}
+				got = append(got, i) // one worker: no lock needed
+			}, &SubscribeOptions{Queue: capacity, Overflow: DropOldest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustPublish(t, b, "q", 0)
+			waitFor(t, entered[0], "handler entered 0")
+			for i := 1; i <= capacity; i++ {
+				mustPublish(t, b, "q", i) // fills the queue
+			}
+			close(release[0])
+			waitFor(t, entered[1], "handler entered 1") // the worker holds a batch from 1
+			batch := min(capacity, maxBatch)
+			const drops = 5
+			last := capacity + drops*capacity + 7
+			for i := capacity + 1; i <= last; i++ {
+				mustPublish(t, b, "q", i)
+			}
+			close(release[1])
+			if err := s.UnsubscribeWait(bounded(t)); err != nil {
+				t.Fatal(err)
+			}
+			want := append(seq(0, batch), seq(last-capacity+1, last)...)
+			if !slices.Equal(got, want) {
+				t.Errorf("handled %v,\nwant %v", got, want)
+			}
+			st := s.Stats()
+			if published := uint64(last + 1); st.Delivered+st.Dropped != published || st.Delivered != uint64(len(want)) {
+				t.Errorf("delivered %d + dropped %d, want %d + %d", st.Delivered, st.Dropped, len(want), published-uint64(len(want)))
+			}
+		})
+	}
+}
+
 func TestAsyncOrderAndConcurrency(t *testing.T) {
 	b := New(nil)
 	const publishers, events = 4, 500

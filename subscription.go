@@ -123,7 +123,7 @@ func (b *Bus) newSubscription(text string, h Handler, fn HandlerFunc, opts *Subs
 	}
 	s.inline = o.Queue == 0 && !o.Once && !o.Track && o.Group == "" && !b.stats && s.fn == nil
 	if o.Queue > 0 {
-		s.q = newQueue(o.Queue)
+		s.q = newQueue(o.Queue, o.Overflow)
 	}
 	if o.Queue > 0 || b.stats {
 		s.delivered = newCounter(2)
@@ -321,7 +321,7 @@ func (s *Subscription) Stats() SubscriptionStats {
 	}
 	if s.q != nil {
 		st.Queued, st.HighWater = s.q.depth()
-		st.Capacity = len(s.q.buf)
+		st.Capacity = s.q.capacity
 	}
 	return st
 }

@@ -14,16 +14,15 @@ const maxBatch = 128
 func (s *Subscription) work() {
 	defer s.bus.workerDone(s)
 	s.workerID.Store(goid())
-	batch := make([]queued, min(len(s.q.buf), maxBatch))
 	for {
-		k := s.q.take(s, batch)
-		if k == 0 {
+		batch := s.q.take(s)
+		if batch == nil {
 			return
 		}
-		for i := 0; i < k; {
-			i = s.runBatch(batch[:k], i)
+		for i := 0; i < len(batch); {
+			i = s.runBatch(batch, i)
 		}
-		clear(batch[:k])
+		clear(batch) // let the payloads go; the slots go back to publishers at the next take
 	}
 }
 
