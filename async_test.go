@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // gate is a handler that records events and, while closed, holds the
@@ -872,5 +873,31 @@ func TestBlockHonoursContext(t *testing.T) {
 	g.open()
 	if err := s.UnsubscribeWait(bounded(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQueueMemory keeps SubscribeOptions.Queue's account of a queue's
+// memory true: 56 bytes per event on 64-bit machines, room for the
+// capacity and one batch (two with DropOldest).
+func TestQueueMemory(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the documented sizes are for 64-bit machines")
+	}
+	if got := unsafe.Sizeof(queued{}); got != 56 {
+		t.Errorf("a queued event takes %d bytes; SubscribeOptions.Queue says 56", got)
+	}
+	for _, tc := range []struct {
+		capacity int
+		policy   Overflow
+		want     int
+	}{
+		{1, Block, 2},
+		{64, DropNewest, 128},
+		{1024, Block, 1024 + 128},
+		{1024, DropOldest, 1024 + 256},
+	} {
+		if got := len(newQueue(tc.capacity, tc.policy).buf); got != tc.want {
+			t.Errorf("queue of %d, %v: %d slots, want %d", tc.capacity, tc.policy, got, tc.want)
+		}
 	}
 }
