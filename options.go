@@ -111,9 +111,9 @@ type SubscribeOptions struct {
 	// queue order. Publish then returns without waiting for the handler.
 	// Zero means synchronous (SubscribeChan uses 64). Queue events may
 	// wait beside the batch the goroutine has taken (up to 128, which it
-	// handles in place): the queue allocates room for Queue plus
-	// min(Queue, 128) events, twice that batch room with DropOldest, 56
-	// bytes each on 64-bit machines, once at Subscribe.
+	// handles in place, or copies out with DropOldest): the queue
+	// allocates room for Queue plus min(Queue, 128) events, 56 bytes each
+	// on 64-bit machines, once at Subscribe.
 	Queue int
 
 	// Overflow is what a full queue does with a new event. The zero

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,28 +36,27 @@ const (
 // The worker handles its batch in place: the ring has room for capacity
 // waiting events and one batch, so that taking a batch moves indexes under
 // the lock instead of copying the events out, and publishers, who write
-// only beyond the batch, never wait behind a copy. DropOldest leaves a gap
-// between the batch and the waiting events; when the gap leaves no free
-// slot, the publisher moves the waiting events back (compactLocked), and
-// the ring of a DropOldest queue has room for a second batch so that it
-// does so at most once per batch's worth of drops.
+// only beyond the batch, never wait behind a copy. DropOldest is the
+// exception: its publishers remove waiting events from the front, next to
+// the batch, so its worker copies the batch out into a buffer of its own,
+// as all workers did before.
 // The worker is woken through wake only when it has found the queue empty
 // and said so (idle), that is on the empty→non-empty transition: a busy
 // worker costs publishers no signal at all, and an idle one no polling.
 type queue struct {
 	mu          sync.Mutex  // protects the fields up to wake
 	workerHolds atomic.Bool // the worker holds mu (lockWorker)
-	buf         []queued    // the ring: the worker's batch, a gap, the waiting events, free slots
+	buf         []queued    // the ring: the worker's batch (in place), the waiting events, free slots
 	capacity    int         // how many events may wait, the batch not included
 	head, n     int         // the waiting events
-	// The worker's batch is the batchLen slots before batchEnd; it holds
-	// them until its next take. head is batchEnd unless DropOldest has
-	// dropped events since.
-	batchEnd, batchLen int
-	highWater          int
-	closed             bool          // takes no more events
-	idle               bool          // the worker waits on wake
-	space              chan struct{} // closed when room appears; nil when no publisher waits
+	spins       int         // how many times to try mu before Lock: 0 with one processor
+	// copied is the batch buffer of a DropOldest queue's worker, which
+	// copies its batch out; nil for the others, which handle it in place.
+	copied    []queued
+	highWater int
+	closed    bool          // takes no more events
+	idle      bool          // the worker waits on wake
+	space     chan struct{} // closed when room appears; nil when no publisher waits
 	// fullSince is when the queue was first seen full, zero while it has
 	// room; slowReported says the current full spell was reported.
 	fullSince    time.Time
@@ -94,12 +94,17 @@ type queue struct {
 const discardBit = 1 << 62
 
 func newQueue(capacity int, policy Overflow) *queue {
-	batches := 1
+	batch := min(capacity, maxBatch)
+	q := &queue{capacity: capacity, wake: make(chan struct{}, 1)}
 	if policy == DropOldest {
-		batches = 2
+		q.buf, q.copied = make([]queued, capacity), make([]queued, batch)
+	} else {
+		q.buf = make([]queued, capacity+batch)
 	}
-	size := capacity + batches*min(capacity, maxBatch)
-	return &queue{buf: make([]queued, size), capacity: capacity, wake: make(chan struct{}, 1)}
+	if runtime.GOMAXPROCS(0) > 1 {
+		q.spins = spinTries // with one processor the holder cannot run while we try
+	}
+	return q
 }
 
 // push offers *e to the queue of s. With skipIfFull a full queue answers
@@ -182,9 +187,6 @@ func (q *queue) push(ctx context.Context, e *Event, s *Subscription, skipIfFull 
 		q.mu.Unlock()
 		b.reportAll(reports[:]...)
 		return dropped, nil
-	}
-	if q.batchLen+q.gapLocked()+q.n == len(q.buf) {
-		q.compactLocked()
 	}
 	tail := q.head + q.n
 	if tail >= len(q.buf) {
@@ -294,12 +296,12 @@ func (q *queue) dueReportLocked(s *Subscription, force bool) *DeliveryError {
 }
 
 // take waits while the queue is empty and open, then hands the worker the
-// oldest events, at most maxBatch, as a batch it handles in place: the
-// slots are the worker's until it calls take again, and it clears them
-// before that. It returns nil once the queue is closed and empty.
+// oldest events, at most maxBatch, as a batch: slots of the ring, which
+// publishers leave alone until the worker's next take (the worker clears
+// them when it is done with them), or, for DropOldest, a copy. It returns
+// nil once the queue is closed and empty.
 func (q *queue) take(s *Subscription) []queued {
 	q.lockWorker()
-	q.batchEnd, q.batchLen = q.head, 0 // the last batch is done and cleared
 	for q.n == 0 {
 		if q.closed {
 			r := q.dueReportLocked(s, true)
@@ -312,15 +314,25 @@ func (q *queue) take(s *Subscription) []queued {
 		<-q.wake
 		q.lockWorker()
 	}
-	// A batch ends at the end of the ring; the next one starts at 0.
-	k := min(q.n, maxBatch, len(q.buf)-q.head)
-	batch := q.buf[q.head : q.head+k]
-	q.left.Store(int64(k))
-	if q.head += k; q.head == len(q.buf) {
-		q.head = 0
+	var batch []queued
+	if q.copied != nil {
+		batch = q.copied[:min(q.n, len(q.copied))]
+		for i := range batch {
+			batch[i] = q.buf[q.head]
+			q.buf[q.head] = queued{} // let the payload go
+			q.head = q.next(q.head)
+		}
+	} else {
+		// A batch in place ends at the end of the ring; the next one
+		// starts at 0.
+		batch = q.buf[q.head : q.head+min(q.n, maxBatch, len(q.buf)-q.head)]
+		if q.head += len(batch); q.head == len(q.buf) {
+			q.head = 0
+		}
 	}
+	k := len(batch)
+	q.left.Store(int64(k))
 	q.n -= k
-	q.batchEnd, q.batchLen = q.head, k
 	q.batchTopic = batch[k-1].e.Topic
 	// Waiting publishers are woken once half the queue is free rather
 	// than after every batch: they then wait (and pay for a wake-up) once
@@ -334,31 +346,6 @@ func (q *queue) take(s *Subscription) []queued {
 	q.unlockWorker()
 	s.bus.reportAll(r)
 	return batch
-}
-
-// gapLocked returns how many free slots DropOldest has left between the
-// worker's batch and the waiting events.
-func (q *queue) gapLocked() int {
-	if q.head >= q.batchEnd {
-		return q.head - q.batchEnd
-	}
-	return q.head + len(q.buf) - q.batchEnd
-}
-
-// compactLocked moves the waiting events back to the end of the worker's
-// batch, closing the gap that DropOldest left, and clears the slots they
-// leave. It copies every waiting event; it is called only when no slot is
-// free, at most once per batch's worth of drops (see newQueue).
-func (q *queue) compactLocked() {
-	dst, src := q.batchEnd, q.head
-	for range q.n {
-		q.buf[dst] = q.buf[src]
-		dst, src = q.next(dst), q.next(src)
-	}
-	for ; dst != src; dst = q.next(dst) {
-		q.buf[dst] = queued{}
-	}
-	q.head = q.batchEnd
 }
 
 // next returns the ring index after i; a comparison is cheaper than the
@@ -457,7 +444,9 @@ func (q *queue) depth() (n, highWater int) {
 
 // spinTries is how many times a publisher or a worker tries q.mu before it
 // waits on it like any Lock: about half a microsecond of trying on the
-// machine of bench/RESULTS.md. spinAlways is how many of those tries a
+// machine of bench/RESULTS.md (Go offers no pause instruction to space the
+// tries). With one processor (GOMAXPROCS 1) they do not try: the holder
+// cannot run meanwhile. spinAlways is how many of those tries a
 // publisher makes whoever holds the lock; it goes on trying only while
 // the worker holds it.
 const (
@@ -471,13 +460,14 @@ const (
 // publisher then waits behind their workers while every queue it has not
 // reached yet runs dry: with ten subscribers on two cores, that cost 2.7
 // times as much per event. The worker holds the lock for a few index
-// moves, so trying through that costs less than parking. Another publisher
-// may hold it for longer stretches: trying against it makes the lock
-// change hands on every event (two publishers into one queue then cost
-// 1.5 times as much per event), so after spinAlways tries a publisher
-// waits unless the worker is the holder.
+// moves (and a copy of its batch with DropOldest), so trying through that
+// costs less than parking. Another publisher may hold it for longer
+// stretches: trying against it makes the lock change hands on every event
+// (two publishers into one queue then cost 1.5 times as much per event),
+// so after spinAlways tries a publisher waits unless the worker is the
+// holder.
 func (q *queue) lockPublisher() {
-	for i := range spinTries {
+	for i := range q.spins {
 		if q.mu.TryLock() {
 			return
 		}
@@ -494,7 +484,7 @@ func (q *queue) lockPublisher() {
 // while its queue fills.
 func (q *queue) lockWorker() {
 	locked := false
-	for range spinTries {
+	for range q.spins {
 		if locked = q.mu.TryLock(); locked {
 			break
 		}
