@@ -38,20 +38,20 @@ const (
 // the lock instead of copying the events out, and publishers, who write
 // only beyond the batch, never wait behind a copy. DropOldest is the
 // exception: its publishers remove waiting events from the front, next to
-// the batch, so its worker copies the batch out into a buffer of its own,
-// as all workers did before.
+// the batch, so its worker copies the batch out into a buffer of its own.
 // The worker is woken through wake only when it has found the queue empty
 // and said so (idle), that is on the empty→non-empty transition: a busy
 // worker costs publishers no signal at all, and an idle one no polling.
 type queue struct {
-	mu          sync.Mutex  // protects the fields up to wake
+	mu          sync.Mutex  // protects the fields up to wake that newQueue does not set for good
 	workerHolds atomic.Bool // the worker holds mu (lockWorker)
 	buf         []queued    // the ring: the worker's batch (in place), the waiting events, free slots
-	capacity    int         // how many events may wait, the batch not included
+	capacity    int         // how many events may wait, the batch not included; set by newQueue
+	spins       int         // how many times to try mu before Lock (see spinTries); set by newQueue
 	head, n     int         // the waiting events
-	spins       int         // how many times to try mu before Lock: 0 with one processor
 	// copied is the batch buffer of a DropOldest queue's worker, which
-	// copies its batch out; nil for the others, which handle it in place.
+	// copies its batch out (set by newQueue; its contents are the
+	// worker's); nil for the others, which handle the batch in place.
 	copied    []queued
 	highWater int
 	closed    bool          // takes no more events
@@ -445,8 +445,8 @@ func (q *queue) depth() (n, highWater int) {
 // spinTries is how many times a publisher or a worker tries q.mu before it
 // waits on it like any Lock: about half a microsecond of trying on the
 // machine of bench/RESULTS.md (Go offers no pause instruction to space the
-// tries). With one processor (GOMAXPROCS 1) they do not try: the holder
-// cannot run meanwhile. spinAlways is how many of those tries a
+// tries). Queues made while GOMAXPROCS is 1 do not try: the holder cannot
+// run meanwhile. spinAlways is how many of those tries a
 // publisher makes whoever holds the lock; it goes on trying only while
 // the worker holds it.
 const (
