@@ -47,8 +47,8 @@ type queue struct {
 	workerHolds atomic.Bool // the worker holds mu (lockWorker)
 	buf         []queued    // the ring: the worker's batch (in place), the waiting events, free slots
 	capacity    int         // how many events may wait, the batch not included; set by newQueue
-	spins       int         // how many times to try mu before Lock (see spinTries); set by newQueue
 	head, n     int         // the waiting events
+	spins       int         // how many times to try mu before Lock (see spinTries); set by newQueue
 	// copied is the batch buffer of a DropOldest queue's worker, which
 	// copies its batch out (set by newQueue; its contents are the
 	// worker's); nil for the others, which handle the batch in place.
