@@ -43,6 +43,9 @@ func (c *Cache[K, V]) SetBudget(bytes int) {
 // Get returns a pointer to the value of k, which the caller may update in
 // place until its next call, and marks k as the most recently used.
 func (c *Cache[K, V]) Get(k K) (*V, bool) {
+	if e := c.head.next; e != nil && e != &c.head && e.key == k {
+		return &e.val, true // already the most recently used: no lookup, no move
+	}
 	e, ok := c.m[k]
 	if !ok {
 		return nil, false

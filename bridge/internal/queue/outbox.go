@@ -15,33 +15,37 @@ import (
 
 // Export is one export waiting to be sent.
 type Export struct {
-	Channel string
-	Payload []byte
-	// Lent marks a Payload that is the publisher's memory, valid only
-	// until Push returns: Push copies it into memory shared by the
-	// exports pushed after one another (see lendChunk), and clears Lent.
-	Lent        bool
+	Channel     string
+	Payload     []byte
 	ContentType string
 	Headers     map[string]string
 	At          int64  // unix nanoseconds, when it was queued: set by Outbox.Push
 	Seq         uint64 // per (source, channel), set by Outbox.Push; 0 on raw routes
-	Raw         bool
-	Echo        bool // remember it for echo suppression when it is sent
 	// Route is the bridge's route of the export (a *route), for the
 	// route's counters; an interface holding a pointer costs no
 	// allocation.
 	Route any
+	// Topic is the topic of an export of a CloudEvents route (the
+	// event's type); "" on other routes.
+	Topic string
+	// Pos is the export's position in its outbox: 1 for the first export
+	// pushed, then 2, 3... Set by Outbox.Push.
+	Pos uint64
+	// The flags, together in one word (an export is copied into and out
+	// of the outbox, and its size is what a burst costs in memory).
+	//
+	// Lent marks a Payload that is the publisher's memory, valid only
+	// until Push returns: Push copies it into memory shared by the
+	// exports pushed after one another (see lendChunk), and clears Lent.
+	Lent bool
+	Raw  bool
+	Echo bool // remember it for echo suppression when it is sent
 	// NoSeq leaves an enveloped export unnumbered (Seq 0): a reply, the
 	// one message of a channel of its own, which would otherwise fill the
 	// sequence counters of sender and receivers with one-off channels.
 	NoSeq bool
-	// CloudEvent marks an export of a CloudEvents route, Topic its
-	// topic (the event's type); Topic is "" on other routes.
+	// CloudEvent marks an export of a CloudEvents route (see Topic).
 	CloudEvent bool
-	Topic      string
-	// Pos is the export's position in its outbox: 1 for the first export
-	// pushed, then 2, 3... Set by Outbox.Push.
-	Pos uint64
 }
 
 // Size is what it counts for in an outbox's byte bound.
