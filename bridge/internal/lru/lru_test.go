@@ -97,3 +97,38 @@ func TestCacheGetAllocs(t *testing.T) {
 		t.Errorf("Get: %v allocations, want 0", n)
 	}
 }
+
+// TestCacheGetFront covers Get's shortcut for the most recently used
+// entry: on a cache never used, after the front entry is deleted, and
+// after another key became the front.
+func TestCacheGetFront(t *testing.T) {
+	var c Cache[string, int]
+	if _, ok := c.Get("a"); ok {
+		t.Fatal("Get on an empty cache found a")
+	}
+	c.Put("a", 1, 1)
+	c.Put("b", 2, 1)
+	for _, tc := range []struct {
+		do   func()
+		key  string
+		want int // 0: absent
+	}{
+		{func() {}, "b", 2},                   // b is the front
+		{func() {}, "a", 1},                   // a, looked up and moved to the front
+		{func() { c.Delete("a") }, "a", 0},    // the front deleted
+		{func() {}, "b", 2},                   // b is the front again
+		{func() { c.Delete("b") }, "b", 0},    // the cache empty again
+		{func() { c.Put("b", 3, 1) }, "b", 3}, // put again
+	} {
+		tc.do()
+		v, ok := c.Get(tc.key)
+		if got := 0; ok {
+			got = *v
+			if got != tc.want {
+				t.Errorf("Get(%q) = %d, want %d", tc.key, got, tc.want)
+			}
+		} else if tc.want != 0 {
+			t.Errorf("Get(%q) found nothing, want %d", tc.key, tc.want)
+		}
+	}
+}
