@@ -22,7 +22,7 @@ func (s *Subscription) work() {
 		for i := 0; i < len(batch); {
 			i = s.runBatch(batch, i)
 		}
-		clear(batch) // let the payloads go; the slots go back to publishers at the next take
+		clear(batch) // let the payloads go (publishers reuse ring slots after the next take)
 	}
 }
 
