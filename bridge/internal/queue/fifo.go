@@ -130,6 +130,14 @@ func (q *fifo[T]) push(v T) {
 // front returns the oldest item; the queue must not be empty.
 func (q *fifo[T]) front() *T { return &q.head.items[q.hi] }
 
+// back returns the newest item, or nil if the queue is empty.
+func (q *fifo[T]) back() *T {
+	if q.n == 0 {
+		return nil
+	}
+	return &q.tail.items[q.ti-1]
+}
+
 // pop removes and returns the oldest item; the queue must not be empty.
 func (q *fifo[T]) pop() T {
 	var zero T

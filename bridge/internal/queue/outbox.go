@@ -35,8 +35,9 @@ type Export struct {
 	// of the outbox, and its size is what a burst costs in memory).
 	//
 	// Lent marks a Payload that is the publisher's memory, valid only
-	// until Push returns: Push copies it into memory shared by the
-	// exports pushed after one another (see lendChunk), and clears Lent.
+	// until Push returns. Push copies every payload but a big one (see
+	// records) and so the lent ones too; it copies a big lent one into
+	// memory of its own.
 	Lent bool
 	Raw  bool
 	Echo bool // remember it for echo suppression when it is sent
@@ -71,13 +72,12 @@ type Outbox struct {
 	wake chan struct{}
 
 	mu     sync.Mutex // protects the fields below
-	q      fifo[Export]
+	q      records
 	bytes  int
 	closed bool
 	seqs   wire.Counter // numbers the enveloped exports
 	lastAt int64        // the time of the last push: times only go up
 	pushed uint64       // the exports pushed (the last Pos given)
-	chunk  []byte       // where lent payloads are copied (copyLocked)
 	// taken is the Pos of the first export of the batch the flusher
 	// took and has not settled yet, 0 when none.
 	taken uint64
@@ -114,7 +114,9 @@ func (o *Outbox) Wake() <-chan struct{} { return o.wake }
 // many exports were dropped to make room (oldest first) or instead of it
 // (dropNewest, or an export bigger than the outbox). ok is false when the
 // outbox is closed: nothing was queued or dropped. It never blocks on
-// anything but the outbox's lock.
+// anything but the outbox's lock. It copies the export's channel and
+// payload (a big payload only if lent: see records), so that the caller
+// may reuse them; Take gives an empty payload back as nil.
 func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 	size := it.Size()
 	o.mu.Lock()
@@ -131,7 +133,7 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 			o.mu.Unlock()
 			return dropped + 1, true
 		}
-		o.popLocked()
+		o.dropLocked()
 		dropped++
 	}
 	if it.At == 0 {
@@ -142,12 +144,9 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 	if !it.Raw && !it.NoSeq {
 		it.Seq = o.seqs.Next(it.Channel)
 	}
-	if it.Lent {
-		it.Payload, it.Lent = o.copyLocked(it.Payload), false
-	}
 	o.pushed++
 	it.Pos = o.pushed
-	o.q.push(it)
+	o.q.push(&it)
 	o.bytes += size
 	wasEmpty := o.q.len() == 1
 	o.mu.Unlock()
@@ -160,38 +159,22 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 	return dropped, true
 }
 
-// lendChunk is the size of the chunks into which Push copies lent
-// payloads, so that a payload of a few hundred bytes costs a fraction of
-// an allocation; one longer than lendChunk/8 gets a copy of its own. A
-// chunk is collected once every export it holds has been sent.
-const lendChunk = 32 << 10
-
-// copyLocked returns a copy of p, lent, in the outbox's chunk. The caller
-// holds o.mu.
-func (o *Outbox) copyLocked(p []byte) []byte {
-	if len(p) > lendChunk/8 {
-		return append([]byte(nil), p...)
-	}
-	if len(p) > cap(o.chunk)-len(o.chunk) {
-		o.chunk = make([]byte, 0, lendChunk)
-	}
-	start := len(o.chunk)
-	o.chunk = append(o.chunk, p...)
-	return o.chunk[start:len(o.chunk):len(o.chunk)]
-}
-
 // Take moves up to max exports into batch (reusing its memory), after
 // dropping the ones exported before cutoff (unix nanoseconds; 0 for none).
+// Their channels and payloads are the outbox's memory, which nothing
+// writes again: they stay valid as long as they are referenced, and
+// must not be modified.
 func (o *Outbox) Take(batch []Export, max int, cutoff int64) (_ []Export, expired int) {
 	batch = batch[:0]
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for o.q.len() > 0 && o.q.front().At < cutoff {
-		o.popLocked()
+	for o.q.len() > 0 && o.q.frontAt() < cutoff {
+		o.dropLocked()
 		expired++
 	}
 	for o.q.len() > 0 && len(batch) < max {
-		batch = append(batch, o.popLocked())
+		batch = append(batch, Export{})
+		o.popLocked(&batch[len(batch)-1])
 	}
 	if len(batch) > 0 {
 		o.taken = batch[0].Pos
@@ -223,7 +206,7 @@ func (o *Outbox) Settled(mark uint64) bool {
 	if o.taken != 0 && o.taken <= mark {
 		return false
 	}
-	return o.q.len() == 0 || o.q.front().Pos > mark
+	return o.q.len() == 0 || o.q.frontPos() > mark
 }
 
 // Sending reports whether the batch the flusher took and has not settled
@@ -242,13 +225,14 @@ func (o *Outbox) RemoveFunc(drop func(*Export) bool) int {
 	defer o.mu.Unlock()
 	n, removed := o.q.len(), 0
 	for range n {
-		it := o.q.pop()
+		var it Export
+		o.q.pop(&it)
 		if drop(&it) {
 			o.bytes -= it.Size()
 			removed++
 			continue
 		}
-		o.q.push(it)
+		o.q.push(&it)
 	}
 	return removed
 }
@@ -258,8 +242,8 @@ func (o *Outbox) Expire(cutoff int64) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := 0
-	for o.q.len() > 0 && o.q.front().At < cutoff {
-		o.popLocked()
+	for o.q.len() > 0 && o.q.frontAt() < cutoff {
+		o.dropLocked()
 		n++
 	}
 	return n
@@ -272,7 +256,7 @@ func (o *Outbox) Close() int {
 	defer o.mu.Unlock()
 	n := o.q.len()
 	for o.q.len() > 0 {
-		o.popLocked()
+		o.dropLocked()
 	}
 	o.closed = true
 	return n
@@ -311,8 +295,14 @@ func (in *Inflight) Load() (n, bytes int) {
 	return int(in.events.Load()), int(in.bytes.Load())
 }
 
-func (o *Outbox) popLocked() Export {
-	it := o.q.pop()
-	o.bytes -= it.Size()
-	return it
+// popLocked removes the oldest export into *it.
+func (o *Outbox) popLocked(it *Export) {
+	o.bytes -= o.q.frontSize()
+	o.q.pop(it)
+}
+
+// dropLocked removes the oldest export.
+func (o *Outbox) dropLocked() {
+	var it Export
+	o.popLocked(&it)
 }

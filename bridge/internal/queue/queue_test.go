@@ -351,9 +351,9 @@ func TestFIFO(t *testing.T) {
 // publisher may reuse its buffer as soon as Push returns.
 func TestOutboxCopiesLent(t *testing.T) {
 	o := NewOutbox(1<<20, 1<<30, false)
-	buf := make([]byte, lendChunk)
+	buf := make([]byte, recChunkSize)
 	var want [][]byte
-	for i, n := range []int{0, 1, 64, 300, lendChunk / 8, lendChunk/8 + 1, lendChunk / 2, 64, 64} {
+	for i, n := range []int{0, 1, 64, 300, bigPayload, bigPayload + 1, recChunkSize / 2, 64, 64} {
 		for k := range buf[:n] {
 			buf[k] = byte(i + k)
 		}
@@ -368,7 +368,7 @@ func TestOutboxCopiesLent(t *testing.T) {
 		if it.Lent || !bytes.Equal(it.Payload, want[i]) {
 			t.Errorf("export %d: lent %v, %d bytes, want a copy of %d", i, it.Lent, len(it.Payload), len(want[i]))
 		}
-		if len(it.Payload) <= lendChunk/8 && cap(it.Payload) != len(it.Payload) {
+		if len(it.Payload) <= bigPayload && cap(it.Payload) != len(it.Payload) {
 			t.Errorf("export %d: capacity %d beyond its %d bytes: appending would overwrite the next", i, cap(it.Payload), len(it.Payload))
 		}
 	}
