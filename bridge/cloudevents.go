@@ -223,7 +223,7 @@ func (in *ingest) acceptCloudEvent(m *inbound) {
 		// Data aliases m.data, which the connection reuses.
 		ev.Data = in.slab.clone(ev.Data)
 	}
-	in.emit(importItem{topic: m.topic, route: m.route, payload: ev.Data, meta: meta})
+	in.give(importItem{topic: m.topic, route: m.route, payload: ev.Data, meta: meta})
 }
 
 // errOtherChannel is why a signed CloudEvent whose id names another

@@ -408,6 +408,11 @@ func (rl *readLoop) handle(m *push, now time.Time) {
 		return
 	}
 	rl.in.accept(&inbound{channel: channel, topic: topic, route: r, data: m.payload, own: m.own, now: now.UnixNano()})
+	if held := rl.in.held; len(held) > 0 {
+		br.enqueue(r, topic, held)
+		clear(held) // let the payloads be collected
+		rl.in.held = held[:0]
+	}
 }
 
 // importItem is one imported event waiting to be published locally.
@@ -429,12 +434,13 @@ func (it importItem) size() int {
 	return n
 }
 
-// enqueue queues an imported event for the import workers, which publish
-// it (deliver): the emit of pub/sub read loops' ingest.
-func (br *Bridge) enqueue(it importItem) {
-	if !br.inq.Push(it.topic, it) {
-		br.importDropped(1)
-		it.route.c.importDropped.Add(1)
+// enqueue queues the events of one message, imported on topic by route
+// r, for the import workers, which publish them (deliver), counting
+// those that do not fit as dropped. The pub/sub read loops call it.
+func (br *Bridge) enqueue(r *route, topic string, items []importItem) {
+	if n := len(items) - br.inq.PushRun(topic, items); n > 0 {
+		br.importDropped(n)
+		r.c.importDropped.Add(uint64(n))
 	}
 }
 

@@ -87,13 +87,25 @@ type ingest struct {
 	seqs   seq.Tracker
 	// slab holds the memory of the events accepted next.
 	slab slab
-	// emit takes each event accepted.
+	// emit takes each event accepted, or, when nil, held does, for the
+	// transport to queue once the message is read (see
+	// readLoop.handle): a batch's events are queued together.
 	emit func(importItem)
+	held []importItem
+}
+
+// give hands on it, an accepted event: to emit, or to held.
+func (in *ingest) give(it importItem) {
+	if in.emit != nil {
+		in.emit(it)
+		return
+	}
+	in.held = append(in.held, it)
 }
 
 // newIngest returns the ingest path of a reader: a pub/sub one (with the
 // replay window) if pubsub is set, else a durable one; noSeq for Group
-// routes.
+// routes. emit nil holds the events accepted (ingest.held).
 func (br *Bridge) newIngest(pubsub, noSeq bool, emit func(importItem)) ingest {
 	in := ingest{br: br, noSeq: noSeq, emit: emit}
 	in.seqs.Budget = seqBudget
@@ -198,7 +210,7 @@ func (in *ingest) accept(m *inbound) {
 	if !m.own || len(payload) == 0 { // "" may be nil: keep an empty payload non-nil
 		payload = in.slab.clone(payload)
 	}
-	in.emit(importItem{topic: m.topic, route: r, payload: payload, meta: rawMeta})
+	in.give(importItem{topic: m.topic, route: r, payload: payload, meta: rawMeta})
 }
 
 // echoed reports whether m, a raw pub/sub message, is the echo of one
@@ -254,7 +266,7 @@ func (in *ingest) acceptEnvelope(m *inbound, env *wire.Envelope) {
 	if meta.Source == "" {
 		meta.Source = RawSource // keep it Remote whatever the sender did
 	}
-	in.emit(importItem{topic: m.topic, route: m.route, payload: env.Payload, meta: meta})
+	in.give(importItem{topic: m.topic, route: m.route, payload: env.Payload, meta: meta})
 }
 
 // admit reports whether env, an event of m (an envelope's, or a

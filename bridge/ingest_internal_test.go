@@ -36,7 +36,7 @@ func TestRejectionCost(t *testing.T) {
 	ps.subscribed("psubscribe", "app:in.*", true)
 	ps.subscribed("psubscribe", "app:ce.*", true)
 	var sub subscriber = ps
-	rl := readLoop{br: br, sub: sub, in: br.newIngest(true, false, br.enqueue)}
+	rl := readLoop{br: br, sub: sub, in: br.newIngest(true, false, nil)}
 
 	env := wire.Envelope{Source: "forger", Epoch: 1, Seq: 1, Time: time.Now().UnixNano(), Payload: make([]byte, 64<<10)}
 	forged := wire.AppendEnvelope(nil, "app:in.x", &env, []byte("not the key"))

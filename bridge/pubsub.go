@@ -409,7 +409,7 @@ func (t *pubsubTransport) setState(ok bool, err error) {
 func (t *pubsubTransport) loop() {
 	br := t.br
 	ctx := t.g.ctx
-	rl := readLoop{br: br, ctx: ctx, sub: t, in: br.newIngest(true, false, br.enqueue)}
+	rl := readLoop{br: br, ctx: ctx, sub: t, in: br.newIngest(true, false, nil)}
 	back := backoff{min: br.cfg.ReconnectMin, max: br.cfg.ReconnectMax}
 	fails := failures{every: br.cfg.ReconnectMax}
 	first := true

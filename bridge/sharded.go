@@ -726,7 +726,7 @@ func (s *shardSet) newLoop(g shardGroup, archive *seq.Tracker) *shardLoop {
 		refusals: failures{every: s.br.cfg.ReconnectMax}, conn: s.br.conns.add(newConn(ConnShard, g.addr, ""))}
 	// Its sequences: those of the channels of g, which may have moved
 	// from a stopped loop. A loop kept through regroups keeps its own.
-	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: s.br.newIngest(true, false, s.br.enqueue)}
+	l.rl = readLoop{br: s.br, ctx: s.g.ctx, sub: l, in: s.br.newIngest(true, false, nil)}
 	mine := map[string]bool{}
 	for _, chans := range g.slots {
 		for _, ch := range chans {

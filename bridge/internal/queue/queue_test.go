@@ -373,3 +373,64 @@ func TestOutboxCopiesLent(t *testing.T) {
 		}
 	}
 }
+
+// TestTopicsPushRun queues runs against each bound: the longest prefix
+// that fits is queued, and a run refused whole leaves no topic queue
+// behind.
+func TestTopicsPushRun(t *testing.T) {
+	run := func(topic string, n, size int) []testItem {
+		items := make([]testItem, n)
+		for i := range items {
+			items[i] = testItem{topic: topic, payload: append(make([]byte, size-len(topic)-1), byte(i))}
+		}
+		return items
+	}
+	for _, c := range []struct {
+		name                         string
+		maxTotal, maxTopic, maxBytes int
+		before                       []testItem // queued first, on topic "a"
+		run                          []testItem
+		want                         int
+	}{
+		{"all fit", 100, 100, 1 << 20, nil, run("b", 10, 10), 10},
+		{"total", 5, 100, 1 << 20, run("a", 2, 10), run("b", 10, 10), 3},
+		{"total full", 5, 100, 1 << 20, run("a", 5, 10), run("b", 10, 10), 0},
+		{"topic", 100, 4, 1 << 20, nil, run("b", 10, 10), 4},
+		{"topic full", 100, 2, 1 << 20, run("a", 2, 10), run("a", 10, 10), 0},
+		{"bytes", 100, 100, 95, run("a", 2, 10), run("b", 10, 10), 7},
+		{"bytes full", 100, 100, 25, run("a", 2, 10), run("b", 10, 10), 0},
+		{"empty run", 100, 100, 1 << 20, nil, nil, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q := NewTopics[testItem](c.maxTotal, c.maxTopic, c.maxBytes, testItemSize, func(int) {})
+			if n := q.PushRun("a", c.before); n != len(c.before) {
+				t.Fatalf("setup: %d of %d queued", n, len(c.before))
+			}
+			topic := "b"
+			if len(c.run) > 0 {
+				topic = c.run[0].topic
+			}
+			if got := q.PushRun(topic, c.run); got != c.want {
+				t.Fatalf("PushRun queued %d, want %d", got, c.want)
+			}
+			q.mu.Lock()
+			_, has := q.topics["b"]
+			q.mu.Unlock()
+			if has != (topic == "b" && c.want > 0) {
+				t.Fatalf("topic queue of b: %v, with %d queued", has, c.want)
+			}
+			q.Close()
+			var got []testItem
+			q.Work(func(it *testItem) { got = append(got, *it) })
+			want := append(append([]testItem(nil), c.before...), c.run[:c.want]...)
+			if len(got) != len(want) {
+				t.Fatalf("delivered %d, want %d", len(got), len(want))
+			}
+			for i := range got {
+				if got[i].topic != want[i].topic || !bytes.Equal(got[i].payload, want[i].payload) {
+					t.Fatalf("event %d: %s %v, want %s %v", i, got[i].topic, got[i].payload, want[i].topic, want[i].payload)
+				}
+			}
+		})
+	}
+}

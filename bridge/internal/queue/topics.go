@@ -81,11 +81,22 @@ func NewTopics[T any](maxTotal, maxTopic, maxBytes int, size func(T) int, onDrop
 // total count, the topic's count and the bytes. It never waits for the
 // workers.
 func (q *Topics[T]) Push(topic string, it T) bool {
-	size := q.size(it)
+	return q.PushRun(topic, []T{it}) == 1
+}
+
+// PushRun queues the longest prefix of items, events of topic in order,
+// that fits (see Push), under one taking of the lock, and returns its
+// length: the events of one message from Redis, which name one topic,
+// are queued together. It never waits for the workers, and does not keep
+// items.
+func (q *Topics[T]) PushRun(topic string, items []T) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || q.total >= q.maxTotal || q.bytes+size > q.maxBytes {
-		return false
+	// Checked before the topic gets a queue, which must not be left
+	// empty and not idle: what stops the first event after this is the
+	// topic's own bound, which means its queue has events.
+	if q.closed || len(items) == 0 || q.total >= q.maxTotal || q.bytes+q.size(items[0]) > q.maxBytes {
+		return 0
 	}
 	tq := q.topics[topic]
 	if tq == nil {
@@ -96,16 +107,21 @@ func (q *Topics[T]) Push(topic string, it T) bool {
 		tq.idle = false
 		q.idle--
 	}
-	if tq.items.len() >= q.maxTopic {
-		return false
+	n := 0
+	for _, it := range items {
+		size := q.size(it)
+		if q.total >= q.maxTotal || q.bytes+size > q.maxBytes || tq.items.len() >= q.maxTopic {
+			break
+		}
+		tq.items.push(it)
+		q.total++
+		q.bytes += size
+		n++
 	}
-	tq.items.push(it)
-	q.total++
-	q.bytes += size
-	if !tq.busy && !tq.ready {
+	if n > 0 && !tq.busy && !tq.ready {
 		q.readyLocked(tq)
 	}
-	return true
+	return n
 }
 
 func (q *Topics[T]) readyLocked(tq *topicQueue[T]) {
