@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -447,6 +448,80 @@ func TestCloseDuringChurn(t *testing.T) {
 			if s.Active() {
 				t.Fatalf("round %d: %q still active after Close", round, s.Pattern())
 			}
+		}
+	}
+}
+
+// TestInPlacePanicBlame: a handler that unsubscribes itself, subscribes a
+// new subscription (which takes the slot it left, in place) and then
+// panics has its own panic counted, not the newcomer's: PublishEvent
+// reports the subscription it called, not what its slot holds by then.
+func TestInPlacePanicBlame(t *testing.T) {
+	for _, n := range []int{1, 3} { // stays before the culprit
+		b := New(&Options{OnError: func(error) {}})
+		for range n {
+			mustSubscribe(t, b, "a.b", func(context.Context, Event) {})
+		}
+		var culprit, newcomer *Subscription
+		armed := false
+		culprit = mustSubscribe(t, b, "a.b", func(context.Context, Event) {
+			if !armed || newcomer != nil {
+				return
+			}
+			culprit.Unsubscribe()
+			newcomer = mustSubscribe(t, b, "a.b", func(context.Context, Event) {})
+			panic("boom")
+		})
+		_ = b.Publish(ctx, "a.b", nil) // caches the set
+		armed = true
+		_ = b.Publish(ctx, "a.b", nil) // from the cache: PublishEvent's own loop
+		if newcomer == nil {
+			t.Fatal("the culprit was not called")
+		}
+		if got := culprit.Stats().Panics; got != 1 {
+			t.Errorf("%d before: the culprit has %d panics, want 1", n, got)
+		}
+		if got := newcomer.Stats().Panics; got != 0 {
+			t.Errorf("%d before: the newcomer has %d panics, want 0", n, got)
+		}
+		_ = b.Close(ctx)
+	}
+}
+
+// TestInPlaceSetShape: however subscriptions to a published topic come and
+// go, its set lists them in subscription order, and its empty slots never
+// outnumber them, so that the in-place writes (addInPlaceLocked,
+// removeInPlaceLocked) neither reorder deliveries nor let the set grow.
+func TestInPlaceSetShape(t *testing.T) {
+	b := New(nil)
+	defer b.Close(ctx)
+	const topic = "a.b"
+	var live []*Subscription
+	st := b.stripeOf(hashString(b.seed, topic))
+	rng := uint64(1)
+	for i := range 5000 {
+		rng = rng*6364136223846793005 + 1442695040888963407
+		if len(live) == 0 || (rng>>33)%3 != 0 && len(live) < 40 {
+			live = append(live, mustSubscribe(t, b, topic, func(context.Context, Event) {}))
+		} else {
+			k := int(rng>>40) % len(live)
+			live[k].Unsubscribe()
+			live = append(live[:k], live[k+1:]...)
+		}
+		_ = b.Publish(ctx, topic, nil) // keeps the topic cached, its set current
+		st.mu.RLock()
+		set := st.m[topic]
+		var got []*Subscription
+		size := 0
+		if set != nil {
+			got, size = list(nil, set.subs), len(set.subs)
+		}
+		st.mu.RUnlock()
+		if !slices.Equal(got, live) {
+			t.Fatalf("change %d: the set lists %d subscriptions, want the %d live ones in order", i, len(got), len(live))
+		}
+		if size-len(got) > len(got) {
+			t.Fatalf("change %d: %d slots for %d subscriptions", i, size, len(got))
 		}
 	}
 }
