@@ -110,8 +110,12 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	// its slice, three: the smaller closure and the lone subscriber's
 	// path without a loop took a fifth off a publish to one subscriber.
 	//
-	// s is the subscription being called: its slot may have been cleared,
-	// or even filled again, by the time its handler panics.
+	// s is the subscription being called in the loop: its slot may have
+	// been cleared, or even filled again, by the time its handler panics
+	// (TestInPlacePanicBlame). The slot of a set of one is never written in
+	// place (addInPlaceLocked finds no free slot, removeInPlaceLocked would
+	// leave none), so the lone subscriber's path leaves s nil and saves
+	// the store: recovered then reads the slot.
 	i := 0
 	var s *Subscription
 	returned := false
@@ -120,6 +124,9 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 		// of recover saves a tenth of a publish.
 		if !returned {
 			if r := recover(); r != nil {
+				if s == nil {
+					s = m.subs[0].Load()
+				}
 				b.recovered(ctx, &e, s, m.subs, i, r)
 			}
 		}
@@ -127,7 +134,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	subs := m.subs
 	if len(subs) == 1 {
 		// The most common shape, one subscriber (i stays 0 for recovered).
-		if s = subs[0].Load(); s != nil && s.active.Load() {
+		if s := subs[0].Load(); s != nil && s.active.Load() {
 			s.handler(ctx, e)
 			returned = true
 			return nil
