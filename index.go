@@ -15,7 +15,8 @@ import (
 // Plain topics live in a map split into stripes, each with its own lock and
 // generation number, so that subscriptions to different topics rarely
 // touch the same lock. Patterns live in the wildcard tree (see tree), under
-// one lock. A change to a stripe bumps that stripe's generation; a change to
+// one lock. A change to a stripe's map (a new set for a topic, see below
+// for the changes made in place) bumps that stripe's generation; a change to
 // the tree bumps every stripe's generation (64 atomic additions on the
 // subscriber's side), so that a publish has one generation to check, that
 // of its topic's stripe.
@@ -66,8 +67,9 @@ type stripe struct {
 	_   [56]byte
 	mu  sync.RWMutex // protects m and peak
 	// m maps a topic to the set of its plain subscriptions, in
-	// subscription order. The sets are copy-on-write: a set read under mu
-	// stays valid after. A set whose gen is not 0 and is current (see
+	// subscription order. The sets are copy-on-write but for the slots of
+	// one stamped current (see inPlace), which are written in place, so a
+	// set read under mu is read by loading its slots. A set whose gen is not 0 and is current (see
 	// current) is the topic's whole match set (the tree adds nothing,
 	// there are no queue groups), which the cache holds as it is (see
 	// putLocked); one refreshLocked did not stamp has gen 0.
