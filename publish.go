@@ -101,7 +101,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 		}
 	}
 	if m.path != inlinePath {
-		return b.deliverSet(ctx, &e, m.subs, m.groups, m.path)
+		return b.deliverSet(ctx, &e, m.filled(), m.groups, m.path)
 	}
 	// Plain synchronous handlers only (so no groups and no Stats either,
 	// which makes every subscription slow).
@@ -110,13 +110,14 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	// its slice, three: the smaller closure and the lone subscriber's
 	// path without a loop took a fifth off a publish to one subscriber.
 	//
-	// s is the subscription being called in the loop: its slot may have
-	// been cleared, or even filled again, by the time its handler panics
-	// (TestInPlacePanicBlame). The slot of a set of one is never written in
-	// place (addInPlaceLocked finds no free slot, removeInPlaceLocked would
-	// leave none), so the lone subscriber's path leaves s nil and saves
-	// the store: recovered then reads the slot.
+	// The publish reads the first n slots, n loaded once (see
+	// matchSet.subs). s is the subscription being called in the loop: its
+	// slot may have been cleared by the time its handler panics
+	// (TestInPlacePanicBlame). The first slot is never cleared in place
+	// (removeInPlaceLocked), so the lone subscriber's path leaves s nil
+	// and saves the store: recovered then reads the slot.
 	i := 0
+	n := int(m.used.Load())
 	var s *Subscription
 	returned := false
 	defer func() {
@@ -127,11 +128,11 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 				if s == nil {
 					s = m.subs[0].Load()
 				}
-				b.recovered(ctx, &e, s, m.subs, i, r)
+				b.recovered(ctx, &e, s, m.subs[:n], i, r)
 			}
 		}
 	}()
-	subs := m.subs
+	subs := m.subs[:n]
 	if len(subs) == 1 {
 		// The most common shape, one subscriber (i stays 0 for recovered).
 		if s := subs[0].Load(); s != nil && s.active.Load() {

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestReviewInPlaceGuarantees races Subscribe/Unsubscribe on one topic
+// TestInPlaceGuarantees races Subscribe/Unsubscribe on one topic
 // (whose set is written in place) against publishers, a pattern that comes
 // and goes (bumpAll) and a second topic of the same stripe (putLocked
 // bumps), and checks, for every churned subscription:
@@ -23,7 +23,7 @@ import (
 // A publish's ticket is taken (started.Add) before Publish is called, so a
 // ticket greater than a value loaded after Subscribe returned belongs to a
 // publish that started after it.
-func TestReviewInPlaceGuarantees(t *testing.T) {
+func TestInPlaceGuarantees(t *testing.T) {
 	const maxTickets = 1 << 19
 	dur := 3 * time.Second
 	if testing.Short() {
