@@ -248,7 +248,7 @@ func (b *Bus) Close(ctx context.Context) error {
 		st := &b.stripes[i]
 		st.mu.Lock()
 		for _, set := range st.m {
-			all = append(all, set.subs...)
+			all = list(all, set.subs)
 		}
 		st.m, st.peak = make(map[string]*matchSet), 0 // clear would keep the table
 		st.gen.Add(1)
@@ -320,7 +320,11 @@ func (b *Bus) Stats() Stats {
 		s := &b.stripes[i]
 		s.mu.RLock()
 		for _, set := range s.m {
-			st.Subscriptions += len(set.subs)
+			for i := range set.subs {
+				if set.subs[i].Load() != nil {
+					st.Subscriptions++
+				}
+			}
 		}
 		s.mu.RUnlock()
 	}
@@ -351,8 +355,8 @@ func (b *Bus) NumSub(topic string) (int, error) {
 		return 0, err
 	}
 	n := 0
-	for _, s := range subs {
-		if s.active.Load() {
+	for i := range subs {
+		if s := subs[i].Load(); s != nil && s.active.Load() {
 			n++
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,10 +82,11 @@ func TestStaleGenerationSet(t *testing.T) {
 					t.Fatalf("%s: groups %v, want %v", when, got, wantGroups)
 				}
 			}
-			subs, groups, err := b.lookupSlow(topic, h, st, gen)
+			slotted, groups, err := b.lookupSlow(topic, h, st, gen)
 			if err != nil {
 				t.Fatal(err)
 			}
+			subs := list(nil, slotted)
 			// The pattern subscription came after the publisher loaded
 			// the generation: it may or may not be in the set.
 			if c.star && len(subs) == wantPlain+1 {
@@ -100,7 +102,7 @@ func TestStaleGenerationSet(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				check(when, subs, groups, wantPlain)
+				check(when, list(nil, subs), groups, wantPlain)
 			}
 		})
 	}
@@ -329,7 +331,8 @@ func TestPatternDuringPlainChurn(t *testing.T) {
 			gen0 := st.gen.Load()
 			var stop atomic.Bool
 			var churn sync.WaitGroup
-			var changes atomic.Uint64 // of the topic's stripe, each one bump
+			var changes atomic.Uint64 // of the topic's stripe, each at most one bump
+			var bumps atomic.Uint64   // of the pattern, each exactly one bump
 			for range 2 {
 				churn.Go(func() {
 					for !stop.Load() {
@@ -371,14 +374,16 @@ func TestPatternDuringPlainChurn(t *testing.T) {
 				}
 				s.Unsubscribe()
 				changes.Add(2)
+				bumps.Add(2)
 			}
 			stop.Store(true)
 			waitGroup(t, &churn, "churners")
-			// No bump lost: a Subscribe and an Unsubscribe of the topic
-			// (putLocked) and of the pattern (bumpAll) move the stripe one
-			// generation each, however they interleave.
-			if got, want := st.gen.Load()-gen0, changes.Load(); got != want {
-				t.Errorf("the topic's stripe moved %d generations for %d changes", got, want)
+			// No bump lost: a Subscribe and an Unsubscribe of the pattern
+			// (bumpAll) move the stripe one generation each, and one of
+			// the topic (putLocked) one too unless it wrote the topic's
+			// set in place (addInPlaceLocked), however they interleave.
+			if got, lo, hi := st.gen.Load()-gen0, bumps.Load(), changes.Load(); got < lo || got > hi {
+				t.Errorf("the topic's stripe moved %d generations for %d changes, %d of the pattern", got, hi, lo)
 			}
 		})
 	}
@@ -443,6 +448,80 @@ func TestCloseDuringChurn(t *testing.T) {
 			if s.Active() {
 				t.Fatalf("round %d: %q still active after Close", round, s.Pattern())
 			}
+		}
+	}
+}
+
+// TestInPlacePanicBlame: a handler that unsubscribes itself, subscribes a
+// new subscription (which takes the slot it left, in place) and then
+// panics has its own panic counted, not the newcomer's: PublishEvent
+// reports the subscription it called, not what its slot holds by then.
+func TestInPlacePanicBlame(t *testing.T) {
+	for _, n := range []int{1, 3} { // stays before the culprit
+		b := New(&Options{OnError: func(error) {}})
+		for range n {
+			mustSubscribe(t, b, "a.b", func(context.Context, Event) {})
+		}
+		var culprit, newcomer *Subscription
+		armed := false
+		culprit = mustSubscribe(t, b, "a.b", func(context.Context, Event) {
+			if !armed || newcomer != nil {
+				return
+			}
+			culprit.Unsubscribe()
+			newcomer = mustSubscribe(t, b, "a.b", func(context.Context, Event) {})
+			panic("boom")
+		})
+		_ = b.Publish(ctx, "a.b", nil) // caches the set
+		armed = true
+		_ = b.Publish(ctx, "a.b", nil) // from the cache: PublishEvent's own loop
+		if newcomer == nil {
+			t.Fatal("the culprit was not called")
+		}
+		if got := culprit.Stats().Panics; got != 1 {
+			t.Errorf("%d before: the culprit has %d panics, want 1", n, got)
+		}
+		if got := newcomer.Stats().Panics; got != 0 {
+			t.Errorf("%d before: the newcomer has %d panics, want 0", n, got)
+		}
+		_ = b.Close(ctx)
+	}
+}
+
+// TestInPlaceSetShape: however subscriptions to a published topic come and
+// go, its set lists them in subscription order, and its empty slots never
+// outnumber them, so that the in-place writes (addInPlaceLocked,
+// removeInPlaceLocked) neither reorder deliveries nor let the set grow.
+func TestInPlaceSetShape(t *testing.T) {
+	b := New(nil)
+	defer b.Close(ctx)
+	const topic = "a.b"
+	var live []*Subscription
+	st := b.stripeOf(hashString(b.seed, topic))
+	rng := uint64(1)
+	for i := range 5000 {
+		rng = rng*6364136223846793005 + 1442695040888963407
+		if len(live) == 0 || (rng>>33)%3 != 0 && len(live) < 40 {
+			live = append(live, mustSubscribe(t, b, topic, func(context.Context, Event) {}))
+		} else {
+			k := int(rng>>40) % len(live)
+			live[k].Unsubscribe()
+			live = append(live[:k], live[k+1:]...)
+		}
+		_ = b.Publish(ctx, topic, nil) // keeps the topic cached, its set current
+		st.mu.RLock()
+		set := st.m[topic]
+		var got []*Subscription
+		size, used := 0, 0
+		if set != nil {
+			got, size, used = list(nil, set.subs), len(set.subs), int(set.used.Load())
+		}
+		st.mu.RUnlock()
+		if !slices.Equal(got, live) {
+			t.Fatalf("change %d: the set lists %d subscriptions, want the %d live ones in order", i, len(got), len(live))
+		}
+		if used-len(got) > len(got) || size > max(16, 4*len(got)) {
+			t.Fatalf("change %d: %d slots, %d used, for %d subscriptions", i, size, used, len(got))
 		}
 	}
 }

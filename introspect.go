@@ -24,7 +24,7 @@ func (b *Bus) Subscriptions() []*Subscription {
 		st := &b.stripes[i]
 		st.mu.RLock()
 		for _, set := range st.m {
-			out = append(out, set.subs...)
+			out = list(out, set.subs)
 		}
 		st.mu.RUnlock()
 	}

@@ -22,8 +22,14 @@ const (
 	inlinePath                     // every one called in line, at least one, and no group
 )
 
-// pathOf says which path a match set needs.
-func pathOf(subs []*Subscription, groups []*groupMatch) deliveryPath {
+// pathOf says which path a match set needs. Empty slots do not count.
+func pathOf(subs slots, groups []*groupMatch) deliveryPath {
+	var buf [16]*Subscription
+	return pathOfList(list(buf[:0], subs), groups)
+}
+
+// pathOfList is pathOf for a list of subscriptions.
+func pathOfList(subs []*Subscription, groups []*groupMatch) deliveryPath {
 	n := 0
 	for _, s := range subs {
 		if s.inline {
@@ -95,7 +101,7 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 		}
 	}
 	if m.path != inlinePath {
-		return b.deliverSet(ctx, &e, m.subs, m.groups, m.path)
+		return b.deliverSet(ctx, &e, m.filled(), m.groups, m.path)
 	}
 	// Plain synchronous handlers only (so no groups and no Stats either,
 	// which makes every subscription slow).
@@ -103,22 +109,33 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	// The deferred closure captures the match set, one word, rather than
 	// its slice, three: the smaller closure and the lone subscriber's
 	// path without a loop took a fifth off a publish to one subscriber.
+	//
+	// The publish reads the first n slots, n loaded once (see
+	// matchSet.subs). s is the subscription being called in the loop: its
+	// slot may have been cleared by the time its handler panics
+	// (TestInPlacePanicBlame). The first slot is never cleared in place
+	// (removeInPlaceLocked), so the lone subscriber's path leaves s nil
+	// and saves the store: recovered then reads the slot.
 	i := 0
+	n := int(m.used.Load())
+	var s *Subscription
 	returned := false
 	defer func() {
 		// Without a panic there is nothing to recover: skipping the call
 		// of recover saves a tenth of a publish.
 		if !returned {
 			if r := recover(); r != nil {
-				b.recovered(ctx, &e, m.subs, i, r)
+				if s == nil {
+					s = m.subs[0].Load()
+				}
+				b.recovered(ctx, &e, s, m.subs[:n], i, r)
 			}
 		}
 	}()
-	subs := m.subs
+	subs := m.subs[:n]
 	if len(subs) == 1 {
 		// The most common shape, one subscriber (i stays 0 for recovered).
-		s := subs[0]
-		if s.active.Load() {
+		if s := subs[0].Load(); s != nil && s.active.Load() {
 			s.handler(ctx, e)
 			returned = true
 			return nil
@@ -131,7 +148,10 @@ func (b *Bus) PublishEvent(ctx context.Context, e Event) error {
 	}
 	closed := false
 	for ; i < len(subs); i++ {
-		if s := subs[i]; s.active.Load() {
+		if s = subs[i].Load(); s == nil {
+			continue // cleared in place by an Unsubscribe
+		}
+		if s.active.Load() {
 			s.handler(ctx, e)
 		} else if b.closed.Load() {
 			closed = true // Close overtook this publish
@@ -158,7 +178,7 @@ func (b *Bus) publishMiss(ctx context.Context, e Event) error {
 }
 
 // deliverSet delivers *e to a match set that takes path.
-func (b *Bus) deliverSet(ctx context.Context, e *Event, subs []*Subscription, groups []*groupMatch, path deliveryPath) error {
+func (b *Bus) deliverSet(ctx context.Context, e *Event, subs slots, groups []*groupMatch, path deliveryPath) error {
 	if path != slowPath {
 		// No Stats to count: with Stats on no subscription is inline, so
 		// a publish with Stats always takes slowPath.
@@ -171,7 +191,11 @@ func (b *Bus) deliverSet(ctx context.Context, e *Event, subs []*Subscription, gr
 	// Asynchronous subscriptions, Once, Track and the like (or none at
 	// all): each recovers its own handler's panics.
 	var firstErr error
-	for _, s := range subs {
+	for i := range subs {
+		s := subs[i].Load()
+		if s == nil {
+			continue
+		}
 		if err := b.deliverSlow(ctx, s, e); err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -188,15 +212,18 @@ func (b *Bus) deliverSet(ctx context.Context, e *Event, subs []*Subscription, gr
 // deliverMixed is PublishEvent's loop over subs when it mixes plain
 // synchronous subscriptions with others. After a recovered panic it still
 // returns the first error met.
-func (b *Bus) deliverMixed(ctx context.Context, e *Event, subs []*Subscription) (firstErr error) {
+func (b *Bus) deliverMixed(ctx context.Context, e *Event, subs slots) (firstErr error) {
 	i := 0
+	var s *Subscription // the one being called (see PublishEvent)
 	defer func() {
 		if r := recover(); r != nil {
-			b.recovered(ctx, e, subs, i, r)
+			b.recovered(ctx, e, s, subs, i, r)
 		}
 	}()
 	for ; i < len(subs); i++ {
-		s := subs[i]
+		if s = subs[i].Load(); s == nil {
+			continue
+		}
 		if s.inline {
 			if s.active.Load() {
 				s.handler(ctx, *e)
@@ -325,10 +352,10 @@ func (s *Subscription) countDelivered(n uint64) {
 	}
 }
 
-// recovered reports the panic r of subs[i]'s handler, recovered by
-// PublishEvent, and delivers to the rest of subs.
-func (b *Bus) recovered(ctx context.Context, e *Event, subs []*Subscription, i int, r any) {
-	b.reportPanic(ctx, subs[i], e.Topic, r)
+// recovered reports the panic r of the handler of s, subs[i] when it was
+// called, recovered by PublishEvent, and delivers to the rest of subs.
+func (b *Bus) recovered(ctx context.Context, e *Event, s *Subscription, subs slots, i int, r any) {
+	b.reportPanic(ctx, s, e.Topic, r)
 	for j := i + 1; j < len(subs); {
 		j = b.deliverFrom(ctx, e, subs, j)
 	}
@@ -344,10 +371,13 @@ func (b *Bus) recovered(ctx context.Context, e *Event, subs []*Subscription, i i
 // per handler. So deliverFrom defers once for the whole loop. The event
 // travels by pointer so that the arguments fit the registers of the calling
 // convention.
-func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i int) (next int) {
-	defer b.recoverHandler(ctx, e, subs, &i, &next)
+func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs slots, i int) (next int) {
+	var s *Subscription
+	defer b.recoverHandler(ctx, e, &s, &i, &next)
 	for ; i < len(subs); i++ {
-		s := subs[i]
+		if s = subs[i].Load(); s == nil {
+			continue
+		}
 		if s.inline {
 			if s.active.Load() {
 				s.handler(ctx, *e)
@@ -360,11 +390,12 @@ func (b *Bus) deliverFrom(ctx context.Context, e *Event, subs []*Subscription, i
 	return i
 }
 
-// recoverHandler is deferred by deliverFrom: it recovers a handler panic,
-// reports it, and makes deliverFrom return the index after the culprit.
-func (b *Bus) recoverHandler(ctx context.Context, e *Event, subs []*Subscription, i, next *int) {
+// recoverHandler is deferred by deliverFrom: it recovers a handler panic
+// of *s, reports it, and makes deliverFrom return the index after the
+// culprit.
+func (b *Bus) recoverHandler(ctx context.Context, e *Event, s **Subscription, i, next *int) {
 	if r := recover(); r != nil {
-		b.reportPanic(ctx, subs[*i], e.Topic, r)
+		b.reportPanic(ctx, *s, e.Topic, r)
 		*next = *i + 1
 	}
 }
