@@ -293,15 +293,18 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) (slots,
 	// one before the set was made would take a group's members for plain
 	// subscriptions and deliver to each (TestStaleGenerationSet).
 	//
-	// A set that is not stamped current is never written in place (see
-	// addInPlaceLocked), so the copy of its slots made here cannot miss a
-	// later change while it is taken for current. A stamped one may be
-	// written: it is cached itself, never copied.
+	// A set stamped current for gen may be written in place: it is
+	// cached itself, never copied. One that is not may still be written
+	// in place, if it is stamped current for the stripe's generation now,
+	// which is later than gen: the copy made here is then stamped stale
+	// (gen), so that only this publish uses it, and it reads the slots in
+	// use (filled), as any publish does, so that it never meets a
+	// subscription made after it started (TestLookupSlowReadsOnlyUsedSlots).
 	stamped := set != nil && set.gen != 0 && current(set.gen, gen)
 	var plain []*Subscription
 	if set != nil && !stamped {
 		var buf [16]*Subscription
-		plain = list(buf[:0], set.subs)
+		plain = list(buf[:0], set.filled())
 	}
 	subs := plain
 	if !stamped && b.tree.count.Load() > 0 {
@@ -437,12 +440,14 @@ func (b *Bus) remove(s *Subscription) {
 }
 
 // inPlace reports whether set, the set of a topic in st's map, may have
-// its slots written: it is stamped current, so it is the topic's whole
-// match set (the tree adds nothing to it and it has no queue group), and
-// the cache holds it or no current set of the topic. A copy of its slots
-// (lookupSlow, refreshLocked) is only ever made from a set that is not
-// stamped current, and the stripe's generation never goes back, so no
-// copy taken for current misses a write. st.mu must be held for writing.
+// its slots written: it is stamped with the stripe's generation now, so it
+// is the topic's whole match set (the tree adds nothing to it and it has
+// no queue group). No copy of its slots is ever taken for current: a
+// publisher copies a set only when it is not current for the generation
+// the publisher loaded (lookupSlow), which is then stale, and stamps the
+// copy with that generation; refreshLocked copies only sets it leaves
+// unstamped (gen 0); and the stripe's generation never goes back. st.mu
+// must be held for writing.
 func inPlace(st *stripe, set *matchSet) bool {
 	return set != nil && set.gen != 0 && set.gen == st.gen.Load()
 }
