@@ -219,6 +219,38 @@ func TestPublishAllocs(t *testing.T) {
 	}
 }
 
+// TestPublishAllocsCacheOff is the allocation budget of a publish with the
+// match cache off: a topic with plain subscriptions only publishes its
+// set as it is, and one a pattern matches allocates the merged list once
+// (the set handed to delivery), as before subscriber sets were written
+// in place (then a second allocation merged it).
+func TestPublishAllocsCacheOff(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, c := range []struct {
+		name     string
+		patterns []string
+		want     float64
+	}{
+		{"plain", []string{"orders.eu.created", "orders.eu.created"}, 0},
+		{"plain and pattern", []string{"orders.eu.created", "orders.*.created"}, 1},
+		{"patterns", []string{"orders.*.created", "orders.eu.*", "**"}, 1},
+	} {
+		bus := New(&Options{MatchCacheSize: -1})
+		for _, p := range c.patterns {
+			if _, err := bus.Subscribe(p, nopSink); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := &payload{}
+		if allocs := testing.AllocsPerRun(100, func() { _ = bus.Publish(ctx, "orders.eu.created", p) }); allocs != c.want {
+			t.Errorf("%s: %v allocs per Publish, want %v", c.name, allocs, c.want)
+		}
+		_ = bus.Close(ctx)
+	}
+}
+
 // TestSubscribeAllocs is the allocation budget of a Subscribe and an
 // Unsubscribe on a topic that has been published, so is in the match
 // cache: the Subscription only, once the topic's set has a free slot at

@@ -308,8 +308,10 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) (slots,
 	}
 	subs := plain
 	if !stamped && b.tree.count.Load() > 0 {
+		// Merged on the stack when it fits: the set below copies it.
+		var merged [16]*Subscription
 		b.tree.mu.RLock()
-		subs = b.withTreeLocked(topic, plain)
+		subs = b.withTreeLocked(topic, plain, merged[:0])
 		b.tree.mu.RUnlock()
 	}
 	// Checked after reading the index, not before: Close sets closed
@@ -325,8 +327,11 @@ func (b *Bus) lookupSlow(topic string, h uint64, st *stripe, gen uint64) (slots,
 	}
 	subs, groups := splitGroups(subs)
 	m := setOfList(subs, 0)
-	m.topic, m.gen, m.groups, m.path, m.stripe = setTopic(topic, plain), gen, groups, pathOf(m.subs, groups), b.stripeIndex(h)
-	b.cacheSet(h, m)
+	m.groups, m.path = groups, pathOf(m.subs, groups)
+	if b.cacheOn { // else the set is this publish's only: no topic to copy
+		m.topic, m.gen, m.stripe = setTopic(topic, plain), gen, b.stripeIndex(h)
+		b.cacheSet(h, m)
+	}
 	return m.filled(), groups, nil
 }
 
@@ -345,8 +350,10 @@ func (b *Bus) stripeIndex(h uint64) uint8 { return uint8(h >> (64 - stripeBits))
 // withTreeLocked returns the plain subscriptions of topic merged with the
 // tree's that match it: in subscription order, each once even if several
 // paths of the tree matched it. It returns plain itself when the tree adds
-// nothing. b.tree.mu must be held for reading.
-func (b *Bus) withTreeLocked(topic string, plain []*Subscription) []*Subscription {
+// nothing, and otherwise merges them in dst's memory if it has room (a
+// caller that copies the result can pass a buffer on its stack), else in
+// a new slice. b.tree.mu must be held for reading.
+func (b *Bus) withTreeLocked(topic string, plain, dst []*Subscription) []*Subscription {
 	if b.tree.size == 0 {
 		return plain
 	}
@@ -355,7 +362,10 @@ func (b *Bus) withTreeLocked(topic string, plain []*Subscription) []*Subscriptio
 	if len(wild) == 0 {
 		return plain
 	}
-	merged := make([]*Subscription, 0, len(plain)+len(wild))
+	merged := dst[:0]
+	if cap(merged) < len(plain)+len(wild) {
+		merged = make([]*Subscription, 0, len(plain)+len(wild))
+	}
 	merged = append(append(merged, plain...), wild...)
 	slices.SortFunc(merged, func(x, y *Subscription) int { return cmp.Compare(x.id, y.id) })
 	return slices.Clip(slices.Compact(merged))
@@ -566,7 +576,7 @@ func (b *Bus) refreshLocked(topic string, h uint64, set *matchSet, gen uint64) {
 		plain = list(buf[:0], set.subs)
 	}
 	var fresh *matchSet
-	if subs := b.withTreeLocked(topic, plain); len(subs) > 0 {
+	if subs := b.withTreeLocked(topic, plain, nil); len(subs) > 0 {
 		switch {
 		case len(subs) == len(plain) && !hasGroup(subs):
 			// The tree added nothing (withTreeLocked returned plain
