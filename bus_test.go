@@ -41,6 +41,16 @@ func mustSubscribe(t testing.TB, b *Bus, pattern string, h Handler) *Subscriptio
 	return s
 }
 
+// topicInStripe returns the first topic prefix+"N" (N = 0, 1, ...) whose
+// hash falls in stripe st: a change to it moves st's generation.
+func topicInStripe(b *Bus, st *stripe, prefix string) string {
+	for i := 0; ; i++ {
+		if c := prefix + strconv.Itoa(i); b.stripeOf(hashString(b.seed, c)) == st {
+			return c
+		}
+	}
+}
+
 func mustPublish(t testing.TB, b *Bus, topic string, payload any) {
 	t.Helper()
 	if err := b.Publish(ctx, topic, payload); err != nil {

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,14 +35,7 @@ func TestInPlaceGuarantees(t *testing.T) {
 			const topic = "rev.topic"
 			h := hashString(b.seed, topic)
 			st := b.stripeOf(h)
-			other := ""
-			for i := 0; ; i++ {
-				c := fmt.Sprintf("rev.other.%d", i)
-				if b.stripeOf(hashString(b.seed, c)) == st {
-					other = c
-					break
-				}
-			}
+			other := topicInStripe(b, st, "rev.other.")
 			var started atomic.Uint64
 			done := make([]atomic.Bool, maxTickets+1)
 			// Per ticket: the latest start (ordinal taken just before

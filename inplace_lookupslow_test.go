@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"fmt"
 	"testing"
 )
 
@@ -22,14 +21,7 @@ func TestLookupSlowReadsOnlyUsedSlots(t *testing.T) {
 	const topic = "rev2.lookup"
 	h := hashString(b.seed, topic)
 	st := b.stripeOf(h)
-	other := ""
-	for i := 0; ; i++ {
-		c := fmt.Sprintf("rev2.other.%d", i)
-		if b.stripeOf(hashString(b.seed, c)) == st {
-			other = c
-			break
-		}
-	}
+	other := topicInStripe(b, st, "rev2.other.")
 	g0 := st.gen.Load()                                         // the generation a slow publisher loaded
 	mustSubscribe(t, b, other, func(context.Context, Event) {}) // bump
 	mustSubscribe(t, b, topic, func(context.Context, Event) {}) // new set, stamped, bump

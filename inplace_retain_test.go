@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"testing"
 	"weak"
@@ -28,12 +27,7 @@ func TestStaleCacheCopyReleasesUnsubscribed(t *testing.T) {
 	// Two changes to another topic of the stripe move its generation on,
 	// so that the next change to topic makes a new set (copy on write):
 	// a change in place would not move it.
-	other := ""
-	for i := 0; other == ""; i++ {
-		if o := fmt.Sprintf("other.%d", i); b.stripeOf(hashString(b.seed, o)) == st {
-			other = o
-		}
-	}
+	other := topicInStripe(b, st, "other.")
 	mustSubscribe(t, b, other, func(context.Context, Event) {}).Unsubscribe() // a new set, then none
 	big := make([]byte, 1<<20)                                                // what the handler keeps alive
 	gone := mustSubscribe(t, b, topic, func(context.Context, Event) { _ = big[0] })
