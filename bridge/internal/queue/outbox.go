@@ -8,7 +8,6 @@ package queue
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/busline/bus/bridge/internal/wire"
 )
@@ -77,6 +76,7 @@ type Outbox struct {
 	closed bool
 	seqs   wire.Counter // numbers the enveloped exports
 	lastAt int64        // the time of the last push: times only go up
+	clock  clock        // stamps the exports pushed without a time
 	pushed uint64       // the exports pushed (the last Pos given)
 	// taken is the Pos of the first export of the batch the flusher
 	// took and has not settled yet, 0 when none.
@@ -137,7 +137,7 @@ func (o *Outbox) Push(it Export) (dropped int, ok bool) {
 		dropped++
 	}
 	if it.At == 0 {
-		it.At = time.Now().UnixNano()
+		it.At = o.clock.now()
 	}
 	it.At = max(it.At, o.lastAt+1)
 	o.lastAt = it.At
