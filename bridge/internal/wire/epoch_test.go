@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -92,5 +93,58 @@ func TestDecodeErrorsLazy(t *testing.T) {
 	_, err = DecodeEnvelope("c", []byte("\xb5\x1e\x01\x00\x02a"), nil, 0)
 	if err == nil || err.Error() != "bridge: malformed envelope: at byte 4: source length 2 but only 1 byte left" {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// printableBytewise is Printable as its documentation says it.
+func printableBytewise(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPrintableEveryByte: every byte value, at every position of strings
+// of 0 to 17 bytes (the words Printable reads and the bytes after them),
+// among printable ones that lie next to the limits.
+func TestPrintableEveryByte(t *testing.T) {
+	for n := 1; n <= 17; n++ {
+		for _, fill := range []byte{0x20, 0x7e, 'a'} {
+			for pos := range n {
+				for c := range 256 {
+					b := bytes.Repeat([]byte{fill}, n)
+					b[pos] = byte(c)
+					if got, want := Printable(string(b)), printableBytewise(string(b)); got != want {
+						t.Fatalf("Printable(%q) = %v, want %v", b, got, want)
+					}
+				}
+			}
+		}
+	}
+	if !Printable("") {
+		t.Fatal(`Printable("") = false`)
+	}
+}
+
+func BenchmarkPrintable(b *testing.B) {
+	for _, s := range []string{"application/octet-stream", "application/json"} {
+		b.Run(s, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if !Printable(s) {
+					b.Fatal("not printable")
+				}
+			}
+		})
+		b.Run(s+"/bytewise", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if !printableBytewise(s) {
+					b.Fatal("not printable")
+				}
+			}
+		})
 	}
 }

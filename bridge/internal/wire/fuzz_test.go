@@ -121,3 +121,15 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPrintable: Printable agrees with its definition, byte by byte.
+func FuzzPrintable(f *testing.F) {
+	for _, s := range []string{"", "application/octet-stream", "node-1 (eu)", "a\x7f", "caf\u00e9", "text/plain\r\n", "~~~~~~~~ "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := Printable(s), printableBytewise(s); got != want {
+			t.Fatalf("Printable(%q) = %v, want %v", s, got, want)
+		}
+	})
+}

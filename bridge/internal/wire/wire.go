@@ -236,8 +236,23 @@ func (env *Envelope) Validate() error {
 // 0x20 (space) to 0x7E (~): what sources and content types may hold, so
 // that a foreign publisher cannot put control characters, escape
 // sequences or look-alike letters into logs and metrics through them.
+//
+// It checks eight bytes at a time: every export of an enveloped route
+// checks its content type, "application/octet-stream" for bytes.
 func Printable(s string) bool {
-	for i := 0; i < len(s); i++ {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		// With no byte at 0x80 or over, no sum below carries into the
+		// next byte: a byte's high bit is set in w+0x60 per byte when
+		// it is 0x20 or over, and in w+0x01 per byte when it is 0x7f.
+		if w&high != 0 || (w+0x60*ones)&high != high || (w+ones)&high != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
 			return false
 		}
